@@ -1,0 +1,226 @@
+//! Flooding ("smudging") noise for decryption and key-switch shares
+//! (DESIGN.md §4; Asharov et al., Eurocrypt 2012; Mouchet et al. 2021, §5).
+//!
+//! A decryption share `h_j = λ_j·S_j·c1 + E_j` must not reveal the
+//! ciphertext's noise `v` (which depends on the secret key). Each participant
+//! adds `E_j`, every coefficient **uniform on `[−B, B)` with `B = 2^b`**,
+//! independently. Shifting that distribution by `|v| ≤ 2^ν` moves it by at
+//! most `2^ν / 2B` in statistical distance per coefficient, so the whole
+//! session's output — `N` coefficients per decryption, at most `D` decryptions
+//! — is within `N · D · 2^(ν − b − 1)` of an ideal one. Choosing
+//!
+//! ```text
+//!     b = ⌈40 + log2 N + log2 D + ν⌉
+//! ```
+//!
+//! keeps it at most `2^-40`. (One honest participant's flooding suffices: the
+//! corrupt ones know their own.)
+//!
+//! **Cost.** The combined noise `v + Σ_{j∈T} E_j` must stay below `Δ/2 ≈
+//! q/2p`, so the modulus must hold `log2 p + 1 + log2(|T|·2^b + 2^ν) + 1` bits:
+//! roughly 40 + 13 + log2 D ≈ 60 bits above the circuit's own noise at
+//! N = 8192. [`Flooding::new`] refuses when that does not fit, before any share
+//! is made.
+
+use std::sync::Arc;
+
+use fhe_math::rq::{traits::TryConvertFrom, Context, Poly, Representation};
+use ndarray::Array2;
+use rand::{CryptoRng, RngCore};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Params, Result};
+
+/// The statistical security of flooding, in bits (DESIGN.md §4).
+pub const STATISTICAL_SECURITY_BITS: u32 = 40;
+
+/// The flooding applied to shares of ciphertexts at one level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flooding {
+    bits: u32,
+    level: u32,
+}
+
+/// Bits of modulus the flooded decryption of `active` shares needs beyond `p`.
+fn needed_bits(flood_bits: u32, noise_bits: f64, active: usize, plaintext_bits: f64) -> f64 {
+    let flood = (active as f64).log2() + f64::from(flood_bits);
+    // log2(2^flood + 2^noise), then one bit for the Δ/2 margin and one for
+    // the rounding of Δ = ⌊q/p⌋.
+    let total = flood.max(noise_bits) + (1.0 + 2f64.powf(-(flood - noise_bits).abs())).log2();
+    total + plaintext_bits + 2.0
+}
+
+impl Flooding {
+    /// Flooding for ciphertexts at `level` whose noise is at most
+    /// `2^noise_bits`, in a session that allows `max_decryptions` decryptions
+    /// by active sets of up to `max_active` participants.
+    pub fn new(
+        params: &Params,
+        level: usize,
+        noise_bits: f64,
+        max_decryptions: u64,
+        max_active: usize,
+    ) -> Result<Self> {
+        if !(noise_bits.is_finite() && noise_bits >= 0.0) {
+            return Err(Error::NoiseBudget(format!("invalid noise bound 2^{noise_bits}")));
+        }
+        let n = params.degree() as f64;
+        let d = max_decryptions.max(1) as f64;
+        let bits = (f64::from(STATISTICAL_SECURITY_BITS) + n.log2() + d.log2() + noise_bits).ceil();
+        let bits = bits as u32;
+        let log_q = params.log_q(level);
+        let need = needed_bits(bits, noise_bits, max_active.max(1), (params.plaintext() as f64).log2());
+        if need > log_q {
+            return Err(Error::NoiseBudget(format!(
+                "flooding of 2^{bits} over ciphertext noise 2^{noise_bits:.1} needs {need:.1} bits \
+                 of modulus with p = {} and {max_active} decryptors, but level {level} has only \
+                 log q = {log_q:.1}",
+                params.plaintext()
+            )));
+        }
+        Ok(Self {
+            bits,
+            level: level as u32,
+        })
+    }
+
+    /// `b`: flooding noise is uniform on `[−2^b, 2^b)`.
+    pub fn bits(&self) -> u32 {
+        self.bits
+    }
+
+    /// The ciphertext level this flooding was sized for.
+    pub fn level(&self) -> usize {
+        self.level as usize
+    }
+
+    /// Samples flooding noise in NTT form in `ctx`.
+    pub fn sample<R: RngCore + CryptoRng>(
+        &self,
+        params: &Params,
+        ctx: &Arc<Context>,
+        rng: &mut R,
+    ) -> Result<Poly> {
+        Ok(sample_uniform_pow2(self.bits, params.degree(), ctx, rng)?)
+    }
+}
+
+/// Every coefficient uniform on `[−2^bits, 2^bits)`, reduced into each prime
+/// of `ctx` directly from 64-bit limbs (no big-integer allocation).
+fn sample_uniform_pow2<R: RngCore + CryptoRng>(
+    bits: u32,
+    n: usize,
+    ctx: &Arc<Context>,
+    rng: &mut R,
+) -> std::result::Result<Poly, fhe_math::Error> {
+    let moduli = ctx.moduli();
+    let total_bits = bits + 1;
+    let limbs = total_bits.div_ceil(64) as usize;
+    let top_bits = total_bits - 64 * (limbs as u32 - 1);
+    let top_mask = if top_bits == 64 { u64::MAX } else { (1u64 << top_bits) - 1 };
+    // 2^(64k) mod q and 2^bits mod q for each prime.
+    let pow_limb: Vec<Vec<u64>> = moduli
+        .iter()
+        .map(|&q| {
+            let mut out = Vec::with_capacity(limbs);
+            let base = ((1u128 << 64) % u128::from(q)) as u64;
+            let mut acc = 1u64 % q;
+            for _ in 0..limbs {
+                out.push(acc);
+                acc = (u128::from(acc) * u128::from(base) % u128::from(q)) as u64;
+            }
+            out
+        })
+        .collect();
+    let offset: Vec<u64> = moduli
+        .iter()
+        .map(|&q| {
+            let mut acc = 1u128;
+            for _ in 0..bits {
+                acc = (acc * 2) % u128::from(q);
+            }
+            acc as u64
+        })
+        .collect();
+    // All limbs of all coefficients first, then one pass per prime.
+    let mut limbs_all = zeroize::Zeroizing::new(vec![0u64; n * limbs]);
+    for coeff in limbs_all.chunks_mut(limbs) {
+        for l in coeff.iter_mut() {
+            *l = rng.next_u64();
+        }
+        if let Some(top) = coeff.last_mut() {
+            *top &= top_mask;
+        }
+    }
+    let mut residues = Array2::<u64>::zeros((moduli.len(), n));
+    for ((mut row, &q), (pw, off)) in residues
+        .outer_iter_mut()
+        .zip(moduli)
+        .zip(pow_limb.iter().zip(&offset))
+    {
+        let q128 = u128::from(q);
+        for (out, coeff) in row.iter_mut().zip(limbs_all.chunks(limbs)) {
+            let mut acc: u128 = 0;
+            for (limb, pw) in coeff.iter().zip(pw) {
+                acc = (acc + (u128::from(*limb) % q128) * u128::from(*pw)) % q128;
+            }
+            // value − 2^bits, mod q
+            *out = ((acc + q128 - u128::from(*off)) % q128) as u64;
+        }
+    }
+    let mut p = Poly::try_convert_from(residues, ctx, false, Representation::PowerBasis)?;
+    p.change_representation(Representation::Ntt);
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::ParameterSet;
+    use num_bigint::BigUint;
+    use rand::SeedableRng;
+
+    #[test]
+    fn samples_lie_in_range_and_fill_it() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let ctx = params.ctx(0).unwrap();
+        let q = ctx.modulus().clone();
+        let half = &q >> 1;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        for bits in [3u32, 63, 64, 100, 150] {
+            let mut p = sample_uniform_pow2(bits, 2048, ctx, &mut rng).unwrap();
+            p.change_representation(Representation::PowerBasis);
+            let vals: Vec<BigUint> = Vec::from(&p);
+            let bound = BigUint::from(1u8) << bits;
+            let mut max_seen = 0f64;
+            let mut negatives = 0;
+            for v in vals {
+                let (mag, neg) = if v > half { (&q - &v, true) } else { (v, false) };
+                negatives += usize::from(neg);
+                if neg {
+                    assert!(mag <= bound, "bits {bits}: |{mag}| > 2^{bits}");
+                } else {
+                    assert!(mag < bound, "bits {bits}: {mag} >= 2^{bits}");
+                }
+                max_seen = max_seen.max(mag.bits() as f64);
+            }
+            // Roughly half negative, and the top bits are used.
+            assert!((800..1250).contains(&negatives), "{negatives}");
+            assert!(max_seen >= f64::from(bits) - 1.0, "bits {bits}: max {max_seen}");
+        }
+    }
+
+    #[test]
+    fn refuses_flooding_that_does_not_fit() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let f = Flooding::new(&params, 0, 20.0, 16, 3).unwrap();
+        assert_eq!(f.bits(), 40 + 11 + 4 + 20);
+        assert!(matches!(
+            Flooding::new(&params, 0, 150.0, 16, 3),
+            Err(Error::NoiseBudget(_))
+        ));
+        // Fewer primes at a lower level: less room.
+        assert!(Flooding::new(&params, 3, 40.0, 16, 3).is_err());
+    }
+}

@@ -1,0 +1,90 @@
+//! Collective public-key generation (CKG), Mouchet, Troncoso-Pastoriza,
+//! Bossuat and Hubaux, "Multiparty Homomorphic Encryption from
+//! Ring-Learning-with-Errors", PETS 2021, §4 (Lattigo `multiparty.PublicKeyGenProtocol`).
+//!
+//! With the common random polynomial `a` (derived from the session id), each
+//! participant publishes `p_i = −a·s_i + e_i`; the public key is
+//! `pk = (Σ p_i, a)`, an RLWE encryption of zero under `s = Σ s_i`. The
+//! protocol is linear in the secret, so it also runs on Lagrange-weighted
+//! Shamir shares (any `t` participants) after thresholdisation.
+
+use fhe::bfv::PublicKey;
+use fhe_math::rq::{Poly, Representation};
+use rand::{CryptoRng, RngCore};
+use serde::{Deserialize, Serialize};
+
+use crate::crp::{CommonRandomness, CrpPurpose};
+use crate::ring::{self, WirePoly};
+use crate::secret::LinearSecret;
+use crate::shamir::EvaluationPoint;
+use crate::{glue, round, Params, Result};
+
+/// One participant's public-key share `p_i = −a·s_i + e_i`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicKeyShare {
+    /// Who made it.
+    pub sender: EvaluationPoint,
+    /// `p_i`, level 0.
+    pub p0: WirePoly,
+}
+
+/// Makes this participant's public-key share.
+pub fn public_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
+    params: &Params,
+    crs: &CommonRandomness,
+    secret: &S,
+    sender: EvaluationPoint,
+    rng: &mut R,
+) -> Result<PublicKeyShare> {
+    let a = crs.poly(CrpPurpose::PublicKey)?;
+    let ctx = params.ctx(0)?;
+    let mut p0 = -(&a * secret.secret_ntt());
+    p0 += &ring::error_ntt(params, ctx, rng)?;
+    Ok(PublicKeyShare {
+        sender,
+        p0: WirePoly::from_poly(&p0, 0),
+    })
+}
+
+/// The collective public key, with the polynomials it was built from.
+#[derive(Clone, Debug)]
+pub struct CollectivePublicKey {
+    p0: Poly,
+    a: Poly,
+    pk: PublicKey,
+}
+
+impl CollectivePublicKey {
+    /// The `fhe` key, for encryption.
+    pub fn key(&self) -> &PublicKey {
+        &self.pk
+    }
+
+    /// `(Σ p_i, a)` in wire form.
+    pub fn to_wire(&self) -> (WirePoly, WirePoly) {
+        (WirePoly::from_poly(&self.p0, 0), WirePoly::from_poly(&self.a, 0))
+    }
+}
+
+/// Sums the shares of exactly the participants in `expected` into the public key.
+pub fn aggregate_public_key(
+    params: &Params,
+    crs: &CommonRandomness,
+    expected: &[EvaluationPoint],
+    shares: impl IntoIterator<Item = PublicKeyShare>,
+) -> Result<CollectivePublicKey> {
+    let shares = round::collect(
+        expected,
+        shares.into_iter().map(|s| (s.sender, s)),
+        "public-key share",
+        "the key-generation set",
+    )?;
+    let ctx = params.ctx(0)?;
+    let mut p0 = Poly::zero(ctx, Representation::Ntt);
+    for (sender, share) in &shares {
+        p0 += &share.p0.parse(params, 0, *sender, "public-key share")?;
+    }
+    let a = crs.poly(CrpPurpose::PublicKey)?;
+    let pk = glue::public_key(params, &p0, &a)?;
+    Ok(CollectivePublicKey { p0, a, pk })
+}

@@ -1,0 +1,40 @@
+//! Threshold BFV for synod, built on `fhe` / `fhe-math` 0.1.1.
+//!
+//! This crate owns the parameter sets, the encoding of integers and fixed-point
+//! reals into SIMD slots, and every multiparty protocol that touches the ring:
+//! collective public-key generation ([`keygen`]), two-round relinearisation-key
+//! generation ([`relin`]), rotation-key generation ([`galois`]), Shamir
+//! thresholdisation over `R_q` ([`shamir`], [`thresholdize`]), threshold
+//! decryption with flooding noise ([`decrypt`], [`flooding`]) and key switching
+//! to a named recipient ([`keyswitch`]). Every protocol is sans-I/O: functions
+//! from messages to messages, with rounds as types and secret state consumed
+//! by value.
+//!
+//! It must never do I/O, and it must never hold a whole secret key outside the
+//! test-only [`oracle`] (behind the `insecure-test-params` feature).
+
+pub mod crp;
+pub mod decrypt;
+pub mod encoding;
+mod error;
+pub mod flooding;
+pub mod galois;
+mod glue;
+pub mod keygen;
+pub mod keyswitch;
+#[cfg(feature = "insecure-test-params")]
+pub mod oracle;
+pub mod params;
+pub mod relin;
+mod round;
+pub mod ring;
+pub mod secret;
+pub mod shamir;
+pub mod thresholdize;
+
+pub use error::{Error, Result};
+pub use params::{ParameterSet, Params};
+pub use shamir::{Committee, EvaluationPoint, Threshold};
+
+/// Re-exported so that callers use the exact `fhe` types this crate was built with.
+pub use fhe::bfv::{Ciphertext, EvaluationKey, Plaintext, PublicKey, RelinearizationKey};

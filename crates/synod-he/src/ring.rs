@@ -1,0 +1,212 @@
+//! Ring helpers over `fhe_math::rq::Poly`: the wire form of a polynomial, the
+//! parse that turns untrusted bytes into a `Poly` without panicking, and the
+//! few scalar operations the protocols need.
+//!
+//! `fhe-math` asserts (panics) on mismatched contexts or representations, so
+//! every polynomial that came from another participant passes through
+//! [`WirePoly::parse`] first, which checks the level, the length and the range
+//! of every residue.
+
+use std::sync::Arc;
+
+use fhe_math::rq::{traits::TryConvertFrom, Context, Poly, Representation};
+use ndarray::Array2;
+use num_bigint::BigUint;
+use serde::{Deserialize, Serialize};
+
+use crate::shamir::EvaluationPoint;
+use crate::{Error, Params, Result};
+
+/// A polynomial in NTT form at some level, as it travels: the residues of each
+/// prime of that level, prime by prime.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WirePoly {
+    /// Level in the modulus chain (0 = all primes).
+    pub level: u8,
+    /// `primes(level) × N` residues, row-major.
+    pub residues: Vec<u64>,
+}
+
+impl std::fmt::Debug for WirePoly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "WirePoly {{ level: {}, residues: [{} values] }}",
+            self.level,
+            self.residues.len()
+        )
+    }
+}
+
+impl WirePoly {
+    /// Captures `poly` (converted to NTT form if needed) at `level`.
+    pub fn from_poly(poly: &Poly, level: usize) -> Self {
+        let mut p;
+        let src = if *poly.representation() == Representation::Ntt {
+            poly
+        } else {
+            p = poly.clone();
+            p.change_representation(Representation::Ntt);
+            &p
+        };
+        Self {
+            level: u8::try_from(level).unwrap_or(u8::MAX),
+            residues: src.coefficients().iter().copied().collect(),
+        }
+    }
+
+    /// Parses into a `Poly` at `expected_level`, rejecting anything that does
+    /// not fit the parameters, and naming `sender` in the error.
+    pub fn parse(
+        &self,
+        params: &Params,
+        expected_level: usize,
+        sender: EvaluationPoint,
+        what: &'static str,
+    ) -> Result<Poly> {
+        let malformed = |reason: String| Error::Malformed {
+            sender,
+            what,
+            reason,
+        };
+        if usize::from(self.level) != expected_level {
+            return Err(malformed(format!(
+                "level {} where {expected_level} was expected",
+                self.level
+            )));
+        }
+        let ctx = params
+            .ctx(expected_level)
+            .map_err(|e| malformed(e.to_string()))?;
+        let n = params.degree();
+        let k = ctx.moduli().len();
+        if self.residues.len() != n * k {
+            return Err(malformed(format!(
+                "{} residues where {} ({} primes × N = {n}) were expected",
+                self.residues.len(),
+                n * k,
+                k
+            )));
+        }
+        for (row, q) in self.residues.chunks(n).zip(ctx.moduli()) {
+            if let Some(bad) = row.iter().find(|&&r| r >= *q) {
+                return Err(malformed(format!("residue {bad} is not reduced mod {q}")));
+            }
+        }
+        let arr = Array2::from_shape_vec((k, n), self.residues.clone())
+            .map_err(|e| malformed(e.to_string()))?;
+        Poly::try_convert_from(arr, ctx, false, Representation::Ntt)
+            .map_err(|e| malformed(e.to_string()))
+    }
+
+    /// Size on the wire, in bytes (8 per residue).
+    pub fn byte_len(&self) -> usize {
+        self.residues.len() * 8 + 1
+    }
+}
+
+/// Restricts a level-0 polynomial to the primes of `ctx` (a lower level) by
+/// keeping the matching rows of residues. Unlike `mod_switch_down`, this does
+/// not rescale, which is what a key share needs: `S mod q_ℓ`.
+pub fn restrict(poly: &Poly, ctx: &Arc<Context>) -> Result<Poly> {
+    if poly.ctx() == ctx {
+        return Ok(poly.clone());
+    }
+    let k = ctx.moduli().len();
+    let coeffs = poly.coefficients();
+    if k > coeffs.nrows() {
+        return Err(Error::Parameters(
+            "cannot restrict a polynomial to a larger context".into(),
+        ));
+    }
+    let rows = coeffs
+        .slice_axis(ndarray::Axis(0), ndarray::Slice::from(..k))
+        .to_owned();
+    Ok(Poly::try_convert_from(
+        rows,
+        ctx,
+        false,
+        *poly.representation(),
+    )?)
+}
+
+/// `poly * scalar` where the scalar is given as a big integer (reduced mod each
+/// prime of the polynomial's context).
+pub fn scalar_mul(poly: &Poly, scalar: &BigUint) -> Poly {
+    let mut out = poly.clone();
+    out *= scalar;
+    out
+}
+
+/// A small integer vector (errors, secrets) as a polynomial in NTT form.
+pub fn small_to_ntt(coeffs: &[i64], ctx: &Arc<Context>) -> Result<Poly> {
+    let mut p = Poly::try_convert_from(coeffs, ctx, false, Representation::PowerBasis)?;
+    p.change_representation(Representation::Ntt);
+    Ok(p)
+}
+
+/// Samples a fresh error polynomial in NTT form (centred binomial, the
+/// library's variance).
+pub fn error_ntt<R: rand::RngCore + rand::CryptoRng>(
+    params: &Params,
+    ctx: &Arc<Context>,
+    rng: &mut R,
+) -> Result<Poly> {
+    Ok(Poly::small(ctx, Representation::Ntt, params.variance(), rng)?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::ParameterSet;
+    use rand::SeedableRng;
+
+    fn params() -> Params {
+        Params::new(ParameterSet::InsecureTestN2048, 20).unwrap()
+    }
+
+    #[test]
+    fn wire_round_trip_and_rejections() {
+        let params = params();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        let ctx = params.ctx(0).unwrap();
+        let p = Poly::random(ctx, Representation::Ntt, &mut rng);
+        let w = WirePoly::from_poly(&p, 0);
+        let sender = EvaluationPoint::new(3).unwrap();
+        assert_eq!(w.parse(&params, 0, sender, "test").unwrap(), p);
+
+        let err = w.parse(&params, 1, sender, "test").unwrap_err();
+        assert!(matches!(err, Error::Malformed { .. }), "{err}");
+        assert_eq!(err.culprits(), vec![sender]);
+
+        let mut short = w.clone();
+        short.residues.pop();
+        assert!(matches!(
+            short.parse(&params, 0, sender, "test"),
+            Err(Error::Malformed { .. })
+        ));
+
+        let mut unreduced = w.clone();
+        unreduced.residues[0] = u64::MAX;
+        assert!(matches!(
+            unreduced.parse(&params, 0, sender, "test"),
+            Err(Error::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn restrict_keeps_residues() {
+        let params = params();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
+        let p = Poly::random(params.ctx(0).unwrap(), Representation::Ntt, &mut rng);
+        let low = params.ctx(2).unwrap();
+        let r = restrict(&p, low).unwrap();
+        let k = low.moduli().len();
+        assert_eq!(
+            r.coefficients(),
+            p.coefficients()
+                .slice_axis(ndarray::Axis(0), ndarray::Slice::from(..k))
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! Secret key material: the small additive share a participant draws at
+//! set-up, its Shamir share of the collective key after thresholdisation, and
+//! the mask share that resharing consumes.
+//!
+//! Every type here zeroizes on drop, prints as `[redacted]`, and has no
+//! `Serialize`: it leaves a process only inside an encrypted or sealed
+//! envelope built by the caller from [`crate::thresholdize::SubShare`].
+
+use std::fmt;
+
+use fhe_math::rq::Poly;
+use rand::{CryptoRng, RngCore};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::ring;
+use crate::shamir::{ActiveSet, Committee, EvaluationPoint};
+use crate::{Params, Result};
+
+/// A participant's additive share `s_i` of the collective secret key
+/// `s = Σ s_i`: small coefficients (centred binomial, variance 10), drawn
+/// locally and never sent anywhere. Needed in full only at set-up
+/// (public-key, relinearisation-key and thresholdisation rounds).
+pub struct AdditiveKeyShare {
+    coeffs: Zeroizing<Vec<i64>>,
+    ntt: Zeroizing<Poly>,
+}
+
+impl AdditiveKeyShare {
+    /// Draws a fresh share.
+    pub fn generate<R: RngCore + CryptoRng>(params: &Params, rng: &mut R) -> Result<Self> {
+        let coeffs = Zeroizing::new(
+            fhe_util::sample_vec_cbd(params.degree(), params.variance(), rng)
+                .map_err(|e| crate::Error::Parameters(e.to_string()))?,
+        );
+        let ntt = Zeroizing::new(ring::small_to_ntt(&coeffs, params.ctx(0)?)?);
+        Ok(Self { coeffs, ntt })
+    }
+
+    /// `s_i` in NTT form at level 0.
+    pub(crate) fn ntt(&self) -> &Poly {
+        &self.ntt
+    }
+
+    /// The small coefficients (for the test oracle).
+    #[cfg_attr(not(feature = "insecure-test-params"), allow(dead_code))]
+    pub(crate) fn coeffs(&self) -> &[i64] {
+        &self.coeffs
+    }
+}
+
+impl fmt::Debug for AdditiveKeyShare {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdditiveKeyShare([redacted])")
+    }
+}
+
+/// Participant `point`'s Shamir share `S_j` of the collective secret key for
+/// `committee` in `epoch`. Uniform in `R_q`; any `t` of them, each weighted by
+/// its Lagrange coefficient, sum to `s`.
+pub struct KeyShare {
+    point: EvaluationPoint,
+    committee: Committee,
+    epoch: u64,
+    poly: Poly,
+}
+
+impl KeyShare {
+    pub(crate) fn new(point: EvaluationPoint, committee: Committee, epoch: u64, poly: Poly) -> Self {
+        Self {
+            point,
+            committee,
+            epoch,
+            poly,
+        }
+    }
+
+    /// The holder's evaluation point.
+    pub fn point(&self) -> EvaluationPoint {
+        self.point
+    }
+
+    /// The committee this share belongs to.
+    pub fn committee(&self) -> &Committee {
+        &self.committee
+    }
+
+    /// The epoch (0 after set-up; each resharing increments it).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// `S_j` at level 0, NTT form.
+    #[cfg_attr(not(feature = "insecure-test-params"), allow(dead_code))]
+    pub(crate) fn poly(&self) -> &Poly {
+        &self.poly
+    }
+
+    /// `λ_j^T · S_j` for the active set `T`, restricted to `level`'s primes.
+    pub fn weighted(&self, params: &Params, set: &ActiveSet, level: usize) -> Result<WeightedKey> {
+        let ctx = params.ctx(level)?;
+        let q = params.ctx(0)?.modulus();
+        let w = set.weight(self.point, q)?;
+        let restricted = Zeroizing::new(ring::restrict(&self.poly, ctx)?);
+        Ok(WeightedKey {
+            poly: Zeroizing::new(ring::scalar_mul(&restricted, &w)),
+        })
+    }
+}
+
+impl Drop for KeyShare {
+    fn drop(&mut self) {
+        self.poly.zeroize();
+    }
+}
+impl ZeroizeOnDrop for KeyShare {}
+
+impl fmt::Debug for KeyShare {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyShare")
+            .field("point", &self.point)
+            .field("epoch", &self.epoch)
+            .field("share", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Participant `point`'s Shamir share of a uniformly random mask `r ∈ R_q`,
+/// dealt beside the key share. Resharing's constant-term check publishes
+/// `γ·S_j + M_j`, which is a degree-(t−1) codeword exactly when every dealer
+/// used its true share, and reveals nothing because `M_j` is a fresh sharing.
+pub struct MaskShare {
+    point: EvaluationPoint,
+    epoch: u64,
+    poly: Poly,
+}
+
+impl MaskShare {
+    pub(crate) fn new(point: EvaluationPoint, epoch: u64, poly: Poly) -> Self {
+        Self { point, epoch, poly }
+    }
+
+    /// The holder's evaluation point.
+    pub fn point(&self) -> EvaluationPoint {
+        self.point
+    }
+
+    /// The epoch this mask is for.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The mask share at level 0, NTT form.
+    #[cfg_attr(not(feature = "insecure-test-params"), allow(dead_code))]
+    pub(crate) fn poly(&self) -> &Poly {
+        &self.poly
+    }
+}
+
+impl Drop for MaskShare {
+    fn drop(&mut self) {
+        self.poly.zeroize();
+    }
+}
+impl ZeroizeOnDrop for MaskShare {}
+
+impl fmt::Debug for MaskShare {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MaskShare")
+            .field("point", &self.point)
+            .field("epoch", &self.epoch)
+            .field("share", &"[redacted]")
+            .finish()
+    }
+}
+
+/// A Lagrange-weighted key share `λ_j^T · S_j` at some level: what one
+/// participant of the active set `T` contributes to a linear protocol
+/// (decryption, key switching, rotation keys).
+pub struct WeightedKey {
+    poly: Zeroizing<Poly>,
+}
+
+impl WeightedKey {
+    pub(crate) fn poly(&self) -> &Poly {
+        &self.poly
+    }
+}
+
+impl fmt::Debug for WeightedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WeightedKey([redacted])")
+    }
+}
+
+/// Key material a linear protocol (public key, rotation keys) can run on: the
+/// additive share at set-up, or a weighted Shamir share later.
+pub trait LinearSecret {
+    /// The secret in NTT form at level 0.
+    fn secret_ntt(&self) -> &Poly;
+}
+
+impl LinearSecret for AdditiveKeyShare {
+    fn secret_ntt(&self) -> &Poly {
+        self.ntt()
+    }
+}
+
+impl LinearSecret for WeightedKey {
+    fn secret_ntt(&self) -> &Poly {
+        self.poly()
+    }
+}

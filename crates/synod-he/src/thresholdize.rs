@@ -1,0 +1,161 @@
+//! Thresholdisation: from an n-of-n additive sharing `s = Σ s_i` to a t-of-n
+//! Shamir sharing, without ever forming `s` (Mouchet, Bertrand, Hubaux,
+//! J. Cryptology 2023, §4; Lattigo `multiparty.Thresholdizer`).
+//!
+//! Each participant `i` shares its additive share `s_i` with a fresh random
+//! polynomial of degree `t−1` over `R_q` and sends `f_i(x_j)` to each member
+//! `j` (the caller encrypts it to `j`'s attested transport key and signs it).
+//! Participant `j`'s Shamir share is `S_j = Σ_i f_i(x_j)`, a point on
+//! `F = Σ f_i` with `F(0) = s`.
+//!
+//! Alongside, each participant deals a uniformly random mask `r_i` the same
+//! way; `M_j = Σ_i h_i(x_j)` is `j`'s share of the mask `r = Σ r_i` that the
+//! first resharing's constant-term check consumes (DESIGN.md §2).
+
+use std::fmt;
+
+use fhe_math::rq::{Poly, Representation};
+use rand::{CryptoRng, RngCore};
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::ring::WirePoly;
+use crate::secret::{AdditiveKeyShare, KeyShare, MaskShare};
+use crate::shamir::{self, Committee, EvaluationPoint};
+use crate::{round, Error, Params, Result};
+
+/// The epoch of the first Shamir sharing.
+pub const SETUP_EPOCH: u64 = 0;
+
+/// A dealt sub-share `(f_i(x_j), h_i(x_j))` from `sender` to `recipient`.
+///
+/// **Secret.** It is `Serialize` only so that the caller can put it inside an
+/// HPKE envelope to the recipient; it must never be logged or stored in the
+/// clear. Zeroized on drop; `Debug` shows only the routing fields.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SubShare {
+    /// The dealer.
+    pub sender: EvaluationPoint,
+    /// The recipient.
+    pub recipient: EvaluationPoint,
+    /// The epoch the resulting share belongs to.
+    pub epoch: u64,
+    /// `f_i(x_j)`: the dealer's key sub-share.
+    pub key: WirePoly,
+    /// `h_i(x_j)`: the dealer's mask sub-share.
+    pub mask: WirePoly,
+}
+
+impl Drop for SubShare {
+    fn drop(&mut self) {
+        self.key.residues.zeroize();
+        self.mask.residues.zeroize();
+    }
+}
+
+impl fmt::Debug for SubShare {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubShare")
+            .field("sender", &self.sender)
+            .field("recipient", &self.recipient)
+            .field("epoch", &self.epoch)
+            .field("key", &"[redacted]")
+            .field("mask", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Deals `sender`'s additive share and a fresh mask to every member of
+/// `committee` (the sender included). Returns one sub-share per member, in
+/// the committee's order.
+pub fn deal<R: RngCore + CryptoRng>(
+    params: &Params,
+    committee: &Committee,
+    sk: &AdditiveKeyShare,
+    sender: EvaluationPoint,
+    rng: &mut R,
+) -> Result<Vec<SubShare>> {
+    if !committee.contains(sender) {
+        return Err(Error::UnexpectedSender {
+            sender,
+            what: "thresholdisation dealing",
+            expected: "the committee".into(),
+        });
+    }
+    let ctx = params.ctx(0)?;
+    let t = committee.threshold();
+    let points = committee.members();
+    let key_shares = shamir::share(sk.ntt(), t, points, ctx, rng);
+    let mask = Zeroizing::new(Poly::random(ctx, Representation::Ntt, rng));
+    let mask_shares = shamir::share(&mask, t, points, ctx, rng);
+    Ok(points
+        .iter()
+        .zip(key_shares.into_iter().zip(mask_shares))
+        .map(|(&recipient, (mut k, mut m))| {
+            let out = SubShare {
+                sender,
+                recipient,
+                epoch: SETUP_EPOCH,
+                key: WirePoly::from_poly(&k, 0),
+                mask: WirePoly::from_poly(&m, 0),
+            };
+            k.zeroize();
+            m.zeroize();
+            out
+        })
+        .collect())
+}
+
+/// Combines the sub-shares addressed to `me`, one from every member of
+/// `committee`, into `me`'s key share and mask share.
+pub fn receive(
+    params: &Params,
+    committee: &Committee,
+    me: EvaluationPoint,
+    subshares: impl IntoIterator<Item = SubShare>,
+) -> Result<(KeyShare, MaskShare)> {
+    const WHAT: &str = "thresholdisation sub-share";
+    if !committee.contains(me) {
+        return Err(Error::InvalidCommittee(format!(
+            "{me} is not a member of the committee"
+        )));
+    }
+    let subshares = round::collect(
+        committee.members(),
+        subshares.into_iter().map(|s| (s.sender, s)),
+        WHAT,
+        "the committee",
+    )?;
+    let ctx = params.ctx(0)?;
+    let mut key = Poly::zero(ctx, Representation::Ntt);
+    let mut mask = Poly::zero(ctx, Representation::Ntt);
+    for (sender, s) in &subshares {
+        let malformed = |reason: String| Error::Malformed {
+            sender: *sender,
+            what: WHAT,
+            reason,
+        };
+        if s.recipient != me {
+            return Err(malformed(format!(
+                "addressed to {} but delivered to {me}",
+                s.recipient
+            )));
+        }
+        if s.epoch != SETUP_EPOCH {
+            return Err(malformed(format!(
+                "for epoch {} during set-up (epoch {SETUP_EPOCH})",
+                s.epoch
+            )));
+        }
+        let mut k = s.key.parse(params, 0, *sender, WHAT)?;
+        let mut m = s.mask.parse(params, 0, *sender, WHAT)?;
+        key += &k;
+        mask += &m;
+        k.zeroize();
+        m.zeroize();
+    }
+    Ok((
+        KeyShare::new(me, committee.clone(), SETUP_EPOCH, key),
+        MaskShare::new(me, SETUP_EPOCH, mask),
+    ))
+}
