@@ -1,0 +1,398 @@
+//! Per-step timings of the threshold engine, beside fhe.rs's own `mbfv`
+//! timings for the steps it has (the plain-Rust baseline).
+//!
+//! Needs the test oracle (to measure the noise that sizes the flooding), hence
+//! the feature:
+//!
+//! ```text
+//! cargo bench -p synod-he --features insecure-test-params --bench steps
+//! RAYON_NUM_THREADS=1 cargo bench -p synod-he --features insecure-test-params --bench steps
+//! ```
+//!
+//! Environment: `SYNOD_BENCH_N=8192` (or 16384) runs one parameter set only;
+//! `SYNOD_BENCH_REPS=k` overrides the repetition count. n = 5 parties, t = 3,
+//! p a 30-bit batching prime. Each figure is the median of the repetitions.
+//! Not part of CI.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fhe::bfv::{Ciphertext, Encoding, Multiplicator, Plaintext, SecretKey};
+use fhe::mbfv::{self, Aggregate, CommonRandomPoly, RelinKeyGenerator, RelinKeyShare};
+use fhe_traits::{FheEncoder, FheEncrypter};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use synod_he::crp::CommonRandomness;
+use synod_he::decrypt;
+use synod_he::flooding::Flooding;
+use synod_he::keyswitch::{self, RecipientKey};
+use synod_he::oracle::WholeKey;
+use synod_he::secret::{AdditiveKeyShare, KeyShare};
+use synod_he::shamir::ActiveSet;
+use synod_he::{keygen, relin, thresholdize, Committee, EvaluationPoint, ParameterSet, Params};
+
+const PARTIES: usize = 5;
+const THRESHOLD: usize = 3;
+const P_BITS: u32 = 30;
+const MAX_DECRYPTIONS: u64 = 64;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+/// Runs `f` `reps` times (after one warm-up) and returns the median.
+fn time<T>(reps: usize, mut f: impl FnMut() -> T) -> Duration {
+    black_box(f());
+    let v = (0..reps)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(f());
+            start.elapsed()
+        })
+        .collect();
+    median(v)
+}
+
+/// Like [`time`], but each repetition consumes a prepared input.
+fn time_with<I, T>(inputs: Vec<I>, mut f: impl FnMut(I) -> T) -> Duration {
+    let v = inputs
+        .into_iter()
+        .map(|i| {
+            let start = Instant::now();
+            black_box(f(i));
+            start.elapsed()
+        })
+        .collect();
+    median(v)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+struct Row<'a> {
+    step: &'a str,
+    flood: Option<u32>,
+    synod: Duration,
+    fhe: Option<Duration>,
+}
+
+fn print_header(params: &Params, threads: usize) {
+    println!();
+    println!(
+        "== {} (N = {}, log q = {:.1}, p = {} ({} bits)), n = {PARTIES}, t = {THRESHOLD}, threads = {threads} ==",
+        params.set(),
+        params.degree(),
+        params.log_q(0),
+        params.plaintext(),
+        (params.plaintext() as f64).log2().ceil(),
+    );
+    println!(
+        "{:<44} {:>6} {:>5} {:>6} {:>11} {:>11} {:>7}",
+        "step", "log q", "p", "flood", "synod ms", "fhe.rs ms", "ratio"
+    );
+}
+
+fn print_row(params: &Params, row: &Row<'_>) {
+    let flood = row.flood.map_or("-".to_string(), |b| b.to_string());
+    let (fhe, ratio) = match row.fhe {
+        Some(f) => (
+            format!("{:.3}", ms(f)),
+            format!("{:.2}", ms(row.synod) / ms(f)),
+        ),
+        None => ("-".into(), "-".into()),
+    };
+    println!(
+        "{:<44} {:>6.1} {:>5} {:>6} {:>11.3} {:>11} {:>7}",
+        row.step,
+        params.log_q(0),
+        (params.plaintext() as f64).log2().ceil(),
+        flood,
+        ms(row.synod),
+        fhe,
+        ratio
+    );
+}
+
+fn run(set: ParameterSet, reps_override: Option<usize>) {
+    let params = Params::new(set, P_BITS).unwrap();
+    let threads = rayon::current_num_threads();
+    // Fewer repetitions for the slow steps at N = 16384.
+    let (fast, slow) = match (reps_override, set) {
+        (Some(r), _) => (r, r),
+        (None, ParameterSet::Bfv16384) => (11, 5),
+        (None, _) => (15, 11),
+    };
+    let mut rng = ChaCha20Rng::seed_from_u64(42);
+    let members: Vec<EvaluationPoint> = (1..=PARTIES as u32)
+        .map(|x| EvaluationPoint::new(x).unwrap())
+        .collect();
+    let committee = Committee::new(members.clone(), THRESHOLD).unwrap();
+    let crs = CommonRandomness::new(&params, [7; 32]);
+    let additive: Vec<AdditiveKeyShare> = members
+        .iter()
+        .map(|_| AdditiveKeyShare::generate(&params, &mut rng).unwrap())
+        .collect();
+    let me = members[0];
+    let my_sk = &additive[0];
+    let mut rows = Vec::new();
+
+    // fhe.rs baseline key material (its own secret keys; only the timing matters).
+    let par = params.bfv();
+    let fhe_sks: Vec<SecretKey> = (0..PARTIES)
+        .map(|_| SecretKey::random(par, &mut rng))
+        .collect();
+    let fhe_crp = CommonRandomPoly::new(par, &mut rng).unwrap();
+    let fhe_crps = CommonRandomPoly::new_vec(par, &mut rng).unwrap();
+
+    // --- Public-key share.
+    let synod = time(fast, || {
+        keygen::public_key_share(&params, &crs, my_sk, me, &mut rng).unwrap()
+    });
+    let fhe = time(fast, || {
+        mbfv::PublicKeyShare::new(&fhe_sks[0], fhe_crp.clone(), &mut rng).unwrap()
+    });
+    rows.push(Row {
+        step: "keygen: public-key share",
+        flood: None,
+        synod,
+        fhe: Some(fhe),
+    });
+    let pk_shares: Vec<_> = members
+        .iter()
+        .zip(&additive)
+        .map(|(&x, sk)| keygen::public_key_share(&params, &crs, sk, x, &mut rng).unwrap())
+        .collect();
+    let pk = keygen::aggregate_public_key(&params, &crs, &members, pk_shares).unwrap();
+    let pk = pk.key().clone();
+
+    // --- Relinearisation key, round 1.
+    let synod = time(slow, || {
+        relin::round1(&params, &crs, my_sk, me, &mut rng).unwrap()
+    });
+    let fhe = time(slow, || {
+        let g = RelinKeyGenerator::new(&fhe_sks[0], &fhe_crps, &mut rng).unwrap();
+        g.round_1(&mut rng).unwrap()
+    });
+    rows.push(Row {
+        step: "relin round 1 (per party)",
+        flood: None,
+        synod,
+        fhe: Some(fhe),
+    });
+
+    let mut secrets = Vec::new();
+    let mut r1 = Vec::new();
+    for (&x, sk) in members.iter().zip(&additive) {
+        let (s, m) = relin::round1(&params, &crs, sk, x, &mut rng).unwrap();
+        secrets.push(s);
+        r1.push(m);
+    }
+    let agg = relin::aggregate_round1(&params, &members, r1).unwrap();
+
+    // --- Relinearisation key, round 2 (each repetition consumes a round-1 secret).
+    let inputs: Vec<_> = (0..slow)
+        .map(|_| relin::round1(&params, &crs, my_sk, me, &mut rng).unwrap().0)
+        .collect();
+    let synod = time_with(inputs, |s| {
+        relin::round2(&params, s, my_sk, &agg, me, &mut rng).unwrap()
+    });
+    let gens: Vec<_> = fhe_sks
+        .iter()
+        .map(|sk| RelinKeyGenerator::new(sk, &fhe_crps, &mut rng).unwrap())
+        .collect();
+    let fhe_r1: Vec<_> = gens.iter().map(|g| g.round_1(&mut rng).unwrap()).collect();
+    let fhe_agg = Arc::new(RelinKeyShare::from_shares(fhe_r1).unwrap());
+    let fhe = time(slow, || gens[0].round_2(&fhe_agg, &mut rng).unwrap());
+    rows.push(Row {
+        step: "relin round 2 (per party)",
+        flood: None,
+        synod,
+        fhe: Some(fhe),
+    });
+
+    let r2: Vec<_> = secrets
+        .into_iter()
+        .zip(members.iter().zip(&additive))
+        .map(|(s, (&x, sk))| relin::round2(&params, s, sk, &agg, x, &mut rng).unwrap())
+        .collect();
+    let rlk = relin::relinearization_key(&params, &agg, &members, r2).unwrap();
+
+    // --- Thresholdisation: deal to the 5 members, then receive.
+    let synod = time(slow, || {
+        thresholdize::deal(&params, &committee, my_sk, me, &mut rng).unwrap()
+    });
+    rows.push(Row {
+        step: "thresholdise: deal to 5 (per party)",
+        flood: None,
+        synod,
+        fhe: None,
+    });
+    let mut inbox: Vec<Vec<thresholdize::SubShare>> = members.iter().map(|_| Vec::new()).collect();
+    for (&x, sk) in members.iter().zip(&additive) {
+        for sub in thresholdize::deal(&params, &committee, sk, x, &mut rng).unwrap() {
+            let j = members.iter().position(|m| *m == sub.recipient).unwrap();
+            inbox[j].push(sub);
+        }
+    }
+    let inputs: Vec<_> = (0..slow).map(|_| inbox[0].clone()).collect();
+    let synod = time_with(inputs, |subs| {
+        thresholdize::receive(&params, &committee, me, subs).unwrap()
+    });
+    rows.push(Row {
+        step: "thresholdise: receive 5 (per party)",
+        flood: None,
+        synod,
+        fhe: None,
+    });
+    let shares: Vec<KeyShare> = members
+        .iter()
+        .zip(inbox)
+        .map(|(&x, subs)| {
+            thresholdize::receive(&params, &committee, x, subs)
+                .unwrap()
+                .0
+        })
+        .collect();
+
+    // --- Encrypt, add, multiply.
+    let values: Vec<u64> = (0..params.degree())
+        .map(|_| rng.random_range(0..params.plaintext()))
+        .collect();
+    let pt = Plaintext::try_encode(&values, Encoding::simd(), par).unwrap();
+    let synod = time(fast, || pk.try_encrypt(&pt, &mut rng).unwrap());
+    rows.push(Row {
+        step: "encrypt (public key)",
+        flood: None,
+        synod,
+        fhe: None,
+    });
+    let ca: Ciphertext = pk.try_encrypt(&pt, &mut rng).unwrap();
+    let cb: Ciphertext = pk.try_encrypt(&pt, &mut rng).unwrap();
+    let synod = time(fast, || &ca + &cb);
+    rows.push(Row {
+        step: "add ct+ct",
+        flood: None,
+        synod,
+        fhe: None,
+    });
+    let mult = Multiplicator::default(&rlk).unwrap();
+    let synod = time(fast, || synod_he_mul(&mult, &ca, &cb));
+    let fhe = time(fast, || mult.multiply(&ca, &cb).unwrap());
+    rows.push(Row {
+        step: "ct x ct + relinearise",
+        flood: None,
+        synod,
+        fhe: Some(fhe),
+    });
+    let prod = mult.multiply(&ca, &cb).unwrap();
+
+    // --- Threshold decryption and key switching, of a fresh ciphertext and of a product.
+    let whole = WholeKey::from_shares(&params, &additive);
+    let set = ActiveSet::new(&committee, members[..THRESHOLD].iter().copied()).unwrap();
+    let recipient_sk = SecretKey::random(par, &mut rng);
+    let recipient =
+        RecipientKey::new(&params, &fhe::bfv::PublicKey::new(&recipient_sk, &mut rng)).unwrap();
+    for (what, ct) in [("fresh", &ca), ("product", &prod)] {
+        let noise = whole.noise_bits(&params, ct).unwrap();
+        let flooding = Flooding::new(&params, 0, noise, MAX_DECRYPTIONS, THRESHOLD).unwrap();
+        println!(
+            "  [{}] {what} ciphertext: noise 2^{noise:.1}, flooding 2^{} (D = {MAX_DECRYPTIONS}, |T| = {THRESHOLD})",
+            params.set(),
+            flooding.bits(),
+        );
+        let mine = &shares[0];
+        let synod = time(fast, || {
+            decrypt::decryption_share(&params, mine, &set, ct, &flooding, &mut rng).unwrap()
+        });
+        let ct_arc = Arc::new(ct.clone());
+        let fhe = time(fast, || {
+            mbfv::DecryptionShare::new(&fhe_sks[0], &ct_arc, &mut rng).unwrap()
+        });
+        rows.push(Row {
+            step: leak(format!("decryption share ({what})")),
+            flood: Some(flooding.bits()),
+            synod,
+            fhe: Some(fhe),
+        });
+        let dshares: Vec<_> = set
+            .members()
+            .iter()
+            .zip(&shares)
+            .map(|(_, k)| {
+                decrypt::decryption_share(&params, k, &set, ct, &flooding, &mut rng).unwrap()
+            })
+            .collect();
+        let inputs: Vec<_> = (0..fast).map(|_| dshares.clone()).collect();
+        let synod = time_with(inputs, |s| decrypt::combine(&params, ct, &set, s).unwrap());
+        // fhe.rs's shares are not `Clone`: make them outside the timed part.
+        let fhe_combine = median(
+            (0..fast)
+                .map(|_| {
+                    let s: Vec<_> = fhe_sks[..THRESHOLD]
+                        .iter()
+                        .map(|sk| mbfv::DecryptionShare::new(sk, &ct_arc, &mut rng).unwrap())
+                        .collect();
+                    let start = Instant::now();
+                    black_box(Plaintext::from_shares(s).unwrap());
+                    start.elapsed()
+                })
+                .collect(),
+        );
+        rows.push(Row {
+            step: leak(format!("combine {THRESHOLD} decryption shares ({what})")),
+            flood: Some(flooding.bits()),
+            synod,
+            fhe: Some(fhe_combine),
+        });
+        let synod = time(fast, || {
+            keyswitch::key_switch_share(&params, mine, &set, ct, &recipient, &flooding, &mut rng)
+                .unwrap()
+        });
+        rows.push(Row {
+            step: leak(format!("key-switch share ({what})")),
+            flood: Some(flooding.bits()),
+            synod,
+            fhe: None,
+        });
+    }
+
+    print_header(&params, threads);
+    for r in &rows {
+        print_row(&params, r);
+    }
+}
+
+/// synod's ct×ct: fhe.rs's `Multiplicator` (no faster multiplication yet).
+fn synod_he_mul(mult: &Multiplicator, a: &Ciphertext, b: &Ciphertext) -> Ciphertext {
+    mult.multiply(a, b).unwrap()
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; ignore arguments.
+    let reps = std::env::var("SYNOD_BENCH_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    let only = std::env::var("SYNOD_BENCH_N").ok();
+    let sets = [ParameterSet::Bfv8192, ParameterSet::Bfv16384];
+    for set in sets {
+        if let Some(n) = &only {
+            if set.degree().to_string() != *n {
+                continue;
+            }
+        }
+        run(set, reps);
+    }
+}
