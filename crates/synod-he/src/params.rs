@@ -78,6 +78,13 @@ impl ParameterSet {
         }
     }
 
+    /// The largest plaintext modulus size this set supports: fhe.rs needs
+    /// `p` below its smallest ciphertext prime.
+    pub fn max_plaintext_bits(self) -> u32 {
+        let smallest = self.moduli().iter().copied().min().unwrap_or(0);
+        (64 - smallest.leading_zeros()).saturating_sub(1).min(MAX_PLAINTEXT_BITS)
+    }
+
     /// Parses a name as printed by [`fmt::Display`].
     pub fn parse(name: &str) -> Result<Self> {
         match name {
@@ -144,6 +151,13 @@ impl Params {
             return Err(Error::Parameters(format!(
                 "plaintext modulus of {plaintext_bits} bits is outside \
                  {MIN_PLAINTEXT_BITS}..={MAX_PLAINTEXT_BITS}"
+            )));
+        }
+        let max_bits = set.max_plaintext_bits();
+        if plaintext_bits > max_bits {
+            return Err(Error::Parameters(format!(
+                "{set} holds a plaintext modulus of at most {max_bits} bits \
+                 (p must stay below the smallest ciphertext prime), not {plaintext_bits}"
             )));
         }
         let degree = set.degree();
@@ -249,6 +263,9 @@ mod tests {
         assert!((p.log_q(0) - 218.0).abs() < 1.0, "{}", p.log_q(0));
         assert_eq!(p.plaintext() % (2 * 8192), 1);
         assert!(p.plaintext() < 1 << 20 && p.plaintext() > 1 << 19);
+        assert_eq!(ParameterSet::Bfv8192.max_plaintext_bits(), 42);
+        assert!(Params::new(ParameterSet::Bfv8192, 43).is_err());
+        assert!(Params::new(ParameterSet::Bfv8192, 42).is_ok());
         let p = Params::new(ParameterSet::Bfv16384, 30).unwrap();
         assert!((p.log_q(0) - 438.0).abs() < 1.5, "{}", p.log_q(0));
     }

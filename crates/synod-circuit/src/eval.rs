@@ -1,0 +1,203 @@
+//! Deterministic evaluation of a [`Plan`] on ciphertexts.
+//!
+//! Evaluation uses only public material (ciphertexts, the relinearisation key,
+//! Galois keys) and no randomness, so every participant who re-runs it gets
+//! byte-identical ciphertexts and the same [`EvaluatedOutputs::hash`]; a
+//! participant contributes a decryption share only for ciphertexts whose hash
+//! it has reproduced (DESIGN.md §2, output).
+
+use std::collections::BTreeMap;
+
+use fhe::bfv::{Ciphertext, Encoding, EvaluationKey, Multiplicator, Plaintext, RelinearizationKey};
+use fhe_traits::FheEncoder;
+use synod_he::Params;
+
+use crate::expr::{ColumnRef, Expr};
+use crate::plan::{Plan, Shape};
+use crate::{CircuitError, Result};
+
+/// The encrypted results of a plan, switched to their decryption levels.
+#[derive(Clone, Debug)]
+pub struct EvaluatedOutputs {
+    /// Per aggregate (in [`Plan::aggregates`] order), its ciphertexts: one for
+    /// an aggregate, one per N rows for a per-row result.
+    pub ciphertexts: Vec<Vec<Ciphertext>>,
+    /// BLAKE3 over the digests of every ciphertext, in order: the value the
+    /// participants compare before decrypting.
+    pub hash: [u8; 32],
+}
+
+/// Evaluates plans with a session's evaluation keys.
+pub struct Evaluator<'a> {
+    plan: &'a Plan,
+    mult: Multiplicator,
+    galois: Option<&'a EvaluationKey>,
+}
+
+enum Value {
+    Enc(Vec<Ciphertext>),
+    Const(i64),
+    Vector(Vec<i64>),
+}
+
+impl<'a> Evaluator<'a> {
+    /// An evaluator for `plan` with the session's keys. `galois` must cover
+    /// [`Plan::galois_elements`] when that is not empty.
+    pub fn new(plan: &'a Plan, rlk: &RelinearizationKey, galois: Option<&'a EvaluationKey>) -> Result<Self> {
+        if galois.is_none() && !plan.galois_elements()?.is_empty() {
+            return Err(CircuitError::Inputs(
+                "this circuit sums or rotates slots and needs Galois keys".into(),
+            ));
+        }
+        Ok(Self {
+            plan,
+            mult: Multiplicator::default(rlk)?,
+            galois,
+        })
+    }
+
+    /// Evaluates every aggregate on `inputs` (per column, its ciphertexts).
+    pub fn evaluate(&self, inputs: &BTreeMap<ColumnRef, Vec<Ciphertext>>) -> Result<EvaluatedOutputs> {
+        let params = self.plan.params();
+        for (col, cts) in inputs {
+            if !self.plan.columns().contains_key(col) {
+                return Err(CircuitError::Inputs(format!("{col} is not an input of this circuit")));
+            }
+            if cts.len() != self.plan.chunks() {
+                return Err(CircuitError::Inputs(format!(
+                    "{col} has {} ciphertexts, the plan needs {}",
+                    cts.len(),
+                    self.plan.chunks()
+                )));
+            }
+            for ct in cts {
+                if ct.len() != 2 || synod_he::decrypt::ciphertext_level(params, ct)? != 0 {
+                    return Err(CircuitError::Inputs(format!(
+                        "{col}: inputs must be fresh level-0 ciphertexts"
+                    )));
+                }
+            }
+        }
+        let mut ciphertexts = Vec::new();
+        let mut hasher = blake3::Hasher::new_derive_key("synod/evaluation/v1");
+        for agg in self.plan.aggregates() {
+            let mut cts = match self.eval(&agg.expr, inputs)? {
+                Value::Enc(c) => c,
+                _ => return Err(CircuitError::Invalid(format!("`{}` is public", agg.label))),
+            };
+            if agg.shape == Shape::Aggregate {
+                cts.truncate(1);
+            }
+            for ct in cts.iter_mut() {
+                ct.switch_to_level(agg.level)?;
+                hasher.update(&synod_he::decrypt::ciphertext_digest(params, ct)?);
+            }
+            ciphertexts.push(cts);
+        }
+        Ok(EvaluatedOutputs {
+            ciphertexts,
+            hash: *hasher.finalize().as_bytes(),
+        })
+    }
+
+    fn eval(&self, e: &Expr, inputs: &BTreeMap<ColumnRef, Vec<Ciphertext>>) -> Result<Value> {
+        let params = self.plan.params();
+        Ok(match e {
+            Expr::Column(c) => Value::Enc(
+                inputs
+                    .get(c)
+                    .cloned()
+                    .ok_or_else(|| CircuitError::Inputs(format!("no ciphertexts for {c}")))?,
+            ),
+            Expr::Const(c) => Value::Const(*c),
+            Expr::Vector(v) => Value::Vector(v.clone()),
+            Expr::Neg(a) => Value::Enc(self.enc(a, inputs)?.iter().map(|c| -c).collect()),
+            Expr::Add(a, b) => Value::Enc(pairwise(self.enc(a, inputs)?, self.enc(b, inputs)?, |x, y| x + y)?),
+            Expr::Sub(a, b) => Value::Enc(pairwise(self.enc(a, inputs)?, self.enc(b, inputs)?, |x, y| x - y)?),
+            Expr::Mul(a, b) => {
+                let (va, vb) = (self.eval(a, inputs)?, self.eval(b, inputs)?);
+                match (va, vb) {
+                    (Value::Enc(x), Value::Enc(y)) => {
+                        let mut out = Vec::new();
+                        for (cx, cy) in x.iter().zip(&y) {
+                            out.push(self.mult.multiply(cx, cy)?);
+                        }
+                        Value::Enc(out)
+                    }
+                    (Value::Enc(x), Value::Const(c)) | (Value::Const(c), Value::Enc(x)) => {
+                        let pt = constant_plaintext(params, c)?;
+                        Value::Enc(x.iter().map(|ct| ct * &pt).collect())
+                    }
+                    (Value::Enc(x), Value::Vector(v)) | (Value::Vector(v), Value::Enc(x)) => {
+                        let pts = vector_plaintexts(params, &v)?;
+                        Value::Enc(x.iter().zip(&pts).map(|(ct, pt)| ct * pt).collect())
+                    }
+                    _ => return Err(CircuitError::Invalid(format!("`{e}` multiplies public values"))),
+                }
+            }
+            Expr::Rotate(a, k) => {
+                let gk = self.galois_key()?;
+                let mut out = Vec::new();
+                for ct in self.enc(a, inputs)? {
+                    out.push(gk.rotates_columns_by(&ct, *k)?);
+                }
+                Value::Enc(out)
+            }
+            Expr::Sum(a) => {
+                let gk = self.galois_key()?;
+                let cts = self.enc(a, inputs)?;
+                let mut iter = cts.into_iter();
+                let mut acc = iter
+                    .next()
+                    .ok_or_else(|| CircuitError::Inputs("empty column".into()))?;
+                for ct in iter {
+                    acc += &ct;
+                }
+                Value::Enc(vec![gk.computes_inner_sum(&acc)?])
+            }
+        })
+    }
+
+    fn enc(&self, e: &Expr, inputs: &BTreeMap<ColumnRef, Vec<Ciphertext>>) -> Result<Vec<Ciphertext>> {
+        match self.eval(e, inputs)? {
+            Value::Enc(c) => Ok(c),
+            _ => Err(CircuitError::Invalid(format!("`{e}` is public where a ciphertext is needed"))),
+        }
+    }
+
+    fn galois_key(&self) -> Result<&EvaluationKey> {
+        self.galois
+            .ok_or_else(|| CircuitError::Inputs("no Galois keys for a sum or rotation".into()))
+    }
+}
+
+fn pairwise(
+    a: Vec<Ciphertext>,
+    b: Vec<Ciphertext>,
+    f: impl Fn(&Ciphertext, &Ciphertext) -> Ciphertext,
+) -> Result<Vec<Ciphertext>> {
+    if a.len() != b.len() {
+        return Err(CircuitError::Invalid("operands have different lengths".into()));
+    }
+    Ok(a.iter().zip(&b).map(|(x, y)| f(x, y)).collect())
+}
+
+fn reduce(params: &Params, v: i64) -> u64 {
+    let p = params.plaintext() as i128;
+    (i128::from(v).rem_euclid(p)) as u64
+}
+
+fn constant_plaintext(params: &Params, c: i64) -> Result<Plaintext> {
+    let slots = vec![reduce(params, c); params.degree()];
+    Ok(Plaintext::try_encode(&slots, Encoding::simd(), params.bfv())?)
+}
+
+fn vector_plaintexts(params: &Params, v: &[i64]) -> Result<Vec<Plaintext>> {
+    v.chunks(params.degree())
+        .map(|chunk| {
+            let mut slots = vec![0u64; params.degree()];
+            slots.iter_mut().zip(chunk).for_each(|(s, &x)| *s = reduce(params, x));
+            Ok(Plaintext::try_encode(&slots, Encoding::simd(), params.bfv())?)
+        })
+        .collect()
+}

@@ -1,0 +1,210 @@
+//! End-to-end: circuits planned, evaluated on ciphertexts of a simulated
+//! committee, threshold-decrypted, and compared with the clear evaluation; the
+//! noise model checked against measured noise.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use synod_circuit::{CircuitError, CircuitSpec, ColumnRef, Plan};
+use synod_he::{EvaluationPoint, ParameterSet};
+use synod_local::LocalCommittee;
+
+fn points(n: u32) -> Vec<EvaluationPoint> {
+    (1..=n).map(|x| EvaluationPoint::new(x).unwrap()).collect()
+}
+
+fn spec(inputs: &[(&str, &str, f64, f64, u64)], outputs: &[(&str, &str)]) -> CircuitSpec {
+    let mut s = String::from("name = \"test\"\n");
+    for (p, c, lo, hi, scale) in inputs {
+        s += &format!("[[inputs]]\nparty = \"{p}\"\ncolumn = \"{c}\"\nmin = {lo:?}\nmax = {hi:?}\nscale = {scale}\n");
+    }
+    for (name, expr) in outputs {
+        s += &format!("[[outputs]]\nname = \"{name}\"\nexpr = \"{expr}\"\n");
+    }
+    CircuitSpec::from_toml(&s).unwrap()
+}
+
+struct Run {
+    committee: LocalCommittee,
+    plan: Plan,
+    ints: BTreeMap<ColumnRef, Vec<i64>>,
+}
+
+fn run(spec: &CircuitSpec, set: ParameterSet, rows: usize, n: u32, t: usize, seed: u64) -> (Run, synod_circuit::EvaluatedOutputs, Vec<Vec<i128>>) {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let plan = Plan::with_sets(spec, rows, n as usize, t, &[set]).unwrap();
+    let committee = LocalCommittee::setup(
+        plan.params(),
+        &points(n),
+        t,
+        [seed as u8; 32],
+        &plan.galois_elements().unwrap(),
+        &mut rng,
+        &mut |_| {},
+    )
+    .unwrap();
+    let mut ints = BTreeMap::new();
+    for input in &spec.inputs {
+        let col = ColumnRef { party: input.party.clone(), column: input.column.clone() };
+        let vals: Vec<f64> = (0..rows)
+            .map(|_| {
+                let x = rng.random_range(input.min..=input.max);
+                (x * input.scale() as f64).round() / input.scale() as f64
+            })
+            .collect();
+        ints.insert(col.clone(), plan.encode_column(&col, &vals).unwrap());
+    }
+    let cts = committee.encrypt_inputs(&ints, &mut rng).unwrap();
+    let out = committee.evaluate(&plan, &cts).unwrap();
+    // Every participant re-evaluates: byte-identical, same hash.
+    let again = committee.evaluate(&plan, &cts).unwrap();
+    assert_eq!(out.hash, again.hash);
+    let mut active = points(n);
+    while active.len() > t {
+        let i = rng.random_range(0..active.len());
+        active.remove(i);
+    }
+    let dec = committee.decrypt_outputs(&plan, &out, &active, &mut rng).unwrap();
+    (Run { committee, plan, ints }, out, dec)
+}
+
+#[test]
+fn statistics_match_the_clear_computation() {
+    let s = spec(
+        &[("p1", "x", -1000.0, 1000.0, 1), ("p2", "x", 0.0, 50.0, 1), ("p3", "y", -2.5, 2.5, 100)],
+        &[
+            ("sum p1", "sum(p1.x)"),
+            ("mean p2", "mean(p2.x)"),
+            ("var p1", "variance(p1.x)"),
+            ("ip", "inner_product(p1.x, p2.x)"),
+            ("cov", "covariance(p1.x, p2.x)"),
+            ("lin", "sum(3 * p1.x - p2.x)"),
+            ("fixed", "mean(p3.y)"),
+            ("rows", "p1.x + p2.x"),
+        ],
+    );
+    let rows = 3000; // two ciphertexts per column at N = 2048
+    let (r, _, dec) = run(&s, ParameterSet::InsecureTestN2048, rows, 5, 3, 7);
+    let clear = r.plan.evaluate_clear(&r.ints).unwrap();
+    for (i, agg) in r.plan.aggregates().iter().enumerate() {
+        let n = clear[i].len();
+        assert_eq!(&dec[i][..n], &clear[i][..], "aggregate {}", agg.label);
+    }
+    let got = r.plan.finish(&dec).unwrap();
+    let want = r.plan.finish(&clear).unwrap();
+    assert_eq!(got, want);
+    // The variance is finished in the clear, and says so.
+    assert!(got[2].clear_step.is_some());
+    assert!(got[0].clear_step.is_none());
+    assert_eq!(got[7].values.len(), rows);
+    // Sanity of the clear reference itself.
+    let p1 = &r.ints[&ColumnRef { party: "p1".into(), column: "x".into() }];
+    assert_eq!(want[0].values[0], p1.iter().map(|&v| v as f64).sum::<f64>());
+}
+
+#[test]
+fn rotation_and_weighted_sum() {
+    let rows = 100;
+    let weights: Vec<String> = (0..rows).map(|i| ((i as i64 % 7) - 3).to_string()).collect();
+    let s = spec(
+        &[("a", "v", -100.0, 100.0, 1), ("b", "v", -100.0, 100.0, 1)],
+        &[
+            ("shifted product", &format!("sum(rotate(a.v, 1) * b.v)")),
+            ("weighted", &format!("weighted_sum(a.v, [{}])", weights.join(", "))),
+        ],
+    );
+    let (r, _, dec) = run(&s, ParameterSet::InsecureTestN2048, rows, 3, 2, 8);
+    let clear = r.plan.evaluate_clear(&r.ints).unwrap();
+    assert_eq!(dec[0][0], clear[0][0]);
+    assert_eq!(dec[1][0], clear[1][0]);
+    let a = &r.ints[&ColumnRef { party: "a".into(), column: "v".into() }];
+    let b = &r.ints[&ColumnRef { party: "b".into(), column: "v".into() }];
+    let direct: i128 = (0..rows - 1).map(|i| i128::from(a[i + 1]) * i128::from(b[i])).sum();
+    assert_eq!(clear[0][0], direct);
+}
+
+#[test]
+fn noise_model_bounds_the_measured_noise() {
+    let s = spec(
+        &[("a", "x", -100.0, 100.0, 1), ("b", "x", -100.0, 100.0, 1)],
+        &[
+            ("fresh", "a.x"),
+            ("const", "-7 * a.x"),
+            ("mul", "a.x * b.x"),
+            ("sum", "sum(a.x)"),
+            ("ip", "inner_product(a.x, b.x)"),
+            ("cube", "sum(a.x * b.x * a.x)"),
+        ],
+    );
+    let (r, out, _) = run(&s, ParameterSet::InsecureTestN2048, 2048, 5, 3, 9);
+    for (agg, cts) in r.plan.aggregates().iter().zip(&out.ciphertexts) {
+        let measured = cts
+            .iter()
+            .map(|ct| r.committee.oracle.noise_bits(r.plan.params(), ct).unwrap())
+            .fold(0.0, f64::max);
+        eprintln!("{:30} level {} estimate 2^{:.1} measured 2^{measured:.1}", agg.label, agg.level, agg.noise_bits);
+        assert!(measured <= agg.noise_bits, "{}: measured 2^{measured:.1} above estimate 2^{:.1}", agg.label, agg.noise_bits);
+        assert!(agg.noise_bits - measured < 24.0, "{}: estimate 2^{:.1} is far above measured 2^{measured:.1}", agg.label, agg.noise_bits);
+    }
+}
+
+#[test]
+fn out_of_range_and_too_deep_are_refused_before_encryption() {
+    let s = spec(&[("a", "x", -1e9, 1e9, 1), ("b", "x", -1e9, 1e9, 1)], &[("ip", "inner_product(a.x, b.x)")]);
+    // 2^60 · 8192 rows ≈ 2^73: no plaintext modulus can hold it.
+    let err = Plan::new(&s, 8192, 5, 3).unwrap_err();
+    match &err {
+        CircuitError::Range { output, expr, over_by, .. } => {
+            assert_eq!(output, "ip");
+            assert!(expr.contains("sum"), "{expr}");
+            assert!(*over_by > 10.0, "{over_by}");
+        }
+        other => panic!("{other}"),
+    }
+    // A larger p is chosen rather than refusing when one fits.
+    let s = spec(&[("a", "x", -1e4, 1e4, 1), ("b", "x", -1e4, 1e4, 1)], &[("ip", "inner_product(a.x, b.x)")]);
+    let plan = Plan::new(&s, 8192, 5, 3).unwrap();
+    assert!(plan.params().plaintext_bits() >= 42, "{}", plan.params().plaintext_bits());
+    // Slightly larger bounds no longer fit N = 8192 but do fit N = 16384.
+    let s = spec(&[("a", "x", -4e4, 4e4, 1), ("b", "x", -4e4, 4e4, 1)], &[("ip", "inner_product(a.x, b.x)")]);
+    let plan = Plan::new(&s, 8192, 5, 3).unwrap();
+    assert_eq!(plan.params().set(), ParameterSet::Bfv16384);
+
+    let deep = |k: usize| {
+        let factors = vec!["a.x"; k].join(" * ");
+        spec(&[("a", "x", -1.0, 1.0, 1)], &[("deep", &format!("sum({factors})"))])
+    };
+    let mut max_depth = 0;
+    for k in 2..10 {
+        match Plan::with_sets(&deep(k), 8192, 5, 3, &[ParameterSet::Bfv8192]) {
+            Ok(_) => max_depth = k - 1,
+            Err(e) => {
+                assert!(matches!(e, CircuitError::Noise { .. }), "{e}");
+                assert!(e.to_string().contains("bits"), "{e}");
+                break;
+            }
+        }
+    }
+    assert!(max_depth >= 1, "depth {max_depth}");
+    eprintln!("N=8192 admits depth {max_depth} with flooding");
+}
+
+/// The deepest circuit N = 8192 admits, with the flooding in place, decrypts.
+#[test]
+fn deepest_admitted_circuit_decrypts_at_n8192() {
+    let deep = |k: usize| {
+        let factors = vec!["a.x"; k].join(" * ");
+        spec(&[("a", "x", -1.0, 1.0, 1)], &[("deep", &format!("sum({factors})"))])
+    };
+    let mut k = 2;
+    while Plan::with_sets(&deep(k + 1), 8192, 3, 2, &[ParameterSet::Bfv8192]).is_ok() {
+        k += 1;
+    }
+    let (r, _, dec) = run(&deep(k), ParameterSet::Bfv8192, 8192, 3, 2, 11);
+    let clear = r.plan.evaluate_clear(&r.ints).unwrap();
+    assert_eq!(dec[0][0], clear[0][0], "depth {}", k - 1);
+    let agg = &r.plan.aggregates()[0];
+    eprintln!("depth {} decrypts at level {} with {} flooding bits", agg.depth, agg.level, agg.flooding_bits());
+}
