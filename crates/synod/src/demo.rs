@@ -1,0 +1,462 @@
+//! `synod demo`: a whole session with simulated participants in one process.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use serde::Serialize;
+use synod_circuit::{CircuitSpec, ColumnRef, Plan};
+use synod_he::EvaluationPoint;
+use synod_local::LocalCommittee;
+
+/// Arguments of `synod demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Number of participants n.
+    #[arg(long, default_value_t = 5)]
+    parties: usize,
+    /// Threshold t: any t participants can decrypt, t−1 cannot.
+    #[arg(long, default_value_t = 3)]
+    threshold: usize,
+    /// Rows per generated column.
+    #[arg(long, default_value_t = 8192)]
+    rows: usize,
+    /// Seed for generated data, keys and the choice of decryptors
+    /// (random if absent).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Write each party's input as DIR/<party>.csv (header row, one record per row).
+    #[arg(long, value_name = "DIR")]
+    export: Option<PathBuf>,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// A circuit description (TOML or JSON) to run instead of the built-in one.
+    #[arg(long, value_name = "FILE")]
+    spec: Option<PathBuf>,
+    /// A party's input: PARTY=FILE.csv (repeatable). Parties without one get
+    /// generated data within their declared bounds.
+    #[arg(long = "input", value_name = "PARTY=FILE.csv")]
+    inputs: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ResultRow {
+    name: String,
+    #[serde(serialize_with = "scalar_or_list")]
+    expected: Option<Vec<f64>>,
+    #[serde(serialize_with = "scalar_or_list")]
+    decrypted: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finished_in_clear: Option<&'static str>,
+    ok: bool,
+}
+
+#[derive(Serialize)]
+struct Report {
+    ok: bool,
+    parties: usize,
+    threshold: usize,
+    decryptors: Vec<u32>,
+    rows: usize,
+    parameters: String,
+    log_q: f64,
+    plaintext_modulus: u64,
+    output_hash: String,
+    results: Vec<ResultRow>,
+    #[serde(serialize_with = "ordered_map")]
+    phases_ms: Vec<(String, f64)>,
+    total_ms: f64,
+}
+
+/// One value as a number, several (a per-row result) as a list; `null` when
+/// there is no expected value (user data).
+fn scalar_or_list<S: serde::Serializer, V: AsValues>(v: &V, s: S) -> Result<S::Ok, S::Error> {
+    match v.values() {
+        None => s.serialize_none(),
+        Some([x]) => s.serialize_f64(*x),
+        Some(list) => s.collect_seq(list),
+    }
+}
+
+trait AsValues {
+    fn values(&self) -> Option<&[f64]>;
+}
+impl AsValues for Vec<f64> {
+    fn values(&self) -> Option<&[f64]> {
+        Some(self)
+    }
+}
+impl AsValues for Option<Vec<f64>> {
+    fn values(&self) -> Option<&[f64]> {
+        self.as_deref()
+    }
+}
+
+/// Phases as a JSON object, in the order they ran.
+fn ordered_map<S: serde::Serializer>(v: &[(String, f64)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(v.iter().map(|(k, ms)| (k, ms)))
+}
+
+/// The built-in circuit: sum, mean and variance of each party's column and
+/// the inner product of party 1's and party 2's columns.
+fn builtin_spec(parties: usize) -> Result<CircuitSpec> {
+    let mut text = String::from("name = \"synod demo\"\n");
+    for i in 1..=parties {
+        text += &format!("[[inputs]]\nparty = \"p{i}\"\ncolumn = \"x\"\nmin = -1000\nmax = 1000\n");
+    }
+    for i in 1..=parties {
+        text += &format!("[[outputs]]\nname = \"sum p{i}.x\"\nexpr = \"sum(p{i}.x)\"\n");
+        text += &format!("[[outputs]]\nname = \"mean p{i}.x\"\nexpr = \"mean(p{i}.x)\"\n");
+        text += &format!("[[outputs]]\nname = \"variance p{i}.x\"\nexpr = \"variance(p{i}.x)\"\n");
+    }
+    if parties >= 2 {
+        text += "[[outputs]]\nname = \"inner product p1.x·p2.x\"\nexpr = \"inner_product(p1.x, p2.x)\"\n";
+    }
+    Ok(CircuitSpec::from_toml(&text)?)
+}
+
+struct Progress {
+    quiet: bool,
+    step: usize,
+    total: usize,
+    start: Instant,
+}
+
+impl Progress {
+    fn begin(&mut self, what: &str) {
+        self.step += 1;
+        self.start = Instant::now();
+        if !self.quiet {
+            eprint!("[{}/{}] {what} … ", self.step, self.total);
+            let _ = std::io::stderr().flush();
+        }
+    }
+
+    fn end(&mut self) -> f64 {
+        let ms = self.start.elapsed().as_secs_f64() * 1000.0;
+        if !self.quiet {
+            eprintln!("{ms:.0} ms");
+        }
+        ms
+    }
+
+    fn note(&self, what: &str) {
+        if !self.quiet {
+            eprint!("{what}; ");
+            let _ = std::io::stderr().flush();
+        }
+    }
+}
+
+/// Reads a CSV with a header row into named columns of reals.
+fn read_csv(path: &Path) -> Result<BTreeMap<String, Vec<f64>>> {
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let headers: Vec<String> = reader
+        .headers()
+        .with_context(|| format!("{}: no header row", path.display()))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    let mut cols: BTreeMap<String, Vec<f64>> = headers.iter().map(|h| (h.clone(), Vec::new())).collect();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.with_context(|| format!("{}: record {}", path.display(), i + 1))?;
+        for (h, field) in headers.iter().zip(record.iter()) {
+            let v: f64 = field.trim().parse().with_context(|| {
+                format!("{}: record {}, column {h:?}: {field:?} is not a number", path.display(), i + 1)
+            })?;
+            if let Some(c) = cols.get_mut(h) {
+                c.push(v);
+            }
+        }
+    }
+    Ok(cols)
+}
+
+fn write_csv(path: &Path, columns: &[(&str, &[f64], u64)]) -> Result<()> {
+    let mut w = csv::Writer::from_path(path).with_context(|| format!("cannot create {}", path.display()))?;
+    w.write_record(columns.iter().map(|(n, _, _)| *n))?;
+    let rows = columns.first().map(|(_, v, _)| v.len()).unwrap_or(0);
+    for r in 0..rows {
+        let record: Vec<String> = columns
+            .iter()
+            .map(|(_, v, scale)| {
+                let x = v.get(r).copied().unwrap_or(0.0);
+                if *scale == 1 {
+                    format!("{}", x as i64)
+                } else {
+                    format!("{x}")
+                }
+            })
+            .collect();
+        w.write_record(&record)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Runs the demo; `Ok(false)` when a decrypted result does not match.
+pub fn run(args: DemoArgs) -> Result<bool> {
+    if args.parties == 0 {
+        bail!("--parties must be at least 1");
+    }
+    if args.threshold == 0 || args.threshold > args.parties {
+        bail!("--threshold must be between 1 and --parties ({}), not {}", args.parties, args.threshold);
+    }
+    let seed = args.seed.unwrap_or_else(|| rand::rng().random());
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let spec = match &args.spec {
+        Some(path) => CircuitSpec::from_path(path).with_context(|| format!("circuit {}", path.display()))?,
+        None => builtin_spec(args.parties)?,
+    };
+    let party_names = spec.parties();
+    if party_names.len() > args.parties {
+        bail!(
+            "the circuit has {} input parties but --parties is {}",
+            party_names.len(),
+            args.parties
+        );
+    }
+
+    // Inputs: files where given, generated data otherwise.
+    let mut given: BTreeMap<String, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
+    for item in &args.inputs {
+        let (party, file) = item
+            .split_once('=')
+            .with_context(|| format!("--input {item:?}: expected PARTY=FILE.csv"))?;
+        if !party_names.iter().any(|p| p == party) {
+            bail!("--input {item:?}: the circuit has no party {party:?} (parties: {})", party_names.join(", "));
+        }
+        given.insert(party.to_string(), read_csv(Path::new(file))?);
+    }
+    let rows = match given.values().flat_map(|cols| cols.values()).map(|v| v.len()).next() {
+        Some(r) => r,
+        None => args.rows,
+    };
+    let mut reals: BTreeMap<ColumnRef, Vec<f64>> = BTreeMap::new();
+    let mut generated = true;
+    for input in &spec.inputs {
+        let col = ColumnRef {
+            party: input.party.clone(),
+            column: input.column.clone(),
+        };
+        let values = match given.get(&input.party) {
+            Some(cols) => {
+                generated = false;
+                cols.get(&input.column)
+                    .with_context(|| format!("input of {}: no column {:?}", input.party, input.column))?
+                    .clone()
+            }
+            None => {
+                let scale = input.scale() as f64;
+                (0..rows)
+                    .map(|_| (rng.random_range(input.min..=input.max) * scale).round() / scale)
+                    .collect()
+            }
+        };
+        if values.len() != rows {
+            bail!("{col} has {} rows, other inputs have {rows}", values.len());
+        }
+        reals.insert(col, values);
+    }
+    if let Some(dir) = &args.export {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for party in &party_names {
+            let cols: Vec<(&str, &[f64], u64)> = spec
+                .inputs
+                .iter()
+                .filter(|i| &i.party == party)
+                .filter_map(|i| {
+                    reals
+                        .get(&ColumnRef { party: i.party.clone(), column: i.column.clone() })
+                        .map(|v| (i.column.as_str(), v.as_slice(), i.scale()))
+                })
+                .collect();
+            write_csv(&dir.join(format!("{party}.csv")), &cols)?;
+        }
+    }
+
+    let mut progress = Progress {
+        quiet: args.json,
+        step: 0,
+        total: 5,
+        start: Instant::now(),
+    };
+    let total = Instant::now();
+    let mut phases: Vec<(String, f64)> = Vec::new();
+
+    progress.begin("plan: checking ranges, depth and noise");
+    let plan = Plan::new(&spec, rows, args.parties, args.threshold).context("the circuit cannot run")?;
+    let params = plan.params().clone();
+    progress.note(&format!(
+        "{} with p = {} ({} bits), log q = {:.0}",
+        params.set(),
+        params.plaintext(),
+        params.plaintext_bits(),
+        params.log_q(0)
+    ));
+    phases.push(("plan".to_string(), progress.end()));
+
+    progress.begin(&format!("setup: {} participants, threshold {}", args.parties, args.threshold));
+    let points: Vec<EvaluationPoint> = (1..=args.parties as u32)
+        .map(EvaluationPoint::new)
+        .collect::<synod_he::Result<_>>()?;
+    let mut session = [0u8; 32];
+    rng.fill(&mut session);
+    let committee = LocalCommittee::setup(
+        &params,
+        &points,
+        args.threshold,
+        session,
+        &plan.galois_elements()?,
+        &mut rng,
+        &mut |step| progress.note(step),
+    )?;
+    let setup_ms = progress.end();
+    for p in &committee.phases {
+        phases.push((format!("setup: {}", p.name), p.ms));
+    }
+    phases.push(("setup".to_string(), setup_ms));
+
+    progress.begin("inputs: each party encrypts its columns");
+    let mut ints = BTreeMap::new();
+    for (col, values) in &reals {
+        ints.insert(col.clone(), plan.encode_column(col, values)?);
+    }
+    let cts = committee.encrypt_inputs(&ints, &mut rng)?;
+    phases.push(("inputs".to_string(), progress.end()));
+
+    progress.begin("compute: evaluating the circuit on ciphertexts");
+    let evaluated = committee.evaluate(&plan, &cts)?;
+    phases.push(("compute".to_string(), progress.end()));
+
+    let mut decryptors = points.clone();
+    while decryptors.len() > args.threshold {
+        let i = rng.random_range(0..decryptors.len());
+        decryptors.remove(i);
+    }
+    let names: Vec<String> = decryptors.iter().map(|p| p.to_string()).collect();
+    progress.begin(&format!("output: threshold decryption by {}", names.join(", ")));
+    let decrypted = committee.decrypt_outputs(&plan, &evaluated, &decryptors, &mut rng)?;
+    phases.push(("decrypt".to_string(), progress.end()));
+
+    let clear = plan.evaluate_clear(&ints)?;
+    let mut ok = true;
+    for (i, (d, c)) in decrypted.iter().zip(&clear).enumerate() {
+        if d.get(..c.len()) != Some(c.as_slice()) {
+            ok = false;
+            eprintln!("mismatch in {}", plan.aggregates().get(i).map(|a| a.label.as_str()).unwrap_or("?"));
+        }
+    }
+    let got = plan.finish(&decrypted)?;
+    let want = plan.finish(&clear)?;
+    let results: Vec<ResultRow> = got
+        .into_iter()
+        .zip(want)
+        .map(|(g, w)| {
+            let row_ok = g.values == w.values;
+            ok &= row_ok;
+            ResultRow {
+                name: g.name,
+                expected: generated.then_some(w.values),
+                decrypted: g.values,
+                finished_in_clear: g.clear_step,
+                ok: row_ok,
+            }
+        })
+        .collect();
+    let report = Report {
+        ok,
+        parties: args.parties,
+        threshold: args.threshold,
+        decryptors: decryptors.iter().map(|p| p.get()).collect(),
+        rows,
+        parameters: params.set().to_string(),
+        log_q: params.log_q(0),
+        plaintext_modulus: params.plaintext(),
+        output_hash: hex::encode(evaluated.hash),
+        results,
+        phases_ms: phases,
+        total_ms: total.elapsed().as_secs_f64() * 1000.0,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_tables(&report, &plan, seed);
+    }
+    Ok(ok)
+}
+
+fn fmt_values(v: &[f64]) -> String {
+    match v {
+        [x] => fmt_num(*x),
+        _ => {
+            let head: Vec<String> = v.iter().take(3).map(|x| fmt_num(*x)).collect();
+            format!("[{}{}] ({} rows)", head.join(", "), if v.len() > 3 { ", …" } else { "" }, v.len())
+        }
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x:.6}")
+    }
+}
+
+fn print_tables(r: &Report, plan: &Plan, seed: u64) {
+    println!();
+    println!(
+        "synod demo — {} participants, threshold {}, {} rows, seed {seed}",
+        r.parties, r.threshold, r.rows
+    );
+    println!(
+        "parameters {}: log q = {:.1}, p = {}; decrypted by participants {:?}",
+        r.parameters, r.log_q, r.plaintext_modulus, r.decryptors
+    );
+    println!();
+    let w = r.results.iter().map(|x| x.name.len()).max().unwrap_or(4).max(6);
+    println!("{:<w$}  {:>24}  {:>24}  {}", "result", "decrypted", "plaintext", "");
+    for row in &r.results {
+        let expected = row.expected.as_deref().map(fmt_values).unwrap_or_else(|| "—".into());
+        let mark = if row.ok { "ok" } else { "MISMATCH" };
+        let clear = if row.finished_in_clear.is_some() { " (division in the clear)" } else { "" };
+        println!("{:<w$}  {:>24}  {:>24}  {mark}{clear}", row.name, fmt_values(&row.decrypted), expected);
+    }
+    println!();
+    println!("{:<34} {:>6} {:>6} {:>9}", "encrypted aggregate", "depth", "level", "flooding");
+    for a in plan.aggregates() {
+        println!(
+            "{:<34} {:>6} {:>6} {:>7} b",
+            truncate(&a.label, 34),
+            a.depth,
+            a.level,
+            a.flooding_bits()
+        );
+    }
+    println!();
+    println!("{:<34} {:>10}", "phase", "ms");
+    for (name, ms) in r.phases_ms.iter() {
+        println!("{name:<34} {ms:>10.1}");
+    }
+    println!("{:<34} {:>10.1}", "total", r.total_ms);
+    println!();
+    println!("output hash {}", r.output_hash);
+    println!("{}", if r.ok { "all results match" } else { "RESULTS DO NOT MATCH" });
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(n - 1).collect();
+        out.push('…');
+        out
+    }
+}
