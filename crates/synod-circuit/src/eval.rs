@@ -43,7 +43,11 @@ enum Value {
 impl<'a> Evaluator<'a> {
     /// An evaluator for `plan` with the session's keys. `galois` must cover
     /// [`Plan::galois_elements`] when that is not empty.
-    pub fn new(plan: &'a Plan, rlk: &RelinearizationKey, galois: Option<&'a EvaluationKey>) -> Result<Self> {
+    pub fn new(
+        plan: &'a Plan,
+        rlk: &RelinearizationKey,
+        galois: Option<&'a EvaluationKey>,
+    ) -> Result<Self> {
         if galois.is_none() && !plan.galois_elements()?.is_empty() {
             return Err(CircuitError::Inputs(
                 "this circuit sums or rotates slots and needs Galois keys".into(),
@@ -57,11 +61,16 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Evaluates every aggregate on `inputs` (per column, its ciphertexts).
-    pub fn evaluate(&self, inputs: &BTreeMap<ColumnRef, Vec<Ciphertext>>) -> Result<EvaluatedOutputs> {
+    pub fn evaluate(
+        &self,
+        inputs: &BTreeMap<ColumnRef, Vec<Ciphertext>>,
+    ) -> Result<EvaluatedOutputs> {
         let params = self.plan.params();
         for (col, cts) in inputs {
             if !self.plan.columns().contains_key(col) {
-                return Err(CircuitError::Inputs(format!("{col} is not an input of this circuit")));
+                return Err(CircuitError::Inputs(format!(
+                    "{col} is not an input of this circuit"
+                )));
             }
             if cts.len() != self.plan.chunks() {
                 return Err(CircuitError::Inputs(format!(
@@ -112,8 +121,16 @@ impl<'a> Evaluator<'a> {
             Expr::Const(c) => Value::Const(*c),
             Expr::Vector(v) => Value::Vector(v.clone()),
             Expr::Neg(a) => Value::Enc(self.enc(a, inputs)?.iter().map(|c| -c).collect()),
-            Expr::Add(a, b) => Value::Enc(pairwise(self.enc(a, inputs)?, self.enc(b, inputs)?, |x, y| x + y)?),
-            Expr::Sub(a, b) => Value::Enc(pairwise(self.enc(a, inputs)?, self.enc(b, inputs)?, |x, y| x - y)?),
+            Expr::Add(a, b) => Value::Enc(pairwise(
+                self.enc(a, inputs)?,
+                self.enc(b, inputs)?,
+                |x, y| x + y,
+            )?),
+            Expr::Sub(a, b) => Value::Enc(pairwise(
+                self.enc(a, inputs)?,
+                self.enc(b, inputs)?,
+                |x, y| x - y,
+            )?),
             Expr::Mul(a, b) => {
                 let (va, vb) = (self.eval(a, inputs)?, self.eval(b, inputs)?);
                 match (va, vb) {
@@ -132,7 +149,11 @@ impl<'a> Evaluator<'a> {
                         let pts = vector_plaintexts(params, &v)?;
                         Value::Enc(x.iter().zip(&pts).map(|(ct, pt)| ct * pt).collect())
                     }
-                    _ => return Err(CircuitError::Invalid(format!("`{e}` multiplies public values"))),
+                    _ => {
+                        return Err(CircuitError::Invalid(format!(
+                            "`{e}` multiplies public values"
+                        )))
+                    }
                 }
             }
             Expr::Rotate(a, k) => {
@@ -158,10 +179,16 @@ impl<'a> Evaluator<'a> {
         })
     }
 
-    fn enc(&self, e: &Expr, inputs: &BTreeMap<ColumnRef, Vec<Ciphertext>>) -> Result<Vec<Ciphertext>> {
+    fn enc(
+        &self,
+        e: &Expr,
+        inputs: &BTreeMap<ColumnRef, Vec<Ciphertext>>,
+    ) -> Result<Vec<Ciphertext>> {
         match self.eval(e, inputs)? {
             Value::Enc(c) => Ok(c),
-            _ => Err(CircuitError::Invalid(format!("`{e}` is public where a ciphertext is needed"))),
+            _ => Err(CircuitError::Invalid(format!(
+                "`{e}` is public where a ciphertext is needed"
+            ))),
         }
     }
 
@@ -177,7 +204,9 @@ fn pairwise(
     f: impl Fn(&Ciphertext, &Ciphertext) -> Ciphertext,
 ) -> Result<Vec<Ciphertext>> {
     if a.len() != b.len() {
-        return Err(CircuitError::Invalid("operands have different lengths".into()));
+        return Err(CircuitError::Invalid(
+            "operands have different lengths".into(),
+        ));
     }
     Ok(a.iter().zip(&b).map(|(x, y)| f(x, y)).collect())
 }
@@ -189,15 +218,26 @@ fn reduce(params: &Params, v: i64) -> u64 {
 
 fn constant_plaintext(params: &Params, c: i64) -> Result<Plaintext> {
     let slots = vec![reduce(params, c); params.degree()];
-    Ok(Plaintext::try_encode(&slots, Encoding::simd(), params.bfv())?)
+    Ok(Plaintext::try_encode(
+        &slots,
+        Encoding::simd(),
+        params.bfv(),
+    )?)
 }
 
 fn vector_plaintexts(params: &Params, v: &[i64]) -> Result<Vec<Plaintext>> {
     v.chunks(params.degree())
         .map(|chunk| {
             let mut slots = vec![0u64; params.degree()];
-            slots.iter_mut().zip(chunk).for_each(|(s, &x)| *s = reduce(params, x));
-            Ok(Plaintext::try_encode(&slots, Encoding::simd(), params.bfv())?)
+            slots
+                .iter_mut()
+                .zip(chunk)
+                .for_each(|(s, &x)| *s = reduce(params, x));
+            Ok(Plaintext::try_encode(
+                &slots,
+                Encoding::simd(),
+                params.bfv(),
+            )?)
         })
         .collect()
 }

@@ -63,8 +63,8 @@ impl fmt::Display for Expr {
             Expr::Column(c) => write!(f, "{c}"),
             Expr::Const(c) => write!(f, "{c}"),
             Expr::Vector(v) => {
-                if v.len() > 4 {
-                    write!(f, "[{}, {}, … ({} values)]", v[0], v[1], v.len())
+                if let (Some(a), Some(b), true) = (v.first(), v.get(1), v.len() > 4) {
+                    write!(f, "[{a}, {b}, … ({} values)]", v.len())
                 } else {
                     let items: Vec<String> = v.iter().map(|x| x.to_string()).collect();
                     write!(f, "[{}]", items.join(", "))
@@ -100,8 +100,8 @@ pub fn parse_output(text: &str) -> Result<OutputExpr, String> {
     let mut p = Parser::new(text);
     let tree = p.expr()?;
     p.skip_ws();
-    if p.pos < p.chars.len() {
-        return Err(format!("unexpected {:?} at column {}", p.chars[p.pos], p.pos + 1));
+    if let Some(c) = p.chars.get(p.pos) {
+        return Err(format!("unexpected {c:?} at column {}", p.pos + 1));
     }
     lower_top(tree)
 }
@@ -161,7 +161,10 @@ fn lower(t: Tree) -> Result<Expr, String> {
             "sum" => Expr::Sum(Box::new(lower(one(&name, args)?)?)),
             "inner_product" => {
                 let (a, b) = two(&name, args)?;
-                Expr::Sum(Box::new(Expr::Mul(Box::new(lower(a)?), Box::new(lower(b)?))))
+                Expr::Sum(Box::new(Expr::Mul(
+                    Box::new(lower(a)?),
+                    Box::new(lower(b)?),
+                )))
             }
             "weighted_sum" => {
                 let (a, w) = two(&name, args)?;
@@ -277,11 +280,26 @@ impl Parser {
     fn integer(&mut self) -> Result<i64, String> {
         self.skip_ws();
         let start = self.pos;
-        while self.chars.get(self.pos).is_some_and(|c| c.is_ascii_digit() || *c == '_') {
+        while self
+            .chars
+            .get(self.pos)
+            .is_some_and(|c| c.is_ascii_digit() || *c == '_')
+        {
             self.pos += 1;
         }
-        let text: String = self.chars.get(start..self.pos).unwrap_or_default().iter().filter(|c| **c != '_').collect();
-        if self.chars.get(self.pos) == Some(&'.') && self.chars.get(self.pos + 1).is_some_and(|c| c.is_ascii_digit()) {
+        let text: String = self
+            .chars
+            .get(start..self.pos)
+            .unwrap_or_default()
+            .iter()
+            .filter(|c| **c != '_')
+            .collect();
+        if self.chars.get(self.pos) == Some(&'.')
+            && self
+                .chars
+                .get(self.pos + 1)
+                .is_some_and(|c| c.is_ascii_digit())
+        {
             return Err(format!(
                 "public constants must be integers (column {}); scale reals through the input's `scale`",
                 start + 1
@@ -309,7 +327,13 @@ impl Parser {
         {
             self.pos += 1;
         }
-        (self.pos > start).then(|| self.chars.get(start..self.pos).unwrap_or_default().iter().collect())
+        (self.pos > start).then(|| {
+            self.chars
+                .get(start..self.pos)
+                .unwrap_or_default()
+                .iter()
+                .collect()
+        })
     }
 
     fn primary(&mut self) -> Result<Tree, String> {
@@ -340,7 +364,9 @@ impl Parser {
                     self.expect(')')?;
                     Ok(Tree::Call(name, args))
                 } else if self.eat('.') {
-                    let column = self.ident().ok_or_else(|| self.unexpected("a column name"))?;
+                    let column = self
+                        .ident()
+                        .ok_or_else(|| self.unexpected("a column name"))?;
                     Ok(Tree::Column(ColumnRef {
                         party: name,
                         column,
@@ -372,7 +398,10 @@ mod tests {
     fn parses_library_functions() {
         assert_eq!(
             parse_output("inner_product(p1.x, p2.x)").unwrap(),
-            OutputExpr::Plain(Expr::Sum(Box::new(Expr::Mul(col("p1", "x"), col("p2", "x")))))
+            OutputExpr::Plain(Expr::Sum(Box::new(Expr::Mul(
+                col("p1", "x"),
+                col("p2", "x")
+            ))))
         );
         assert_eq!(
             parse_output(" mean( p1.x ) ").unwrap(),
@@ -398,9 +427,15 @@ mod tests {
     #[test]
     fn errors_say_where() {
         assert!(parse_output("sum(p1.x").unwrap_err().contains("')'"));
-        assert!(parse_output("p1.x + ").unwrap_err().contains("expected an expression"));
-        assert!(parse_output("sum(mean(p1.x))").unwrap_err().contains("whole output"));
-        assert!(parse_output("median(p1.x)").unwrap_err().contains("unknown function"));
+        assert!(parse_output("p1.x + ")
+            .unwrap_err()
+            .contains("expected an expression"));
+        assert!(parse_output("sum(mean(p1.x))")
+            .unwrap_err()
+            .contains("whole output"));
+        assert!(parse_output("median(p1.x)")
+            .unwrap_err()
+            .contains("unknown function"));
         assert!(parse_output("1.5 * p1.x").unwrap_err().contains("integers"));
         assert!(parse_output("p1.x p2.x").unwrap_err().contains("column 6"));
     }

@@ -274,9 +274,11 @@ impl Plan {
                 .find(|o| match &o.finish {
                     Finish::Value(a) | Finish::Mean { sum: a } => *a == i,
                     Finish::Variance { sum, sum_sq } => *sum == i || *sum_sq == i,
-                    Finish::Covariance { sum_a, sum_b, sum_ab } => {
-                        *sum_a == i || *sum_b == i || *sum_ab == i
-                    }
+                    Finish::Covariance {
+                        sum_a,
+                        sum_b,
+                        sum_ab,
+                    } => *sum_a == i || *sum_b == i || *sum_ab == i,
                 })
                 .map(|o| o.name.clone())
                 .unwrap_or_default()
@@ -287,11 +289,20 @@ impl Plan {
             .iter()
             .enumerate()
             .map(|(i, (_, f))| (f.worst.0, f.worst.1.clone(), owner(i)))
-            .fold((0.0, String::new(), String::new()), |acc, x| if x.0 > acc.0 { x } else { acc });
+            .fold((0.0, String::new(), String::new()), |acc, x| {
+                if x.0 > acc.0 {
+                    x
+                } else {
+                    acc
+                }
+            });
         // p > 2·bound, and p ≥ 2^(bits−1) for a `bits`-bit prime.
         let needed_bits = (worst_bound + 1.0).log2();
         let p_bits = ((needed_bits.ceil() as u32) + 2).max(MIN_PLAINTEXT_BITS + 4);
-        let rotations: BTreeSet<usize> = aggs.iter().flat_map(|(_, f)| f.rotations.iter().copied()).collect();
+        let rotations: BTreeSet<usize> = aggs
+            .iter()
+            .flat_map(|(_, f)| f.rotations.iter().copied())
+            .collect();
         let mut last_err = None;
         for &set in sets {
             let max_bits = set.max_plaintext_bits().min(MAX_PLAINTEXT_BITS);
@@ -321,7 +332,15 @@ impl Plan {
                 )));
                 continue;
             }
-            match Self::budget(&params, &aggs, rows, parties, max_active, spec.max_decryptions, &owner) {
+            match Self::budget(
+                &params,
+                &aggs,
+                rows,
+                parties,
+                max_active,
+                spec.max_decryptions,
+                &owner,
+            ) {
                 Ok(aggregates) => {
                     return Ok(Self {
                         spec: spec.clone(),
@@ -355,16 +374,17 @@ impl Plan {
         for (i, (e, f)) in aggs.iter().enumerate() {
             let var0 = noise_var(e, &model, chunks);
             let bits0 = NoiseModel::bound_bits(var0);
-            let flooding0 = Flooding::new(params, 0, bits0, max_decryptions, max_active).map_err(|err| {
-                CircuitError::Noise {
-                    output: owner(i),
-                    reason: format!(
-                        "`{e}` (depth {}) has noise ≈ 2^{bits0:.1} under {}; {err}",
-                        f.depth,
-                        params.set()
-                    ),
-                }
-            })?;
+            let flooding0 =
+                Flooding::new(params, 0, bits0, max_decryptions, max_active).map_err(|err| {
+                    CircuitError::Noise {
+                        output: owner(i),
+                        reason: format!(
+                            "`{e}` (depth {}) has noise ≈ 2^{bits0:.1} under {}; {err}",
+                            f.depth,
+                            params.set()
+                        ),
+                    }
+                })?;
             // The deepest level at which it still decrypts.
             let mut best = (0usize, bits0, flooding0);
             for level in 1..=params.max_level() {
@@ -459,7 +479,9 @@ impl Plan {
             .inputs
             .iter()
             .find(|i| i.party == column.party && i.column == column.column)
-            .ok_or_else(|| CircuitError::Inputs(format!("{column} is not an input of this circuit")))?;
+            .ok_or_else(|| {
+                CircuitError::Inputs(format!("{column} is not an input of this circuit"))
+            })?;
         if values.len() != self.rows {
             return Err(CircuitError::Inputs(format!(
                 "{column} has {} rows, the session has {}",
@@ -487,7 +509,10 @@ impl Plan {
 
     /// Evaluates the aggregates in the clear on scaled integer columns (the
     /// reference the encrypted result is compared against).
-    pub fn evaluate_clear(&self, columns: &BTreeMap<ColumnRef, Vec<i64>>) -> Result<Vec<Vec<i128>>> {
+    pub fn evaluate_clear(
+        &self,
+        columns: &BTreeMap<ColumnRef, Vec<i64>>,
+    ) -> Result<Vec<Vec<i128>>> {
         let half = self.params.degree() / 2;
         self.aggregates
             .iter()
@@ -519,12 +544,20 @@ impl Plan {
                             .aggregates
                             .get(*i)
                             .ok_or_else(|| CircuitError::Inputs(format!("no aggregate {i}")))?;
-                        let v = decrypted
-                            .get(*i)
-                            .ok_or_else(|| CircuitError::Inputs(format!("aggregate {i} was not decrypted")))?;
+                        let v = decrypted.get(*i).ok_or_else(|| {
+                            CircuitError::Inputs(format!("aggregate {i} was not decrypted"))
+                        })?;
                         match agg.shape {
-                            Shape::Aggregate => v.first().map(|x| *x as f64 / agg.scale).into_iter().collect(),
-                            _ => v.iter().take(self.rows).map(|x| *x as f64 / agg.scale).collect(),
+                            Shape::Aggregate => v
+                                .first()
+                                .map(|x| *x as f64 / agg.scale)
+                                .into_iter()
+                                .collect(),
+                            _ => v
+                                .iter()
+                                .take(self.rows)
+                                .map(|x| *x as f64 / agg.scale)
+                                .collect(),
                         }
                     }
                     Finish::Mean { sum } => {
@@ -537,7 +570,11 @@ impl Plan {
                         let mean = s / s1 / n;
                         vec![q / s2 / n - mean * mean]
                     }
-                    Finish::Covariance { sum_a, sum_b, sum_ab } => {
+                    Finish::Covariance {
+                        sum_a,
+                        sum_b,
+                        sum_ab,
+                    } => {
                         let (a, sa) = get(*sum_a)?;
                         let (b, sb) = get(*sum_b)?;
                         let (ab, sab) = get(*sum_ab)?;
@@ -564,14 +601,23 @@ fn contains_sum(e: &Expr) -> bool {
 }
 
 fn worst(a: &Facts, b: &Facts, own: f64, e: &Expr) -> (f64, String) {
-    let mut w = if a.worst.0 >= b.worst.0 { a.worst.clone() } else { b.worst.clone() };
+    let mut w = if a.worst.0 >= b.worst.0 {
+        a.worst.clone()
+    } else {
+        b.worst.clone()
+    };
     if own > w.0 {
         w = (own, e.to_string());
     }
     w
 }
 
-fn facts(e: &Expr, columns: &BTreeMap<ColumnRef, (f64, u64)>, rows: usize, output: &str) -> Result<Facts> {
+fn facts(
+    e: &Expr,
+    columns: &BTreeMap<ColumnRef, (f64, u64)>,
+    rows: usize,
+    output: &str,
+) -> Result<Facts> {
     let invalid = |msg: String| CircuitError::Invalid(format!("output {output:?}: {msg}"));
     let leaf = |shape, bound: f64, scale| Facts {
         shape,
@@ -655,7 +701,9 @@ fn facts(e: &Expr, columns: &BTreeMap<ColumnRef, (f64, u64)>, rows: usize, outpu
         Expr::Rotate(a, k) => {
             let mut fa = facts(a, columns, rows, output)?;
             if fa.shape != Shape::Rows {
-                return Err(invalid(format!("rotate() applies to per-row values, not `{a}`")));
+                return Err(invalid(format!(
+                    "rotate() applies to per-row values, not `{a}`"
+                )));
             }
             fa.rotations.insert(*k);
             fa
@@ -663,10 +711,16 @@ fn facts(e: &Expr, columns: &BTreeMap<ColumnRef, (f64, u64)>, rows: usize, outpu
         Expr::Sum(a) => {
             let fa = facts(a, columns, rows, output)?;
             if fa.shape != Shape::Rows {
-                return Err(invalid(format!("sum() applies to per-row values, not `{a}`")));
+                return Err(invalid(format!(
+                    "sum() applies to per-row values, not `{a}`"
+                )));
             }
             let bound = fa.bound * rows as f64;
-            let w = if bound > fa.worst.0 { (bound, e.to_string()) } else { fa.worst.clone() };
+            let w = if bound > fa.worst.0 {
+                (bound, e.to_string())
+            } else {
+                fa.worst.clone()
+            };
             Facts {
                 shape: Shape::Aggregate,
                 bound,
@@ -684,7 +738,9 @@ fn noise_var(e: &Expr, m: &NoiseModel, chunks: usize) -> f64 {
         Expr::Column(_) => m.fresh(),
         Expr::Const(_) | Expr::Vector(_) => 0.0,
         Expr::Neg(a) => noise_var(a, m, chunks),
-        Expr::Add(a, b) | Expr::Sub(a, b) => m.add(noise_var(a, m, chunks), noise_var(b, m, chunks)),
+        Expr::Add(a, b) | Expr::Sub(a, b) => {
+            m.add(noise_var(a, m, chunks), noise_var(b, m, chunks))
+        }
         Expr::Mul(a, b) => match (&**a, &**b) {
             (x, Expr::Const(c)) | (Expr::Const(c), x) => m.mul_const(noise_var(x, m, chunks), *c),
             (x, Expr::Vector(_)) | (Expr::Vector(_), x) => m.mul_vector(noise_var(x, m, chunks)),
@@ -695,7 +751,12 @@ fn noise_var(e: &Expr, m: &NoiseModel, chunks: usize) -> f64 {
     }
 }
 
-fn clear(e: &Expr, cols: &BTreeMap<ColumnRef, Vec<i64>>, rows: usize, half: usize) -> Result<Vec<i128>> {
+fn clear(
+    e: &Expr,
+    cols: &BTreeMap<ColumnRef, Vec<i64>>,
+    rows: usize,
+    half: usize,
+) -> Result<Vec<i128>> {
     Ok(match e {
         Expr::Column(c) => cols
             .get(c)
@@ -705,10 +766,25 @@ fn clear(e: &Expr, cols: &BTreeMap<ColumnRef, Vec<i64>>, rows: usize, half: usiz
             .collect(),
         Expr::Const(c) => vec![i128::from(*c); rows],
         Expr::Vector(v) => v.iter().map(|&x| i128::from(x)).collect(),
-        Expr::Neg(a) => clear(a, cols, rows, half)?.into_iter().map(|x| -x).collect(),
-        Expr::Add(a, b) => zip(clear(a, cols, rows, half)?, clear(b, cols, rows, half)?, |x, y| x + y),
-        Expr::Sub(a, b) => zip(clear(a, cols, rows, half)?, clear(b, cols, rows, half)?, |x, y| x - y),
-        Expr::Mul(a, b) => zip(clear(a, cols, rows, half)?, clear(b, cols, rows, half)?, |x, y| x * y),
+        Expr::Neg(a) => clear(a, cols, rows, half)?
+            .into_iter()
+            .map(|x| -x)
+            .collect(),
+        Expr::Add(a, b) => zip(
+            clear(a, cols, rows, half)?,
+            clear(b, cols, rows, half)?,
+            |x, y| x + y,
+        ),
+        Expr::Sub(a, b) => zip(
+            clear(a, cols, rows, half)?,
+            clear(b, cols, rows, half)?,
+            |x, y| x - y,
+        ),
+        Expr::Mul(a, b) => zip(
+            clear(a, cols, rows, half)?,
+            clear(b, cols, rows, half)?,
+            |x, y| x * y,
+        ),
         Expr::Rotate(a, k) => {
             // Cyclic over the first SIMD row of N/2 slots (rows ≤ N/2).
             let mut row = clear(a, cols, rows, half)?;
@@ -727,6 +803,11 @@ fn zip(a: Vec<i128>, b: Vec<i128>, f: impl Fn(i128, i128) -> i128) -> Vec<i128> 
     // Aggregates are length 1 and combine with aggregates only.
     let n = a.len().max(b.len());
     (0..n)
-        .map(|i| f(a.get(i).copied().unwrap_or(0), b.get(i).copied().unwrap_or(0)))
+        .map(|i| {
+            f(
+                a.get(i).copied().unwrap_or(0),
+                b.get(i).copied().unwrap_or(0),
+            )
+        })
         .collect()
 }

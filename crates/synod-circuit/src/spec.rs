@@ -150,10 +150,14 @@ impl CircuitSpec {
         for i in &self.inputs {
             let name = format!("{}.{}", i.party, i.column);
             if i.party.is_empty() || i.column.is_empty() {
-                return Err(CircuitError::Invalid("an input has an empty party or column".into()));
+                return Err(CircuitError::Invalid(
+                    "an input has an empty party or column".into(),
+                ));
             }
             if !cols.insert(name.clone()) {
-                return Err(CircuitError::Invalid(format!("input {name} is declared twice")));
+                return Err(CircuitError::Invalid(format!(
+                    "input {name} is declared twice"
+                )));
             }
             if !(i.min.is_finite() && i.max.is_finite()) || i.min > i.max {
                 return Err(CircuitError::Invalid(format!(
@@ -162,7 +166,9 @@ impl CircuitSpec {
                 )));
             }
             if i.scale == Some(0) {
-                return Err(CircuitError::Invalid(format!("input {name}: scale must be ≥ 1")));
+                return Err(CircuitError::Invalid(format!(
+                    "input {name}: scale must be ≥ 1"
+                )));
             }
         }
         if self.inputs.is_empty() {
@@ -174,11 +180,16 @@ impl CircuitSpec {
         let mut names = BTreeSet::new();
         for o in &self.outputs {
             if !names.insert(o.name.clone()) {
-                return Err(CircuitError::Invalid(format!("output {:?} is declared twice", o.name)));
+                return Err(CircuitError::Invalid(format!(
+                    "output {:?} is declared twice",
+                    o.name
+                )));
             }
         }
         if self.max_decryptions == 0 {
-            return Err(CircuitError::Invalid("max_decryptions must be at least 1".into()));
+            return Err(CircuitError::Invalid(
+                "max_decryptions must be at least 1".into(),
+            ));
         }
         self.parsed_outputs()?;
         Ok(())
@@ -222,9 +233,17 @@ expr = "inner_product(p1.x, p2.x)"
     #[test]
     fn rejects_bad_descriptions() {
         let dup = TOML.replace("party = \"p2\"", "party = \"p1\"");
-        assert!(CircuitSpec::from_toml(&dup).unwrap_err().to_string().contains("twice"));
-        let bounds = TOML.replace("min = 0\n", "min = 5\n").replace("max = 1.5", "max = 1");
-        assert!(CircuitSpec::from_toml(&bounds).unwrap_err().to_string().contains("interval"));
+        assert!(CircuitSpec::from_toml(&dup)
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
+        let bounds = TOML
+            .replace("min = 0\n", "min = 5\n")
+            .replace("max = 1.5", "max = 1");
+        assert!(CircuitSpec::from_toml(&bounds)
+            .unwrap_err()
+            .to_string()
+            .contains("interval"));
         let unknown = format!("{TOML}\nfoo = 1\n");
         assert!(CircuitSpec::from_toml(&unknown).is_err());
         let bad_expr = TOML.replace("inner_product(p1.x, p2.x)", "inner_product(p1.x,");

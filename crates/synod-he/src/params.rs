@@ -82,7 +82,9 @@ impl ParameterSet {
     /// `p` below its smallest ciphertext prime.
     pub fn max_plaintext_bits(self) -> u32 {
         let smallest = self.moduli().iter().copied().min().unwrap_or(0);
-        (64 - smallest.leading_zeros()).saturating_sub(1).min(MAX_PLAINTEXT_BITS)
+        (64 - smallest.leading_zeros())
+            .saturating_sub(1)
+            .min(MAX_PLAINTEXT_BITS)
     }
 
     /// Parses a name as printed by [`fmt::Display`].
@@ -162,17 +164,14 @@ impl Params {
         }
         let degree = set.degree();
         let upper = (1u64 << plaintext_bits) - 1;
-        let p = fhe_math::zq::primes::generate_prime(
-            plaintext_bits as usize,
-            2 * degree as u64,
-            upper,
-        )
-        .ok_or_else(|| {
-            Error::Parameters(format!(
-                "no {plaintext_bits}-bit prime p ≡ 1 mod {} exists",
-                2 * degree
-            ))
-        })?;
+        let p =
+            fhe_math::zq::primes::generate_prime(plaintext_bits as usize, 2 * degree as u64, upper)
+                .ok_or_else(|| {
+                    Error::Parameters(format!(
+                        "no {plaintext_bits}-bit prime p ≡ 1 mod {} exists",
+                        2 * degree
+                    ))
+                })?;
         let bfv = BfvParametersBuilder::new()
             .set_degree(degree)
             .set_plaintext_modulus(p)

@@ -65,7 +65,12 @@ pub struct KeyShare {
 }
 
 impl KeyShare {
-    pub(crate) fn new(point: EvaluationPoint, committee: Committee, epoch: u64, poly: Poly) -> Self {
+    pub(crate) fn new(
+        point: EvaluationPoint,
+        committee: Committee,
+        epoch: u64,
+        poly: Poly,
+    ) -> Self {
         Self {
             point,
             committee,
@@ -208,5 +213,71 @@ impl LinearSecret for AdditiveKeyShare {
 impl LinearSecret for WeightedKey {
     fn secret_ntt(&self) -> &Poly {
         self.poly()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::shamir::{Committee, EvaluationPoint};
+    use crate::{thresholdize, ParameterSet};
+    use fhe_math::rq::Representation;
+    use rand::SeedableRng;
+
+    /// Key and mask shares dealt by thresholdisation lie on degree-(t−1)
+    /// polynomials: every t-subset interpolates the same key (Σ s_i) and the
+    /// same mask, and the mask is not zero.
+    #[test]
+    fn key_and_mask_shares_are_consistent_sharings() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        let pts: Vec<_> = [2u32, 3, 5, 8]
+            .iter()
+            .map(|&x| EvaluationPoint::new(x).unwrap())
+            .collect();
+        let committee = Committee::new(pts.clone(), 3).unwrap();
+        let sks: Vec<_> = pts
+            .iter()
+            .map(|_| AdditiveKeyShare::generate(&params, &mut rng).unwrap())
+            .collect();
+        let mut inbox: Vec<Vec<_>> = pts.iter().map(|_| Vec::new()).collect();
+        for (x, sk) in pts.iter().zip(&sks) {
+            for sub in thresholdize::deal(&params, &committee, sk, *x, &mut rng).unwrap() {
+                let j = pts.iter().position(|p| *p == sub.recipient).unwrap();
+                inbox[j].push(sub);
+            }
+        }
+        let shares: Vec<_> = pts
+            .iter()
+            .zip(inbox)
+            .map(|(x, subs)| thresholdize::receive(&params, &committee, *x, subs).unwrap())
+            .collect();
+        let q = params.ctx(0).unwrap().modulus().clone();
+        let ctx = params.ctx(0).unwrap();
+        let interpolate = |idx: &[usize], pick: &dyn Fn(usize) -> Poly| {
+            let set: Vec<_> = idx.iter().map(|&i| pts[i]).collect();
+            let mut acc = Poly::zero(ctx, Representation::Ntt);
+            for &i in idx {
+                let w = crate::shamir::lagrange_weight(pts[i], &set, &q).unwrap();
+                acc += &ring::scalar_mul(&pick(i), &w);
+            }
+            acc
+        };
+        let mut whole = Poly::zero(ctx, Representation::Ntt);
+        for sk in &sks {
+            whole += sk.ntt();
+        }
+        let key = |i: usize| shares[i].0.poly().clone();
+        let mask = |i: usize| shares[i].1.poly().clone();
+        assert_eq!(interpolate(&[0, 1, 2], &key), whole);
+        assert_eq!(interpolate(&[1, 2, 3], &key), whole);
+        let m1 = interpolate(&[0, 1, 3], &mask);
+        assert_eq!(m1, interpolate(&[0, 2, 3], &mask));
+        assert_ne!(m1, Poly::zero(ctx, Representation::Ntt));
+        assert_eq!(shares[0].1.epoch(), thresholdize::SETUP_EPOCH);
+        // Debug never shows the share.
+        assert!(format!("{:?}", shares[0].0).contains("redacted"));
+        assert!(format!("{:?}", sks[0]).contains("redacted"));
     }
 }

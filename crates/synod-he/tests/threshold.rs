@@ -1,6 +1,12 @@
 //! End-to-end tests of the threshold engine: set-up by n parties, t-of-n
 //! decryption, key switching, evaluation keys, and rejection of bad shares.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
 
 use fhe::bfv::{Ciphertext, Encoding, Multiplicator, Plaintext, PublicKey, SecretKey};
 use fhe_traits::{FheDecoder, FheDecrypter, FheEncoder, FheEncrypter};
@@ -28,7 +34,9 @@ struct Setup {
 }
 
 fn points(xs: &[u32]) -> Vec<EvaluationPoint> {
-    xs.iter().map(|&x| EvaluationPoint::new(x).unwrap()).collect()
+    xs.iter()
+        .map(|&x| EvaluationPoint::new(x).unwrap())
+        .collect()
 }
 
 /// Runs the whole set-up for parties at `xs` with threshold `t`.
@@ -74,7 +82,11 @@ fn setup(set: ParameterSet, p_bits: u32, xs: &[u32], t: usize, seed: u64) -> Set
     let shares = members
         .iter()
         .zip(inbox)
-        .map(|(&x, subs)| thresholdize::receive(&params, &committee, x, subs).unwrap().0)
+        .map(|(&x, subs)| {
+            thresholdize::receive(&params, &committee, x, subs)
+                .unwrap()
+                .0
+        })
         .collect();
     Setup {
         params,
@@ -158,10 +170,17 @@ fn every_t_subset_decrypts_and_no_smaller_set_does() {
     let all = subsets(&members, 3);
     assert_eq!(all.len(), 10);
     for subset in &all {
-        assert_eq!(s.threshold_decrypt(subset, &ct, &flooding, &mut rng), values, "{subset:?}");
+        assert_eq!(
+            s.threshold_decrypt(subset, &ct, &flooding, &mut rng),
+            values,
+            "{subset:?}"
+        );
     }
     // Any 4 (more than t) also decrypt.
-    assert_eq!(s.threshold_decrypt(&members[1..], &ct, &flooding, &mut rng), values);
+    assert_eq!(
+        s.threshold_decrypt(&members[1..], &ct, &flooding, &mut rng),
+        values
+    );
 
     // t-1 participants cannot form an active set…
     assert!(ActiveSet::new(&s.committee, members[..2].iter().copied()).is_err());
@@ -180,7 +199,13 @@ fn every_t_subset_decrypts_and_no_smaller_set_does() {
 
 #[test]
 fn bad_shares_are_rejected_and_blamed() {
-    let s = setup(ParameterSet::InsecureTestN2048, 20, &[2, 5, 9, 14, 20], 3, 2);
+    let s = setup(
+        ParameterSet::InsecureTestN2048,
+        20,
+        &[2, 5, 9, 14, 20],
+        3,
+        2,
+    );
     let mut rng = ChaCha20Rng::seed_from_u64(11);
     let values = random_values(&s.params, &mut rng);
     let ct = s.encrypt(&values, &mut rng);
@@ -191,14 +216,33 @@ fn bad_shares_are_rejected_and_blamed() {
 
     // A share from outside the decrypting set.
     let other_set = ActiveSet::new(&s.committee, [m[0], m[1], m[3]]).unwrap();
-    let outsider = decrypt::decryption_share(&s.params, s.share_of(m[3]), &other_set, &ct, &flooding, &mut rng).unwrap();
+    let outsider = decrypt::decryption_share(
+        &s.params,
+        s.share_of(m[3]),
+        &other_set,
+        &ct,
+        &flooding,
+        &mut rng,
+    )
+    .unwrap();
     let mut shares = good.clone();
     shares[2] = outsider.clone();
     let err = decrypt::combine(&s.params, &ct, &set, shares).unwrap_err();
-    assert!(matches!(err, Error::UnexpectedSender { sender, .. } if sender == m[3]), "{err}");
+    assert!(
+        matches!(err, Error::UnexpectedSender { sender, .. } if sender == m[3]),
+        "{err}"
+    );
 
     // A share computed with the wrong Lagrange set (m[0] weighted for {0,1,3}).
-    let wrong = decrypt::decryption_share(&s.params, s.share_of(m[0]), &other_set, &ct, &flooding, &mut rng).unwrap();
+    let wrong = decrypt::decryption_share(
+        &s.params,
+        s.share_of(m[0]),
+        &other_set,
+        &ct,
+        &flooding,
+        &mut rng,
+    )
+    .unwrap();
     let mut shares = good.clone();
     shares[0] = wrong;
     let err = decrypt::combine(&s.params, &ct, &set, shares).unwrap_err();
@@ -209,31 +253,63 @@ fn bad_shares_are_rejected_and_blamed() {
     let mut shares = good.clone();
     shares[1].h.residues.truncate(100);
     let err = decrypt::combine(&s.params, &ct, &set, shares).unwrap_err();
-    assert!(matches!(err, Error::Malformed { sender, .. } if sender == m[1]), "{err}");
+    assert!(
+        matches!(err, Error::Malformed { sender, .. } if sender == m[1]),
+        "{err}"
+    );
     let mut shares = good.clone();
     shares[1].h.level = 1;
     let err = decrypt::combine(&s.params, &ct, &set, shares).unwrap_err();
-    assert!(matches!(err, Error::Malformed { sender, .. } if sender == m[1]), "{err}");
+    assert!(
+        matches!(err, Error::Malformed { sender, .. } if sender == m[1]),
+        "{err}"
+    );
 
     // Wrong parameters: a share made under another plaintext modulus.
-    let other = setup(ParameterSet::InsecureTestN2048, 24, &[2, 5, 9, 14, 20], 3, 3);
+    let other = setup(
+        ParameterSet::InsecureTestN2048,
+        24,
+        &[2, 5, 9, 14, 20],
+        3,
+        3,
+    );
     let ct_other = other.encrypt(&vec![1; 2048], &mut rng);
-    let foreign = decrypt::decryption_share(&other.params, other.share_of(m[2]), &ActiveSet::new(&other.committee, [m[0], m[1], m[2]]).unwrap(), &ct_other, &Flooding::new(&other.params, 0, 20.0, 16, 5).unwrap(), &mut rng).unwrap();
+    let foreign = decrypt::decryption_share(
+        &other.params,
+        other.share_of(m[2]),
+        &ActiveSet::new(&other.committee, [m[0], m[1], m[2]]).unwrap(),
+        &ct_other,
+        &Flooding::new(&other.params, 0, 20.0, 16, 5).unwrap(),
+        &mut rng,
+    )
+    .unwrap();
     let mut shares = good.clone();
     shares[2] = foreign;
     let err = decrypt::combine(&s.params, &ct, &set, shares).unwrap_err();
-    assert!(matches!(err, Error::WrongCiphertext { sender } if sender == m[2]), "{err}");
+    assert!(
+        matches!(err, Error::WrongCiphertext { sender } if sender == m[2]),
+        "{err}"
+    );
 
     // Duplicate and missing.
     let mut shares = good.clone();
     shares[2] = good[1].clone();
-    assert!(matches!(decrypt::combine(&s.params, &ct, &set, shares), Err(Error::Duplicate { .. })));
+    assert!(matches!(
+        decrypt::combine(&s.params, &ct, &set, shares),
+        Err(Error::Duplicate { .. })
+    ));
     let err = decrypt::combine(&s.params, &ct, &set, good[..2].to_vec()).unwrap_err();
-    assert!(matches!(&err, Error::Missing { missing, .. } if missing == &vec![m[2].get()]), "{err}");
+    assert!(
+        matches!(&err, Error::Missing { missing, .. } if missing == &vec![m[2].get()]),
+        "{err}"
+    );
 
     // And the good shares do decrypt.
     let pt = decrypt::combine(&s.params, &ct, &set, good).unwrap();
-    assert_eq!(Vec::<u64>::try_decode(&pt, Encoding::simd()).unwrap(), values);
+    assert_eq!(
+        Vec::<u64>::try_decode(&pt, Encoding::simd()).unwrap(),
+        values
+    );
 }
 
 #[test]
@@ -247,7 +323,11 @@ fn multiplication_rotation_and_lower_level_decrypt() {
     let cb = s.encrypt(&b, &mut rng);
     let mult = Multiplicator::default(&s.rlk).unwrap();
     let prod = mult.multiply(&ca, &cb).unwrap();
-    let expected: Vec<u64> = a.iter().zip(&b).map(|(x, y)| ((*x as u128 * *y as u128) % p as u128) as u64).collect();
+    let expected: Vec<u64> = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| ((*x as u128 * *y as u128) % p as u128) as u64)
+        .collect();
 
     // The oracle measures the real noise; flooding is sized above it.
     let whole = WholeKey::from_shares(&s.params, &s.additive);
@@ -255,7 +335,10 @@ fn multiplication_rotation_and_lower_level_decrypt() {
     assert!(noise > 10.0 && noise < 100.0, "noise 2^{noise}");
     let flooding = Flooding::new(&s.params, 0, noise + 1.0, 16, 3).unwrap();
     let m = s.committee.members().to_vec();
-    assert_eq!(s.threshold_decrypt(&[m[0], m[2], m[4]], &prod, &flooding, &mut rng), expected);
+    assert_eq!(
+        s.threshold_decrypt(&[m[0], m[2], m[4]], &prod, &flooding, &mut rng),
+        expected
+    );
 
     // Rotation keys made after thresholdisation by 3 weighted shares only.
     let set = ActiveSet::new(&s.committee, [m[1], m[3], m[4]]).unwrap();
@@ -270,7 +353,9 @@ fn multiplication_rotation_and_lower_level_decrypt() {
         .collect();
     let ek = galois::aggregate_galois_keys(&s.params, &s.crs, set.members(), gk_shares).unwrap();
     let summed = ek.computes_inner_sum(&prod).unwrap();
-    let total = expected.iter().fold(0u128, |acc, v| (acc + *v as u128) % p as u128) as u64;
+    let total = expected
+        .iter()
+        .fold(0u128, |acc, v| (acc + *v as u128) % p as u128) as u64;
     let noise = whole.noise_bits(&s.params, &summed).unwrap();
     let flooding = Flooding::new(&s.params, 0, noise + 1.0, 16, 3).unwrap();
     let got = s.threshold_decrypt(&[m[0], m[1], m[2]], &summed, &flooding, &mut rng);
@@ -286,12 +371,20 @@ fn multiplication_rotation_and_lower_level_decrypt() {
     // Flooding sized for another level is refused.
     let f0 = Flooding::new(&s.params, 0, noise + 1.0, 16, 3).unwrap();
     let set = ActiveSet::new(&s.committee, [m[2], m[3], m[4]]).unwrap();
-    assert!(decrypt::decryption_share(&s.params, s.share_of(m[2]), &set, &low, &f0, &mut rng).is_err());
+    assert!(
+        decrypt::decryption_share(&s.params, s.share_of(m[2]), &set, &low, &f0, &mut rng).is_err()
+    );
 }
 
 #[test]
 fn key_switch_reaches_only_the_recipient() {
-    let s = setup(ParameterSet::InsecureTestN2048, 20, &[3, 6, 7, 10, 11], 3, 5);
+    let s = setup(
+        ParameterSet::InsecureTestN2048,
+        20,
+        &[3, 6, 7, 10, 11],
+        3,
+        5,
+    );
     let mut rng = ChaCha20Rng::seed_from_u64(13);
     let values = random_values(&s.params, &mut rng);
     let ct = s.encrypt(&values, &mut rng);
@@ -304,15 +397,31 @@ fn key_switch_reaches_only_the_recipient() {
     let shares: Vec<_> = set
         .members()
         .iter()
-        .map(|&x| keyswitch::key_switch_share(&s.params, s.share_of(x), &set, &ct, &recipient, &flooding, &mut rng).unwrap())
+        .map(|&x| {
+            keyswitch::key_switch_share(
+                &s.params,
+                s.share_of(x),
+                &set,
+                &ct,
+                &recipient,
+                &flooding,
+                &mut rng,
+            )
+            .unwrap()
+        })
         .collect();
     let switched = keyswitch::combine_key_switch(&s.params, &ct, &set, shares).unwrap();
     let pt = recipient_sk.try_decrypt(&switched).unwrap();
-    assert_eq!(Vec::<u64>::try_decode(&pt, Encoding::simd()).unwrap(), values);
+    assert_eq!(
+        Vec::<u64>::try_decode(&pt, Encoding::simd()).unwrap(),
+        values
+    );
 
     // Anyone else's key, including the collective one, gets noise.
     let other = SecretKey::random(s.params.bfv(), &mut rng);
-    let whole = WholeKey::from_shares(&s.params, &s.additive).secret_key(&s.params).unwrap();
+    let whole = WholeKey::from_shares(&s.params, &s.additive)
+        .secret_key(&s.params)
+        .unwrap();
     for sk in [other, whole] {
         let pt = sk.try_decrypt(&switched).unwrap();
         let got = Vec::<u64>::try_decode(&pt, Encoding::simd()).unwrap();
@@ -328,24 +437,48 @@ fn public_key_matches_whole_key_and_setup_rejects_bad_messages() {
     let values = random_values(&s.params, &mut rng);
     let ct = s.encrypt(&values, &mut rng);
     let whole = WholeKey::from_shares(&s.params, &s.additive);
-    let pt = whole.secret_key(&s.params).unwrap().try_decrypt(&ct).unwrap();
-    assert_eq!(Vec::<u64>::try_decode(&pt, Encoding::simd()).unwrap(), values);
+    let pt = whole
+        .secret_key(&s.params)
+        .unwrap()
+        .try_decrypt(&ct)
+        .unwrap();
+    assert_eq!(
+        Vec::<u64>::try_decode(&pt, Encoding::simd()).unwrap(),
+        values
+    );
     assert!(whole.noise_bits(&s.params, &ct).unwrap() < 25.0);
 
     // A public-key share from a stranger, a duplicate and a missing one.
     let members = s.committee.members().to_vec();
     let mk = |x: u32, rng: &mut ChaCha20Rng| {
         let sk = AdditiveKeyShare::generate(&s.params, rng).unwrap();
-        keygen::public_key_share(&s.params, &s.crs, &sk, EvaluationPoint::new(x).unwrap(), rng).unwrap()
+        keygen::public_key_share(
+            &s.params,
+            &s.crs,
+            &sk,
+            EvaluationPoint::new(x).unwrap(),
+            rng,
+        )
+        .unwrap()
     };
     let shares = vec![mk(1, &mut rng), mk(2, &mut rng), mk(9, &mut rng)];
     let err = keygen::aggregate_public_key(&s.params, &s.crs, &members, shares).unwrap_err();
     assert_eq!(err.culprits(), points(&[9]));
     let shares = vec![mk(1, &mut rng), mk(2, &mut rng)];
-    assert!(matches!(keygen::aggregate_public_key(&s.params, &s.crs, &members, shares), Err(Error::Missing { .. })));
+    assert!(matches!(
+        keygen::aggregate_public_key(&s.params, &s.crs, &members, shares),
+        Err(Error::Missing { .. })
+    ));
 
     // A thresholdisation sub-share delivered to the wrong member is blamed on its dealer.
-    let mut subs = thresholdize::deal(&s.params, &s.committee, &s.additive[0], members[0], &mut rng).unwrap();
+    let mut subs = thresholdize::deal(
+        &s.params,
+        &s.committee,
+        &s.additive[0],
+        members[0],
+        &mut rng,
+    )
+    .unwrap();
     let to_2 = subs.remove(1);
     let mut inbox = vec![to_2];
     for (k, sk) in s.additive.iter().enumerate().skip(1) {

@@ -277,7 +277,14 @@ impl LocalCommittee {
             .iter()
             .map(|&x| {
                 let p = self.participant(x)?;
-                Ok(decrypt::decryption_share(&self.params, &p.key_share, &set, ct, flooding, rng)?)
+                Ok(decrypt::decryption_share(
+                    &self.params,
+                    &p.key_share,
+                    &set,
+                    ct,
+                    flooding,
+                    rng,
+                )?)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(decrypt::combine(&self.params, ct, &set, shares)?)

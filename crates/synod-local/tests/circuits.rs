@@ -1,7 +1,13 @@
 //! End-to-end: circuits planned, evaluated on ciphertexts of a simulated
 //! committee, threshold-decrypted, and compared with the clear evaluation; the
 //! noise model checked against measured noise.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
 
 use std::collections::BTreeMap;
 
@@ -32,7 +38,14 @@ struct Run {
     ints: BTreeMap<ColumnRef, Vec<i64>>,
 }
 
-fn run(spec: &CircuitSpec, set: ParameterSet, rows: usize, n: u32, t: usize, seed: u64) -> (Run, synod_circuit::EvaluatedOutputs, Vec<Vec<i128>>) {
+fn run(
+    spec: &CircuitSpec,
+    set: ParameterSet,
+    rows: usize,
+    n: u32,
+    t: usize,
+    seed: u64,
+) -> (Run, synod_circuit::EvaluatedOutputs, Vec<Vec<i128>>) {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let plan = Plan::with_sets(spec, rows, n as usize, t, &[set]).unwrap();
     let committee = LocalCommittee::setup(
@@ -47,7 +60,10 @@ fn run(spec: &CircuitSpec, set: ParameterSet, rows: usize, n: u32, t: usize, see
     .unwrap();
     let mut ints = BTreeMap::new();
     for input in &spec.inputs {
-        let col = ColumnRef { party: input.party.clone(), column: input.column.clone() };
+        let col = ColumnRef {
+            party: input.party.clone(),
+            column: input.column.clone(),
+        };
         let vals: Vec<f64> = (0..rows)
             .map(|_| {
                 let x = rng.random_range(input.min..=input.max);
@@ -66,14 +82,28 @@ fn run(spec: &CircuitSpec, set: ParameterSet, rows: usize, n: u32, t: usize, see
         let i = rng.random_range(0..active.len());
         active.remove(i);
     }
-    let dec = committee.decrypt_outputs(&plan, &out, &active, &mut rng).unwrap();
-    (Run { committee, plan, ints }, out, dec)
+    let dec = committee
+        .decrypt_outputs(&plan, &out, &active, &mut rng)
+        .unwrap();
+    (
+        Run {
+            committee,
+            plan,
+            ints,
+        },
+        out,
+        dec,
+    )
 }
 
 #[test]
 fn statistics_match_the_clear_computation() {
     let s = spec(
-        &[("p1", "x", -1000.0, 1000.0, 1), ("p2", "x", 0.0, 50.0, 1), ("p3", "y", -2.5, 2.5, 100)],
+        &[
+            ("p1", "x", -1000.0, 1000.0, 1),
+            ("p2", "x", 0.0, 50.0, 1),
+            ("p3", "y", -2.5, 2.5, 100),
+        ],
         &[
             ("sum p1", "sum(p1.x)"),
             ("mean p2", "mean(p2.x)"),
@@ -100,28 +130,48 @@ fn statistics_match_the_clear_computation() {
     assert!(got[0].clear_step.is_none());
     assert_eq!(got[7].values.len(), rows);
     // Sanity of the clear reference itself.
-    let p1 = &r.ints[&ColumnRef { party: "p1".into(), column: "x".into() }];
+    let p1 = &r.ints[&ColumnRef {
+        party: "p1".into(),
+        column: "x".into(),
+    }];
     assert_eq!(want[0].values[0], p1.iter().map(|&v| v as f64).sum::<f64>());
 }
 
 #[test]
 fn rotation_and_weighted_sum() {
     let rows = 100;
-    let weights: Vec<String> = (0..rows).map(|i| ((i as i64 % 7) - 3).to_string()).collect();
+    let weighted = format!(
+        "weighted_sum(a.v, [{}])",
+        (0..rows)
+            .map(|i| ((i as i64 % 7) - 3).to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _weights: Vec<String> = (0..rows)
+        .map(|i| ((i as i64 % 7) - 3).to_string())
+        .collect();
     let s = spec(
         &[("a", "v", -100.0, 100.0, 1), ("b", "v", -100.0, 100.0, 1)],
         &[
-            ("shifted product", &format!("sum(rotate(a.v, 1) * b.v)")),
-            ("weighted", &format!("weighted_sum(a.v, [{}])", weights.join(", "))),
+            ("shifted product", "sum(rotate(a.v, 1) * b.v)"),
+            ("weighted", weighted.as_str()),
         ],
     );
     let (r, _, dec) = run(&s, ParameterSet::InsecureTestN2048, rows, 3, 2, 8);
     let clear = r.plan.evaluate_clear(&r.ints).unwrap();
     assert_eq!(dec[0][0], clear[0][0]);
     assert_eq!(dec[1][0], clear[1][0]);
-    let a = &r.ints[&ColumnRef { party: "a".into(), column: "v".into() }];
-    let b = &r.ints[&ColumnRef { party: "b".into(), column: "v".into() }];
-    let direct: i128 = (0..rows - 1).map(|i| i128::from(a[i + 1]) * i128::from(b[i])).sum();
+    let a = &r.ints[&ColumnRef {
+        party: "a".into(),
+        column: "v".into(),
+    }];
+    let b = &r.ints[&ColumnRef {
+        party: "b".into(),
+        column: "v".into(),
+    }];
+    let direct: i128 = (0..rows - 1)
+        .map(|i| i128::from(a[i + 1]) * i128::from(b[i]))
+        .sum();
     assert_eq!(clear[0][0], direct);
 }
 
@@ -144,19 +194,40 @@ fn noise_model_bounds_the_measured_noise() {
             .iter()
             .map(|ct| r.committee.oracle.noise_bits(r.plan.params(), ct).unwrap())
             .fold(0.0, f64::max);
-        eprintln!("{:30} level {} estimate 2^{:.1} measured 2^{measured:.1}", agg.label, agg.level, agg.noise_bits);
-        assert!(measured <= agg.noise_bits, "{}: measured 2^{measured:.1} above estimate 2^{:.1}", agg.label, agg.noise_bits);
-        assert!(agg.noise_bits - measured < 24.0, "{}: estimate 2^{:.1} is far above measured 2^{measured:.1}", agg.label, agg.noise_bits);
+        eprintln!(
+            "{:30} level {} estimate 2^{:.1} measured 2^{measured:.1}",
+            agg.label, agg.level, agg.noise_bits
+        );
+        assert!(
+            measured <= agg.noise_bits,
+            "{}: measured 2^{measured:.1} above estimate 2^{:.1}",
+            agg.label,
+            agg.noise_bits
+        );
+        assert!(
+            agg.noise_bits - measured < 24.0,
+            "{}: estimate 2^{:.1} is far above measured 2^{measured:.1}",
+            agg.label,
+            agg.noise_bits
+        );
     }
 }
 
 #[test]
 fn out_of_range_and_too_deep_are_refused_before_encryption() {
-    let s = spec(&[("a", "x", -1e9, 1e9, 1), ("b", "x", -1e9, 1e9, 1)], &[("ip", "inner_product(a.x, b.x)")]);
+    let s = spec(
+        &[("a", "x", -1e9, 1e9, 1), ("b", "x", -1e9, 1e9, 1)],
+        &[("ip", "inner_product(a.x, b.x)")],
+    );
     // 2^60 · 8192 rows ≈ 2^73: no plaintext modulus can hold it.
     let err = Plan::new(&s, 8192, 5, 3).unwrap_err();
     match &err {
-        CircuitError::Range { output, expr, over_by, .. } => {
+        CircuitError::Range {
+            output,
+            expr,
+            over_by,
+            ..
+        } => {
             assert_eq!(output, "ip");
             assert!(expr.contains("sum"), "{expr}");
             assert!(*over_by > 10.0, "{over_by}");
@@ -164,17 +235,30 @@ fn out_of_range_and_too_deep_are_refused_before_encryption() {
         other => panic!("{other}"),
     }
     // A larger p is chosen rather than refusing when one fits.
-    let s = spec(&[("a", "x", -1e4, 1e4, 1), ("b", "x", -1e4, 1e4, 1)], &[("ip", "inner_product(a.x, b.x)")]);
+    let s = spec(
+        &[("a", "x", -1e4, 1e4, 1), ("b", "x", -1e4, 1e4, 1)],
+        &[("ip", "inner_product(a.x, b.x)")],
+    );
     let plan = Plan::new(&s, 8192, 5, 3).unwrap();
-    assert!(plan.params().plaintext_bits() >= 42, "{}", plan.params().plaintext_bits());
+    assert!(
+        plan.params().plaintext_bits() >= 42,
+        "{}",
+        plan.params().plaintext_bits()
+    );
     // Slightly larger bounds no longer fit N = 8192 but do fit N = 16384.
-    let s = spec(&[("a", "x", -4e4, 4e4, 1), ("b", "x", -4e4, 4e4, 1)], &[("ip", "inner_product(a.x, b.x)")]);
+    let s = spec(
+        &[("a", "x", -4e4, 4e4, 1), ("b", "x", -4e4, 4e4, 1)],
+        &[("ip", "inner_product(a.x, b.x)")],
+    );
     let plan = Plan::new(&s, 8192, 5, 3).unwrap();
     assert_eq!(plan.params().set(), ParameterSet::Bfv16384);
 
     let deep = |k: usize| {
         let factors = vec!["a.x"; k].join(" * ");
-        spec(&[("a", "x", -1.0, 1.0, 1)], &[("deep", &format!("sum({factors})"))])
+        spec(
+            &[("a", "x", -1.0, 1.0, 1)],
+            &[("deep", &format!("sum({factors})"))],
+        )
     };
     let mut max_depth = 0;
     for k in 2..10 {
@@ -196,7 +280,10 @@ fn out_of_range_and_too_deep_are_refused_before_encryption() {
 fn deepest_admitted_circuit_decrypts_at_n8192() {
     let deep = |k: usize| {
         let factors = vec!["a.x"; k].join(" * ");
-        spec(&[("a", "x", -1.0, 1.0, 1)], &[("deep", &format!("sum({factors})"))])
+        spec(
+            &[("a", "x", -1.0, 1.0, 1)],
+            &[("deep", &format!("sum({factors})"))],
+        )
     };
     let mut k = 2;
     while Plan::with_sets(&deep(k + 1), 8192, 3, 2, &[ParameterSet::Bfv8192]).is_ok() {
@@ -206,5 +293,10 @@ fn deepest_admitted_circuit_decrypts_at_n8192() {
     let clear = r.plan.evaluate_clear(&r.ints).unwrap();
     assert_eq!(dec[0][0], clear[0][0], "depth {}", k - 1);
     let agg = &r.plan.aggregates()[0];
-    eprintln!("depth {} decrypts at level {} with {} flooding bits", agg.depth, agg.level, agg.flooding_bits());
+    eprintln!(
+        "depth {} decrypts at level {} with {} flooding bits",
+        agg.depth,
+        agg.level,
+        agg.flooding_bits()
+    );
 }

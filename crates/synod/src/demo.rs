@@ -156,19 +156,25 @@ impl Progress {
 
 /// Reads a CSV with a header row into named columns of reals.
 fn read_csv(path: &Path) -> Result<BTreeMap<String, Vec<f64>>> {
-    let mut reader = csv::Reader::from_path(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("cannot open {}", path.display()))?;
     let headers: Vec<String> = reader
         .headers()
         .with_context(|| format!("{}: no header row", path.display()))?
         .iter()
         .map(|h| h.trim().to_string())
         .collect();
-    let mut cols: BTreeMap<String, Vec<f64>> = headers.iter().map(|h| (h.clone(), Vec::new())).collect();
+    let mut cols: BTreeMap<String, Vec<f64>> =
+        headers.iter().map(|h| (h.clone(), Vec::new())).collect();
     for (i, record) in reader.records().enumerate() {
         let record = record.with_context(|| format!("{}: record {}", path.display(), i + 1))?;
         for (h, field) in headers.iter().zip(record.iter()) {
             let v: f64 = field.trim().parse().with_context(|| {
-                format!("{}: record {}, column {h:?}: {field:?} is not a number", path.display(), i + 1)
+                format!(
+                    "{}: record {}, column {h:?}: {field:?} is not a number",
+                    path.display(),
+                    i + 1
+                )
             })?;
             if let Some(c) = cols.get_mut(h) {
                 c.push(v);
@@ -179,7 +185,8 @@ fn read_csv(path: &Path) -> Result<BTreeMap<String, Vec<f64>>> {
 }
 
 fn write_csv(path: &Path, columns: &[(&str, &[f64], u64)]) -> Result<()> {
-    let mut w = csv::Writer::from_path(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut w = csv::Writer::from_path(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
     w.write_record(columns.iter().map(|(n, _, _)| *n))?;
     let rows = columns.first().map(|(_, v, _)| v.len()).unwrap_or(0);
     for r in 0..rows {
@@ -206,12 +213,18 @@ pub fn run(args: DemoArgs) -> Result<bool> {
         bail!("--parties must be at least 1");
     }
     if args.threshold == 0 || args.threshold > args.parties {
-        bail!("--threshold must be between 1 and --parties ({}), not {}", args.parties, args.threshold);
+        bail!(
+            "--threshold must be between 1 and --parties ({}), not {}",
+            args.parties,
+            args.threshold
+        );
     }
     let seed = args.seed.unwrap_or_else(|| rand::rng().random());
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let spec = match &args.spec {
-        Some(path) => CircuitSpec::from_path(path).with_context(|| format!("circuit {}", path.display()))?,
+        Some(path) => {
+            CircuitSpec::from_path(path).with_context(|| format!("circuit {}", path.display()))?
+        }
         None => builtin_spec(args.parties)?,
     };
     let party_names = spec.parties();
@@ -230,11 +243,19 @@ pub fn run(args: DemoArgs) -> Result<bool> {
             .split_once('=')
             .with_context(|| format!("--input {item:?}: expected PARTY=FILE.csv"))?;
         if !party_names.iter().any(|p| p == party) {
-            bail!("--input {item:?}: the circuit has no party {party:?} (parties: {})", party_names.join(", "));
+            bail!(
+                "--input {item:?}: the circuit has no party {party:?} (parties: {})",
+                party_names.join(", ")
+            );
         }
         given.insert(party.to_string(), read_csv(Path::new(file))?);
     }
-    let rows = match given.values().flat_map(|cols| cols.values()).map(|v| v.len()).next() {
+    let rows = match given
+        .values()
+        .flat_map(|cols| cols.values())
+        .map(|v| v.len())
+        .next()
+    {
         Some(r) => r,
         None => args.rows,
     };
@@ -249,7 +270,9 @@ pub fn run(args: DemoArgs) -> Result<bool> {
             Some(cols) => {
                 generated = false;
                 cols.get(&input.column)
-                    .with_context(|| format!("input of {}: no column {:?}", input.party, input.column))?
+                    .with_context(|| {
+                        format!("input of {}: no column {:?}", input.party, input.column)
+                    })?
                     .clone()
             }
             None => {
@@ -273,7 +296,10 @@ pub fn run(args: DemoArgs) -> Result<bool> {
                 .filter(|i| &i.party == party)
                 .filter_map(|i| {
                     reals
-                        .get(&ColumnRef { party: i.party.clone(), column: i.column.clone() })
+                        .get(&ColumnRef {
+                            party: i.party.clone(),
+                            column: i.column.clone(),
+                        })
                         .map(|v| (i.column.as_str(), v.as_slice(), i.scale()))
                 })
                 .collect();
@@ -291,7 +317,8 @@ pub fn run(args: DemoArgs) -> Result<bool> {
     let mut phases: Vec<(String, f64)> = Vec::new();
 
     progress.begin("plan: checking ranges, depth and noise");
-    let plan = Plan::new(&spec, rows, args.parties, args.threshold).context("the circuit cannot run")?;
+    let plan =
+        Plan::new(&spec, rows, args.parties, args.threshold).context("the circuit cannot run")?;
     let params = plan.params().clone();
     progress.note(&format!(
         "{} with p = {} ({} bits), log q = {:.0}",
@@ -302,7 +329,10 @@ pub fn run(args: DemoArgs) -> Result<bool> {
     ));
     phases.push(("plan".to_string(), progress.end()));
 
-    progress.begin(&format!("setup: {} participants, threshold {}", args.parties, args.threshold));
+    progress.begin(&format!(
+        "setup: {} participants, threshold {}",
+        args.parties, args.threshold
+    ));
     let points: Vec<EvaluationPoint> = (1..=args.parties as u32)
         .map(EvaluationPoint::new)
         .collect::<synod_he::Result<_>>()?;
@@ -341,7 +371,10 @@ pub fn run(args: DemoArgs) -> Result<bool> {
         decryptors.remove(i);
     }
     let names: Vec<String> = decryptors.iter().map(|p| p.to_string()).collect();
-    progress.begin(&format!("output: threshold decryption by {}", names.join(", ")));
+    progress.begin(&format!(
+        "output: threshold decryption by {}",
+        names.join(", ")
+    ));
     let decrypted = committee.decrypt_outputs(&plan, &evaluated, &decryptors, &mut rng)?;
     phases.push(("decrypt".to_string(), progress.end()));
 
@@ -350,7 +383,13 @@ pub fn run(args: DemoArgs) -> Result<bool> {
     for (i, (d, c)) in decrypted.iter().zip(&clear).enumerate() {
         if d.get(..c.len()) != Some(c.as_slice()) {
             ok = false;
-            eprintln!("mismatch in {}", plan.aggregates().get(i).map(|a| a.label.as_str()).unwrap_or("?"));
+            eprintln!(
+                "mismatch in {}",
+                plan.aggregates()
+                    .get(i)
+                    .map(|a| a.label.as_str())
+                    .unwrap_or("?")
+            );
         }
     }
     let got = plan.finish(&decrypted)?;
@@ -397,7 +436,12 @@ fn fmt_values(v: &[f64]) -> String {
         [x] => fmt_num(*x),
         _ => {
             let head: Vec<String> = v.iter().take(3).map(|x| fmt_num(*x)).collect();
-            format!("[{}{}] ({} rows)", head.join(", "), if v.len() > 3 { ", …" } else { "" }, v.len())
+            format!(
+                "[{}{}] ({} rows)",
+                head.join(", "),
+                if v.len() > 3 { ", …" } else { "" },
+                v.len()
+            )
         }
     }
 }
@@ -421,16 +465,38 @@ fn print_tables(r: &Report, plan: &Plan, seed: u64) {
         r.parameters, r.log_q, r.plaintext_modulus, r.decryptors
     );
     println!();
-    let w = r.results.iter().map(|x| x.name.len()).max().unwrap_or(4).max(6);
-    println!("{:<w$}  {:>24}  {:>24}  {}", "result", "decrypted", "plaintext", "");
+    let w = r
+        .results
+        .iter()
+        .map(|x| x.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(6);
+    println!("{:<w$}  {:>24}  {:>24}", "result", "decrypted", "plaintext");
     for row in &r.results {
-        let expected = row.expected.as_deref().map(fmt_values).unwrap_or_else(|| "—".into());
+        let expected = row
+            .expected
+            .as_deref()
+            .map(fmt_values)
+            .unwrap_or_else(|| "—".into());
         let mark = if row.ok { "ok" } else { "MISMATCH" };
-        let clear = if row.finished_in_clear.is_some() { " (division in the clear)" } else { "" };
-        println!("{:<w$}  {:>24}  {:>24}  {mark}{clear}", row.name, fmt_values(&row.decrypted), expected);
+        let clear = if row.finished_in_clear.is_some() {
+            " (division in the clear)"
+        } else {
+            ""
+        };
+        println!(
+            "{:<w$}  {:>24}  {:>24}  {mark}{clear}",
+            row.name,
+            fmt_values(&row.decrypted),
+            expected
+        );
     }
     println!();
-    println!("{:<34} {:>6} {:>6} {:>9}", "encrypted aggregate", "depth", "level", "flooding");
+    println!(
+        "{:<34} {:>6} {:>6} {:>9}",
+        "encrypted aggregate", "depth", "level", "flooding"
+    );
     for a in plan.aggregates() {
         println!(
             "{:<34} {:>6} {:>6} {:>7} b",
@@ -448,7 +514,14 @@ fn print_tables(r: &Report, plan: &Plan, seed: u64) {
     println!("{:<34} {:>10.1}", "total", r.total_ms);
     println!();
     println!("output hash {}", r.output_hash);
-    println!("{}", if r.ok { "all results match" } else { "RESULTS DO NOT MATCH" });
+    println!(
+        "{}",
+        if r.ok {
+            "all results match"
+        } else {
+            "RESULTS DO NOT MATCH"
+        }
+    );
 }
 
 fn truncate(s: &str, n: usize) -> String {
