@@ -95,7 +95,7 @@ impl KeyShare {
     }
 
     /// `S_j` at level 0, NTT form.
-    #[cfg_attr(not(feature = "insecure-test-params"), allow(dead_code))]
+    #[allow(dead_code, reason = "read by resharing (issue 5) and tests")]
     pub(crate) fn poly(&self) -> &Poly {
         &self.poly
     }
@@ -155,7 +155,7 @@ impl MaskShare {
     }
 
     /// The mask share at level 0, NTT form.
-    #[cfg_attr(not(feature = "insecure-test-params"), allow(dead_code))]
+    #[allow(dead_code, reason = "consumed by resharing's constant-term check (issue 5) and tests")]
     pub(crate) fn poly(&self) -> &Poly {
         &self.poly
     }
