@@ -14,12 +14,18 @@
 //! §2, output): that check belongs to the caller, which knows the circuit.
 
 use fhe::bfv::{Ciphertext, Plaintext, SecretKey};
-use fhe_math::rq::{Poly, Representation};
+use fhe_math::ntt::NttOperator;
+use fhe_math::rq::{traits::TryConvertFrom, Poly, Representation};
+use fhe_math::zq::Modulus;
 use fhe_traits::FheDecrypter;
+use ndarray::Array2;
 use rand::{CryptoRng, RngCore, SeedableRng};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::flooding::Flooding;
+use crate::kernels::{BlockHasher, FloodLimbs, NttView, RingOps};
 use crate::ring::WirePoly;
 use crate::secret::KeyShare;
 use crate::shamir::{ActiveSet, EvaluationPoint};
@@ -29,15 +35,12 @@ use crate::{round, Error, Params, Result};
 /// carry so they cannot be applied to another ciphertext.
 pub fn ciphertext_digest(params: &Params, ct: &Ciphertext) -> Result<[u8; 32]> {
     let level = ciphertext_level(params, ct)?;
-    let mut h = blake3::Hasher::new_derive_key("synod/ciphertext/v1");
-    h.update(&(level as u64).to_le_bytes());
-    h.update(&(ct.len() as u64).to_le_bytes());
+    let mut h = BlockHasher::new(blake3::Hasher::new_derive_key("synod/ciphertext/v1"));
+    h.write_u64(level as u64);
+    h.write_u64(ct.len() as u64);
     for poly in ct.iter() {
-        let mut p = poly.clone();
-        p.change_representation(Representation::Ntt);
-        for r in p.coefficients().iter() {
-            h.update(&r.to_le_bytes());
-        }
+        // The residues of the NTT form, without copying when already NTT.
+        h.write_residues(NttView::of(poly).poly().coefficients());
     }
     Ok(*h.finalize().as_bytes())
 }
@@ -47,6 +50,16 @@ pub fn ciphertext_level(params: &Params, ct: &Ciphertext) -> Result<usize> {
     let first = ct
         .first()
         .ok_or_else(|| Error::Parameters("empty ciphertext".into()))?;
+    // Polynomials made under `params` share its context `Arc`s: find the
+    // level by pointer first. `level_of_context` compares contexts field by
+    // field (NTT tables included), which costs about as much as an NTT.
+    if let Some(level) = (0..=params.max_level()).find(|&l| {
+        params
+            .ctx(l)
+            .is_ok_and(|c| std::sync::Arc::ptr_eq(c, first.ctx()))
+    }) {
+        return Ok(level);
+    }
     Ok(params.bfv().level_of_context(first.ctx())?)
 }
 
@@ -93,20 +106,59 @@ pub fn decryption_share<R: RngCore + CryptoRng>(
 ) -> Result<DecryptionShare> {
     let level = check_decryptable(params, ct, flooding)?;
     check_membership(key, set)?;
-    let ctx = params.ctx(level)?;
-    let weighted = key.weighted(params, set, level)?;
+    let ops = RingOps::of(params.ctx(level)?)?;
     let c1 = ct
         .get(1)
         .ok_or_else(|| Error::Parameters("ciphertext without c1".into()))?;
-    let mut h = c1 * weighted.poly();
-    h += &flooding.sample(params, ctx, rng)?;
+    let noise = flooding.limbs(params.degree(), rng);
+    // The digest is independent of the share: hash while the share is computed.
+    let (digest, h) = rayon::join(
+        || ciphertext_digest(params, ct),
+        || flooded_key_product(params, key, set, c1, &ops, &noise, |_, _, _, _| {}),
+    );
     Ok(DecryptionShare {
         sender: key.point(),
         set: set.clone(),
-        ciphertext: ciphertext_digest(params, ct)?,
+        ciphertext: digest?,
         flooding_bits: flooding.bits(),
-        h: WirePoly::from_poly(&h, level),
+        h: WirePoly::from_residues(level, h?),
     })
+}
+
+/// `λ_j^T·S_j·c1 + E_j` at the level of `ops` (NTT residues, row-major),
+/// computed per prime in parallel without forming `λ_j^T·S_j`; then
+/// `extra(i, q, ntt, row)` runs on each row (key switching adds `u·p0`).
+/// Constant time in the key share and the noise.
+pub(crate) fn flooded_key_product<F>(
+    params: &Params,
+    key: &KeyShare,
+    set: &ActiveSet,
+    c1: &Poly,
+    ops: &RingOps,
+    noise: &FloodLimbs,
+    extra: F,
+) -> Result<Vec<u64>>
+where
+    F: Fn(usize, &Modulus, &NttOperator, &mut [u64]) + Sync + Send,
+{
+    let k = ops.len();
+    let lambda = ops.project(&set.weight(key.point(), params.ctx(0)?.modulus())?);
+    let s_view = NttView::of(key.poly());
+    let s = s_view.rows(k)?;
+    let c1_view = NttView::of(c1);
+    let c1 = c1_view.rows(k)?;
+    let mut h = vec![0u64; k * ops.degree()];
+    ops.par_rows(&mut h, |i, q, ntt, row| {
+        noise.ntt_row(q, ntt, row);
+        // λ_j·S_j·c1 for this prime, with fhe-math's (SIMD-dispatched,
+        // constant-time) vector operations.
+        let mut t = Zeroizing::new(ops.row(s, i).to_vec());
+        q.scalar_mul_vec(&mut t, lambda.get(i).copied().unwrap_or(0));
+        q.mul_vec(&mut t, ops.row(c1, i));
+        q.add_vec(row, &t);
+        extra(i, q, ntt, row);
+    });
+    Ok(h)
 }
 
 pub(crate) fn check_membership(key: &KeyShare, set: &ActiveSet) -> Result<()> {
@@ -160,9 +212,10 @@ pub fn combine(
     const WHAT: &str = "decryption share";
     let level = ciphertext_level(params, ct)?;
     if ct.len() != 2 {
-        return Err(Error::Parameters("ciphertext must have 2 polynomials".into()));
+        return Err(Error::Parameters(
+            "ciphertext must have 2 polynomials".into(),
+        ));
     }
-    let digest = ciphertext_digest(params, ct)?;
     let shares = round::collect(
         set.members(),
         shares.into_iter().map(|s| (s.sender, s)),
@@ -170,15 +223,40 @@ pub fn combine(
         "the active set",
     )?;
     let ctx = params.ctx(level)?;
-    let mut acc = ct
-        .first()
-        .cloned()
-        .ok_or_else(|| Error::Parameters("empty ciphertext".into()))?;
-    for (sender, share) in &shares {
-        check_share_binding(*sender, &share.set, &share.ciphertext, set, &digest)?;
-        acc += &share.h.parse(params, level, *sender, WHAT)?;
+    let ops = RingOps::of(ctx)?;
+    let list: Vec<(&EvaluationPoint, &DecryptionShare)> = shares.iter().collect();
+    // Hash the ciphertext while the shares' shapes and ranges are checked;
+    // report the first problem in sender order, binding before shape.
+    let (digest, checks) = rayon::join(
+        || ciphertext_digest(params, ct),
+        || {
+            list.par_iter()
+                .map(|(sender, share)| share.h.check(params, level, **sender, WHAT).map(|_| ()))
+                .collect::<Vec<_>>()
+        },
+    );
+    let digest = digest?;
+    for ((sender, share), check) in list.iter().zip(checks) {
+        check_share_binding(**sender, &share.set, &share.ciphertext, set, &digest)?;
+        check?;
     }
-    decode_phase(params, acc, ctx)
+    let c0 = ct
+        .first()
+        .ok_or_else(|| Error::Parameters("empty ciphertext".into()))?;
+    let mut acc = NttView::of(c0).rows(ops.len())?.to_vec();
+    ops.par_rows(&mut acc, |i, q, _, row| {
+        for (_, share) in &list {
+            q.add_vec(row, ops.row(&share.h.residues, i));
+        }
+    });
+    let phase = Poly::try_convert_from(
+        Array2::from_shape_vec((ops.len(), ops.degree()), acc)
+            .map_err(|e| Error::Parameters(e.to_string()))?,
+        ctx,
+        false,
+        Representation::Ntt,
+    )?;
+    decode_phase(params, phase, ctx)
 }
 
 /// Rounds `c0 + Σ h_j` (the phase `Δ·m + noise`) to the plaintext, using the
@@ -196,4 +274,95 @@ pub(crate) fn decode_phase(
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
     let any_key = SecretKey::random(params.bfv(), &mut rng);
     Ok(any_key.try_decrypt(&ct)?)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::secret::AdditiveKeyShare;
+    use crate::shamir::Committee;
+    use crate::{thresholdize, ParameterSet};
+
+    /// Key shares of a 2-of-3 committee at points 1, 2, 3 (the key itself is
+    /// irrelevant to these tests).
+    pub(crate) fn key_shares(
+        params: &Params,
+        rng: &mut rand_chacha::ChaCha20Rng,
+    ) -> (Committee, Vec<KeyShare>) {
+        let members: Vec<_> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
+        let committee = Committee::new(members.clone(), 2).unwrap();
+        let mut inbox: Vec<Vec<thresholdize::SubShare>> = vec![Vec::new(); 3];
+        for &x in &members {
+            let sk = AdditiveKeyShare::generate(params, rng).unwrap();
+            for sub in thresholdize::deal(params, &committee, &sk, x, rng).unwrap() {
+                inbox[sub.recipient.get() as usize - 1].push(sub);
+            }
+        }
+        let shares = members
+            .iter()
+            .zip(inbox)
+            .map(|(&x, subs)| {
+                thresholdize::receive(params, &committee, x, subs)
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        (committee, shares)
+    }
+
+    /// The digest as first written: clone, convert, hash residue by residue.
+    pub(crate) fn reference_digest(params: &Params, ct: &Ciphertext) -> [u8; 32] {
+        let level = ciphertext_level(params, ct).unwrap();
+        let mut h = blake3::Hasher::new_derive_key("synod/ciphertext/v1");
+        h.update(&(level as u64).to_le_bytes());
+        h.update(&(ct.len() as u64).to_le_bytes());
+        for poly in ct.iter() {
+            let mut p = poly.clone();
+            p.change_representation(Representation::Ntt);
+            for r in p.coefficients().iter() {
+                h.update(&r.to_le_bytes());
+            }
+        }
+        *h.finalize().as_bytes()
+    }
+
+    /// A random ciphertext at `level` (only its shape matters here).
+    pub(crate) fn random_ct(
+        params: &Params,
+        level: usize,
+        rng: &mut rand_chacha::ChaCha20Rng,
+    ) -> Ciphertext {
+        let ctx = params.ctx(level).unwrap();
+        let c = (0..2)
+            .map(|_| Poly::random(ctx, Representation::Ntt, rng))
+            .collect();
+        Ciphertext::new(c, params.bfv()).unwrap()
+    }
+
+    /// The fast share equals the straightforward `Poly` computation
+    /// `c1 · (λ_j·S_j restricted) + flooding` from the same random stream.
+    #[test]
+    fn fast_share_matches_straightforward_computation() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(21);
+        let (committee, keys) = key_shares(&params, &mut rng);
+        let set = ActiveSet::new(&committee, [keys[0].point(), keys[2].point()]).unwrap();
+        for level in [0, 2] {
+            let ct = random_ct(&params, level, &mut rng);
+            let flooding = Flooding::new(&params, level, 10.0, 16, 3).unwrap();
+            for key in [&keys[0], &keys[2]] {
+                let mut a = rand_chacha::ChaCha20Rng::seed_from_u64(level as u64);
+                let mut b = a.clone();
+                let fast = decryption_share(&params, key, &set, &ct, &flooding, &mut a).unwrap();
+                let ctx = params.ctx(level).unwrap();
+                let w = key.weighted(&params, &set, level).unwrap();
+                let mut h = &ct[1] * w.poly();
+                h += &flooding.sample(&params, ctx, &mut b).unwrap();
+                assert_eq!(fast.h, WirePoly::from_poly(&h, level));
+                assert_eq!(fast.ciphertext, reference_digest(&params, &ct));
+                assert_eq!(fast.h.level as usize, level);
+            }
+        }
+    }
 }

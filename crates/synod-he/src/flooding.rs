@@ -29,6 +29,7 @@ use ndarray::Array2;
 use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
+use crate::kernels::{FloodLimbs, RingOps};
 use crate::{Error, Params, Result};
 
 /// The statistical security of flooding, in bits (DESIGN.md §4).
@@ -62,14 +63,21 @@ impl Flooding {
         max_active: usize,
     ) -> Result<Self> {
         if !(noise_bits.is_finite() && noise_bits >= 0.0) {
-            return Err(Error::NoiseBudget(format!("invalid noise bound 2^{noise_bits}")));
+            return Err(Error::NoiseBudget(format!(
+                "invalid noise bound 2^{noise_bits}"
+            )));
         }
         let n = params.degree() as f64;
         let d = max_decryptions.max(1) as f64;
         let bits = (f64::from(STATISTICAL_SECURITY_BITS) + n.log2() + d.log2() + noise_bits).ceil();
         let bits = bits as u32;
         let log_q = params.log_q(level);
-        let need = needed_bits(bits, noise_bits, max_active.max(1), (params.plaintext() as f64).log2());
+        let need = needed_bits(
+            bits,
+            noise_bits,
+            max_active.max(1),
+            (params.plaintext() as f64).log2(),
+        );
         if need > log_q {
             return Err(Error::NoiseBudget(format!(
                 "flooding of 2^{bits} over ciphertext noise 2^{noise_bits:.1} needs {need:.1} bits \
@@ -101,76 +109,37 @@ impl Flooding {
         ctx: &Arc<Context>,
         rng: &mut R,
     ) -> Result<Poly> {
-        Ok(sample_uniform_pow2(self.bits, params.degree(), ctx, rng)?)
+        sample_uniform_pow2(self.bits, params.degree(), ctx, rng)
+    }
+
+    /// The random limbs of one flooding polynomial, drawn from `rng` now and
+    /// reduced per prime later (in parallel) by the share computations.
+    pub(crate) fn limbs<R: RngCore + CryptoRng>(&self, degree: usize, rng: &mut R) -> FloodLimbs {
+        FloodLimbs::sample(self.bits, degree, rng)
     }
 }
 
 /// Every coefficient uniform on `[−2^bits, 2^bits)`, reduced into each prime
-/// of `ctx` directly from 64-bit limbs (no big-integer allocation).
+/// of `ctx` directly from 64-bit limbs (no big-integer allocation; Barrett
+/// reduction with `fhe-math`'s constant-time `Modulus`), then taken to NTT form.
 fn sample_uniform_pow2<R: RngCore + CryptoRng>(
     bits: u32,
     n: usize,
     ctx: &Arc<Context>,
     rng: &mut R,
-) -> std::result::Result<Poly, fhe_math::Error> {
-    let moduli = ctx.moduli();
-    let total_bits = bits + 1;
-    let limbs = total_bits.div_ceil(64) as usize;
-    let top_bits = total_bits - 64 * (limbs as u32 - 1);
-    let top_mask = if top_bits == 64 { u64::MAX } else { (1u64 << top_bits) - 1 };
-    // 2^(64k) mod q and 2^bits mod q for each prime.
-    let pow_limb: Vec<Vec<u64>> = moduli
-        .iter()
-        .map(|&q| {
-            let mut out = Vec::with_capacity(limbs);
-            let base = ((1u128 << 64) % u128::from(q)) as u64;
-            let mut acc = 1u64 % q;
-            for _ in 0..limbs {
-                out.push(acc);
-                acc = (u128::from(acc) * u128::from(base) % u128::from(q)) as u64;
-            }
-            out
-        })
-        .collect();
-    let offset: Vec<u64> = moduli
-        .iter()
-        .map(|&q| {
-            let mut acc = 1u128;
-            for _ in 0..bits {
-                acc = (acc * 2) % u128::from(q);
-            }
-            acc as u64
-        })
-        .collect();
-    // All limbs of all coefficients first, then one pass per prime.
-    let mut limbs_all = zeroize::Zeroizing::new(vec![0u64; n * limbs]);
-    for coeff in limbs_all.chunks_mut(limbs) {
-        for l in coeff.iter_mut() {
-            *l = rng.next_u64();
-        }
-        if let Some(top) = coeff.last_mut() {
-            *top &= top_mask;
-        }
-    }
-    let mut residues = Array2::<u64>::zeros((moduli.len(), n));
-    for ((mut row, &q), (pw, off)) in residues
-        .outer_iter_mut()
-        .zip(moduli)
-        .zip(pow_limb.iter().zip(&offset))
-    {
-        let q128 = u128::from(q);
-        for (out, coeff) in row.iter_mut().zip(limbs_all.chunks(limbs)) {
-            let mut acc: u128 = 0;
-            for (limb, pw) in coeff.iter().zip(pw) {
-                acc = (acc + (u128::from(*limb) % q128) * u128::from(*pw)) % q128;
-            }
-            // value − 2^bits, mod q
-            *out = ((acc + q128 - u128::from(*off)) % q128) as u64;
-        }
-    }
-    let mut p = Poly::try_convert_from(residues, ctx, false, Representation::PowerBasis)?;
-    p.change_representation(Representation::Ntt);
-    Ok(p)
+) -> Result<Poly> {
+    let ops = RingOps::of(ctx)?;
+    let limbs = FloodLimbs::sample(bits, n, rng);
+    let mut residues = ops.secret_matrix();
+    ops.par_rows(&mut residues, |_, q, ntt, row| limbs.ntt_row(q, ntt, row));
+    let arr = Array2::from_shape_vec((ops.len(), n), std::mem::take(&mut *residues))
+        .map_err(|e| Error::Parameters(e.to_string()))?;
+    Ok(Poly::try_convert_from(
+        arr,
+        ctx,
+        false,
+        Representation::Ntt,
+    )?)
 }
 
 #[cfg(test)]
@@ -196,7 +165,11 @@ mod tests {
             let mut max_seen = 0f64;
             let mut negatives = 0;
             for v in vals {
-                let (mag, neg) = if v > half { (&q - &v, true) } else { (v, false) };
+                let (mag, neg) = if v > half {
+                    (&q - &v, true)
+                } else {
+                    (v, false)
+                };
                 negatives += usize::from(neg);
                 if neg {
                     assert!(mag <= bound, "bits {bits}: |{mag}| > 2^{bits}");
@@ -207,7 +180,66 @@ mod tests {
             }
             // Roughly half negative, and the top bits are used.
             assert!((800..1250).contains(&negatives), "{negatives}");
-            assert!(max_seen >= f64::from(bits) - 1.0, "bits {bits}: max {max_seen}");
+            assert!(
+                max_seen >= f64::from(bits) - 1.0,
+                "bits {bits}: max {max_seen}"
+            );
+        }
+    }
+
+    /// The straightforward sampler this module used to have (u128 `%` per
+    /// limb and prime, then `Poly` conversion): the fast one must give the
+    /// same polynomial from the same random stream.
+    fn reference_sample(bits: u32, n: usize, ctx: &Arc<Context>, rng: &mut impl RngCore) -> Poly {
+        let total_bits = bits + 1;
+        let limbs = total_bits.div_ceil(64) as usize;
+        let top_bits = total_bits - 64 * (limbs as u32 - 1);
+        let top_mask = if top_bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << top_bits) - 1
+        };
+        let mut all = vec![0u64; n * limbs];
+        for coeff in all.chunks_mut(limbs) {
+            for l in coeff.iter_mut() {
+                *l = rng.next_u64();
+            }
+            *coeff.last_mut().unwrap() &= top_mask;
+        }
+        let mut residues = Array2::<u64>::zeros((ctx.moduli().len(), n));
+        for (mut row, &q) in residues.outer_iter_mut().zip(ctx.moduli()) {
+            let q = u128::from(q);
+            let two64 = (1u128 << 64) % q;
+            let off = (0..bits).fold(1u128, |a, _| a * 2 % q);
+            for (out, coeff) in row.iter_mut().zip(all.chunks(limbs)) {
+                let mut acc = 0u128;
+                for limb in coeff.iter().rev() {
+                    acc = (acc * two64 % q + u128::from(*limb) % q) % q;
+                }
+                *out = ((acc + q - off) % q) as u64;
+            }
+        }
+        let mut p =
+            Poly::try_convert_from(residues, ctx, false, Representation::PowerBasis).unwrap();
+        p.change_representation(Representation::Ntt);
+        p
+    }
+
+    #[test]
+    fn fast_sampler_matches_reference() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        for level in [0, 3] {
+            let ctx = params.ctx(level).unwrap();
+            for bits in [1u32, 3, 62, 63, 64, 100, 127, 128, 150, 200] {
+                let mut a = rand_chacha::ChaCha20Rng::seed_from_u64(u64::from(bits));
+                let mut b = a.clone();
+                let fast = sample_uniform_pow2(bits, 2048, ctx, &mut a).unwrap();
+                assert_eq!(
+                    fast,
+                    reference_sample(bits, 2048, ctx, &mut b),
+                    "bits {bits}"
+                );
+            }
         }
     }
 

@@ -14,9 +14,12 @@ use fhe_math::rq::{Poly, Representation};
 use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use crate::decrypt::{check_membership, check_share_binding, ciphertext_digest, ciphertext_level};
+use crate::decrypt::{
+    check_membership, check_share_binding, ciphertext_digest, ciphertext_level, flooded_key_product,
+};
 use crate::flooding::Flooding;
-use crate::ring::{self, WirePoly};
+use crate::kernels::{reduce_i64_into, sample_small, NttView, RingOps};
+use crate::ring::WirePoly;
 use crate::secret::KeyShare;
 use crate::shamir::{ActiveSet, EvaluationPoint};
 use crate::{glue, round, Error, Params, Result};
@@ -64,7 +67,9 @@ pub fn key_switch_share<R: RngCore + CryptoRng>(
     rng: &mut R,
 ) -> Result<KeySwitchShare> {
     if ct.len() != 2 {
-        return Err(Error::Parameters("ciphertext must have 2 polynomials".into()));
+        return Err(Error::Parameters(
+            "ciphertext must have 2 polynomials".into(),
+        ));
     }
     let level = ciphertext_level(params, ct)?;
     if level != flooding.level() {
@@ -74,26 +79,50 @@ pub fn key_switch_share<R: RngCore + CryptoRng>(
         )));
     }
     check_membership(key, set)?;
-    let ctx = params.ctx(level)?;
-    let weighted = key.weighted(params, set, level)?;
+    let ops = RingOps::of(params.ctx(level)?)?;
+    let k = ops.len();
+    let n = ops.degree();
     let c1 = ct
         .get(1)
         .ok_or_else(|| Error::Parameters("ciphertext without c1".into()))?;
-    let u = zeroize::Zeroizing::new(Poly::small(ctx, Representation::Ntt, params.variance(), rng)?);
-    let p0 = ring::restrict(&recipient.p0, ctx)?;
-    let p1 = ring::restrict(&recipient.p1, ctx)?;
-    let mut h0 = c1 * weighted.poly();
-    h0 += &(&p0 * u.as_ref());
-    h0 += &flooding.sample(params, ctx, rng)?;
-    let mut h1 = &p1 * u.as_ref();
-    h1 += &ring::error_ntt(params, ctx, rng)?;
+    // Randomness in the order of the straightforward computation: u, the
+    // flooding noise, then e.
+    let u = sample_small(n, params.variance(), rng)?;
+    let noise = flooding.limbs(n, rng);
+    let e = sample_small(n, params.variance(), rng)?;
+    let p0_view = NttView::of(&recipient.p0);
+    let p0 = p0_view.rows(k)?;
+    let p1_view = NttView::of(&recipient.p1);
+    let p1 = p1_view.rows(k)?;
+    let u_ntt = ops.small_to_ntt(&u);
+    let (digest, (h0, h1)) = rayon::join(
+        || ciphertext_digest(params, ct),
+        || {
+            // h0 = λ_j·S_j·c1 + E_j + u·p0
+            let h0 = flooded_key_product(params, key, set, c1, &ops, &noise, |i, q, _, row| {
+                for ((r, &ui), &pi) in row.iter_mut().zip(ops.row(&u_ntt, i)).zip(ops.row(p0, i)) {
+                    *r = q.add(*r, q.mul(ui, pi));
+                }
+            });
+            // h1 = u·p1 + e
+            let mut h1 = vec![0u64; k * n];
+            ops.par_rows(&mut h1, |i, q, ntt, row| {
+                reduce_i64_into(q, &e, row);
+                ntt.forward(row);
+                for ((r, &ui), &pi) in row.iter_mut().zip(ops.row(&u_ntt, i)).zip(ops.row(p1, i)) {
+                    *r = q.add(*r, q.mul(ui, pi));
+                }
+            });
+            (h0, h1)
+        },
+    );
     Ok(KeySwitchShare {
         sender: key.point(),
         set: set.clone(),
-        ciphertext: ciphertext_digest(params, ct)?,
+        ciphertext: digest?,
         flooding_bits: flooding.bits(),
-        h0: WirePoly::from_poly(&h0, level),
-        h1: WirePoly::from_poly(&h1, level),
+        h0: WirePoly::from_residues(level, h0?),
+        h1: WirePoly::from_residues(level, h1),
     })
 }
 
@@ -107,7 +136,9 @@ pub fn combine_key_switch(
 ) -> Result<Ciphertext> {
     const WHAT: &str = "key-switch share";
     if ct.len() != 2 {
-        return Err(Error::Parameters("ciphertext must have 2 polynomials".into()));
+        return Err(Error::Parameters(
+            "ciphertext must have 2 polynomials".into(),
+        ));
     }
     let level = ciphertext_level(params, ct)?;
     let digest = ciphertext_digest(params, ct)?;
@@ -129,4 +160,47 @@ pub fn combine_key_switch(
         c1 += &share.h1.parse(params, level, *sender, WHAT)?;
     }
     Ok(Ciphertext::new(vec![c0, c1], params.bfv())?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::decrypt::tests::{key_shares, random_ct, reference_digest};
+    use crate::{ring, ParameterSet};
+    use rand::SeedableRng;
+
+    /// The fast share equals the straightforward `Poly` computation from the
+    /// same random stream.
+    #[test]
+    fn fast_share_matches_straightforward_computation() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(22);
+        let (committee, keys) = key_shares(&params, &mut rng);
+        let set = ActiveSet::new(&committee, [keys[1].point(), keys[2].point()]).unwrap();
+        let sk = fhe::bfv::SecretKey::random(params.bfv(), &mut rng);
+        let recipient = RecipientKey::new(&params, &PublicKey::new(&sk, &mut rng)).unwrap();
+        for level in [0, 2] {
+            let ct = random_ct(&params, level, &mut rng);
+            let flooding = Flooding::new(&params, level, 10.0, 16, 3).unwrap();
+            let key = &keys[1];
+            let mut a = rand_chacha::ChaCha20Rng::seed_from_u64(level as u64);
+            let mut b = a.clone();
+            let fast =
+                key_switch_share(&params, key, &set, &ct, &recipient, &flooding, &mut a).unwrap();
+            let ctx = params.ctx(level).unwrap();
+            let w = key.weighted(&params, &set, level).unwrap();
+            let u = Poly::small(ctx, Representation::Ntt, params.variance(), &mut b).unwrap();
+            let p0 = ring::restrict(&recipient.p0, ctx).unwrap();
+            let p1 = ring::restrict(&recipient.p1, ctx).unwrap();
+            let mut h0 = &ct[1] * w.poly();
+            h0 += &(&p0 * &u);
+            h0 += &flooding.sample(&params, ctx, &mut b).unwrap();
+            let mut h1 = &p1 * &u;
+            h1 += &ring::error_ntt(&params, ctx, &mut b).unwrap();
+            assert_eq!(fast.h0, WirePoly::from_poly(&h0, level));
+            assert_eq!(fast.h1, WirePoly::from_poly(&h1, level));
+            assert_eq!(fast.ciphertext, reference_digest(&params, &ct));
+        }
+    }
 }

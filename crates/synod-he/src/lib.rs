@@ -20,6 +20,7 @@ mod error;
 pub mod flooding;
 pub mod galois;
 mod glue;
+mod kernels;
 pub mod keygen;
 pub mod keyswitch;
 #[cfg(feature = "insecure-test-params")]

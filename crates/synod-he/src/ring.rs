@@ -42,16 +42,26 @@ impl WirePoly {
     /// Captures `poly` (converted to NTT form if needed) at `level`.
     pub fn from_poly(poly: &Poly, level: usize) -> Self {
         let mut p;
-        let src = if *poly.representation() == Representation::Ntt {
-            poly
-        } else {
+        let src = if *poly.representation() == Representation::PowerBasis {
             p = poly.clone();
             p.change_representation(Representation::Ntt);
             &p
+        } else {
+            poly
         };
+        let coeffs = src.coefficients();
+        let residues = match coeffs.to_slice() {
+            Some(s) => s.to_vec(),
+            None => coeffs.iter().copied().collect(),
+        };
+        Self::from_residues(level, residues)
+    }
+
+    /// Wraps residues already in NTT form, `primes(level) × N`, row-major.
+    pub(crate) fn from_residues(level: usize, residues: Vec<u64>) -> Self {
         Self {
             level: u8::try_from(level).unwrap_or(u8::MAX),
-            residues: src.coefficients().iter().copied().collect(),
+            residues,
         }
     }
 
@@ -64,6 +74,29 @@ impl WirePoly {
         sender: EvaluationPoint,
         what: &'static str,
     ) -> Result<Poly> {
+        let ctx = self.check(params, expected_level, sender, what)?;
+        let malformed = |reason: String| Error::Malformed {
+            sender,
+            what,
+            reason,
+        };
+        let k = ctx.moduli().len();
+        let arr = Array2::from_shape_vec((k, params.degree()), self.residues.clone())
+            .map_err(|e| malformed(e.to_string()))?;
+        Poly::try_convert_from(arr, ctx, false, Representation::Ntt)
+            .map_err(|e| malformed(e.to_string()))
+    }
+
+    /// The checks of [`WirePoly::parse`] without building the polynomial:
+    /// after `Ok`, `residues` holds `primes(expected_level) × N` reduced
+    /// residues. Returns the level's context.
+    pub(crate) fn check<'a>(
+        &self,
+        params: &'a Params,
+        expected_level: usize,
+        sender: EvaluationPoint,
+        what: &'static str,
+    ) -> Result<&'a Arc<Context>> {
         let malformed = |reason: String| Error::Malformed {
             sender,
             what,
@@ -89,14 +122,15 @@ impl WirePoly {
             )));
         }
         for (row, q) in self.residues.chunks(n).zip(ctx.moduli()) {
-            if let Some(bad) = row.iter().find(|&&r| r >= *q) {
-                return Err(malformed(format!("residue {bad} is not reduced mod {q}")));
+            // Branch-free scan (the values are public, but this keeps the
+            // common all-valid case fast); report the first offender.
+            let bad = row.iter().fold(false, |acc, &r| acc | (r >= *q));
+            if bad {
+                let first = row.iter().find(|&&r| r >= *q).copied().unwrap_or(0);
+                return Err(malformed(format!("residue {first} is not reduced mod {q}")));
             }
         }
-        let arr = Array2::from_shape_vec((k, n), self.residues.clone())
-            .map_err(|e| malformed(e.to_string()))?;
-        Poly::try_convert_from(arr, ctx, false, Representation::Ntt)
-            .map_err(|e| malformed(e.to_string()))
+        Ok(ctx)
     }
 
     /// Size on the wire, in bytes (8 per residue).
@@ -152,12 +186,17 @@ pub fn error_ntt<R: rand::RngCore + rand::CryptoRng>(
     ctx: &Arc<Context>,
     rng: &mut R,
 ) -> Result<Poly> {
-    Ok(Poly::small(ctx, Representation::Ntt, params.variance(), rng)?)
+    Ok(Poly::small(
+        ctx,
+        Representation::Ntt,
+        params.variance(),
+        rng,
+    )?)
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::ParameterSet;
     use rand::SeedableRng;

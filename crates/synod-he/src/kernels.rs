@@ -1,0 +1,425 @@
+//! Row-wise kernels over RNS residue matrices, for the protocol hot paths.
+//!
+//! `fhe_math::rq::Poly` does one prime after another, allocates for every
+//! operation and has no in-place access to its residues. The share
+//! computations here work directly on `primes × N` residue matrices
+//! (row-major, one row per prime, NTT form unless said otherwise), run the
+//! rows in parallel with rayon (which honours `RAYON_NUM_THREADS`), and write
+//! the public result straight into the wire vector.
+//!
+//! Every modular operation is `fhe_math::zq::Modulus`'s constant-time one
+//! (Barrett / Shoup with branch-free final subtraction), and the NTT is
+//! `fhe-math`'s own `NttOperator` for the same prime and degree, so results
+//! are bit-for-bit those of the `Poly` arithmetic (tests check it). Buffers
+//! that hold secrets are `Zeroizing`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use fhe_math::ntt::NttOperator;
+use fhe_math::rq::{Context, Poly, Representation};
+use fhe_math::zq::Modulus;
+use ndarray::ArrayView2;
+use num_bigint::BigUint;
+use num_traits::ToPrimitive;
+use rand::{CryptoRng, RngCore};
+use rayon::prelude::*;
+use zeroize::Zeroizing;
+
+use crate::{Error, Result};
+
+/// The moduli and NTT operators of one context.
+pub(crate) struct RingOps {
+    degree: usize,
+    moduli: Vec<Modulus>,
+    ntt: Vec<NttOperator>,
+}
+
+type Cache = Mutex<HashMap<(Vec<u64>, usize), Arc<RingOps>>>;
+
+impl RingOps {
+    /// The (cached) operators for `ctx`. Building an NTT plan costs about a
+    /// millisecond per prime, so they are built once per process.
+    pub(crate) fn of(ctx: &Arc<Context>) -> Result<Arc<RingOps>> {
+        static CACHE: OnceLock<Cache> = OnceLock::new();
+        let degree = ctx_degree(ctx);
+        let key = (ctx.moduli().to_vec(), degree);
+        let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+        if let Some(ops) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(ops.clone());
+        }
+        let moduli = ctx.moduli_operators().to_vec();
+        let ntt = moduli
+            .iter()
+            .map(|q| {
+                NttOperator::new(q, degree).ok_or_else(|| {
+                    Error::Parameters(format!("no NTT of size {degree} modulo {}", **q))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ops = Arc::new(RingOps {
+            degree,
+            moduli,
+            ntt,
+        });
+        cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, ops.clone());
+        Ok(ops)
+    }
+
+    /// Ring degree N.
+    pub(crate) fn degree(&self) -> usize {
+        self.degree
+    }
+
+    /// Number of primes.
+    pub(crate) fn len(&self) -> usize {
+        self.moduli.len()
+    }
+
+    /// The constant-time modulus of each prime.
+    #[cfg(test)]
+    pub(crate) fn moduli(&self) -> &[Modulus] {
+        &self.moduli
+    }
+
+    /// A scalar (reduced mod q) as one residue per prime.
+    pub(crate) fn project(&self, scalar: &BigUint) -> Vec<u64> {
+        self.moduli
+            .iter()
+            .map(|q| (scalar % **q).to_u64().unwrap_or(0))
+            .collect()
+    }
+
+    /// Row `i` of a row-major `primes × N` matrix (empty if out of range;
+    /// callers have checked the shape).
+    pub(crate) fn row<'a>(&self, m: &'a [u64], i: usize) -> &'a [u64] {
+        m.get(i * self.degree..(i + 1) * self.degree).unwrap_or(&[])
+    }
+
+    /// Runs `f(prime index, modulus, ntt, row)` on every row of `m` in parallel.
+    pub(crate) fn par_rows<F>(&self, m: &mut [u64], f: F)
+    where
+        F: Fn(usize, &Modulus, &NttOperator, &mut [u64]) + Sync + Send,
+    {
+        m.par_chunks_mut(self.degree)
+            .zip(self.moduli.par_iter().zip(self.ntt.par_iter()))
+            .enumerate()
+            .for_each(|(i, (row, (q, ntt)))| f(i, q, ntt, row));
+    }
+
+    /// A zeroed `primes × N` matrix that is wiped on drop.
+    pub(crate) fn secret_matrix(&self) -> Zeroizing<Vec<u64>> {
+        Zeroizing::new(vec![0u64; self.len() * self.degree])
+    }
+
+    /// Small signed coefficients (|c| < 2^62), reduced into each prime and
+    /// taken to NTT form: what `Poly::small` / `try_convert_from(&[i64])` +
+    /// `change_representation(Ntt)` computes.
+    pub(crate) fn small_to_ntt(&self, coeffs: &[i64]) -> Zeroizing<Vec<u64>> {
+        let mut m = self.secret_matrix();
+        self.par_rows(&mut m, |_, q, ntt, row| {
+            reduce_i64_into(q, coeffs, row);
+            ntt.forward(row);
+        });
+        m
+    }
+}
+
+fn ctx_degree(ctx: &Arc<Context>) -> usize {
+    // `Context` does not expose its degree; a zero polynomial has N columns.
+    Poly::zero(ctx, Representation::PowerBasis)
+        .coefficients()
+        .ncols()
+}
+
+/// `row[k] = coeffs[k] mod q`, in constant time.
+pub(crate) fn reduce_i64_into(q: &Modulus, coeffs: &[i64], row: &mut [u64]) {
+    let p = u128::from(**q);
+    for (r, &c) in row.iter_mut().zip(coeffs) {
+        // p·2^64 + c is positive for |c| < 2^63; Barrett-reduce it.
+        *r = q.reduce_u128(((p << 64) as i128 + i128::from(c)) as u128);
+    }
+}
+
+/// Samples `count` small polynomials' coefficients (centred binomial with
+/// `variance`, as `Poly::small`), consuming `rng` in the same order as
+/// `count` successive `Poly::small` calls would.
+pub(crate) fn sample_small<R: RngCore + CryptoRng>(
+    degree: usize,
+    variance: usize,
+    rng: &mut R,
+) -> Result<Zeroizing<Vec<i64>>> {
+    Ok(Zeroizing::new(
+        fhe_util::sample_vec_cbd(degree, variance, rng)
+            .map_err(|e| Error::Parameters(e.to_string()))?,
+    ))
+}
+
+/// The residues of `poly` in NTT form: borrowed when it already is (Ntt or
+/// NttShoup), else converted in a copy.
+pub(crate) enum NttView<'a> {
+    Borrowed(&'a Poly),
+    Owned(Zeroizing<Poly>),
+}
+
+impl NttView<'_> {
+    pub(crate) fn of(poly: &Poly) -> NttView<'_> {
+        if *poly.representation() == Representation::PowerBasis {
+            let mut p = Zeroizing::new(poly.clone());
+            p.change_representation(Representation::Ntt);
+            NttView::Owned(p)
+        } else {
+            NttView::Borrowed(poly)
+        }
+    }
+
+    /// The polynomial, in NTT (or NttShoup) form.
+    pub(crate) fn poly(&self) -> &Poly {
+        match self {
+            NttView::Borrowed(p) => p,
+            NttView::Owned(p) => p.as_ref(),
+        }
+    }
+
+    /// The first `rows` rows (a lower level's primes), as one contiguous slice.
+    pub(crate) fn rows(&self, rows: usize) -> Result<&[u64]> {
+        contiguous_rows(self.poly().coefficients(), rows)
+    }
+}
+
+/// The first `rows` rows of a standard-layout residue matrix.
+pub(crate) fn contiguous_rows(m: ArrayView2<'_, u64>, rows: usize) -> Result<&[u64]> {
+    let n = m.ncols();
+    if rows > m.nrows() {
+        return Err(Error::Parameters(
+            "a polynomial has fewer primes than the level needs".into(),
+        ));
+    }
+    m.to_slice()
+        .and_then(|s| s.get(..rows * n))
+        .ok_or_else(|| Error::Parameters("residue matrix is not contiguous".into()))
+}
+
+/// A BLAKE3 writer that feeds the hasher in large, chunk-aligned blocks so
+/// that it can use its wide SIMD paths (a 16-byte header followed by 8-byte
+/// residues would otherwise leave every block misaligned). The bytes hashed
+/// are exactly those written, in order.
+pub(crate) struct BlockHasher {
+    h: blake3::Hasher,
+    buf: Box<[u8; BlockHasher::BLOCK]>,
+    len: usize,
+}
+
+impl BlockHasher {
+    const BLOCK: usize = 16 * 1024;
+
+    pub(crate) fn new(h: blake3::Hasher) -> Self {
+        Self {
+            h,
+            buf: Box::new([0u8; Self::BLOCK]),
+            len: 0,
+        }
+    }
+
+    /// Writes `v` little-endian.
+    pub(crate) fn write_u64(&mut self, v: u64) {
+        self.write_slice(&[v]);
+    }
+
+    /// Writes each value little-endian.
+    fn write_slice(&mut self, mut vals: &[u64]) {
+        while !vals.is_empty() {
+            let room = (Self::BLOCK - self.len) / 8;
+            let (now, rest) = vals.split_at(room.min(vals.len()));
+            if let Some(dst) = self.buf.get_mut(self.len..self.len + 8 * now.len()) {
+                for (d, v) in dst.chunks_exact_mut(8).zip(now) {
+                    d.copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            self.len += 8 * now.len();
+            if self.len + 8 > Self::BLOCK {
+                self.flush();
+            }
+            vals = rest;
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(bytes) = self.buf.get(..self.len) {
+            self.h.update(bytes);
+        }
+        self.len = 0;
+    }
+
+    /// Writes the residues of `m` in logical (row-major) order.
+    pub(crate) fn write_residues(&mut self, m: ArrayView2<'_, u64>) {
+        match m.to_slice() {
+            Some(s) => self.write_slice(s),
+            None => m.iter().for_each(|&v| self.write_u64(v)),
+        }
+    }
+
+    pub(crate) fn finalize(mut self) -> blake3::Hash {
+        self.flush();
+        self.h.finalize()
+    }
+}
+
+/// Uniform flooding noise on `[−2^bits, 2^bits)`: the random limbs, drawn
+/// from `rng` before any parallel work (the caller's RNG need not be `Send`).
+/// `limbs_per_coeff` 64-bit limbs per coefficient, least significant first,
+/// the top one masked to the remaining bits.
+pub(crate) struct FloodLimbs {
+    bits: u32,
+    per_coeff: usize,
+    limbs: Zeroizing<Vec<u64>>,
+}
+
+impl FloodLimbs {
+    pub(crate) fn sample<R: RngCore + CryptoRng>(bits: u32, degree: usize, rng: &mut R) -> Self {
+        let total_bits = bits + 1;
+        let per_coeff = total_bits.div_ceil(64) as usize;
+        let top_bits = total_bits - 64 * (per_coeff as u32 - 1);
+        let top_mask = if top_bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << top_bits) - 1
+        };
+        let mut limbs = Zeroizing::new(vec![0u64; degree * per_coeff]);
+        for coeff in limbs.chunks_mut(per_coeff) {
+            for l in coeff.iter_mut() {
+                *l = rng.next_u64();
+            }
+            if let Some(top) = coeff.last_mut() {
+                *top &= top_mask;
+            }
+        }
+        Self {
+            bits,
+            per_coeff,
+            limbs,
+        }
+    }
+
+    /// `row[k] = (value_k − 2^bits) mod q` in coefficient form, constant time.
+    pub(crate) fn reduce_into(&self, q: &Modulus, row: &mut [u64]) {
+        // 2^bits mod q.
+        let offset = (0..self.bits).fold(1u64 % **q, |acc, _| q.add(acc, acc));
+        for (out, coeff) in row.iter_mut().zip(self.limbs.chunks(self.per_coeff)) {
+            // Horner from the top: the top two limbs form one u128 (Barrett
+            // reduces any u128), then acc < q < 2^62 so acc·2^64 + limb fits.
+            let mut limbs = coeff.iter().rev();
+            let top = limbs.next().copied().unwrap_or(0);
+            let acc = match coeff.len() {
+                1 => q.reduce(top),
+                _ => {
+                    let next = limbs.next().copied().unwrap_or(0);
+                    q.reduce_u128((u128::from(top) << 64) | u128::from(next))
+                }
+            };
+            let acc = limbs.fold(acc, |acc, &limb| {
+                q.reduce_u128((u128::from(acc) << 64) | u128::from(limb))
+            });
+            *out = q.sub(acc, offset);
+        }
+    }
+
+    /// This noise for prime `q`, in NTT form, into `out`.
+    pub(crate) fn ntt_row(&self, q: &Modulus, ntt: &NttOperator, out: &mut [u64]) {
+        self.reduce_into(q, out);
+        ntt.forward(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::{ParameterSet, Params};
+    use fhe_math::rq::traits::TryConvertFrom;
+    use rand::SeedableRng;
+
+    #[test]
+    fn small_to_ntt_matches_poly() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        for level in [0, 2] {
+            let ctx = params.ctx(level).unwrap();
+            let ops = RingOps::of(ctx).unwrap();
+            let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+            let c = sample_small(2048, 10, &mut rng).unwrap();
+            let mut expected =
+                Poly::try_convert_from(c.as_slice(), ctx, false, Representation::PowerBasis)
+                    .unwrap();
+            expected.change_representation(Representation::Ntt);
+            let got = ops.small_to_ntt(&c);
+            assert_eq!(got.as_slice(), expected.coefficients().as_slice().unwrap());
+            // Large magnitudes too.
+            let big: Vec<i64> = (0..2048)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        (1 << 62) - i
+                    } else {
+                        -(1 << 62) + i
+                    }
+                })
+                .collect();
+            let mut expected =
+                Poly::try_convert_from(big.as_slice(), ctx, false, Representation::PowerBasis)
+                    .unwrap();
+            expected.change_representation(Representation::Ntt);
+            assert_eq!(
+                ops.small_to_ntt(&big).as_slice(),
+                expected.coefficients().as_slice().unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn block_hasher_is_residue_by_residue() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
+        let p = Poly::random(params.ctx(0).unwrap(), Representation::Ntt, &mut rng);
+        // Contiguous, and a non-contiguous (transposed) view, after a header.
+        for m in [p.coefficients(), p.coefficients().reversed_axes()] {
+            let mut a = BlockHasher::new(blake3::Hasher::new());
+            a.write_u64(5);
+            a.write_residues(m);
+            let mut b = blake3::Hasher::new();
+            b.update(&5u64.to_le_bytes());
+            for r in m.iter() {
+                b.update(&r.to_le_bytes());
+            }
+            assert_eq!(a.finalize(), b.finalize());
+        }
+    }
+
+    /// The fast reduction of flooding limbs equals a big-integer reference:
+    /// `(Σ limb_i·2^(64i) − 2^bits) mod q`.
+    #[test]
+    fn flood_reduction_matches_biguint() {
+        use num_bigint::BigInt;
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let ops = RingOps::of(params.ctx(0).unwrap()).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        for bits in [1u32, 40, 63, 64, 65, 127, 128, 129, 190] {
+            let limbs = FloodLimbs::sample(bits, 2048, &mut rng);
+            for q in ops.moduli() {
+                let mut row = vec![0u64; 2048];
+                limbs.reduce_into(q, &mut row);
+                let qb = BigInt::from(**q);
+                for (k, coeff) in limbs.limbs.chunks(limbs.per_coeff).enumerate() {
+                    let mut v = BigInt::from(0);
+                    for (i, l) in coeff.iter().enumerate() {
+                        v += BigInt::from(*l) << (64 * i);
+                    }
+                    assert!(v < BigInt::from(1) << (bits + 1));
+                    let r = ((v - (BigInt::from(1) << bits)) % &qb + &qb) % &qb;
+                    assert_eq!(BigInt::from(row[k]), r, "bits {bits}, q {}", **q);
+                }
+            }
+        }
+    }
+}
