@@ -110,6 +110,31 @@ impl fmt::Display for ParameterSet {
     }
 }
 
+/// fhe.rs asserts (panics) when two objects of one operation hold different
+/// `Arc`s of equal parameters, and building parameters costs ~100 ms (NTT
+/// tables for every level). So every `Params` of one (set, p) in a process
+/// shares one `Arc`.
+fn cached_bfv(set: ParameterSet, p: u64) -> Result<Arc<BfvParameters>> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Cache = Mutex<HashMap<(ParameterSet, u64), Arc<BfvParameters>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut guard = cache
+        .lock()
+        .map_err(|_| Error::Parameters("parameter cache poisoned".into()))?;
+    if let Some(bfv) = guard.get(&(set, p)) {
+        return Ok(bfv.clone());
+    }
+    let bfv = BfvParametersBuilder::new()
+        .set_degree(set.degree())
+        .set_plaintext_modulus(p)
+        .set_moduli(set.moduli())
+        .build_arc()?;
+    guard.insert((set, p), bfv.clone());
+    Ok(bfv)
+}
+
 /// Smallest and largest plaintext modulus sizes we build, in bits.
 pub const MIN_PLAINTEXT_BITS: u32 = 16;
 /// See [`MIN_PLAINTEXT_BITS`]. fhe.rs scales through `u64`, so stay well below 64.
@@ -172,11 +197,7 @@ impl Params {
                         2 * degree
                     ))
                 })?;
-        let bfv = BfvParametersBuilder::new()
-            .set_degree(degree)
-            .set_plaintext_modulus(p)
-            .set_moduli(set.moduli())
-            .build_arc()?;
+        let bfv = cached_bfv(set, p)?;
         Ok(Self {
             set,
             plaintext_bits,
@@ -267,6 +288,15 @@ mod tests {
         assert!(Params::new(ParameterSet::Bfv8192, 42).is_ok());
         let p = Params::new(ParameterSet::Bfv16384, 30).unwrap();
         assert!((p.log_q(0) - 438.0).abs() < 1.5, "{}", p.log_q(0));
+    }
+
+    #[test]
+    fn equal_parameters_share_one_arc() {
+        let a = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let b = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        assert!(Arc::ptr_eq(a.bfv(), b.bfv()));
+        let c = Params::new(ParameterSet::InsecureTestN2048, 21).unwrap();
+        assert!(!Arc::ptr_eq(a.bfv(), c.bfv()));
     }
 
     #[test]
