@@ -780,11 +780,18 @@ fn clear(
             clear(b, cols, rows, half)?,
             |x, y| x - y,
         ),
-        Expr::Mul(a, b) => zip(
-            clear(a, cols, rows, half)?,
-            clear(b, cols, rows, half)?,
-            |x, y| x * y,
-        ),
+        Expr::Mul(a, b) => match (&**a, &**b) {
+            // A constant scales whatever shape the other side has.
+            (Expr::Const(c), x) | (x, Expr::Const(c)) => clear(x, cols, rows, half)?
+                .into_iter()
+                .map(|v| v * i128::from(*c))
+                .collect(),
+            _ => zip(
+                clear(a, cols, rows, half)?,
+                clear(b, cols, rows, half)?,
+                |x, y| x * y,
+            ),
+        },
         Expr::Rotate(a, k) => {
             // Cyclic over the first SIMD row of N/2 slots (rows ≤ N/2).
             let mut row = clear(a, cols, rows, half)?;

@@ -12,6 +12,8 @@
 //! node: it holds every participant's state in one address space, which is
 //! exactly what synod exists to avoid.
 
+mod relay;
+
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -24,6 +26,9 @@ use synod_he::flooding::Flooding;
 use synod_he::secret::{AdditiveKeyShare, KeyShare, MaskShare};
 use synod_he::shamir::ActiveSet;
 use synod_he::{galois, keygen, relin, thresholdize, Committee, EvaluationPoint, Params};
+use synod_proto::{ProtocolName, SignedEnvelope};
+
+use crate::relay::Relay;
 
 /// Errors of the simulation.
 #[non_exhaustive]
@@ -35,6 +40,26 @@ pub enum LocalError {
     /// From circuit planning or evaluation.
     #[error(transparent)]
     Circuit(#[from] synod_circuit::CircuitError),
+    /// A message failed its signature, context, transcript or replay check.
+    #[error("rejected message: {0}")]
+    Envelope(#[from] synod_proto::EnvelopeError),
+    /// A message conflicts with the transcript.
+    #[error("transcript: {0}")]
+    Transcript(#[from] synod_proto::TranscriptError),
+    /// A sealed payload could not be sealed or opened.
+    #[error("transport: {0}")]
+    Transport(#[from] synod_proto::TransportError),
+    /// Envelope bytes are malformed.
+    #[error("wire: {0}")]
+    Wire(#[from] synod_proto::WireError),
+    /// A verified payload does not decode.
+    #[error("payload from P{sender} does not decode: {reason}")]
+    Decode {
+        /// The sender.
+        sender: u32,
+        /// The decoder's message.
+        reason: String,
+    },
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -87,6 +112,7 @@ pub struct LocalCommittee {
     public_key: PublicKey,
     relin_key: RelinearizationKey,
     galois_key: Option<EvaluationKey>,
+    relay: std::sync::Mutex<Relay>,
     /// Phases run so far.
     pub phases: Vec<Phase>,
     /// Test-only oracle that knows the whole key (insecure test builds only).
@@ -94,15 +120,38 @@ pub struct LocalCommittee {
     pub oracle: synod_he::oracle::WholeKey,
 }
 
-fn wire_bytes(polys: usize, params: &Params) -> u64 {
-    (polys * params.degree() * params.moduli().len() * 8) as u64
+/// Measures a phase: wall-clock time and envelope bytes since the last lap.
+struct PhaseClock {
+    start: Instant,
+    bytes: u64,
+}
+
+impl PhaseClock {
+    fn new(relay: &Relay) -> Self {
+        Self {
+            start: Instant::now(),
+            bytes: relay.bytes(),
+        }
+    }
+
+    fn lap(&mut self, name: &str, relay: &Relay) -> Phase {
+        let phase = Phase {
+            name: name.to_string(),
+            ms: ms(self.start),
+            bytes: relay.bytes() - self.bytes,
+        };
+        *self = Self::new(relay);
+        phase
+    }
 }
 
 impl LocalCommittee {
     /// Runs the whole set-up for participants at `points` with threshold `t`:
     /// collective public key, relinearisation key, Galois keys for
-    /// `galois_elements` (none if empty), thresholdisation. Each
-    /// participant's additive share is erased when set-up ends.
+    /// `galois_elements` (none if empty), thresholdisation. Every message is a
+    /// signed envelope checked by its receivers; sub-shares are sealed to
+    /// their recipient. Each participant's additive share is erased when
+    /// set-up ends.
     pub fn setup<R: RngCore + CryptoRng>(
         params: &Params,
         points: &[EvaluationPoint],
@@ -115,83 +164,88 @@ impl LocalCommittee {
         let committee = Committee::new(points.iter().copied(), t)?;
         let members = committee.members().to_vec();
         let crs = CommonRandomness::new(params, session);
+        let mut relay = Relay::new(&members, session, rng)?;
         let mut phases = Vec::new();
-        let l = params.moduli().len();
+        let mut clock = PhaseClock::new(&relay);
 
         progress("key generation: additive shares and public key");
-        let start = Instant::now();
         let additive: Vec<AdditiveKeyShare> = members
             .iter()
             .map(|_| AdditiveKeyShare::generate(params, rng))
             .collect::<synod_he::Result<_>>()?;
-        let pk_shares = members
-            .iter()
-            .zip(&additive)
-            .map(|(&x, sk)| keygen::public_key_share(params, &crs, sk, x, rng))
-            .collect::<synod_he::Result<Vec<_>>>()?;
-        let pk = keygen::aggregate_public_key(params, &crs, &members, pk_shares)?;
-        phases.push(Phase {
-            name: "public key".into(),
-            ms: ms(start),
-            bytes: wire_bytes(members.len(), params),
-        });
+        let mut envs = Vec::new();
+        for (&x, sk) in members.iter().zip(&additive) {
+            let share = keygen::public_key_share(params, &crs, sk, x, rng)?;
+            envs.push(relay.broadcast(x, ProtocolName::PublicKeyGen, 1, &share)?);
+        }
+        let shares = relay.deliver(&members, &envs, ProtocolName::PublicKeyGen, 1)?;
+        relay.end_round();
+        let pk = keygen::aggregate_public_key(params, &crs, &members, shares)?;
+        phases.push(clock.lap("public key", &relay));
 
         progress("relinearisation key: rounds 1 and 2");
-        let start = Instant::now();
         let mut secrets = Vec::new();
-        let mut round1 = Vec::new();
+        let mut envs = Vec::new();
         for (&x, sk) in members.iter().zip(&additive) {
             let (s, m) = relin::round1(params, &crs, sk, x, rng)?;
             secrets.push(s);
-            round1.push(m);
+            envs.push(relay.broadcast(x, ProtocolName::RelinKeyGen, 1, &m)?);
         }
+        let round1 = relay.deliver(&members, &envs, ProtocolName::RelinKeyGen, 1)?;
+        relay.end_round();
         let agg = relin::aggregate_round1(params, &members, round1)?;
-        let mut round2 = Vec::new();
+        let mut envs = Vec::new();
         for (s, (&x, sk)) in secrets.into_iter().zip(members.iter().zip(&additive)) {
-            round2.push(relin::round2(params, s, sk, &agg, x, rng)?);
+            let m = relin::round2(params, s, sk, &agg, x, rng)?;
+            envs.push(relay.broadcast(x, ProtocolName::RelinKeyGen, 2, &m)?);
         }
+        let round2 = relay.deliver(&members, &envs, ProtocolName::RelinKeyGen, 2)?;
+        relay.end_round();
         let relin_key = relin::relinearization_key(params, &agg, &members, round2)?;
-        phases.push(Phase {
-            name: "relinearisation key".into(),
-            ms: ms(start),
-            bytes: wire_bytes(4 * l * members.len(), params),
-        });
+        phases.push(clock.lap("relinearisation key", &relay));
 
         let galois_key = if galois_elements.is_empty() {
             None
         } else {
             progress("rotation keys");
-            let start = Instant::now();
-            let shares = members
-                .iter()
-                .zip(&additive)
-                .map(|(&x, sk)| galois::galois_key_share(params, &crs, sk, galois_elements, x, rng))
-                .collect::<synod_he::Result<Vec<_>>>()?;
+            let mut envs = Vec::new();
+            for (&x, sk) in members.iter().zip(&additive) {
+                let share = galois::galois_key_share(params, &crs, sk, galois_elements, x, rng)?;
+                envs.push(relay.broadcast(x, ProtocolName::GaloisKeyGen, 1, &share)?);
+            }
+            let shares = relay.deliver(&members, &envs, ProtocolName::GaloisKeyGen, 1)?;
+            relay.end_round();
             let ek = galois::aggregate_galois_keys(params, &crs, &members, shares)?;
-            phases.push(Phase {
-                name: "rotation keys".into(),
-                ms: ms(start),
-                bytes: wire_bytes(galois_elements.len() * l * members.len(), params),
-            });
+            phases.push(clock.lap("rotation keys", &relay));
             Some(ek)
         };
 
         progress("thresholdisation");
-        let start = Instant::now();
-        let mut inbox: BTreeMap<EvaluationPoint, Vec<thresholdize::SubShare>> =
-            members.iter().map(|&m| (m, Vec::new())).collect();
+        let mut sealed: Vec<(EvaluationPoint, SignedEnvelope)> = Vec::new();
         for (&x, sk) in members.iter().zip(&additive) {
             for sub in thresholdize::deal(params, &committee, sk, x, rng)? {
-                inbox
-                    .get_mut(&sub.recipient)
-                    .ok_or_else(|| LocalError::Other(format!("no inbox for {}", sub.recipient)))?
-                    .push(sub);
+                let to = sub.recipient;
+                sealed.push((
+                    to,
+                    relay.seal_to(x, to, ProtocolName::Thresholdize, 1, &sub, rng)?,
+                ));
             }
         }
         #[cfg(feature = "insecure-test-params")]
         let oracle = synod_he::oracle::WholeKey::from_shares(params, &additive);
         // Set-up is over: the additive shares are erased (zeroized on drop).
         drop(additive);
+        let mut inbox: BTreeMap<EvaluationPoint, Vec<thresholdize::SubShare>> =
+            members.iter().map(|&m| (m, Vec::new())).collect();
+        for (to, env) in &sealed {
+            let sub: thresholdize::SubShare =
+                relay.accept_sealed(*to, env, ProtocolName::Thresholdize, 1)?;
+            inbox
+                .get_mut(to)
+                .ok_or_else(|| LocalError::Other(format!("no inbox for {to}")))?
+                .push(sub);
+        }
+        relay.end_round();
         let mut participants = Vec::new();
         for (x, subs) in inbox {
             let (key_share, mask_share) = thresholdize::receive(params, &committee, x, subs)?;
@@ -201,11 +255,7 @@ impl LocalCommittee {
                 mask_share,
             });
         }
-        phases.push(Phase {
-            name: "thresholdisation".into(),
-            ms: ms(start),
-            bytes: wire_bytes(2 * members.len() * members.len(), params),
-        });
+        phases.push(clock.lap("thresholdisation", &relay));
 
         Ok(Self {
             params: params.clone(),
@@ -215,6 +265,7 @@ impl LocalCommittee {
             public_key: pk.key().clone(),
             relin_key,
             galois_key,
+            relay: std::sync::Mutex::new(relay),
             phases,
             #[cfg(feature = "insecure-test-params")]
             oracle,
@@ -256,6 +307,22 @@ impl LocalCommittee {
         &self.participants
     }
 
+    /// Party names of `plan`'s circuit mapped to points 1, 2, … in the order
+    /// the circuit declares them.
+    pub fn owners(plan: &Plan) -> Result<BTreeMap<String, EvaluationPoint>> {
+        plan.spec()
+            .parties()
+            .into_iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let point = u32::try_from(i + 1)
+                    .map_err(|_| LocalError::Other("too many parties".into()))
+                    .and_then(|x| Ok(EvaluationPoint::new(x)?))?;
+                Ok((name, point))
+            })
+            .collect()
+    }
+
     fn participant(&self, x: EvaluationPoint) -> Result<&Participant> {
         self.participants
             .iter()
@@ -263,7 +330,14 @@ impl LocalCommittee {
             .ok_or_else(|| LocalError::Other(format!("{x} is not a participant")))
     }
 
-    /// Threshold decryption of `ct` by `active`, each adding `flooding`.
+    fn relay(&self) -> Result<std::sync::MutexGuard<'_, Relay>> {
+        self.relay
+            .lock()
+            .map_err(|_| LocalError::Other("relay lock poisoned".into()))
+    }
+
+    /// Threshold decryption of `ct` by `active`, each adding `flooding`; the
+    /// shares travel as signed broadcasts and the combiner verifies them.
     pub fn decrypt<R: RngCore + CryptoRng>(
         &self,
         active: &[EvaluationPoint],
@@ -272,39 +346,77 @@ impl LocalCommittee {
         rng: &mut R,
     ) -> Result<fhe::bfv::Plaintext> {
         let set = ActiveSet::new(&self.committee, active.iter().copied())?;
-        let shares = set
-            .members()
-            .iter()
-            .map(|&x| {
-                let p = self.participant(x)?;
-                Ok(decrypt::decryption_share(
-                    &self.params,
-                    &p.key_share,
-                    &set,
-                    ct,
-                    flooding,
-                    rng,
-                )?)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut relay = self.relay()?;
+        let mut envs = Vec::new();
+        for &x in set.members() {
+            let p = self.participant(x)?;
+            let share =
+                decrypt::decryption_share(&self.params, &p.key_share, &set, ct, flooding, rng)?;
+            envs.push(relay.broadcast(x, ProtocolName::Decrypt, 1, &share)?);
+        }
+        let shares: Vec<decrypt::DecryptionShare> =
+            relay.deliver(set.members(), &envs, ProtocolName::Decrypt, 1)?;
+        relay.end_round();
         Ok(decrypt::combine(&self.params, ct, &set, shares)?)
     }
 
-    /// Encrypts each column under the collective key (as its owner would).
+    /// Bytes of signed envelopes the relay has carried so far.
+    pub fn bytes_relayed(&self) -> Result<u64> {
+        Ok(self.relay()?.bytes())
+    }
+
+    /// Each column's owner (`owners`: party name → point) encrypts it under
+    /// the collective key and uploads the ciphertexts as a signed broadcast;
+    /// the evaluator verifies and parses them with the session's parameters.
     pub fn encrypt_inputs<R: RngCore + CryptoRng>(
         &self,
         columns: &BTreeMap<ColumnRef, Vec<i64>>,
+        owners: &BTreeMap<String, EvaluationPoint>,
         rng: &mut R,
     ) -> Result<BTreeMap<ColumnRef, Vec<Ciphertext>>> {
-        columns
-            .iter()
-            .map(|(c, v)| {
-                Ok((
-                    c.clone(),
-                    synod_he::encoding::encrypt_signed(&self.params, &self.public_key, v, rng)?,
-                ))
-            })
-            .collect()
+        use fhe_traits::{DeserializeParametrized, Serialize as _};
+        let mut relay = self.relay()?;
+        let mut uploads = Vec::new();
+        for (c, v) in columns {
+            let owner = *owners
+                .get(&c.party)
+                .ok_or_else(|| LocalError::Other(format!("no participant owns {c}")))?;
+            let cts = synod_he::encoding::encrypt_signed(&self.params, &self.public_key, v, rng)?;
+            let bytes: Vec<Vec<u8>> = cts.iter().map(|ct| ct.to_bytes()).collect();
+            uploads.push((
+                c.clone(),
+                relay.broadcast(owner, ProtocolName::Input, 1, &(c, bytes))?,
+            ));
+        }
+        let evaluator = self
+            .participants
+            .first()
+            .map(|p| p.point)
+            .ok_or_else(|| LocalError::Other("empty committee".into()))?;
+        let mut out = BTreeMap::new();
+        for (c, env) in uploads {
+            let (claimed, bytes): (ColumnRef, Vec<Vec<u8>>) =
+                relay.accept(evaluator, &env, ProtocolName::Input, 1)?;
+            if claimed != c
+                || owners.get(&claimed.party).map(|p| p.get()) != Some(env.context().sender.get())
+            {
+                return Err(LocalError::Other(format!(
+                    "{} uploaded a column it does not own ({claimed})",
+                    env.context().sender
+                )));
+            }
+            let cts = bytes
+                .iter()
+                .map(|b| Ciphertext::from_bytes(b, self.params.bfv()))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| LocalError::Decode {
+                    sender: env.context().sender.get(),
+                    reason: e.to_string(),
+                })?;
+            out.insert(c, cts);
+        }
+        relay.end_round();
+        Ok(out)
     }
 
     /// Evaluates `plan` on encrypted inputs (as the evaluator would); every

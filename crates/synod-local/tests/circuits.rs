@@ -72,7 +72,9 @@ fn run(
             .collect();
         ints.insert(col.clone(), plan.encode_column(&col, &vals).unwrap());
     }
-    let cts = committee.encrypt_inputs(&ints, &mut rng).unwrap();
+    let cts = committee
+        .encrypt_inputs(&ints, &LocalCommittee::owners(&plan).unwrap(), &mut rng)
+        .unwrap();
     let out = committee.evaluate(&plan, &cts).unwrap();
     // Every participant re-evaluates: byte-identical, same hash.
     let again = committee.evaluate(&plan, &cts).unwrap();

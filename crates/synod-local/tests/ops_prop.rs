@@ -19,13 +19,17 @@ use synod_local::LocalCommittee;
 
 const ROWS: usize = 64;
 const ROTATIONS: [usize; 3] = [1, 3, 17];
+/// The widest expression of the test, added to every circuit so that every
+/// plan picks the same plaintext modulus as the shared committee.
+const PIN: &str = "sum(a.x) * sum(b.x)";
 
 fn spec(expr: &str) -> CircuitSpec {
     CircuitSpec::from_toml(&format!(
         "name = \"prop\"\n\
          [[inputs]]\nparty = \"a\"\ncolumn = \"x\"\nmin = -50\nmax = 50\n\
          [[inputs]]\nparty = \"b\"\ncolumn = \"x\"\nmin = -50\nmax = 50\n\
-         [[outputs]]\nname = \"out\"\nexpr = \"{expr}\"\n"
+         [[outputs]]\nname = \"out\"\nexpr = \"{expr}\"\n\
+         [[outputs]]\nname = \"pin\"\nexpr = \"{PIN}\"\n"
     ))
     .unwrap()
 }
@@ -96,7 +100,7 @@ proptest! {
         cols.insert(ColumnRef { party: "a".into(), column: "x".into() }, a);
         cols.insert(ColumnRef { party: "b".into(), column: "x".into() }, b);
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
-        let cts = committee.encrypt_inputs(&cols, &mut rng).unwrap();
+        let cts = committee.encrypt_inputs(&cols, &LocalCommittee::owners(&plan).unwrap(), &mut rng).unwrap();
         let out = committee.evaluate(&plan, &cts).unwrap();
         let active: Vec<_> = [1u32, 2, 3, 4, 5]
             .iter()

@@ -358,7 +358,8 @@ pub fn run(args: DemoArgs) -> Result<bool> {
     for (col, values) in &reals {
         ints.insert(col.clone(), plan.encode_column(col, values)?);
     }
-    let cts = committee.encrypt_inputs(&ints, &mut rng)?;
+    let owners = LocalCommittee::owners(&plan)?;
+    let cts = committee.encrypt_inputs(&ints, &owners, &mut rng)?;
     phases.push(("inputs".to_string(), progress.end()));
 
     progress.begin("compute: evaluating the circuit on ciphertexts");

@@ -1,0 +1,371 @@
+//! The in-memory relay: every protocol message of the simulation travels as a
+//! `synod-proto` [`SignedEnvelope`] bound to its [`MessageContext`], and every
+//! point-to-point secret (a thresholdisation sub-share) is sealed with HPKE to
+//! the recipient's transport key with that context as associated data. Each
+//! receiver verifies the signature, the context (session, epoch, protocol,
+//! round, sender, recipient), the previous-round hash and freshness before it
+//! decodes the payload, exactly as a networked node will.
+//!
+//! All honest participants see the same messages, so one [`Transcript`]
+//! stands for each participant's own copy.
+
+use std::collections::BTreeMap;
+
+use rand::{CryptoRng, RngCore};
+use serde::{de::DeserializeOwned, Serialize};
+use synod_he::EvaluationPoint;
+use synod_proto::{
+    Epoch, ExpectedContext, IdentityKey, IdentityPublicKey, MessageContext, ParticipantId,
+    ProtocolName, Recipient, ReplayGuard, Round, SealedPayload, SequenceNumber, SessionId,
+    SignedEnvelope, Transcript, TransportKey, TransportPublicKey,
+};
+use zeroize::Zeroizing;
+
+use crate::{LocalError, Result};
+
+struct Member {
+    id: ParticipantId,
+    identity: IdentityKey,
+    transport: TransportKey,
+    next_sequence: u64,
+    guard: ReplayGuard,
+}
+
+/// Moves signed messages between simulated participants and counts bytes.
+pub(crate) struct Relay {
+    session: SessionId,
+    epoch: Epoch,
+    transcript: Transcript,
+    members: BTreeMap<EvaluationPoint, Member>,
+    directory: BTreeMap<ParticipantId, (IdentityPublicKey, TransportPublicKey)>,
+    bytes: u64,
+}
+
+fn id_of(point: EvaluationPoint) -> Result<ParticipantId> {
+    ParticipantId::new(point.get()).map_err(|e| LocalError::Other(e.to_string()))
+}
+
+impl Relay {
+    /// Registers every participant with fresh identity and transport keys.
+    pub(crate) fn new<R: RngCore + CryptoRng>(
+        points: &[EvaluationPoint],
+        session: [u8; 32],
+        rng: &mut R,
+    ) -> Result<Self> {
+        let mut members = BTreeMap::new();
+        let mut directory = BTreeMap::new();
+        for &p in points {
+            let id = id_of(p)?;
+            let identity = IdentityKey::generate(rng);
+            let transport = TransportKey::generate(rng);
+            directory.insert(id, (identity.public_key(), *transport.public_key()));
+            members.insert(
+                p,
+                Member {
+                    id,
+                    identity,
+                    transport,
+                    next_sequence: 0,
+                    guard: ReplayGuard::new(),
+                },
+            );
+        }
+        let session = SessionId(session);
+        Ok(Self {
+            session,
+            epoch: Epoch(0),
+            transcript: Transcript::new(session),
+            members,
+            directory,
+            bytes: 0,
+        })
+    }
+
+    /// Bytes of envelopes sent so far.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn context(
+        &mut self,
+        from: EvaluationPoint,
+        protocol: ProtocolName,
+        round: u16,
+        recipient: Recipient,
+    ) -> Result<(MessageContext, &IdentityKey)> {
+        let session = self.session;
+        let epoch = self.epoch;
+        let m = self
+            .members
+            .get_mut(&from)
+            .ok_or_else(|| LocalError::Other(format!("{from} is not registered")))?;
+        let sequence = SequenceNumber(m.next_sequence);
+        m.next_sequence += 1;
+        Ok((
+            MessageContext {
+                session,
+                epoch,
+                protocol,
+                round: Round(round),
+                sender: m.id,
+                recipient,
+                sequence,
+            },
+            &m.identity,
+        ))
+    }
+
+    fn sign(
+        &mut self,
+        ctx: MessageContext,
+        key_of: EvaluationPoint,
+        payload: Vec<u8>,
+    ) -> Result<SignedEnvelope> {
+        let prev = self.transcript.round_hash();
+        let m = self
+            .members
+            .get(&key_of)
+            .ok_or_else(|| LocalError::Other(format!("{key_of} is not registered")))?;
+        let env = SignedEnvelope::sign(&m.identity, ctx, prev, payload);
+        self.bytes += env.to_bytes().map(|b| b.len() as u64).unwrap_or(0);
+        Ok(env)
+    }
+
+    /// `from` signs `msg` for everyone.
+    pub(crate) fn broadcast<T: Serialize>(
+        &mut self,
+        from: EvaluationPoint,
+        protocol: ProtocolName,
+        round: u16,
+        msg: &T,
+    ) -> Result<SignedEnvelope> {
+        let payload = postcard::to_stdvec(msg).map_err(|e| LocalError::Other(e.to_string()))?;
+        let (ctx, _) = self.context(from, protocol, round, Recipient::Broadcast)?;
+        self.sign(ctx, from, payload)
+    }
+
+    /// `from` seals `msg` to `to`'s transport key and signs the result.
+    pub(crate) fn seal_to<T: Serialize, R: RngCore + CryptoRng>(
+        &mut self,
+        from: EvaluationPoint,
+        to: EvaluationPoint,
+        protocol: ProtocolName,
+        round: u16,
+        msg: &T,
+        rng: &mut R,
+    ) -> Result<SignedEnvelope> {
+        let plain =
+            Zeroizing::new(postcard::to_stdvec(msg).map_err(|e| LocalError::Other(e.to_string()))?);
+        let to_id = id_of(to)?;
+        let (_, transport) = self
+            .directory
+            .get(&to_id)
+            .ok_or_else(|| LocalError::Other(format!("{to} has no transport key")))?;
+        let transport = *transport;
+        let (ctx, _) = self.context(from, protocol, round, Recipient::Participant(to_id))?;
+        let sealed = synod_proto::seal(&ctx, &transport, &plain, rng)?;
+        let payload = sealed.to_bytes()?;
+        self.sign(ctx, from, payload)
+    }
+
+    fn verify(
+        &mut self,
+        at: EvaluationPoint,
+        env: &SignedEnvelope,
+        protocol: ProtocolName,
+        round: u16,
+        recipient: Recipient,
+    ) -> Result<()> {
+        let sender = env.context().sender;
+        let (key, _) = self
+            .directory
+            .get(&sender)
+            .ok_or_else(|| LocalError::Other(format!("message from unregistered {sender}")))?;
+        let expected = ExpectedContext {
+            session: self.session,
+            epoch: self.epoch,
+            protocol,
+            round: Round(round),
+            sender,
+            recipient,
+            prev_round_hash: self.transcript.round_hash(),
+        };
+        let m = self
+            .members
+            .get_mut(&at)
+            .ok_or_else(|| LocalError::Other(format!("{at} is not registered")))?;
+        env.verify_and_record(&expected, key, &mut m.guard)?;
+        self.transcript.record_envelope(env)?;
+        Ok(())
+    }
+
+    /// `at` checks a broadcast envelope and decodes its payload.
+    pub(crate) fn accept<T: DeserializeOwned>(
+        &mut self,
+        at: EvaluationPoint,
+        env: &SignedEnvelope,
+        protocol: ProtocolName,
+        round: u16,
+    ) -> Result<T> {
+        self.verify(at, env, protocol, round, Recipient::Broadcast)?;
+        postcard::from_bytes(env.payload()).map_err(|e| LocalError::Decode {
+            sender: env.context().sender.get(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// `at` checks a broadcast envelope without decoding it (a participant
+    /// that does not aggregate this round still verifies what it relays on).
+    pub(crate) fn check(
+        &mut self,
+        at: EvaluationPoint,
+        env: &SignedEnvelope,
+        protocol: ProtocolName,
+        round: u16,
+    ) -> Result<()> {
+        self.verify(at, env, protocol, round, Recipient::Broadcast)
+    }
+
+    /// Delivers a round of broadcasts: every participant in `receivers`
+    /// verifies every envelope; the first one decodes them.
+    pub(crate) fn deliver<T: DeserializeOwned>(
+        &mut self,
+        receivers: &[EvaluationPoint],
+        envelopes: &[SignedEnvelope],
+        protocol: ProtocolName,
+        round: u16,
+    ) -> Result<Vec<T>> {
+        let mut out = Vec::with_capacity(envelopes.len());
+        for env in envelopes {
+            let mut decoded = None;
+            for &at in receivers {
+                if decoded.is_none() {
+                    decoded = Some(self.accept::<T>(at, env, protocol, round)?);
+                } else {
+                    self.check(at, env, protocol, round)?;
+                }
+            }
+            out.extend(decoded);
+        }
+        Ok(out)
+    }
+
+    /// `at` checks an envelope sealed to it, opens it and decodes it.
+    pub(crate) fn accept_sealed<T: DeserializeOwned>(
+        &mut self,
+        at: EvaluationPoint,
+        env: &SignedEnvelope,
+        protocol: ProtocolName,
+        round: u16,
+    ) -> Result<T> {
+        let me = id_of(at)?;
+        self.verify(at, env, protocol, round, Recipient::Participant(me))?;
+        let sealed = SealedPayload::from_bytes(env.payload())?;
+        let m = self
+            .members
+            .get(&at)
+            .ok_or_else(|| LocalError::Other(format!("{at} is not registered")))?;
+        let plain = synod_proto::open(env.context(), &m.transport, &sealed)?;
+        postcard::from_bytes(&plain).map_err(|e| LocalError::Decode {
+            sender: env.context().sender.get(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Closes the round: the next messages carry its hash.
+    pub(crate) fn end_round(&mut self) {
+        self.transcript.end_round();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use rand::SeedableRng;
+
+    fn relay() -> (Relay, Vec<EvaluationPoint>, rand_chacha::ChaCha20Rng) {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        let pts: Vec<_> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
+        (Relay::new(&pts, [4; 32], &mut rng).unwrap(), pts, rng)
+    }
+
+    #[test]
+    fn honest_messages_pass_and_bytes_are_counted() {
+        let (mut r, pts, mut rng) = relay();
+        let env = r
+            .broadcast(pts[0], ProtocolName::PublicKeyGen, 1, &42u32)
+            .unwrap();
+        assert!(r.bytes() > 64);
+        let got: Vec<u32> = r
+            .deliver(&pts, &[env], ProtocolName::PublicKeyGen, 1)
+            .unwrap();
+        assert_eq!(got, vec![42]);
+        r.end_round();
+        let env = r
+            .seal_to(
+                pts[0],
+                pts[2],
+                ProtocolName::Thresholdize,
+                1,
+                &7u64,
+                &mut rng,
+            )
+            .unwrap();
+        let v: u64 = r
+            .accept_sealed(pts[2], &env, ProtocolName::Thresholdize, 1)
+            .unwrap();
+        assert_eq!(v, 7);
+    }
+
+    #[test]
+    fn tampered_replayed_misrouted_and_stale_messages_are_rejected() {
+        let (mut r, pts, mut rng) = relay();
+        let env = r
+            .broadcast(pts[1], ProtocolName::Decrypt, 1, &vec![1u8, 2, 3])
+            .unwrap();
+        // The relay alters the payload: the signature fails, naming the sender.
+        let mut bytes = env.to_bytes().unwrap();
+        let last = bytes.len() - 70;
+        bytes[last] ^= 1;
+        if let Ok(forged) = SignedEnvelope::from_bytes(&bytes) {
+            let err = r
+                .accept::<Vec<u8>>(pts[0], &forged, ProtocolName::Decrypt, 1)
+                .unwrap_err();
+            assert!(err.to_string().contains("P2"), "{err}");
+        }
+        // Wrong round or protocol.
+        assert!(r
+            .accept::<Vec<u8>>(pts[0], &env, ProtocolName::Decrypt, 2)
+            .is_err());
+        assert!(r
+            .accept::<Vec<u8>>(pts[0], &env, ProtocolName::Input, 1)
+            .is_err());
+        // Accepted once, then replayed.
+        r.accept::<Vec<u8>>(pts[0], &env, ProtocolName::Decrypt, 1)
+            .unwrap();
+        assert!(matches!(
+            r.accept::<Vec<u8>>(pts[0], &env, ProtocolName::Decrypt, 1),
+            Err(LocalError::Envelope(_))
+        ));
+        // After the round closes, an old-round message carries a stale hash.
+        r.end_round();
+        assert!(r
+            .accept::<Vec<u8>>(pts[2], &env, ProtocolName::Decrypt, 1)
+            .is_err());
+        // A sealed share delivered to someone else cannot be opened.
+        let sealed = r
+            .seal_to(
+                pts[0],
+                pts[1],
+                ProtocolName::Thresholdize,
+                1,
+                &9u64,
+                &mut rng,
+            )
+            .unwrap();
+        assert!(r
+            .accept_sealed::<u64>(pts[2], &sealed, ProtocolName::Thresholdize, 1)
+            .is_err());
+    }
+}
