@@ -25,6 +25,7 @@ pub mod keygen;
 pub mod keyswitch;
 #[cfg(feature = "insecure-test-params")]
 pub mod oracle;
+mod packing;
 pub mod params;
 pub mod relin;
 mod round;

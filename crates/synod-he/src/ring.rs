@@ -23,7 +23,8 @@ use crate::{Error, Params, Result};
 pub struct WirePoly {
     /// Level in the modulus chain (0 = all primes).
     pub level: u8,
-    /// `primes(level) × N` residues, row-major.
+    /// `primes(level) × N` residues, row-major (bit-packed on the wire).
+    #[serde(with = "crate::packing")]
     pub residues: Vec<u64>,
 }
 
