@@ -88,7 +88,6 @@ impl<'a> Evaluator<'a> {
             }
         }
         let mut ciphertexts = Vec::new();
-        let mut hasher = blake3::Hasher::new_derive_key("synod/evaluation/v1");
         for agg in self.plan.aggregates() {
             let mut cts = match self.eval(&agg.expr, inputs)? {
                 Value::Enc(c) => c,
@@ -99,14 +98,11 @@ impl<'a> Evaluator<'a> {
             }
             for ct in cts.iter_mut() {
                 ct.switch_to_level(agg.level)?;
-                hasher.update(&synod_he::decrypt::ciphertext_digest(params, ct)?);
             }
             ciphertexts.push(cts);
         }
-        Ok(EvaluatedOutputs {
-            ciphertexts,
-            hash: *hasher.finalize().as_bytes(),
-        })
+        let hash = output_hash(params, &ciphertexts)?;
+        Ok(EvaluatedOutputs { ciphertexts, hash })
     }
 
     fn eval(&self, e: &Expr, inputs: &BTreeMap<ColumnRef, Vec<Ciphertext>>) -> Result<Value> {
@@ -196,6 +192,21 @@ impl<'a> Evaluator<'a> {
         self.galois
             .ok_or_else(|| CircuitError::Inputs("no Galois keys for a sum or rotation".into()))
     }
+}
+
+/// The hash of an evaluation's output: BLAKE3 over the digest of every
+/// ciphertext, aggregate by aggregate. Participants compare it before they
+/// contribute decryption shares.
+pub fn output_hash(params: &Params, ciphertexts: &[Vec<Ciphertext>]) -> Result<[u8; 32]> {
+    let mut hasher = blake3::Hasher::new_derive_key("synod/evaluation/v1");
+    for (i, cts) in ciphertexts.iter().enumerate() {
+        hasher.update(&(i as u64).to_le_bytes());
+        hasher.update(&(cts.len() as u64).to_le_bytes());
+        for ct in cts {
+            hasher.update(&synod_he::decrypt::ciphertext_digest(params, ct)?);
+        }
+    }
+    Ok(*hasher.finalize().as_bytes())
 }
 
 fn pairwise(

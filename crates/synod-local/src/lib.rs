@@ -432,6 +432,13 @@ impl LocalCommittee {
 
     /// Threshold-decrypts every aggregate of an evaluation with `active`,
     /// returning centred integers (one vector per aggregate).
+    ///
+    /// A participant only makes decryption shares for ciphertexts that are
+    /// the agreed circuit's output (DESIGN.md §2): before any share, the
+    /// ciphertexts presented are hashed again and must give the hash the
+    /// participants computed when they evaluated (`outputs.hash`). In one
+    /// process every participant's re-evaluation would give the same bytes,
+    /// so it is done once.
     pub fn decrypt_outputs<R: RngCore + CryptoRng>(
         &self,
         plan: &Plan,
@@ -439,6 +446,13 @@ impl LocalCommittee {
         active: &[EvaluationPoint],
         rng: &mut R,
     ) -> Result<Vec<Vec<i128>>> {
+        let presented = synod_circuit::eval::output_hash(&self.params, &outputs.ciphertexts)?;
+        if presented != outputs.hash {
+            return Err(LocalError::Other(
+                "refusing to decrypt: the ciphertexts are not the agreed evaluation's output"
+                    .into(),
+            ));
+        }
         plan.aggregates()
             .iter()
             .zip(&outputs.ciphertexts)

@@ -38,6 +38,9 @@ pub(crate) struct Relay {
     transcript: Transcript,
     members: BTreeMap<EvaluationPoint, Member>,
     directory: BTreeMap<ParticipantId, (IdentityPublicKey, TransportPublicKey)>,
+    /// Contexts already recorded in this round's transcript: every receiver
+    /// records what it accepts, and all of them record the same messages.
+    recorded: std::collections::BTreeSet<[u8; MessageContext::ENCODED_LEN]>,
     bytes: u64,
 }
 
@@ -77,6 +80,7 @@ impl Relay {
             transcript: Transcript::new(session),
             members,
             directory,
+            recorded: std::collections::BTreeSet::new(),
             bytes: 0,
         })
     }
@@ -195,7 +199,9 @@ impl Relay {
             .get_mut(&at)
             .ok_or_else(|| LocalError::Other(format!("{at} is not registered")))?;
         env.verify_and_record(&expected, key, &mut m.guard)?;
-        self.transcript.record_envelope(env)?;
+        if self.recorded.insert(env.context().encode()) {
+            self.transcript.record_envelope(env)?;
+        }
         Ok(())
     }
 
@@ -275,6 +281,7 @@ impl Relay {
     /// Closes the round: the next messages carry its hash.
     pub(crate) fn end_round(&mut self) {
         self.transcript.end_round();
+        self.recorded.clear();
     }
 }
 

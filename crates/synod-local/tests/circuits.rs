@@ -79,6 +79,19 @@ fn run(
     // Every participant re-evaluates: byte-identical, same hash.
     let again = committee.evaluate(&plan, &cts).unwrap();
     assert_eq!(out.hash, again.hash);
+    // Presented ciphertexts that are not the agreed output are refused.
+    let mut swapped = again.clone();
+    if swapped.ciphertexts.len() > 1 {
+        swapped.ciphertexts.swap(0, 1);
+        assert!(committee
+            .decrypt_outputs(&plan, &swapped, &points(n)[..t], &mut rng)
+            .is_err());
+    }
+    let mut fresh_input = again;
+    fresh_input.ciphertexts[0] = cts.values().next().unwrap().clone();
+    assert!(committee
+        .decrypt_outputs(&plan, &fresh_input, &points(n)[..t], &mut rng)
+        .is_err());
     let mut active = points(n);
     while active.len() > t {
         let i = rng.random_range(0..active.len());
