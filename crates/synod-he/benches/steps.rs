@@ -61,7 +61,7 @@ fn time<T>(reps: usize, mut f: impl FnMut() -> T) -> Duration {
     median(v)
 }
 
-/// Like [`time`], but each repetition consumes a prepared input.
+/// Like [`time`], but each repetition consumes a prepared input (no warm-up).
 fn time_with<I, T>(inputs: Vec<I>, mut f: impl FnMut(I) -> T) -> Duration {
     let v = inputs
         .into_iter()
@@ -72,6 +72,39 @@ fn time_with<I, T>(inputs: Vec<I>, mut f: impl FnMut(I) -> T) -> Duration {
         })
         .collect();
     median(v)
+}
+
+/// Times `synod(i)` and `fhe(j)` alternately, one repetition of each per
+/// round, so that both see the same machine (the box is shared and noisy);
+/// returns both medians.
+fn pair_with<I, J, A, B>(
+    inputs: Vec<(I, J)>,
+    mut synod: impl FnMut(I) -> A,
+    mut fhe: impl FnMut(J) -> B,
+) -> (Duration, Duration) {
+    let (a, b): (Vec<_>, Vec<_>) = inputs
+        .into_iter()
+        .map(|(i, j)| {
+            let start = Instant::now();
+            black_box(synod(i));
+            let t_synod = start.elapsed();
+            let start = Instant::now();
+            black_box(fhe(j));
+            (t_synod, start.elapsed())
+        })
+        .unzip();
+    (median(a), median(b))
+}
+
+/// [`pair_with`] without inputs, after one warm-up of each.
+fn pair<A, B>(
+    reps: usize,
+    mut synod: impl FnMut() -> A,
+    mut fhe: impl FnMut() -> B,
+) -> (Duration, Duration) {
+    black_box(synod());
+    black_box(fhe());
+    pair_with(vec![((), ()); reps], |()| synod(), |()| fhe())
 }
 
 fn ms(d: Duration) -> f64 {
@@ -132,6 +165,8 @@ fn run(set: ParameterSet, reps_override: Option<usize>) {
         (None, _) => (15, 11),
     };
     let mut rng = ChaCha20Rng::seed_from_u64(42);
+    // fhe.rs's steps draw from their own generator, so both can be borrowed at once.
+    let mut rng2 = ChaCha20Rng::seed_from_u64(43);
     let members: Vec<EvaluationPoint> = (1..=PARTIES as u32)
         .map(|x| EvaluationPoint::new(x).unwrap())
         .collect();
@@ -154,12 +189,11 @@ fn run(set: ParameterSet, reps_override: Option<usize>) {
     let fhe_crps = CommonRandomPoly::new_vec(par, &mut rng).unwrap();
 
     // --- Public-key share.
-    let synod = time(fast, || {
-        keygen::public_key_share(&params, &crs, my_sk, me, &mut rng).unwrap()
-    });
-    let fhe = time(fast, || {
-        mbfv::PublicKeyShare::new(&fhe_sks[0], fhe_crp.clone(), &mut rng).unwrap()
-    });
+    let (synod, fhe) = pair(
+        fast,
+        || keygen::public_key_share(&params, &crs, my_sk, me, &mut rng).unwrap(),
+        || mbfv::PublicKeyShare::new(&fhe_sks[0], fhe_crp.clone(), &mut rng2).unwrap(),
+    );
     rows.push(Row {
         step: "keygen: public-key share",
         flood: None,
@@ -175,13 +209,14 @@ fn run(set: ParameterSet, reps_override: Option<usize>) {
     let pk = pk.key().clone();
 
     // --- Relinearisation key, round 1.
-    let synod = time(slow, || {
-        relin::round1(&params, &crs, my_sk, me, &mut rng).unwrap()
-    });
-    let fhe = time(slow, || {
-        let g = RelinKeyGenerator::new(&fhe_sks[0], &fhe_crps, &mut rng).unwrap();
-        g.round_1(&mut rng).unwrap()
-    });
+    let (synod, fhe) = pair(
+        slow,
+        || relin::round1(&params, &crs, my_sk, me, &mut rng).unwrap(),
+        || {
+            let g = RelinKeyGenerator::new(&fhe_sks[0], &fhe_crps, &mut rng2).unwrap();
+            g.round_1(&mut rng2).unwrap()
+        },
+    );
     rows.push(Row {
         step: "relin round 1 (per party)",
         flood: None,
@@ -199,19 +234,25 @@ fn run(set: ParameterSet, reps_override: Option<usize>) {
     let agg = relin::aggregate_round1(&params, &members, r1).unwrap();
 
     // --- Relinearisation key, round 2 (each repetition consumes a round-1 secret).
-    let inputs: Vec<_> = (0..slow)
-        .map(|_| relin::round1(&params, &crs, my_sk, me, &mut rng).unwrap().0)
-        .collect();
-    let synod = time_with(inputs, |s| {
-        relin::round2(&params, s, my_sk, &agg, me, &mut rng).unwrap()
-    });
     let gens: Vec<_> = fhe_sks
         .iter()
         .map(|sk| RelinKeyGenerator::new(sk, &fhe_crps, &mut rng).unwrap())
         .collect();
     let fhe_r1: Vec<_> = gens.iter().map(|g| g.round_1(&mut rng).unwrap()).collect();
     let fhe_agg = Arc::new(RelinKeyShare::from_shares(fhe_r1).unwrap());
-    let fhe = time(slow, || gens[0].round_2(&fhe_agg, &mut rng).unwrap());
+    let inputs: Vec<_> = (0..slow)
+        .map(|_| {
+            (
+                relin::round1(&params, &crs, my_sk, me, &mut rng).unwrap().0,
+                (),
+            )
+        })
+        .collect();
+    let (synod, fhe) = pair_with(
+        inputs,
+        |s| relin::round2(&params, s, my_sk, &agg, me, &mut rng).unwrap(),
+        |()| gens[0].round_2(&fhe_agg, &mut rng2).unwrap(),
+    );
     rows.push(Row {
         step: "relin round 2 (per party)",
         flood: None,
@@ -285,8 +326,12 @@ fn run(set: ParameterSet, reps_override: Option<usize>) {
         fhe: None,
     });
     let mult = Multiplicator::default(&rlk).unwrap();
-    let synod = time(fast, || synod_he_mul(&mult, &ca, &cb));
-    let fhe = time(fast, || mult.multiply(&ca, &cb).unwrap());
+    let fast_mult = relin::Multiplier::new(&params, &rlk).unwrap();
+    let (synod, fhe) = pair(
+        fast,
+        || synod_he_mul(&fast_mult, &ca, &cb),
+        || mult.multiply(&ca, &cb).unwrap(),
+    );
     rows.push(Row {
         step: "ct x ct + relinearise",
         flood: None,
@@ -310,13 +355,12 @@ fn run(set: ParameterSet, reps_override: Option<usize>) {
             flooding.bits(),
         );
         let mine = &shares[0];
-        let synod = time(fast, || {
-            decrypt::decryption_share(&params, mine, &set, ct, &flooding, &mut rng).unwrap()
-        });
         let ct_arc = Arc::new(ct.clone());
-        let fhe = time(fast, || {
-            mbfv::DecryptionShare::new(&fhe_sks[0], &ct_arc, &mut rng).unwrap()
-        });
+        let (synod, fhe) = pair(
+            fast,
+            || decrypt::decryption_share(&params, mine, &set, ct, &flooding, &mut rng).unwrap(),
+            || mbfv::DecryptionShare::new(&fhe_sks[0], &ct_arc, &mut rng2).unwrap(),
+        );
         rows.push(Row {
             step: leak(format!("decryption share ({what})")),
             flood: Some(flooding.bits()),
@@ -331,21 +375,20 @@ fn run(set: ParameterSet, reps_override: Option<usize>) {
                 decrypt::decryption_share(&params, k, &set, ct, &flooding, &mut rng).unwrap()
             })
             .collect();
-        let inputs: Vec<_> = (0..fast).map(|_| dshares.clone()).collect();
-        let synod = time_with(inputs, |s| decrypt::combine(&params, ct, &set, s).unwrap());
-        // fhe.rs's shares are not `Clone`: make them outside the timed part.
-        let fhe_combine = median(
-            (0..fast)
-                .map(|_| {
-                    let s: Vec<_> = fhe_sks[..THRESHOLD]
-                        .iter()
-                        .map(|sk| mbfv::DecryptionShare::new(sk, &ct_arc, &mut rng).unwrap())
-                        .collect();
-                    let start = Instant::now();
-                    black_box(Plaintext::from_shares(s).unwrap());
-                    start.elapsed()
-                })
-                .collect(),
+        // fhe.rs's shares are not `Clone`: make them all beforehand.
+        let inputs: Vec<_> = (0..fast)
+            .map(|_| {
+                let f: Vec<_> = fhe_sks[..THRESHOLD]
+                    .iter()
+                    .map(|sk| mbfv::DecryptionShare::new(sk, &ct_arc, &mut rng2).unwrap())
+                    .collect();
+                (dshares.clone(), f)
+            })
+            .collect();
+        let (synod, fhe_combine) = pair_with(
+            inputs,
+            |s| decrypt::combine(&params, ct, &set, s).unwrap(),
+            |f| Plaintext::from_shares(f).unwrap(),
         );
         rows.push(Row {
             step: leak(format!("combine {THRESHOLD} decryption shares ({what})")),
@@ -371,8 +414,9 @@ fn run(set: ParameterSet, reps_override: Option<usize>) {
     }
 }
 
-/// synod's ct×ct: fhe.rs's `Multiplicator` (no faster multiplication yet).
-fn synod_he_mul(mult: &Multiplicator, a: &Ciphertext, b: &Ciphertext) -> Ciphertext {
+/// synod's ct×ct: `relin::Multiplier` (fhe.rs's algorithm, bit-identical
+/// results, parallel schedule).
+fn synod_he_mul(mult: &relin::Multiplier, a: &Ciphertext, b: &Ciphertext) -> Ciphertext {
     mult.multiply(a, b).unwrap()
 }
 

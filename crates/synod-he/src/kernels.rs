@@ -80,9 +80,13 @@ impl RingOps {
     }
 
     /// The constant-time modulus of each prime.
-    #[cfg(test)]
     pub(crate) fn moduli(&self) -> &[Modulus] {
         &self.moduli
+    }
+
+    /// The NTT operator of each prime.
+    pub(crate) fn ntt(&self) -> &[NttOperator] {
+        &self.ntt
     }
 
     /// A scalar (reduced mod q) as one residue per prime.
@@ -115,13 +119,13 @@ impl RingOps {
         Zeroizing::new(vec![0u64; self.len() * self.degree])
     }
 
-    /// Small signed coefficients (|c| < 2^62), reduced into each prime and
-    /// taken to NTT form: what `Poly::small` / `try_convert_from(&[i64])` +
-    /// `change_representation(Ntt)` computes.
+    /// Small signed coefficients (centred-binomial samples, `|c| < q`),
+    /// reduced into each prime and taken to NTT form: what `Poly::small` /
+    /// `try_convert_from(&[i64])` + `change_representation(Ntt)` computes.
     pub(crate) fn small_to_ntt(&self, coeffs: &[i64]) -> Zeroizing<Vec<u64>> {
         let mut m = self.secret_matrix();
         self.par_rows(&mut m, |_, q, ntt, row| {
-            reduce_i64_into(q, coeffs, row);
+            small_into(q, coeffs, row);
             ntt.forward(row);
         });
         m
@@ -135,12 +139,15 @@ fn ctx_degree(ctx: &Arc<Context>) -> usize {
         .ncols()
 }
 
-/// `row[k] = coeffs[k] mod q`, in constant time.
-pub(crate) fn reduce_i64_into(q: &Modulus, coeffs: &[i64], row: &mut [u64]) {
-    let p = u128::from(**q);
+/// `row[k] = coeffs[k] mod q` for coefficients known to satisfy
+/// `|c| < q` (centred-binomial samples: `|c| ≤ 2·16`), branch-free: a
+/// negative `c` (as two's complement) plus `q` wraps to `q − |c|`.
+pub(crate) fn small_into(q: &Modulus, coeffs: &[i64], row: &mut [u64]) {
+    let p = **q;
     for (r, &c) in row.iter_mut().zip(coeffs) {
-        // p·2^64 + c is positive for |c| < 2^63; Barrett-reduce it.
-        *r = q.reduce_u128(((p << 64) as i128 + i128::from(c)) as u128);
+        debug_assert!(c.unsigned_abs() < p);
+        let negative_mask = (c >> 63) as u64;
+        *r = (c as u64).wrapping_add(p & negative_mask);
     }
 }
 
@@ -356,24 +363,17 @@ mod tests {
             expected.change_representation(Representation::Ntt);
             let got = ops.small_to_ntt(&c);
             assert_eq!(got.as_slice(), expected.coefficients().as_slice().unwrap());
-            // Large magnitudes too.
-            let big: Vec<i64> = (0..2048)
-                .map(|i| {
-                    if i % 2 == 0 {
-                        (1 << 62) - i
-                    } else {
-                        -(1 << 62) + i
-                    }
-                })
-                .collect();
-            let mut expected =
-                Poly::try_convert_from(big.as_slice(), ctx, false, Representation::PowerBasis)
-                    .unwrap();
-            expected.change_representation(Representation::Ntt);
-            assert_eq!(
-                ops.small_to_ntt(&big).as_slice(),
-                expected.coefficients().as_slice().unwrap()
-            );
+            // The branch-free reduction agrees with fhe-math on all |c| < q.
+            let edge: Vec<i64> = (0..2048i64).map(|i| (i - 1024) * 1_000_000_007).collect();
+            for q in ops.moduli() {
+                let mut row = vec![0u64; 2048];
+                small_into(q, &edge, &mut row);
+                assert!(row == q.reduce_vec_i64(&edge));
+                let tiny: Vec<i64> = vec![-(**q as i64) + 1, -1, 0, 1, **q as i64 - 1];
+                let mut row = vec![0u64; 5];
+                small_into(q, &tiny, &mut row);
+                assert_eq!(row, q.reduce_vec_i64(&tiny));
+            }
         }
     }
 

@@ -18,7 +18,7 @@ use crate::decrypt::{
     check_membership, check_share_binding, ciphertext_digest, ciphertext_level, flooded_key_product,
 };
 use crate::flooding::Flooding;
-use crate::kernels::{reduce_i64_into, sample_small, NttView, RingOps};
+use crate::kernels::{sample_small, small_into, NttView, RingOps};
 use crate::ring::WirePoly;
 use crate::secret::KeyShare;
 use crate::shamir::{ActiveSet, EvaluationPoint};
@@ -100,18 +100,18 @@ pub fn key_switch_share<R: RngCore + CryptoRng>(
         || {
             // h0 = λ_j·S_j·c1 + E_j + u·p0
             let h0 = flooded_key_product(params, key, set, c1, &ops, &noise, |i, q, _, row| {
-                for ((r, &ui), &pi) in row.iter_mut().zip(ops.row(&u_ntt, i)).zip(ops.row(p0, i)) {
-                    *r = q.add(*r, q.mul(ui, pi));
-                }
+                let mut t = zeroize::Zeroizing::new(ops.row(&u_ntt, i).to_vec());
+                q.mul_vec(&mut t, ops.row(p0, i));
+                q.add_vec(row, &t);
             });
             // h1 = u·p1 + e
             let mut h1 = vec![0u64; k * n];
             ops.par_rows(&mut h1, |i, q, ntt, row| {
-                reduce_i64_into(q, &e, row);
+                small_into(q, &e, row);
                 ntt.forward(row);
-                for ((r, &ui), &pi) in row.iter_mut().zip(ops.row(&u_ntt, i)).zip(ops.row(p1, i)) {
-                    *r = q.add(*r, q.mul(ui, pi));
-                }
+                let mut t = zeroize::Zeroizing::new(ops.row(&u_ntt, i).to_vec());
+                q.mul_vec(&mut t, ops.row(p1, i));
+                q.add_vec(row, &t);
             });
             (h0, h1)
         },

@@ -21,6 +21,7 @@ pub mod flooding;
 pub mod galois;
 mod glue;
 mod kernels;
+mod mul;
 pub mod keygen;
 pub mod keyswitch;
 #[cfg(feature = "insecure-test-params")]

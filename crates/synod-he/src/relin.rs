@@ -16,14 +16,15 @@
 //! (the product `s·s` is not linear in the shares).
 
 use fhe::bfv::RelinearizationKey;
-use fhe_math::rns::RnsContext;
-use fhe_math::rq::{Poly, Representation};
+use fhe_math::rq::{traits::TryConvertFrom, Poly, Representation};
 use rand::{CryptoRng, RngCore};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::crp::{CommonRandomness, CrpPurpose};
-use crate::ring::{self, WirePoly};
+use crate::kernels::{contiguous_rows, sample_small, small_into, NttView, RingOps};
+use crate::ring::WirePoly;
 use crate::secret::AdditiveKeyShare;
 use crate::shamir::EvaluationPoint;
 use crate::{glue, round, Error, Params, Result};
@@ -70,9 +71,10 @@ pub struct Round1Aggregate {
     h1: Vec<Poly>,
 }
 
+#[cfg(test)]
 fn gadget(params: &Params) -> Result<Vec<num_bigint::BigUint>> {
     let moduli = params.moduli();
-    let rns = RnsContext::new(moduli)?;
+    let rns = fhe_math::rns::RnsContext::new(moduli)?;
     (0..moduli.len())
         .map(|k| {
             rns.get_garner(k)
@@ -82,6 +84,7 @@ fn gadget(params: &Params) -> Result<Vec<num_bigint::BigUint>> {
         .collect()
 }
 
+#[cfg(test)]
 fn crps(params: &Params, crs: &CommonRandomness) -> Result<Vec<Poly>> {
     (0..params.moduli().len())
         .map(|k| {
@@ -93,6 +96,11 @@ fn crps(params: &Params, crs: &CommonRandomness) -> Result<Vec<Poly>> {
 }
 
 /// Round 1 for participant `sender` with additive share `sk`.
+///
+/// The gadget coefficient `w_k` is 1 modulo prime `k` and 0 modulo every
+/// other prime, so `w_k·s` is `s`'s residues in row `k` alone. Randomness is
+/// drawn in the order of the textbook loop (`u`, then `e, e'` per gadget
+/// row); the rows are then computed in parallel.
 pub fn round1<R: RngCore + CryptoRng>(
     params: &Params,
     crs: &CommonRandomness,
@@ -101,20 +109,82 @@ pub fn round1<R: RngCore + CryptoRng>(
     rng: &mut R,
 ) -> Result<(Round1Secret, Round1Share)> {
     let ctx = params.ctx(0)?;
-    let u = Zeroizing::new(Poly::small(ctx, Representation::Ntt, params.variance(), rng)?);
-    let s = sk.ntt();
-    let mut h0 = Vec::new();
-    let mut h1 = Vec::new();
-    for (a, w) in crps(params, crs)?.iter().zip(gadget(params)?) {
-        let mut r0 = -(a * u.as_ref());
-        r0 += &ring::scalar_mul(s, &w);
-        r0 += &ring::error_ntt(params, ctx, rng)?;
-        let mut r1 = a * s;
-        r1 += &ring::error_ntt(params, ctx, rng)?;
-        h0.push(WirePoly::from_poly(&r0, 0));
-        h1.push(WirePoly::from_poly(&r1, 0));
-    }
+    let ops = RingOps::of(ctx)?;
+    let (l, n) = (ops.len(), ops.degree());
+    let u_coeffs = sample_small(n, params.variance(), rng)?;
+    let errors = sample_errors(params, 2 * l, rng)?;
+    let u = ops.small_to_ntt(&u_coeffs);
+    let s_view = NttView::of(sk.ntt());
+    let s = s_view.rows(l)?;
+    let rows = (0..l)
+        .into_par_iter()
+        .map(|k| {
+            let a = crs.poly(CrpPurpose::Relinearization {
+                row: u32::try_from(k).unwrap_or(u32::MAX),
+            })?;
+            let a = contiguous_rows(a.coefficients(), l)?;
+            let (e0, e1) = match (errors.get(2 * k), errors.get(2 * k + 1)) {
+                (Some(e0), Some(e1)) => (e0, e1),
+                _ => return Err(Error::Parameters("missing error sample".into())),
+            };
+            // r0 = −a·u + w_k·s + e0
+            let mut r0 = vec![0u64; l * n];
+            ops.par_rows(&mut r0, |i, q, ntt, row| {
+                small_into(q, e0, row);
+                ntt.forward(row);
+                let mut t = Zeroizing::new(ops.row(a, i).to_vec());
+                q.mul_vec(&mut t, ops.row(&u, i));
+                q.sub_vec(row, &t);
+                if i == k {
+                    q.add_vec(row, ops.row(s, i));
+                }
+            });
+            // r1 = a·s + e1
+            let mut r1 = vec![0u64; l * n];
+            ops.par_rows(&mut r1, |i, q, ntt, row| {
+                small_into(q, e1, row);
+                ntt.forward(row);
+                let mut t = Zeroizing::new(ops.row(a, i).to_vec());
+                q.mul_vec(&mut t, ops.row(s, i));
+                q.add_vec(row, &t);
+            });
+            Ok((
+                WirePoly::from_residues(0, r0),
+                WirePoly::from_residues(0, r1),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (h0, h1) = rows.into_iter().unzip();
+    let u = Zeroizing::new(matrix_to_poly(u, l, n, ctx)?);
     Ok((Round1Secret { u }, Round1Share { sender, h0, h1 }))
+}
+
+/// `count` error polynomials' coefficients, drawn in order.
+fn sample_errors<R: RngCore + CryptoRng>(
+    params: &Params,
+    count: usize,
+    rng: &mut R,
+) -> Result<Vec<Zeroizing<Vec<i64>>>> {
+    (0..count)
+        .map(|_| sample_small(params.degree(), params.variance(), rng))
+        .collect()
+}
+
+/// A secret NTT residue matrix as a `Poly`, without a copy left behind.
+fn matrix_to_poly(
+    mut m: Zeroizing<Vec<u64>>,
+    l: usize,
+    n: usize,
+    ctx: &std::sync::Arc<fhe_math::rq::Context>,
+) -> Result<Poly> {
+    let arr = ndarray::Array2::from_shape_vec((l, n), std::mem::take(&mut *m))
+        .map_err(|e| Error::Parameters(e.to_string()))?;
+    Ok(Poly::try_convert_from(
+        arr,
+        ctx,
+        false,
+        Representation::Ntt,
+    )?)
 }
 
 fn parse_rows(
@@ -180,19 +250,54 @@ pub fn round2<R: RngCore + CryptoRng>(
     sender: EvaluationPoint,
     rng: &mut R,
 ) -> Result<Round2Share> {
-    let ctx = params.ctx(0)?;
-    let s = sk.ntt();
-    let mut u_minus_s = Zeroizing::new(secret.u.as_ref().clone());
-    *u_minus_s -= s;
-    let mut h0 = Vec::new();
-    let mut h1 = Vec::new();
-    for (a0, a1) in aggregate.h0.iter().zip(&aggregate.h1) {
-        let mut r0 = a0 * s;
-        r0 += &ring::error_ntt(params, ctx, rng)?;
-        let mut r1 = a1 * u_minus_s.as_ref();
-        r1 += &ring::error_ntt(params, ctx, rng)?;
-        h0.push(WirePoly::from_poly(&r0, 0));
-        h1.push(WirePoly::from_poly(&r1, 0));
+    let ops = RingOps::of(params.ctx(0)?)?;
+    let (l, n) = (ops.len(), ops.degree());
+    if aggregate.h0.len() != l || aggregate.h1.len() != l {
+        return Err(Error::Parameters(
+            "round-1 aggregate has the wrong number of rows".into(),
+        ));
+    }
+    let errors = sample_errors(params, 2 * l, rng)?;
+    let s_view = NttView::of(sk.ntt());
+    let s = s_view.rows(l)?;
+    let u_view = NttView::of(&secret.u);
+    let mut u_minus_s = Zeroizing::new(u_view.rows(l)?.to_vec());
+    ops.par_rows(&mut u_minus_s, |i, q, _, row| q.sub_vec(row, ops.row(s, i)));
+    // One job per (gadget row, output polynomial).
+    let jobs: Vec<(usize, bool)> = (0..l).flat_map(|k| [(k, false), (k, true)]).collect();
+    let out = jobs
+        .par_iter()
+        .map(|&(k, second)| {
+            // h0'[k] = s·h0[k] + e,  h1'[k] = (u − s)·h1[k] + e'
+            let (agg, secret_factor) = match second {
+                false => (aggregate.h0.get(k), s),
+                true => (aggregate.h1.get(k), u_minus_s.as_slice()),
+            };
+            let agg = agg.ok_or_else(|| Error::Parameters("missing aggregate row".into()))?;
+            let agg_view = NttView::of(agg);
+            let agg = agg_view.rows(l)?;
+            let e = errors
+                .get(2 * k + usize::from(second))
+                .ok_or_else(|| Error::Parameters("missing error sample".into()))?;
+            let mut r = vec![0u64; l * n];
+            ops.par_rows(&mut r, |i, q, ntt, row| {
+                small_into(q, e, row);
+                ntt.forward(row);
+                let mut t = Zeroizing::new(ops.row(agg, i).to_vec());
+                q.mul_vec(&mut t, ops.row(secret_factor, i));
+                q.add_vec(row, &t);
+            });
+            Ok(WirePoly::from_residues(0, r))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut h0 = Vec::with_capacity(l);
+    let mut h1 = Vec::with_capacity(l);
+    for (w, &(_, second)) in out.into_iter().zip(&jobs) {
+        if second {
+            h1.push(w);
+        } else {
+            h0.push(w);
+        }
     }
     Ok(Round2Share { sender, h0, h1 })
 }
@@ -225,4 +330,195 @@ pub fn relinearization_key(
         p.change_representation(Representation::NttShoup);
     }
     glue::relinearization_key(params, &c0, &c1)
+}
+
+/// Ciphertext × ciphertext with relinearisation by a relinearisation key
+/// from [`relinearization_key`]: fhe.rs's `Multiplicator::default` algorithm
+/// with bit-identical results, its independent steps run in parallel (rayon,
+/// honouring `RAYON_NUM_THREADS`). Level-0 ciphertexts only.
+pub struct Multiplier {
+    inner: crate::mul::FastMul,
+}
+
+impl std::fmt::Debug for Multiplier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("relin::Multiplier")
+    }
+}
+
+impl Multiplier {
+    /// Prepares the multiplication tables for `rlk` (RNS-gadget layout at
+    /// level 0, as [`relinearization_key`] makes).
+    pub fn new(params: &Params, rlk: &RelinearizationKey) -> Result<Self> {
+        Ok(Self {
+            inner: crate::mul::FastMul::new(params, rlk)?,
+        })
+    }
+
+    /// `a · b`, relinearised, at level 0.
+    pub fn multiply(
+        &self,
+        a: &fhe::bfv::Ciphertext,
+        b: &fhe::bfv::Ciphertext,
+    ) -> Result<fhe::bfv::Ciphertext> {
+        self.inner.multiply(a, b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::{ring, ParameterSet};
+    use rand::SeedableRng;
+
+    /// Round 1 as first written, with `Poly` arithmetic and the BigUint gadget.
+    fn reference_round1(
+        params: &Params,
+        crs: &CommonRandomness,
+        s: &Poly,
+        rng: &mut rand_chacha::ChaCha20Rng,
+    ) -> (Poly, Vec<WirePoly>, Vec<WirePoly>) {
+        let ctx = params.ctx(0).unwrap();
+        let u = Poly::small(ctx, Representation::Ntt, params.variance(), rng).unwrap();
+        let (mut h0, mut h1) = (Vec::new(), Vec::new());
+        for (a, w) in crps(params, crs)
+            .unwrap()
+            .iter()
+            .zip(gadget(params).unwrap())
+        {
+            let mut r0 = -(a * &u);
+            r0 += &ring::scalar_mul(s, &w);
+            r0 += &ring::error_ntt(params, ctx, rng).unwrap();
+            let mut r1 = a * s;
+            r1 += &ring::error_ntt(params, ctx, rng).unwrap();
+            h0.push(WirePoly::from_poly(&r0, 0));
+            h1.push(WirePoly::from_poly(&r1, 0));
+        }
+        (u, h0, h1)
+    }
+
+    /// Round 2 as first written.
+    fn reference_round2(
+        params: &Params,
+        u: &Poly,
+        s: &Poly,
+        agg: &Round1Aggregate,
+        rng: &mut rand_chacha::ChaCha20Rng,
+    ) -> (Vec<WirePoly>, Vec<WirePoly>) {
+        let ctx = params.ctx(0).unwrap();
+        let u_minus_s = u - s;
+        let (mut h0, mut h1) = (Vec::new(), Vec::new());
+        for (a0, a1) in agg.h0.iter().zip(&agg.h1) {
+            let mut r0 = a0 * s;
+            r0 += &ring::error_ntt(params, ctx, rng).unwrap();
+            let mut r1 = a1 * &u_minus_s;
+            r1 += &ring::error_ntt(params, ctx, rng).unwrap();
+            h0.push(WirePoly::from_poly(&r0, 0));
+            h1.push(WirePoly::from_poly(&r1, 0));
+        }
+        (h0, h1)
+    }
+
+    /// The parallel rounds give exactly the textbook polynomials from the
+    /// same random stream.
+    #[test]
+    fn rounds_match_straightforward_computation() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let crs = CommonRandomness::new(&params, [3; 32]);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(31);
+        let pts: Vec<_> = (1..=2).map(|x| EvaluationPoint::new(x).unwrap()).collect();
+        let sks: Vec<_> = pts
+            .iter()
+            .map(|_| AdditiveKeyShare::generate(&params, &mut rng).unwrap())
+            .collect();
+        let mut a = rng.clone();
+        let (secret, share) = round1(&params, &crs, &sks[0], pts[0], &mut rng).unwrap();
+        let (u, h0, h1) = reference_round1(&params, &crs, sks[0].ntt(), &mut a);
+        assert_eq!((&share.h0, &share.h1), (&h0, &h1));
+        assert_eq!(secret.u.as_ref(), &u);
+
+        let (_, other) = round1(&params, &crs, &sks[1], pts[1], &mut rng).unwrap();
+        let agg = aggregate_round1(&params, &pts, [share, other]).unwrap();
+        let mut a = rng.clone();
+        let r2 = round2(&params, secret, &sks[0], &agg, pts[0], &mut rng).unwrap();
+        let (h0, h1) = reference_round2(&params, &u, sks[0].ntt(), &agg, &mut a);
+        assert_eq!((&r2.h0, &r2.h1), (&h0, &h1));
+    }
+
+    /// The parallel multiplier gives exactly fhe.rs's `Multiplicator`
+    /// ciphertext, and it decrypts to the slot-wise product.
+    #[test]
+    fn multiplier_matches_fhe_multiplicator() {
+        use fhe::bfv::{Encoding, Multiplicator, Plaintext};
+        use fhe_traits::{FheDecoder, FheDecrypter, FheEncoder, FheEncrypter};
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let crs = CommonRandomness::new(&params, [5; 32]);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(41);
+        let pts: Vec<_> = (1..=2).map(|x| EvaluationPoint::new(x).unwrap()).collect();
+        let sks: Vec<_> = pts
+            .iter()
+            .map(|_| AdditiveKeyShare::generate(&params, &mut rng).unwrap())
+            .collect();
+        let (secrets, r1): (Vec<_>, Vec<_>) = pts
+            .iter()
+            .zip(&sks)
+            .map(|(&x, sk)| round1(&params, &crs, sk, x, &mut rng).unwrap())
+            .unzip();
+        let agg = aggregate_round1(&params, &pts, r1).unwrap();
+        let r2: Vec<_> = secrets
+            .into_iter()
+            .zip(pts.iter().zip(&sks))
+            .map(|(s, (&x, sk))| round2(&params, s, sk, &agg, x, &mut rng).unwrap())
+            .collect();
+        let rlk = relinearization_key(&params, &agg, &pts, r2).unwrap();
+        let sk = crate::oracle::WholeKey::from_shares(&params, &sks)
+            .secret_key(&params)
+            .unwrap();
+        let fast = Multiplier::new(&params, &rlk).unwrap();
+        let reference = Multiplicator::default(&rlk).unwrap();
+        let p = params.plaintext();
+        for _ in 0..3 {
+            use rand::Rng;
+            let x: Vec<u64> = (0..2048).map(|_| rng.random_range(0..p)).collect();
+            let y: Vec<u64> = (0..2048).map(|_| rng.random_range(0..p)).collect();
+            let enc = |v: &[u64], rng: &mut rand_chacha::ChaCha20Rng| {
+                let pt = Plaintext::try_encode(v, Encoding::simd(), params.bfv()).unwrap();
+                sk.try_encrypt(&pt, rng).unwrap()
+            };
+            let (a, b) = (enc(&x, &mut rng), enc(&y, &mut rng));
+            let got = fast.multiply(&a, &b).unwrap();
+            let want = reference.multiply(&a, &b).unwrap();
+            // Every block split of the scalings gives the same result.
+            for blocks in [1, 4] {
+                let split = crate::mul::FastMul::with_blocks(&params, &rlk, blocks).unwrap();
+                let other = split.multiply(&a, &b).unwrap();
+                for (g, o) in got.iter().zip(other.iter()) {
+                    assert!(
+                        g.coefficients() == o.coefficients(),
+                        "{blocks} blocks differ"
+                    );
+                }
+            }
+            assert_eq!(got.len(), 2);
+            for (g, w) in got.iter().zip(want.iter()) {
+                assert!(
+                    g.coefficients() == w.coefficients(),
+                    "differs from Multiplicator"
+                );
+            }
+            let pt = sk.try_decrypt(&got).unwrap();
+            let prod: Vec<u64> = x
+                .iter()
+                .zip(&y)
+                .map(|(a, b)| (*a as u128 * *b as u128 % p as u128) as u64)
+                .collect();
+            assert_eq!(Vec::<u64>::try_decode(&pt, Encoding::simd()).unwrap(), prod);
+        }
+        // Only level-0, two-part ciphertexts.
+        let pt = Plaintext::try_encode(&[1u64], Encoding::simd(), params.bfv()).unwrap();
+        let mut low: fhe::bfv::Ciphertext = sk.try_encrypt(&pt, &mut rng).unwrap();
+        low.switch_to_level(1).unwrap();
+        assert!(fast.multiply(&low, &low).is_err());
+    }
 }
