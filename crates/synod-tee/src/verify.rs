@@ -8,14 +8,18 @@ use crate::claims::{Claims, UnixTime};
 use crate::enclave::Evidence;
 use crate::error::Result;
 
+pub mod dcap;
 pub mod sim;
+pub mod snp;
 
 /// Verifies any evidence at `now`. Simulated evidence is verified (its signature checks out) but
 /// its claims say `hardware_protected: false`, which the default policy refuses.
 pub fn verify_evidence(evidence: &Evidence, now: UnixTime) -> Result<Claims> {
     match evidence {
-        Evidence::Dcap { .. } => Err(crate::Error::Unsupported("dcap: not yet")),
-        Evidence::SevSnp { .. } => Err(crate::Error::Unsupported("snp: not yet")),
+        Evidence::Dcap { quote, collateral } => dcap::verify(quote, collateral, now),
+        Evidence::SevSnp { report, vcek } => {
+            snp::verify(report, vcek, now, snp::SnpOptions::default())
+        }
         Evidence::InsecureSimulated(report) => sim::verify(report, now),
     }
 }
