@@ -111,7 +111,7 @@ impl FixedPoint {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::ParameterSet;
     use proptest::prelude::*;

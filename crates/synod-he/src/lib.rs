@@ -29,6 +29,7 @@ pub mod oracle;
 mod packing;
 pub mod params;
 pub mod relin;
+pub mod reshare;
 mod round;
 pub mod ring;
 pub mod secret;

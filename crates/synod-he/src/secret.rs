@@ -95,7 +95,6 @@ impl KeyShare {
     }
 
     /// `S_j` at level 0, NTT form.
-    #[allow(dead_code, reason = "read by resharing (issue 5) and tests")]
     pub(crate) fn poly(&self) -> &Poly {
         &self.poly
     }
@@ -155,7 +154,6 @@ impl MaskShare {
     }
 
     /// The mask share at level 0, NTT form.
-    #[allow(dead_code, reason = "consumed by resharing's constant-term check (issue 5) and tests")]
     pub(crate) fn poly(&self) -> &Poly {
         &self.poly
     }

@@ -13,6 +13,9 @@
 //! exactly what synod exists to avoid.
 
 mod relay;
+mod reshare;
+
+pub use reshare::{EpochCertificate, EpochReport, ReshareFaults};
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -323,14 +326,7 @@ impl LocalCommittee {
             .collect()
     }
 
-    fn participant(&self, x: EvaluationPoint) -> Result<&Participant> {
-        self.participants
-            .iter()
-            .find(|p| p.point == x)
-            .ok_or_else(|| LocalError::Other(format!("{x} is not a participant")))
-    }
-
-    fn relay(&self) -> Result<std::sync::MutexGuard<'_, Relay>> {
+    pub(crate) fn relay(&self) -> Result<std::sync::MutexGuard<'_, Relay>> {
         self.relay
             .lock()
             .map_err(|_| LocalError::Other("relay lock poisoned".into()))
@@ -345,19 +341,17 @@ impl LocalCommittee {
         flooding: &Flooding,
         rng: &mut R,
     ) -> Result<fhe::bfv::Plaintext> {
-        let set = ActiveSet::new(&self.committee, active.iter().copied())?;
         let mut relay = self.relay()?;
-        let mut envs = Vec::new();
-        for &x in set.members() {
-            let p = self.participant(x)?;
-            let share =
-                decrypt::decryption_share(&self.params, &p.key_share, &set, ct, flooding, rng)?;
-            envs.push(relay.broadcast(x, ProtocolName::Decrypt, 1, &share)?);
-        }
-        let shares: Vec<decrypt::DecryptionShare> =
-            relay.deliver(set.members(), &envs, ProtocolName::Decrypt, 1)?;
-        relay.end_round();
-        Ok(decrypt::combine(&self.params, ct, &set, shares)?)
+        threshold_decrypt(
+            &self.params,
+            &self.committee,
+            &self.participants,
+            &mut relay,
+            active,
+            ct,
+            flooding,
+            rng,
+        )
     }
 
     /// Bytes of signed envelopes the relay has carried so far.
@@ -470,6 +464,34 @@ impl LocalCommittee {
             })
             .collect()
     }
+}
+
+/// Threshold decryption by `active` members of `committee`, through `relay`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn threshold_decrypt<R: RngCore + CryptoRng>(
+    params: &Params,
+    committee: &Committee,
+    participants: &[Participant],
+    relay: &mut Relay,
+    active: &[EvaluationPoint],
+    ct: &Ciphertext,
+    flooding: &Flooding,
+    rng: &mut R,
+) -> Result<fhe::bfv::Plaintext> {
+    let set = ActiveSet::new(committee, active.iter().copied())?;
+    let mut envs = Vec::new();
+    for &x in set.members() {
+        let p = participants
+            .iter()
+            .find(|p| p.point == x)
+            .ok_or_else(|| LocalError::Other(format!("{x} is not a participant")))?;
+        let share = decrypt::decryption_share(params, &p.key_share, &set, ct, flooding, rng)?;
+        envs.push(relay.broadcast(x, ProtocolName::Decrypt, 1, &share)?);
+    }
+    let shares: Vec<decrypt::DecryptionShare> =
+        relay.deliver(set.members(), &envs, ProtocolName::Decrypt, 1)?;
+    relay.end_round();
+    Ok(decrypt::combine(params, ct, &set, shares)?)
 }
 
 fn ms(start: Instant) -> f64 {

@@ -85,6 +85,43 @@ impl Relay {
         })
     }
 
+    /// Registers a new participant (a member joining at a resharing).
+    pub(crate) fn register<R: RngCore + CryptoRng>(
+        &mut self,
+        point: EvaluationPoint,
+        rng: &mut R,
+    ) -> Result<()> {
+        if self.members.contains_key(&point) {
+            return Ok(());
+        }
+        let id = id_of(point)?;
+        let identity = IdentityKey::generate(rng);
+        let transport = TransportKey::generate(rng);
+        self.directory
+            .insert(id, (identity.public_key(), *transport.public_key()));
+        self.members.insert(
+            point,
+            Member {
+                id,
+                identity,
+                transport,
+                next_sequence: 0,
+                guard: ReplayGuard::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Moves to `epoch`: later messages carry it in their context.
+    pub(crate) fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = Epoch(epoch);
+    }
+
+    /// The transcript hash so far (all closed rounds).
+    pub(crate) fn transcript_hash(&self) -> [u8; 32] {
+        self.transcript.round_hash().0
+    }
+
     /// Bytes of envelopes sent so far.
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes

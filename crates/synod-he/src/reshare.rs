@@ -1,0 +1,1070 @@
+//! Verifiable resharing `(t, A) → (t', B)` of the collective secret key,
+//! without ever forming it (DESIGN.md §2, dynamic threshold).
+//!
+//! The construction is Desmedt–Jajodia redistribution (1997) with the
+//! verification of Wong–Wang–Wing (2002) replaced by commitments and
+//! Fiat–Shamir linear checks that work over `R_q` (Feldman/Pedersen
+//! commitments per RNS prime would live in groups of order ≈ 2^44, which fall
+//! to Pollard rho), in the style of CHURP (Maram et al., CCS 2019) and of
+//! drand's resharing. `docs/resharing.md` has the rounds, the security
+//! argument and the message sizes. In short, with dealers `D ⊆ A`
+//! (`|D| ≥ t`), each dealer `i`:
+//!
+//! 1. **deals** four polynomials of degree `t'−1` over `R_q`:
+//!    `g_i` with `g_i(0) = S_i` (its key share), `h_i` with a fresh random
+//!    constant (the next epoch's mask), and two blinding polynomials
+//!    `W_i` with `W_i(0) = M_i` (its *old mask share*) and `V_i` (random).
+//!    Member `j ∈ B` receives the four values at `x_j`, sealed to it; the
+//!    dealer broadcasts a salted BLAKE3 commitment to each member's values;
+//! 2. after every commitment is fixed, a Fiat–Shamir challenge gives, for
+//!    `k = 1..κ` (`κ = ⌈128 / log2 q_min⌉`), scalars `γ_k` and projections
+//!    `π_k: R_q → Z_q^L` (a random linear functional per RNS prime). The
+//!    dealer **responds** with the scalar polynomials
+//!    `Π_i^k = π_k(W_i + γ_k·g_i)` and `Ψ_i^k = π_k(V_i + γ_k·h_i)`
+//!    (`t'` coefficients of `L` scalars each): the blinding makes them
+//!    uniform, and projecting keeps them small;
+//! 3. member `j` **checks** `Π_i^k(x_j) = π_k(W_i(x_j) + γ_k·g_i(x_j))` and
+//!    the same for `Ψ`, and complains about a dealer whose values fail
+//!    (or do not match their commitment). The accused dealer **opens** the
+//!    disputed values; everyone re-checks them against the signed
+//!    commitment, which names either the dealer or a false accuser;
+//! 4. **constant-term check**: `Π_i^k(0) = π_k(M_i + γ_k·S_i)` must, over the
+//!    dealers, be a Reed–Solomon codeword of degree `< t` (it is a sharing of
+//!    `π_k(r + γ_k·s)`, uniform because the old mask `r` is used once). With
+//!    `|D| ≥ t+1` a wrong constant term is detected; with `|D| ≥ t+2` a single
+//!    culprit is identified and excluded;
+//! 5. with the qualified set `Q` fixed, member `j`'s new share is
+//!    `S'_j = Σ_{i∈Q} λ_i^Q·g_i(x_j)` and its next mask share
+//!    `M'_j = Σ_{i∈Q} λ_i^Q·h_i(x_j)`.
+//!
+//! The public key and the evaluation keys are unchanged. Signatures (the
+//! proposal approvals, every round's envelope, the epoch certificate) and
+//! HPKE belong to the caller, which binds each message to the one
+//! `MessageContext`; this module is sans-I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use fhe_math::rq::{Poly, Representation};
+use fhe_math::zq::Modulus;
+use num_bigint::BigUint;
+use rand::{CryptoRng, RngCore, SeedableRng};
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::ring::{self, WirePoly};
+use crate::secret::{KeyShare, MaskShare};
+use crate::shamir::{lagrange_weight, Committee, EvaluationPoint};
+use crate::{Error, Params, Result};
+
+/// A proposed change of committee, to be approved by at least `t` members
+/// of the old committee before anyone deals.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The session.
+    pub session: [u8; 32],
+    /// The epoch being left; the new shares belong to `old_epoch + 1`.
+    pub old_epoch: u64,
+    /// The old committee `A` with its threshold `t`.
+    pub old: Committee,
+    /// The new committee `B` with its threshold `t'`.
+    pub new: Committee,
+    /// The dealers `D ⊆ A`, at least `t` of them.
+    pub dealers: Vec<EvaluationPoint>,
+}
+
+impl Proposal {
+    /// Checks the proposal's own consistency.
+    pub fn check(&self) -> Result<()> {
+        let set: BTreeSet<_> = self.dealers.iter().copied().collect();
+        if set.len() != self.dealers.len() {
+            return Err(Error::InvalidCommittee("a dealer is listed twice".into()));
+        }
+        if let Some(d) = set.iter().find(|d| !self.old.contains(**d)) {
+            return Err(Error::InvalidCommittee(format!(
+                "dealer {d} is not a member of the old committee"
+            )));
+        }
+        let t = self.old.threshold().get();
+        if set.len() < t {
+            return Err(Error::InvalidCommittee(format!(
+                "{} dealers cannot reshare a threshold of {t}",
+                set.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The epoch the new shares belong to.
+    pub fn new_epoch(&self) -> u64 {
+        self.old_epoch + 1
+    }
+
+    /// The digest every approval signs and every commitment binds.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key("synod/reshare/proposal/v1");
+        h.update(&self.session);
+        h.update(&self.old_epoch.to_le_bytes());
+        for (c, tag) in [(&self.old, b'A'), (&self.new, b'B')] {
+            h.update(&[tag]);
+            h.update(&(c.threshold().get() as u64).to_le_bytes());
+            h.update(&(c.len() as u64).to_le_bytes());
+            for m in c.members() {
+                h.update(&m.get().to_le_bytes());
+            }
+        }
+        h.update(b"D");
+        let mut dealers = self.dealers.clone();
+        dealers.sort();
+        h.update(&(dealers.len() as u64).to_le_bytes());
+        for d in dealers {
+            h.update(&d.get().to_le_bytes());
+        }
+        *h.finalize().as_bytes()
+    }
+}
+
+/// The values dealer `dealer` sends member `recipient`, sealed to it.
+/// **Secret**; zeroized on drop, redacted in `Debug`.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReshareSubShare {
+    /// The dealer.
+    pub dealer: EvaluationPoint,
+    /// The recipient.
+    pub recipient: EvaluationPoint,
+    /// The epoch of the new shares.
+    pub epoch: u64,
+    /// `g_i(x_j)`.
+    pub key: WirePoly,
+    /// `h_i(x_j)`.
+    pub mask: WirePoly,
+    /// `W_i(x_j)`.
+    pub key_blind: WirePoly,
+    /// `V_i(x_j)`.
+    pub mask_blind: WirePoly,
+    /// Commitment salt.
+    pub salt: [u8; 32],
+}
+
+impl Drop for ReshareSubShare {
+    fn drop(&mut self) {
+        for w in [
+            &mut self.key,
+            &mut self.mask,
+            &mut self.key_blind,
+            &mut self.mask_blind,
+        ] {
+            w.residues.zeroize();
+        }
+        self.salt.zeroize();
+    }
+}
+
+impl fmt::Debug for ReshareSubShare {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReshareSubShare")
+            .field("dealer", &self.dealer)
+            .field("recipient", &self.recipient)
+            .field("epoch", &self.epoch)
+            .field("values", &"[redacted]")
+            .finish()
+    }
+}
+
+impl ReshareSubShare {
+    /// The salted commitment the dealer publishes for these values.
+    pub fn commitment(&self, proposal_digest: &[u8; 32]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key("synod/reshare/commitment/v1");
+        h.update(&self.salt);
+        h.update(proposal_digest);
+        h.update(&self.dealer.get().to_le_bytes());
+        h.update(&self.recipient.get().to_le_bytes());
+        h.update(&self.epoch.to_le_bytes());
+        for w in [&self.key, &self.mask, &self.key_blind, &self.mask_blind] {
+            h.update(&[w.level]);
+            h.update(&(w.residues.len() as u64).to_le_bytes());
+            for r in &w.residues {
+                h.update(&r.to_le_bytes());
+            }
+        }
+        *h.finalize().as_bytes()
+    }
+}
+
+/// Round 1, broadcast: the dealer's commitments to each member's values.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commitments {
+    /// The dealer.
+    pub dealer: EvaluationPoint,
+    /// Digest of the proposal it deals for.
+    pub proposal: [u8; 32],
+    /// One commitment per member of `B`, in `B`'s order.
+    pub commitments: Vec<(EvaluationPoint, [u8; 32])>,
+}
+
+/// Round 2, broadcast: the dealer's blinded, projected polynomials.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// The dealer.
+    pub dealer: EvaluationPoint,
+    /// `Π^k` coefficients: `t'` entries of `κ·L` scalars (index `k·L + prime`).
+    pub key_poly: Vec<Vec<u64>>,
+    /// `Ψ^k` coefficients, same layout.
+    pub mask_poly: Vec<Vec<u64>>,
+}
+
+/// Round 3, broadcast: a member says a dealer's values fail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Complaint {
+    /// Who complains.
+    pub accuser: EvaluationPoint,
+    /// About whom.
+    pub dealer: EvaluationPoint,
+}
+
+/// Round 4, broadcast: the accused dealer reveals the disputed values.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Opening {
+    /// The values, now public (the accuser uses them).
+    pub subshare: ReshareSubShare,
+}
+
+/// Why a participant was excluded or blamed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Fault {
+    /// The dealer's values are not consistent (failed a check, did not match
+    /// its commitment, or it did not open them when accused).
+    InconsistentDealing,
+    /// The dealer's constant term is not its share (Reed–Solomon check).
+    WrongConstantTerm,
+    /// The dealer sent no commitments or no response.
+    Silent,
+    /// The member complained about values that were correct.
+    FalseAccusation,
+}
+
+/// A named culprit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blame {
+    /// Who.
+    pub participant: EvaluationPoint,
+    /// What.
+    pub fault: Fault,
+}
+
+/// The Fiat–Shamir challenge, derived after every commitment is fixed.
+#[derive(Clone, Debug)]
+pub struct Challenge {
+    /// `γ_k` per prime (index `k·L + prime`), non-zero.
+    gammas: Vec<u64>,
+    /// Seed of the projections `π_k`.
+    projection_seed: [u8; 32],
+    kappa: usize,
+}
+
+/// `κ = ⌈128 / log2 q_min⌉` independent challenges.
+pub fn kappa(params: &Params) -> usize {
+    let q_min = params.moduli().iter().copied().min().unwrap_or(2) as f64;
+    (128.0 / q_min.log2()).ceil() as usize
+}
+
+impl Challenge {
+    /// Derives the challenge from the proposal and all round-1 commitments
+    /// (sorted by dealer, so every member derives the same one).
+    pub fn derive(params: &Params, proposal: &Proposal, commitments: &[Commitments]) -> Self {
+        let mut h = blake3::Hasher::new_derive_key("synod/reshare/challenge/v1");
+        h.update(&proposal.digest());
+        let mut sorted: Vec<&Commitments> = commitments.iter().collect();
+        sorted.sort_by_key(|c| c.dealer);
+        for c in sorted {
+            h.update(&c.dealer.get().to_le_bytes());
+            for (m, d) in &c.commitments {
+                h.update(&m.get().to_le_bytes());
+                h.update(d);
+            }
+        }
+        let mut xof = h.finalize_xof();
+        let kappa = kappa(params);
+        let mut gammas = Vec::new();
+        for _ in 0..kappa {
+            for &q in params.moduli() {
+                gammas.push(nonzero_scalar(&mut xof, q));
+            }
+        }
+        let mut projection_seed = [0u8; 32];
+        xof.fill(&mut projection_seed);
+        Self {
+            gammas,
+            projection_seed,
+            kappa,
+        }
+    }
+
+    /// The projection vectors `r_{k,prime}` (N scalars each), in order.
+    fn projections(&self, params: &Params) -> Vec<Vec<u64>> {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed(self.projection_seed);
+        let n = params.degree();
+        let mut out = Vec::new();
+        for _ in 0..self.kappa {
+            for &q in params.moduli() {
+                out.push((0..n).map(|_| uniform_below(&mut rng, q)).collect());
+            }
+        }
+        out
+    }
+}
+
+fn uniform_below<R: RngCore>(rng: &mut R, q: u64) -> u64 {
+    // Rejection sampling on the smallest enclosing power of two.
+    let mask = u64::MAX >> q.leading_zeros();
+    loop {
+        let v = rng.next_u64() & mask;
+        if v < q {
+            return v;
+        }
+    }
+}
+
+fn nonzero_scalar(xof: &mut blake3::OutputReader, q: u64) -> u64 {
+    let mask = u64::MAX >> q.leading_zeros();
+    loop {
+        let mut b = [0u8; 8];
+        xof.fill(&mut b);
+        let v = u64::from_le_bytes(b) & mask;
+        if v != 0 && v < q {
+            return v;
+        }
+    }
+}
+
+/// Projects an NTT-form level-0 polynomial: one scalar per (k, prime).
+fn project(params: &Params, projections: &[Vec<u64>], poly: &Poly) -> Result<Vec<u64>> {
+    let coeffs = poly.coefficients();
+    let moduli = params.moduli();
+    let l = moduli.len();
+    let mut out = Vec::with_capacity(projections.len());
+    for (idx, r) in projections.iter().enumerate() {
+        let prime = idx % l;
+        let q = *moduli
+            .get(prime)
+            .ok_or_else(|| Error::Parameters("projection index".into()))?;
+        let row = coeffs.row(prime);
+        let q128 = u128::from(q);
+        let mut acc: u128 = 0;
+        for (a, b) in row.iter().zip(r) {
+            acc += u128::from(*a) * u128::from(*b);
+            // Keep the sum below 2^127: reduce every 16 terms of < 2^124.
+            if acc >> 126 != 0 {
+                acc %= q128;
+            }
+        }
+        out.push((acc % q128) as u64);
+    }
+    Ok(out)
+}
+
+struct Scalars {
+    moduli: Vec<Modulus>,
+    l: usize,
+}
+
+impl Scalars {
+    fn new(params: &Params) -> Result<Self> {
+        Ok(Self {
+            moduli: params
+                .moduli()
+                .iter()
+                .map(|&q| Modulus::new(q))
+                .collect::<std::result::Result<_, _>>()?,
+            l: params.moduli().len(),
+        })
+    }
+
+    fn modulus(&self, idx: usize) -> Result<&Modulus> {
+        self.moduli
+            .get(idx % self.l)
+            .ok_or_else(|| Error::Parameters("scalar index".into()))
+    }
+
+    /// `a + γ·b` elementwise.
+    fn combine(&self, a: &[u64], gamma: &[u64], b: &[u64]) -> Result<Vec<u64>> {
+        a.iter()
+            .zip(gamma)
+            .zip(b)
+            .enumerate()
+            .map(|(i, ((x, g), y))| {
+                let m = self.modulus(i)?;
+                Ok(m.add(*x, m.mul(*g, *y)))
+            })
+            .collect()
+    }
+
+    /// Evaluates a polynomial with vector coefficients at `x`.
+    fn eval(&self, coeffs: &[Vec<u64>], x: u64) -> Result<Vec<u64>> {
+        let width = coeffs.first().map(Vec::len).unwrap_or(0);
+        let mut acc = vec![0u64; width];
+        for c in coeffs.iter().rev() {
+            for (i, (a, ci)) in acc.iter_mut().zip(c).enumerate() {
+                let m = self.modulus(i)?;
+                *a = m.add(m.mul(*a, m.reduce(x)), *ci);
+            }
+        }
+        Ok(acc)
+    }
+}
+
+/// What a dealer keeps between its rounds (its polynomials). Consumed by
+/// [`DealerState::respond`].
+pub struct DealerState {
+    dealer: EvaluationPoint,
+    /// Coefficients of `g, h, W, V` (each `t'` ring elements).
+    polys: [Vec<Poly>; 4],
+    /// Its sub-shares, kept to open them if accused.
+    sent: BTreeMap<EvaluationPoint, ReshareSubShare>,
+}
+
+impl Drop for DealerState {
+    fn drop(&mut self) {
+        for set in self.polys.iter_mut() {
+            for p in set.iter_mut() {
+                p.zeroize();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for DealerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DealerState({}, [redacted])", self.dealer)
+    }
+}
+
+/// How a test dealer misbehaves (insecure test builds only).
+#[cfg(feature = "insecure-test-params")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cheat {
+    /// Follow the protocol.
+    None,
+    /// Deal the committed values of one member off the polynomial.
+    InconsistentFor(EvaluationPoint),
+    /// Deal `S_i + 1` instead of `S_i` (consistently).
+    WrongConstant,
+}
+
+/// Round 1: dealer `key.point()` deals its share for `proposal`.
+pub fn deal<R: RngCore + CryptoRng>(
+    params: &Params,
+    proposal: &Proposal,
+    key: &KeyShare,
+    mask: &MaskShare,
+    rng: &mut R,
+) -> Result<(DealerState, Commitments, Vec<ReshareSubShare>)> {
+    deal_inner(params, proposal, key, mask, rng, Behaviour::Honest)
+}
+
+/// Round 1 for a cheating dealer (tests only).
+#[cfg(feature = "insecure-test-params")]
+pub fn deal_cheating<R: RngCore + CryptoRng>(
+    params: &Params,
+    proposal: &Proposal,
+    key: &KeyShare,
+    mask: &MaskShare,
+    rng: &mut R,
+    cheat: Cheat,
+) -> Result<(DealerState, Commitments, Vec<ReshareSubShare>)> {
+    let b = match cheat {
+        Cheat::None => Behaviour::Honest,
+        Cheat::InconsistentFor(p) => Behaviour::Inconsistent(p),
+        Cheat::WrongConstant => Behaviour::WrongConstant,
+    };
+    deal_inner(params, proposal, key, mask, rng, b)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Behaviour {
+    Honest,
+    #[cfg_attr(not(feature = "insecure-test-params"), allow(dead_code))]
+    Inconsistent(EvaluationPoint),
+    #[cfg_attr(not(feature = "insecure-test-params"), allow(dead_code))]
+    WrongConstant,
+}
+
+fn random_poly<R: RngCore + CryptoRng>(
+    params: &Params,
+    constant: Poly,
+    degree_plus_one: usize,
+    rng: &mut R,
+) -> Result<Vec<Poly>> {
+    let ctx = params.ctx(0)?;
+    let mut out = vec![constant];
+    for _ in 1..degree_plus_one {
+        out.push(Poly::random(ctx, Representation::Ntt, rng));
+    }
+    Ok(out)
+}
+
+fn eval_ring(coeffs: &[Poly], x: EvaluationPoint) -> Option<Poly> {
+    let xb = BigUint::from(x.get());
+    let mut iter = coeffs.iter().rev();
+    let mut acc = iter.next()?.clone();
+    for c in iter {
+        acc *= &xb;
+        acc += c;
+    }
+    Some(acc)
+}
+
+fn deal_inner<R: RngCore + CryptoRng>(
+    params: &Params,
+    proposal: &Proposal,
+    key: &KeyShare,
+    mask: &MaskShare,
+    rng: &mut R,
+    behaviour: Behaviour,
+) -> Result<(DealerState, Commitments, Vec<ReshareSubShare>)> {
+    proposal.check()?;
+    let dealer = key.point();
+    if !proposal.dealers.contains(&dealer) {
+        return Err(Error::InvalidCommittee(format!(
+            "{dealer} is not a dealer of this proposal"
+        )));
+    }
+    if key.epoch() != proposal.old_epoch || mask.epoch() != proposal.old_epoch {
+        return Err(Error::InvalidCommittee(format!(
+            "{dealer}'s shares are for epoch {}, the proposal reshares epoch {}",
+            key.epoch(),
+            proposal.old_epoch
+        )));
+    }
+    if key.committee() != &proposal.old {
+        return Err(Error::InvalidCommittee(
+            "the key share belongs to another committee".into(),
+        ));
+    }
+    let ctx = params.ctx(0)?;
+    let t_new = proposal.new.threshold().get();
+    let mut secret = key.poly().clone();
+    if behaviour == Behaviour::WrongConstant {
+        let one = ring::small_to_ntt(&[1], ctx)?;
+        secret += &one;
+    }
+    let g = random_poly(params, secret, t_new, rng)?;
+    let h = random_poly(
+        params,
+        Poly::random(ctx, Representation::Ntt, rng),
+        t_new,
+        rng,
+    )?;
+    let w = random_poly(params, mask.poly().clone(), t_new, rng)?;
+    let v = random_poly(
+        params,
+        Poly::random(ctx, Representation::Ntt, rng),
+        t_new,
+        rng,
+    )?;
+    let digest = proposal.digest();
+    let mut sent = BTreeMap::new();
+    let mut subs = Vec::new();
+    let mut commitments = Vec::new();
+    for &j in proposal.new.members() {
+        let at = |p: &[Poly]| -> Result<WirePoly> {
+            let mut v =
+                eval_ring(p, j).ok_or_else(|| Error::Parameters("empty polynomial".into()))?;
+            let out = WirePoly::from_poly(&v, 0);
+            v.zeroize();
+            Ok(out)
+        };
+        let mut key_value = at(&g)?;
+        if behaviour == Behaviour::Inconsistent(j) {
+            if let Some(r) = key_value.residues.first_mut() {
+                *r = (*r + 1) % params.moduli().first().copied().unwrap_or(2);
+            }
+        }
+        let mut salt = [0u8; 32];
+        rng.fill_bytes(&mut salt);
+        let sub = ReshareSubShare {
+            dealer,
+            recipient: j,
+            epoch: proposal.new_epoch(),
+            key: key_value,
+            mask: at(&h)?,
+            key_blind: at(&w)?,
+            mask_blind: at(&v)?,
+            salt,
+        };
+        commitments.push((j, sub.commitment(&digest)));
+        sent.insert(j, sub.clone());
+        subs.push(sub);
+    }
+    Ok((
+        DealerState {
+            dealer,
+            polys: [g, h, w, v],
+            sent,
+        },
+        Commitments {
+            dealer,
+            proposal: digest,
+            commitments,
+        },
+        subs,
+    ))
+}
+
+impl DealerState {
+    /// Round 2: the projected, blinded polynomials for `challenge`.
+    pub fn respond(&self, params: &Params, challenge: &Challenge) -> Result<Response> {
+        let projections = challenge.projections(params);
+        let s = Scalars::new(params)?;
+        let [g, h, w, v] = &self.polys;
+        let mut key_poly = Vec::new();
+        let mut mask_poly = Vec::new();
+        for c in 0..g.len() {
+            let pick = |set: &[Poly]| -> Result<Vec<u64>> {
+                let p = set
+                    .get(c)
+                    .ok_or_else(|| Error::Parameters("coefficient".into()))?;
+                project(params, &projections, p)
+            };
+            key_poly.push(s.combine(&pick(w)?, &challenge.gammas, &pick(g)?)?);
+            mask_poly.push(s.combine(&pick(v)?, &challenge.gammas, &pick(h)?)?);
+        }
+        Ok(Response {
+            dealer: self.dealer,
+            key_poly,
+            mask_poly,
+        })
+    }
+
+    /// Round 4: opens the values sent to each accuser.
+    pub fn open(&self, complaints: &[Complaint]) -> Vec<Opening> {
+        complaints
+            .iter()
+            .filter(|c| c.dealer == self.dealer)
+            .filter_map(|c| self.sent.get(&c.accuser))
+            .map(|s| Opening {
+                subshare: s.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Checks one member's values from one dealer against the dealer's
+/// commitment and response. `Ok(())` when they pass.
+fn check_values(
+    params: &Params,
+    proposal: &Proposal,
+    commitments: &Commitments,
+    response: &Response,
+    challenge: &Challenge,
+    projections: &[Vec<u64>],
+    sub: &ReshareSubShare,
+) -> Result<(), String> {
+    let digest = proposal.digest();
+    let committed = commitments
+        .commitments
+        .iter()
+        .find(|(m, _)| *m == sub.recipient)
+        .map(|(_, c)| *c)
+        .ok_or("no commitment for this member")?;
+    if sub.commitment(&digest) != committed {
+        return Err("values do not match the dealer's commitment".into());
+    }
+    if sub.dealer != commitments.dealer || sub.epoch != proposal.new_epoch() {
+        return Err("values for another dealer or epoch".into());
+    }
+    let t_new = proposal.new.threshold().get();
+    let width = challenge.gammas.len();
+    let reduced = |coeffs: &[Vec<u64>]| {
+        coeffs.len() == t_new
+            && coeffs.iter().all(|c| {
+                c.len() == width
+                    && c.iter().enumerate().all(|(i, v)| {
+                        params
+                            .moduli()
+                            .get(i % params.moduli().len())
+                            .is_some_and(|q| v < q)
+                    })
+            })
+    };
+    if !reduced(&response.key_poly) || !reduced(&response.mask_poly) {
+        return Err("response has the wrong shape or unreduced scalars".into());
+    }
+    let s = Scalars::new(params).map_err(|e| e.to_string())?;
+    let parse = |w: &WirePoly| {
+        w.parse(params, 0, sub.dealer, "reshare values")
+            .map_err(|e| e.to_string())
+    };
+    let x = u64::from(sub.recipient.get());
+    for (poly, blind, value) in [
+        (&response.key_poly, &sub.key_blind, &sub.key),
+        (&response.mask_poly, &sub.mask_blind, &sub.mask),
+    ] {
+        let b = project(params, projections, &parse(blind)?).map_err(|e| e.to_string())?;
+        let v = project(params, projections, &parse(value)?).map_err(|e| e.to_string())?;
+        let expected = s
+            .combine(&b, &challenge.gammas, &v)
+            .map_err(|e| e.to_string())?;
+        let got = s.eval(poly, x).map_err(|e| e.to_string())?;
+        if got != expected {
+            return Err("values are not on the dealer's polynomial".into());
+        }
+    }
+    Ok(())
+}
+
+/// A member's view after checking its values: what it received and whom it
+/// accuses.
+pub struct MemberState {
+    me: EvaluationPoint,
+    received: BTreeMap<EvaluationPoint, ReshareSubShare>,
+}
+
+impl fmt::Debug for MemberState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MemberState({}, [redacted])", self.me)
+    }
+}
+
+/// Round 3 for member `me`: checks the values each responding dealer sent,
+/// returning the member's state and its complaints.
+pub fn check_dealings(
+    params: &Params,
+    proposal: &Proposal,
+    me: EvaluationPoint,
+    commitments: &[Commitments],
+    responses: &[Response],
+    challenge: &Challenge,
+    received: Vec<ReshareSubShare>,
+) -> Result<(MemberState, Vec<Complaint>)> {
+    if !proposal.new.contains(me) {
+        return Err(Error::InvalidCommittee(format!(
+            "{me} is not in the new committee"
+        )));
+    }
+    let projections = challenge.projections(params);
+    let mut by_dealer: BTreeMap<EvaluationPoint, ReshareSubShare> = BTreeMap::new();
+    for sub in received {
+        if sub.recipient != me {
+            return Err(Error::Malformed {
+                sender: sub.dealer,
+                what: "reshare values",
+                reason: format!("addressed to {} but delivered to {me}", sub.recipient),
+            });
+        }
+        if by_dealer.insert(sub.dealer, sub.clone()).is_some() {
+            return Err(Error::Duplicate {
+                sender: sub.dealer,
+                what: "reshare values",
+            });
+        }
+    }
+    let mut complaints = Vec::new();
+    for c in commitments {
+        let Some(resp) = responses.iter().find(|r| r.dealer == c.dealer) else {
+            continue; // silent in round 2: excluded by everyone, no complaint needed
+        };
+        let ok = match by_dealer.get(&c.dealer) {
+            Some(sub) => {
+                check_values(params, proposal, c, resp, challenge, &projections, sub).is_ok()
+            }
+            None => false,
+        };
+        if !ok {
+            complaints.push(Complaint {
+                accuser: me,
+                dealer: c.dealer,
+            });
+        }
+    }
+    Ok((
+        MemberState {
+            me,
+            received: by_dealer,
+        },
+        complaints,
+    ))
+}
+
+/// The outcome every participant computes identically from the public
+/// messages: the qualified dealers, and who is to blame for what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The qualified dealer set `Q` (sorted).
+    pub qualified: Vec<EvaluationPoint>,
+    /// Named culprits.
+    pub blamed: Vec<Blame>,
+}
+
+/// Why the change cannot complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Abort {
+    /// Fewer than `t` dealers remain qualified.
+    TooFewDealers {
+        /// How many remain.
+        qualified: usize,
+        /// Those blamed so far.
+        blamed: Vec<Blame>,
+    },
+    /// A wrong constant term was detected but cannot be attributed (only
+    /// `t+1` consistent dealers): the change aborts without harm.
+    ConstantTermUnattributable,
+}
+
+/// Decides the qualified set from the public messages of rounds 1–4.
+pub fn judge(
+    params: &Params,
+    proposal: &Proposal,
+    commitments: &[Commitments],
+    responses: &[Response],
+    challenge: &Challenge,
+    complaints: &[Complaint],
+    openings: &[Opening],
+) -> Result<std::result::Result<Verdict, Abort>> {
+    let projections = challenge.projections(params);
+    let digest = proposal.digest();
+    let mut blamed: Vec<Blame> = Vec::new();
+    let mut candidates: BTreeSet<EvaluationPoint> = BTreeSet::new();
+    for &d in &proposal.dealers {
+        let c = commitments
+            .iter()
+            .find(|c| c.dealer == d && c.proposal == digest);
+        let r = responses.iter().find(|r| r.dealer == d);
+        match (c, r) {
+            (Some(c), Some(_))
+                if c.commitments.iter().map(|(m, _)| *m).eq(proposal
+                    .new
+                    .members()
+                    .iter()
+                    .copied()) =>
+            {
+                candidates.insert(d);
+            }
+            (Some(_), Some(_)) => blamed.push(Blame {
+                participant: d,
+                fault: Fault::InconsistentDealing,
+            }),
+            _ => blamed.push(Blame {
+                participant: d,
+                fault: Fault::Silent,
+            }),
+        }
+    }
+    // Complaints: the accused must open; the opening names dealer or accuser.
+    let mut seen = BTreeSet::new();
+    for complaint in complaints {
+        if !proposal.new.contains(complaint.accuser)
+            || !seen.insert((complaint.accuser, complaint.dealer))
+        {
+            continue;
+        }
+        if !candidates.contains(&complaint.dealer) {
+            continue;
+        }
+        let opening = openings.iter().find(|o| {
+            o.subshare.dealer == complaint.dealer && o.subshare.recipient == complaint.accuser
+        });
+        let upheld = match opening {
+            None => true,
+            Some(o) => {
+                let c = commitments.iter().find(|c| c.dealer == complaint.dealer);
+                let r = responses.iter().find(|r| r.dealer == complaint.dealer);
+                match (c, r) {
+                    (Some(c), Some(r)) => {
+                        check_values(params, proposal, c, r, challenge, &projections, &o.subshare)
+                            .is_err()
+                    }
+                    _ => true,
+                }
+            }
+        };
+        if upheld {
+            candidates.remove(&complaint.dealer);
+            blamed.push(Blame {
+                participant: complaint.dealer,
+                fault: Fault::InconsistentDealing,
+            });
+        } else {
+            blamed.push(Blame {
+                participant: complaint.accuser,
+                fault: Fault::FalseAccusation,
+            });
+        }
+    }
+    // Constant terms: Π_i^k(0) over the candidates must be a codeword of degree < t.
+    let t = proposal.old.threshold().get();
+    let constants: BTreeMap<EvaluationPoint, Vec<u64>> = candidates
+        .iter()
+        .filter_map(|d| {
+            responses
+                .iter()
+                .find(|r| r.dealer == *d)
+                .and_then(|r| r.key_poly.first().cloned())
+                .map(|c| (*d, c))
+        })
+        .collect();
+    let s = Scalars::new(params)?;
+    let consistent =
+        |set: &BTreeMap<EvaluationPoint, Vec<u64>>| -> Result<bool> { is_codeword(&s, set, t) };
+    if !consistent(&constants)? {
+        let n = constants.len();
+        if n < t + 2 {
+            return Ok(Err(Abort::ConstantTermUnattributable));
+        }
+        let mut culprit = None;
+        for d in constants.keys() {
+            let mut rest = constants.clone();
+            rest.remove(d);
+            if consistent(&rest)? {
+                if culprit.is_some() {
+                    return Ok(Err(Abort::ConstantTermUnattributable));
+                }
+                culprit = Some(*d);
+            }
+        }
+        match culprit {
+            Some(d) => {
+                candidates.remove(&d);
+                blamed.push(Blame {
+                    participant: d,
+                    fault: Fault::WrongConstantTerm,
+                });
+            }
+            None => return Ok(Err(Abort::ConstantTermUnattributable)),
+        }
+    }
+    if candidates.len() < t {
+        return Ok(Err(Abort::TooFewDealers {
+            qualified: candidates.len(),
+            blamed,
+        }));
+    }
+    Ok(Ok(Verdict {
+        qualified: candidates.into_iter().collect(),
+        blamed,
+    }))
+}
+
+/// Whether the points `(x_i, y_i)` (vectors of scalars, one per (k, prime))
+/// lie on polynomials of degree `< t`: interpolate through the first `t` and
+/// compare at the others, per scalar position.
+fn is_codeword(
+    s: &Scalars,
+    points: &BTreeMap<EvaluationPoint, Vec<u64>>,
+    t: usize,
+) -> Result<bool> {
+    if points.len() <= t {
+        return Ok(true);
+    }
+    let xs: Vec<EvaluationPoint> = points.keys().copied().collect();
+    let base = xs
+        .get(..t)
+        .ok_or_else(|| Error::Parameters("codeword base".into()))?;
+    for check in xs.iter().skip(t) {
+        let y = points
+            .get(check)
+            .ok_or_else(|| Error::Parameters("point".into()))?;
+        for (pos, want) in y.iter().enumerate() {
+            let m = s.modulus(pos)?;
+            // Lagrange interpolation at x = check from the base points.
+            let mut acc = 0u64;
+            for &j in base {
+                let yj = points
+                    .get(&j)
+                    .and_then(|v| v.get(pos))
+                    .copied()
+                    .ok_or_else(|| Error::Parameters("point".into()))?;
+                let mut num = 1u64;
+                let mut den = 1u64;
+                for &m_pt in base {
+                    if m_pt == j {
+                        continue;
+                    }
+                    num = m.mul(
+                        num,
+                        m.sub(
+                            m.reduce(u64::from(check.get())),
+                            m.reduce(u64::from(m_pt.get())),
+                        ),
+                    );
+                    den = m.mul(
+                        den,
+                        m.sub(
+                            m.reduce(u64::from(j.get())),
+                            m.reduce(u64::from(m_pt.get())),
+                        ),
+                    );
+                }
+                let inv = m
+                    .inv(den)
+                    .ok_or_else(|| Error::Parameters("points collide".into()))?;
+                acc = m.add(acc, m.mul(m.reduce(yj), m.mul(num, inv)));
+            }
+            if acc != m.reduce(*want) {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+impl MemberState {
+    /// Round 5: the new key share and mask share from the qualified dealers,
+    /// using opened values where this member's complaint was answered.
+    pub fn finish(
+        mut self,
+        params: &Params,
+        proposal: &Proposal,
+        verdict: &Verdict,
+        openings: &[Opening],
+    ) -> Result<(KeyShare, MaskShare)> {
+        for o in openings {
+            if o.subshare.recipient == self.me && verdict.qualified.contains(&o.subshare.dealer) {
+                self.received.insert(o.subshare.dealer, o.subshare.clone());
+            }
+        }
+        let ctx = params.ctx(0)?;
+        let q = ctx.modulus();
+        let mut key = Poly::zero(ctx, Representation::Ntt);
+        let mut mask = Poly::zero(ctx, Representation::Ntt);
+        for &d in &verdict.qualified {
+            let sub = self.received.get(&d).ok_or_else(|| Error::Missing {
+                what: "reshare values",
+                missing: vec![d.get()],
+            })?;
+            let w = lagrange_weight(d, &verdict.qualified, q)?;
+            let mut k = Zeroizing::new(sub.key.parse(params, 0, d, "reshare values")?);
+            let mut m = Zeroizing::new(sub.mask.parse(params, 0, d, "reshare values")?);
+            *k = ring::scalar_mul(&k, &w);
+            *m = ring::scalar_mul(&m, &w);
+            key += k.as_ref();
+            mask += m.as_ref();
+        }
+        Ok((
+            KeyShare::new(self.me, proposal.new.clone(), proposal.new_epoch(), key),
+            MaskShare::new(self.me, proposal.new_epoch(), mask),
+        ))
+    }
+}
+
+/// The test ciphertext the new committee must decrypt before it signs the
+/// epoch certificate: an encryption of values derived from `transcript`
+/// under the (unchanged) public key, with randomness derived from it too, so
+/// every member computes the same ciphertext and nobody can substitute an
+/// arbitrary one (DESIGN.md §2, output). Returns the ciphertext and the
+/// values it must decrypt to.
+pub fn test_ciphertext(
+    params: &Params,
+    pk: &fhe::bfv::PublicKey,
+    transcript: &[u8; 32],
+) -> Result<(fhe::bfv::Ciphertext, Vec<u64>)> {
+    use fhe_traits::{FheEncoder, FheEncrypter};
+    let seed = blake3::derive_key("synod/reshare/test-ciphertext/v1", transcript);
+    let mut rng = rand_chacha::ChaCha20Rng::from_seed(seed);
+    let p = params.plaintext();
+    let values: Vec<u64> = (0..params.degree())
+        .map(|_| uniform_below(&mut rng, p))
+        .collect();
+    let pt = fhe::bfv::Plaintext::try_encode(&values, fhe::bfv::Encoding::simd(), params.bfv())?;
+    Ok((pk.try_encrypt(&pt, &mut rng)?, values))
+}
