@@ -1068,3 +1068,103 @@ pub fn test_ciphertext(
     let pt = fhe::bfv::Plaintext::try_encode(&values, fhe::bfv::Encoding::simd(), params.bfv())?;
     Ok((pk.try_encrypt(&pt, &mut rng)?, values))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::ParameterSet;
+
+    fn pts(xs: &[u32]) -> Vec<EvaluationPoint> {
+        xs.iter()
+            .map(|&x| EvaluationPoint::new(x).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn proposals_are_checked_and_their_digest_binds_everything() {
+        let a = Committee::new(pts(&[1, 2, 3]), 2).unwrap();
+        let b = Committee::new(pts(&[2, 3, 4]), 2).unwrap();
+        let p = Proposal {
+            session: [1; 32],
+            old_epoch: 0,
+            old: a.clone(),
+            new: b.clone(),
+            dealers: pts(&[1, 2]),
+        };
+        p.check().unwrap();
+        let mut q = p.clone();
+        q.dealers = pts(&[1]);
+        assert!(q.check().is_err(), "fewer than t dealers");
+        q.dealers = pts(&[1, 4]);
+        assert!(q.check().is_err(), "a dealer outside A");
+        for change in 0..4 {
+            let mut q = p.clone();
+            match change {
+                0 => q.session = [2; 32],
+                1 => q.old_epoch = 1,
+                2 => q.new = Committee::new(pts(&[2, 3, 4]), 3).unwrap(),
+                _ => q.dealers = pts(&[1, 3]),
+            }
+            assert_ne!(q.digest(), p.digest(), "change {change}");
+        }
+    }
+
+    /// Commitments made for another proposal (another session or epoch) are
+    /// not counted: their dealer is treated as silent.
+    #[test]
+    fn replayed_commitments_do_not_count() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let p = Proposal {
+            session: [1; 32],
+            old_epoch: 1,
+            old: Committee::new(pts(&[1, 2, 3]), 2).unwrap(),
+            new: Committee::new(pts(&[1, 2, 3]), 2).unwrap(),
+            dealers: pts(&[1, 2]),
+        };
+        let mut earlier = p.clone();
+        earlier.old_epoch = 0;
+        let stale: Vec<Commitments> = pts(&[1, 2])
+            .into_iter()
+            .map(|d| Commitments {
+                dealer: d,
+                proposal: earlier.digest(),
+                commitments: p.new.members().iter().map(|m| (*m, [0; 32])).collect(),
+            })
+            .collect();
+        let responses: Vec<Response> = pts(&[1, 2])
+            .into_iter()
+            .map(|d| Response {
+                dealer: d,
+                key_poly: Vec::new(),
+                mask_poly: Vec::new(),
+            })
+            .collect();
+        let challenge = Challenge::derive(&params, &p, &stale);
+        let out = judge(&params, &p, &stale, &responses, &challenge, &[], &[]).unwrap();
+        match out {
+            Err(Abort::TooFewDealers { qualified, blamed }) => {
+                assert_eq!(qualified, 0);
+                assert!(blamed.iter().all(|b| b.fault == Fault::Silent));
+                assert_eq!(blamed.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn codeword_check_finds_the_odd_point() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let s = Scalars::new(&params).unwrap();
+        let q0 = params.moduli()[0];
+        // y = 5 + 3x (degree 1 < t = 2) at x = 1..4, one scalar position.
+        let mut points: BTreeMap<EvaluationPoint, Vec<u64>> = (1..=4u32)
+            .map(|x| (EvaluationPoint::new(x).unwrap(), vec![5 + 3 * u64::from(x)]))
+            .collect();
+        assert!(is_codeword(&s, &points, 2).unwrap());
+        points.insert(EvaluationPoint::new(3).unwrap(), vec![(15 % q0) + 1]);
+        assert!(!is_codeword(&s, &points, 2).unwrap());
+        points.remove(&EvaluationPoint::new(3).unwrap());
+        assert!(is_codeword(&s, &points, 2).unwrap());
+    }
+}

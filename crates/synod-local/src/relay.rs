@@ -412,4 +412,25 @@ mod tests {
             .accept_sealed::<u64>(pts[2], &sealed, ProtocolName::Thresholdize, 1)
             .is_err());
     }
+
+    #[test]
+    fn messages_of_another_epoch_or_session_are_rejected() {
+        let (mut r, pts, mut rng) = relay();
+        let env = r.broadcast(pts[0], ProtocolName::Reshare, 1, &5u8).unwrap();
+        // The same dealing replayed after the epoch moved on.
+        r.set_epoch(1);
+        let err = r
+            .accept::<u8>(pts[1], &env, ProtocolName::Reshare, 1)
+            .unwrap_err();
+        assert!(err.to_string().contains("P1"), "{err}");
+        // A message from another session's relay, with the same participants.
+        let mut other = Relay::new(&pts, [5; 32], &mut rng).unwrap();
+        let foreign = other
+            .broadcast(pts[0], ProtocolName::Reshare, 1, &5u8)
+            .unwrap();
+        r.set_epoch(0);
+        assert!(r
+            .accept::<u8>(pts[1], &foreign, ProtocolName::Reshare, 1)
+            .is_err());
+    }
 }
