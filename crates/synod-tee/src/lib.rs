@@ -20,6 +20,8 @@ mod error;
 pub mod policy;
 pub mod report_data;
 pub mod seal;
+#[cfg(feature = "insecure-sim")]
+pub mod sim;
 pub mod verify;
 
 pub use claims::{Claims, EnclaveKind, TcbStatus, UnixTime};

@@ -1,0 +1,638 @@
+//! The simulated enclave: **no hardware protection**. A separate process (the CLI's
+//! `synod enclave`, through [`serve_enclave`]) that keeps one participant's key material in its
+//! own memory and answers a narrow, versioned, length-prefixed request/response API over a Unix
+//! socket created with mode 0600; each connection's peer credentials (`SO_PEERCRED`) must be
+//! the enclave's own user (or the configured one).
+//!
+//! What it gives: process isolation, key material born inside and never returned, sub-shares
+//! arriving HPKE-sealed to a transport key that its report binds, and sealing bound to its
+//! measurement (SHA-384 of its binary and configuration). What it does not give: anything against
+//! an attacker with root, with the platform key file, or with the same user id — the host can read
+//! its memory. Every report it issues and every log line it prints says `hardware_protected:
+//! false`, its reports are signed by a simulated platform key that no real verifier accepts, and
+//! [`serve_enclave`] refuses to start unless [`SimConfig::insecure_no_hardware_protection`] is set.
+//!
+//! Frame: a 4-byte big-endian length (at most [`MAX_FRAME`]) and that many bytes of postcard;
+//! every request and response carries [`API_VERSION`].
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use hkdf::Hkdf;
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256, Sha384};
+use synod_he::decrypt::DecryptionShare;
+use synod_he::flooding::Flooding;
+use synod_he::keygen::PublicKeyShare;
+use synod_he::keyswitch::KeySwitchShare;
+use synod_he::relin::{Round1Share, Round2Share};
+use synod_he::shamir::ActiveSet;
+use synod_he::EvaluationPoint;
+use synod_proto::{SealedPayload, TransportPublicKey};
+use zeroize::Zeroizing;
+
+use crate::claims::EnclaveKind;
+use crate::enclave::{
+    Enclave, Evidence, IncomingSubShare, KeyVault, SealedRecipient, SessionSetup,
+};
+use crate::error::{Error, Result};
+use crate::report_data::ReportData;
+use crate::seal::{KeyId, PlatformSecret, SealedBlob, Sealer};
+use crate::verify::sim::{SimReport, SimReportBody, SIM_REPORT_VERSION};
+
+/// The API version spoken on the socket.
+pub const API_VERSION: u16 = 1;
+/// The largest frame accepted (64 MiB: a few ciphertexts at N = 16384).
+pub const MAX_FRAME: u32 = 64 << 20;
+const PLATFORM_SEED_FILE: &str = "insecure-sim-platform.seed";
+const MEASUREMENT_TAG: &[u8] = b"synod/tee/sim-measurement/v1";
+
+fn log(msg: &str) {
+    eprintln!("synod-enclave [insecure-sim, hardware_protected: false] {msg}");
+}
+
+/// Configuration of the simulated enclave.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimConfig {
+    /// Must be `true`: the operator acknowledges that this enclave protects nothing.
+    pub insecure_no_hardware_protection: bool,
+    /// Where the simulated platform seed lives (created with mode 0600 if missing).
+    pub platform_dir: PathBuf,
+    /// The enclave's security version.
+    pub svn: u32,
+    /// The user id allowed to connect; `None` means the enclave's own user.
+    pub allowed_uid: Option<u32>,
+}
+
+/// The simulated platform: a seed file from which the sealing secret and the report-signing key
+/// are derived. Anyone who can read the file can forge reports and unseal blobs.
+struct SimPlatform {
+    secret: PlatformSecret,
+    signing: SigningKey,
+}
+
+impl SimPlatform {
+    fn open(dir: &Path) -> Result<Self> {
+        fs::create_dir_all(dir)?;
+        let path = dir.join(PLATFORM_SEED_FILE);
+        let seed: Zeroizing<Vec<u8>> = if path.exists() {
+            Zeroizing::new(fs::read(&path)?)
+        } else {
+            let mut seed = Zeroizing::new(vec![0u8; 32]);
+            rand::rng().fill_bytes(&mut seed);
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            f.set_permissions(fs::Permissions::from_mode(0o600))?;
+            f.write_all(&seed)?;
+            seed
+        };
+        if seed.len() != 32 {
+            return Err(Error::Protocol(format!(
+                "{} is not 32 bytes",
+                path.display()
+            )));
+        }
+        let hk = Hkdf::<Sha256>::new(Some(b"synod/tee/sim-platform/v1"), &seed);
+        let mut sealing = Zeroizing::new([0u8; 32]);
+        let mut signing = Zeroizing::new([0u8; 32]);
+        hk.expand(b"sealing", sealing.as_mut())
+            .and_then(|()| hk.expand(b"report signing", signing.as_mut()))
+            .map_err(|_| Error::Protocol("HKDF".into()))?;
+        Ok(Self {
+            secret: PlatformSecret::new(*sealing),
+            signing: SigningKey::from_bytes(&signing),
+        })
+    }
+}
+
+/// SHA-384 of the running binary and the configuration that affects its behaviour.
+pub fn measurement(config: &SimConfig) -> Result<Vec<u8>> {
+    let exe = fs::read(std::env::current_exe()?)?;
+    let mut h = Sha384::new();
+    h.update(MEASUREMENT_TAG);
+    h.update((exe.len() as u64).to_be_bytes());
+    h.update(&exe);
+    h.update(config.svn.to_be_bytes());
+    h.update([u8::from(config.insecure_no_hardware_protection)]);
+    Ok(h.finalize().to_vec())
+}
+
+/// The simulated enclave's state, as it lives inside the enclave process.
+pub struct SimulatedEnclave {
+    vault: KeyVault,
+    sealer: Sealer,
+    signing: SigningKey,
+    measurement: Vec<u8>,
+    svn: u32,
+}
+
+impl std::fmt::Debug for SimulatedEnclave {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimulatedEnclave")
+            .field("hardware_protected", &false)
+            .field("measurement", &hex::encode(&self.measurement))
+            .field("svn", &self.svn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimulatedEnclave {
+    /// Starts the simulated enclave (in this process). Refuses unless the configuration
+    /// acknowledges that it gives no hardware protection.
+    pub fn new(config: &SimConfig) -> Result<Self> {
+        if !config.insecure_no_hardware_protection {
+            return Err(Error::Protocol(
+                "the simulated enclave gives no hardware protection: set \
+                 insecure_no_hardware_protection to run it"
+                    .into(),
+            ));
+        }
+        let platform = SimPlatform::open(&config.platform_dir)?;
+        let measurement = measurement(config)?;
+        let sealer = Sealer::new(Box::new(platform.secret), measurement.clone(), config.svn)?;
+        Ok(Self {
+            vault: KeyVault::new(),
+            sealer,
+            signing: platform.signing,
+            measurement,
+            svn: config.svn,
+        })
+    }
+}
+
+impl Enclave for SimulatedEnclave {
+    fn kind(&self) -> EnclaveKind {
+        EnclaveKind::InsecureSimulated
+    }
+    fn hardware_protected(&self) -> bool {
+        false
+    }
+    fn transport_key(&mut self) -> Result<TransportPublicKey> {
+        Ok(self.vault.transport_key())
+    }
+    fn attest(&mut self, report_data: &ReportData) -> Result<Evidence> {
+        let body = SimReportBody {
+            version: SIM_REPORT_VERSION,
+            hardware_protected: false,
+            measurement: self.measurement.clone(),
+            svn: self.svn,
+            report_data: report_data.as_bytes().to_vec(),
+            platform_key: self.signing.verifying_key().to_bytes(),
+        };
+        Ok(Evidence::InsecureSimulated(SimReport::sign(
+            body,
+            &self.signing,
+        )?))
+    }
+    fn seal(&mut self, key_id: &KeyId, plaintext: &[u8]) -> Result<SealedBlob> {
+        self.sealer.seal(key_id, plaintext, &mut rand::rng())
+    }
+    fn unseal(&mut self, blob: &SealedBlob) -> Result<(KeyId, Vec<u8>)> {
+        let (id, pt) = self.sealer.unseal(blob)?;
+        Ok((id, pt.to_vec()))
+    }
+    fn generate_key_share(&mut self, setup: &SessionSetup) -> Result<PublicKeyShare> {
+        self.vault.generate_key_share(setup)
+    }
+    fn relin_round1(&mut self) -> Result<Round1Share> {
+        self.vault.relin_round1()
+    }
+    fn relin_round2(&mut self, round1: Vec<Round1Share>) -> Result<Round2Share> {
+        self.vault.relin_round2(round1)
+    }
+    fn deal_thresholdization(
+        &mut self,
+        recipients: &[SealedRecipient],
+    ) -> Result<Vec<(EvaluationPoint, SealedPayload)>> {
+        self.vault.deal_thresholdization(recipients)
+    }
+    fn receive_thresholdization(&mut self, incoming: Vec<IncomingSubShare>) -> Result<()> {
+        self.vault.receive_thresholdization(incoming)
+    }
+    fn decryption_share(
+        &mut self,
+        set: &ActiveSet,
+        ciphertext: &[u8],
+        flooding: &Flooding,
+    ) -> Result<DecryptionShare> {
+        self.vault.decryption_share(set, ciphertext, flooding)
+    }
+    fn key_switch_share(
+        &mut self,
+        set: &ActiveSet,
+        ciphertext: &[u8],
+        recipient: &[u8],
+        flooding: &Flooding,
+    ) -> Result<KeySwitchShare> {
+        self.vault
+            .key_switch_share(set, ciphertext, recipient, flooding)
+    }
+}
+
+/// A request on the enclave socket.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Request {
+    /// Who are you?
+    Hello,
+    /// The transport public key.
+    TransportKey,
+    /// Evidence for this report data (64 bytes).
+    Attest(Vec<u8>),
+    /// Seal these bytes under this key id.
+    Seal(String, Vec<u8>),
+    /// Unseal this blob.
+    Unseal(Vec<u8>),
+    /// [`Enclave::generate_key_share`].
+    GenerateKeyShare(SessionSetup),
+    /// [`Enclave::relin_round1`].
+    RelinRound1,
+    /// [`Enclave::relin_round2`].
+    RelinRound2(Vec<Round1Share>),
+    /// [`Enclave::deal_thresholdization`].
+    DealThresholdization(Vec<SealedRecipient>),
+    /// [`Enclave::receive_thresholdization`].
+    ReceiveThresholdization(Vec<IncomingSubShare>),
+    /// [`Enclave::decryption_share`].
+    DecryptionShare(ActiveSet, Vec<u8>, Flooding),
+    /// [`Enclave::key_switch_share`].
+    KeySwitchShare(ActiveSet, Vec<u8>, Vec<u8>, Flooding),
+    /// Stop serving (the enclave erases its keys as it exits).
+    Shutdown,
+}
+
+/// A response on the enclave socket.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Response {
+    /// Answer to [`Request::Hello`].
+    Hello {
+        /// The enclave kind.
+        kind: EnclaveKind,
+        /// Always `false` here.
+        hardware_protected: bool,
+    },
+    /// A transport key.
+    TransportKey(TransportPublicKey),
+    /// Evidence.
+    Evidence(Evidence),
+    /// A sealed blob.
+    Sealed(Vec<u8>),
+    /// An unsealed plaintext with its key id.
+    Unsealed(String, Vec<u8>),
+    /// A public-key share.
+    PublicKeyShare(PublicKeyShare),
+    /// A relinearisation round-1 share.
+    RelinRound1(Round1Share),
+    /// A relinearisation round-2 share.
+    RelinRound2(Round2Share),
+    /// Sealed sub-shares.
+    Dealt(Vec<(EvaluationPoint, SealedPayload)>),
+    /// Done.
+    Done,
+    /// A decryption share.
+    DecryptionShare(DecryptionShare),
+    /// A key-switch share.
+    KeySwitchShare(KeySwitchShare),
+    /// The request failed.
+    Error(String),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Frame<T> {
+    version: u16,
+    body: T,
+}
+
+fn write_frame<T: Serialize>(stream: &mut UnixStream, body: T) -> Result<()> {
+    let bytes = postcard::to_stdvec(&Frame {
+        version: API_VERSION,
+        body,
+    })
+    .map_err(|e| Error::Protocol(format!("encode: {e}")))?;
+    let len = u32::try_from(bytes.len())
+        .ok()
+        .filter(|&l| l <= MAX_FRAME)
+        .ok_or_else(|| Error::Protocol("frame too large".into()))?;
+    stream.write_all(&len.to_be_bytes())?;
+    stream.write_all(&bytes)?;
+    stream.flush()?;
+    Ok(())
+}
+
+/// Reads a frame; `Ok(None)` at a clean end of stream.
+fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut UnixStream) -> Result<Option<T>> {
+    let mut len = [0u8; 4];
+    match stream.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len);
+    if len > MAX_FRAME {
+        return Err(Error::Protocol(format!(
+            "frame of {len} bytes exceeds {MAX_FRAME}"
+        )));
+    }
+    let mut buf = Zeroizing::new(vec![0u8; len as usize]);
+    stream.read_exact(&mut buf)?;
+    let frame: Frame<T> =
+        postcard::from_bytes(&buf).map_err(|e| Error::Protocol(format!("decode: {e}")))?;
+    if frame.version != API_VERSION {
+        return Err(Error::Protocol(format!(
+            "API version {} (this side speaks {API_VERSION})",
+            frame.version
+        )));
+    }
+    Ok(Some(frame.body))
+}
+
+fn handle(enclave: &mut SimulatedEnclave, request: Request) -> Result<Response> {
+    Ok(match request {
+        Request::Hello => Response::Hello {
+            kind: enclave.kind(),
+            hardware_protected: enclave.hardware_protected(),
+        },
+        Request::TransportKey => Response::TransportKey(enclave.transport_key()?),
+        Request::Attest(data) => {
+            let data: [u8; 64] = data
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Protocol("report data must be 64 bytes".into()))?;
+            Response::Evidence(enclave.attest(&ReportData(data))?)
+        }
+        Request::Seal(id, plaintext) => {
+            let plaintext = Zeroizing::new(plaintext);
+            Response::Sealed(enclave.seal(&KeyId::new(id)?, &plaintext)?.0)
+        }
+        Request::Unseal(blob) => {
+            let (id, pt) = enclave.unseal(&SealedBlob(blob))?;
+            Response::Unsealed(id.as_str().to_owned(), pt)
+        }
+        Request::GenerateKeyShare(setup) => {
+            Response::PublicKeyShare(enclave.generate_key_share(&setup)?)
+        }
+        Request::RelinRound1 => Response::RelinRound1(enclave.relin_round1()?),
+        Request::RelinRound2(r1) => Response::RelinRound2(enclave.relin_round2(r1)?),
+        Request::DealThresholdization(to) => Response::Dealt(enclave.deal_thresholdization(&to)?),
+        Request::ReceiveThresholdization(incoming) => {
+            enclave.receive_thresholdization(incoming)?;
+            Response::Done
+        }
+        Request::DecryptionShare(set, ct, flooding) => {
+            Response::DecryptionShare(enclave.decryption_share(&set, &ct, &flooding)?)
+        }
+        Request::KeySwitchShare(set, ct, pk, flooding) => {
+            Response::KeySwitchShare(enclave.key_switch_share(&set, &ct, &pk, &flooding)?)
+        }
+        Request::Shutdown => Response::Done,
+    })
+}
+
+/// Checks that the peer is the allowed user.
+fn check_peer(stream: &UnixStream, allowed_uid: u32) -> Result<()> {
+    let cred = rustix::net::sockopt::socket_peercred(stream)
+        .map_err(|e| Error::Protocol(format!("SO_PEERCRED: {e}")))?;
+    let uid = cred.uid.as_raw();
+    if uid != allowed_uid {
+        return Err(Error::Protocol(format!(
+            "peer uid {uid} (pid {}) is not the allowed uid {allowed_uid}",
+            cred.pid.as_raw_nonzero()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs the simulated enclave on a Unix socket at `socket_path` (created with mode 0600; an
+/// existing socket file is replaced) until a client sends [`Request::Shutdown`]. Connections are
+/// served one at a time; a connection from another user is refused and logged.
+pub fn serve_enclave(socket_path: &Path, config: &SimConfig) -> Result<()> {
+    let mut enclave = SimulatedEnclave::new(config)?;
+    let allowed_uid = config
+        .allowed_uid
+        .unwrap_or_else(|| rustix::process::getuid().as_raw());
+    if socket_path.exists() {
+        fs::remove_file(socket_path)?;
+    }
+    let listener = UnixListener::bind(socket_path)?;
+    fs::set_permissions(socket_path, fs::Permissions::from_mode(0o600))?;
+    log(&format!(
+        "listening on {} (mode 0600, uid {allowed_uid}), measurement {}, svn {}",
+        socket_path.display(),
+        hex::encode(&enclave.measurement),
+        enclave.svn
+    ));
+    for stream in listener.incoming() {
+        let mut stream = stream?;
+        if let Err(e) = check_peer(&stream, allowed_uid) {
+            log(&format!("refused connection: {e}"));
+            continue;
+        }
+        match serve_connection(&mut enclave, &mut stream) {
+            Ok(true) => {
+                log("shutting down; key material is erased as the enclave exits");
+                let _ = fs::remove_file(socket_path);
+                return Ok(());
+            }
+            Ok(false) => {}
+            Err(e) => log(&format!("connection ended with an error: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// Serves one connection; `Ok(true)` when the client asked to shut down.
+fn serve_connection(enclave: &mut SimulatedEnclave, stream: &mut UnixStream) -> Result<bool> {
+    while let Some(request) = read_frame::<Request>(stream)? {
+        let shutdown = matches!(request, Request::Shutdown);
+        let name = request_name(&request);
+        let response = handle(enclave, request).unwrap_or_else(|e| {
+            log(&format!("{name} failed: {e}"));
+            Response::Error(e.to_string())
+        });
+        write_frame(stream, response)?;
+        if shutdown {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn request_name(r: &Request) -> &'static str {
+    match r {
+        Request::Hello => "hello",
+        Request::TransportKey => "transport-key",
+        Request::Attest(_) => "attest",
+        Request::Seal(..) => "seal",
+        Request::Unseal(_) => "unseal",
+        Request::GenerateKeyShare(_) => "generate-key-share",
+        Request::RelinRound1 => "relin-round1",
+        Request::RelinRound2(_) => "relin-round2",
+        Request::DealThresholdization(_) => "deal-thresholdization",
+        Request::ReceiveThresholdization(_) => "receive-thresholdization",
+        Request::DecryptionShare(..) => "decryption-share",
+        Request::KeySwitchShare(..) => "key-switch-share",
+        Request::Shutdown => "shutdown",
+    }
+}
+
+/// A client of an enclave process: the [`Enclave`] trait over the socket.
+#[derive(Debug)]
+pub struct EnclaveClient {
+    stream: UnixStream,
+    kind: EnclaveKind,
+    hardware_protected: bool,
+}
+
+impl EnclaveClient {
+    /// Connects and greets the enclave.
+    pub fn connect(socket_path: &Path) -> Result<Self> {
+        let stream = UnixStream::connect(socket_path)?;
+        let mut client = Self {
+            stream,
+            kind: EnclaveKind::InsecureSimulated,
+            hardware_protected: false,
+        };
+        match client.call(Request::Hello)? {
+            Response::Hello {
+                kind,
+                hardware_protected,
+            } => {
+                client.kind = kind;
+                client.hardware_protected = hardware_protected;
+                Ok(client)
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn call(&mut self, request: Request) -> Result<Response> {
+        write_frame(&mut self.stream, request)?;
+        match read_frame::<Response>(&mut self.stream)? {
+            Some(Response::Error(e)) => Err(Error::Remote(e)),
+            Some(r) => Ok(r),
+            None => Err(Error::Protocol("the enclave closed the connection".into())),
+        }
+    }
+
+    /// Asks the enclave process to exit.
+    pub fn shutdown(mut self) -> Result<()> {
+        self.call(Request::Shutdown).map(|_| ())
+    }
+}
+
+fn unexpected(r: &Response) -> Error {
+    let name = match r {
+        Response::Error(_) => "error",
+        _ => "another response",
+    };
+    Error::Protocol(format!("unexpected response ({name})"))
+}
+
+impl Enclave for EnclaveClient {
+    fn kind(&self) -> EnclaveKind {
+        self.kind
+    }
+    fn hardware_protected(&self) -> bool {
+        self.hardware_protected
+    }
+    fn transport_key(&mut self) -> Result<TransportPublicKey> {
+        match self.call(Request::TransportKey)? {
+            Response::TransportKey(k) => Ok(k),
+            other => Err(unexpected(&other)),
+        }
+    }
+    fn attest(&mut self, report_data: &ReportData) -> Result<Evidence> {
+        match self.call(Request::Attest(report_data.as_bytes().to_vec()))? {
+            Response::Evidence(e) => Ok(e),
+            other => Err(unexpected(&other)),
+        }
+    }
+    fn seal(&mut self, key_id: &KeyId, plaintext: &[u8]) -> Result<SealedBlob> {
+        match self.call(Request::Seal(
+            key_id.as_str().to_owned(),
+            plaintext.to_vec(),
+        ))? {
+            Response::Sealed(b) => Ok(SealedBlob(b)),
+            other => Err(unexpected(&other)),
+        }
+    }
+    fn unseal(&mut self, blob: &SealedBlob) -> Result<(KeyId, Vec<u8>)> {
+        match self.call(Request::Unseal(blob.0.clone()))? {
+            Response::Unsealed(id, pt) => Ok((KeyId::new(id)?, pt)),
+            other => Err(unexpected(&other)),
+        }
+    }
+    fn generate_key_share(&mut self, setup: &SessionSetup) -> Result<PublicKeyShare> {
+        match self.call(Request::GenerateKeyShare(setup.clone()))? {
+            Response::PublicKeyShare(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+    fn relin_round1(&mut self) -> Result<Round1Share> {
+        match self.call(Request::RelinRound1)? {
+            Response::RelinRound1(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+    fn relin_round2(&mut self, round1: Vec<Round1Share>) -> Result<Round2Share> {
+        match self.call(Request::RelinRound2(round1))? {
+            Response::RelinRound2(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+    fn deal_thresholdization(
+        &mut self,
+        recipients: &[SealedRecipient],
+    ) -> Result<Vec<(EvaluationPoint, SealedPayload)>> {
+        match self.call(Request::DealThresholdization(recipients.to_vec()))? {
+            Response::Dealt(d) => Ok(d),
+            other => Err(unexpected(&other)),
+        }
+    }
+    fn receive_thresholdization(&mut self, incoming: Vec<IncomingSubShare>) -> Result<()> {
+        match self.call(Request::ReceiveThresholdization(incoming))? {
+            Response::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+    fn decryption_share(
+        &mut self,
+        set: &ActiveSet,
+        ciphertext: &[u8],
+        flooding: &Flooding,
+    ) -> Result<DecryptionShare> {
+        match self.call(Request::DecryptionShare(
+            set.clone(),
+            ciphertext.to_vec(),
+            *flooding,
+        ))? {
+            Response::DecryptionShare(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+    fn key_switch_share(
+        &mut self,
+        set: &ActiveSet,
+        ciphertext: &[u8],
+        recipient: &[u8],
+        flooding: &Flooding,
+    ) -> Result<KeySwitchShare> {
+        match self.call(Request::KeySwitchShare(
+            set.clone(),
+            ciphertext.to_vec(),
+            recipient.to_vec(),
+            *flooding,
+        ))? {
+            Response::KeySwitchShare(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! The simulated enclave across a real process boundary (a Unix socket served by another thread
+//! of this test binary): its evidence, its refusals, sealing, and a threshold decryption whose
+//! key material exists only inside three enclave servers.
+
+#![cfg(feature = "insecure-sim")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use synod_he::crp::CommonRandomness;
+use synod_he::flooding::Flooding;
+use synod_he::shamir::ActiveSet;
+use synod_he::{Committee, EvaluationPoint, ParameterSet, Params};
+use synod_proto::{
+    Epoch, MessageContext, ParticipantId, ProtocolName, Recipient, Round, SequenceNumber, SessionId,
+};
+use synod_tee::enclave::{ciphertext_bytes, IncomingSubShare, SealedRecipient, SessionSetup};
+use synod_tee::sim::{serve_enclave, EnclaveClient, SimConfig};
+use synod_tee::verify::verify_evidence;
+use synod_tee::{
+    Enclave, EnclaveKind, Error, Policy, PolicyViolation, ReportDataInput, SealedBlob, UnixTime,
+};
+
+const NOW: UnixTime = UnixTime(1_750_000_000);
+
+fn config(dir: &Path) -> SimConfig {
+    SimConfig {
+        insecure_no_hardware_protection: true,
+        platform_dir: dir.join("platform"),
+        svn: 1,
+        allowed_uid: None,
+    }
+}
+
+fn start(
+    dir: &Path,
+    name: &str,
+    config: SimConfig,
+) -> (PathBuf, JoinHandle<synod_tee::Result<()>>) {
+    let socket = dir.join(format!("{name}.sock"));
+    let s = socket.clone();
+    let handle = std::thread::spawn(move || serve_enclave(&s, &config));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "enclave socket did not appear");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (socket, handle)
+}
+
+fn binding(enclave: &mut dyn Enclave, nonce: [u8; 32], participant: u32) -> ReportDataInput {
+    ReportDataInput {
+        nonce,
+        transport_key: enclave.transport_key().unwrap().to_bytes(),
+        participant,
+        epoch: 0,
+    }
+}
+
+#[test]
+fn simulated_enclave_says_it_is_unprotected_and_policy_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (socket, server) = start(dir.path(), "e", config(dir.path()));
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let mut client = EnclaveClient::connect(&socket).unwrap();
+    assert_eq!(client.kind(), EnclaveKind::InsecureSimulated);
+    assert!(!client.hardware_protected());
+
+    let expected = binding(&mut client, [7; 32], 1).digest();
+    let evidence = client.attest(&expected).unwrap();
+    let claims = verify_evidence(&evidence, NOW).unwrap();
+    assert!(!claims.hardware_protected);
+    assert_eq!(claims.kind, EnclaveKind::InsecureSimulated);
+    assert_eq!(claims.measurement.len(), 48);
+    assert!(claims.to_string().contains("hardware_protected: false"));
+
+    // Default policy: refused.
+    assert_eq!(
+        Policy::default().check(&claims, &expected),
+        Err(PolicyViolation::SimulatedRefused)
+    );
+    // Allowed explicitly, for this measurement: accepted.
+    let lenient = Policy {
+        allow_simulated: true,
+        measurements: vec![claims.measurement.clone()],
+        ..Policy::default()
+    };
+    lenient.check(&claims, &expected).unwrap();
+    // Replayed evidence (another verifier's nonce): refused.
+    let other = binding(&mut client, [8; 32], 1).digest();
+    assert_eq!(
+        lenient.check(&claims, &other),
+        Err(PolicyViolation::ReportDataMismatch)
+    );
+    // A forged report (edited after signing) fails verification.
+    let synod_tee::Evidence::InsecureSimulated(mut report) = evidence.clone() else {
+        panic!("simulated evidence")
+    };
+    report.body.svn = 99;
+    assert!(verify_evidence(&synod_tee::Evidence::InsecureSimulated(report), NOW).is_err());
+
+    // Sealing through the boundary.
+    let id = synod_tee::KeyId::new("note").unwrap();
+    let blob = client.seal(&id, b"sealed by the enclave").unwrap();
+    let (back_id, pt) = client.unseal(&blob).unwrap();
+    assert_eq!(
+        (back_id, pt.as_slice()),
+        (id, &b"sealed by the enclave"[..])
+    );
+    let mut bad = blob.0.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let err = client.unseal(&SealedBlob(bad)).unwrap_err();
+    assert!(
+        matches!(err, Error::Remote(ref m) if m.contains("failed authentication")),
+        "{err}"
+    );
+
+    // Key operations out of order are refused, not panicked on.
+    assert!(matches!(client.relin_round1(), Err(Error::Remote(_))));
+
+    client.shutdown().unwrap();
+    server.join().unwrap().unwrap();
+}
+
+#[test]
+fn refuses_to_start_without_the_insecure_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SimConfig {
+        insecure_no_hardware_protection: false,
+        ..config(dir.path())
+    };
+    let err = serve_enclave(&dir.path().join("x.sock"), &cfg).unwrap_err();
+    assert!(err.to_string().contains("no hardware protection"), "{err}");
+}
+
+#[test]
+fn refuses_a_peer_of_another_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = rustix_uid();
+    let cfg = SimConfig {
+        allowed_uid: Some(me.wrapping_add(1)),
+        ..config(dir.path())
+    };
+    let (socket, _server) = start(dir.path(), "other-user", cfg);
+    // The server drops the connection before answering the greeting.
+    assert!(EnclaveClient::connect(&socket).is_err());
+}
+
+fn rustix_uid() -> u32 {
+    // The test's own uid (the owner of this process).
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap()
+}
+
+/// Three enclave servers run key generation and thresholdisation; sub-shares travel only
+/// HPKE-sealed to transport keys verified in each peer's evidence; two of them decrypt.
+#[test]
+fn threshold_decryption_through_three_enclaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let points: Vec<EvaluationPoint> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
+    let committee = Committee::new(points.clone(), 2).unwrap();
+    let session = SessionId([42; 32]);
+    let mut servers = Vec::new();
+    let mut enclaves: Vec<EnclaveClient> = Vec::new();
+    for x in 1..=3 {
+        let (socket, server) = start(dir.path(), &format!("p{x}"), config(dir.path()));
+        servers.push(server);
+        enclaves.push(EnclaveClient::connect(&socket).unwrap());
+    }
+
+    let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+    let crs = CommonRandomness::new(&params, session.0);
+    let mut pk_shares = Vec::new();
+    for (e, &me) in enclaves.iter_mut().zip(&points) {
+        let setup = SessionSetup {
+            session,
+            parameter_set: ParameterSet::InsecureTestN2048,
+            plaintext_bits: 20,
+            me,
+            committee: committee.clone(),
+        };
+        pk_shares.push(e.generate_key_share(&setup).unwrap());
+    }
+    let pk = synod_he::keygen::aggregate_public_key(&params, &crs, &points, pk_shares).unwrap();
+
+    // Every participant verifies every peer's evidence before dealing to it.
+    let mut recipients = Vec::new();
+    for (i, e) in enclaves.iter_mut().enumerate() {
+        let participant = points[i].get();
+        let input = binding(e, [i as u8; 32], participant);
+        let claims = verify_evidence(&e.attest(&input.digest()).unwrap(), NOW).unwrap();
+        let policy = Policy {
+            allow_simulated: true,
+            measurements: vec![claims.measurement.clone()],
+            ..Policy::default()
+        };
+        policy.check(&claims, &input.digest()).unwrap();
+        recipients.push(synod_proto::TransportPublicKey::from_bytes(&input.transport_key).unwrap());
+    }
+    let context = |from: EvaluationPoint, to: EvaluationPoint| MessageContext {
+        session,
+        epoch: Epoch(0),
+        protocol: ProtocolName::Thresholdize,
+        round: Round(1),
+        sender: ParticipantId::try_from(from.get()).unwrap(),
+        recipient: Recipient::Participant(ParticipantId::try_from(to.get()).unwrap()),
+        sequence: SequenceNumber(u64::from(to.get())),
+    };
+    let mut inbox: Vec<Vec<IncomingSubShare>> = vec![Vec::new(); 3];
+    for (i, e) in enclaves.iter_mut().enumerate() {
+        let to: Vec<SealedRecipient> = points
+            .iter()
+            .zip(&recipients)
+            .map(|(&p, k)| SealedRecipient {
+                point: p,
+                transport_key: *k,
+                context: context(points[i], p),
+            })
+            .collect();
+        for (p, sealed) in e.deal_thresholdization(&to).unwrap() {
+            let j = points.iter().position(|&q| q == p).unwrap();
+            inbox[j].push(IncomingSubShare {
+                context: context(points[i], p),
+                sealed,
+            });
+        }
+    }
+    // A sub-share moved to another recipient does not open.
+    let stolen = vec![
+        inbox[1][0].clone(),
+        inbox[0][1].clone(),
+        inbox[0][2].clone(),
+    ];
+    assert!(enclaves[0].receive_thresholdization(stolen).is_err());
+    for (e, incoming) in enclaves.iter_mut().zip(inbox) {
+        e.receive_thresholdization(incoming).unwrap();
+    }
+
+    let values = [5i64, -3, 12345];
+    let ct = synod_he::encoding::encrypt_signed(&params, pk.key(), &values, &mut rand::rng())
+        .unwrap()
+        .remove(0);
+    let set = ActiveSet::new(&committee, [points[0], points[2]]).unwrap();
+    let flooding = Flooding::new(&params, 0, 20.0, 16, 3).unwrap();
+    let bytes = ciphertext_bytes(&ct);
+    let shares = vec![
+        enclaves[0]
+            .decryption_share(&set, &bytes, &flooding)
+            .unwrap(),
+        enclaves[2]
+            .decryption_share(&set, &bytes, &flooding)
+            .unwrap(),
+    ];
+    let pt = synod_he::decrypt::combine(&params, &ct, &set, shares).unwrap();
+    let decoded = synod_he::encoding::decode_signed(&params, &pt).unwrap();
+    assert_eq!(&decoded[..3], &values);
+
+    for e in enclaves {
+        e.shutdown().unwrap();
+    }
+    for s in servers {
+        s.join().unwrap().unwrap();
+    }
+}
