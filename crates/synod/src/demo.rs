@@ -43,6 +43,23 @@ pub struct DemoArgs {
     /// generated data within their declared bounds.
     #[arg(long = "input", value_name = "PARTY=FILE.csv")]
     inputs: Vec<String>,
+    /// After the first decryption, change the committee twice by verifiable
+    /// resharing (the last participant drops out; then a new one joins and
+    /// the threshold rises by one) and decrypt again after each change.
+    #[arg(long)]
+    reshare: bool,
+}
+
+#[derive(Serialize)]
+struct EpochRow {
+    epoch: u64,
+    t: usize,
+    members: Vec<u32>,
+    qualified: Vec<u32>,
+    decryptors: Vec<u32>,
+    results_ok: bool,
+    ms: f64,
+    bytes_per_member: u64,
 }
 
 #[derive(Serialize)]
@@ -69,6 +86,8 @@ struct Report {
     plaintext_modulus: u64,
     output_hash: String,
     results: Vec<ResultRow>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    epochs: Vec<EpochRow>,
     #[serde(serialize_with = "ordered_map")]
     phases_ms: Vec<(String, f64)>,
     total_ms: f64,
@@ -106,7 +125,8 @@ fn ordered_map<S: serde::Serializer>(v: &[(String, f64)], s: S) -> Result<S::Ok,
 /// The built-in circuit: sum, mean and variance of each party's column and
 /// the inner product of party 1's and party 2's columns.
 fn builtin_spec(parties: usize) -> Result<CircuitSpec> {
-    let mut text = String::from("name = \"synod demo\"\n");
+    // 11 aggregates, decrypted up to three times with --reshare.
+    let mut text = String::from("name = \"synod demo\"\nmax_decryptions = 64\n");
     for i in 1..=parties {
         text += &format!("[[inputs]]\nparty = \"p{i}\"\ncolumn = \"x\"\nmin = -1000\nmax = 1000\n");
     }
@@ -338,7 +358,7 @@ pub fn run(args: DemoArgs) -> Result<bool> {
         .collect::<synod_he::Result<_>>()?;
     let mut session = [0u8; 32];
     rng.fill(&mut session);
-    let committee = LocalCommittee::setup(
+    let mut committee = LocalCommittee::setup(
         &params,
         &points,
         args.threshold,
@@ -410,6 +430,65 @@ pub fn run(args: DemoArgs) -> Result<bool> {
             }
         })
         .collect();
+    let mut epochs = Vec::new();
+    if args.reshare {
+        let mut current = points.clone();
+        let mut t = args.threshold;
+        let mut next_point = args.parties as u32 + 1;
+        for change in 0..2 {
+            let dealers = current.clone();
+            let (members, t_new, what) = if change == 0 {
+                let mut m = current.clone();
+                let left = m.pop();
+                if m.len() < t || m.is_empty() {
+                    bail!("--reshare needs at least t+1 participants so that one can leave");
+                }
+                (
+                    m,
+                    t,
+                    format!("{} leaves", left.map(|p| p.to_string()).unwrap_or_default()),
+                )
+            } else {
+                let mut m = current.clone();
+                let joined = EvaluationPoint::new(next_point)?;
+                next_point += 1;
+                m.push(joined);
+                let t_new = (t + 1).min(m.len());
+                (m, t_new, format!("{joined} joins"))
+            };
+            progress.total += 2;
+            progress.begin(&format!(
+                "reshare: {what}; {t_new} of {} from now on",
+                members.len()
+            ));
+            let r = committee.reshare(&members, t_new, &dealers, &Default::default(), &mut rng)?;
+            let ms = progress.end();
+            let mut active = members.clone();
+            while active.len() > t_new {
+                let i = rng.random_range(0..active.len());
+                active.remove(i);
+            }
+            let names: Vec<String> = active.iter().map(|p| p.to_string()).collect();
+            progress.begin(&format!("output again: decryption by {}", names.join(", ")));
+            let again = committee.decrypt_outputs(&plan, &evaluated, &active, &mut rng)?;
+            progress.end();
+            let results_ok = again == decrypted;
+            ok &= results_ok;
+            epochs.push(EpochRow {
+                epoch: r.epoch,
+                t: r.t,
+                members: r.members.clone(),
+                qualified: r.qualified.clone(),
+                decryptors: active.iter().map(|p| p.get()).collect(),
+                results_ok,
+                ms,
+                bytes_per_member: r.bytes_per_member,
+            });
+            phases.push((format!("reshare to epoch {}", r.epoch), ms));
+            current = members;
+            t = t_new;
+        }
+    }
     let report = Report {
         ok,
         parties: args.parties,
@@ -421,6 +500,7 @@ pub fn run(args: DemoArgs) -> Result<bool> {
         plaintext_modulus: params.plaintext(),
         output_hash: hex::encode(evaluated.hash),
         results,
+        epochs,
         phases_ms: phases,
         total_ms: total.elapsed().as_secs_f64() * 1000.0,
     };
@@ -506,6 +586,26 @@ fn print_tables(r: &Report, plan: &Plan, seed: u64) {
             a.level,
             a.flooding_bits()
         );
+    }
+    if !r.epochs.is_empty() {
+        println!();
+        println!(
+            "{:<6} {:>3}  {:<22} {:<16} {:<14} {:>9} {:>13}  results",
+            "epoch", "t", "members", "qualified dealers", "decryptors", "ms", "bytes/member"
+        );
+        for e in &r.epochs {
+            println!(
+                "{:<6} {:>3}  {:<22} {:<16} {:<14} {:>9.0} {:>13}  {}",
+                e.epoch,
+                e.t,
+                format!("{:?}", e.members),
+                format!("{:?}", e.qualified),
+                format!("{:?}", e.decryptors),
+                e.ms,
+                e.bytes_per_member,
+                if e.results_ok { "same" } else { "DIFFERENT" }
+            );
+        }
     }
     println!();
     println!("{:<34} {:>10}", "phase", "ms");

@@ -152,3 +152,34 @@ fn bad_arguments_fail_with_a_readable_message() {
     assert!(stderr.contains("not a number"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn demo_reshare_changes_the_committee_and_still_decrypts() {
+    let (code, stdout, stderr) = synod(&[
+        "demo",
+        "--parties",
+        "4",
+        "--threshold",
+        "2",
+        "--rows",
+        "100",
+        "--seed",
+        "9",
+        "--json",
+        "--reshare",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    let epochs = report["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 2);
+    assert_eq!(epochs[0]["t"], 2);
+    assert_eq!(epochs[0]["members"], serde_json::json!([1, 2, 3]));
+    assert_eq!(epochs[1]["t"], 3);
+    assert_eq!(epochs[1]["members"], serde_json::json!([1, 2, 3, 5]));
+    for e in epochs {
+        assert_eq!(e["results_ok"], true);
+        assert!(e["bytes_per_member"].as_u64().unwrap() > 0);
+        assert!(e["ms"].as_f64().unwrap() > 0.0);
+    }
+}
