@@ -17,6 +17,8 @@
 pub mod claims;
 pub mod enclave;
 mod error;
+#[cfg(feature = "hsm")]
+pub mod hsm;
 pub mod policy;
 pub mod report_data;
 pub mod seal;
