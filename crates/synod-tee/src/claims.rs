@@ -42,7 +42,7 @@ impl fmt::Display for EnclaveKind {
 }
 
 /// The platform's TCB status as the verifier found it. Intel's statuses are kept by name; SEV-SNP
-/// has no status of its own and reports [`TcbStatus::UpToDate`] once its TCB checks pass.
+/// has no status of its own and reports `UpToDate` once its TCB checks pass.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TcbStatus(pub String);
 

@@ -6,7 +6,7 @@
 //! key-switch shares, all of which reveal nothing about the secret by the protocols' design) or
 //! HPKE-sealed to a peer's attested transport key. The trait is object-safe and synchronous, so
 //! the same boundary serves an in-process backend, the simulated enclave process
-//! ([`crate::sim`]) and a later network daemon.
+//! (`sim`, feature `insecure-sim`) and a later network daemon.
 
 use std::fmt;
 

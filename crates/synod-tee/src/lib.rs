@@ -6,7 +6,7 @@
 //! [`Evidence`], the [`Claims`] a verifier extracts from it and the [`Policy`] that judges them,
 //! real verifiers for Intel SGX/TDX DCAP quotes ([`verify::dcap`]) and AMD SEV-SNP reports
 //! ([`verify::snp`]) that are pure functions of (evidence, collateral, time), an optional PKCS#11
-//! key wrapper ([`hsm`], feature `hsm`) and a simulated enclave process ([`sim`], feature
+//! key wrapper (`hsm`, feature `hsm`) and a simulated enclave process (`sim`, feature
 //! `insecure-sim`) reachable over a Unix socket.
 //!
 //! It must never claim hardware protection it does not have: the simulated backend reports

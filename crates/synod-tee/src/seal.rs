@@ -4,7 +4,7 @@
 //! The key is `HKDF-SHA256(salt = "synod/seal/v1", ikm = root, info = "synod/seal/v1 key" ‖
 //! measurement ‖ SVN ‖ key id ‖ key source)` and the cipher AES-256-GCM with a random 96-bit
 //! nonce. The root is the platform secret ([`PlatformSecret`]) or a fresh data key wrapped by an
-//! HSM ([`crate::hsm`]). The metadata is stored in the clear beside the ciphertext and is the
+//! HSM (module `hsm`, feature `hsm`). The metadata is stored in the clear beside the ciphertext and is the
 //! AEAD's associated data, so none of it can be edited without detection.
 //!
 //! An enclave at SVN `n` can unseal blobs sealed at any SVN `≤ n` (it re-derives the key with the
