@@ -636,3 +636,39 @@ impl Enclave for EnclaveClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    /// Pins the frame layout: length prefix, API version, request tag.
+    #[test]
+    fn frame_format_snapshot() {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        write_frame(&mut a, Request::Attest(vec![0xAB; 2])).unwrap();
+        write_frame(&mut a, Request::Shutdown).unwrap();
+        drop(a);
+        let mut raw = Vec::new();
+        b.read_to_end(&mut raw).unwrap();
+        assert_eq!(
+            hex::encode(&raw),
+            concat!(
+                "00000005", "01", "02", "02", "abab", // len 5, version 1, Attest, 2 bytes
+                "00000002", "01", "0c", // len 2, version 1, Shutdown
+            )
+        );
+    }
+
+    #[test]
+    fn oversized_and_wrong_version_frames_are_refused() {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        a.write_all(&(MAX_FRAME + 1).to_be_bytes()).unwrap();
+        assert!(read_frame::<Request>(&mut b).is_err());
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        a.write_all(&[0, 0, 0, 2, 2, 0]).unwrap();
+        let err = read_frame::<Request>(&mut b).unwrap_err();
+        assert!(err.to_string().contains("API version 2"), "{err}");
+    }
+}
