@@ -237,7 +237,7 @@ impl BlockHasher {
     }
 
     /// Writes each value little-endian.
-    fn write_slice(&mut self, mut vals: &[u64]) {
+    pub(crate) fn write_slice(&mut self, mut vals: &[u64]) {
         while !vals.is_empty() {
             let room = (Self::BLOCK - self.len) / 8;
             let (now, rest) = vals.split_at(room.min(vals.len()));

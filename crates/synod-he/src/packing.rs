@@ -20,7 +20,24 @@ fn packed_len(count: usize, bits: u32) -> usize {
 
 /// Packs `values` at `bits` bits each.
 fn pack(values: &[u64], bits: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(packed_len(values.len(), bits));
+    let mut out = Vec::with_capacity(packed_len(values.len(), bits) + 8);
+    if bits <= 56 {
+        // Fast path: a 64-bit accumulator holds < 8 pending bits plus a value.
+        let mut acc: u64 = 0;
+        let mut held = 0u32;
+        for &v in values {
+            acc |= v << held;
+            held += bits;
+            let whole = (held / 8) as usize;
+            out.extend_from_slice(acc.to_le_bytes().get(..whole).unwrap_or_default());
+            acc = if whole == 8 { 0 } else { acc >> (8 * whole) };
+            held -= 8 * whole as u32;
+        }
+        if held > 0 {
+            out.push(acc as u8);
+        }
+        return out;
+    }
     let mut acc: u128 = 0;
     let mut held = 0u32;
     for &v in values {
@@ -43,8 +60,22 @@ fn unpack(bytes: &[u8], count: usize, bits: u32) -> Option<Vec<u64>> {
     if !(1..=64).contains(&bits) || bytes.len() != packed_len(count, bits) {
         return None;
     }
-    let mask: u128 = (1u128 << bits) - 1;
     let mut out = Vec::with_capacity(count);
+    if bits <= 56 {
+        // Fast path: read each value from the 8 bytes starting at its first bit.
+        let mask = (1u64 << bits) - 1;
+        for i in 0..count {
+            let bit = i * bits as usize;
+            let start = bit / 8;
+            let mut word = [0u8; 8];
+            let avail = bytes.get(start..)?;
+            let take = avail.len().min(8);
+            word.get_mut(..take)?.copy_from_slice(avail.get(..take)?);
+            out.push((u64::from_le_bytes(word) >> (bit % 8)) & mask);
+        }
+        return Some(out);
+    }
+    let mask: u128 = (1u128 << bits) - 1;
     let mut acc: u128 = 0;
     let mut held = 0u32;
     let mut iter = bytes.iter();

@@ -180,12 +180,11 @@ impl ReshareSubShare {
         h.update(&self.dealer.get().to_le_bytes());
         h.update(&self.recipient.get().to_le_bytes());
         h.update(&self.epoch.to_le_bytes());
+        let mut h = crate::kernels::BlockHasher::new(h);
         for w in [&self.key, &self.mask, &self.key_blind, &self.mask_blind] {
-            h.update(&[w.level]);
-            h.update(&(w.residues.len() as u64).to_le_bytes());
-            for r in &w.residues {
-                h.update(&r.to_le_bytes());
-            }
+            h.write_u64(u64::from(w.level));
+            h.write_u64(w.residues.len() as u64);
+            h.write_slice(&w.residues);
         }
         *h.finalize().as_bytes()
     }

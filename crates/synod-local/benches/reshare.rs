@@ -1,0 +1,86 @@
+//! Resharing cost: time and bytes per member for n = 5, 20, 50, 100 members
+//! with t = ⌊n/2⌋ + 1 at N = 8192, resharing n → n (the same committee, as a
+//! proactive refresh) with `min(n, t + 2)` dealers: enough to name one
+//! dealer with a wrong constant term.
+//!
+//! Run: `cargo bench -p synod-local --bench reshare` (release build).
+//! `SYNOD_RESHARE_SIZES=5,20` picks the sizes (default 5,20,50,100).
+//! CPU time is the process's user + system time (all simulated members run in
+//! this one process, so it is the CPU summed over all members).
+
+use std::time::Instant;
+
+use rand::SeedableRng;
+use synod_he::{EvaluationPoint, ParameterSet, Params};
+use synod_local::{LocalCommittee, ReshareFaults};
+
+fn cpu_seconds() -> f64 {
+    // /proc/self/stat fields 14 and 15: utime and stime in clock ticks.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // After the ')' the state is field 3, so utime (14) is index 11.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::var("SYNOD_RESHARE_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![5, 20, 50, 100]);
+    let params = match Params::new(ParameterSet::Bfv8192, 30) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("parameters: {e}");
+            return;
+        }
+    };
+    println!(
+        "resharing n → n at N = 8192, log q = {:.0}, p = {} ({} bits); threads: {}",
+        params.log_q(0),
+        params.plaintext(),
+        params.plaintext_bits(),
+        rayon::current_num_threads()
+    );
+    println!(
+        "{:>5} {:>4} {:>4} {:>12} {:>12} {:>16} {:>14}",
+        "n", "t", "|D|", "wall s", "cpu s", "bytes/member", "bytes/member/n"
+    );
+    for n in sizes {
+        let t = n / 2 + 1;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(n as u64);
+        let points: Vec<EvaluationPoint> = (1..=n as u32)
+            .filter_map(|x| EvaluationPoint::new(x).ok())
+            .collect();
+        let setup = Instant::now();
+        let mut committee =
+            match LocalCommittee::setup(&params, &points, t, [7; 32], &[], &mut rng, &mut |_| {}) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("n = {n}: set-up failed: {e}");
+                    continue;
+                }
+            };
+        eprintln!("n = {n}: set-up {:.1} s", setup.elapsed().as_secs_f64());
+        let cpu0 = cpu_seconds();
+        let start = Instant::now();
+        let dealers = &points[..(t + 2).min(n)];
+        match committee.reshare(&points, t, dealers, &ReshareFaults::default(), &mut rng) {
+            Ok(r) => println!(
+                "{n:>5} {t:>4} {:>4} {:>12.2} {:>12.2} {:>16} {:>14}",
+                dealers.len(),
+                start.elapsed().as_secs_f64(),
+                cpu_seconds() - cpu0,
+                r.bytes_per_member,
+                r.bytes_per_member / n as u64
+            ),
+            Err(e) => eprintln!("n = {n}: resharing failed: {e}"),
+        }
+    }
+}
