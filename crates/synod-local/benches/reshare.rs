@@ -70,7 +70,7 @@ fn main() {
         eprintln!("n = {n}: set-up {:.1} s", setup.elapsed().as_secs_f64());
         let cpu0 = cpu_seconds();
         let start = Instant::now();
-        let dealers = &points[..(t + 2).min(n)];
+        let dealers = points.get(..(t + 2).min(n)).unwrap_or(&points);
         match committee.reshare(&points, t, dealers, &ReshareFaults::default(), &mut rng) {
             Ok(r) => println!(
                 "{n:>5} {t:>4} {:>4} {:>12.2} {:>12.2} {:>16} {:>14}",
