@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use fhe::bfv::{Ciphertext, Encoding, EvaluationKey, Multiplicator, Plaintext, RelinearizationKey};
+use fhe::bfv::{Ciphertext, Encoding, EvaluationKey, Plaintext, RelinearizationKey};
 use fhe_traits::FheEncoder;
 use synod_he::Params;
 
@@ -30,7 +30,7 @@ pub struct EvaluatedOutputs {
 /// Evaluates plans with a session's evaluation keys.
 pub struct Evaluator<'a> {
     plan: &'a Plan,
-    mult: Multiplicator,
+    mult: synod_he::relin::Multiplier,
     galois: Option<&'a EvaluationKey>,
 }
 
@@ -55,7 +55,7 @@ impl<'a> Evaluator<'a> {
         }
         Ok(Self {
             plan,
-            mult: Multiplicator::default(rlk)?,
+            mult: synod_he::relin::Multiplier::new(plan.params(), rlk)?,
             galois,
         })
     }
