@@ -103,7 +103,11 @@ mod tests {
         );
         assert_ne!(
             a.poly(pk).unwrap(),
-            a.poly(CrpPurpose::Galois { exponent: 0, row: 0 }).unwrap()
+            a.poly(CrpPurpose::Galois {
+                exponent: 0,
+                row: 0
+            })
+            .unwrap()
         );
     }
 }

@@ -41,9 +41,17 @@ pub fn encode_signed(params: &Params, values: &[i64]) -> Result<Vec<Plaintext>> 
     for chunk in chunks {
         let mut slots = vec![0u64; n];
         for (s, &v) in slots.iter_mut().zip(chunk) {
-            *s = if v < 0 { p - v.unsigned_abs() } else { v as u64 };
+            *s = if v < 0 {
+                p - v.unsigned_abs()
+            } else {
+                v as u64
+            };
         }
-        out.push(Plaintext::try_encode(&slots, Encoding::simd(), params.bfv())?);
+        out.push(Plaintext::try_encode(
+            &slots,
+            Encoding::simd(),
+            params.bfv(),
+        )?);
     }
     Ok(out)
 }
@@ -54,7 +62,13 @@ pub fn decode_signed(params: &Params, pt: &Plaintext) -> Result<Vec<i64>> {
     let slots = Vec::<u64>::try_decode(pt, Encoding::simd())?;
     Ok(slots
         .into_iter()
-        .map(|s| if s > p / 2 { -((p - s) as i64) } else { s as i64 })
+        .map(|s| {
+            if s > p / 2 {
+                -((p - s) as i64)
+            } else {
+                s as i64
+            }
+        })
         .collect())
 }
 
@@ -81,7 +95,9 @@ impl FixedPoint {
     /// A scale ≥ 1.
     pub fn new(scale: u64) -> Result<Self> {
         if scale == 0 {
-            return Err(Error::Encoding("fixed-point scale must be at least 1".into()));
+            return Err(Error::Encoding(
+                "fixed-point scale must be at least 1".into(),
+            ));
         }
         Ok(Self { scale })
     }

@@ -60,7 +60,9 @@ pub(crate) fn evaluation_key(
     keys: &[(u32, Vec<Poly>, Vec<Poly>)],
 ) -> Result<EvaluationKey> {
     if keys.is_empty() {
-        return Err(Error::Parameters("an evaluation key needs at least one Galois key".into()));
+        return Err(Error::Parameters(
+            "an evaluation key needs at least one Galois key".into(),
+        ));
     }
     let proto = pb::EvaluationKey {
         gk: keys
@@ -73,7 +75,10 @@ pub(crate) fn evaluation_key(
         ciphertext_level: 0,
         evaluation_key_level: 0,
     };
-    Ok(EvaluationKey::from_bytes(&proto.encode_to_vec(), params.bfv())?)
+    Ok(EvaluationKey::from_bytes(
+        &proto.encode_to_vec(),
+        params.bfv(),
+    )?)
 }
 
 /// The polynomials of an `fhe` public key, `(p0, p1)`, at level 0, NTT form.

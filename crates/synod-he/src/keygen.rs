@@ -62,7 +62,10 @@ impl CollectivePublicKey {
 
     /// `(Σ p_i, a)` in wire form.
     pub fn to_wire(&self) -> (WirePoly, WirePoly) {
-        (WirePoly::from_poly(&self.p0, 0), WirePoly::from_poly(&self.a, 0))
+        (
+            WirePoly::from_poly(&self.p0, 0),
+            WirePoly::from_poly(&self.a, 0),
+        )
     }
 }
 

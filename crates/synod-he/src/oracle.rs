@@ -21,7 +21,10 @@ pub struct WholeKey {
 
 impl WholeKey {
     /// Sums the additive shares.
-    pub fn from_shares<'a>(params: &Params, shares: impl IntoIterator<Item = &'a AdditiveKeyShare>) -> Self {
+    pub fn from_shares<'a>(
+        params: &Params,
+        shares: impl IntoIterator<Item = &'a AdditiveKeyShare>,
+    ) -> Self {
         let mut coeffs = vec![0i64; params.degree()];
         for s in shares {
             coeffs.iter_mut().zip(s.coeffs()).for_each(|(a, b)| *a += b);
@@ -44,7 +47,10 @@ impl WholeKey {
         let level = ciphertext_level(params, ct)?;
         let ctx = params.ctx(level)?;
         let s = ring::small_to_ntt(&self.coeffs, ctx)?;
-        let mut phase = ct.first().cloned().unwrap_or_else(|| Poly::zero(ctx, Representation::Ntt));
+        let mut phase = ct
+            .first()
+            .cloned()
+            .unwrap_or_else(|| Poly::zero(ctx, Representation::Ntt));
         for (i, c) in ct.iter().enumerate().skip(1) {
             let mut term = c.clone();
             for _ in 0..i {
@@ -63,7 +69,11 @@ impl WholeKey {
             // m = round(p·c / q), noise = c − round(q·m / p)
             let m = div_round(&(&p * &c), &q);
             let noise = &c - div_round(&(&q * &m), &p);
-            let noise = if noise < BigInt::from(0) { -noise } else { noise };
+            let noise = if noise < BigInt::from(0) {
+                -noise
+            } else {
+                noise
+            };
             if noise > worst {
                 worst = noise;
             }

@@ -269,7 +269,9 @@ mod tests {
     use rand::SeedableRng;
 
     fn pts(xs: &[u32]) -> Vec<EvaluationPoint> {
-        xs.iter().map(|&x| EvaluationPoint::new(x).unwrap()).collect()
+        xs.iter()
+            .map(|&x| EvaluationPoint::new(x).unwrap())
+            .collect()
     }
 
     #[test]
