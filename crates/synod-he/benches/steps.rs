@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Environment: `SYNOD_BENCH_N=8192` (or 16384) runs one parameter set only;
-//! `SYNOD_BENCH_REPS=k` overrides the repetition count. n = 5 parties, t = 3,
+//! `SYNOD_BENCH_REPS=k` overrides the repetition count; `SYNOD_BENCH_JSON=path`
+//! also writes the medians as JSON (used by `bench/peers/run`). n = 5 parties, t = 3,
 //! p a 30-bit batching prime. Each figure is the median of the repetitions.
 //! Not part of CI.
 #![allow(
@@ -155,7 +156,32 @@ fn print_row(params: &Params, row: &Row<'_>) {
     );
 }
 
-fn run(set: ParameterSet, reps_override: Option<usize>) {
+/// One parameter set's rows as a JSON object (hand-written: no serde_json here).
+fn json_set(params: &Params, threads: usize, rows: &[Row<'_>]) -> String {
+    let p_bits = (params.plaintext() as f64).log2().ceil();
+    let rows: Vec<String> =
+        rows.iter()
+            .map(|r| {
+                format!(
+                "{{\"step\": \"{}\", \"flood_bits\": {}, \"synod_ms\": {:.6}, \"fhe_rs_ms\": {}}}",
+                r.step,
+                r.flood.map_or("null".to_string(), |b| b.to_string()),
+                ms(r.synod),
+                r.fhe.map_or("null".to_string(), |f| format!("{:.6}", ms(f))),
+            )
+            })
+            .collect();
+    format!(
+        "{{\"set\": \"{}\", \"n_degree\": {}, \"log_q\": {:.2}, \"p\": {}, \"p_bits\": {p_bits}, \"parties\": {PARTIES}, \"threshold\": {THRESHOLD}, \"threads\": {threads}, \"rows\": [\n    {}\n  ]}}",
+        params.set(),
+        params.degree(),
+        params.log_q(0),
+        params.plaintext(),
+        rows.join(",\n    "),
+    )
+}
+
+fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
     let params = Params::new(set, P_BITS).unwrap();
     let threads = rayon::current_num_threads();
     // Fewer repetitions for the slow steps at N = 16384.
@@ -412,6 +438,7 @@ fn run(set: ParameterSet, reps_override: Option<usize>) {
     for r in &rows {
         print_row(&params, r);
     }
+    json_set(&params, threads, &rows)
 }
 
 /// synod's ct×ct: `relin::Multiplier` (fhe.rs's algorithm, bit-identical
@@ -430,13 +457,19 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok());
     let only = std::env::var("SYNOD_BENCH_N").ok();
+    let json_path = std::env::var("SYNOD_BENCH_JSON").ok();
     let sets = [ParameterSet::Bfv8192, ParameterSet::Bfv16384];
+    let mut json = Vec::new();
     for set in sets {
         if let Some(n) = &only {
             if set.degree().to_string() != *n {
                 continue;
             }
         }
-        run(set, reps);
+        json.push(run(set, reps));
+    }
+    if let Some(path) = json_path {
+        let body = format!("{{\"sets\": [\n  {}\n]}}\n", json.join(",\n  "));
+        std::fs::write(&path, body).unwrap();
     }
 }
