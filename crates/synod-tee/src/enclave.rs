@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use synod_he::crp::CommonRandomness;
 use synod_he::decrypt::DecryptionShare;
 use synod_he::flooding::Flooding;
+use synod_he::galois::GaloisKeyShare;
 use synod_he::keygen::PublicKeyShare;
 use synod_he::keyswitch::{KeySwitchShare, RecipientKey};
 use synod_he::relin::{Round1Secret, Round1Share, Round2Share};
@@ -107,6 +108,10 @@ pub trait Enclave {
     fn generate_key_share(&mut self, setup: &SessionSetup) -> Result<PublicKeyShare>;
     /// Relinearisation-key round 1.
     fn relin_round1(&mut self) -> Result<Round1Share>;
+    /// Rotation (Galois) key shares for `elements`, from the additive share.
+    fn galois_key_share(&mut self, _elements: &[u32]) -> Result<GaloisKeyShare> {
+        Err(Error::Unsupported("rotation keys: not implemented by this backend"))
+    }
     /// Relinearisation-key round 2, from every participant's round-1 share.
     fn relin_round2(&mut self, round1: Vec<Round1Share>) -> Result<Round2Share>;
     /// Deals the additive share (and a mask) to every committee member, each sub-share sealed
@@ -244,6 +249,19 @@ impl KeyVault {
             synod_he::relin::round1(&s.params, &s.crs, &s.additive, s.setup.me, &mut rand::rng())?;
         s.relin = Some(secret);
         Ok(share)
+    }
+
+    /// See [`Enclave::galois_key_share`].
+    pub fn galois_key_share(&mut self, elements: &[u32]) -> Result<GaloisKeyShare> {
+        let s = self.session()?;
+        Ok(synod_he::galois::galois_key_share(
+            &s.params,
+            &s.crs,
+            &s.additive,
+            elements,
+            s.setup.me,
+            &mut rand::rng(),
+        )?)
     }
 
     /// See [`Enclave::relin_round2`].

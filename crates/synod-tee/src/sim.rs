@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256, Sha384};
 use synod_he::decrypt::DecryptionShare;
 use synod_he::flooding::Flooding;
+use synod_he::galois::GaloisKeyShare;
 use synod_he::keygen::PublicKeyShare;
 use synod_he::keyswitch::KeySwitchShare;
 use synod_he::relin::{Round1Share, Round2Share};
@@ -207,6 +208,9 @@ impl Enclave for SimulatedEnclave {
     fn relin_round2(&mut self, round1: Vec<Round1Share>) -> Result<Round2Share> {
         self.vault.relin_round2(round1)
     }
+    fn galois_key_share(&mut self, elements: &[u32]) -> Result<GaloisKeyShare> {
+        self.vault.galois_key_share(elements)
+    }
     fn deal_thresholdization(
         &mut self,
         recipients: &[SealedRecipient],
@@ -266,6 +270,8 @@ pub enum Request {
     KeySwitchShare(ActiveSet, Vec<u8>, Vec<u8>, Flooding),
     /// Stop serving (the enclave erases its keys as it exits).
     Shutdown,
+    /// [`Enclave::galois_key_share`] (added after `Shutdown` to keep the earlier tags).
+    GaloisKeyShare(Vec<u32>),
 }
 
 /// A response on the enclave socket.
@@ -303,6 +309,8 @@ pub enum Response {
     KeySwitchShare(KeySwitchShare),
     /// The request failed.
     Error(String),
+    /// Rotation-key shares.
+    GaloisKeyShare(GaloisKeyShare),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -393,6 +401,9 @@ fn handle(enclave: &mut SimulatedEnclave, request: Request) -> Result<Response> 
             Response::KeySwitchShare(enclave.key_switch_share(&set, &ct, &pk, &flooding)?)
         }
         Request::Shutdown => Response::Done,
+        Request::GaloisKeyShare(elements) => {
+            Response::GaloisKeyShare(enclave.galois_key_share(&elements)?)
+        }
     })
 }
 
@@ -480,6 +491,7 @@ fn request_name(r: &Request) -> &'static str {
         Request::DecryptionShare(..) => "decryption-share",
         Request::KeySwitchShare(..) => "key-switch-share",
         Request::Shutdown => "shutdown",
+        Request::GaloisKeyShare(_) => "galois-key-share",
     }
 }
 
@@ -585,6 +597,12 @@ impl Enclave for EnclaveClient {
     fn relin_round2(&mut self, round1: Vec<Round1Share>) -> Result<Round2Share> {
         match self.call(Request::RelinRound2(round1))? {
             Response::RelinRound2(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+    fn galois_key_share(&mut self, elements: &[u32]) -> Result<GaloisKeyShare> {
+        match self.call(Request::GaloisKeyShare(elements.to_vec()))? {
+            Response::GaloisKeyShare(s) => Ok(s),
             other => Err(unexpected(&other)),
         }
     }
