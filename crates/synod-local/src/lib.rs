@@ -12,6 +12,7 @@
 //! node: it holds every participant's state in one address space, which is
 //! exactly what synod exists to avoid.
 
+pub mod enclave;
 mod relay;
 mod reshare;
 
