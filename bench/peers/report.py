@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Merges the per-system JSON files of one `bench/peers/run` into one table,
+results.json and chart.svg. Standard library only.
+
+usage: report.py OUT_DIR
+OUT_DIR holds {synod,openfhe,mpyc,demo}_t{THREADS}_r{ROUND}.json (missing or
+failed peers are simply absent) and meta.json.
+"""
+
+import glob
+import json
+import math
+import os
+import re
+import statistics
+import sys
+
+OUT = sys.argv[1]
+SYSTEMS = ["synod", "OpenFHE", "fhe.rs", "MPyC"]
+PEERS = SYSTEMS[1:]
+COLORS = {"synod": "#1f77b4", "OpenFHE": "#d62728", "fhe.rs": "#ff7f0e", "MPyC": "#2ca02c"}
+
+# (label, synod step, OpenFHE key, fhe.rs (from synod JSON), MPyC key, kind)
+# kind "step" rows come from steps.rs / openfhe_bench.py; "session" rows from
+# `synod demo --json` phases_ms / mpyc_bench.py.
+STEPS = [
+    ("keygen: public-key share", "keygen: public-key share", "keygen: public-key share"),
+    ("relin round 1 (per party)", "relin round 1 (per party)", "relin round 1 (per party)"),
+    ("relin round 2 (per party)", "relin round 2 (per party)", "relin round 2 (per party)"),
+    ("relin round 1: aggregate 5", None, "relin round 1: aggregate 5"),
+    ("relin round 2: aggregate 5", None, "relin round 2: aggregate 5"),
+    ("thresholdise: deal to 5 (per party)", "thresholdise: deal to 5 (per party)", None),
+    ("thresholdise: receive 5 (per party)", "thresholdise: receive 5 (per party)", None),
+    ("OpenFHE ShareKeys (n-of-n with key recovery)", None,
+     "n-of-n with key recovery: ShareKeys (per party)"),
+    ("OpenFHE RecoverSharedKey (n-of-n w/ key recovery)", None,
+     "n-of-n with key recovery: RecoverSharedKey"),
+    ("encrypt (public key)", "encrypt (public key)", "encrypt (public key)"),
+    ("add ct+ct", "add ct+ct", "add ct+ct"),
+    ("ct x ct + relinearise", "ct x ct + relinearise", "ct x ct + relinearise"),
+    ("decryption share (fresh)", "decryption share (fresh)", "decryption share (fresh)"),
+    ("combine shares (fresh) [3; OpenFHE: all 5]", "combine 3 decryption shares (fresh)",
+     "combine 5 decryption shares (fresh, n-of-n fusion)"),
+    ("key-switch share (fresh)", "key-switch share (fresh)", None),
+    ("decryption share (product)", "decryption share (product)", "decryption share (product)"),
+    ("combine shares (product) [3; OpenFHE: all 5]", "combine 3 decryption shares (product)",
+     "combine 5 decryption shares (product, n-of-n fusion)"),
+    ("key-switch share (product)", "key-switch share (product)", None),
+]
+# (label, synod demo phases_ms keys summed, MPyC key)
+SESSION = [
+    ("session: set-up (synod: keys+rotations+thresh.; MPyC: connect)", ["setup"],
+     "setup: connect 5 parties"),
+    ("session: inputs, 5 x 8192 values", ["inputs"], "inputs"),
+    ("session: compute sum, Σx², inner product", ["compute"], "compute"),
+    ("session: threshold decryption / open", ["decrypt"], "open"),
+    ("session: inputs+compute+decrypt", ["inputs", "compute", "decrypt"],
+     "session (inputs+compute+open)"),
+    ("session: whole (synod set-up+inputs+compute+decrypt)",
+     ["setup", "inputs", "compute", "decrypt"], None),
+]
+
+
+def load(pattern):
+    out = {}
+    for f in sorted(glob.glob(os.path.join(OUT, pattern))):
+        m = re.search(r"_t(\d+)_r(\d+)\.json$", f)
+        try:
+            with open(f) as fh:
+                d = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        if "error" in d:
+            continue
+        out.setdefault(int(m.group(1)), []).append(d)
+    return out
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+synod = load("synod_t*_r*.json")
+ofhe = load("openfhe_t*_r*.json")
+mpyc = load("mpyc_t*_r*.json")
+demo = load("demo_t*_r*.json")
+meta = json.load(open(os.path.join(OUT, "meta.json")))
+
+threads_list = sorted(set(synod) | set(ofhe) | set(mpyc) | set(demo))
+results = {"meta": meta, "threads": {}}
+lines = []
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if v < 10 else f"{v:.1f}" if v < 1000 else f"{v:.0f}"
+
+
+for th in threads_list:
+    srows = {}
+    set_info = {}
+    for d in synod.get(th, []):
+        s = next(x for x in d["sets"] if x["n_degree"] == 8192)
+        set_info = s
+        for r in s["rows"]:
+            srows.setdefault(r["step"], []).append(r)
+    o_runs = ofhe.get(th, [])
+    o_info = o_runs[0] if o_runs else {}
+    m_runs = mpyc.get(th, [])
+    d_runs = demo.get(th, [])
+    table = []
+    for label, skey, okey in STEPS:
+        sr = srows.get(skey, []) if skey else []
+        row = {
+            "step": label,
+            "log_q": set_info.get("log_q"),
+            "p_bits": set_info.get("p_bits"),
+            "flood_synod": sr[0]["flood_bits"] if sr else None,
+            "flood_openfhe": o_info.get("flood_bits") if okey and "decryption" in okey else None,
+            "log_q_openfhe": o_info.get("log_q") if okey else None,
+            "synod": med([r["synod_ms"] for r in sr]),
+            "fhe.rs": med([r["fhe_rs_ms"] for r in sr]),
+            "OpenFHE": med([o["rows_ms"].get(okey) for o in o_runs]) if okey else None,
+            "MPyC": None,
+        }
+        table.append(row)
+    for label, dkeys, mkey in SESSION:
+        row = {
+            "step": label,
+            "log_q": d_runs[0]["log_q"] if d_runs else None,
+            "p_bits": math.ceil(math.log2(d_runs[0]["plaintext_modulus"])) if d_runs else None,
+            "flood_synod": meta.get("demo_flood_bits"),
+            "flood_openfhe": None,
+            "log_q_openfhe": None,
+            "synod": med([sum(d["phases_ms"][k] for k in dkeys) for d in d_runs]),
+            "fhe.rs": None,
+            "OpenFHE": None,
+            "MPyC": med([m["rows_ms"].get(mkey) for m in m_runs]) if mkey else None,
+        }
+        table.append(row)
+    for row in table:
+        peers = [row[p] for p in PEERS if row[p] is not None]
+        row["best_peer"] = min(peers) if peers else None
+        row["ratio"] = row["synod"] / row["best_peer"] if row["synod"] and peers else None
+    results["threads"][th] = {
+        "synod_set": {k: v for k, v in set_info.items() if k != "rows"},
+        "openfhe": {k: v for k, v in o_info.items() if k not in ("rows_ms",)},
+        "mpyc": {k: v for k, v in (m_runs[0] if m_runs else {}).items()
+                 if k not in ("rows_ms", "results")},
+        "rounds": {"synod": len(synod.get(th, [])), "OpenFHE": len(o_runs),
+                   "MPyC": len(m_runs), "demo": len(d_runs)},
+        "rows": table,
+    }
+
+    lines.append("")
+    lines.append(f"### threads = {th} (OMP_NUM_THREADS = RAYON_NUM_THREADS = {th}); "
+                 f"N = 8192, 5 parties; medians in ms; rounds: "
+                 + ", ".join(f"{k} {v}" for k, v in results["threads"][th]["rounds"].items()))
+    lines.append("")
+    lines.append("| step | log q | p bits | flood bits (synod / OpenFHE) | synod | OpenFHE | fhe.rs | MPyC | synod / best peer |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for r in table:
+        lq = "-" if r["log_q"] is None else f"{r['log_q']:.0f}"
+        if r["log_q_openfhe"] is not None and abs(r["log_q_openfhe"] - (r["log_q"] or 0)) > 0.5:
+            lq += f" / {r['log_q_openfhe']:.0f}"
+        fl = f"{r['flood_synod'] if r['flood_synod'] is not None else '-'}"
+        if r["flood_openfhe"] is not None:
+            fl += f" / {r['flood_openfhe']:.0f}"
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        lines.append(f"| {r['step']} | {lq} | {r['p_bits'] or '-'} | {fl} | {fmt(r['synod'])} | "
+                     f"{fmt(r['OpenFHE'])} | {fmt(r['fhe.rs'])} | {fmt(r['MPyC'])} | {ratio} |")
+
+notes = [
+    "",
+    "Notes: fhe.rs = `fhe` 0.1.1 `mbfv` (n-of-n, no flooding) in the same binary as synod, "
+    "alternating per repetition. OpenFHE: BFVrns, NOISE_FLOODING_MULTIPARTY "
+    f"(uniform mask mod Q/q0), log q {meta.get('openfhe_log_q', '?')}, p as synod's steps bench; "
+    "its decryption is n-of-n (all 5 shares fused). synod/fhe.rs combine 3 shares (t = 3). "
+    "Session rows: `synod demo --json` (p = 35 bits) vs MPyC 5 local processes (SecFxp(64,8)); "
+    "MPyC has no keys, so its set-up is only connecting.",
+]
+lines += notes
+text = "\n".join(lines)
+print(text)
+with open(os.path.join(OUT, "table.md"), "w") as f:
+    f.write(text + "\n")
+with open(os.path.join(OUT, "results.json"), "w") as f:
+    json.dump(results, f, indent=1)
+
+
+# --- SVG: one panel per thread count, horizontal bars on a log scale.
+def svg():
+    W, LABEL, BAR, GAP = 980, 400, 7, 6
+    plot_w = W - LABEL - 30
+    all_v = [r[s] for t in results["threads"].values() for r in t["rows"] for s in SYSTEMS
+             if r[s]]
+    if not all_v:
+        return "<svg xmlns='http://www.w3.org/2000/svg'/>"
+    lo = 10 ** math.floor(math.log10(min(all_v)))
+    hi = 10 ** math.ceil(math.log10(max(all_v)))
+
+    def x(v):
+        return LABEL + plot_w * (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+
+    out = []
+    y = 40
+    for th, t in results["threads"].items():
+        rows = [r for r in t["rows"] if any(r[s] for s in SYSTEMS)]
+        out.append(f"<text x='10' y='{y}' font-size='14' font-weight='bold'>threads = {th} "
+                   f"(ms, log scale; median)</text>")
+        y += 14
+        top = y
+        for r in rows:
+            present = [s for s in SYSTEMS if r[s]]
+            h = len(present) * BAR
+            out.append(f"<text x='{LABEL - 6}' y='{y + h / 2 + 4:.0f}' font-size='10' "
+                       f"text-anchor='end'>{escape(r['step'])}</text>")
+            for s in present:
+                out.append(f"<rect x='{LABEL}' y='{y}' width='{max(x(r[s]) - LABEL, 1):.1f}' "
+                           f"height='{BAR - 1}' fill='{COLORS[s]}'><title>{s}: {r[s]:.3f} ms"
+                           f"</title></rect>")
+                y += BAR
+            y += GAP
+        k = lo
+        while k <= hi:
+            out.append(f"<line x1='{x(k):.1f}' y1='{top}' x2='{x(k):.1f}' y2='{y}' "
+                       "stroke='#bbb' stroke-dasharray='2,2'/>")
+            out.append(f"<text x='{x(k):.1f}' y='{y + 12}' font-size='9' "
+                       f"text-anchor='middle'>{k:g}</text>")
+            k *= 10
+        y += 40
+    lx = LABEL
+    for s in SYSTEMS:
+        out.append(f"<rect x='{lx}' y='8' width='10' height='10' fill='{COLORS[s]}'/>")
+        out.append(f"<text x='{lx + 14}' y='17' font-size='11'>{s}</text>")
+        lx += 90
+    return (f"<svg xmlns='http://www.w3.org/2000/svg' width='{W}' height='{y}' "
+            f"font-family='sans-serif'><rect width='100%' height='100%' fill='white'/>"
+            + "".join(out) + "</svg>\n")
+
+
+def escape(s):
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+with open(os.path.join(OUT, "chart.svg"), "w") as f:
+    f.write(svg())
+print(f"\nwrote {OUT}/results.json, {OUT}/table.md, {OUT}/chart.svg")
