@@ -12,7 +12,8 @@ threshold is t = (m−1)//2 = 2 corrupt parties, i.e. any 3 of 5 reconstruct —
 the same access structure as synod's t = 3.
 
 Environment: PEERS_MPYC_REPS (default 3) repetitions of the whole session
-inside one MPyC run (medians reported), PEERS_ROWS (default 8192).
+inside one MPyC run (medians reported), PEERS_ROWS (default 8192),
+PEERS_MPYC_JSON=path writes the JSON there instead of stdout (MPyC logs to stdout).
 """
 
 import json
@@ -90,7 +91,7 @@ async def main():
     ok = abs(results["p1"]["sum"] - exp_sum) < 1e-6 and abs(results["p1"]["variance"] - exp_var) < 1e-3
     rows = {k: statistics.median(r[k] for r in runs) * 1e3 for k in runs[0]}
     rows["setup: connect 5 parties"] = t_connect * 1e3
-    print(json.dumps({
+    body = json.dumps({
         "system": "MPyC",
         "version": getattr(__import__("mpyc"), "__version__", "?"),
         "parties": len(mpc.parties),
@@ -103,7 +104,14 @@ async def main():
         "correct_p1": ok,
         "results": results,
         "rows_ms": rows,
-    }, indent=1))
+    }, indent=1)
+    # MPyC logs to stdout, so the JSON goes to a file when asked.
+    path = os.environ.get("PEERS_MPYC_JSON")
+    if path:
+        with open(path, "w") as f:
+            f.write(body + "\n")
+    else:
+        print(body)
 
 
 if __name__ == "__main__":

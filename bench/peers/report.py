@@ -56,8 +56,9 @@ SESSION = [
     ("session: threshold decryption / open", ["decrypt"], "open"),
     ("session: inputs+compute+decrypt", ["inputs", "compute", "decrypt"],
      "session (inputs+compute+open)"),
-    ("session: whole (synod set-up+inputs+compute+decrypt)",
-     ["setup", "inputs", "compute", "decrypt"], None),
+    ("session: whole (set-up+inputs+compute+decrypt)",
+     ["setup", "inputs", "compute", "decrypt"],
+     ["setup: connect 5 parties", "session (inputs+compute+open)"]),
 ]
 
 
@@ -137,7 +138,8 @@ for th in threads_list:
             "synod": med([sum(d["phases_ms"][k] for k in dkeys) for d in d_runs]),
             "fhe.rs": None,
             "OpenFHE": None,
-            "MPyC": med([m["rows_ms"].get(mkey) for m in m_runs]) if mkey else None,
+            "MPyC": med([sum(m["rows_ms"][k] for k in ([mkey] if isinstance(mkey, str) else mkey))
+                          for m in m_runs]) if mkey else None,
         }
         table.append(row)
     for row in table:
@@ -172,11 +174,13 @@ for th in threads_list:
         lines.append(f"| {r['step']} | {lq} | {r['p_bits'] or '-'} | {fl} | {fmt(r['synod'])} | "
                      f"{fmt(r['OpenFHE'])} | {fmt(r['fhe.rs'])} | {fmt(r['MPyC'])} | {ratio} |")
 
+ofhe_logq = next((t["openfhe"].get("log_q") for t in results["threads"].values()
+                  if t["openfhe"].get("log_q")), "?")
 notes = [
     "",
     "Notes: fhe.rs = `fhe` 0.1.1 `mbfv` (n-of-n, no flooding) in the same binary as synod, "
     "alternating per repetition. OpenFHE: BFVrns, NOISE_FLOODING_MULTIPARTY "
-    f"(uniform mask mod Q/q0), log q {meta.get('openfhe_log_q', '?')}, p as synod's steps bench; "
+    f"(uniform mask mod Q/q0), log q {ofhe_logq}, p as synod's steps bench; "
     "its decryption is n-of-n (all 5 shares fused). synod/fhe.rs combine 3 shares (t = 3). "
     "Session rows: `synod demo --json` (p = 35 bits) vs MPyC 5 local processes (SecFxp(64,8)); "
     "MPyC has no keys, so its set-up is only connecting.",
