@@ -47,7 +47,6 @@ use std::fmt;
 
 use fhe_math::rq::{Poly, Representation};
 use fhe_math::zq::Modulus;
-use num_bigint::BigUint;
 use rand::{CryptoRng, RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
@@ -336,30 +335,47 @@ fn nonzero_scalar(xof: &mut blake3::OutputReader, q: u64) -> u64 {
     }
 }
 
-/// Projects an NTT-form level-0 polynomial: one scalar per (k, prime).
-fn project(params: &Params, projections: &[Vec<u64>], poly: &Poly) -> Result<Vec<u64>> {
-    let coeffs = poly.coefficients();
+/// Projects an NTT-form level-0 residue matrix (`L × N`, row-major): one
+/// scalar per (k, prime).
+fn project(params: &Params, projections: &[Vec<u64>], residues: &[u64]) -> Result<Vec<u64>> {
     let moduli = params.moduli();
     let l = moduli.len();
+    let n = params.degree();
+    if residues.len() != n * l {
+        return Err(Error::Parameters(
+            "projection of a polynomial of the wrong size".into(),
+        ));
+    }
     let mut out = Vec::with_capacity(projections.len());
     for (idx, r) in projections.iter().enumerate() {
         let prime = idx % l;
         let q = *moduli
             .get(prime)
             .ok_or_else(|| Error::Parameters("projection index".into()))?;
-        let row = coeffs.row(prime);
+        let row = residues
+            .get(prime * n..(prime + 1) * n)
+            .ok_or_else(|| Error::Parameters("projection row".into()))?;
         let q128 = u128::from(q);
+        // Products are < 2^98; sum 512 of them (< 2^107) before reducing.
         let mut acc: u128 = 0;
-        for (a, b) in row.iter().zip(r) {
-            acc += u128::from(*a) * u128::from(*b);
-            // Keep the sum below 2^127: reduce every 16 terms of < 2^124.
-            if acc >> 126 != 0 {
-                acc %= q128;
+        for (chunk_a, chunk_r) in row.chunks(512).zip(r.chunks(512)) {
+            let mut part: u128 = 0;
+            for (a, b) in chunk_a.iter().zip(chunk_r) {
+                part += u128::from(*a) * u128::from(*b);
             }
+            acc = (acc + part % q128) % q128;
         }
-        out.push((acc % q128) as u64);
+        out.push(acc as u64);
     }
     Ok(out)
+}
+
+fn poly_residues(p: &Poly) -> Vec<u64> {
+    let c = p.coefficients();
+    match c.to_slice() {
+        Some(s) => s.to_vec(),
+        None => c.iter().copied().collect(),
+    }
 }
 
 struct Scalars {
@@ -416,8 +432,8 @@ impl Scalars {
 /// [`DealerState::respond`].
 pub struct DealerState {
     dealer: EvaluationPoint,
-    /// Coefficients of `g, h, W, V` (each `t'` ring elements).
-    polys: [Vec<Poly>; 4],
+    /// Coefficients of `g, h, W, V` (each `t'` residue matrices `L × N`).
+    polys: [Vec<Vec<u64>>; 4],
     /// Its sub-shares, kept to open them if accused.
     sent: BTreeMap<EvaluationPoint, ReshareSubShare>,
 }
@@ -488,27 +504,47 @@ enum Behaviour {
     WrongConstant,
 }
 
+/// A random polynomial of `degree_plus_one` coefficients with the given
+/// constant term, as residue matrices.
 fn random_poly<R: RngCore + CryptoRng>(
     params: &Params,
-    constant: Poly,
+    constant: Vec<u64>,
     degree_plus_one: usize,
     rng: &mut R,
-) -> Result<Vec<Poly>> {
-    let ctx = params.ctx(0)?;
+) -> Result<Vec<Vec<u64>>> {
     let mut out = vec![constant];
     for _ in 1..degree_plus_one {
-        out.push(Poly::random(ctx, Representation::Ntt, rng));
+        out.push(random_residues(params, rng)?);
     }
     Ok(out)
 }
 
-fn eval_ring(coeffs: &[Poly], x: EvaluationPoint) -> Option<Poly> {
-    let xb = BigUint::from(x.get());
+fn random_residues<R: RngCore + CryptoRng>(params: &Params, rng: &mut R) -> Result<Vec<u64>> {
+    let n = params.degree();
+    let mut v = Vec::with_capacity(n * params.moduli().len());
+    for &q in params.moduli() {
+        v.extend(Modulus::new(q)?.random_vec(n, rng));
+    }
+    Ok(v)
+}
+
+/// Evaluates a polynomial with residue-matrix coefficients at the small
+/// integer `x` (Horner, per prime, in place).
+fn eval_residues(
+    params: &Params,
+    moduli: &[Modulus],
+    coeffs: &[Vec<u64>],
+    x: u64,
+) -> Option<Vec<u64>> {
+    let n = params.degree();
     let mut iter = coeffs.iter().rev();
     let mut acc = iter.next()?.clone();
     for c in iter {
-        acc *= &xb;
-        acc += c;
+        for ((row, crow), q) in acc.chunks_mut(n).zip(c.chunks(n)).zip(moduli) {
+            let x = q.reduce(x);
+            q.scalar_mul_vec(row, x);
+            q.add_vec(row, crow);
+        }
     }
     Some(acc)
 }
@@ -547,53 +583,63 @@ fn deal_inner<R: RngCore + CryptoRng>(
         let one = ring::small_to_ntt(&[1], ctx)?;
         secret += &one;
     }
-    let g = random_poly(params, secret, t_new, rng)?;
-    let h = random_poly(
-        params,
-        Poly::random(ctx, Representation::Ntt, rng),
-        t_new,
-        rng,
-    )?;
-    let w = random_poly(params, mask.poly().clone(), t_new, rng)?;
-    let v = random_poly(
-        params,
-        Poly::random(ctx, Representation::Ntt, rng),
-        t_new,
-        rng,
-    )?;
+    let g = random_poly(params, poly_residues(&secret), t_new, rng)?;
+    secret.zeroize();
+    let h = random_poly(params, random_residues(params, rng)?, t_new, rng)?;
+    let w = random_poly(params, poly_residues(mask.poly()), t_new, rng)?;
+    let v = random_poly(params, random_residues(params, rng)?, t_new, rng)?;
     let digest = proposal.digest();
-    let mut sent = BTreeMap::new();
-    let mut subs = Vec::new();
-    let mut commitments = Vec::new();
-    for &j in proposal.new.members() {
-        let at = |p: &[Poly]| -> Result<WirePoly> {
-            let mut v =
-                eval_ring(p, j).ok_or_else(|| Error::Parameters("empty polynomial".into()))?;
-            let out = WirePoly::from_poly(&v, 0);
-            v.zeroize();
-            Ok(out)
-        };
-        let mut key_value = at(&g)?;
-        if behaviour == Behaviour::Inconsistent(j) {
-            if let Some(r) = key_value.residues.first_mut() {
-                *r = (*r + 1) % params.moduli().first().copied().unwrap_or(2);
+    let moduli: Vec<Modulus> = params
+        .moduli()
+        .iter()
+        .map(|&q| Modulus::new(q))
+        .collect::<std::result::Result<_, _>>()?;
+    let q0 = params.moduli().first().copied().unwrap_or(2);
+    // Values for every member, in parallel (the salt is drawn beforehand so
+    // the caller's RNG need not be shared across threads).
+    let jobs: Vec<(EvaluationPoint, [u8; 32])> = proposal
+        .new
+        .members()
+        .iter()
+        .map(|&j| {
+            let mut salt = [0u8; 32];
+            rng.fill_bytes(&mut salt);
+            (j, salt)
+        })
+        .collect();
+    use rayon::prelude::*;
+    let subs: Vec<ReshareSubShare> = jobs
+        .into_par_iter()
+        .map(|(j, salt)| {
+            let x = u64::from(j.get());
+            let at = |p: &[Vec<u64>]| -> Result<WirePoly> {
+                eval_residues(params, &moduli, p, x)
+                    .map(|r| WirePoly::from_residues(0, r))
+                    .ok_or_else(|| Error::Parameters("empty polynomial".into()))
+            };
+            let mut key_value = at(&g)?;
+            if behaviour == Behaviour::Inconsistent(j) {
+                if let Some(r) = key_value.residues.first_mut() {
+                    *r = (*r + 1) % q0;
+                }
             }
-        }
-        let mut salt = [0u8; 32];
-        rng.fill_bytes(&mut salt);
-        let sub = ReshareSubShare {
-            dealer,
-            recipient: j,
-            epoch: proposal.new_epoch(),
-            key: key_value,
-            mask: at(&h)?,
-            key_blind: at(&w)?,
-            mask_blind: at(&v)?,
-            salt,
-        };
-        commitments.push((j, sub.commitment(&digest)));
-        sent.insert(j, sub.clone());
-        subs.push(sub);
+            Ok(ReshareSubShare {
+                dealer,
+                recipient: j,
+                epoch: proposal.new_epoch(),
+                key: key_value,
+                mask: at(&h)?,
+                key_blind: at(&w)?,
+                mask_blind: at(&v)?,
+                salt,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let mut sent = BTreeMap::new();
+    let mut commitments = Vec::new();
+    for sub in &subs {
+        commitments.push((sub.recipient, sub.commitment(&digest)));
+        sent.insert(sub.recipient, sub.clone());
     }
     Ok((
         DealerState {
@@ -619,7 +665,7 @@ impl DealerState {
         let mut key_poly = Vec::new();
         let mut mask_poly = Vec::new();
         for c in 0..g.len() {
-            let pick = |set: &[Poly]| -> Result<Vec<u64>> {
+            let pick = |set: &[Vec<u64>]| -> Result<Vec<u64>> {
                 let p = set
                     .get(c)
                     .ok_or_else(|| Error::Parameters("coefficient".into()))?;
@@ -690,17 +736,24 @@ fn check_values(
         return Err("response has the wrong shape or unreduced scalars".into());
     }
     let s = Scalars::new(params).map_err(|e| e.to_string())?;
-    let parse = |w: &WirePoly| {
-        w.parse(params, 0, sub.dealer, "reshare values")
-            .map_err(|e| e.to_string())
-    };
+    fn parse<'w>(
+        params: &Params,
+        w: &'w WirePoly,
+        dealer: EvaluationPoint,
+    ) -> Result<&'w [u64], String> {
+        w.check(params, 0, dealer, "reshare values")
+            .map_err(|e| e.to_string())?;
+        Ok(w.residues.as_slice())
+    }
     let x = u64::from(sub.recipient.get());
     for (poly, blind, value) in [
         (&response.key_poly, &sub.key_blind, &sub.key),
         (&response.mask_poly, &sub.mask_blind, &sub.mask),
     ] {
-        let b = project(params, projections, &parse(blind)?).map_err(|e| e.to_string())?;
-        let v = project(params, projections, &parse(value)?).map_err(|e| e.to_string())?;
+        let b = project(params, projections, parse(params, blind, sub.dealer)?)
+            .map_err(|e| e.to_string())?;
+        let v = project(params, projections, parse(params, value, sub.dealer)?)
+            .map_err(|e| e.to_string())?;
         let expected = s
             .combine(&b, &challenge.gammas, &v)
             .map_err(|e| e.to_string())?;

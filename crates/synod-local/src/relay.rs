@@ -209,6 +209,56 @@ impl Relay {
         self.sign(ctx, from, payload)
     }
 
+    /// `from` seals one message to each recipient and signs each envelope,
+    /// in parallel (contexts and per-message RNG seeds are fixed first, in
+    /// order, so the result does not depend on scheduling).
+    pub(crate) fn seal_many<T: Serialize + Sync, R: RngCore + CryptoRng>(
+        &mut self,
+        from: EvaluationPoint,
+        messages: &[(EvaluationPoint, T)],
+        protocol: ProtocolName,
+        round: u16,
+        rng: &mut R,
+    ) -> Result<Vec<(EvaluationPoint, SignedEnvelope)>> {
+        use rand::SeedableRng;
+        use rayon::prelude::*;
+        let prev = self.transcript.round_hash();
+        let mut jobs = Vec::with_capacity(messages.len());
+        for (to, msg) in messages {
+            let to_id = id_of(*to)?;
+            let (_, transport) = self
+                .directory
+                .get(&to_id)
+                .ok_or_else(|| LocalError::Other(format!("{to} has no transport key")))?;
+            let transport = *transport;
+            let (ctx, _) = self.context(from, protocol, round, Recipient::Participant(to_id))?;
+            let mut seed = [0u8; 32];
+            rng.fill_bytes(&mut seed);
+            jobs.push((*to, msg, ctx, transport, seed));
+        }
+        let member = self
+            .members
+            .get(&from)
+            .ok_or_else(|| LocalError::Other(format!("{from} is not registered")))?;
+        let identity = &member.identity;
+        let out: Vec<(EvaluationPoint, SignedEnvelope)> = jobs
+            .into_par_iter()
+            .map(|(to, msg, ctx, transport, seed)| {
+                let plain = Zeroizing::new(
+                    postcard::to_stdvec(msg).map_err(|e| LocalError::Other(e.to_string()))?,
+                );
+                let mut rng = rand_chacha::ChaCha20Rng::from_seed(seed);
+                let sealed = synod_proto::seal(&ctx, &transport, &plain, &mut rng)?;
+                let env = SignedEnvelope::sign(identity, ctx, prev, sealed.to_bytes()?);
+                Ok((to, env))
+            })
+            .collect::<Result<_>>()?;
+        for (_, env) in &out {
+            self.bytes += env.to_bytes().map(|b| b.len() as u64).unwrap_or(0);
+        }
+        Ok(out)
+    }
+
     fn verify(
         &mut self,
         at: EvaluationPoint,

@@ -70,6 +70,31 @@ pub struct EpochReport {
     pub certificate: EpochCertificate,
 }
 
+/// Prints the time of each resharing stage when `SYNOD_TRACE` is set.
+struct Trace {
+    on: bool,
+    last: Instant,
+}
+
+impl Trace {
+    fn new() -> Self {
+        Self {
+            on: std::env::var_os("SYNOD_TRACE").is_some(),
+            last: Instant::now(),
+        }
+    }
+
+    fn mark(&mut self, what: &str) {
+        if self.on {
+            eprintln!(
+                "reshare: {what}: {:.3} s",
+                self.last.elapsed().as_secs_f64()
+            );
+        }
+        self.last = Instant::now();
+    }
+}
+
 fn points(v: &[EvaluationPoint]) -> Vec<u32> {
     v.iter().map(|p| p.get()).collect()
 }
@@ -107,6 +132,7 @@ impl LocalCommittee {
         rng: &mut R,
     ) -> Result<EpochReport> {
         let start = Instant::now();
+        let mut trace = Trace::new();
         let params = self.params.clone();
         let old_epoch = self
             .participants
@@ -159,6 +185,7 @@ impl LocalCommittee {
         }
         relay.end_round();
 
+        trace.mark("approval");
         // Round 1: commitments (broadcast) and values (sealed to each member).
         let receivers: Vec<EvaluationPoint> = proposal.new.members().to_vec();
         let mut everyone: Vec<EvaluationPoint> = old_members.clone();
@@ -179,15 +206,11 @@ impl LocalCommittee {
                 .ok_or_else(|| LocalError::Other(format!("{d} holds no share")))?;
             let (state, commitments, subs) = deal(&params, &proposal, p, faults, d, rng)?;
             commit_envs.push(relay.broadcast(d, ProtocolName::Reshare, 1, &commitments)?);
-            for sub in subs {
-                let to = sub.recipient;
-                sealed.push((
-                    to,
-                    relay.seal_to(d, to, ProtocolName::Reshare, 1, &sub, rng)?,
-                ));
-            }
+            let messages: Vec<_> = subs.into_iter().map(|sub| (sub.recipient, sub)).collect();
+            sealed.extend(relay.seal_many(d, &messages, ProtocolName::Reshare, 1, rng)?);
             states.insert(d, state);
         }
+        trace.mark("deal and seal");
         let commitments: Vec<Commitments> =
             relay.deliver(&receivers, &commit_envs, ProtocolName::Reshare, 1)?;
         let mut inbox: BTreeMap<EvaluationPoint, Vec<reshare::ReshareSubShare>> =
@@ -198,6 +221,7 @@ impl LocalCommittee {
         }
         relay.end_round();
 
+        trace.mark("deliver and open values");
         // Round 2: the challenge, and the dealers' responses.
         let challenge = Challenge::derive(&params, &proposal, &commitments);
         let mut resp_envs = Vec::new();
@@ -209,6 +233,7 @@ impl LocalCommittee {
             relay.deliver(&receivers, &resp_envs, ProtocolName::Reshare, 2)?;
         relay.end_round();
 
+        trace.mark("challenge and responses");
         // Round 3: every member checks its values and complains.
         let mut members = BTreeMap::new();
         let mut complaint_envs = Vec::new();
@@ -244,6 +269,7 @@ impl LocalCommittee {
             .collect();
         relay.end_round();
 
+        trace.mark("checks and complaints");
         // Round 4: accused dealers open the disputed values.
         let mut open_envs = Vec::new();
         for (&d, state) in &states {
@@ -265,6 +291,7 @@ impl LocalCommittee {
         relay.end_round();
         drop(states);
 
+        trace.mark("openings");
         // Verdict, identical for everyone.
         let verdict = match reshare::judge(
             &params,
@@ -297,6 +324,7 @@ impl LocalCommittee {
             });
         }
 
+        trace.mark("verdict and new shares");
         // Test decryption of a transcript-derived ciphertext by t' new members.
         let transcript = relay.transcript_hash();
         let (ct, expected) = reshare::test_ciphertext(&params, &self.public_key, &transcript)?;
@@ -341,6 +369,7 @@ impl LocalCommittee {
             ));
         }
 
+        trace.mark("test decryption");
         // Epoch certificate: at least t' signatures of B.
         let cert_digest = certificate_digest(
             &transcript,
@@ -370,6 +399,7 @@ impl LocalCommittee {
         let bytes = relay.bytes() - bytes_before;
         drop(relay);
 
+        trace.mark("certificate");
         // Only now are the old shares erased (dropped, zeroizing) and replaced.
         let involved = everyone.len().max(1) as u64;
         self.participants = new_participants;
