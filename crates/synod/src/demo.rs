@@ -48,6 +48,102 @@ pub struct DemoArgs {
     /// the threshold rises by one) and decrypt again after each change.
     #[arg(long)]
     reshare: bool,
+    /// Run each participant's key operations in its own enclave process.
+    /// `insecure-sim` is the simulated enclave: it gives NO hardware
+    /// protection, and this flag allows its evidence for this run only.
+    #[arg(long, value_name = "KIND")]
+    enclave: Option<EnclaveMode>,
+    /// TEST ONLY: run participant POINT's simulated enclave at another SVN, so
+    /// that its measurement is not the one the session's policy allows.
+    #[arg(long = "test-only-enclave-svn", value_name = "POINT=SVN", hide = true)]
+    test_only_enclave_svn: Vec<String>,
+}
+
+/// Where participants' key operations run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum EnclaveMode {
+    /// One simulated enclave process per participant: NO hardware protection.
+    InsecureSim,
+}
+
+/// The SVN of the demo's simulated enclaves.
+#[cfg(feature = "insecure-sim")]
+const DEMO_ENCLAVE_SVN: u32 = 1;
+
+#[derive(Serialize)]
+struct EnclaveInfo {
+    kind: &'static str,
+    hardware_protected: bool,
+    processes: usize,
+}
+
+/// The set-up committee, in one process or behind enclave processes.
+enum Session {
+    Local(Box<LocalCommittee>),
+    #[cfg(feature = "insecure-sim")]
+    Enclave(Box<synod_local::enclave::EnclaveCommittee>),
+}
+
+impl Session {
+    fn phases(&self) -> &[synod_local::Phase] {
+        match self {
+            Self::Local(c) => &c.phases,
+            #[cfg(feature = "insecure-sim")]
+            Self::Enclave(c) => &c.phases,
+        }
+    }
+
+    fn encrypt_inputs(
+        &mut self,
+        columns: &BTreeMap<ColumnRef, Vec<i64>>,
+        owners: &BTreeMap<String, EvaluationPoint>,
+        rng: &mut ChaCha20Rng,
+    ) -> Result<BTreeMap<ColumnRef, Vec<synod_he::Ciphertext>>> {
+        Ok(match self {
+            Self::Local(c) => c.encrypt_inputs(columns, owners, rng)?,
+            #[cfg(feature = "insecure-sim")]
+            Self::Enclave(c) => c.encrypt_inputs(columns, owners, rng)?,
+        })
+    }
+
+    fn evaluate(
+        &self,
+        plan: &Plan,
+        inputs: &BTreeMap<ColumnRef, Vec<synod_he::Ciphertext>>,
+    ) -> Result<synod_circuit::EvaluatedOutputs> {
+        Ok(match self {
+            Self::Local(c) => c.evaluate(plan, inputs)?,
+            #[cfg(feature = "insecure-sim")]
+            Self::Enclave(c) => c.evaluate(plan, inputs)?,
+        })
+    }
+
+    fn decrypt_outputs(
+        &mut self,
+        plan: &Plan,
+        outputs: &synod_circuit::EvaluatedOutputs,
+        active: &[EvaluationPoint],
+        rng: &mut ChaCha20Rng,
+    ) -> Result<Vec<Vec<i128>>> {
+        Ok(match self {
+            Self::Local(c) => c.decrypt_outputs(plan, outputs, active, rng)?,
+            #[cfg(feature = "insecure-sim")]
+            Self::Enclave(c) => c.decrypt_outputs(plan, outputs, active)?,
+        })
+    }
+}
+
+/// Parses `--test-only-enclave-svn POINT=SVN` items.
+fn test_only_svns(items: &[String]) -> Result<BTreeMap<u32, u32>> {
+    items
+        .iter()
+        .map(|item| {
+            let parsed = item
+                .split_once('=')
+                .and_then(|(p, s)| Some((p.trim().parse().ok()?, s.trim().parse().ok()?)));
+            parsed.with_context(|| format!("--test-only-enclave-svn {item:?}: expected POINT=SVN"))
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -88,6 +184,8 @@ struct Report {
     results: Vec<ResultRow>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     epochs: Vec<EpochRow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enclave: Option<EnclaveInfo>,
     #[serde(serialize_with = "ordered_map")]
     phases_ms: Vec<(String, f64)>,
     total_ms: f64,
@@ -239,6 +337,26 @@ pub fn run(args: DemoArgs) -> Result<bool> {
             args.threshold
         );
     }
+    if args.enclave.is_some() && args.reshare {
+        bail!(
+            "--reshare cannot run with --enclave: resharing inside enclaves is not implemented \
+             (synod-tee's enclaves return Unsupported for it)"
+        );
+    }
+    if !args.test_only_enclave_svn.is_empty() && args.enclave.is_none() {
+        bail!("--test-only-enclave-svn needs --enclave");
+    }
+    let svn_overrides = test_only_svns(&args.test_only_enclave_svn)?;
+    if args.enclave == Some(EnclaveMode::InsecureSim) {
+        if cfg!(not(feature = "insecure-sim")) {
+            bail!("--enclave insecure-sim: this synod was built without the insecure-sim feature");
+        }
+        eprintln!(
+            "warning: --enclave insecure-sim: each participant's key operations run in a \
+             simulated enclave process that gives NO hardware protection \
+             (hardware_protected: false); simulated evidence is accepted for this run only."
+        );
+    }
     let seed = args.seed.unwrap_or_else(|| rand::rng().random());
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let spec = match &args.spec {
@@ -358,17 +476,56 @@ pub fn run(args: DemoArgs) -> Result<bool> {
         .collect::<synod_he::Result<_>>()?;
     let mut session = [0u8; 32];
     rng.fill(&mut session);
-    let mut committee = LocalCommittee::setup(
-        &params,
-        &points,
-        args.threshold,
-        session,
-        &plan.galois_elements()?,
-        &mut rng,
-        &mut |step| progress.note(step),
-    )?;
+    #[cfg(feature = "insecure-sim")]
+    let mut processes = None;
+    let mut committee = match args.enclave {
+        None => Session::Local(Box::new(LocalCommittee::setup(
+            &params,
+            &points,
+            args.threshold,
+            session,
+            &plan.galois_elements()?,
+            &mut rng,
+            &mut |step| progress.note(step),
+        )?)),
+        #[cfg(feature = "insecure-sim")]
+        Some(EnclaveMode::InsecureSim) => {
+            progress.note("starting one enclave process per participant");
+            let procs = crate::enclave::EnclaveProcesses::start(&points, &|p| {
+                svn_overrides
+                    .get(&p.get())
+                    .copied()
+                    .unwrap_or(DEMO_ENCLAVE_SVN)
+            })?;
+            let policy = crate::enclave::demo_policy(DEMO_ENCLAVE_SVN)?;
+            let c = synod_local::enclave::EnclaveCommittee::setup(
+                &params,
+                procs.connect()?,
+                args.threshold,
+                session,
+                &plan.galois_elements()?,
+                &policy,
+                &mut rng,
+                &mut |step| progress.note(step),
+            );
+            let c = match c {
+                Ok(c) => c,
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("set-up through enclaves failed{}", procs.logs())))
+                }
+            };
+            processes = Some(procs);
+            Session::Enclave(Box::new(c))
+        }
+        #[cfg(not(feature = "insecure-sim"))]
+        Some(EnclaveMode::InsecureSim) => {
+            let _ = &svn_overrides;
+            bail!("--enclave insecure-sim: this synod was built without the insecure-sim feature")
+        }
+    };
     let setup_ms = progress.end();
-    for p in &committee.phases {
+    for p in committee.phases() {
         phases.push((format!("setup: {}", p.name), p.ms));
     }
     phases.push(("setup".to_string(), setup_ms));
@@ -461,7 +618,10 @@ pub fn run(args: DemoArgs) -> Result<bool> {
                 "reshare: {what}; {t_new} of {} from now on",
                 members.len()
             ));
-            let r = committee.reshare(&members, t_new, &dealers, &Default::default(), &mut rng)?;
+            let Session::Local(local) = &mut committee else {
+                bail!("--reshare cannot run with --enclave");
+            };
+            let r = local.reshare(&members, t_new, &dealers, &Default::default(), &mut rng)?;
             let ms = progress.end();
             let mut active = members.clone();
             while active.len() > t_new {
@@ -489,6 +649,16 @@ pub fn run(args: DemoArgs) -> Result<bool> {
             t = t_new;
         }
     }
+    let enclave_info = args.enclave.map(|_| EnclaveInfo {
+        kind: "simulated",
+        hardware_protected: false,
+        processes: args.parties,
+    });
+    drop(committee);
+    #[cfg(feature = "insecure-sim")]
+    if let Some(procs) = processes {
+        procs.shutdown()?;
+    }
     let report = Report {
         ok,
         parties: args.parties,
@@ -501,6 +671,7 @@ pub fn run(args: DemoArgs) -> Result<bool> {
         output_hash: hex::encode(evaluated.hash),
         results,
         epochs,
+        enclave: enclave_info,
         phases_ms: phases,
         total_ms: total.elapsed().as_secs_f64() * 1000.0,
     };
@@ -545,6 +716,12 @@ fn print_tables(r: &Report, plan: &Plan, seed: u64) {
         "parameters {}: log q = {:.1}, p = {}; decrypted by participants {:?}",
         r.parameters, r.log_q, r.plaintext_modulus, r.decryptors
     );
+    if let Some(e) = &r.enclave {
+        println!(
+            "enclaves: {} ({} processes, one per participant), hardware_protected: {}",
+            e.kind, e.processes, e.hardware_protected
+        );
+    }
     println!();
     let w = r
         .results

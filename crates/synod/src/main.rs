@@ -1,8 +1,10 @@
 //! The `synod` command line. It parses arguments, reads and writes files and
 //! prints; every protocol step lives in the libraries (`synod-he`,
-//! `synod-circuit`, `synod-local`).
+//! `synod-circuit`, `synod-local`, `synod-tee`).
 
 mod demo;
+#[cfg(feature = "insecure-sim")]
+mod enclave;
 
 use clap::{Parser, Subcommand};
 
@@ -20,12 +22,18 @@ enum Command {
     /// Run a whole session in one process: set-up, encrypted inputs,
     /// evaluation and threshold decryption by a random t of n participants.
     Demo(demo::DemoArgs),
+    /// The enclave boundary: `serve` runs a simulated enclave process (NO
+    /// hardware protection), `attest` prints an enclave's verified claims.
+    #[cfg(feature = "insecure-sim")]
+    Enclave(enclave::EnclaveArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
+        #[cfg(feature = "insecure-sim")]
+        Command::Enclave(args) => enclave::run(args),
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,
