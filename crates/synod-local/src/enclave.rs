@@ -450,7 +450,8 @@ fn verify_peer<R: RngCore + CryptoRng>(
     .digest();
     let refuse = |why: String| {
         LocalError::Other(format!(
-            "{dealer} refuses to send its thresholdisation sub-share to {peer}: {why}"
+            "participant {dealer} refuses to send its thresholdisation sub-share to participant \
+             {peer}: {why}"
         ))
     };
     let evidence = enclave

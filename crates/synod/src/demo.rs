@@ -508,13 +508,7 @@ pub fn run(args: DemoArgs) -> Result<bool> {
                 &mut rng,
                 &mut |step| progress.note(step),
             );
-            let c = match c {
-                Ok(c) => c,
-                Err(e) => {
-                    return Err(anyhow::Error::new(e)
-                        .context(format!("set-up through enclaves failed{}", procs.logs())))
-                }
-            };
+            let c = c.context("set-up through enclave processes failed")?;
             processes = Some(procs);
             Session::Enclave(Box::new(c))
         }

@@ -383,26 +383,6 @@ impl EnclaveProcesses {
         self.children.clear();
         Ok(())
     }
-
-    /// The enclave logs, for an error message.
-    pub fn logs(&self) -> String {
-        let mut out = String::new();
-        for (p, _, _) in &self.children {
-            if let Ok(text) = std::fs::read_to_string(self.log_path(*p)) {
-                for line in text
-                    .lines()
-                    .rev()
-                    .take(3)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                {
-                    out += &format!("\n  {p}: {line}");
-                }
-            }
-        }
-        out
-    }
 }
 
 impl Drop for EnclaveProcesses {
