@@ -612,6 +612,7 @@ pub fn run(args: DemoArgs) -> Result<bool> {
                 "reshare: {what}; {t_new} of {} from now on",
                 members.len()
             ));
+            #[allow(irrefutable_let_patterns)] // without the insecure-sim feature
             let Session::Local(local) = &mut committee else {
                 bail!("--reshare cannot run with --enclave");
             };
