@@ -12,13 +12,12 @@
 use std::collections::BTreeMap;
 
 use fhe::bfv::EvaluationKey;
-use fhe_math::rns::RnsContext;
 use fhe_math::rq::{Poly, Representation, SubstitutionExponent};
 use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
 use crate::crp::{CommonRandomness, CrpPurpose};
-use crate::ring::{self, WirePoly};
+use crate::ring::WirePoly;
 use crate::secret::LinearSecret;
 use crate::shamir::EvaluationPoint;
 use crate::{glue, round, Error, Params, Result};
@@ -83,6 +82,10 @@ fn crps(params: &Params, crs: &CommonRandomness, exponent: u32) -> Result<Vec<Po
 }
 
 /// Makes this participant's shares for the Galois `elements`.
+///
+/// Row `k` is `−a_g[k]·s + w_k·σ_g(s) + e`; since the gadget value `w_k` is 1
+/// modulo prime `k` and 0 modulo the others, `w_k·σ_g(s)` is just prime `k`'s
+/// row of `σ_g(s)`. Rows are computed in parallel.
 pub fn galois_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
     params: &Params,
     crs: &CommonRandomness,
@@ -91,26 +94,49 @@ pub fn galois_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
     sender: EvaluationPoint,
     rng: &mut R,
 ) -> Result<GaloisKeyShare> {
+    use crate::kernels::{contiguous_rows, small_into, NttView, RingOps};
+    use rayon::prelude::*;
     let ctx = params.ctx(0)?;
-    let rns = RnsContext::new(params.moduli())?;
-    let s = secret.secret_ntt();
+    let ops = RingOps::of(ctx)?;
+    let (l, n) = (ops.len(), ops.degree());
+    let s_view = NttView::of(secret.secret_ntt());
+    let s = s_view.rows(l)?;
     let mut elements = elements.to_vec();
     elements.sort_unstable();
     elements.dedup();
+    // Errors for every (element, row), drawn in order before parallel work.
+    let errors = crate::relin::sample_errors(params, elements.len() * l, rng)?;
     let mut keys = Vec::new();
-    for &g in &elements {
+    for (e_index, &g) in elements.iter().enumerate() {
         let sub = SubstitutionExponent::new(ctx, g as usize)?;
-        let s_g = zeroize::Zeroizing::new(s.substitute(&sub)?);
-        let mut rows = Vec::new();
-        for (k, a) in crps(params, crs, g)?.iter().enumerate() {
-            let w = rns
-                .get_garner(k)
-                .ok_or_else(|| Error::Parameters("missing Garner coefficient".into()))?;
-            let mut h = -(a * s);
-            h += &ring::scalar_mul(&s_g, w);
-            h += &ring::error_ntt(params, ctx, rng)?;
-            rows.push(WirePoly::from_poly(&h, 0));
-        }
+        let s_g = zeroize::Zeroizing::new(secret.secret_ntt().substitute(&sub)?);
+        let s_g_view = NttView::of(&s_g);
+        let s_g_rows = s_g_view.rows(l)?;
+        let rows = (0..l)
+            .into_par_iter()
+            .map(|k| {
+                let a = crs.poly(CrpPurpose::Galois {
+                    exponent: g,
+                    row: u32::try_from(k).unwrap_or(u32::MAX),
+                })?;
+                let a = contiguous_rows(a.coefficients(), l)?;
+                let e = errors
+                    .get(e_index * l + k)
+                    .ok_or_else(|| Error::Parameters("missing error sample".into()))?;
+                let mut h = vec![0u64; l * n];
+                ops.par_rows(&mut h, |i, q, ntt, row| {
+                    small_into(q, e, row);
+                    ntt.forward(row);
+                    let mut t = zeroize::Zeroizing::new(ops.row(a, i).to_vec());
+                    q.mul_vec(&mut t, ops.row(s, i));
+                    q.sub_vec(row, &t);
+                    if i == k {
+                        q.add_vec(row, ops.row(s_g_rows, i));
+                    }
+                });
+                Ok(WirePoly::from_residues(0, h))
+            })
+            .collect::<Result<Vec<_>>>()?;
         keys.push((g, rows));
     }
     Ok(GaloisKeyShare { sender, keys })
@@ -182,4 +208,56 @@ pub fn aggregate_galois_keys(
         keys.push((g, c0, c1));
     }
     glue::evaluation_key(params, &keys)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::ring;
+    use crate::secret::AdditiveKeyShare;
+    use crate::ParameterSet;
+    use fhe_math::rns::RnsContext;
+    use rand::SeedableRng;
+
+    /// The row-wise kernel equals the textbook `Poly` computation
+    /// `−a·s + g_k·σ(s) + e` with the big-integer Garner coefficient, for the
+    /// same error samples.
+    #[test]
+    fn fast_share_equals_reference() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let crs = CommonRandomness::new(&params, [3; 32]);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        let sk = AdditiveKeyShare::generate(&params, &mut rng).unwrap();
+        let elements = vec![3u32, 4095];
+        let sender = EvaluationPoint::new(1).unwrap();
+        let mut rng_fast = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        let fast = galois_key_share(&params, &crs, &sk, &elements, sender, &mut rng_fast).unwrap();
+
+        let mut rng_ref = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        let l = params.moduli().len();
+        let errors =
+            crate::relin::sample_errors(&params, elements.len() * l, &mut rng_ref).unwrap();
+        let ctx = params.ctx(0).unwrap();
+        let rns = RnsContext::new(params.moduli()).unwrap();
+        for (ei, (g, rows)) in fast.keys.iter().enumerate() {
+            assert_eq!(*g, elements[ei]);
+            let s_g = sk
+                .ntt()
+                .substitute(&SubstitutionExponent::new(ctx, *g as usize).unwrap())
+                .unwrap();
+            for k in 0..l {
+                let a = crs
+                    .poly(CrpPurpose::Galois {
+                        exponent: *g,
+                        row: k as u32,
+                    })
+                    .unwrap();
+                let mut h = -(&a * sk.ntt());
+                h += &ring::scalar_mul(&s_g, rns.get_garner(k).unwrap());
+                h += &ring::small_to_ntt(&errors[ei * l + k], ctx).unwrap();
+                assert_eq!(rows[k], WirePoly::from_poly(&h, 0), "element {g} row {k}");
+            }
+        }
+    }
 }

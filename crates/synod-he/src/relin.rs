@@ -160,7 +160,7 @@ pub fn round1<R: RngCore + CryptoRng>(
 }
 
 /// `count` error polynomials' coefficients, drawn in order.
-fn sample_errors<R: RngCore + CryptoRng>(
+pub(crate) fn sample_errors<R: RngCore + CryptoRng>(
     params: &Params,
     count: usize,
     rng: &mut R,
