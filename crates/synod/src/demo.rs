@@ -30,7 +30,7 @@ pub struct DemoArgs {
     /// (random if absent).
     #[arg(long)]
     seed: Option<u64>,
-    /// Write each party's input as DIR/<party>.csv (header row, one record per row).
+    /// Write each party's input as `DIR/<party>.csv` (header row, one record per row).
     #[arg(long, value_name = "DIR")]
     export: Option<PathBuf>,
     /// Print one JSON object instead of tables.
