@@ -110,7 +110,9 @@ pub trait Enclave {
     fn relin_round1(&mut self) -> Result<Round1Share>;
     /// Rotation (Galois) key shares for `elements`, from the additive share.
     fn galois_key_share(&mut self, _elements: &[u32]) -> Result<GaloisKeyShare> {
-        Err(Error::Unsupported("rotation keys: not implemented by this backend"))
+        Err(Error::Unsupported(
+            "rotation keys: not implemented by this backend",
+        ))
     }
     /// Relinearisation-key round 2, from every participant's round-1 share.
     fn relin_round2(&mut self, round1: Vec<Round1Share>) -> Result<Round2Share>;

@@ -613,7 +613,8 @@ pub fn run(args: DemoArgs) -> Result<bool> {
                 members.len()
             ));
             #[allow(irrefutable_let_patterns)] // without the insecure-sim feature
-            let Session::Local(local) = &mut committee else {
+            let Session::Local(local) = &mut committee
+            else {
                 bail!("--reshare cannot run with --enclave");
             };
             let r = local.reshare(&members, t_new, &dealers, &Default::default(), &mut rng)?;
