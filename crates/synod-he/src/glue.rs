@@ -17,9 +17,10 @@ use prost::Message;
 use crate::{Error, Params, Result};
 
 fn ksk_proto(c0: &[Poly], c1: &[Poly]) -> pb::KeySwitchingKey {
+    use rayon::prelude::*;
     pb::KeySwitchingKey {
-        c0: c0.iter().map(|p| p.to_bytes()).collect(),
-        c1: c1.iter().map(|p| p.to_bytes()).collect(),
+        c0: c0.par_iter().map(|p| p.to_bytes()).collect(),
+        c1: c1.par_iter().map(|p| p.to_bytes()).collect(),
         seed: Vec::new(),
         ciphertext_level: 0,
         ksk_level: 0,

@@ -212,14 +212,35 @@ impl LocalCommittee {
             None
         } else {
             progress("rotation keys");
-            let mut envs = Vec::new();
+            let trace = std::env::var_os("SYNOD_TRACE").is_some();
+            let t0 = Instant::now();
+            let mut shares_out = Vec::new();
             for (&x, sk) in members.iter().zip(&additive) {
-                let share = galois::galois_key_share(params, &crs, sk, galois_elements, x, rng)?;
-                envs.push(relay.broadcast(x, ProtocolName::GaloisKeyGen, 1, &share)?);
+                shares_out.push((
+                    x,
+                    galois::galois_key_share(params, &crs, sk, galois_elements, x, rng)?,
+                ));
             }
+            let t1 = Instant::now();
+            let mut envs = Vec::new();
+            for (x, share) in &shares_out {
+                envs.push(relay.broadcast(*x, ProtocolName::GaloisKeyGen, 1, share)?);
+            }
+            drop(shares_out);
+            let t2 = Instant::now();
             let shares = relay.deliver(&members, &envs, ProtocolName::GaloisKeyGen, 1)?;
             relay.end_round();
+            let t3 = Instant::now();
             let ek = galois::aggregate_galois_keys(params, &crs, &members, shares)?;
+            if trace {
+                eprintln!(
+                    "rotation keys: shares {:.0} ms, sign {:.0} ms, verify+decode {:.0} ms, aggregate {:.0} ms",
+                    (t1 - t0).as_secs_f64() * 1e3,
+                    (t2 - t1).as_secs_f64() * 1e3,
+                    (t3 - t2).as_secs_f64() * 1e3,
+                    t3.elapsed().as_secs_f64() * 1e3
+                );
+            }
             phases.push(clock.lap("rotation keys", &relay));
             Some(ek)
         };

@@ -307,20 +307,10 @@ impl Relay {
         })
     }
 
-    /// `at` checks a broadcast envelope without decoding it (a participant
-    /// that does not aggregate this round still verifies what it relays on).
-    pub(crate) fn check(
-        &mut self,
-        at: EvaluationPoint,
-        env: &SignedEnvelope,
-        protocol: ProtocolName,
-        round: u16,
-    ) -> Result<()> {
-        self.verify(at, env, protocol, round, Recipient::Broadcast)
-    }
-
     /// Delivers a round of broadcasts: every participant in `receivers`
-    /// verifies every envelope; the first one decodes them.
+    /// verifies every envelope (the receivers in parallel, as separate nodes
+    /// would), each envelope is recorded in the transcript once, and the
+    /// payloads are decoded.
     pub(crate) fn deliver<T: DeserializeOwned>(
         &mut self,
         receivers: &[EvaluationPoint],
@@ -328,17 +318,53 @@ impl Relay {
         protocol: ProtocolName,
         round: u16,
     ) -> Result<Vec<T>> {
+        use rayon::prelude::*;
+        let mut checks = Vec::with_capacity(envelopes.len());
+        for env in envelopes {
+            let sender = env.context().sender;
+            let (key, _) = self
+                .directory
+                .get(&sender)
+                .ok_or_else(|| LocalError::Other(format!("message from unregistered {sender}")))?;
+            let expected = ExpectedContext {
+                session: self.session,
+                epoch: self.epoch,
+                protocol,
+                round: Round(round),
+                sender,
+                recipient: Recipient::Broadcast,
+                prev_round_hash: self.transcript.round_hash(),
+            };
+            checks.push((env, expected, *key));
+        }
+        for at in receivers {
+            if !self.members.contains_key(at) {
+                return Err(LocalError::Other(format!("{at} is not registered")));
+            }
+        }
+        let mut guards: Vec<&mut Member> = self
+            .members
+            .iter_mut()
+            .filter(|(p, _)| receivers.contains(p))
+            .map(|(_, m)| m)
+            .collect();
+        guards.par_iter_mut().try_for_each(|m| {
+            for (env, expected, key) in &checks {
+                env.verify_and_record(expected, key, &mut m.guard)?;
+            }
+            Ok::<(), LocalError>(())
+        })?;
         let mut out = Vec::with_capacity(envelopes.len());
         for env in envelopes {
-            let mut decoded = None;
-            for &at in receivers {
-                if decoded.is_none() {
-                    decoded = Some(self.accept::<T>(at, env, protocol, round)?);
-                } else {
-                    self.check(at, env, protocol, round)?;
-                }
+            if self.recorded.insert(env.context().encode()) {
+                self.transcript.record_envelope(env)?;
             }
-            out.extend(decoded);
+            out.push(
+                postcard::from_bytes(env.payload()).map_err(|e| LocalError::Decode {
+                    sender: env.context().sender.get(),
+                    reason: e.to_string(),
+                })?,
+            );
         }
         Ok(out)
     }
