@@ -313,49 +313,15 @@ impl EnclaveCommittee {
         owners: &BTreeMap<String, EvaluationPoint>,
         rng: &mut R,
     ) -> Result<BTreeMap<ColumnRef, Vec<Ciphertext>>> {
-        use fhe_traits::{DeserializeParametrized, Serialize as _};
-        let mut uploads = Vec::new();
-        for (c, v) in columns {
-            let owner = *owners
-                .get(&c.party)
-                .ok_or_else(|| LocalError::Other(format!("no participant owns {c}")))?;
-            let cts = synod_he::encoding::encrypt_signed(&self.params, &self.public_key, v, rng)?;
-            let bytes: Vec<Vec<u8>> = cts.iter().map(|ct| ct.to_bytes()).collect();
-            uploads.push((
-                c.clone(),
-                self.relay
-                    .broadcast(owner, ProtocolName::Input, 1, &(c, bytes))?,
-            ));
-        }
-        let evaluator = *self
-            .committee
-            .members()
-            .first()
-            .ok_or_else(|| LocalError::Other("empty committee".into()))?;
-        let mut out = BTreeMap::new();
-        for (c, env) in uploads {
-            let (claimed, bytes): (ColumnRef, Vec<Vec<u8>>) =
-                self.relay.accept(evaluator, &env, ProtocolName::Input, 1)?;
-            if claimed != c
-                || owners.get(&claimed.party).map(|p| p.get()) != Some(env.context().sender.get())
-            {
-                return Err(LocalError::Other(format!(
-                    "{} uploaded a column it does not own ({claimed})",
-                    env.context().sender
-                )));
-            }
-            let cts = bytes
-                .iter()
-                .map(|b| Ciphertext::from_bytes(b, self.params.bfv()))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| LocalError::Decode {
-                    sender: env.context().sender.get(),
-                    reason: e.to_string(),
-                })?;
-            out.insert(c, cts);
-        }
-        self.relay.end_round();
-        Ok(out)
+        crate::upload_inputs(
+            &self.params,
+            &self.public_key,
+            &self.committee,
+            &mut self.relay,
+            columns,
+            owners,
+            rng,
+        )
     }
 
     /// Evaluates `plan` on encrypted inputs (no key material involved).
@@ -404,27 +370,10 @@ impl EnclaveCommittee {
         outputs: &EvaluatedOutputs,
         active: &[EvaluationPoint],
     ) -> Result<Vec<Vec<i128>>> {
-        let presented = synod_circuit::eval::output_hash(&self.params, &outputs.ciphertexts)?;
-        if presented != outputs.hash {
-            return Err(LocalError::Other(
-                "refusing to decrypt: the ciphertexts are not the agreed evaluation's output"
-                    .into(),
-            ));
-        }
-        let mut all = Vec::new();
-        for (agg, cts) in plan.aggregates().iter().zip(&outputs.ciphertexts) {
-            let mut values = Vec::new();
-            for ct in cts {
-                let pt = self.decrypt(active, ct, &agg.flooding)?;
-                values.extend(
-                    synod_he::encoding::decode_signed(&self.params, &pt)?
-                        .into_iter()
-                        .map(i128::from),
-                );
-            }
-            all.push(values);
-        }
-        Ok(all)
+        let params = self.params.clone();
+        crate::decrypt_aggregates(&params, plan, outputs, |ct, flooding| {
+            self.decrypt(active, ct, flooding)
+        })
     }
 }
 

@@ -390,49 +390,16 @@ impl LocalCommittee {
         owners: &BTreeMap<String, EvaluationPoint>,
         rng: &mut R,
     ) -> Result<BTreeMap<ColumnRef, Vec<Ciphertext>>> {
-        use fhe_traits::{DeserializeParametrized, Serialize as _};
         let mut relay = self.relay()?;
-        let mut uploads = Vec::new();
-        for (c, v) in columns {
-            let owner = *owners
-                .get(&c.party)
-                .ok_or_else(|| LocalError::Other(format!("no participant owns {c}")))?;
-            let cts = synod_he::encoding::encrypt_signed(&self.params, &self.public_key, v, rng)?;
-            let bytes: Vec<Vec<u8>> = cts.iter().map(|ct| ct.to_bytes()).collect();
-            uploads.push((
-                c.clone(),
-                relay.broadcast(owner, ProtocolName::Input, 1, &(c, bytes))?,
-            ));
-        }
-        let evaluator = self
-            .participants
-            .first()
-            .map(|p| p.point)
-            .ok_or_else(|| LocalError::Other("empty committee".into()))?;
-        let mut out = BTreeMap::new();
-        for (c, env) in uploads {
-            let (claimed, bytes): (ColumnRef, Vec<Vec<u8>>) =
-                relay.accept(evaluator, &env, ProtocolName::Input, 1)?;
-            if claimed != c
-                || owners.get(&claimed.party).map(|p| p.get()) != Some(env.context().sender.get())
-            {
-                return Err(LocalError::Other(format!(
-                    "{} uploaded a column it does not own ({claimed})",
-                    env.context().sender
-                )));
-            }
-            let cts = bytes
-                .iter()
-                .map(|b| Ciphertext::from_bytes(b, self.params.bfv()))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| LocalError::Decode {
-                    sender: env.context().sender.get(),
-                    reason: e.to_string(),
-                })?;
-            out.insert(c, cts);
-        }
-        relay.end_round();
-        Ok(out)
+        upload_inputs(
+            &self.params,
+            &self.public_key,
+            &self.committee,
+            &mut relay,
+            columns,
+            owners,
+            rng,
+        )
     }
 
     /// Evaluates `plan` on encrypted inputs (as the evaluator would); every
@@ -462,30 +429,97 @@ impl LocalCommittee {
         active: &[EvaluationPoint],
         rng: &mut R,
     ) -> Result<Vec<Vec<i128>>> {
-        let presented = synod_circuit::eval::output_hash(&self.params, &outputs.ciphertexts)?;
-        if presented != outputs.hash {
-            return Err(LocalError::Other(
-                "refusing to decrypt: the ciphertexts are not the agreed evaluation's output"
-                    .into(),
-            ));
-        }
-        plan.aggregates()
-            .iter()
-            .zip(&outputs.ciphertexts)
-            .map(|(agg, cts)| {
-                let mut values = Vec::new();
-                for ct in cts {
-                    let pt = self.decrypt(active, ct, &agg.flooding, rng)?;
-                    values.extend(
-                        synod_he::encoding::decode_signed(&self.params, &pt)?
-                            .into_iter()
-                            .map(i128::from),
-                    );
-                }
-                Ok(values)
-            })
-            .collect()
+        decrypt_aggregates(&self.params, plan, outputs, |ct, flooding| {
+            self.decrypt(active, ct, flooding, rng)
+        })
     }
+}
+
+/// Each column's owner encrypts it under `pk` and uploads it as a signed
+/// broadcast; the evaluator (the committee's first member) verifies each
+/// upload, checks that its sender owns the column, and parses the
+/// ciphertexts with the session's parameters.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn upload_inputs<R: RngCore + CryptoRng>(
+    params: &Params,
+    pk: &PublicKey,
+    committee: &Committee,
+    relay: &mut Relay,
+    columns: &BTreeMap<ColumnRef, Vec<i64>>,
+    owners: &BTreeMap<String, EvaluationPoint>,
+    rng: &mut R,
+) -> Result<BTreeMap<ColumnRef, Vec<Ciphertext>>> {
+    use fhe_traits::{DeserializeParametrized, Serialize as _};
+    let mut uploads = Vec::new();
+    for (c, v) in columns {
+        let owner = *owners
+            .get(&c.party)
+            .ok_or_else(|| LocalError::Other(format!("no participant owns {c}")))?;
+        let cts = synod_he::encoding::encrypt_signed(params, pk, v, rng)?;
+        let bytes: Vec<Vec<u8>> = cts.iter().map(|ct| ct.to_bytes()).collect();
+        uploads.push((
+            c.clone(),
+            relay.broadcast(owner, ProtocolName::Input, 1, &(c, bytes))?,
+        ));
+    }
+    let evaluator = *committee
+        .members()
+        .first()
+        .ok_or_else(|| LocalError::Other("empty committee".into()))?;
+    let mut out = BTreeMap::new();
+    for (c, env) in uploads {
+        let (claimed, bytes): (ColumnRef, Vec<Vec<u8>>) =
+            relay.accept(evaluator, &env, ProtocolName::Input, 1)?;
+        if claimed != c
+            || owners.get(&claimed.party).map(|p| p.get()) != Some(env.context().sender.get())
+        {
+            return Err(LocalError::Other(format!(
+                "{} uploaded a column it does not own ({claimed})",
+                env.context().sender
+            )));
+        }
+        let cts = bytes
+            .iter()
+            .map(|b| Ciphertext::from_bytes(b, params.bfv()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| LocalError::Decode {
+                sender: env.context().sender.get(),
+                reason: e.to_string(),
+            })?;
+        out.insert(c, cts);
+    }
+    relay.end_round();
+    Ok(out)
+}
+
+/// Decrypts every aggregate of `outputs` with `decrypt_one`, after checking
+/// that the ciphertexts are the agreed evaluation's output.
+pub(crate) fn decrypt_aggregates(
+    params: &Params,
+    plan: &Plan,
+    outputs: &EvaluatedOutputs,
+    mut decrypt_one: impl FnMut(&Ciphertext, &Flooding) -> Result<fhe::bfv::Plaintext>,
+) -> Result<Vec<Vec<i128>>> {
+    let presented = synod_circuit::eval::output_hash(params, &outputs.ciphertexts)?;
+    if presented != outputs.hash {
+        return Err(LocalError::Other(
+            "refusing to decrypt: the ciphertexts are not the agreed evaluation's output".into(),
+        ));
+    }
+    let mut all = Vec::new();
+    for (agg, cts) in plan.aggregates().iter().zip(&outputs.ciphertexts) {
+        let mut values = Vec::new();
+        for ct in cts {
+            let pt = decrypt_one(ct, &agg.flooding)?;
+            values.extend(
+                synod_he::encoding::decode_signed(params, &pt)?
+                    .into_iter()
+                    .map(i128::from),
+            );
+        }
+        all.push(values);
+    }
+    Ok(all)
 }
 
 /// Threshold decryption by `active` members of `committee`, through `relay`.

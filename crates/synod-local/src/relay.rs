@@ -259,6 +259,33 @@ impl Relay {
         Ok(out)
     }
 
+    /// What a receiver expects of `sender`'s message in this round, with the
+    /// key that must have signed it.
+    fn expected(
+        &self,
+        sender: ParticipantId,
+        protocol: ProtocolName,
+        round: u16,
+        recipient: Recipient,
+    ) -> Result<(ExpectedContext, IdentityPublicKey)> {
+        let (key, _) = self
+            .directory
+            .get(&sender)
+            .ok_or_else(|| LocalError::Other(format!("message from unregistered {sender}")))?;
+        Ok((
+            ExpectedContext {
+                session: self.session,
+                epoch: self.epoch,
+                protocol,
+                round: Round(round),
+                sender,
+                recipient,
+                prev_round_hash: self.transcript.round_hash(),
+            },
+            *key,
+        ))
+    }
+
     fn verify(
         &mut self,
         at: EvaluationPoint,
@@ -267,25 +294,12 @@ impl Relay {
         round: u16,
         recipient: Recipient,
     ) -> Result<()> {
-        let sender = env.context().sender;
-        let (key, _) = self
-            .directory
-            .get(&sender)
-            .ok_or_else(|| LocalError::Other(format!("message from unregistered {sender}")))?;
-        let expected = ExpectedContext {
-            session: self.session,
-            epoch: self.epoch,
-            protocol,
-            round: Round(round),
-            sender,
-            recipient,
-            prev_round_hash: self.transcript.round_hash(),
-        };
+        let (expected, key) = self.expected(env.context().sender, protocol, round, recipient)?;
         let m = self
             .members
             .get_mut(&at)
             .ok_or_else(|| LocalError::Other(format!("{at} is not registered")))?;
-        env.verify_and_record(&expected, key, &mut m.guard)?;
+        env.verify_and_record(&expected, &key, &mut m.guard)?;
         if self.recorded.insert(env.context().encode()) {
             self.transcript.record_envelope(env)?;
         }
@@ -321,21 +335,9 @@ impl Relay {
         use rayon::prelude::*;
         let mut checks = Vec::with_capacity(envelopes.len());
         for env in envelopes {
-            let sender = env.context().sender;
-            let (key, _) = self
-                .directory
-                .get(&sender)
-                .ok_or_else(|| LocalError::Other(format!("message from unregistered {sender}")))?;
-            let expected = ExpectedContext {
-                session: self.session,
-                epoch: self.epoch,
-                protocol,
-                round: Round(round),
-                sender,
-                recipient: Recipient::Broadcast,
-                prev_round_hash: self.transcript.round_hash(),
-            };
-            checks.push((env, expected, *key));
+            let (expected, key) =
+                self.expected(env.context().sender, protocol, round, Recipient::Broadcast)?;
+            checks.push((env, expected, key));
         }
         for at in receivers {
             if !self.members.contains_key(at) {

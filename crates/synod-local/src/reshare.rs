@@ -95,6 +95,28 @@ impl Trace {
     }
 }
 
+/// Delivers a round of list-valued broadcasts, keeping only the items each
+/// sender made in its own name (`author` says who an item speaks for).
+fn deliver_own<T: serde::de::DeserializeOwned>(
+    relay: &mut crate::relay::Relay,
+    receivers: &[EvaluationPoint],
+    envelopes: &[SignedEnvelope],
+    round: u16,
+    author: impl Fn(&T) -> EvaluationPoint,
+) -> Result<Vec<T>> {
+    let lists: Vec<Vec<T>> = relay.deliver(receivers, envelopes, ProtocolName::Reshare, round)?;
+    Ok(lists
+        .into_iter()
+        .zip(envelopes)
+        .flat_map(|(list, env)| {
+            let sender = env.context().sender.get();
+            list.into_iter()
+                .filter(|item| author(item).get() == sender)
+                .collect::<Vec<_>>()
+        })
+        .collect())
+}
+
 fn points(v: &[EvaluationPoint]) -> Vec<u32> {
     v.iter().map(|p| p.get()).collect()
 }
@@ -257,16 +279,14 @@ impl LocalCommittee {
             }
             members.insert(me, state);
         }
-        let complaints: Vec<Complaint> = relay
-            .deliver::<Vec<Complaint>>(&everyone, &complaint_envs, ProtocolName::Reshare, 3)?
-            .into_iter()
-            .zip(&complaint_envs)
-            .flat_map(|(list, env)| {
-                // A member complains only in its own name.
-                let sender = env.context().sender.get();
-                list.into_iter().filter(move |c| c.accuser.get() == sender)
-            })
-            .collect();
+        // A member complains only in its own name.
+        let complaints: Vec<Complaint> = deliver_own(
+            &mut relay,
+            &everyone,
+            &complaint_envs,
+            3,
+            |c: &Complaint| c.accuser,
+        )?;
         relay.end_round();
 
         trace.mark("checks and complaints");
@@ -278,16 +298,11 @@ impl LocalCommittee {
                 open_envs.push(relay.broadcast(d, ProtocolName::Reshare, 4, &openings)?);
             }
         }
-        let openings: Vec<Opening> = relay
-            .deliver::<Vec<Opening>>(&everyone, &open_envs, ProtocolName::Reshare, 4)?
-            .into_iter()
-            .zip(&open_envs)
-            .flat_map(|(list, env)| {
-                let sender = env.context().sender.get();
-                list.into_iter()
-                    .filter(move |o| o.subshare.dealer.get() == sender)
-            })
-            .collect();
+        // A dealer opens only its own values.
+        let openings: Vec<Opening> =
+            deliver_own(&mut relay, &everyone, &open_envs, 4, |o: &Opening| {
+                o.subshare.dealer
+            })?;
         relay.end_round();
         drop(states);
 
