@@ -337,6 +337,14 @@ pub fn run(args: DemoArgs) -> Result<bool> {
             args.threshold
         );
     }
+    if args.reshare && args.parties <= args.threshold {
+        bail!(
+            "--reshare needs at least t+1 participants so that one can leave \
+             (--parties {} --threshold {})",
+            args.parties,
+            args.threshold
+        );
+    }
     if args.enclave.is_some() && args.reshare {
         bail!(
             "--reshare cannot run with --enclave: resharing inside enclaves is not implemented \

@@ -126,6 +126,9 @@ fn bad_arguments_fail_with_a_readable_message() {
         stderr.contains("--threshold must be between 1 and --parties"),
         "{stderr}"
     );
+    let (code, _, stderr) = synod(&["demo", "--parties", "3", "--threshold", "3", "--reshare"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--reshare needs at least t+1"), "{stderr}");
 
     let dir = std::env::temp_dir().join(format!("synod-demo-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
