@@ -11,7 +11,7 @@
 //! by value.
 //!
 //! It must never do I/O, and it must never hold a whole secret key outside the
-//! test-only [`oracle`] (behind the `insecure-test-params` feature).
+//! test-only `oracle` module (behind the `insecure-test-params` feature).
 
 pub mod crp;
 pub mod decrypt;
