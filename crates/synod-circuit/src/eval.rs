@@ -8,8 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use fhe::bfv::{Ciphertext, Encoding, EvaluationKey, Plaintext, RelinearizationKey};
+use fhe::bfv::{Ciphertext, Encoding, Plaintext, RelinearizationKey};
 use fhe_traits::FheEncoder;
+use synod_he::galois::GaloisKeys;
 use synod_he::Params;
 
 use crate::expr::{ColumnRef, Expr};
@@ -31,7 +32,7 @@ pub struct EvaluatedOutputs {
 pub struct Evaluator<'a> {
     plan: &'a Plan,
     mult: synod_he::relin::Multiplier,
-    galois: Option<&'a EvaluationKey>,
+    galois: Option<&'a GaloisKeys>,
 }
 
 enum Value {
@@ -46,7 +47,7 @@ impl<'a> Evaluator<'a> {
     pub fn new(
         plan: &'a Plan,
         rlk: &RelinearizationKey,
-        galois: Option<&'a EvaluationKey>,
+        galois: Option<&'a GaloisKeys>,
     ) -> Result<Self> {
         if galois.is_none() && !plan.galois_elements()?.is_empty() {
             return Err(CircuitError::Inputs(
@@ -156,7 +157,7 @@ impl<'a> Evaluator<'a> {
                 let gk = self.galois_key()?;
                 let mut out = Vec::new();
                 for ct in self.enc(a, inputs)? {
-                    out.push(gk.rotates_columns_by(&ct, *k)?);
+                    out.push(gk.rotate_columns(&ct, *k)?);
                 }
                 Value::Enc(out)
             }
@@ -170,7 +171,7 @@ impl<'a> Evaluator<'a> {
                 for ct in iter {
                     acc += &ct;
                 }
-                Value::Enc(vec![gk.computes_inner_sum(&acc)?])
+                Value::Enc(vec![gk.inner_sum(&acc)?])
             }
         })
     }
@@ -188,7 +189,7 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn galois_key(&self) -> Result<&EvaluationKey> {
+    fn galois_key(&self) -> Result<&GaloisKeys> {
         self.galois
             .ok_or_else(|| CircuitError::Inputs("no Galois keys for a sum or rotation".into()))
     }

@@ -220,6 +220,65 @@ mod tests {
     use fhe_math::rns::RnsContext;
     use rand::SeedableRng;
 
+    /// Our key switching gives exactly fhe.rs's rotations and inner sum with
+    /// the same keys.
+    #[test]
+    fn own_rotations_equal_fhe_rotations() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let crs = CommonRandomness::new(&params, [4; 32]);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
+        let pts: Vec<_> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
+        let mut elements = inner_sum_elements(&params);
+        elements.push(rotation_element(&params, 5).unwrap());
+        let shares: Vec<_> = pts
+            .iter()
+            .map(|&x| {
+                let sk = AdditiveKeyShare::generate(&params, &mut rng).unwrap();
+                galois_key_share(&params, &crs, &sk, &elements, x, &mut rng).unwrap()
+            })
+            .collect();
+        let ours = aggregate_galois_key_rows(&params, &crs, &pts, shares.clone()).unwrap();
+        let theirs = aggregate_galois_keys(&params, &crs, &pts, shares).unwrap();
+        let ctx = params.ctx(0).unwrap();
+        let ct = fhe::bfv::Ciphertext::new(
+            vec![
+                Poly::random(ctx, Representation::Ntt, &mut rng),
+                Poly::random(ctx, Representation::Ntt, &mut rng),
+            ],
+            params.bfv(),
+        )
+        .unwrap();
+        // Compare residues (fhe.rs also carries variable-time flags).
+        let same = |a: &fhe::bfv::Ciphertext, b: &fhe::bfv::Ciphertext| {
+            a.len() == b.len()
+                && a.iter().zip(b.iter()).all(|(x, y)| {
+                    let (mut x, mut y) = (x.clone(), y.clone());
+                    x.change_representation(Representation::Ntt);
+                    y.change_representation(Representation::Ntt);
+                    x.coefficients() == y.coefficients()
+                })
+        };
+        assert!(ours.supports_inner_sum());
+        let r1 = ours.apply(&ct, 4095).unwrap();
+        let r2 = theirs.rotates_rows(&ct).unwrap();
+        assert!(same(&r1, &r2), "row rotation");
+        assert!(same(
+            &ours.inner_sum(&ct).unwrap(),
+            &theirs.computes_inner_sum(&ct).unwrap()
+        ));
+        assert!(same(
+            &ours.rotate_columns(&ct, 5).unwrap(),
+            &theirs.rotates_columns_by(&ct, 5).unwrap()
+        ));
+        assert!(ours.rotate_columns(&ct, 6).is_err(), "no key for 6");
+        // The fhe.rs form of our keys behaves the same.
+        let converted = ours.to_fhe().unwrap();
+        assert!(same(
+            &converted.computes_inner_sum(&ct).unwrap(),
+            &theirs.computes_inner_sum(&ct).unwrap()
+        ));
+    }
+
     /// The row-wise kernel equals the textbook `Poly` computation
     /// `−a·s + g_k·σ(s) + e` with the big-integer Garner coefficient, for the
     /// same error samples.
@@ -260,4 +319,291 @@ mod tests {
             }
         }
     }
+}
+
+/// Galois keys held as residue matrices, with this crate's own key switching
+/// (the algorithm of fhe.rs's `GaloisKey::relinearize`: RNS-gadget digits,
+/// NTT per prime, products with precomputed Shoup constants), so that keys
+/// aggregated from shares are used directly, without a round trip through
+/// fhe.rs's protobuf constructors, and the per-prime work runs in parallel.
+/// Results are bit-identical to fhe.rs's `EvaluationKey` (tested).
+pub struct GaloisKeys {
+    params: Params,
+    ops: std::sync::Arc<crate::kernels::RingOps>,
+    keys: BTreeMap<u32, KeyRows>,
+}
+
+/// One Galois key: per gadget digit `k`, the rows `c0[k]`, `c1[k]` (NTT,
+/// `L × N`) and their Shoup constants.
+struct KeyRows {
+    c0: Vec<Vec<u64>>,
+    c0_shoup: Vec<Vec<u64>>,
+    c1: Vec<Vec<u64>>,
+    c1_shoup: Vec<Vec<u64>>,
+}
+
+impl std::fmt::Debug for GaloisKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GaloisKeys")
+            .field("elements", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl GaloisKeys {
+    /// The Galois elements covered.
+    pub fn elements(&self) -> Vec<u32> {
+        self.keys.keys().copied().collect()
+    }
+
+    /// Whether `ct`'s slots can be summed (every inner-sum element present).
+    pub fn supports_inner_sum(&self) -> bool {
+        inner_sum_elements(&self.params)
+            .iter()
+            .all(|g| self.keys.contains_key(g))
+    }
+
+    /// Applies the automorphism `X ↦ X^g` to a level-0 ciphertext and
+    /// switches it back to the collective key.
+    pub fn apply(&self, ct: &fhe::bfv::Ciphertext, g: u32) -> Result<fhe::bfv::Ciphertext> {
+        use rayon::prelude::*;
+        let key = self
+            .keys
+            .get(&g)
+            .ok_or_else(|| Error::Parameters(format!("no Galois key for element {g}")))?;
+        let (c0, c1) = match (ct.first(), ct.get(1), ct.len()) {
+            (Some(c0), Some(c1), 2) => (c0, c1),
+            _ => {
+                return Err(Error::Parameters(
+                    "only 2-polynomial ciphertexts can be rotated".into(),
+                ))
+            }
+        };
+        let ctx = self.params.ctx(0)?;
+        if c0.ctx() != ctx {
+            return Err(Error::Parameters(
+                "rotation needs a level-0 ciphertext".into(),
+            ));
+        }
+        let sub = SubstitutionExponent::new(ctx, g as usize)?;
+        let mut c0g = c0.substitute(&sub)?;
+        let mut c1g = c1.substitute(&sub)?;
+        c1g.change_representation(Representation::PowerBasis);
+        let ops = &self.ops;
+        let (l, n) = (ops.len(), ops.degree());
+        let digits = crate::kernels::contiguous_rows(c1g.coefficients(), l)?.to_vec();
+        // Per prime i (in parallel): Σ_k NTT_i(digit_k mod q_i) ⊙ key[k].
+        let mut acc0 = vec![0u64; l * n];
+        let mut acc1 = vec![0u64; l * n];
+        acc0.par_chunks_mut(n)
+            .zip(acc1.par_chunks_mut(n))
+            .zip(ops.moduli().par_iter().zip(ops.ntt().par_iter()))
+            .enumerate()
+            .for_each(|(i, ((a0, a1), (q, ntt)))| {
+                let mut t = vec![0u64; n];
+                for (k, digit) in digits.chunks(n).enumerate() {
+                    t.copy_from_slice(digit);
+                    q.reduce_vec(&mut t);
+                    ntt.forward(&mut t);
+                    fn row(m: &[Vec<u64>], k: usize, i: usize, n: usize) -> &[u64] {
+                        m.get(k)
+                            .and_then(|r| r.get(i * n..(i + 1) * n))
+                            .unwrap_or(&[])
+                    }
+                    let mut u = t.clone();
+                    q.mul_shoup_vec(&mut u, row(&key.c0, k, i, n), row(&key.c0_shoup, k, i, n));
+                    q.add_vec(a0, &u);
+                    q.mul_shoup_vec(&mut t, row(&key.c1, k, i, n), row(&key.c1_shoup, k, i, n));
+                    q.add_vec(a1, &t);
+                }
+            });
+        let to_poly = |m: Vec<u64>| -> Result<fhe_math::rq::Poly> {
+            let arr = ndarray::Array2::from_shape_vec((l, n), m)
+                .map_err(|e| Error::Parameters(e.to_string()))?;
+            Ok(
+                <fhe_math::rq::Poly as fhe_math::rq::traits::TryConvertFrom<_>>::try_convert_from(
+                    arr,
+                    ctx,
+                    false,
+                    Representation::Ntt,
+                )?,
+            )
+        };
+        c0g += &to_poly(acc0)?;
+        let c1_out = to_poly(acc1)?;
+        Ok(fhe::bfv::Ciphertext::new(
+            vec![c0g, c1_out],
+            self.params.bfv(),
+        )?)
+    }
+
+    /// Rotates the columns left by `steps` (`0 < steps < N/2`).
+    pub fn rotate_columns(
+        &self,
+        ct: &fhe::bfv::Ciphertext,
+        steps: usize,
+    ) -> Result<fhe::bfv::Ciphertext> {
+        self.apply(ct, rotation_element(&self.params, steps)?)
+    }
+
+    /// Sums all N slots into every slot (fhe.rs's `computes_inner_sum`).
+    pub fn inner_sum(&self, ct: &fhe::bfv::Ciphertext) -> Result<fhe::bfv::Ciphertext> {
+        let n = self.params.degree() as u64;
+        let mut out = ct.clone();
+        let mut i = 1u64;
+        while i < n / 2 {
+            let g = pow_mod(3, i, 2 * n) as u32;
+            let r = self.apply(&out, g)?;
+            out += &r;
+            i *= 2;
+        }
+        let r = self.apply(&out, (2 * n - 1) as u32)?;
+        out += &r;
+        Ok(out)
+    }
+
+    /// The same keys as an fhe.rs `EvaluationKey` (through its protobuf form).
+    pub fn to_fhe(&self) -> Result<EvaluationKey> {
+        let ctx = self.params.ctx(0)?;
+        let (l, n) = (self.ops.len(), self.ops.degree());
+        let to_polys = |rows: &[Vec<u64>]| -> Result<Vec<Poly>> {
+            rows.iter()
+                .map(|m| {
+                    let arr = ndarray::Array2::from_shape_vec((l, n), m.clone())
+                        .map_err(|e| Error::Parameters(e.to_string()))?;
+                    let mut p =
+                        <Poly as fhe_math::rq::traits::TryConvertFrom<_>>::try_convert_from(
+                            arr,
+                            ctx,
+                            false,
+                            Representation::Ntt,
+                        )?;
+                    p.change_representation(Representation::NttShoup);
+                    Ok(p)
+                })
+                .collect()
+        };
+        let mut keys = Vec::new();
+        for (g, k) in &self.keys {
+            keys.push((*g, to_polys(&k.c0)?, to_polys(&k.c1)?));
+        }
+        glue::evaluation_key(&self.params, &keys)
+    }
+}
+
+/// One gadget digit of a key: `c0`, its Shoup constants, `c1`, its Shoup constants.
+type DigitRows = (Vec<u64>, Vec<u64>, Vec<u64>, Vec<u64>);
+
+/// Sums the shares of exactly `expected` into [`GaloisKeys`].
+pub fn aggregate_galois_key_rows(
+    params: &Params,
+    crs: &CommonRandomness,
+    expected: &[EvaluationPoint],
+    shares: impl IntoIterator<Item = GaloisKeyShare>,
+) -> Result<GaloisKeys> {
+    use rayon::prelude::*;
+    const WHAT: &str = "Galois key share";
+    let shares = round::collect(
+        expected,
+        shares.into_iter().map(|s| (s.sender, s)),
+        WHAT,
+        "the rotation-key set",
+    )?;
+    let ctx = params.ctx(0)?;
+    let ops = crate::kernels::RingOps::of(ctx)?;
+    let l = params.moduli().len();
+    // Validate every share's shape first (errors name the sender).
+    let mut elements: Option<Vec<u32>> = None;
+    for (sender, share) in &shares {
+        let els: Vec<u32> = share.keys.iter().map(|(g, _)| *g).collect();
+        let mut sorted = els.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != els.len() {
+            return Err(Error::Malformed {
+                sender: *sender,
+                what: WHAT,
+                reason: "an element appears twice".into(),
+            });
+        }
+        for (_, rows) in &share.keys {
+            if rows.len() != l {
+                return Err(Error::Malformed {
+                    sender: *sender,
+                    what: WHAT,
+                    reason: format!("{} gadget rows where {l} were expected", rows.len()),
+                });
+            }
+            for r in rows {
+                r.check(params, 0, *sender, WHAT)?;
+            }
+        }
+        match &elements {
+            None => elements = Some(sorted),
+            Some(e) if *e != sorted => {
+                return Err(Error::Malformed {
+                    sender: *sender,
+                    what: WHAT,
+                    reason: "covers other Galois elements than its peers".into(),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    let elements = elements.unwrap_or_default();
+    let mut keys = BTreeMap::new();
+    for g in elements {
+        let rows: Vec<DigitRows> = (0..l)
+            .into_par_iter()
+            .map(|k| {
+                let mut c0 = vec![0u64; l * ops.degree()];
+                for share in shares.values() {
+                    let w = share
+                        .keys
+                        .iter()
+                        .find(|(e, _)| *e == g)
+                        .and_then(|(_, rows)| rows.get(k))
+                        .ok_or_else(|| Error::Parameters("missing row".into()))?;
+                    for ((acc, add), q) in c0
+                        .chunks_mut(ops.degree())
+                        .zip(w.residues.chunks(ops.degree()))
+                        .zip(ops.moduli())
+                    {
+                        q.add_vec(acc, add);
+                    }
+                }
+                let a = crs.poly(CrpPurpose::Galois {
+                    exponent: g,
+                    row: u32::try_from(k).unwrap_or(u32::MAX),
+                })?;
+                let c1 = crate::kernels::contiguous_rows(a.coefficients(), l)?.to_vec();
+                let shoup = |m: &[u64]| -> Vec<u64> {
+                    m.chunks(ops.degree())
+                        .zip(ops.moduli())
+                        .flat_map(|(row, q)| q.shoup_vec(row))
+                        .collect()
+                };
+                let (c0s, c1s) = (shoup(&c0), shoup(&c1));
+                Ok((c0, c0s, c1, c1s))
+            })
+            .collect::<Result<_>>()?;
+        let mut k = KeyRows {
+            c0: Vec::new(),
+            c0_shoup: Vec::new(),
+            c1: Vec::new(),
+            c1_shoup: Vec::new(),
+        };
+        for (c0, c0s, c1, c1s) in rows {
+            k.c0.push(c0);
+            k.c0_shoup.push(c0s);
+            k.c1.push(c1);
+            k.c1_shoup.push(c1s);
+        }
+        keys.insert(g, k);
+    }
+    Ok(GaloisKeys {
+        params: params.clone(),
+        ops,
+        keys,
+    })
 }

@@ -18,11 +18,12 @@
 
 use std::collections::BTreeMap;
 
-use fhe::bfv::{Ciphertext, EvaluationKey, PublicKey, RelinearizationKey};
+use fhe::bfv::{Ciphertext, PublicKey, RelinearizationKey};
 use rand::{CryptoRng, RngCore};
 use synod_circuit::{ColumnRef, EvaluatedOutputs, Evaluator, Plan};
 use synod_he::crp::CommonRandomness;
 use synod_he::flooding::Flooding;
+use synod_he::galois::GaloisKeys;
 use synod_he::shamir::ActiveSet;
 use synod_he::{decrypt, galois, keygen, relin, Committee, EvaluationPoint, Params};
 use synod_proto::{
@@ -56,7 +57,7 @@ pub struct EnclaveCommittee {
     enclaves: BTreeMap<EvaluationPoint, BoxedEnclave>,
     public_key: PublicKey,
     relin_key: RelinearizationKey,
-    galois_key: Option<EvaluationKey>,
+    galois_key: Option<GaloisKeys>,
     relay: Relay,
     /// Claims of each peer's evidence as the first dealer verified them.
     claims: BTreeMap<EvaluationPoint, Claims>,
@@ -181,7 +182,7 @@ impl EnclaveCommittee {
             }
             let shares = relay.deliver(&members, &envs, ProtocolName::GaloisKeyGen, 1)?;
             relay.end_round();
-            let ek = galois::aggregate_galois_keys(params, &crs, &members, shares)?;
+            let ek = galois::aggregate_galois_key_rows(params, &crs, &members, shares)?;
             phases.push(clock.lap("rotation keys", &relay));
             Some(ek)
         };

@@ -21,12 +21,13 @@ pub use reshare::{EpochCertificate, EpochReport, ReshareFaults};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use fhe::bfv::{Ciphertext, EvaluationKey, PublicKey, RelinearizationKey};
+use fhe::bfv::{Ciphertext, PublicKey, RelinearizationKey};
 use rand::{CryptoRng, RngCore};
 use synod_circuit::{ColumnRef, EvaluatedOutputs, Evaluator, Plan};
 use synod_he::crp::CommonRandomness;
 use synod_he::decrypt;
 use synod_he::flooding::Flooding;
+use synod_he::galois::GaloisKeys;
 use synod_he::secret::{AdditiveKeyShare, KeyShare, MaskShare};
 use synod_he::shamir::ActiveSet;
 use synod_he::{galois, keygen, relin, thresholdize, Committee, EvaluationPoint, Params};
@@ -115,7 +116,7 @@ pub struct LocalCommittee {
     participants: Vec<Participant>,
     public_key: PublicKey,
     relin_key: RelinearizationKey,
-    galois_key: Option<EvaluationKey>,
+    galois_key: Option<GaloisKeys>,
     relay: std::sync::Mutex<Relay>,
     /// Phases run so far.
     pub phases: Vec<Phase>,
@@ -231,7 +232,7 @@ impl LocalCommittee {
             let shares = relay.deliver(&members, &envs, ProtocolName::GaloisKeyGen, 1)?;
             relay.end_round();
             let t3 = Instant::now();
-            let ek = galois::aggregate_galois_keys(params, &crs, &members, shares)?;
+            let ek = galois::aggregate_galois_key_rows(params, &crs, &members, shares)?;
             if trace {
                 eprintln!(
                     "rotation keys: shares {:.0} ms, sign {:.0} ms, verify+decode {:.0} ms, aggregate {:.0} ms",
@@ -323,7 +324,7 @@ impl LocalCommittee {
     }
 
     /// The Galois keys, if any were made.
-    pub fn galois_key(&self) -> Option<&EvaluationKey> {
+    pub fn galois_key(&self) -> Option<&GaloisKeys> {
         self.galois_key.as_ref()
     }
 
