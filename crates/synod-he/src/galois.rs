@@ -210,117 +210,6 @@ pub fn aggregate_galois_keys(
     glue::evaluation_key(params, &keys)
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
-    use super::*;
-    use crate::ring;
-    use crate::secret::AdditiveKeyShare;
-    use crate::ParameterSet;
-    use fhe_math::rns::RnsContext;
-    use rand::SeedableRng;
-
-    /// Our key switching gives exactly fhe.rs's rotations and inner sum with
-    /// the same keys.
-    #[test]
-    fn own_rotations_equal_fhe_rotations() {
-        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
-        let crs = CommonRandomness::new(&params, [4; 32]);
-        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
-        let pts: Vec<_> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
-        let mut elements = inner_sum_elements(&params);
-        elements.push(rotation_element(&params, 5).unwrap());
-        let shares: Vec<_> = pts
-            .iter()
-            .map(|&x| {
-                let sk = AdditiveKeyShare::generate(&params, &mut rng).unwrap();
-                galois_key_share(&params, &crs, &sk, &elements, x, &mut rng).unwrap()
-            })
-            .collect();
-        let ours = aggregate_galois_key_rows(&params, &crs, &pts, shares.clone()).unwrap();
-        let theirs = aggregate_galois_keys(&params, &crs, &pts, shares).unwrap();
-        let ctx = params.ctx(0).unwrap();
-        let ct = fhe::bfv::Ciphertext::new(
-            vec![
-                Poly::random(ctx, Representation::Ntt, &mut rng),
-                Poly::random(ctx, Representation::Ntt, &mut rng),
-            ],
-            params.bfv(),
-        )
-        .unwrap();
-        // Compare residues (fhe.rs also carries variable-time flags).
-        let same = |a: &fhe::bfv::Ciphertext, b: &fhe::bfv::Ciphertext| {
-            a.len() == b.len()
-                && a.iter().zip(b.iter()).all(|(x, y)| {
-                    let (mut x, mut y) = (x.clone(), y.clone());
-                    x.change_representation(Representation::Ntt);
-                    y.change_representation(Representation::Ntt);
-                    x.coefficients() == y.coefficients()
-                })
-        };
-        assert!(ours.supports_inner_sum());
-        let r1 = ours.apply(&ct, 4095).unwrap();
-        let r2 = theirs.rotates_rows(&ct).unwrap();
-        assert!(same(&r1, &r2), "row rotation");
-        assert!(same(
-            &ours.inner_sum(&ct).unwrap(),
-            &theirs.computes_inner_sum(&ct).unwrap()
-        ));
-        assert!(same(
-            &ours.rotate_columns(&ct, 5).unwrap(),
-            &theirs.rotates_columns_by(&ct, 5).unwrap()
-        ));
-        assert!(ours.rotate_columns(&ct, 6).is_err(), "no key for 6");
-        // The fhe.rs form of our keys behaves the same.
-        let converted = ours.to_fhe().unwrap();
-        assert!(same(
-            &converted.computes_inner_sum(&ct).unwrap(),
-            &theirs.computes_inner_sum(&ct).unwrap()
-        ));
-    }
-
-    /// The row-wise kernel equals the textbook `Poly` computation
-    /// `−a·s + g_k·σ(s) + e` with the big-integer Garner coefficient, for the
-    /// same error samples.
-    #[test]
-    fn fast_share_equals_reference() {
-        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
-        let crs = CommonRandomness::new(&params, [3; 32]);
-        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
-        let sk = AdditiveKeyShare::generate(&params, &mut rng).unwrap();
-        let elements = vec![3u32, 4095];
-        let sender = EvaluationPoint::new(1).unwrap();
-        let mut rng_fast = rand_chacha::ChaCha20Rng::seed_from_u64(9);
-        let fast = galois_key_share(&params, &crs, &sk, &elements, sender, &mut rng_fast).unwrap();
-
-        let mut rng_ref = rand_chacha::ChaCha20Rng::seed_from_u64(9);
-        let l = params.moduli().len();
-        let errors =
-            crate::relin::sample_errors(&params, elements.len() * l, &mut rng_ref).unwrap();
-        let ctx = params.ctx(0).unwrap();
-        let rns = RnsContext::new(params.moduli()).unwrap();
-        for (ei, (g, rows)) in fast.keys.iter().enumerate() {
-            assert_eq!(*g, elements[ei]);
-            let s_g = sk
-                .ntt()
-                .substitute(&SubstitutionExponent::new(ctx, *g as usize).unwrap())
-                .unwrap();
-            for k in 0..l {
-                let a = crs
-                    .poly(CrpPurpose::Galois {
-                        exponent: *g,
-                        row: k as u32,
-                    })
-                    .unwrap();
-                let mut h = -(&a * sk.ntt());
-                h += &ring::scalar_mul(&s_g, rns.get_garner(k).unwrap());
-                h += &ring::small_to_ntt(&errors[ei * l + k], ctx).unwrap();
-                assert_eq!(rows[k], WirePoly::from_poly(&h, 0), "element {g} row {k}");
-            }
-        }
-    }
-}
-
 /// Galois keys held as residue matrices, with this crate's own key switching
 /// (the algorithm of fhe.rs's `GaloisKey::relinearize`: RNS-gadget digits,
 /// NTT per prime, products with precomputed Shoup constants), so that keys
@@ -606,4 +495,115 @@ pub fn aggregate_galois_key_rows(
         ops,
         keys,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::ring;
+    use crate::secret::AdditiveKeyShare;
+    use crate::ParameterSet;
+    use fhe_math::rns::RnsContext;
+    use rand::SeedableRng;
+
+    /// Our key switching gives exactly fhe.rs's rotations and inner sum with
+    /// the same keys.
+    #[test]
+    fn own_rotations_equal_fhe_rotations() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let crs = CommonRandomness::new(&params, [4; 32]);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
+        let pts: Vec<_> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
+        let mut elements = inner_sum_elements(&params);
+        elements.push(rotation_element(&params, 5).unwrap());
+        let shares: Vec<_> = pts
+            .iter()
+            .map(|&x| {
+                let sk = AdditiveKeyShare::generate(&params, &mut rng).unwrap();
+                galois_key_share(&params, &crs, &sk, &elements, x, &mut rng).unwrap()
+            })
+            .collect();
+        let ours = aggregate_galois_key_rows(&params, &crs, &pts, shares.clone()).unwrap();
+        let theirs = aggregate_galois_keys(&params, &crs, &pts, shares).unwrap();
+        let ctx = params.ctx(0).unwrap();
+        let ct = fhe::bfv::Ciphertext::new(
+            vec![
+                Poly::random(ctx, Representation::Ntt, &mut rng),
+                Poly::random(ctx, Representation::Ntt, &mut rng),
+            ],
+            params.bfv(),
+        )
+        .unwrap();
+        // Compare residues (fhe.rs also carries variable-time flags).
+        let same = |a: &fhe::bfv::Ciphertext, b: &fhe::bfv::Ciphertext| {
+            a.len() == b.len()
+                && a.iter().zip(b.iter()).all(|(x, y)| {
+                    let (mut x, mut y) = (x.clone(), y.clone());
+                    x.change_representation(Representation::Ntt);
+                    y.change_representation(Representation::Ntt);
+                    x.coefficients() == y.coefficients()
+                })
+        };
+        assert!(ours.supports_inner_sum());
+        let r1 = ours.apply(&ct, 4095).unwrap();
+        let r2 = theirs.rotates_rows(&ct).unwrap();
+        assert!(same(&r1, &r2), "row rotation");
+        assert!(same(
+            &ours.inner_sum(&ct).unwrap(),
+            &theirs.computes_inner_sum(&ct).unwrap()
+        ));
+        assert!(same(
+            &ours.rotate_columns(&ct, 5).unwrap(),
+            &theirs.rotates_columns_by(&ct, 5).unwrap()
+        ));
+        assert!(ours.rotate_columns(&ct, 6).is_err(), "no key for 6");
+        // The fhe.rs form of our keys behaves the same.
+        let converted = ours.to_fhe().unwrap();
+        assert!(same(
+            &converted.computes_inner_sum(&ct).unwrap(),
+            &theirs.computes_inner_sum(&ct).unwrap()
+        ));
+    }
+
+    /// The row-wise kernel equals the textbook `Poly` computation
+    /// `−a·s + g_k·σ(s) + e` with the big-integer Garner coefficient, for the
+    /// same error samples.
+    #[test]
+    fn fast_share_equals_reference() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let crs = CommonRandomness::new(&params, [3; 32]);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        let sk = AdditiveKeyShare::generate(&params, &mut rng).unwrap();
+        let elements = vec![3u32, 4095];
+        let sender = EvaluationPoint::new(1).unwrap();
+        let mut rng_fast = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        let fast = galois_key_share(&params, &crs, &sk, &elements, sender, &mut rng_fast).unwrap();
+
+        let mut rng_ref = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        let l = params.moduli().len();
+        let errors =
+            crate::relin::sample_errors(&params, elements.len() * l, &mut rng_ref).unwrap();
+        let ctx = params.ctx(0).unwrap();
+        let rns = RnsContext::new(params.moduli()).unwrap();
+        for (ei, (g, rows)) in fast.keys.iter().enumerate() {
+            assert_eq!(*g, elements[ei]);
+            let s_g = sk
+                .ntt()
+                .substitute(&SubstitutionExponent::new(ctx, *g as usize).unwrap())
+                .unwrap();
+            for k in 0..l {
+                let a = crs
+                    .poly(CrpPurpose::Galois {
+                        exponent: *g,
+                        row: k as u32,
+                    })
+                    .unwrap();
+                let mut h = -(&a * sk.ntt());
+                h += &ring::scalar_mul(&s_g, rns.get_garner(k).unwrap());
+                h += &ring::small_to_ntt(&errors[ei * l + k], ctx).unwrap();
+                assert_eq!(rows[k], WirePoly::from_poly(&h, 0), "element {g} row {k}");
+            }
+        }
+    }
 }
