@@ -272,7 +272,7 @@ impl Relay {
             })
             .collect::<Result<_>>()?;
         for (_, env) in &out {
-            self.bytes += wire_len(&env);
+            self.bytes += wire_len(env);
         }
         Ok(out)
     }
