@@ -656,9 +656,28 @@ fn deal_inner<R: RngCore + CryptoRng>(
     ))
 }
 
+/// What a dealer keeps after responding: only the values it sent, to open
+/// them if accused. Its polynomials are gone (zeroized) once it has
+/// responded. Consumed by [`OpeningState::open`].
+pub struct OpeningState {
+    dealer: EvaluationPoint,
+    sent: BTreeMap<EvaluationPoint, ReshareSubShare>,
+}
+
+impl fmt::Debug for OpeningState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OpeningState({}, [redacted])", self.dealer)
+    }
+}
+
 impl DealerState {
-    /// Round 2: the projected, blinded polynomials for `challenge`.
-    pub fn respond(&self, params: &Params, challenge: &Challenge) -> Result<Response> {
+    /// Round 2: the projected, blinded polynomials for `challenge`. Consumes
+    /// the dealer's polynomials, so a dealer cannot respond twice.
+    pub fn respond(
+        mut self,
+        params: &Params,
+        challenge: &Challenge,
+    ) -> Result<(OpeningState, Response)> {
         let projections = challenge.projections(params);
         let s = Scalars::new(params)?;
         let [g, h, w, v] = &self.polys;
@@ -674,15 +693,22 @@ impl DealerState {
             key_poly.push(s.combine(&pick(w)?, &challenge.gammas, &pick(g)?)?);
             mask_poly.push(s.combine(&pick(v)?, &challenge.gammas, &pick(h)?)?);
         }
-        Ok(Response {
+        let response = Response {
             dealer: self.dealer,
             key_poly,
             mask_poly,
-        })
+        };
+        let opening = OpeningState {
+            dealer: self.dealer,
+            sent: std::mem::take(&mut self.sent),
+        };
+        Ok((opening, response))
     }
+}
 
-    /// Round 4: opens the values sent to each accuser.
-    pub fn open(&self, complaints: &[Complaint]) -> Vec<Opening> {
+impl OpeningState {
+    /// Round 4: opens the values sent to each accuser, and forgets the rest.
+    pub fn open(self, complaints: &[Complaint]) -> Vec<Opening> {
         complaints
             .iter()
             .filter(|c| c.dealer == self.dealer)

@@ -247,8 +247,10 @@ impl LocalCommittee {
         // Round 2: the challenge, and the dealers' responses.
         let challenge = Challenge::derive(&params, &proposal, &commitments);
         let mut resp_envs = Vec::new();
-        for (&d, state) in &states {
-            let r = state.respond(&params, &challenge)?;
+        let mut openers = BTreeMap::new();
+        for (d, state) in states {
+            let (opener, r) = state.respond(&params, &challenge)?;
+            openers.insert(d, opener);
             resp_envs.push(relay.broadcast(d, ProtocolName::Reshare, 2, &r)?);
         }
         let responses: Vec<Response> =
@@ -292,8 +294,8 @@ impl LocalCommittee {
         trace.mark("checks and complaints");
         // Round 4: accused dealers open the disputed values.
         let mut open_envs = Vec::new();
-        for (&d, state) in &states {
-            let openings = state.open(&complaints);
+        for (d, opener) in openers {
+            let openings = opener.open(&complaints);
             if !openings.is_empty() {
                 open_envs.push(relay.broadcast(d, ProtocolName::Reshare, 4, &openings)?);
             }
@@ -304,7 +306,6 @@ impl LocalCommittee {
                 o.subshare.dealer
             })?;
         relay.end_round();
-        drop(states);
 
         trace.mark("openings");
         // Verdict, identical for everyone.
