@@ -542,8 +542,16 @@ fn eval_residues(
     for c in iter {
         for ((row, crow), q) in acc.chunks_mut(n).zip(c.chunks(n)).zip(moduli) {
             let x = q.reduce(x);
-            q.scalar_mul_vec(row, x);
-            q.add_vec(row, crow);
+            if x < (1 << 14) && **q < (1 << 49) {
+                // acc·x + c < 2^63: one multiply and one 64-bit Barrett
+                // reduction per value (the points are small integers).
+                for (a, c) in row.iter_mut().zip(crow) {
+                    *a = q.reduce(*a * x + *c);
+                }
+            } else {
+                q.scalar_mul_vec(row, x);
+                q.add_vec(row, crow);
+            }
         }
     }
     Some(acc)
@@ -1185,6 +1193,33 @@ mod tests {
                 _ => q.dealers = pts(&[1, 3]),
             }
             assert_ne!(q.digest(), p.digest(), "change {change}");
+        }
+    }
+
+    /// The fused small-point Horner step equals the generic one.
+    #[test]
+    fn fast_evaluation_equals_generic() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let moduli: Vec<Modulus> = params
+            .moduli()
+            .iter()
+            .map(|&q| Modulus::new(q).unwrap())
+            .collect();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
+        let coeffs: Vec<Vec<u64>> = (0..5)
+            .map(|_| random_residues(&params, &mut rng).unwrap())
+            .collect();
+        for x in [1u64, 2, 77, (1 << 14) - 1, 1 << 14, 1 << 31] {
+            let fast = eval_residues(&params, &moduli, &coeffs, x).unwrap();
+            let mut slow = coeffs.last().unwrap().clone();
+            let n = params.degree();
+            for c in coeffs.iter().rev().skip(1) {
+                for ((row, crow), q) in slow.chunks_mut(n).zip(c.chunks(n)).zip(&moduli) {
+                    q.scalar_mul_vec(row, q.reduce(x));
+                    q.add_vec(row, crow);
+                }
+            }
+            assert_eq!(fast, slow, "x = {x}");
         }
     }
 
