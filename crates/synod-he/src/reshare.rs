@@ -993,28 +993,18 @@ pub fn judge(
     let consistent =
         |set: &BTreeMap<EvaluationPoint, Vec<u64>>| -> Result<bool> { is_codeword(&s, set, t) };
     if !consistent(&constants)? {
-        let n = constants.len();
-        if n < t + 2 {
-            return Ok(Err(Abort::ConstantTermUnattributable));
-        }
-        let mut culprit = None;
-        for d in constants.keys() {
-            let mut rest = constants.clone();
-            rest.remove(d);
-            if consistent(&rest)? {
-                if culprit.is_some() {
-                    return Ok(Err(Abort::ConstantTermUnattributable));
+        // Berlekamp–Welch: with n values and e wrong ones, n ≥ t + 2e lets
+        // every scalar position be decoded; the wrong dealers are the roots
+        // of the error locator.
+        match find_wrong_points(&s, &constants, t)? {
+            Some(culprits) => {
+                for d in culprits {
+                    candidates.remove(&d);
+                    blamed.push(Blame {
+                        participant: d,
+                        fault: Fault::WrongConstantTerm,
+                    });
                 }
-                culprit = Some(*d);
-            }
-        }
-        match culprit {
-            Some(d) => {
-                candidates.remove(&d);
-                blamed.push(Blame {
-                    participant: d,
-                    fault: Fault::WrongConstantTerm,
-                });
             }
             None => return Ok(Err(Abort::ConstantTermUnattributable)),
         }
@@ -1029,6 +1019,171 @@ pub fn judge(
         qualified: candidates.into_iter().collect(),
         blamed,
     }))
+}
+
+/// Finds the points off the codeword of degree `< t` by Berlekamp–Welch
+/// decoding of every scalar position (their error locations are unioned),
+/// provided at most `⌊(n − t)/2⌋` points are wrong; `None` when the errors
+/// cannot be attributed. The result is checked: removing the culprits leaves
+/// a codeword in every position.
+fn find_wrong_points(
+    s: &Scalars,
+    points: &BTreeMap<EvaluationPoint, Vec<u64>>,
+    t: usize,
+) -> Result<Option<Vec<EvaluationPoint>>> {
+    let n = points.len();
+    if n < t + 2 {
+        return Ok(None);
+    }
+    let e_max = (n - t) / 2;
+    let xs: Vec<EvaluationPoint> = points.keys().copied().collect();
+    let width = points.values().next().map(Vec::len).unwrap_or(0);
+    let mut culprits: BTreeSet<EvaluationPoint> = BTreeSet::new();
+    for pos in 0..width {
+        let m = s.modulus(pos)?;
+        let ys: Vec<u64> = xs
+            .iter()
+            .map(|x| points.get(x).and_then(|v| v.get(pos)).map(|y| m.reduce(*y)))
+            .collect::<Option<_>>()
+            .ok_or_else(|| Error::Parameters("codeword point".into()))?;
+        let single: BTreeMap<EvaluationPoint, Vec<u64>> = xs
+            .iter()
+            .copied()
+            .zip(ys.iter().map(|y| vec![*y]))
+            .collect();
+        let single_s = Scalars {
+            moduli: vec![m.clone()],
+            l: 1,
+        };
+        if is_codeword(&single_s, &single, t)? {
+            continue;
+        }
+        let mut found = None;
+        for e in 1..=e_max {
+            if let Some(roots) = berlekamp_welch(m, &xs, &ys, t, e) {
+                found = Some(roots);
+                break;
+            }
+        }
+        match found {
+            Some(roots) => culprits.extend(roots),
+            None => return Ok(None),
+        }
+    }
+    if culprits.is_empty() || culprits.len() > e_max {
+        return Ok(None);
+    }
+    let rest: BTreeMap<EvaluationPoint, Vec<u64>> = points
+        .iter()
+        .filter(|(x, _)| !culprits.contains(x))
+        .map(|(x, v)| (*x, v.clone()))
+        .collect();
+    if !is_codeword(s, &rest, t)? {
+        return Ok(None);
+    }
+    Ok(Some(culprits.into_iter().collect()))
+}
+
+/// One Berlekamp–Welch attempt with `e` errors over `Z_q`: solves
+/// `Q(x_i) = y_i·E(x_i)` for monic `E` of degree `e` and `Q` of degree
+/// `< t + e`; returns the points where `E` vanishes, if a solution exists
+/// and `E` has exactly `e` roots among the points.
+fn berlekamp_welch(
+    m: &Modulus,
+    xs: &[EvaluationPoint],
+    ys: &[u64],
+    t: usize,
+    e: usize,
+) -> Option<Vec<EvaluationPoint>> {
+    let q_len = t + e;
+    let cols = q_len + e;
+    // Rows: [x^0 … x^(t+e-1) | −y·x^0 … −y·x^(e-1) | y·x^e]
+    let mut rows: Vec<Vec<u64>> = xs
+        .iter()
+        .zip(ys)
+        .map(|(x, &y)| {
+            let x = m.reduce(u64::from(x.get()));
+            let mut row = Vec::with_capacity(cols + 1);
+            let mut p = 1u64;
+            for _ in 0..q_len {
+                row.push(p);
+                p = m.mul(p, x);
+            }
+            let mut p = 1u64;
+            for _ in 0..e {
+                row.push(m.neg(m.mul(y, p)));
+                p = m.mul(p, x);
+            }
+            row.push(m.mul(y, p));
+            row
+        })
+        .collect();
+    let solution = solve_mod(m, &mut rows, cols)?;
+    let (_, e_coeffs) = solution.split_at(q_len);
+    let roots: Vec<EvaluationPoint> = xs
+        .iter()
+        .filter(|x| {
+            let xv = m.reduce(u64::from(x.get()));
+            // E(x) = x^e + Σ E_j x^j
+            let mut acc = 1u64;
+            for c in e_coeffs.iter().rev() {
+                acc = m.add(m.mul(acc, xv), *c);
+            }
+            acc == 0
+        })
+        .copied()
+        .collect();
+    (roots.len() == e).then_some(roots)
+}
+
+/// Gaussian elimination mod a prime on an augmented matrix with `cols`
+/// unknowns; one solution (free variables set to 0), or `None` if
+/// inconsistent.
+fn solve_mod(m: &Modulus, rows: &mut [Vec<u64>], cols: usize) -> Option<Vec<u64>> {
+    let mut pivots = Vec::new();
+    let mut r = 0;
+    for c in 0..cols {
+        let Some(p) = (r..rows.len()).find(|&i| {
+            rows.get(i)
+                .and_then(|row| row.get(c))
+                .is_some_and(|v| *v != 0)
+        }) else {
+            continue;
+        };
+        rows.swap(r, p);
+        let inv = m.inv(*rows.get(r)?.get(c)?)?;
+        for v in rows.get_mut(r)?.iter_mut() {
+            *v = m.mul(*v, inv);
+        }
+        let pivot_row = rows.get(r)?.clone();
+        for (i, row) in rows.iter_mut().enumerate() {
+            if i == r {
+                continue;
+            }
+            let f = *row.get(c)?;
+            if f != 0 {
+                for (v, pv) in row.iter_mut().zip(&pivot_row) {
+                    *v = m.sub(*v, m.mul(f, *pv));
+                }
+            }
+        }
+        pivots.push(c);
+        r += 1;
+        if r == rows.len() {
+            break;
+        }
+    }
+    // Inconsistent if a zero row has a non-zero right-hand side.
+    for row in rows.iter().skip(r) {
+        if row.get(cols).is_some_and(|v| *v != 0) {
+            return None;
+        }
+    }
+    let mut x = vec![0u64; cols];
+    for (i, &c) in pivots.iter().enumerate() {
+        *x.get_mut(c)? = *rows.get(i)?.get(cols)?;
+    }
+    Some(x)
 }
 
 /// Whether the points `(x_i, y_i)` (vectors of scalars, one per (k, prime))
@@ -1194,6 +1349,45 @@ mod tests {
             }
             assert_ne!(q.digest(), p.digest(), "change {change}");
         }
+    }
+
+    /// Berlekamp–Welch finds up to ⌊(n − t)/2⌋ wrong points and refuses more.
+    #[test]
+    fn wrong_points_are_found_up_to_the_decoding_radius() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let s = Scalars::new(&params).unwrap();
+        let q = params.moduli();
+        // Two positions (primes 0 and 1); y = 5 + 3x + 7x² (degree 2 < t = 3).
+        let f = |x: u64, i: usize| (5 + 3 * x + 7 * x * x) % q[i];
+        let pts: BTreeMap<EvaluationPoint, Vec<u64>> = (1..=7u64)
+            .map(|x| {
+                (
+                    EvaluationPoint::new(x as u32).unwrap(),
+                    vec![f(x, 0), f(x, 1)],
+                )
+            })
+            .collect();
+        assert_eq!(
+            find_wrong_points(&s, &pts, 3).unwrap(),
+            None,
+            "a codeword has no culprit"
+        );
+        let mut bad = pts.clone();
+        bad.get_mut(&EvaluationPoint::new(2).unwrap()).unwrap()[0] += 1;
+        bad.get_mut(&EvaluationPoint::new(6).unwrap()).unwrap()[1] += 9;
+        assert_eq!(
+            find_wrong_points(&s, &bad, 3).unwrap(),
+            Some(vec![
+                EvaluationPoint::new(2).unwrap(),
+                EvaluationPoint::new(6).unwrap()
+            ])
+        );
+        bad.get_mut(&EvaluationPoint::new(4).unwrap()).unwrap()[0] += 3;
+        assert_eq!(
+            find_wrong_points(&s, &bad, 3).unwrap(),
+            None,
+            "3 errors exceed radius 2"
+        );
     }
 
     /// The fused small-point Horner step equals the generic one.

@@ -206,6 +206,23 @@ fn a_wrong_constant_term_is_named_among_t_plus_2_dealers() {
 }
 
 #[test]
+fn two_wrong_constant_terms_among_t_plus_4_dealers_are_both_named() {
+    let (mut c, mut rng) = committee(&[1, 2, 3, 4, 5, 6, 7], 3, 9);
+    let faults = ReshareFaults {
+        wrong_constant: pts(&[2, 6]),
+        ..Default::default()
+    };
+    let all = pts(&[1, 2, 3, 4, 5, 6, 7]);
+    let r = c.reshare(&all, 3, &all, &faults, &mut rng).unwrap();
+    assert_eq!(
+        blamed(&r),
+        vec![(2, Fault::WrongConstantTerm), (6, Fault::WrongConstantTerm)]
+    );
+    assert_eq!(r.qualified, vec![1, 3, 4, 5, 7]);
+    assert!(decrypts(&c, &pts(&[2, 5, 6]), &mut rng));
+}
+
+#[test]
 fn a_wrong_constant_term_among_t_plus_1_dealers_aborts_without_harm() {
     let (mut c, mut rng) = committee(&[1, 2, 3, 4, 5], 3, 5);
     let faults = ReshareFaults {
