@@ -277,9 +277,16 @@ impl GaloisKeys {
         let sub = SubstitutionExponent::new(ctx, g as usize)?;
         let mut c0g = c0.substitute(&sub)?;
         let mut c1g = c1.substitute(&sub)?;
-        c1g.change_representation(Representation::PowerBasis);
         let ops = &self.ops;
         let (l, n) = (ops.len(), ops.degree());
+        // Digit k's NTT modulo its own prime k is row k of σ(c1) in NTT form:
+        // keep those rows and skip L of the L² forward NTTs.
+        let c1g_ntt = if *c1g.representation() == Representation::Ntt {
+            Some(crate::kernels::contiguous_rows(c1g.coefficients(), l)?.to_vec())
+        } else {
+            None
+        };
+        c1g.change_representation(Representation::PowerBasis);
         let digits = crate::kernels::contiguous_rows(c1g.coefficients(), l)?.to_vec();
         // Per prime i (in parallel): Σ_k NTT_i(digit_k mod q_i) ⊙ key[k].
         let mut acc0 = vec![0u64; l * n];
@@ -291,9 +298,14 @@ impl GaloisKeys {
             .for_each(|(i, ((a0, a1), (q, ntt)))| {
                 let mut t = vec![0u64; n];
                 for (k, digit) in digits.chunks(n).enumerate() {
-                    t.copy_from_slice(digit);
-                    q.reduce_vec(&mut t);
-                    ntt.forward(&mut t);
+                    match c1g_ntt.as_ref().and_then(|m| m.get(k * n..(k + 1) * n)) {
+                        Some(own) if k == i => t.copy_from_slice(own),
+                        _ => {
+                            t.copy_from_slice(digit);
+                            q.reduce_vec(&mut t);
+                            ntt.forward(&mut t);
+                        }
+                    }
                     fn row(m: &[Vec<u64>], k: usize, i: usize, n: usize) -> &[u64] {
                         m.get(k)
                             .and_then(|r| r.get(i * n..(i + 1) * n))
