@@ -133,11 +133,6 @@ impl WirePoly {
         }
         Ok(ctx)
     }
-
-    /// Size on the wire, in bytes (8 per residue).
-    pub fn byte_len(&self) -> usize {
-        self.residues.len() * 8 + 1
-    }
 }
 
 /// Restricts a level-0 polynomial to the primes of `ctx` (a lower level) by
