@@ -489,7 +489,7 @@ impl Plan {
                 self.rows
             )));
         }
-        let scale = input.scale() as f64;
+        let fixed = synod_he::encoding::FixedPoint::new(input.scale())?;
         values
             .iter()
             .enumerate()
@@ -502,7 +502,7 @@ impl Plan {
                         input.max
                     )));
                 }
-                Ok((x * scale).round() as i64)
+                Ok(fixed.to_integer(x)?)
             })
             .collect()
     }

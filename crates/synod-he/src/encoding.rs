@@ -118,11 +118,6 @@ impl FixedPoint {
         }
         Ok(v as i64)
     }
-
-    /// `v / scale^power` (a product of `power` scaled factors).
-    pub fn to_real(self, v: i128, power: u32) -> f64 {
-        v as f64 / (self.scale as f64).powi(power as i32)
-    }
 }
 
 #[cfg(test)]
@@ -163,7 +158,6 @@ mod tests {
         assert_eq!(f.to_integer(1.234).unwrap(), 123);
         assert_eq!(f.to_integer(-0.005).unwrap(), -1);
         assert!(f.to_integer(f64::NAN).is_err());
-        assert!((f.to_real(15129, 2) - 1.5129).abs() < 1e-12);
         assert!(FixedPoint::new(0).is_err());
     }
 }
