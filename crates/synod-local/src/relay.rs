@@ -31,24 +31,6 @@ struct Member {
     guard: ReplayGuard,
 }
 
-/// The size of `env` on the wire, without encoding its (possibly large)
-/// payload again: the fixed fields plus the payload and its length prefix.
-/// Checked against `to_bytes` in the tests.
-fn wire_len(env: &SignedEnvelope) -> u64 {
-    let payload = env.payload().len() as u64;
-    let mut prefix = 1u64;
-    let mut v = payload >> 7;
-    while v > 0 {
-        prefix += 1;
-        v >>= 7;
-    }
-    ENVELOPE_FIXED_BYTES + prefix + payload
-}
-
-/// Bytes of a signed envelope besides its payload and the payload's length
-/// prefix (context, previous round hash, signature and their framing).
-const ENVELOPE_FIXED_BYTES: u64 = 169;
-
 /// Moves signed messages between simulated participants and counts bytes.
 pub(crate) struct Relay {
     session: SessionId,
@@ -186,7 +168,7 @@ impl Relay {
             .get(&key_of)
             .ok_or_else(|| LocalError::Other(format!("{key_of} is not registered")))?;
         let env = SignedEnvelope::sign(&m.identity, ctx, prev, payload);
-        self.bytes += wire_len(&env);
+        self.bytes += env.encoded_len() as u64;
         Ok(env)
     }
 
@@ -272,7 +254,7 @@ impl Relay {
             })
             .collect::<Result<_>>()?;
         for (_, env) in &out {
-            self.bytes += wire_len(env);
+            self.bytes += env.encoded_len() as u64;
         }
         Ok(out)
     }
@@ -430,21 +412,6 @@ mod tests {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
         let pts: Vec<_> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
         (Relay::new(&pts, [4; 32], &mut rng).unwrap(), pts, rng)
-    }
-
-    #[test]
-    fn wire_len_matches_the_encoding() {
-        let (mut r, pts, _) = relay();
-        for len in [0usize, 1, 127, 128, 300, 20_000, 3_000_000] {
-            let env = r
-                .broadcast(pts[0], ProtocolName::Input, 1, &vec![7u8; len])
-                .unwrap();
-            assert_eq!(
-                wire_len(&env),
-                env.to_bytes().unwrap().len() as u64,
-                "payload {len}"
-            );
-        }
     }
 
     #[test]

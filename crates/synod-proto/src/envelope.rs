@@ -207,6 +207,31 @@ impl SignedEnvelope {
         .as_bytes()
     }
 
+    /// The length of [`to_bytes`](Self::to_bytes) without encoding the payload again.
+    pub fn encoded_len(&self) -> usize {
+        // The fixed fields are encoded once with an empty payload (a 1-byte
+        // length prefix); the payload adds its bytes and its varint length.
+        let fixed = wire::encode(
+            &EnvelopeWireRef {
+                context: self.context.encode(),
+                payload: &[],
+                prev_round_hash: self.prev_round_hash,
+                signature: self.signature,
+            },
+            "signed envelope",
+        )
+        .map(|b| b.len())
+        .unwrap_or(0);
+        let len = self.payload.len();
+        let mut prefix = 1;
+        let mut rest = len >> 7;
+        while rest > 0 {
+            prefix += 1;
+            rest >>= 7;
+        }
+        fixed - 1 + prefix + len
+    }
+
     /// The wire encoding: postcard of (context encoding, payload, prev_round_hash, signature).
     pub fn to_bytes(&self) -> Result<Vec<u8>, WireError> {
         wire::encode(self, "signed envelope")
@@ -372,6 +397,19 @@ mod tests {
         let prev = RoundHash([9; 32]);
         let env = SignedEnvelope::sign(&k, ctx, prev, b"payload".to_vec());
         (k, env, expected_for(&ctx, prev))
+    }
+
+    #[test]
+    fn encoded_len_matches_to_bytes() {
+        let k = key(1);
+        for len in [0usize, 1, 127, 128, 300, 16_383, 16_384, 3_000_000] {
+            let env = SignedEnvelope::sign(&k, sample_context(), RoundHash([9; 32]), vec![7; len]);
+            assert_eq!(
+                env.encoded_len(),
+                env.to_bytes().unwrap().len(),
+                "payload {len}"
+            );
+        }
     }
 
     #[test]
