@@ -126,7 +126,7 @@ impl EnclaveCommittee {
         let mut clock = PhaseClock::new(&relay);
 
         progress("key generation: additive shares born in each enclave, public key");
-        let mut envs = Vec::new();
+        let mut messages = Vec::new();
         for (&x, e) in enclaves.iter_mut() {
             let setup = SessionSetup {
                 session: session_id,
@@ -138,34 +138,31 @@ impl EnclaveCommittee {
             let share = e
                 .generate_key_share(&setup)
                 .map_err(tee_err(x, "key generation"))?;
-            envs.push(relay.broadcast(x, ProtocolName::PublicKeyGen, 1, &share)?);
+            messages.push((x, share));
         }
-        let shares = relay.deliver(&members, &envs, ProtocolName::PublicKeyGen, 1)?;
-        relay.end_round();
+        let shares = relay.exchange(&members, ProtocolName::PublicKeyGen, 1, &messages)?;
         let pk = keygen::aggregate_public_key(params, &crs, &members, shares)?;
         phases.push(clock.lap("public key", &relay));
 
         progress("relinearisation key: rounds 1 and 2 in the enclaves");
-        let mut envs = Vec::new();
+        let mut messages = Vec::new();
         for (&x, e) in enclaves.iter_mut() {
             let m = e
                 .relin_round1()
                 .map_err(tee_err(x, "relinearisation round 1"))?;
-            envs.push(relay.broadcast(x, ProtocolName::RelinKeyGen, 1, &m)?);
+            messages.push((x, m));
         }
         let round1: Vec<relin::Round1Share> =
-            relay.deliver(&members, &envs, ProtocolName::RelinKeyGen, 1)?;
-        relay.end_round();
+            relay.exchange(&members, ProtocolName::RelinKeyGen, 1, &messages)?;
         let agg = relin::aggregate_round1(params, &members, round1.clone())?;
-        let mut envs = Vec::new();
+        let mut messages = Vec::new();
         for (&x, e) in enclaves.iter_mut() {
             let m = e
                 .relin_round2(round1.clone())
                 .map_err(tee_err(x, "relinearisation round 2"))?;
-            envs.push(relay.broadcast(x, ProtocolName::RelinKeyGen, 2, &m)?);
+            messages.push((x, m));
         }
-        let round2 = relay.deliver(&members, &envs, ProtocolName::RelinKeyGen, 2)?;
-        relay.end_round();
+        let round2 = relay.exchange(&members, ProtocolName::RelinKeyGen, 2, &messages)?;
         let relin_key = relin::relinearization_key(params, &agg, &members, round2)?;
         phases.push(clock.lap("relinearisation key", &relay));
 
@@ -173,15 +170,14 @@ impl EnclaveCommittee {
             None
         } else {
             progress("rotation keys in the enclaves");
-            let mut envs = Vec::new();
+            let mut messages = Vec::new();
             for (&x, e) in enclaves.iter_mut() {
                 let share = e
                     .galois_key_share(galois_elements)
                     .map_err(tee_err(x, "rotation keys"))?;
-                envs.push(relay.broadcast(x, ProtocolName::GaloisKeyGen, 1, &share)?);
+                messages.push((x, share));
             }
-            let shares = relay.deliver(&members, &envs, ProtocolName::GaloisKeyGen, 1)?;
-            relay.end_round();
+            let shares = relay.exchange(&members, ProtocolName::GaloisKeyGen, 1, &messages)?;
             let ek = galois::aggregate_galois_key_rows(params, &crs, &members, shares)?;
             phases.push(clock.lap("rotation keys", &relay));
             Some(ek)
@@ -345,7 +341,7 @@ impl EnclaveCommittee {
     ) -> Result<fhe::bfv::Plaintext> {
         let set = ActiveSet::new(&self.committee, active.iter().copied())?;
         let bytes = ciphertext_bytes(ct);
-        let mut envs = Vec::new();
+        let mut messages = Vec::new();
         for &x in set.members() {
             let e = self
                 .enclaves
@@ -354,12 +350,11 @@ impl EnclaveCommittee {
             let share = e
                 .decryption_share(&set, &bytes, flooding)
                 .map_err(tee_err(x, "decryption share"))?;
-            envs.push(self.relay.broadcast(x, ProtocolName::Decrypt, 1, &share)?);
+            messages.push((x, share));
         }
         let shares: Vec<decrypt::DecryptionShare> =
             self.relay
-                .deliver(set.members(), &envs, ProtocolName::Decrypt, 1)?;
-        self.relay.end_round();
+                .exchange(set.members(), ProtocolName::Decrypt, 1, &messages)?;
         Ok(decrypt::combine(&self.params, ct, &set, shares)?)
     }
 

@@ -178,34 +178,31 @@ impl LocalCommittee {
             .iter()
             .map(|_| AdditiveKeyShare::generate(params, rng))
             .collect::<synod_he::Result<_>>()?;
-        let mut envs = Vec::new();
-        for (&x, sk) in members.iter().zip(&additive) {
-            let share = keygen::public_key_share(params, &crs, sk, x, rng)?;
-            envs.push(relay.broadcast(x, ProtocolName::PublicKeyGen, 1, &share)?);
-        }
-        let shares = relay.deliver(&members, &envs, ProtocolName::PublicKeyGen, 1)?;
-        relay.end_round();
+        let messages = members
+            .iter()
+            .zip(&additive)
+            .map(|(&x, sk)| Ok((x, keygen::public_key_share(params, &crs, sk, x, rng)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let shares = relay.exchange(&members, ProtocolName::PublicKeyGen, 1, &messages)?;
         let pk = keygen::aggregate_public_key(params, &crs, &members, shares)?;
         phases.push(clock.lap("public key", &relay));
 
         progress("relinearisation key: rounds 1 and 2");
         let mut secrets = Vec::new();
-        let mut envs = Vec::new();
+        let mut messages = Vec::new();
         for (&x, sk) in members.iter().zip(&additive) {
             let (s, m) = relin::round1(params, &crs, sk, x, rng)?;
             secrets.push(s);
-            envs.push(relay.broadcast(x, ProtocolName::RelinKeyGen, 1, &m)?);
+            messages.push((x, m));
         }
-        let round1 = relay.deliver(&members, &envs, ProtocolName::RelinKeyGen, 1)?;
-        relay.end_round();
+        let round1 = relay.exchange(&members, ProtocolName::RelinKeyGen, 1, &messages)?;
         let agg = relin::aggregate_round1(params, &members, round1)?;
-        let mut envs = Vec::new();
-        for (s, (&x, sk)) in secrets.into_iter().zip(members.iter().zip(&additive)) {
-            let m = relin::round2(params, s, sk, &agg, x, rng)?;
-            envs.push(relay.broadcast(x, ProtocolName::RelinKeyGen, 2, &m)?);
-        }
-        let round2 = relay.deliver(&members, &envs, ProtocolName::RelinKeyGen, 2)?;
-        relay.end_round();
+        let messages = secrets
+            .into_iter()
+            .zip(members.iter().zip(&additive))
+            .map(|(s, (&x, sk))| Ok((x, relin::round2(params, s, sk, &agg, x, rng)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let round2 = relay.exchange(&members, ProtocolName::RelinKeyGen, 2, &messages)?;
         let relin_key = relin::relinearization_key(params, &agg, &members, round2)?;
         phases.push(clock.lap("relinearisation key", &relay));
 
@@ -213,49 +210,30 @@ impl LocalCommittee {
             None
         } else {
             progress("rotation keys");
-            let trace = std::env::var_os("SYNOD_TRACE").is_some();
-            let t0 = Instant::now();
-            let mut shares_out = Vec::new();
-            for (&x, sk) in members.iter().zip(&additive) {
-                shares_out.push((
-                    x,
-                    galois::galois_key_share(params, &crs, sk, galois_elements, x, rng)?,
-                ));
-            }
-            let t1 = Instant::now();
-            let mut envs = Vec::new();
-            for (x, share) in &shares_out {
-                envs.push(relay.broadcast(*x, ProtocolName::GaloisKeyGen, 1, share)?);
-            }
-            drop(shares_out);
-            let t2 = Instant::now();
-            let shares = relay.deliver(&members, &envs, ProtocolName::GaloisKeyGen, 1)?;
-            relay.end_round();
-            let t3 = Instant::now();
-            let ek = galois::aggregate_galois_key_rows(params, &crs, &members, shares)?;
-            if trace {
-                eprintln!(
-                    "rotation keys: shares {:.0} ms, sign {:.0} ms, verify+decode {:.0} ms, aggregate {:.0} ms",
-                    (t1 - t0).as_secs_f64() * 1e3,
-                    (t2 - t1).as_secs_f64() * 1e3,
-                    (t3 - t2).as_secs_f64() * 1e3,
-                    t3.elapsed().as_secs_f64() * 1e3
-                );
-            }
+            let messages = members
+                .iter()
+                .zip(&additive)
+                .map(|(&x, sk)| {
+                    Ok((
+                        x,
+                        galois::galois_key_share(params, &crs, sk, galois_elements, x, rng)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let shares = relay.exchange(&members, ProtocolName::GaloisKeyGen, 1, &messages)?;
+            let keys = galois::aggregate_galois_key_rows(params, &crs, &members, shares)?;
             phases.push(clock.lap("rotation keys", &relay));
-            Some(ek)
+            Some(keys)
         };
 
         progress("thresholdisation");
         let mut sealed: Vec<(EvaluationPoint, SignedEnvelope)> = Vec::new();
         for (&x, sk) in members.iter().zip(&additive) {
-            for sub in thresholdize::deal(params, &committee, sk, x, rng)? {
-                let to = sub.recipient;
-                sealed.push((
-                    to,
-                    relay.seal_to(x, to, ProtocolName::Thresholdize, 1, &sub, rng)?,
-                ));
-            }
+            let messages: Vec<_> = thresholdize::deal(params, &committee, sk, x, rng)?
+                .into_iter()
+                .map(|sub| (sub.recipient, sub))
+                .collect();
+            sealed.extend(relay.seal_many(x, &messages, ProtocolName::Thresholdize, 1, rng)?);
         }
         #[cfg(feature = "insecure-test-params")]
         let oracle = synod_he::oracle::WholeKey::from_shares(params, &additive);
@@ -536,18 +514,16 @@ pub(crate) fn threshold_decrypt<R: RngCore + CryptoRng>(
     rng: &mut R,
 ) -> Result<fhe::bfv::Plaintext> {
     let set = ActiveSet::new(committee, active.iter().copied())?;
-    let mut envs = Vec::new();
+    let mut messages = Vec::new();
     for &x in set.members() {
         let p = participants
             .iter()
             .find(|p| p.point == x)
             .ok_or_else(|| LocalError::Other(format!("{x} is not a participant")))?;
         let share = decrypt::decryption_share(params, &p.key_share, &set, ct, flooding, rng)?;
-        envs.push(relay.broadcast(x, ProtocolName::Decrypt, 1, &share)?);
+        messages.push((x, share));
     }
-    let shares: Vec<decrypt::DecryptionShare> =
-        relay.deliver(set.members(), &envs, ProtocolName::Decrypt, 1)?;
-    relay.end_round();
+    let shares = relay.exchange(set.members(), ProtocolName::Decrypt, 1, &messages)?;
     Ok(decrypt::combine(params, ct, &set, shares)?)
 }
 

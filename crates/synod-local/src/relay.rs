@@ -186,27 +186,39 @@ impl Relay {
     }
 
     /// `from` seals `msg` to `to`'s transport key and signs the result.
-    pub(crate) fn seal_to<T: Serialize, R: RngCore + CryptoRng>(
+    #[cfg(test)]
+    pub(crate) fn seal_to<T: Serialize + Sync, R: RngCore + CryptoRng>(
         &mut self,
         from: EvaluationPoint,
         to: EvaluationPoint,
         protocol: ProtocolName,
         round: u16,
-        msg: &T,
+        msg: T,
         rng: &mut R,
     ) -> Result<SignedEnvelope> {
-        let plain =
-            Zeroizing::new(postcard::to_stdvec(msg).map_err(|e| LocalError::Other(e.to_string()))?);
-        let to_id = id_of(to)?;
-        let (_, transport) = self
-            .directory
-            .get(&to_id)
-            .ok_or_else(|| LocalError::Other(format!("{to} has no transport key")))?;
-        let transport = *transport;
-        let (ctx, _) = self.context(from, protocol, round, Recipient::Participant(to_id))?;
-        let sealed = synod_proto::seal(&ctx, &transport, &plain, rng)?;
-        let payload = sealed.to_bytes()?;
-        self.sign(ctx, from, payload)
+        self.seal_many(from, &[(to, msg)], protocol, round, rng)?
+            .pop()
+            .map(|(_, env)| env)
+            .ok_or_else(|| LocalError::Other("nothing sealed".into()))
+    }
+
+    /// One broadcast round: each `(sender, message)` is signed, every
+    /// receiver verifies every message, the round is closed, and the
+    /// messages are returned decoded.
+    pub(crate) fn exchange<T: Serialize + DeserializeOwned>(
+        &mut self,
+        receivers: &[EvaluationPoint],
+        protocol: ProtocolName,
+        round: u16,
+        messages: &[(EvaluationPoint, T)],
+    ) -> Result<Vec<T>> {
+        let envs = messages
+            .iter()
+            .map(|(from, msg)| self.broadcast(*from, protocol, round, msg))
+            .collect::<Result<Vec<_>>>()?;
+        let out = self.deliver(receivers, &envs, protocol, round)?;
+        self.end_round();
+        Ok(out)
     }
 
     /// `from` seals one message to each recipient and signs each envelope,
@@ -432,7 +444,7 @@ mod tests {
                 pts[2],
                 ProtocolName::Thresholdize,
                 1,
-                &7u64,
+                7u64,
                 &mut rng,
             )
             .unwrap();
@@ -484,7 +496,7 @@ mod tests {
                 pts[1],
                 ProtocolName::Thresholdize,
                 1,
-                &9u64,
+                9u64,
                 &mut rng,
             )
             .unwrap();

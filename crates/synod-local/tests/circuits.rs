@@ -162,9 +162,6 @@ fn rotation_and_weighted_sum() {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let _weights: Vec<String> = (0..rows)
-        .map(|i| ((i as i64 % 7) - 3).to_string())
-        .collect();
     let s = spec(
         &[("a", "v", -100.0, 100.0, 1), ("b", "v", -100.0, 100.0, 1)],
         &[
