@@ -63,10 +63,16 @@ pub fn ciphertext_level(params: &Params, ct: &Ciphertext) -> Result<usize> {
     Ok(params.bfv().level_of_context(first.ctx())?)
 }
 
-fn check_decryptable(params: &Params, ct: &Ciphertext, flooding: &Flooding) -> Result<usize> {
+/// A share can only be made for a relinearised ciphertext at the level its
+/// flooding was sized for; returns that level.
+pub(crate) fn check_decryptable(
+    params: &Params,
+    ct: &Ciphertext,
+    flooding: &Flooding,
+) -> Result<usize> {
     if ct.len() != 2 {
         return Err(Error::Parameters(format!(
-            "only relinearised ciphertexts (2 polynomials) can be decrypted, this one has {}",
+            "only relinearised ciphertexts (2 polynomials) can be decrypted or switched, this one has {}",
             ct.len()
         )));
     }

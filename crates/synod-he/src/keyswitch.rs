@@ -15,7 +15,8 @@ use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
 use crate::decrypt::{
-    check_membership, check_share_binding, ciphertext_digest, ciphertext_level, flooded_key_product,
+    check_decryptable, check_membership, check_share_binding, ciphertext_digest, ciphertext_level,
+    flooded_key_product,
 };
 use crate::flooding::Flooding;
 use crate::kernels::{sample_small, small_into, NttView, RingOps};
@@ -66,18 +67,7 @@ pub fn key_switch_share<R: RngCore + CryptoRng>(
     flooding: &Flooding,
     rng: &mut R,
 ) -> Result<KeySwitchShare> {
-    if ct.len() != 2 {
-        return Err(Error::Parameters(
-            "ciphertext must have 2 polynomials".into(),
-        ));
-    }
-    let level = ciphertext_level(params, ct)?;
-    if level != flooding.level() {
-        return Err(Error::NoiseBudget(format!(
-            "flooding was sized for level {}, the ciphertext is at level {level}",
-            flooding.level()
-        )));
-    }
+    let level = check_decryptable(params, ct, flooding)?;
     check_membership(key, set)?;
     let ops = RingOps::of(params.ctx(level)?)?;
     let k = ops.len();
