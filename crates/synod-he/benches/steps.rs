@@ -441,8 +441,7 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
     json_set(&params, threads, &rows)
 }
 
-/// synod's ct×ct: `relin::Multiplier` (fhe.rs's algorithm, bit-identical
-/// results, parallel schedule).
+/// synod's ct×ct: `relin::Multiplier` (HPS RNS multiplication, parallel).
 fn synod_he_mul(mult: &relin::Multiplier, a: &Ciphertext, b: &Ciphertext) -> Ciphertext {
     mult.multiply(a, b).unwrap()
 }

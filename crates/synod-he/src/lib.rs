@@ -31,6 +31,7 @@ pub mod params;
 pub mod relin;
 pub mod reshare;
 pub mod ring;
+mod rns;
 mod round;
 pub mod secret;
 pub mod shamir;

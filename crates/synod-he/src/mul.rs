@@ -1,14 +1,15 @@
-//! Ciphertext multiplication with relinearisation: fhe.rs's
-//! `Multiplicator::default` algorithm (exact RNS base extension to
-//! `Q ∪ P`, tensor product, exact scaling by `p/Q`, RNS-gadget key switching of
-//! the third component), step for step and with the library's own exact
-//! scalers, so its results are bit-for-bit those of `Multiplicator` (tests
-//! check it). What changes is the schedule: every step that is independent
-//! across RNS primes, across the four input polynomials or across blocks of
-//! coefficients runs in parallel (rayon), the scalers run on coefficient
-//! blocks (scaling is coefficient-wise, so a degree-`B` context with the same
-//! primes scales a block of `B` coefficients), and nothing is converted to a
-//! representation it does not need.
+//! Ciphertext multiplication with relinearisation in the RNS variant of
+//! Halevi, Polyakov and Shoup (CT-RSA 2019; see [`crate::rns`]): extend both
+//! ciphertexts from `Q` to `Q ∪ P` (fast base conversion with a
+//! floating-point correction), tensor in NTT form over `Q ∪ P`, scale by
+//! `t/Q` straight into `P` and convert back to `Q`, then key-switch the third
+//! component with the RNS gadget exactly as fhe.rs's `Multiplicator` does.
+//! The result equals fhe.rs's exact-scaling product except where a scaled
+//! coefficient's fractional part lies within about `2^-22` of one half (it
+//! may then round the other way, an error of one in that coefficient); tests
+//! check it against the library and the conversions against big-integer
+//! arithmetic. Every step that is independent across RNS primes, input
+//! polynomials or coefficient blocks runs in parallel (rayon).
 //!
 //! The inputs are ciphertexts, which are public; the only secret-derived
 //! operand is the relinearisation key, itself public.
@@ -17,42 +18,32 @@ use std::sync::Arc;
 
 use fhe::bfv::{BfvParameters, Ciphertext, RelinearizationKey};
 use fhe::proto::bfv as pb;
-use fhe_math::rns::ScalingFactor;
-use fhe_math::rq::scaler::Scaler;
 use fhe_math::rq::{traits::TryConvertFrom, Context, Poly, Representation};
 use fhe_traits::{DeserializeWithContext, Serialize as _};
 use ndarray::Array2;
-use num_bigint::BigUint;
 use prost::Message;
 use rayon::prelude::*;
 
 use crate::kernels::{NttView, RingOps};
+use crate::rns::{BaseConverter, ScaleDown, Scratch};
 use crate::{Error, Params, Result};
 
-/// Coefficient blocks per scaled polynomial: one per thread would leave the
-/// last of the three scalings alone on one core, so two per thread; a
-/// single block (no copies) on one thread.
-fn blocks_for(threads: usize, n: usize) -> usize {
-    if threads <= 1 {
-        1
-    } else {
-        (2 * threads).next_power_of_two().min(n / 8)
-    }
-}
+/// Coefficients per block of the base conversions and scalings.
+const BLOCK: usize = 512;
 
 pub(crate) struct FastMul {
     par: Arc<BfvParameters>,
     base: Arc<Context>,
     ops_base: Arc<RingOps>,
+    /// Operators of `Q ∪ P` (the primes of `Q` first).
     ops_mul: Arc<RingOps>,
     /// `|Q|` and `|Q ∪ P|` (primes).
     k: usize,
     km: usize,
-    block: usize,
-    base_block: Arc<Context>,
-    mul_block: Arc<Context>,
-    extend: Scaler,
-    down: Scaler,
+    /// `Q → P`, `round(t·x/Q)` from `Q ∪ P` into `P`, and `P → Q`.
+    to_p: BaseConverter,
+    down: ScaleDown,
+    to_q: BaseConverter,
     /// Key rows `c0[i]`, `c1[i]` (NTT, `k × N` each).
     key0: Vec<Vec<u64>>,
     key1: Vec<Vec<u64>>,
@@ -63,50 +54,31 @@ pub(crate) struct FastMul {
 
 impl FastMul {
     pub(crate) fn new(params: &Params, rlk: &RelinearizationKey) -> Result<Self> {
-        Self::with_blocks(
-            params,
-            rlk,
-            blocks_for(rayon::current_num_threads(), params.degree()),
-        )
-    }
-
-    /// With the scalings split into `blocks` coefficient blocks (a power of two ≤ N/8).
-    pub(crate) fn with_blocks(
-        params: &Params,
-        rlk: &RelinearizationKey,
-        blocks: usize,
-    ) -> Result<Self> {
         let par = params.bfv().clone();
         let base = params.ctx(0)?.clone();
         let n = params.degree();
-        let k = base.moduli().len();
-        // The extended basis of `Multiplicator::default`.
-        let modulus_size: usize = par.moduli_sizes().iter().take(k).sum();
-        let n_moduli = (modulus_size + 60).div_ceil(62);
-        let mut extended: Vec<u64> = base.moduli().to_vec();
+        let q = base.moduli().to_vec();
+        let k = q.len();
+        // P must hold round(t·x/Q) for a tensor coefficient x of centred
+        // inputs: |x| ≤ N·Q²/2, so P > t·N·Q; each 62-bit prime gives > 61 bits.
+        let bits = |x: u64| u64::from(64 - x.leading_zeros());
+        let need = bits(params.plaintext())
+            + bits(n as u64)
+            + q.iter().map(|&qi| bits(qi)).sum::<u64>()
+            + 1;
+        let m = usize::try_from(need.div_ceil(61))
+            .map_err(|_| Error::Parameters("extended basis too large".into()))?;
+        let mut p = Vec::with_capacity(m);
         let mut upper = 1u64 << 62;
-        while extended.len() != k + n_moduli {
+        while p.len() != m {
             upper = fhe_math::zq::primes::generate_prime(62, 2 * n as u64, upper)
                 .ok_or_else(|| Error::Parameters("no prime for the extended basis".into()))?;
-            if !extended.contains(&upper) {
-                extended.push(upper);
+            if !q.contains(&upper) {
+                p.push(upper);
             }
         }
+        let extended: Vec<u64> = q.iter().chain(&p).copied().collect();
         let mul = Context::new_arc(&extended, n)?;
-        if !blocks.is_power_of_two() || blocks > n / 8 {
-            return Err(Error::Parameters(format!(
-                "{blocks} scaling blocks for N = {n}"
-            )));
-        }
-        let block = n / blocks;
-        let base_block = Context::new_arc(base.moduli(), block)?;
-        let mul_block = Context::new_arc(&extended, block)?;
-        let extend = Scaler::new(&base_block, &mul_block, ScalingFactor::one())?;
-        let down = Scaler::new(
-            &mul_block,
-            &base_block,
-            ScalingFactor::new(&BigUint::from(params.plaintext()), base.modulus()),
-        )?;
         let (key0, key1) = key_rows(rlk, &base)?;
         let ops_base = RingOps::of(&base)?;
         let shoup = |rows: &[Vec<u64>]| -> Vec<Vec<u64>> {
@@ -127,11 +99,9 @@ impl FastMul {
             base,
             k,
             km: extended.len(),
-            block,
-            base_block,
-            mul_block,
-            extend,
-            down,
+            to_p: BaseConverter::new(&q, &p)?,
+            down: ScaleDown::new(&q, &p, params.plaintext())?,
+            to_q: BaseConverter::new(&p, &q)?,
             key0,
             key1,
             key0_shoup,
@@ -157,15 +127,17 @@ impl FastMul {
         let views: Vec<NttView<'_>> = inputs.iter().map(|p| NttView::of(p)).collect();
         let ntt_in: Vec<&[u64]> = views.iter().map(|v| v.rows(k)).collect::<Result<_>>()?;
 
-        // 1. Extend each input to Q ∪ P: power basis (inverse NTT), exact
-        //    extension per coefficient block, forward NTT of the new primes.
+        // 1. Extend each input to Q ∪ P: power basis (inverse NTT), base
+        //    conversion per coefficient block, forward NTT of the new primes.
         let extended: Vec<Vec<u64>> = ntt_in
             .par_iter()
             .map(|x| {
                 let mut pb = x.to_vec();
                 self.ops_base
                     .par_rows(&mut pb, |_, _, ntt, row| ntt.backward(row));
-                let new_rows = self.scale_blocks(pb, k, &self.base_block, &self.extend, km, k)?;
+                let new_rows = self.blockwise(&pb, km - k, |ins, outs, scratch| {
+                    self.to_p.convert(ins, outs, scratch)
+                });
                 let mut out = Vec::with_capacity(km * n);
                 out.extend_from_slice(x);
                 out.extend_from_slice(&new_rows);
@@ -174,9 +146,9 @@ impl FastMul {
                         ntt.forward(row);
                     }
                 });
-                Ok(out)
+                out
             })
-            .collect::<Result<_>>()?;
+            .collect();
         let (a0, a1, b0, b1) = match extended.as_slice() {
             [a0, a1, b0, b1] => (a0, a1, b0, b1),
             _ => return Err(Error::Parameters("internal: four extended inputs".into())),
@@ -203,11 +175,25 @@ impl FastMul {
             ntt.backward(row);
         });
 
-        // 3. Scale by p/Q back to Q (exact, rounded), per block in parallel.
+        // 3. Scale by t/Q into P, and convert back to Q, block by block.
+        let m = km - k;
         let scaled: Vec<Vec<u64>> = vec![c0, c1, c2]
             .into_par_iter()
-            .map(|c| self.scale_blocks(c, km, &self.mul_block, &self.down, k, 0))
-            .collect::<Result<_>>()?;
+            .map(|c| {
+                self.blockwise(&c, k, |ins, outs, scratch| {
+                    let len = outs.first().map_or(0, |o| o.len());
+                    let mut in_p = std::mem::take(&mut scratch.block);
+                    in_p.resize(m * len, 0);
+                    {
+                        let mut rows: Vec<&mut [u64]> = in_p.chunks_mut(len.max(1)).collect();
+                        self.down.scale(ins, &mut rows, scratch);
+                    }
+                    let rows: Vec<&[u64]> = in_p.chunks(len.max(1)).collect();
+                    self.to_q.convert(&rows, outs, scratch);
+                    scratch.block = in_p;
+                })
+            })
+            .collect();
         let (mut d0, mut d1, d2) = match <[Vec<u64>; 3]>::try_from(scaled) {
             Ok([d0, d1, d2]) => (d0, d1, d2),
             Err(_) => return Err(Error::Parameters("internal: three scaled parts".into())),
@@ -274,55 +260,35 @@ impl FastMul {
         }
     }
 
-    /// Applies `scaler` (from `from_block`, `rows_in` primes) to the power-basis
-    /// matrix `m` block by block, and returns the output rows `skip..rows_out`.
-    fn scale_blocks(
-        &self,
-        m: Vec<u64>,
-        rows_in: usize,
-        from_block: &Arc<Context>,
-        scaler: &Scaler,
-        rows_out: usize,
-        skip: usize,
-    ) -> Result<Vec<u64>> {
+    /// Runs `f` on column blocks of the power-basis matrix `input` (any
+    /// number of rows of `N`), in parallel, into a new `rows_out × N` matrix.
+    fn blockwise<F>(&self, input: &[u64], rows_out: usize, f: F) -> Vec<u64>
+    where
+        F: Fn(&[&[u64]], &mut [&mut [u64]], &mut Scratch) + Sync,
+    {
         let n = self.ops_base.degree();
-        let block = self.block;
-        let full = Array2::from_shape_vec((rows_in, n), m)
-            .map_err(|e| Error::Parameters(e.to_string()))?;
-        let scale = |part: Array2<u64>| -> Result<Poly> {
-            let p = Poly::try_convert_from(part, from_block, false, Representation::PowerBasis)?;
-            Ok(p.scale(scaler)?)
-        };
-        let blocks: Vec<Poly> = if block == n {
-            vec![scale(full)?]
-        } else {
-            (0..n / block)
-                .into_par_iter()
-                .map(|c| {
-                    scale(
-                        full.slice_axis(
-                            ndarray::Axis(1),
-                            ndarray::Slice::from(c * block..(c + 1) * block),
-                        )
-                        .to_owned(),
-                    )
-                })
-                .collect::<Result<_>>()?
-        };
-        let mut out = vec![0u64; (rows_out - skip) * n];
-        for (c, p) in blocks.iter().enumerate() {
-            let coeffs = p.coefficients();
-            for (r, row) in out.chunks_mut(n).enumerate() {
-                let src = coeffs.row(r + skip);
-                if let Some(dst) = row.get_mut(c * block..(c + 1) * block) {
-                    match src.to_slice() {
-                        Some(src) => dst.copy_from_slice(src),
-                        None => dst.iter_mut().zip(src.iter()).for_each(|(d, s)| *d = *s),
-                    }
-                }
+        let block = BLOCK.min(n);
+        let mut out = vec![0u64; rows_out * n];
+        let mut blocks: Vec<Vec<&mut [u64]>> = (0..n.div_ceil(block))
+            .map(|_| Vec::with_capacity(rows_out))
+            .collect();
+        for row in out.chunks_mut(n) {
+            for (dst, chunk) in blocks.iter_mut().zip(row.chunks_mut(block)) {
+                dst.push(chunk);
             }
         }
-        Ok(out)
+        blocks.into_par_iter().enumerate().for_each_init(
+            Scratch::default,
+            |scratch, (c, mut outs)| {
+                let cols = c * block..((c + 1) * block).min(n);
+                let ins: Vec<&[u64]> = input
+                    .chunks(n)
+                    .map(|row| row.get(cols.clone()).unwrap_or(&[]))
+                    .collect();
+                f(&ins, &mut outs, scratch);
+            },
+        );
+        out
     }
 }
 

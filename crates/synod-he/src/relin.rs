@@ -333,9 +333,14 @@ pub fn relinearization_key(
 }
 
 /// Ciphertext × ciphertext with relinearisation by a relinearisation key
-/// from [`relinearization_key`]: fhe.rs's `Multiplicator::default` algorithm
-/// with bit-identical results, its independent steps run in parallel (rayon,
-/// honouring `RAYON_NUM_THREADS`). Level-0 ciphertexts only.
+/// from [`relinearization_key`], in the RNS variant of Halevi, Polyakov and
+/// Shoup (CT-RSA 2019): fast base conversions and scaling with
+/// floating-point corrections instead of fhe.rs's exact big-integer scaler.
+/// The product equals fhe.rs's `Multiplicator::default` result except where
+/// a scaled coefficient lies within about `2^-22` of a rounding boundary (an
+/// error of one in that coefficient, no more than BFV's own rounding); tests
+/// check both. Independent steps run in parallel (rayon, honouring
+/// `RAYON_NUM_THREADS`). Level-0 ciphertexts only.
 pub struct Multiplier {
     inner: crate::mul::FastMul,
 }
@@ -446,8 +451,9 @@ mod tests {
         assert_eq!((&r2.h0, &r2.h1), (&h0, &h1));
     }
 
-    /// The parallel multiplier gives exactly fhe.rs's `Multiplicator`
-    /// ciphertext, and it decrypts to the slot-wise product.
+    /// The HPS multiplier gives fhe.rs's `Multiplicator` ciphertext (the
+    /// rare one-off roundings do not occur for these seeds), and it decrypts
+    /// to the slot-wise product.
     #[test]
     fn multiplier_matches_fhe_multiplicator() {
         use fhe::bfv::{Encoding, Multiplicator, Plaintext};
@@ -489,17 +495,6 @@ mod tests {
             let (a, b) = (enc(&x, &mut rng), enc(&y, &mut rng));
             let got = fast.multiply(&a, &b).unwrap();
             let want = reference.multiply(&a, &b).unwrap();
-            // Every block split of the scalings gives the same result.
-            for blocks in [1, 4] {
-                let split = crate::mul::FastMul::with_blocks(&params, &rlk, blocks).unwrap();
-                let other = split.multiply(&a, &b).unwrap();
-                for (g, o) in got.iter().zip(other.iter()) {
-                    assert!(
-                        g.coefficients() == o.coefficients(),
-                        "{blocks} blocks differ"
-                    );
-                }
-            }
             assert_eq!(got.len(), 2);
             for (g, w) in got.iter().zip(want.iter()) {
                 assert!(
@@ -514,6 +509,38 @@ mod tests {
                 .map(|(a, b)| (*a as u128 * *b as u128 % p as u128) as u64)
                 .collect();
             assert_eq!(Vec::<u64>::try_decode(&pt, Encoding::simd()).unwrap(), prod);
+        }
+        // Repeated squaring: the same plaintexts as fhe.rs at every depth,
+        // with no more noise.
+        let whole = crate::oracle::WholeKey::from_shares(&params, &sks);
+        let x: Vec<u64> = (0..2048u64).map(|i| (i * 7919 + 3) % p).collect();
+        let pt = Plaintext::try_encode(&x, Encoding::simd(), params.bfv()).unwrap();
+        let (mut ours, mut theirs): (fhe::bfv::Ciphertext, fhe::bfv::Ciphertext) = (
+            sk.try_encrypt(&pt, &mut rng).unwrap(),
+            sk.try_encrypt(&pt, &mut rng).unwrap(),
+        );
+        let mut want = x;
+        for depth in 1..=3 {
+            ours = fast.multiply(&ours, &ours).unwrap();
+            theirs = reference.multiply(&theirs, &theirs).unwrap();
+            want = want
+                .iter()
+                .map(|a| (*a as u128 * *a as u128 % p as u128) as u64)
+                .collect();
+            let got = sk.try_decrypt(&ours).unwrap();
+            assert_eq!(
+                Vec::<u64>::try_decode(&got, Encoding::simd()).unwrap(),
+                want,
+                "depth {depth}"
+            );
+            let (n_ours, n_theirs) = (
+                whole.noise_bits(&params, &ours).unwrap(),
+                whole.noise_bits(&params, &theirs).unwrap(),
+            );
+            assert!(
+                n_ours <= n_theirs + 1.0,
+                "depth {depth}: noise {n_ours:.1} bits vs fhe.rs {n_theirs:.1}"
+            );
         }
         // Only level-0, two-part ciphertexts.
         let pt = Plaintext::try_encode(&[1u64], Encoding::simd(), params.bfv()).unwrap();

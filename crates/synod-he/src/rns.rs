@@ -1,0 +1,497 @@
+//! RNS base conversion and BFV scaling with floating-point corrections, after
+//! Halevi, Polyakov and Shoup, "An Improved RNS Variant of the BFV
+//! Homomorphic Encryption Scheme" (CT-RSA 2019, ePrint 2018/117), §2.2 and
+//! §4.2 — the algorithm OpenFHE's `HPS` BFV multiplication uses.
+//!
+//! * [`BaseConverter`] lifts residues modulo `Q = ∏ q_i` to the centred
+//!   representative `x̄ ∈ (−Q/2, Q/2]` and reduces it modulo other primes:
+//!   `x̄ = Σ y_i·(Q/q_i) − v·Q` with `y_i = [x_i·(Q/q_i)^{-1}]_{q_i}` and
+//!   `v = round(Σ y_i / q_i)`, the rounding done in `f64`. The lift is exact
+//!   unless `x̄/Q` lies within about `k·2^-52` of `±1/2`, where it may come
+//!   out as `x̄ ± Q` (HPS Lemma 2: harmless for BFV multiplication, and for
+//!   ciphertext coefficients a probability of about `2^-49` each).
+//! * [`ScaleDown`] computes `round(t·x̄/Q) mod p_j` from the residues of `x̄`
+//!   modulo `Q·P` (HPS's "complex scaling"): with
+//!   `A_i = [(QP/q_i)^{-1}]_{q_i}·t·P`, the result is
+//!   `Σ_i x_i·⌊A_i/q_i⌋ + round(Σ_i x_i·{A_i/q_i}) + x_j·[(QP/p_j)^{-1}·t·P/p_j]_{p_j}`.
+//!   The fractional sum is evaluated in `f64` with each `x_i` split into two
+//!   halves (so that every product is exact to about `2^-22`); it is off by one
+//!   only when the true value lies within that distance of a half-integer, an
+//!   extra rounding error of one in that coefficient, as small as the
+//!   rounding BFV multiplication does anyway.
+//!
+//! Every operand here is public (ciphertexts and key material that is
+//! published anyway), so variable-time code is acceptable. Tests check both
+//! against exact big-integer arithmetic.
+
+use num_bigint::BigUint;
+use num_traits::{One, ToPrimitive, Zero};
+
+use crate::{Error, Result};
+
+/// A prime with the constants for Barrett reduction of 128-bit values and
+/// Shoup multiplication.
+#[derive(Clone, Copy)]
+pub(crate) struct Prime {
+    p: u64,
+    /// `⌊2^128 / p⌋`, high and low words.
+    hi: u64,
+    lo: u64,
+}
+
+impl Prime {
+    pub(crate) fn new(p: u64) -> Result<Self> {
+        if !(2..1 << 62).contains(&p) {
+            return Err(Error::Parameters(format!("prime {p} out of range")));
+        }
+        let r = u128::MAX / u128::from(p);
+        Ok(Self {
+            p,
+            hi: (r >> 64) as u64,
+            lo: r as u64,
+        })
+    }
+
+    /// `a mod p` for `a < 2^126`.
+    #[inline(always)]
+    fn reduce(&self, a: u128) -> u64 {
+        let (a_lo, a_hi) = (a as u64, (a >> 64) as u64);
+        let lo_lo = (u128::from(a_lo) * u128::from(self.lo)) >> 64;
+        let hi_lo = u128::from(a_hi) * u128::from(self.lo);
+        let lo_hi = u128::from(a_lo) * u128::from(self.hi);
+        let q = ((lo_hi + hi_lo + lo_lo) >> 64) + u128::from(a_hi) * u128::from(self.hi);
+        let mut r = a.wrapping_sub(q.wrapping_mul(u128::from(self.p))) as u64;
+        // The quotient estimate is short by at most two.
+        if r >= self.p {
+            r -= self.p;
+        }
+        if r >= self.p {
+            r -= self.p;
+        }
+        r
+    }
+
+    /// `⌊w·2^64/p⌋`, the Shoup companion of `w < p`.
+    fn shoup(&self, w: u64) -> u64 {
+        ((u128::from(w) << 64) / u128::from(self.p)) as u64
+    }
+
+    /// `a·w mod p` for `a < 2^64`, `w < p` with companion `ws`.
+    #[inline(always)]
+    fn mul_shoup(&self, a: u64, w: u64, ws: u64) -> u64 {
+        let q = ((u128::from(a) * u128::from(ws)) >> 64) as u64;
+        let r = a.wrapping_mul(w).wrapping_sub(q.wrapping_mul(self.p));
+        if r >= self.p {
+            r - self.p
+        } else {
+            r
+        }
+    }
+}
+
+fn product(primes: &[u64]) -> BigUint {
+    primes.iter().fold(BigUint::one(), |acc, &p| acc * p)
+}
+
+fn residue(x: &BigUint, p: u64) -> u64 {
+    (x % p).to_u64().unwrap_or(0)
+}
+
+/// `a^{-1} mod p` for prime `p` (Fermat).
+fn inverse(a: &BigUint, p: u64) -> Result<u64> {
+    let a = a % p;
+    if a.is_zero() {
+        return Err(Error::Parameters(format!(
+            "RNS basis: {p} divides another modulus"
+        )));
+    }
+    Ok(residue(
+        &a.modpow(&BigUint::from(p - 2), &BigUint::from(p)),
+        p,
+    ))
+}
+
+fn primes(moduli: &[u64]) -> Result<Vec<Prime>> {
+    moduli.iter().map(|&p| Prime::new(p)).collect()
+}
+
+/// The most input primes a 128-bit accumulator takes before it could overflow.
+const MAX_PRIMES: usize = 15;
+
+/// Conversion of residues modulo `Q = ∏ from` to residues of the centred
+/// representative modulo each prime of `to`.
+pub(crate) struct BaseConverter {
+    from: Vec<Prime>,
+    /// `[(Q/q_i)^{-1}]_{q_i}` and its Shoup companion.
+    hat_inv: Vec<(u64, u64)>,
+    /// `1/q_i`.
+    inv: Vec<f64>,
+    to: Vec<Prime>,
+    /// Per output prime: `[Q/q_i]_{p_j}` for every `i`, then `[−Q]_{p_j}`.
+    hat: Vec<Vec<u64>>,
+    neg_q: Vec<u64>,
+}
+
+impl BaseConverter {
+    pub(crate) fn new(from: &[u64], to: &[u64]) -> Result<Self> {
+        if from.is_empty() || from.len() > MAX_PRIMES {
+            return Err(Error::Parameters(format!(
+                "RNS base conversion from {} primes",
+                from.len()
+            )));
+        }
+        let q = product(from);
+        let from_p = primes(from)?;
+        let hat_inv = from_p
+            .iter()
+            .map(|pr| {
+                let w = inverse(&(&q / pr.p), pr.p)?;
+                Ok((w, pr.shoup(w)))
+            })
+            .collect::<Result<_>>()?;
+        let hat = to
+            .iter()
+            .map(|&pj| from.iter().map(|&qi| residue(&(&q / qi), pj)).collect())
+            .collect();
+        let neg_q = to.iter().map(|&pj| (pj - residue(&q, pj)) % pj).collect();
+        Ok(Self {
+            inv: from.iter().map(|&p| 1.0 / p as f64).collect(),
+            from: from_p,
+            hat_inv,
+            to: primes(to)?,
+            hat,
+            neg_q,
+        })
+    }
+
+    /// Converts one block of coefficients: `input` has one slice per input
+    /// prime, `out` one per output prime, all of the same length.
+    pub(crate) fn convert(&self, input: &[&[u64]], out: &mut [&mut [u64]], scratch: &mut Scratch) {
+        let k = self.from.len();
+        let len = out.first().map_or(0, |o| o.len());
+        let (y, v) = scratch.take(k, len);
+        // y_i = [x_i·(Q/q_i)^{-1}]_{q_i}, coefficient-major; v = round(Σ y_i/q_i).
+        v.iter_mut().for_each(|v| *v = 0.0);
+        for (i, ((x, pr), (&(w, ws), &inv))) in input
+            .iter()
+            .zip(&self.from)
+            .zip(self.hat_inv.iter().zip(&self.inv))
+            .enumerate()
+        {
+            for ((y, &x), v) in y
+                .iter_mut()
+                .skip(i)
+                .step_by(k)
+                .zip(x.iter())
+                .zip(v.iter_mut())
+            {
+                *y = pr.mul_shoup(x, w, ws);
+                *v += *y as f64 * inv;
+            }
+        }
+        // out_j = Σ y_i·[Q/q_i]_{p_j} + v·[−Q]_{p_j}, one coefficient at a time.
+        for (c, (ys, &v)) in y.chunks_exact(k).zip(v.iter()).enumerate() {
+            let v = u128::from((v + 0.5) as u64);
+            for (o, (pj, (hat, &neg_q))) in out
+                .iter_mut()
+                .zip(self.to.iter().zip(self.hat.iter().zip(&self.neg_q)))
+            {
+                let mut a = v * u128::from(neg_q);
+                for (&y, &h) in ys.iter().zip(hat) {
+                    a += u128::from(y) * u128::from(h);
+                }
+                if let Some(o) = o.get_mut(c) {
+                    *o = pj.reduce(a);
+                }
+            }
+        }
+    }
+}
+
+/// `round(t·x̄/Q)` modulo each prime of `P`, from the residues of `x̄`
+/// modulo `Q·P` (the first `k` inputs modulo `Q`, the rest modulo `P`).
+pub(crate) struct ScaleDown {
+    q: Vec<Prime>,
+    /// Per prime of `Q`: the split position `s_i` and the fractions
+    /// `{A_i·2^{s_i}/q_i}`, `{A_i/q_i}`.
+    split: Vec<(u32, f64, f64)>,
+    p: Vec<Prime>,
+    /// Per prime of `P`: `[⌊A_i·2^{s_i}/q_i⌋]_{p_j}` and `[⌊A_i/q_i⌋]_{p_j}`
+    /// for every `i`, and `[(QP/p_j)^{-1}·t·P/p_j]_{p_j}` with its companion.
+    whole: Vec<Vec<(u64, u64)>>,
+    own: Vec<(u64, u64)>,
+}
+
+impl ScaleDown {
+    pub(crate) fn new(q: &[u64], p: &[u64], t: u64) -> Result<Self> {
+        if q.is_empty() || p.is_empty() {
+            return Err(Error::Parameters(format!(
+                "RNS scaling from {} + {} primes",
+                q.len(),
+                p.len()
+            )));
+        }
+        let big_q = product(q);
+        let big_p = product(p);
+        let qp = &big_q * &big_p;
+        let tp = &big_p * t;
+        let mut split = Vec::with_capacity(q.len());
+        let mut whole_q = Vec::with_capacity(q.len());
+        for &qi in q {
+            let a = BigUint::from(inverse(&(&qp / qi), qi)?) * &tp;
+            let s = (64 - qi.leading_zeros()).div_ceil(2);
+            let a_hi = &a << s;
+            let frac = |x: &BigUint| residue(x, qi) as f64 / qi as f64;
+            split.push((s, frac(&a_hi), frac(&a)));
+            whole_q.push((a_hi / qi, a / qi));
+        }
+        let whole = p
+            .iter()
+            .map(|&pj| {
+                whole_q
+                    .iter()
+                    .map(|(h, l)| (residue(h, pj), residue(l, pj)))
+                    .collect()
+            })
+            .collect();
+        let p_primes = primes(p)?;
+        let own = p_primes
+            .iter()
+            .map(|pr| {
+                let c = BigUint::from(inverse(&(&qp / pr.p), pr.p)?) * &tp / pr.p;
+                let c = residue(&c, pr.p);
+                Ok((c, pr.shoup(c)))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            q: primes(q)?,
+            split,
+            p: p_primes,
+            whole,
+            own,
+        })
+    }
+
+    /// Scales one block: `input` has one slice per prime of `Q` then one per
+    /// prime of `P`; `out` one per prime of `P`.
+    pub(crate) fn scale(&self, input: &[&[u64]], out: &mut [&mut [u64]], scratch: &mut Scratch) {
+        let k = self.q.len();
+        let len = out.first().map_or(0, |o| o.len());
+        let (halves, f) = scratch.take(2 * k, len);
+        // Each x_i split as (x_i >> s_i, x_i mod 2^{s_i}), coefficient-major;
+        // f = Σ of the halves times the fractions.
+        f.iter_mut().for_each(|v| *v = 0.0);
+        for (i, (x, &(s, frac_hi, frac_lo))) in input.iter().zip(&self.split).enumerate() {
+            let mask = (1u64 << s) - 1;
+            for ((pair, &x), f) in halves
+                .chunks_exact_mut(2 * k)
+                .map(|c| c.get_mut(2 * i..2 * i + 2))
+                .zip(x.iter())
+                .zip(f.iter_mut())
+            {
+                if let Some([h, l]) = pair {
+                    *h = x >> s;
+                    *l = x & mask;
+                    *f += *h as f64 * frac_hi + *l as f64 * frac_lo;
+                }
+            }
+        }
+        let own_rows = input.get(k..).unwrap_or(&[]);
+        for (c, (hl, &f)) in halves.chunks_exact(2 * k).zip(f.iter()).enumerate() {
+            let r = u128::from((f + 0.5) as u64);
+            for (o, (pj, ((whole, &(own, own_s)), x))) in out.iter_mut().zip(
+                self.p
+                    .iter()
+                    .zip(self.whole.iter().zip(&self.own).zip(own_rows)),
+            ) {
+                let x = x.get(c).copied().unwrap_or(0);
+                let mut a = r + u128::from(pj.mul_shoup(x, own, own_s));
+                for (pair, &(wh, wl)) in hl.chunks_exact(2).zip(whole) {
+                    if let [h, l] = pair {
+                        a += u128::from(*h) * u128::from(wh) + u128::from(*l) * u128::from(wl);
+                    }
+                }
+                if let Some(o) = o.get_mut(c) {
+                    *o = pj.reduce(a);
+                }
+            }
+        }
+    }
+}
+
+/// Reusable buffers for one block: `rows × len` words (coefficient-major)
+/// and a floating-point accumulator of `len`.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    /// Free for the caller: an intermediate block between two steps.
+    pub(crate) block: Vec<u64>,
+    words: Vec<u64>,
+    float: Vec<f64>,
+}
+
+impl Scratch {
+    fn take(&mut self, rows: usize, len: usize) -> (&mut [u64], &mut [f64]) {
+        self.words.resize(rows * len, 0);
+        self.float.resize(len, 0.0);
+        (&mut self.words, &mut self.float)
+    }
+}
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use num_bigint::{BigInt, Sign};
+    use num_integer::Integer;
+    use rand::{RngCore, SeedableRng};
+
+    fn below(m: &BigUint, rng: &mut impl RngCore) -> BigUint {
+        let mut bytes = vec![0u8; (m.bits() as usize).div_ceil(8) + 8];
+        rng.fill_bytes(&mut bytes);
+        BigUint::from_bytes_le(&bytes) % m
+    }
+
+    fn ntt_primes(bits: usize, count: usize, avoid: &[u64]) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut upper = 1u64 << bits;
+        while out.len() < count {
+            upper = fhe_math::zq::primes::generate_prime(bits, 2 * 8192, upper).unwrap();
+            if !avoid.contains(&upper) {
+                out.push(upper);
+            }
+        }
+        out
+    }
+
+    fn residues(x: &BigInt, primes: &[u64]) -> Vec<u64> {
+        primes
+            .iter()
+            .map(|&p| x.mod_floor(&BigInt::from(p)).to_u64().unwrap())
+            .collect()
+    }
+
+    fn centred(x: &BigUint, m: &BigUint) -> BigInt {
+        let x = BigInt::from_biguint(Sign::Plus, x.clone());
+        let m = BigInt::from_biguint(Sign::Plus, m.clone());
+        if &x * 2 > m {
+            x - m
+        } else {
+            x
+        }
+    }
+
+    /// Transposes per-value residue lists into per-prime rows.
+    fn columns(values: &[Vec<u64>]) -> Vec<Vec<u64>> {
+        let rows = values.first().map_or(0, |v| v.len());
+        (0..rows)
+            .map(|r| values.iter().map(|v| v[r]).collect())
+            .collect()
+    }
+
+    #[test]
+    fn base_conversion_lifts_to_the_centred_value() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        for (bits_q, k, m) in [(55, 4, 5), (62, 3, 2), (40, 1, 3), (50, 8, 9)] {
+            let q = ntt_primes(bits_q, k, &[]);
+            let p = ntt_primes(61, m, &q);
+            let conv = BaseConverter::new(&q, &p).unwrap();
+            let big_q = product(&q);
+            // Random values, plus the edges of the centred range.
+            let mut xs: Vec<BigUint> = (0..200).map(|_| below(&big_q, &mut rng)).collect();
+            let half = &big_q / 2u32;
+            xs.extend([
+                BigUint::zero(),
+                BigUint::one(),
+                &big_q - 1u32,
+                half.clone(),
+                &half + 1u32,
+            ]);
+            let input = columns(
+                &xs.iter()
+                    .map(|x| residues(&BigInt::from(x.clone()), &q))
+                    .collect::<Vec<_>>(),
+            );
+            let mut out = vec![vec![0u64; xs.len()]; m];
+            let refs: Vec<&[u64]> = input.iter().map(|r| r.as_slice()).collect();
+            let mut outs: Vec<&mut [u64]> = out.iter_mut().map(|r| r.as_mut_slice()).collect();
+            conv.convert(&refs, &mut outs, &mut Scratch::default());
+            let bq = BigInt::from(big_q.clone());
+            for (c, x) in xs.iter().enumerate() {
+                let want = centred(x, &big_q);
+                let got: Vec<u64> = out.iter().map(|r| r[c]).collect();
+                if (x == &half) || (x == &(&half + 1u32)) {
+                    // At ±Q/2 the lift may be either representative.
+                    let either = [&want, &(&want + &bq), &(&want - &bq)]
+                        .iter()
+                        .any(|w| got == residues(w, &p));
+                    assert!(either, "x = {x}, k = {k}");
+                } else {
+                    assert_eq!(got, residues(&want, &p), "x = {x}, k = {k}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scaling_rounds_t_x_over_q() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
+        for (bits_q, k, m, t) in [
+            (55, 4, 5, (1u64 << 30) - 35),
+            (62, 3, 4, 65537),
+            (50, 8, 9, (1 << 47) - 115),
+        ] {
+            let q = ntt_primes(bits_q, k, &[]);
+            let p = ntt_primes(61, m, &q);
+            let scale = ScaleDown::new(&q, &p, t).unwrap();
+            let (big_q, big_p) = (product(&q), product(&p));
+            let qp = &big_q * &big_p;
+            let qp_all: Vec<u64> = q.iter().chain(&p).copied().collect();
+            let xs: Vec<BigUint> = (0..400).map(|_| below(&qp, &mut rng)).collect();
+            let input = columns(
+                &xs.iter()
+                    .map(|x| residues(&BigInt::from(x.clone()), &qp_all))
+                    .collect::<Vec<_>>(),
+            );
+            let mut out = vec![vec![0u64; xs.len()]; m];
+            let refs: Vec<&[u64]> = input.iter().map(|r| r.as_slice()).collect();
+            let mut outs: Vec<&mut [u64]> = out.iter_mut().map(|r| r.as_mut_slice()).collect();
+            scale.scale(&refs, &mut outs, &mut Scratch::default());
+            let bq = BigInt::from(big_q.clone());
+            let mut off_by_one = 0;
+            for (c, x) in xs.iter().enumerate() {
+                // round(t·x̄/Q), x̄ centred modulo QP.
+                let num: BigInt = centred(x, &qp) * BigInt::from(t) * 2 + &bq;
+                let want = num.div_floor(&(&bq * 2));
+                let got: Vec<u64> = out.iter().map(|r| r[c]).collect();
+                if got != residues(&want, &p) {
+                    let near = [&want + 1, &want - 1]
+                        .iter()
+                        .any(|w| got == residues(w, &p));
+                    assert!(near, "x = {x}: more than one off");
+                    off_by_one += 1;
+                }
+            }
+            assert!(off_by_one <= 1, "{off_by_one} roundings off by one");
+        }
+    }
+
+    #[test]
+    fn barrett_reduction_is_exact() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        for p in ntt_primes(62, 3, &[])
+            .into_iter()
+            .chain(ntt_primes(30, 2, &[]))
+        {
+            let pr = Prime::new(p).unwrap();
+            for _ in 0..10_000 {
+                use rand::Rng;
+                let a: u128 = rng.random::<u128>() >> 2;
+                assert_eq!(u128::from(pr.reduce(a)), a % u128::from(p));
+                let (x, w) = (rng.random::<u64>(), rng.random_range(0..p));
+                assert_eq!(
+                    u128::from(pr.mul_shoup(x, w, pr.shoup(w))),
+                    u128::from(x) * u128::from(w) % u128::from(p)
+                );
+            }
+        }
+    }
+}
