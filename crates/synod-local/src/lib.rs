@@ -152,8 +152,9 @@ impl PhaseClock {
 
 impl LocalCommittee {
     /// Runs the whole set-up for participants at `points` with threshold `t`:
-    /// collective public key, relinearisation key, Galois keys for
-    /// `galois_elements` (none if empty), thresholdisation. Every message is a
+    /// collective public key, relinearisation key, thresholdisation, then
+    /// Galois keys for `galois_elements` (none if empty) from the first `t`
+    /// members' weighted Shamir shares. Every message is a
     /// signed envelope checked by its receivers; sub-shares are sealed to
     /// their recipient. Each participant's additive share is erased when
     /// set-up ends.
@@ -206,26 +207,6 @@ impl LocalCommittee {
         let relin_key = relin::relinearization_key(params, &agg, &members, round2)?;
         phases.push(clock.lap("relinearisation key", &relay));
 
-        let galois_key = if galois_elements.is_empty() {
-            None
-        } else {
-            progress("rotation keys");
-            let messages = members
-                .iter()
-                .zip(&additive)
-                .map(|(&x, sk)| {
-                    Ok((
-                        x,
-                        galois::galois_key_share(params, &crs, sk, galois_elements, x, rng)?,
-                    ))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let shares = relay.exchange(&members, ProtocolName::GaloisKeyGen, 1, &messages)?;
-            let keys = galois::aggregate_galois_key_rows(params, &crs, &members, shares)?;
-            phases.push(clock.lap("rotation keys", &relay));
-            Some(keys)
-        };
-
         progress("thresholdisation");
         let mut sealed: Vec<(EvaluationPoint, SignedEnvelope)> = Vec::new();
         for (&x, sk) in members.iter().zip(&additive) {
@@ -260,6 +241,38 @@ impl LocalCommittee {
             });
         }
         phases.push(clock.lap("thresholdisation", &relay));
+
+        // Rotation keys are linear in s: the first t members make them from
+        // their Lagrange-weighted Shamir shares (DESIGN.md §2), so the other
+        // n − t neither compute nor send a share.
+        let galois_key = if galois_elements.is_empty() {
+            None
+        } else {
+            progress("rotation keys");
+            let makers: Vec<&Participant> = participants.iter().take(t).collect();
+            let set = ActiveSet::new(&committee, makers.iter().map(|p| p.point))?;
+            let messages = makers
+                .iter()
+                .map(|p| {
+                    let weighted = p.key_share.weighted(params, &set, 0)?;
+                    Ok((
+                        p.point,
+                        galois::galois_key_share(
+                            params,
+                            &crs,
+                            &weighted,
+                            galois_elements,
+                            p.point,
+                            rng,
+                        )?,
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let shares = relay.exchange(&members, ProtocolName::GaloisKeyGen, 1, &messages)?;
+            let keys = galois::aggregate_galois_key_rows(params, &crs, set.members(), shares)?;
+            phases.push(clock.lap("rotation keys", &relay));
+            Some(keys)
+        };
 
         Ok(Self {
             params: params.clone(),
