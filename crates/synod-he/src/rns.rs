@@ -115,9 +115,6 @@ fn primes(moduli: &[u64]) -> Result<Vec<Prime>> {
     moduli.iter().map(|&p| Prime::new(p)).collect()
 }
 
-/// The most input primes a 128-bit accumulator takes before it could overflow.
-const MAX_PRIMES: usize = 15;
-
 /// Conversion of residues modulo `Q = ∏ from` to residues of the centred
 /// representative modulo each prime of `to`.
 pub(crate) struct BaseConverter {
@@ -134,10 +131,14 @@ pub(crate) struct BaseConverter {
 
 impl BaseConverter {
     pub(crate) fn new(from: &[u64], to: &[u64]) -> Result<Self> {
-        if from.is_empty() || from.len() > MAX_PRIMES {
+        // The accumulator holds k + 1 products of a residue and a constant.
+        let bits = |m: &[u64]| m.iter().map(|p| 64 - p.leading_zeros()).max().unwrap_or(0);
+        let terms = usize::BITS - from.len().leading_zeros();
+        if from.is_empty() || to.is_empty() || bits(from) + bits(to) + terms > 126 {
             return Err(Error::Parameters(format!(
-                "RNS base conversion from {} primes",
-                from.len()
+                "RNS base conversion from {} primes to {}",
+                from.len(),
+                to.len()
             )));
         }
         let q = product(from);
