@@ -1,15 +1,20 @@
 //! Common random polynomials, derived deterministically from the session id.
 //!
 //! Every participant must use the same uniform `a ∈ R_q` in collective key
-//! generation. It is derived, never drawn from a shared RNG object: a 32-byte
-//! seed is `BLAKE3-derive_key("synod/crp/v1", session ‖ parameter set ‖ p ‖
-//! purpose ‖ indices)`, expanded by `fhe-math`'s `Poly::random_from_seed`
-//! (ChaCha8). A different session, parameter set or purpose gives an unrelated
-//! polynomial (domain separation).
+//! generation. It is derived, never drawn from a shared RNG object: the
+//! residues modulo the `i`-th prime `q_i` are read from the BLAKE3 XOF of
+//! `derive_key("synod/crp/v2", session ‖ parameter set ‖ p ‖ purpose ‖
+//! indices ‖ i)`, eight bytes at a time, masked to the bit length of `q_i`
+//! and kept when below `q_i` (rejection sampling: uniform, and at least half
+//! of the draws are kept). A different session, parameter set or purpose
+//! gives an unrelated polynomial (domain separation). The residues are taken
+//! as the NTT form, which is as uniform as any other.
 
-use fhe_math::rq::{Poly, Representation};
+use fhe_math::rq::{traits::TryConvertFrom, Poly, Representation};
+use ndarray::Array2;
+use rayon::prelude::*;
 
-use crate::{Params, Result};
+use crate::{Error, Params, Result};
 
 /// What a common random polynomial is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,17 +73,49 @@ impl CommonRandomness {
 
     /// The polynomial for `purpose`, at level 0, in NTT form.
     pub fn poly(&self, purpose: CrpPurpose) -> Result<Poly> {
-        let mut h = blake3::Hasher::new_derive_key("synod/crp/v1");
+        let ctx = self.params.ctx(0)?;
+        let n = self.params.degree();
+        let mut h = blake3::Hasher::new_derive_key("synod/crp/v2");
         h.update(&self.session);
         h.update(self.params.set().to_string().as_bytes());
         h.update(&self.params.plaintext().to_le_bytes());
         h.update(&purpose.encode());
-        let seed: [u8; 32] = *h.finalize().as_bytes();
-        Ok(Poly::random_from_seed(
-            self.params.ctx(0)?,
-            Representation::Ntt,
-            seed,
-        ))
+        let mut residues = vec![0u64; ctx.moduli().len() * n];
+        residues
+            .par_chunks_mut(n)
+            .zip(ctx.moduli().par_iter())
+            .enumerate()
+            .for_each(|(i, (row, &q))| {
+                let mut xof = h.clone();
+                xof.update(&u32::try_from(i).unwrap_or(u32::MAX).to_le_bytes());
+                uniform_into(&mut xof.finalize_xof(), q, row);
+            });
+        let m = Array2::from_shape_vec((ctx.moduli().len(), n), residues)
+            .map_err(|e| Error::Parameters(e.to_string()))?;
+        Ok(Poly::try_convert_from(m, ctx, false, Representation::Ntt)?)
+    }
+}
+
+/// Fills `row` with residues uniform modulo `q`, by rejection from `xof`.
+fn uniform_into(xof: &mut blake3::OutputReader, q: u64, row: &mut [u64]) {
+    let mask = u64::MAX >> q.leading_zeros();
+    let mut buf = [0u8; 4096];
+    let mut out = row.iter_mut();
+    let mut slot = out.next();
+    while slot.is_some() {
+        xof.fill(&mut buf);
+        for word in buf.chunks_exact(8) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(word);
+            let v = u64::from_le_bytes(bytes) & mask;
+            if v < q {
+                match slot {
+                    Some(s) => *s = v,
+                    None => return,
+                }
+                slot = out.next();
+            }
+        }
     }
 }
 
@@ -109,5 +146,32 @@ mod tests {
             })
             .unwrap()
         );
+    }
+
+    /// Every residue is below its prime, the residues look uniform (mean
+    /// and top-bit frequency within a few standard deviations), and the
+    /// rows modulo different primes are unrelated.
+    #[test]
+    fn residues_are_uniform_modulo_each_prime() {
+        let params = Params::new(ParameterSet::Bfv8192, 30).unwrap();
+        let poly = CommonRandomness::new(&params, [7; 32])
+            .poly(CrpPurpose::PublicKey)
+            .unwrap();
+        let n = params.degree() as f64;
+        let coeffs = poly.coefficients();
+        for (row, &q) in coeffs.outer_iter().zip(params.ctx(0).unwrap().moduli()) {
+            assert!(row.iter().all(|&v| v < q));
+            let mean = row.iter().map(|&v| v as f64 / q as f64).sum::<f64>() / n;
+            // Uniform on [0, 1): variance 1/12 per draw.
+            let sd = (1.0 / 12.0 / n).sqrt();
+            assert!((mean - 0.5).abs() < 5.0 * sd, "mean {mean} modulo {q}");
+            let high = row.iter().filter(|&&v| v >= q / 2).count() as f64 / n;
+            assert!(
+                (high - 0.5).abs() < 5.0 * (0.25 / n).sqrt(),
+                "{high} modulo {q}"
+            );
+        }
+        let rows: Vec<Vec<u64>> = coeffs.outer_iter().map(|r| r.to_vec()).collect();
+        assert_ne!(rows[0][..64], rows[1][..64]);
     }
 }
