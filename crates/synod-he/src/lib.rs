@@ -32,6 +32,7 @@ pub mod relin;
 pub mod reshare;
 pub mod ring;
 mod round;
+pub mod sealable;
 pub mod secret;
 pub mod shamir;
 pub mod thresholdize;
