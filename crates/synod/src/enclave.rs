@@ -42,6 +42,11 @@ pub struct ServeArgs {
     /// The enclave's security version.
     #[arg(long, default_value_t = 1)]
     svn: u32,
+    /// Keep the key share sealed in this directory (created with mode 0700), so
+    /// that a restarted enclave recovers it. Without it the share lives in
+    /// memory only and is lost when the process exits.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Acknowledge that the simulated enclave protects nothing: root, your own
     /// user and anyone who can read the platform seed can read its keys and
     /// forge its reports.
@@ -98,49 +103,34 @@ fn serve(args: ServeArgs) -> Result<bool> {
         );
     }
     #[cfg(feature = "hsm")]
-    if let Some(module) = &args.hsm_module {
-        check_hsm(
-            module,
-            args.hsm_token_label.as_deref(),
-            args.hsm_pin_file.as_deref(),
-        )?;
-    }
+    let hsm = match args.hsm_module {
+        Some(module) => {
+            let (Some(token_label), Some(pin_file)) = (args.hsm_token_label, args.hsm_pin_file)
+            else {
+                bail!("--hsm-module needs --hsm-token-label and --hsm-pin-file");
+            };
+            Some(synod_tee::sim::SimHsm {
+                module,
+                token_label,
+                pin_file,
+                key_label: synod_tee::sim::DEFAULT_HSM_KEY_LABEL.to_string(),
+            })
+        }
+        None => None,
+    };
+    #[cfg(not(feature = "hsm"))]
+    let hsm = None;
     let config = SimConfig {
         insecure_no_hardware_protection: true,
         platform_dir: args.platform_dir,
         svn: args.svn,
         allowed_uid: None,
+        state_dir: args.state_dir,
+        hsm,
     };
     serve_enclave(&args.socket, &config)
         .with_context(|| format!("enclave on {}", args.socket.display()))?;
     Ok(true)
-}
-
-/// Opens the token and checks the wrapping key, then refuses: the simulated
-/// enclave cannot take an HSM sealing root yet.
-#[cfg(feature = "hsm")]
-fn check_hsm(
-    module: &std::path::Path,
-    label: Option<&str>,
-    pin_file: Option<&std::path::Path>,
-) -> Result<()> {
-    let (Some(label), Some(pin_file)) = (label, pin_file) else {
-        bail!("--hsm-module needs --hsm-token-label and --hsm-pin-file");
-    };
-    let config = synod_tee::hsm::HsmConfig::with_pin_file(
-        module,
-        label,
-        pin_file,
-        "synod-enclave-wrapping-key",
-    )
-    .with_context(|| format!("reading {}", pin_file.display()))?;
-    let hsm = synod_tee::hsm::HsmKeyWrapper::open(&config).context("opening the HSM token")?;
-    let extractable = hsm.wrapping_key_extractable()?;
-    bail!(
-        "HSM token {label:?} is reachable (wrapping key extractable: {extractable}), but the \
-         simulated enclave cannot seal under it yet: synod_tee::sim::SimConfig has no \
-         sealing-root option. Run without the --hsm-* flags."
-    )
 }
 
 fn now() -> UnixTime {
@@ -401,6 +391,8 @@ pub fn expected_measurement(svn: u32) -> Result<Vec<u8>> {
         platform_dir: PathBuf::new(),
         svn,
         allowed_uid: None,
+        state_dir: None,
+        hsm: None,
     })?)
 }
 
