@@ -303,34 +303,74 @@ impl EnclaveProcesses {
             dir,
         };
         for &p in points {
-            let socket = procs.dir.path().join(format!("p{}.sock", p.get()));
-            let log = std::fs::File::create(procs.log_path(p))?;
-            let child = Command::new(&exe)
-                .args(["enclave", "serve", "--insecure-simulated", "--socket"])
-                .arg(&socket)
-                .arg("--platform-dir")
-                .arg(procs.dir.path().join(format!("p{}-platform", p.get())))
-                .args(["--svn", &svn_of(p).to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("starting {p}'s enclave process"))?;
-            procs.children.push((p, child, socket));
+            procs.spawn(&exe, p, svn_of(p))?;
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        for (p, child, socket) in &mut procs.children {
+        procs.wait_listening(Duration::from_secs(60))?;
+        Ok(procs)
+    }
+
+    /// Starts one more enclave (a member joining at a resharing) and connects to it.
+    pub fn add(
+        &mut self,
+        p: EvaluationPoint,
+        svn: u32,
+    ) -> Result<synod_local::enclave::BoxedEnclave> {
+        let exe = std::env::current_exe().context("locating the synod binary")?;
+        self.spawn(&exe, p, svn)?;
+        self.wait_listening(Duration::from_secs(60))?;
+        let socket = self.socket_path(p);
+        let c = EnclaveClient::connect(&socket)
+            .with_context(|| format!("connecting to {p}'s enclave"))?;
+        Ok(Box::new(c))
+    }
+
+    /// How many enclave processes were started.
+    pub fn count(&self) -> usize {
+        self.children.len()
+    }
+
+    fn socket_path(&self, p: EvaluationPoint) -> PathBuf {
+        self.dir.path().join(format!("p{}.sock", p.get()))
+    }
+
+    /// Starts `p`'s enclave; its key share is sealed in its own state directory.
+    fn spawn(&mut self, exe: &std::path::Path, p: EvaluationPoint, svn: u32) -> Result<()> {
+        let socket = self.socket_path(p);
+        let log = std::fs::File::create(self.log_path(p))?;
+        let child = Command::new(exe)
+            .args(["enclave", "serve", "--insecure-simulated", "--socket"])
+            .arg(&socket)
+            .arg("--platform-dir")
+            .arg(self.dir.path().join(format!("p{}-platform", p.get())))
+            .arg("--state-dir")
+            .arg(self.dir.path().join(format!("p{}-state", p.get())))
+            .args(["--svn", &svn.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {p}'s enclave process"))?;
+        self.children.push((p, child, socket));
+        Ok(())
+    }
+
+    fn wait_listening(&mut self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        for (p, child, socket) in &mut self.children {
             while !socket.exists() {
                 if let Some(status) = child.try_wait()? {
                     bail!("{p}'s enclave process exited ({status}) before listening");
                 }
                 if Instant::now() > deadline {
-                    bail!("{p}'s enclave process did not listen within 60 s");
+                    bail!(
+                        "{p}'s enclave process did not listen within {} s",
+                        limit.as_secs()
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
-        Ok(procs)
+        Ok(())
     }
 
     fn log_path(&self, p: EvaluationPoint) -> PathBuf {

@@ -179,13 +179,63 @@ fn demo_refuses_to_deal_to_a_peer_whose_evidence_fails_the_policy() {
 
 #[test]
 fn enclave_flags_are_checked() {
-    let (code, _, stderr) = synod(&["demo", "--enclave", "insecure-sim", "--reshare"]);
+    let (code, _, stderr) = synod(&[
+        "demo",
+        "--enclave",
+        "insecure-sim",
+        "--reshare",
+        "--parties",
+        "2",
+        "--threshold",
+        "2",
+    ]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("resharing inside enclaves"), "{stderr}");
+    assert!(stderr.contains("--reshare needs at least t+1"), "{stderr}");
     let (code, _, stderr) = synod(&["demo", "--test-only-enclave-svn", "3=2"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("needs --enclave"), "{stderr}");
     let (code, _, stderr) = synod(&["demo", "--enclave", "sgx"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("insecure-sim"), "{stderr}");
+}
+
+/// `--reshare` through enclave processes: the last participant leaves (its
+/// enclave erases its share), a new participant's enclave process starts and
+/// joins, and each new committee decrypts the same results as in process.
+#[test]
+fn demo_reshares_through_enclave_processes() {
+    let args = [
+        "demo",
+        "--parties",
+        "3",
+        "--threshold",
+        "2",
+        "--rows",
+        "50",
+        "--seed",
+        "5",
+        "--reshare",
+        "--json",
+    ];
+    let (code, stdout, stderr) = synod(&[&args[..], &["--enclave", "insecure-sim"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let with: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(with["ok"], true);
+    assert_eq!(
+        with["enclave"]["processes"], 4,
+        "three at set-up, one joins"
+    );
+    let epochs = with["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 2);
+    assert_eq!(epochs[0]["members"], serde_json::json!([1, 2]));
+    assert_eq!(epochs[1]["members"], serde_json::json!([1, 2, 4]));
+    assert_eq!(epochs[1]["t"], 3);
+    for e in epochs {
+        assert_eq!(e["results_ok"], true, "{e}");
+    }
+
+    let (code, stdout, stderr) = synod(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let without: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(with["results"], without["results"]);
 }
