@@ -521,7 +521,8 @@ impl EnclaveCommittee {
             self.enclaves.insert(p, e);
         }
         let result = self.reshare_inner(new_points, t_new, dealers, policy, faults, rng);
-        if result.is_err() {
+        // Once the epoch certificate exists and commits have begun there is no way back.
+        if result.is_err() && self.epoch == old_epoch {
             for e in self.enclaves.values_mut() {
                 let _ = e.reshare_abort();
             }
@@ -859,10 +860,11 @@ impl EnclaveCommittee {
 
         // Only now does every enclave commit: new shares replace old ones, and
         // members that leave erase theirs.
+        let mut failed = Vec::new();
         for &p in &everyone {
-            self.enclave(p)?
-                .reshare_commit(new_epoch)
-                .map_err(tee_err(p, "resharing commit"))?;
+            if let Err(e) = self.enclave(p)?.reshare_commit(new_epoch) {
+                failed.push(format!("{p}: {e}"));
+            }
         }
         for &p in &old_members {
             if !proposal.new.contains(p) {
@@ -873,6 +875,13 @@ impl EnclaveCommittee {
         }
         self.committee = proposal.new.clone();
         self.epoch = new_epoch;
+        if !failed.is_empty() {
+            return Err(LocalError::Other(format!(
+                "epoch {new_epoch} is certified, but some enclaves did not commit (retry \
+                 reshare_commit on them): {}",
+                failed.join("; ")
+            )));
+        }
         let bytes = self.relay.bytes() - bytes_before;
         let involved = everyone.len().max(1) as u64;
         let points = |v: &[EvaluationPoint]| v.iter().map(|p| p.get()).collect::<Vec<_>>();

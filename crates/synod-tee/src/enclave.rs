@@ -275,8 +275,18 @@ struct SessionKeys {
     additive: Option<AdditiveKeyShare>,
     relin: Option<Round1Secret>,
     shamir: Option<(KeyShare, MaskShare)>,
+    /// How many resharing responses have used the current mask share (sealed with the share,
+    /// so a restart does not reset it).
+    responses_with_mask: u32,
     reshare: ReshareState,
 }
+
+/// How many resharing responses one mask share may blind. Each response publishes
+/// `κ·L` projections `π_k(M + γ_k·S)` of the mask share `M` and key share `S`; while fewer
+/// than `N` such projections are public, `M` hides `S` perfectly, but a host that could make
+/// the enclave respond again and again (aborting each attempt) would collect enough of them to
+/// solve for `S`. A retry or two after an aborted change is normal; thousands are an attack.
+pub const MAX_RESPONSES_PER_MASK: u32 = 8;
 
 impl SessionKeys {
     fn additive(&self) -> Result<&AdditiveKeyShare> {
@@ -316,6 +326,7 @@ struct StoredShares {
     format: u16,
     setup: SessionSetup,
     shares: SealableShares,
+    responses_with_mask: u32,
 }
 
 /// The format version of the sealed key-share state.
@@ -369,6 +380,11 @@ impl KeyVault {
 
     /// See [`Enclave::generate_key_share`].
     pub fn generate_key_share(&mut self, setup: &SessionSetup) -> Result<PublicKeyShare> {
+        if self.session.as_ref().is_some_and(|s| s.shamir.is_some()) {
+            return Err(Error::State(
+                "this enclave already holds a Shamir key share: refusing to replace it".into(),
+            ));
+        }
         if !setup.committee.contains(setup.me) {
             return Err(Error::State(format!(
                 "{} is not a member of the committee",
@@ -388,6 +404,7 @@ impl KeyVault {
             additive: Some(additive),
             relin: None,
             shamir: None,
+            responses_with_mask: 0,
             reshare: ReshareState::default(),
         });
         Ok(share)
@@ -544,6 +561,7 @@ impl KeyVault {
             additive: None,
             relin: None,
             shamir: None,
+            responses_with_mask: 0,
             reshare: ReshareState::default(),
         });
         Ok(())
@@ -599,6 +617,14 @@ impl KeyVault {
                     .into(),
             ));
         }
+        if s.responses_with_mask >= MAX_RESPONSES_PER_MASK {
+            return Err(Error::State(format!(
+                "this enclave's epoch-{} mask share has blinded {MAX_RESPONSES_PER_MASK} \
+                 resharing responses already: another would start to reveal its key share",
+                proposal.old_epoch
+            )));
+        }
+        s.responses_with_mask = s.responses_with_mask.saturating_add(1);
         let challenge = Challenge::derive(&s.params, &proposal, commitments);
         let (opening, response) = state.respond(&s.params, &challenge)?;
         s.reshare.dealer = Some(DealerPhase::Responded(opening));
@@ -649,10 +675,41 @@ impl KeyVault {
     }
 
     /// See [`Enclave::reshare_open`].
+    ///
+    /// The host relays the complaints, so the enclave does not take them on trust: it opens
+    /// only for distinct accusers in the new committee, and opens nothing when more than
+    /// `t'−1` of them accuse it. `t'` opened values would determine its degree-`(t'−1)`
+    /// polynomial and so its share; an honest dealer faces at most `t'−1` false accusers, so
+    /// a dealer with more complaints is excluded either way.
     pub fn reshare_open(&mut self, complaints: &[Complaint]) -> Result<Vec<Opening>> {
         let s = self.session()?;
+        let me = s.setup.me;
+        let proposal = s
+            .reshare
+            .proposal
+            .as_ref()
+            .ok_or_else(|| Error::State("no resharing in progress".into()))?;
+        let mut accusers: Vec<EvaluationPoint> = complaints
+            .iter()
+            .filter(|c| c.dealer == me && proposal.new.contains(c.accuser))
+            .map(|c| c.accuser)
+            .collect();
+        accusers.sort();
+        accusers.dedup();
+        let limit = proposal.new.threshold().get().saturating_sub(1);
+        let accepted: Vec<Complaint> = if accusers.len() > limit {
+            Vec::new()
+        } else {
+            accusers
+                .into_iter()
+                .map(|accuser| Complaint {
+                    accuser,
+                    dealer: me,
+                })
+                .collect()
+        };
         match s.reshare.dealer.take() {
-            Some(DealerPhase::Responded(opening)) => Ok(opening.open(complaints)),
+            Some(DealerPhase::Responded(opening)) => Ok(opening.open(&accepted)),
             other => {
                 s.reshare.dealer = other;
                 Err(Error::State(
@@ -757,6 +814,7 @@ impl KeyVault {
         s.additive = None;
         s.relin = None;
         s.shamir = state.pending;
+        s.responses_with_mask = 0;
         if stays {
             s.setup.committee = new_committee;
         }
@@ -784,6 +842,7 @@ impl KeyVault {
             format: STORED_SHARES_FORMAT,
             setup: s.setup.clone(),
             shares: SealableShares::new(key, mask)?,
+            responses_with_mask: s.responses_with_mask,
         };
         Ok(Some(Zeroizing::new(postcard::to_stdvec(&stored).map_err(
             |e| Error::Protocol(format!("encoding the key-share state: {e}")),
@@ -820,6 +879,7 @@ impl KeyVault {
             additive: None,
             relin: None,
             shamir: Some(shares),
+            responses_with_mask: stored.responses_with_mask,
             reshare: ReshareState::default(),
         });
         Ok(())

@@ -202,6 +202,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = PathBuf::from(tmp_name);
+    let _ = fs::remove_file(&tmp);
     let result = (|| -> Result<()> {
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -405,7 +406,11 @@ impl Enclave for SimulatedEnclave {
         self.vault.reshare_deal(proposal, recipients)
     }
     fn reshare_respond(&mut self, commitments: &[Commitments]) -> Result<reshare::Response> {
-        self.vault.reshare_respond(commitments)
+        let response = self.vault.reshare_respond(commitments)?;
+        // The count of responses under this mask is sealed before the response leaves, so a
+        // restart does not reset it.
+        self.persist()?;
+        Ok(response)
     }
     fn reshare_receive(&mut self, round: ReshareReceive) -> Result<Vec<Complaint>> {
         self.vault.reshare_receive(round)
