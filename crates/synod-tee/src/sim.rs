@@ -1030,6 +1030,8 @@ mod tests {
         let (mut a, mut b) = UnixStream::pair().unwrap();
         write_frame(&mut a, Request::Attest(vec![0xAB; 2])).unwrap();
         write_frame(&mut a, Request::Shutdown).unwrap();
+        write_frame(&mut a, Request::ReshareCommit(1)).unwrap();
+        write_frame(&mut a, Request::ReshareAbort).unwrap();
         drop(a);
         let mut raw = Vec::new();
         b.read_to_end(&mut raw).unwrap();
@@ -1038,6 +1040,8 @@ mod tests {
             concat!(
                 "00000005", "01", "02", "02", "abab", // len 5, version 1, Attest, 2 bytes
                 "00000002", "01", "0c", // len 2, version 1, Shutdown
+                "00000003", "01", "15", "01", // ReshareCommit(epoch 1): appended tags
+                "00000002", "01", "16", // ReshareAbort
             )
         );
     }
