@@ -512,14 +512,19 @@ impl EnclaveCommittee {
     ) -> Result<EpochReport> {
         let old_epoch = self.epoch;
         let joined: Vec<EvaluationPoint> = joiners.iter().map(|(p, _)| *p).collect();
-        for (p, e) in joiners {
-            if self.enclaves.contains_key(&p) {
+        for p in &joined {
+            if self.enclaves.contains_key(p) || self.departed.contains_key(p) {
                 return Err(LocalError::Other(format!(
-                    "{p} is already a member: it cannot join"
+                    "{p} is or was a member: it cannot join with a new enclave"
                 )));
             }
-            self.enclaves.insert(p, e);
+            if !new_points.contains(p) {
+                return Err(LocalError::Other(format!(
+                    "{p} brings an enclave but is not in the new committee"
+                )));
+            }
         }
+        self.enclaves.extend(joiners);
         let result = self.reshare_inner(new_points, t_new, dealers, policy, faults, rng);
         // Once the epoch certificate exists and commits have begun there is no way back.
         if result.is_err() && self.epoch == old_epoch {
