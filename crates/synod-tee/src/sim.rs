@@ -12,6 +12,13 @@
 //! false`, its reports are signed by a simulated platform key that no real verifier accepts, and
 //! [`serve_enclave`] refuses to start unless [`SimConfig::insecure_no_hardware_protection`] is set.
 //!
+//! With [`SimConfig::state_dir`] the enclave seals its key share (after thresholdisation, after
+//! each resharing response and at each resharing commit) to [`SEALED_SHARE_FILE`] in that
+//! directory, written atomically, and a restarted enclave with the same measurement, platform
+//! and sealing root recovers it; a blob it cannot unseal stops it from starting. With
+//! [`SimConfig::hsm`] (feature `hsm`) it seals under data keys wrapped by a PKCS#11 token instead
+//! of its platform seed. Nothing protects the state directory against rollback to an older copy.
+//!
 //! Frame: a 4-byte big-endian length (at most [`MAX_FRAME`]) and that many bytes of postcard;
 //! every request and response carries [`API_VERSION`].
 
