@@ -138,7 +138,8 @@ fn round_trip(c: &mut EnclaveCommittee, active: &[u32]) -> synod_local::Result<V
 
 /// 3-of-4 → 3-of-4 with P1 leaving and P5 joining, all shares in enclaves; then
 /// P5 joins a decryption, P1's enclave has erased its share, and the shares are
-/// sealed in each enclave's state directory at the new epoch.
+/// sealed in each enclave's state directory at the new epoch, from which
+/// restarted enclaves recover them.
 #[test]
 fn reshare_with_every_share_in_an_enclave() {
     let dir = tempfile::tempdir().unwrap();
@@ -186,7 +187,37 @@ fn reshare_with_every_share_in_an_enclave() {
     assert_ne!(sealed_before, sealed_after);
     assert!(dir.path().join("state-5/key-share.sealed").exists());
 
+    // Stopped and started again, the enclaves recover the new epoch's shares from disk.
+    let pk = c.public_key().clone();
+    let committee = c.committee().clone();
     servers.stop(c);
+    let servers = start(dir.path(), &[2, 4, 5]);
+    let params = params();
+    let values = [-5i64, 99, 1 << 18];
+    let ct = synod_he::encoding::encrypt_signed(&params, &pk, &values, &mut rand::rng())
+        .unwrap()
+        .remove(0);
+    let set = ActiveSet::new(&committee, pts(&[2, 4, 5])).unwrap();
+    let flooding = Flooding::new(&params, 0, 20.0, 16, 5).unwrap();
+    let shares: Vec<_> = servers
+        .connect(&[2, 4, 5])
+        .into_iter()
+        .map(|(_, mut e)| {
+            e.decryption_share(&set, &ciphertext_bytes(&ct), &flooding)
+                .unwrap()
+        })
+        .collect();
+    let pt = synod_he::decrypt::combine(&params, &ct, &set, shares).unwrap();
+    assert_eq!(
+        &synod_he::encoding::decode_signed(&params, &pt).unwrap()[..3],
+        &values
+    );
+    for (_, s) in &servers.sockets {
+        EnclaveClient::connect(s).unwrap().shutdown().unwrap();
+    }
+    for h in servers.handles {
+        h.join().unwrap().unwrap();
+    }
 }
 
 /// A dealer whose host alters its enclave's response is named and excluded;
