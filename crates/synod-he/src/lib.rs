@@ -33,6 +33,7 @@ pub mod reshare;
 pub mod ring;
 mod rns;
 mod round;
+pub mod sealable;
 pub mod secret;
 pub mod shamir;
 pub mod thresholdize;

@@ -19,6 +19,11 @@ use synod_he::galois::GaloisKeyShare;
 use synod_he::keygen::PublicKeyShare;
 use synod_he::keyswitch::{KeySwitchShare, RecipientKey};
 use synod_he::relin::{Round1Secret, Round1Share, Round2Share};
+use synod_he::reshare::{
+    self, Challenge, Commitments, Complaint, DealerState, MemberState, Opening, OpeningState,
+    Proposal, ReshareSubShare, Verdict,
+};
+use synod_he::sealable::SealableShares;
 use synod_he::secret::{AdditiveKeyShare, KeyShare, MaskShare};
 use synod_he::shamir::ActiveSet;
 use synod_he::thresholdize::SubShare;
@@ -29,6 +34,7 @@ use crate::claims::EnclaveKind;
 use crate::error::{Error, Result};
 use crate::report_data::ReportData;
 use crate::seal::{KeyId, SealedBlob};
+use zeroize::Zeroizing;
 
 /// Attestation evidence, as an enclave produces it and a verifier consumes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,7 +95,43 @@ pub struct IncomingSubShare {
     pub sealed: SealedPayload,
 }
 
+/// What a dealer's enclave returns for a resharing: its commitments (to broadcast) and one
+/// sub-share per member of the new committee, each HPKE-sealed to that member's transport key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReshareDealt {
+    /// The dealer's salted commitments to each member's values.
+    pub commitments: Commitments,
+    /// The sealed sub-shares, by recipient.
+    pub sealed: Vec<(EvaluationPoint, SealedPayload)>,
+}
+
+/// What a member's enclave checks in round 3 of a resharing: the proposal, every dealer's
+/// commitments and response as the relay delivered them, and the sealed sub-shares addressed
+/// to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReshareReceive {
+    /// The approved proposal.
+    pub proposal: Proposal,
+    /// Round-1 commitments of every dealer.
+    pub commitments: Vec<Commitments>,
+    /// Round-2 responses of every dealer.
+    pub responses: Vec<reshare::Response>,
+    /// The sealed sub-shares addressed to this member.
+    pub incoming: Vec<IncomingSubShare>,
+}
+
 /// The enclave boundary.
+///
+/// Resharing ([`synod_he::reshare`]) runs as: [`join_session`](Self::join_session) for a member
+/// that joins, [`reshare_deal`](Self::reshare_deal) and
+/// [`reshare_respond`](Self::reshare_respond) on each dealer,
+/// [`reshare_receive`](Self::reshare_receive) on each new member, [`reshare_open`](Self::reshare_open)
+/// on each accused dealer, [`reshare_finish`](Self::reshare_finish) on each new member (the
+/// new share stays *pending*), [`reshare_test_decryption_share`](Self::reshare_test_decryption_share)
+/// for the new committee's test decryption, and once the epoch certificate exists
+/// [`reshare_commit`](Self::reshare_commit) on every old and new member: the pending share
+/// replaces the old one, and a member that left erases its share. [`reshare_abort`](Self::reshare_abort)
+/// forgets the change and keeps the old share.
 pub trait Enclave {
     /// The backend's kind.
     fn kind(&self) -> EnclaveKind;
@@ -140,19 +182,79 @@ pub trait Enclave {
         recipient: &[u8],
         flooding: &Flooding,
     ) -> Result<KeySwitchShare>;
-    /// Deals this enclave's Shamir share to a new committee (resharing).
-    fn deal_reshare(
-        &mut self,
-        _recipients: &[SealedRecipient],
-    ) -> Result<Vec<(EvaluationPoint, SealedPayload)>> {
+    /// Prepares a session without drawing an additive share: for a member that joins the
+    /// committee at a resharing (its `setup.committee` is the new committee).
+    fn join_session(&mut self, _setup: &SessionSetup) -> Result<()> {
         Err(Error::Unsupported(
-            "resharing: synod-he has no public resharing API yet",
+            "resharing: not implemented by this backend",
         ))
     }
-    /// Receives reshared sub-shares and forms the new Shamir share.
-    fn receive_reshare(&mut self, _incoming: Vec<IncomingSubShare>) -> Result<()> {
+    /// Resharing round 1 (dealer): deals this enclave's Shamir share and mask share for
+    /// `proposal` as fresh degree-`(t'−1)` sharings, each member's values sealed to the transport
+    /// key the caller verified for it.
+    fn reshare_deal(
+        &mut self,
+        _proposal: &Proposal,
+        _recipients: &[SealedRecipient],
+    ) -> Result<ReshareDealt> {
         Err(Error::Unsupported(
-            "resharing: synod-he has no public resharing API yet",
+            "resharing: not implemented by this backend",
+        ))
+    }
+    /// Resharing round 2 (dealer): derives the Fiat–Shamir challenge from every dealer's
+    /// commitments (which must include this dealer's own, unchanged) and responds.
+    fn reshare_respond(&mut self, _commitments: &[Commitments]) -> Result<reshare::Response> {
+        Err(Error::Unsupported(
+            "resharing: not implemented by this backend",
+        ))
+    }
+    /// Resharing round 3 (new member): opens its sealed sub-shares, checks them against the
+    /// commitments and responses, and returns its complaints.
+    fn reshare_receive(&mut self, _round: ReshareReceive) -> Result<Vec<Complaint>> {
+        Err(Error::Unsupported(
+            "resharing: not implemented by this backend",
+        ))
+    }
+    /// Resharing round 4 (dealer): opens the values of the members that complained about it.
+    fn reshare_open(&mut self, _complaints: &[Complaint]) -> Result<Vec<Opening>> {
+        Err(Error::Unsupported(
+            "resharing: not implemented by this backend",
+        ))
+    }
+    /// Resharing round 5 (new member): judges the public messages and forms the new share,
+    /// which stays pending until [`reshare_commit`](Self::reshare_commit).
+    fn reshare_finish(
+        &mut self,
+        _complaints: &[Complaint],
+        _openings: &[Opening],
+    ) -> Result<Verdict> {
+        Err(Error::Unsupported(
+            "resharing: not implemented by this backend",
+        ))
+    }
+    /// A decryption share made with the *pending* share, for the new committee's test decryption.
+    fn reshare_test_decryption_share(
+        &mut self,
+        _set: &ActiveSet,
+        _ciphertext: &[u8],
+        _flooding: &Flooding,
+    ) -> Result<DecryptionShare> {
+        Err(Error::Unsupported(
+            "resharing: not implemented by this backend",
+        ))
+    }
+    /// The epoch certificate for `new_epoch` exists: a new member's pending share replaces its
+    /// old one, a member that left erases its share. The caller is trusted to have checked the
+    /// certificate (as it is trusted to verify evidence before dealing).
+    fn reshare_commit(&mut self, _new_epoch: u64) -> Result<()> {
+        Err(Error::Unsupported(
+            "resharing: not implemented by this backend",
+        ))
+    }
+    /// Forgets a resharing in progress; the current share stays.
+    fn reshare_abort(&mut self) -> Result<()> {
+        Err(Error::Unsupported(
+            "resharing: not implemented by this backend",
         ))
     }
 }
@@ -168,10 +270,67 @@ struct SessionKeys {
     setup: SessionSetup,
     params: Params,
     crs: CommonRandomness,
-    additive: AdditiveKeyShare,
+    /// The additive share: `None` for a member that joined at a resharing, and erased once a
+    /// resharing commits (it is a share of the key that a later committee must not depend on).
+    additive: Option<AdditiveKeyShare>,
     relin: Option<Round1Secret>,
     shamir: Option<(KeyShare, MaskShare)>,
+    /// How many resharing responses have used the current mask share (sealed with the share,
+    /// so a restart does not reset it).
+    responses_with_mask: u32,
+    reshare: ReshareState,
 }
+
+/// How many resharing responses one mask share may blind. Each response publishes
+/// `κ·L` projections `π_k(M + γ_k·S)` of the mask share `M` and key share `S`; while fewer
+/// than `N` such projections are public, `M` hides `S` perfectly, but a host that could make
+/// the enclave respond again and again (aborting each attempt) would collect enough of them to
+/// solve for `S`. A retry or two after an aborted change is normal; thousands are an attack.
+pub const MAX_RESPONSES_PER_MASK: u32 = 8;
+
+impl SessionKeys {
+    fn additive(&self) -> Result<&AdditiveKeyShare> {
+        self.additive.as_ref().ok_or_else(|| {
+            Error::State("no additive share (joined at a resharing, or erased after one)".into())
+        })
+    }
+}
+
+/// A resharing in progress, as far as this enclave takes part in it.
+#[derive(Default)]
+struct ReshareState {
+    proposal: Option<Proposal>,
+    dealer: Option<DealerPhase>,
+    member: Option<MemberPhase>,
+    /// The new shares, until the epoch certificate exists.
+    pending: Option<(KeyShare, MaskShare)>,
+}
+
+enum DealerPhase {
+    /// Dealt; waits for the challenge. Keeps its own commitments to check the challenge's input.
+    Dealt(DealerState, Commitments),
+    /// Responded; keeps only the values sent, to open them if accused.
+    Responded(OpeningState),
+}
+
+struct MemberPhase {
+    commitments: Vec<Commitments>,
+    responses: Vec<reshare::Response>,
+    challenge: Challenge,
+    state: MemberState,
+}
+
+/// What [`KeyVault::sealable_state`] serialises: the session set-up and the Shamir shares.
+#[derive(Serialize, Deserialize)]
+struct StoredShares {
+    format: u16,
+    setup: SessionSetup,
+    shares: SealableShares,
+    responses_with_mask: u32,
+}
+
+/// The format version of the sealed key-share state.
+pub const STORED_SHARES_FORMAT: u16 = 1;
 
 impl fmt::Debug for KeyVault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -221,6 +380,11 @@ impl KeyVault {
 
     /// See [`Enclave::generate_key_share`].
     pub fn generate_key_share(&mut self, setup: &SessionSetup) -> Result<PublicKeyShare> {
+        if self.session.as_ref().is_some_and(|s| s.shamir.is_some()) {
+            return Err(Error::State(
+                "this enclave already holds a Shamir key share: refusing to replace it".into(),
+            ));
+        }
         if !setup.committee.contains(setup.me) {
             return Err(Error::State(format!(
                 "{} is not a member of the committee",
@@ -237,9 +401,11 @@ impl KeyVault {
             setup: setup.clone(),
             params,
             crs,
-            additive,
+            additive: Some(additive),
             relin: None,
             shamir: None,
+            responses_with_mask: 0,
+            reshare: ReshareState::default(),
         });
         Ok(share)
     }
@@ -247,8 +413,13 @@ impl KeyVault {
     /// See [`Enclave::relin_round1`].
     pub fn relin_round1(&mut self) -> Result<Round1Share> {
         let s = self.session()?;
-        let (secret, share) =
-            synod_he::relin::round1(&s.params, &s.crs, &s.additive, s.setup.me, &mut rand::rng())?;
+        let (secret, share) = synod_he::relin::round1(
+            &s.params,
+            &s.crs,
+            s.additive()?,
+            s.setup.me,
+            &mut rand::rng(),
+        )?;
         s.relin = Some(secret);
         Ok(share)
     }
@@ -259,7 +430,7 @@ impl KeyVault {
         Ok(synod_he::galois::galois_key_share(
             &s.params,
             &s.crs,
-            &s.additive,
+            s.additive()?,
             elements,
             s.setup.me,
             &mut rand::rng(),
@@ -278,7 +449,7 @@ impl KeyVault {
         Ok(synod_he::relin::round2(
             &s.params,
             secret,
-            &s.additive,
+            s.additive()?,
             &aggregate,
             s.setup.me,
             &mut rand::rng(),
@@ -295,25 +466,11 @@ impl KeyVault {
         let subshares = synod_he::thresholdize::deal(
             &s.params,
             &s.setup.committee,
-            &s.additive,
+            s.additive()?,
             s.setup.me,
             &mut rng,
         )?;
-        let mut out = Vec::with_capacity(subshares.len());
-        for sub in subshares {
-            let to = recipients
-                .iter()
-                .find(|r| r.point == sub.recipient)
-                .ok_or_else(|| {
-                    Error::State(format!("no attested transport key for {}", sub.recipient))
-                })?;
-            let plain = zeroize::Zeroizing::new(
-                postcard::to_stdvec(&sub).map_err(|e| Error::Protocol(e.to_string()))?,
-            );
-            let sealed = synod_proto::seal(&to.context, &to.transport_key, &plain, &mut rng)?;
-            out.push((sub.recipient, sealed));
-        }
-        Ok(out)
+        seal_each(&subshares, |sub| sub.recipient, recipients, &mut rng)
     }
 
     /// See [`Enclave::receive_thresholdization`].
@@ -383,6 +540,400 @@ impl KeyVault {
             &mut rand::rng(),
         )?)
     }
+
+    /// See [`Enclave::join_session`].
+    pub fn join_session(&mut self, setup: &SessionSetup) -> Result<()> {
+        if self.session.is_some() {
+            return Err(Error::State("this enclave already holds a session".into()));
+        }
+        if !setup.committee.contains(setup.me) {
+            return Err(Error::State(format!(
+                "{} is not a member of the committee it joins",
+                setup.me
+            )));
+        }
+        let params = Params::new(setup.parameter_set, setup.plaintext_bits)?;
+        let crs = CommonRandomness::new(&params, setup.session.0);
+        self.session = Some(SessionKeys {
+            setup: setup.clone(),
+            params,
+            crs,
+            additive: None,
+            relin: None,
+            shamir: None,
+            responses_with_mask: 0,
+            reshare: ReshareState::default(),
+        });
+        Ok(())
+    }
+
+    /// See [`Enclave::reshare_deal`].
+    pub fn reshare_deal(
+        &mut self,
+        proposal: &Proposal,
+        recipients: &[SealedRecipient],
+    ) -> Result<ReshareDealt> {
+        let s = self.session()?;
+        s.check_proposal(proposal)?;
+        if s.reshare.dealer.is_some() {
+            return Err(Error::State("this enclave has already dealt".into()));
+        }
+        let (key, mask) = s.shamir.as_ref().ok_or_else(|| {
+            Error::State("no Shamir share to reshare: thresholdisation has not completed".into())
+        })?;
+        let mut rng = rand::rng();
+        let (state, commitments, subs) = reshare::deal(&s.params, proposal, key, mask, &mut rng)?;
+        let sealed = seal_each(&subs, |sub| sub.recipient, recipients, &mut rng)?;
+        s.reshare.proposal = Some(proposal.clone());
+        s.reshare.dealer = Some(DealerPhase::Dealt(state, commitments.clone()));
+        Ok(ReshareDealt {
+            commitments,
+            sealed,
+        })
+    }
+
+    /// See [`Enclave::reshare_respond`].
+    pub fn reshare_respond(&mut self, commitments: &[Commitments]) -> Result<reshare::Response> {
+        let s = self.session()?;
+        let proposal = s
+            .reshare
+            .proposal
+            .clone()
+            .ok_or_else(|| Error::State("no resharing in progress".into()))?;
+        let (state, mine) = match s.reshare.dealer.take() {
+            Some(DealerPhase::Dealt(state, mine)) => (state, mine),
+            other => {
+                s.reshare.dealer = other;
+                return Err(Error::State(
+                    "this enclave has not dealt, or has already responded".into(),
+                ));
+            }
+        };
+        if !commitments.contains(&mine) {
+            s.reshare.dealer = Some(DealerPhase::Dealt(state, mine));
+            return Err(Error::Protocol(
+                "the commitments to respond to do not include this dealer's own: refusing a \
+                 challenge derived from other commitments"
+                    .into(),
+            ));
+        }
+        if s.responses_with_mask >= MAX_RESPONSES_PER_MASK {
+            return Err(Error::State(format!(
+                "this enclave's epoch-{} mask share has blinded {MAX_RESPONSES_PER_MASK} \
+                 resharing responses already: another would start to reveal its key share",
+                proposal.old_epoch
+            )));
+        }
+        s.responses_with_mask = s.responses_with_mask.saturating_add(1);
+        let challenge = Challenge::derive(&s.params, &proposal, commitments);
+        let (opening, response) = state.respond(&s.params, &challenge)?;
+        s.reshare.dealer = Some(DealerPhase::Responded(opening));
+        Ok(response)
+    }
+
+    /// See [`Enclave::reshare_receive`].
+    pub fn reshare_receive(&mut self, round: ReshareReceive) -> Result<Vec<Complaint>> {
+        // A sub-share that does not open, or that names another dealer than the message it
+        // came in, counts as missing: the member complains and the dealer must open it.
+        let mut received = Vec::with_capacity(round.incoming.len());
+        for msg in &round.incoming {
+            let Ok(plain) = synod_proto::open(&msg.context, &self.transport, &msg.sealed) else {
+                continue;
+            };
+            let Ok(sub) = postcard::from_bytes::<ReshareSubShare>(&plain) else {
+                continue;
+            };
+            if sub.dealer.get() == msg.context.sender.get() {
+                received.push(sub);
+            }
+        }
+        let s = self.session()?;
+        s.check_proposal(&round.proposal)?;
+        if s.reshare.member.is_some() {
+            return Err(Error::State(
+                "this enclave has already checked its values".into(),
+            ));
+        }
+        let challenge = Challenge::derive(&s.params, &round.proposal, &round.commitments);
+        let (state, complaints) = reshare::check_dealings(
+            &s.params,
+            &round.proposal,
+            s.setup.me,
+            &round.commitments,
+            &round.responses,
+            &challenge,
+            received,
+        )?;
+        s.reshare.proposal = Some(round.proposal);
+        s.reshare.member = Some(MemberPhase {
+            commitments: round.commitments,
+            responses: round.responses,
+            challenge,
+            state,
+        });
+        Ok(complaints)
+    }
+
+    /// See [`Enclave::reshare_open`].
+    ///
+    /// The host relays the complaints, so the enclave does not take them on trust: it opens
+    /// only for distinct accusers in the new committee, and opens nothing when more than
+    /// `t'−1` of them accuse it. `t'` opened values would determine its degree-`(t'−1)`
+    /// polynomial and so its share; an honest dealer faces at most `t'−1` false accusers, so
+    /// a dealer with more complaints is excluded either way.
+    pub fn reshare_open(&mut self, complaints: &[Complaint]) -> Result<Vec<Opening>> {
+        let s = self.session()?;
+        let me = s.setup.me;
+        let proposal = s
+            .reshare
+            .proposal
+            .as_ref()
+            .ok_or_else(|| Error::State("no resharing in progress".into()))?;
+        let mut accusers: Vec<EvaluationPoint> = complaints
+            .iter()
+            .filter(|c| c.dealer == me && proposal.new.contains(c.accuser))
+            .map(|c| c.accuser)
+            .collect();
+        accusers.sort();
+        accusers.dedup();
+        let limit = proposal.new.threshold().get().saturating_sub(1);
+        let accepted: Vec<Complaint> = if accusers.len() > limit {
+            Vec::new()
+        } else {
+            accusers
+                .into_iter()
+                .map(|accuser| Complaint {
+                    accuser,
+                    dealer: me,
+                })
+                .collect()
+        };
+        match s.reshare.dealer.take() {
+            Some(DealerPhase::Responded(opening)) => Ok(opening.open(&accepted)),
+            other => {
+                s.reshare.dealer = other;
+                Err(Error::State(
+                    "this enclave has not responded, or has already opened".into(),
+                ))
+            }
+        }
+    }
+
+    /// See [`Enclave::reshare_finish`].
+    pub fn reshare_finish(
+        &mut self,
+        complaints: &[Complaint],
+        openings: &[Opening],
+    ) -> Result<Verdict> {
+        let s = self.session()?;
+        let proposal = s
+            .reshare
+            .proposal
+            .clone()
+            .ok_or_else(|| Error::State("no resharing in progress".into()))?;
+        let member = s
+            .reshare
+            .member
+            .take()
+            .ok_or_else(|| Error::State("this enclave has not checked its values".into()))?;
+        let verdict =
+            match reshare::judge(
+                &s.params,
+                &proposal,
+                &member.commitments,
+                &member.responses,
+                &member.challenge,
+                complaints,
+                openings,
+            )? {
+                Ok(v) => v,
+                Err(reshare::Abort::ConstantTermUnattributable) => return Err(Error::Protocol(
+                    "the resharing aborts: a dealer's constant term is not its share and too few \
+                     dealers remain to tell which"
+                        .into(),
+                )),
+                Err(reshare::Abort::TooFewDealers { qualified, blamed }) => {
+                    return Err(Error::Protocol(format!(
+                    "the resharing aborts: only {qualified} dealers qualified (blamed: {blamed:?})"
+                )))
+                }
+            };
+        let shares = member
+            .state
+            .finish(&s.params, &proposal, &verdict, openings)?;
+        s.reshare.pending = Some(shares);
+        Ok(verdict)
+    }
+
+    /// See [`Enclave::reshare_test_decryption_share`].
+    pub fn reshare_test_decryption_share(
+        &mut self,
+        set: &ActiveSet,
+        ciphertext: &[u8],
+        flooding: &Flooding,
+    ) -> Result<DecryptionShare> {
+        let s = self.session()?;
+        let (key, _) = s.reshare.pending.as_ref().ok_or_else(|| {
+            Error::State("no pending share: the resharing has not finished".into())
+        })?;
+        let ct = Ciphertext::from_bytes(ciphertext, s.params.bfv())
+            .map_err(|e| Error::Protocol(format!("ciphertext: {e}")))?;
+        Ok(synod_he::decrypt::decryption_share(
+            &s.params,
+            key,
+            set,
+            &ct,
+            flooding,
+            &mut rand::rng(),
+        )?)
+    }
+
+    /// See [`Enclave::reshare_commit`]. Returns whether this enclave still holds a share.
+    pub fn reshare_commit(&mut self, new_epoch: u64) -> Result<bool> {
+        let s = self.session()?;
+        let proposal = s
+            .reshare
+            .proposal
+            .as_ref()
+            .ok_or_else(|| Error::State("no resharing in progress".into()))?;
+        if proposal.new_epoch() != new_epoch {
+            return Err(Error::State(format!(
+                "the resharing in progress is for epoch {}, not {new_epoch}",
+                proposal.new_epoch()
+            )));
+        }
+        let stays = proposal.new.contains(s.setup.me);
+        if stays && s.reshare.pending.is_none() {
+            return Err(Error::State(
+                "no pending share to commit: the resharing has not finished here".into(),
+            ));
+        }
+        let new_committee = proposal.new.clone();
+        let state = std::mem::take(&mut s.reshare);
+        // The old shares (and the additive share) are dropped, and so zeroized, here.
+        s.additive = None;
+        s.relin = None;
+        s.shamir = state.pending;
+        s.responses_with_mask = 0;
+        if stays {
+            s.setup.committee = new_committee;
+        }
+        Ok(stays)
+    }
+
+    /// See [`Enclave::reshare_abort`].
+    pub fn reshare_abort(&mut self) -> Result<()> {
+        if let Some(s) = self.session.as_mut() {
+            s.reshare = ReshareState::default();
+        }
+        Ok(())
+    }
+
+    /// The session set-up and Shamir shares, serialised for sealing (`None` before
+    /// thresholdisation, or after this enclave left the committee). **Secret.**
+    pub fn sealable_state(&self) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        let Some(s) = self.session.as_ref() else {
+            return Ok(None);
+        };
+        let Some((key, mask)) = s.shamir.as_ref() else {
+            return Ok(None);
+        };
+        let stored = StoredShares {
+            format: STORED_SHARES_FORMAT,
+            setup: s.setup.clone(),
+            shares: SealableShares::new(key, mask)?,
+            responses_with_mask: s.responses_with_mask,
+        };
+        Ok(Some(Zeroizing::new(postcard::to_stdvec(&stored).map_err(
+            |e| Error::Protocol(format!("encoding the key-share state: {e}")),
+        )?)))
+    }
+
+    /// Restores what [`sealable_state`](Self::sealable_state) returned (after unsealing it).
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        if self.session.is_some() {
+            return Err(Error::State("this enclave already holds a session".into()));
+        }
+        let stored: StoredShares = postcard::from_bytes(bytes)
+            .map_err(|e| Error::SealedFormat(format!("key-share state: {e}")))?;
+        if stored.format != STORED_SHARES_FORMAT {
+            return Err(Error::SealedFormat(format!(
+                "key-share state format {} (this enclave reads {STORED_SHARES_FORMAT})",
+                stored.format
+            )));
+        }
+        if stored.shares.point() != stored.setup.me
+            || stored.shares.committee() != &stored.setup.committee
+        {
+            return Err(Error::SealedFormat(
+                "key-share state: the shares do not belong to the sealed set-up".into(),
+            ));
+        }
+        let params = Params::new(stored.setup.parameter_set, stored.setup.plaintext_bits)?;
+        let crs = CommonRandomness::new(&params, stored.setup.session.0);
+        let shares = stored.shares.shares(&params)?;
+        self.session = Some(SessionKeys {
+            setup: stored.setup.clone(),
+            params,
+            crs,
+            additive: None,
+            relin: None,
+            shamir: Some(shares),
+            responses_with_mask: stored.responses_with_mask,
+            reshare: ReshareState::default(),
+        });
+        Ok(())
+    }
+
+    /// The epoch of the Shamir share held, if any.
+    pub fn epoch(&self) -> Option<u64> {
+        self.session
+            .as_ref()
+            .and_then(|s| s.shamir.as_ref())
+            .map(|(k, _)| k.epoch())
+    }
+}
+
+impl SessionKeys {
+    fn check_proposal(&self, proposal: &Proposal) -> Result<()> {
+        if proposal.session != self.setup.session.0 {
+            return Err(Error::Protocol(
+                "the resharing proposal is for another session".into(),
+            ));
+        }
+        if let Some(current) = &self.reshare.proposal {
+            if current != proposal {
+                return Err(Error::Protocol(
+                    "another resharing proposal is already in progress".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Seals each item to its recipient's transport key, with the recipient's context.
+fn seal_each<T: Serialize>(
+    items: &[T],
+    recipient_of: impl Fn(&T) -> EvaluationPoint,
+    recipients: &[SealedRecipient],
+    rng: &mut impl rand::CryptoRng,
+) -> Result<Vec<(EvaluationPoint, SealedPayload)>> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let point = recipient_of(item);
+        let to = recipients
+            .iter()
+            .find(|r| r.point == point)
+            .ok_or_else(|| Error::State(format!("no attested transport key for {point}")))?;
+        let plain =
+            Zeroizing::new(postcard::to_stdvec(item).map_err(|e| Error::Protocol(e.to_string()))?);
+        out.push((
+            point,
+            synod_proto::seal(&to.context, &to.transport_key, &plain, rng)?,
+        ));
+    }
+    Ok(out)
 }
 
 /// Serialises an fhe.rs ciphertext for [`Enclave::decryption_share`].

@@ -12,12 +12,19 @@
 //! false`, its reports are signed by a simulated platform key that no real verifier accepts, and
 //! [`serve_enclave`] refuses to start unless [`SimConfig::insecure_no_hardware_protection`] is set.
 //!
+//! With [`SimConfig::state_dir`] the enclave seals its key share (after thresholdisation, after
+//! each resharing response and at each resharing commit) to [`SEALED_SHARE_FILE`] in that
+//! directory, written atomically, and a restarted enclave with the same measurement, platform
+//! and sealing root recovers it; a blob it cannot unseal stops it from starting. With
+//! [`SimConfig::hsm`] (feature `hsm`) it seals under data keys wrapped by a PKCS#11 token instead
+//! of its platform seed. Nothing protects the state directory against rollback to an older copy.
+//!
 //! Frame: a 4-byte big-endian length (at most [`MAX_FRAME`]) and that many bytes of postcard;
 //! every request and response carries [`API_VERSION`].
 
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
@@ -38,12 +45,15 @@ use synod_proto::{SealedPayload, TransportPublicKey};
 use zeroize::Zeroizing;
 
 use crate::claims::EnclaveKind;
+use synod_he::reshare::{self, Commitments, Complaint, Opening, Proposal, Verdict};
+
 use crate::enclave::{
-    Enclave, Evidence, IncomingSubShare, KeyVault, SealedRecipient, SessionSetup,
+    Enclave, Evidence, IncomingSubShare, KeyVault, ReshareDealt, ReshareReceive, SealedRecipient,
+    SessionSetup,
 };
 use crate::error::{Error, Result};
 use crate::report_data::ReportData;
-use crate::seal::{KeyId, PlatformSecret, SealedBlob, Sealer};
+use crate::seal::{KeyId, PlatformSecret, SealedBlob, Sealer, SealingRoot};
 use crate::verify::sim::{SimReport, SimReportBody, SIM_REPORT_VERSION};
 
 /// The API version spoken on the socket.
@@ -68,7 +78,34 @@ pub struct SimConfig {
     pub svn: u32,
     /// The user id allowed to connect; `None` means the enclave's own user.
     pub allowed_uid: Option<u32>,
+    /// Where the enclave keeps its key share, sealed (created with mode 0700 if missing). A
+    /// restarted enclave with the same measurement, platform and sealing root recovers it;
+    /// `None` keeps the share in memory only.
+    pub state_dir: Option<PathBuf>,
+    /// Seal under fresh data keys wrapped by a non-extractable key in a PKCS#11 token instead of
+    /// the platform secret (needs the `hsm` feature).
+    pub hsm: Option<SimHsm>,
 }
+
+/// The PKCS#11 token whose wrapping key the simulated enclave seals under. The PIN is read from
+/// `pin_file` when the enclave starts; it is never part of the configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimHsm {
+    /// The PKCS#11 module.
+    pub module: PathBuf,
+    /// The token's label (tokens are selected by label, never by slot id).
+    pub token_label: String,
+    /// A file whose first line is the user PIN (readable only by the enclave's user).
+    pub pin_file: PathBuf,
+    /// The label of the wrapping key in the token (created if missing).
+    pub key_label: String,
+}
+
+/// The label of the wrapping key the simulated enclave uses unless configured otherwise.
+pub const DEFAULT_HSM_KEY_LABEL: &str = "synod-enclave-wrapping-key";
+/// The file in [`SimConfig::state_dir`] that holds the sealed key share.
+pub const SEALED_SHARE_FILE: &str = "key-share.sealed";
+const SEALED_SHARE_KEY_ID: &str = "synod/sim/key-share/v1";
 
 /// The simulated platform: a seed file from which the sealing secret and the report-signing key
 /// are derived. Anyone who can read the file can forge reports and unseal blobs.
@@ -132,6 +169,65 @@ pub struct SimulatedEnclave {
     signing: SigningKey,
     measurement: Vec<u8>,
     svn: u32,
+    state_dir: Option<PathBuf>,
+}
+
+/// The sealing root a configuration asks for.
+fn sealing_root(config: &SimConfig, platform: PlatformSecret) -> Result<Box<dyn SealingRoot>> {
+    match &config.hsm {
+        None => Ok(Box::new(platform)),
+        #[cfg(feature = "hsm")]
+        Some(h) => {
+            let hsm = crate::hsm::HsmConfig::with_pin_file(
+                &h.module,
+                h.token_label.as_str(),
+                &h.pin_file,
+                h.key_label.as_str(),
+            )?;
+            let wrapper = crate::hsm::HsmKeyWrapper::open(&hsm)?;
+            if wrapper.wrapping_key_extractable()? {
+                return Err(Error::Hsm(format!(
+                    "the wrapping key {:?} in token {:?} is extractable: refusing it",
+                    h.key_label, h.token_label
+                )));
+            }
+            Ok(Box::new(wrapper))
+        }
+        #[cfg(not(feature = "hsm"))]
+        Some(_) => Err(Error::Unsupported(
+            "an HSM sealing root needs synod-tee's `hsm` feature",
+        )),
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename
+/// over `path`, fsync of the directory. A crash leaves either the old file or the new one.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| Error::Protocol(format!("{} has no directory", path.display())))?;
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp_name);
+    let _ = fs::remove_file(&tmp);
+    let result = (|| -> Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        fs::File::open(dir)?.sync_all()?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 impl std::fmt::Debug for SimulatedEnclave {
@@ -157,14 +253,91 @@ impl SimulatedEnclave {
         }
         let platform = SimPlatform::open(&config.platform_dir)?;
         let measurement = measurement(config)?;
-        let sealer = Sealer::new(Box::new(platform.secret), measurement.clone(), config.svn)?;
-        Ok(Self {
+        let root = sealing_root(config, platform.secret)?;
+        let sealer = Sealer::new(root, measurement.clone(), config.svn)?;
+        let mut enclave = Self {
             vault: KeyVault::new(),
             sealer,
             signing: platform.signing,
             measurement,
             svn: config.svn,
-        })
+            state_dir: config.state_dir.clone(),
+        };
+        enclave.recover()?;
+        Ok(enclave)
+    }
+
+    /// The sealed key-share file, if this enclave keeps state.
+    fn share_path(&self) -> Option<PathBuf> {
+        self.state_dir.as_ref().map(|d| d.join(SEALED_SHARE_FILE))
+    }
+
+    /// Unseals the key share a previous run left in the state directory, if any.
+    fn recover(&mut self) -> Result<()> {
+        let Some(dir) = &self.state_dir else {
+            return Ok(());
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let Some(path) = self.share_path() else {
+            return Ok(());
+        };
+        if !path.exists() {
+            return Ok(());
+        }
+        let blob = SealedBlob(fs::read(&path)?);
+        let unsealed = self.sealer.unseal(&blob).map_err(|e| {
+            Error::Seal(format!(
+                "cannot recover the key share sealed in {}: {e}",
+                path.display()
+            ))
+        })?;
+        let (id, plain) = unsealed;
+        if id.as_str() != SEALED_SHARE_KEY_ID {
+            return Err(Error::Seal(format!(
+                "{} holds a blob sealed as {:?}, not a key share",
+                path.display(),
+                id.as_str()
+            )));
+        }
+        self.vault.restore(&plain).map_err(|e| {
+            Error::Seal(format!(
+                "cannot recover the key share sealed in {}: {e}",
+                path.display()
+            ))
+        })?;
+        log(&format!(
+            "recovered the key share of epoch {} sealed in {}",
+            self.vault.epoch().unwrap_or(0),
+            path.display()
+        ));
+        Ok(())
+    }
+
+    /// Seals the current key share to the state directory (atomically), or removes the file
+    /// when this enclave no longer holds a share.
+    fn persist(&mut self) -> Result<()> {
+        let Some(path) = self.share_path() else {
+            return Ok(());
+        };
+        match self.vault.sealable_state()? {
+            Some(plain) => {
+                let id = KeyId::new(SEALED_SHARE_KEY_ID)?;
+                let blob = self.sealer.seal(&id, &plain, &mut rand::rng())?;
+                write_atomically(&path, &blob.0)?;
+            }
+            None => {
+                if path.exists() {
+                    fs::remove_file(&path)?;
+                    if let Some(dir) = path.parent() {
+                        fs::File::open(dir)?.sync_all()?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -218,7 +391,8 @@ impl Enclave for SimulatedEnclave {
         self.vault.deal_thresholdization(recipients)
     }
     fn receive_thresholdization(&mut self, incoming: Vec<IncomingSubShare>) -> Result<()> {
-        self.vault.receive_thresholdization(incoming)
+        self.vault.receive_thresholdization(incoming)?;
+        self.persist()
     }
     fn decryption_share(
         &mut self,
@@ -227,6 +401,59 @@ impl Enclave for SimulatedEnclave {
         flooding: &Flooding,
     ) -> Result<DecryptionShare> {
         self.vault.decryption_share(set, ciphertext, flooding)
+    }
+    fn join_session(&mut self, setup: &SessionSetup) -> Result<()> {
+        self.vault.join_session(setup)
+    }
+    fn reshare_deal(
+        &mut self,
+        proposal: &Proposal,
+        recipients: &[SealedRecipient],
+    ) -> Result<ReshareDealt> {
+        self.vault.reshare_deal(proposal, recipients)
+    }
+    fn reshare_respond(&mut self, commitments: &[Commitments]) -> Result<reshare::Response> {
+        let response = self.vault.reshare_respond(commitments)?;
+        // The count of responses under this mask is sealed before the response leaves, so a
+        // restart does not reset it.
+        self.persist()?;
+        Ok(response)
+    }
+    fn reshare_receive(&mut self, round: ReshareReceive) -> Result<Vec<Complaint>> {
+        self.vault.reshare_receive(round)
+    }
+    fn reshare_open(&mut self, complaints: &[Complaint]) -> Result<Vec<Opening>> {
+        self.vault.reshare_open(complaints)
+    }
+    fn reshare_finish(
+        &mut self,
+        complaints: &[Complaint],
+        openings: &[Opening],
+    ) -> Result<Verdict> {
+        self.vault.reshare_finish(complaints, openings)
+    }
+    fn reshare_test_decryption_share(
+        &mut self,
+        set: &ActiveSet,
+        ciphertext: &[u8],
+        flooding: &Flooding,
+    ) -> Result<DecryptionShare> {
+        self.vault
+            .reshare_test_decryption_share(set, ciphertext, flooding)
+    }
+    fn reshare_commit(&mut self, new_epoch: u64) -> Result<()> {
+        let stays = self.vault.reshare_commit(new_epoch)?;
+        // The sealed old share is replaced (or removed) only now that the certificate exists.
+        self.persist()?;
+        log(&if stays {
+            format!("committed the key share of epoch {new_epoch}; the old share is erased")
+        } else {
+            format!("left the committee at epoch {new_epoch}; the key share is erased")
+        });
+        Ok(())
+    }
+    fn reshare_abort(&mut self) -> Result<()> {
+        self.vault.reshare_abort()
     }
     fn key_switch_share(
         &mut self,
@@ -272,6 +499,24 @@ pub enum Request {
     Shutdown,
     /// [`Enclave::galois_key_share`] (added after `Shutdown` to keep the earlier tags).
     GaloisKeyShare(Vec<u32>),
+    /// [`Enclave::join_session`].
+    JoinSession(SessionSetup),
+    /// [`Enclave::reshare_deal`].
+    ReshareDeal(Proposal, Vec<SealedRecipient>),
+    /// [`Enclave::reshare_respond`].
+    ReshareRespond(Vec<Commitments>),
+    /// [`Enclave::reshare_receive`].
+    ReshareReceive(Box<ReshareReceive>),
+    /// [`Enclave::reshare_open`].
+    ReshareOpen(Vec<Complaint>),
+    /// [`Enclave::reshare_finish`].
+    ReshareFinish(Vec<Complaint>, Vec<Opening>),
+    /// [`Enclave::reshare_test_decryption_share`].
+    ReshareTestDecryptionShare(ActiveSet, Vec<u8>, Flooding),
+    /// [`Enclave::reshare_commit`].
+    ReshareCommit(u64),
+    /// [`Enclave::reshare_abort`].
+    ReshareAbort,
 }
 
 /// A response on the enclave socket.
@@ -311,6 +556,16 @@ pub enum Response {
     Error(String),
     /// Rotation-key shares.
     GaloisKeyShare(GaloisKeyShare),
+    /// A dealer's resharing commitments and sealed sub-shares.
+    ReshareDealt(ReshareDealt),
+    /// A dealer's resharing response.
+    ReshareResponse(reshare::Response),
+    /// A member's complaints.
+    Complaints(Vec<Complaint>),
+    /// A dealer's openings.
+    Openings(Vec<Opening>),
+    /// The verdict a member's enclave reached.
+    Verdict(Verdict),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -404,6 +659,28 @@ fn handle(enclave: &mut SimulatedEnclave, request: Request) -> Result<Response> 
         Request::GaloisKeyShare(elements) => {
             Response::GaloisKeyShare(enclave.galois_key_share(&elements)?)
         }
+        Request::JoinSession(setup) => {
+            enclave.join_session(&setup)?;
+            Response::Done
+        }
+        Request::ReshareDeal(proposal, to) => {
+            Response::ReshareDealt(enclave.reshare_deal(&proposal, &to)?)
+        }
+        Request::ReshareRespond(c) => Response::ReshareResponse(enclave.reshare_respond(&c)?),
+        Request::ReshareReceive(round) => Response::Complaints(enclave.reshare_receive(*round)?),
+        Request::ReshareOpen(c) => Response::Openings(enclave.reshare_open(&c)?),
+        Request::ReshareFinish(c, o) => Response::Verdict(enclave.reshare_finish(&c, &o)?),
+        Request::ReshareTestDecryptionShare(set, ct, flooding) => {
+            Response::DecryptionShare(enclave.reshare_test_decryption_share(&set, &ct, &flooding)?)
+        }
+        Request::ReshareCommit(epoch) => {
+            enclave.reshare_commit(epoch)?;
+            Response::Done
+        }
+        Request::ReshareAbort => {
+            enclave.reshare_abort()?;
+            Response::Done
+        }
     })
 }
 
@@ -435,10 +712,20 @@ pub fn serve_enclave(socket_path: &Path, config: &SimConfig) -> Result<()> {
     let listener = UnixListener::bind(socket_path)?;
     fs::set_permissions(socket_path, fs::Permissions::from_mode(0o600))?;
     log(&format!(
-        "listening on {} (mode 0600, uid {allowed_uid}), measurement {}, svn {}",
+        "listening on {} (mode 0600, uid {allowed_uid}), measurement {}, svn {}, sealing root: \
+         {}, key share: {}",
         socket_path.display(),
         hex::encode(&enclave.measurement),
-        enclave.svn
+        enclave.svn,
+        if config.hsm.is_some() {
+            "HSM-wrapped data keys"
+        } else {
+            "platform seed file"
+        },
+        match &config.state_dir {
+            Some(d) => format!("sealed in {}", d.display()),
+            None => "memory only".to_string(),
+        }
     ));
     for stream in listener.incoming() {
         let mut stream = stream?;
@@ -492,6 +779,15 @@ fn request_name(r: &Request) -> &'static str {
         Request::KeySwitchShare(..) => "key-switch-share",
         Request::Shutdown => "shutdown",
         Request::GaloisKeyShare(_) => "galois-key-share",
+        Request::JoinSession(_) => "join-session",
+        Request::ReshareDeal(..) => "reshare-deal",
+        Request::ReshareRespond(_) => "reshare-respond",
+        Request::ReshareReceive(_) => "reshare-receive",
+        Request::ReshareOpen(_) => "reshare-open",
+        Request::ReshareFinish(..) => "reshare-finish",
+        Request::ReshareTestDecryptionShare(..) => "reshare-test-decryption-share",
+        Request::ReshareCommit(_) => "reshare-commit",
+        Request::ReshareAbort => "reshare-abort",
     }
 }
 
@@ -653,6 +949,80 @@ impl Enclave for EnclaveClient {
             other => Err(unexpected(&other)),
         }
     }
+    fn join_session(&mut self, setup: &SessionSetup) -> Result<()> {
+        match self.call(Request::JoinSession(setup.clone()))? {
+            Response::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+    fn reshare_deal(
+        &mut self,
+        proposal: &Proposal,
+        recipients: &[SealedRecipient],
+    ) -> Result<ReshareDealt> {
+        match self.call(Request::ReshareDeal(proposal.clone(), recipients.to_vec()))? {
+            Response::ReshareDealt(d) => Ok(d),
+            other => Err(unexpected(&other)),
+        }
+    }
+    fn reshare_respond(&mut self, commitments: &[Commitments]) -> Result<reshare::Response> {
+        match self.call(Request::ReshareRespond(commitments.to_vec()))? {
+            Response::ReshareResponse(r) => Ok(r),
+            other => Err(unexpected(&other)),
+        }
+    }
+    fn reshare_receive(&mut self, round: ReshareReceive) -> Result<Vec<Complaint>> {
+        match self.call(Request::ReshareReceive(Box::new(round)))? {
+            Response::Complaints(c) => Ok(c),
+            other => Err(unexpected(&other)),
+        }
+    }
+    fn reshare_open(&mut self, complaints: &[Complaint]) -> Result<Vec<Opening>> {
+        match self.call(Request::ReshareOpen(complaints.to_vec()))? {
+            Response::Openings(o) => Ok(o),
+            other => Err(unexpected(&other)),
+        }
+    }
+    fn reshare_finish(
+        &mut self,
+        complaints: &[Complaint],
+        openings: &[Opening],
+    ) -> Result<Verdict> {
+        match self.call(Request::ReshareFinish(
+            complaints.to_vec(),
+            openings.to_vec(),
+        ))? {
+            Response::Verdict(v) => Ok(v),
+            other => Err(unexpected(&other)),
+        }
+    }
+    fn reshare_test_decryption_share(
+        &mut self,
+        set: &ActiveSet,
+        ciphertext: &[u8],
+        flooding: &Flooding,
+    ) -> Result<DecryptionShare> {
+        match self.call(Request::ReshareTestDecryptionShare(
+            set.clone(),
+            ciphertext.to_vec(),
+            *flooding,
+        ))? {
+            Response::DecryptionShare(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+    fn reshare_commit(&mut self, new_epoch: u64) -> Result<()> {
+        match self.call(Request::ReshareCommit(new_epoch))? {
+            Response::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+    fn reshare_abort(&mut self) -> Result<()> {
+        match self.call(Request::ReshareAbort)? {
+            Response::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -667,6 +1037,8 @@ mod tests {
         let (mut a, mut b) = UnixStream::pair().unwrap();
         write_frame(&mut a, Request::Attest(vec![0xAB; 2])).unwrap();
         write_frame(&mut a, Request::Shutdown).unwrap();
+        write_frame(&mut a, Request::ReshareCommit(1)).unwrap();
+        write_frame(&mut a, Request::ReshareAbort).unwrap();
         drop(a);
         let mut raw = Vec::new();
         b.read_to_end(&mut raw).unwrap();
@@ -675,6 +1047,8 @@ mod tests {
             concat!(
                 "00000005", "01", "02", "02", "abab", // len 5, version 1, Attest, 2 bytes
                 "00000002", "01", "0c", // len 2, version 1, Shutdown
+                "00000003", "01", "15", "01", // ReshareCommit(epoch 1): appended tags
+                "00000002", "01", "16", // ReshareAbort
             )
         );
     }

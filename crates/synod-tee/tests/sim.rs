@@ -38,6 +38,8 @@ fn config(dir: &Path) -> SimConfig {
         platform_dir: dir.join("platform"),
         svn: 1,
         allowed_uid: None,
+        state_dir: None,
+        hsm: None,
     }
 }
 
@@ -274,4 +276,164 @@ fn threshold_decryption_through_three_enclaves() {
     for s in servers {
         s.join().unwrap().unwrap();
     }
+}
+
+/// Key generation and thresholdisation through `enclaves` (each verifies its peers' evidence
+/// first); returns the collective public key.
+fn set_up(
+    enclaves: &mut [EnclaveClient],
+    points: &[EvaluationPoint],
+    committee: &Committee,
+    session: SessionId,
+) -> synod_he::keygen::CollectivePublicKey {
+    let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+    let crs = CommonRandomness::new(&params, session.0);
+    let mut pk_shares = Vec::new();
+    for (e, &me) in enclaves.iter_mut().zip(points) {
+        let setup = SessionSetup {
+            session,
+            parameter_set: ParameterSet::InsecureTestN2048,
+            plaintext_bits: 20,
+            me,
+            committee: committee.clone(),
+        };
+        pk_shares.push(e.generate_key_share(&setup).unwrap());
+    }
+    let pk = synod_he::keygen::aggregate_public_key(&params, &crs, points, pk_shares).unwrap();
+    let keys: Vec<_> = enclaves
+        .iter_mut()
+        .map(|e| e.transport_key().unwrap())
+        .collect();
+    let context = |from: EvaluationPoint, to: EvaluationPoint| MessageContext {
+        session,
+        epoch: Epoch(0),
+        protocol: ProtocolName::Thresholdize,
+        round: Round(1),
+        sender: ParticipantId::try_from(from.get()).unwrap(),
+        recipient: Recipient::Participant(ParticipantId::try_from(to.get()).unwrap()),
+        sequence: SequenceNumber(u64::from(to.get())),
+    };
+    let mut inbox: Vec<Vec<IncomingSubShare>> = vec![Vec::new(); points.len()];
+    for (i, e) in enclaves.iter_mut().enumerate() {
+        let to: Vec<SealedRecipient> = points
+            .iter()
+            .zip(&keys)
+            .map(|(&p, k)| SealedRecipient {
+                point: p,
+                transport_key: *k,
+                context: context(points[i], p),
+            })
+            .collect();
+        for (p, sealed) in e.deal_thresholdization(&to).unwrap() {
+            let j = points.iter().position(|&q| q == p).unwrap();
+            inbox[j].push(IncomingSubShare {
+                context: context(points[i], p),
+                sealed,
+            });
+        }
+    }
+    for (e, incoming) in enclaves.iter_mut().zip(inbox) {
+        e.receive_thresholdization(incoming).unwrap();
+    }
+    pk
+}
+
+fn stateful(dir: &Path, x: u32) -> SimConfig {
+    SimConfig {
+        state_dir: Some(dir.join(format!("state-{x}"))),
+        ..config(dir)
+    }
+}
+
+/// Each enclave seals its key share to its state directory; enclaves stopped and started again
+/// recover their shares and decrypt. A tampered blob, or a blob under another measurement, stops
+/// the enclave from starting with a clear error.
+#[test]
+fn key_shares_sealed_to_disk_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let points: Vec<EvaluationPoint> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
+    let committee = Committee::new(points.clone(), 2).unwrap();
+    let session = SessionId([43; 32]);
+    let run = |name: &str| {
+        let mut servers = Vec::new();
+        let mut enclaves = Vec::new();
+        for x in 1..=3 {
+            let (socket, server) =
+                start(dir.path(), &format!("{name}{x}"), stateful(dir.path(), x));
+            servers.push(server);
+            enclaves.push(EnclaveClient::connect(&socket).unwrap());
+        }
+        (servers, enclaves)
+    };
+    let stop = |servers: Vec<JoinHandle<synod_tee::Result<()>>>, enclaves: Vec<EnclaveClient>| {
+        for e in enclaves {
+            e.shutdown().unwrap();
+        }
+        for s in servers {
+            s.join().unwrap().unwrap();
+        }
+    };
+
+    let (servers, mut enclaves) = run("first");
+    let pk = set_up(&mut enclaves, &points, &committee, session);
+    stop(servers, enclaves);
+    let share_file = dir
+        .path()
+        .join("state-1")
+        .join(synod_tee::sim::SEALED_SHARE_FILE);
+    let sealed = std::fs::read(&share_file).unwrap();
+    let mode = std::fs::metadata(&share_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let (header, _, _) = synod_tee::seal::SealedHeader::parse(&sealed).unwrap();
+    assert_eq!(header.source, synod_tee::seal::KeySource::PlatformSecret);
+
+    // Restarted: the shares come back from disk and decrypt.
+    let (servers, mut enclaves) = run("again");
+    let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+    let values = [31i64, -7, 777];
+    let ct = synod_he::encoding::encrypt_signed(&params, pk.key(), &values, &mut rand::rng())
+        .unwrap()
+        .remove(0);
+    let set = ActiveSet::new(&committee, [points[0], points[2]]).unwrap();
+    let flooding = Flooding::new(&params, 0, 20.0, 16, 3).unwrap();
+    let bytes = ciphertext_bytes(&ct);
+    let shares = vec![
+        enclaves[0]
+            .decryption_share(&set, &bytes, &flooding)
+            .unwrap(),
+        enclaves[2]
+            .decryption_share(&set, &bytes, &flooding)
+            .unwrap(),
+    ];
+    let pt = synod_he::decrypt::combine(&params, &ct, &set, shares).unwrap();
+    assert_eq!(
+        &synod_he::encoding::decode_signed(&params, &pt).unwrap()[..3],
+        &values
+    );
+    stop(servers, enclaves);
+
+    // A tampered blob: the enclave refuses to start, and says why.
+    let mut bad = sealed.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    std::fs::write(&share_file, &bad).unwrap();
+    let err = synod_tee::sim::SimulatedEnclave::new(&stateful(dir.path(), 1)).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("cannot recover the key share") && msg.contains("failed authentication"),
+        "{msg}"
+    );
+    // Through serve_enclave too: it returns the error instead of listening.
+    assert!(serve_enclave(&dir.path().join("bad.sock"), &stateful(dir.path(), 1)).is_err());
+
+    // The genuine blob under another measurement (another SVN is another measurement here).
+    std::fs::write(&share_file, &sealed).unwrap();
+    let other = SimConfig {
+        svn: 2,
+        ..stateful(dir.path(), 1)
+    };
+    let err = synod_tee::sim::SimulatedEnclave::new(&other).unwrap_err();
+    assert!(err.to_string().contains("measurement"), "{err}");
+    // Under the original configuration it still opens.
+    synod_tee::sim::SimulatedEnclave::new(&stateful(dir.path(), 1)).unwrap();
 }

@@ -345,12 +345,6 @@ pub fn run(args: DemoArgs) -> Result<bool> {
             args.threshold
         );
     }
-    if args.enclave.is_some() && args.reshare {
-        bail!(
-            "--reshare cannot run with --enclave: resharing inside enclaves is not implemented \
-             (synod-tee's enclaves return Unsupported for it)"
-        );
-    }
     if !args.test_only_enclave_svn.is_empty() && args.enclave.is_none() {
         bail!("--test-only-enclave-svn needs --enclave");
     }
@@ -620,12 +614,33 @@ pub fn run(args: DemoArgs) -> Result<bool> {
                 "reshare: {what}; {t_new} of {} from now on",
                 members.len()
             ));
-            #[allow(irrefutable_let_patterns)] // without the insecure-sim feature
-            let Session::Local(local) = &mut committee
-            else {
-                bail!("--reshare cannot run with --enclave");
+            let r = match &mut committee {
+                Session::Local(local) => {
+                    local.reshare(&members, t_new, &dealers, &Default::default(), &mut rng)?
+                }
+                #[cfg(feature = "insecure-sim")]
+                Session::Enclave(c) => {
+                    let procs = processes
+                        .as_mut()
+                        .context("the enclave processes are gone")?;
+                    let mut joiners = Vec::new();
+                    for &p in members.iter().filter(|p| !current.contains(p)) {
+                        progress.note(&format!("starting {p}'s enclave process"));
+                        joiners.push((p, procs.add(p, DEMO_ENCLAVE_SVN)?));
+                    }
+                    let policy = crate::enclave::demo_policy(DEMO_ENCLAVE_SVN)?;
+                    c.reshare(
+                        joiners,
+                        &members,
+                        t_new,
+                        &dealers,
+                        &policy,
+                        &Default::default(),
+                        &mut rng,
+                    )
+                    .context("resharing through enclave processes failed")?
+                }
             };
-            let r = local.reshare(&members, t_new, &dealers, &Default::default(), &mut rng)?;
             let ms = progress.end();
             let mut active = members.clone();
             while active.len() > t_new {
@@ -653,10 +668,14 @@ pub fn run(args: DemoArgs) -> Result<bool> {
             t = t_new;
         }
     }
+    #[cfg(feature = "insecure-sim")]
+    let started = processes.as_ref().map_or(args.parties, |p| p.count());
+    #[cfg(not(feature = "insecure-sim"))]
+    let started = args.parties;
     let enclave_info = args.enclave.map(|_| EnclaveInfo {
         kind: "simulated",
         hardware_protected: false,
-        processes: args.parties,
+        processes: started,
     });
     drop(committee);
     #[cfg(feature = "insecure-sim")]

@@ -42,6 +42,11 @@ pub struct ServeArgs {
     /// The enclave's security version.
     #[arg(long, default_value_t = 1)]
     svn: u32,
+    /// Keep the key share sealed in this directory (created with mode 0700), so
+    /// that a restarted enclave recovers it. Without it the share lives in
+    /// memory only and is lost when the process exits.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Acknowledge that the simulated enclave protects nothing: root, your own
     /// user and anyone who can read the platform seed can read its keys and
     /// forge its reports.
@@ -98,49 +103,34 @@ fn serve(args: ServeArgs) -> Result<bool> {
         );
     }
     #[cfg(feature = "hsm")]
-    if let Some(module) = &args.hsm_module {
-        check_hsm(
-            module,
-            args.hsm_token_label.as_deref(),
-            args.hsm_pin_file.as_deref(),
-        )?;
-    }
+    let hsm = match args.hsm_module {
+        Some(module) => {
+            let (Some(token_label), Some(pin_file)) = (args.hsm_token_label, args.hsm_pin_file)
+            else {
+                bail!("--hsm-module needs --hsm-token-label and --hsm-pin-file");
+            };
+            Some(synod_tee::sim::SimHsm {
+                module,
+                token_label,
+                pin_file,
+                key_label: synod_tee::sim::DEFAULT_HSM_KEY_LABEL.to_string(),
+            })
+        }
+        None => None,
+    };
+    #[cfg(not(feature = "hsm"))]
+    let hsm = None;
     let config = SimConfig {
         insecure_no_hardware_protection: true,
         platform_dir: args.platform_dir,
         svn: args.svn,
         allowed_uid: None,
+        state_dir: args.state_dir,
+        hsm,
     };
     serve_enclave(&args.socket, &config)
         .with_context(|| format!("enclave on {}", args.socket.display()))?;
     Ok(true)
-}
-
-/// Opens the token and checks the wrapping key, then refuses: the simulated
-/// enclave cannot take an HSM sealing root yet.
-#[cfg(feature = "hsm")]
-fn check_hsm(
-    module: &std::path::Path,
-    label: Option<&str>,
-    pin_file: Option<&std::path::Path>,
-) -> Result<()> {
-    let (Some(label), Some(pin_file)) = (label, pin_file) else {
-        bail!("--hsm-module needs --hsm-token-label and --hsm-pin-file");
-    };
-    let config = synod_tee::hsm::HsmConfig::with_pin_file(
-        module,
-        label,
-        pin_file,
-        "synod-enclave-wrapping-key",
-    )
-    .with_context(|| format!("reading {}", pin_file.display()))?;
-    let hsm = synod_tee::hsm::HsmKeyWrapper::open(&config).context("opening the HSM token")?;
-    let extractable = hsm.wrapping_key_extractable()?;
-    bail!(
-        "HSM token {label:?} is reachable (wrapping key extractable: {extractable}), but the \
-         simulated enclave cannot seal under it yet: synod_tee::sim::SimConfig has no \
-         sealing-root option. Run without the --hsm-* flags."
-    )
 }
 
 fn now() -> UnixTime {
@@ -313,34 +303,74 @@ impl EnclaveProcesses {
             dir,
         };
         for &p in points {
-            let socket = procs.dir.path().join(format!("p{}.sock", p.get()));
-            let log = std::fs::File::create(procs.log_path(p))?;
-            let child = Command::new(&exe)
-                .args(["enclave", "serve", "--insecure-simulated", "--socket"])
-                .arg(&socket)
-                .arg("--platform-dir")
-                .arg(procs.dir.path().join(format!("p{}-platform", p.get())))
-                .args(["--svn", &svn_of(p).to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("starting {p}'s enclave process"))?;
-            procs.children.push((p, child, socket));
+            procs.spawn(&exe, p, svn_of(p))?;
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        for (p, child, socket) in &mut procs.children {
+        procs.wait_listening(Duration::from_secs(60))?;
+        Ok(procs)
+    }
+
+    /// Starts one more enclave (a member joining at a resharing) and connects to it.
+    pub fn add(
+        &mut self,
+        p: EvaluationPoint,
+        svn: u32,
+    ) -> Result<synod_local::enclave::BoxedEnclave> {
+        let exe = std::env::current_exe().context("locating the synod binary")?;
+        self.spawn(&exe, p, svn)?;
+        self.wait_listening(Duration::from_secs(60))?;
+        let socket = self.socket_path(p);
+        let c = EnclaveClient::connect(&socket)
+            .with_context(|| format!("connecting to {p}'s enclave"))?;
+        Ok(Box::new(c))
+    }
+
+    /// How many enclave processes were started.
+    pub fn count(&self) -> usize {
+        self.children.len()
+    }
+
+    fn socket_path(&self, p: EvaluationPoint) -> PathBuf {
+        self.dir.path().join(format!("p{}.sock", p.get()))
+    }
+
+    /// Starts `p`'s enclave; its key share is sealed in its own state directory.
+    fn spawn(&mut self, exe: &std::path::Path, p: EvaluationPoint, svn: u32) -> Result<()> {
+        let socket = self.socket_path(p);
+        let log = std::fs::File::create(self.log_path(p))?;
+        let child = Command::new(exe)
+            .args(["enclave", "serve", "--insecure-simulated", "--socket"])
+            .arg(&socket)
+            .arg("--platform-dir")
+            .arg(self.dir.path().join(format!("p{}-platform", p.get())))
+            .arg("--state-dir")
+            .arg(self.dir.path().join(format!("p{}-state", p.get())))
+            .args(["--svn", &svn.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {p}'s enclave process"))?;
+        self.children.push((p, child, socket));
+        Ok(())
+    }
+
+    fn wait_listening(&mut self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        for (p, child, socket) in &mut self.children {
             while !socket.exists() {
                 if let Some(status) = child.try_wait()? {
                     bail!("{p}'s enclave process exited ({status}) before listening");
                 }
                 if Instant::now() > deadline {
-                    bail!("{p}'s enclave process did not listen within 60 s");
+                    bail!(
+                        "{p}'s enclave process did not listen within {} s",
+                        limit.as_secs()
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
-        Ok(procs)
+        Ok(())
     }
 
     fn log_path(&self, p: EvaluationPoint) -> PathBuf {
@@ -401,6 +431,8 @@ pub fn expected_measurement(svn: u32) -> Result<Vec<u8>> {
         platform_dir: PathBuf::new(),
         svn,
         allowed_uid: None,
+        state_dir: None,
+        hsm: None,
     })?)
 }
 

@@ -179,13 +179,164 @@ fn demo_refuses_to_deal_to_a_peer_whose_evidence_fails_the_policy() {
 
 #[test]
 fn enclave_flags_are_checked() {
-    let (code, _, stderr) = synod(&["demo", "--enclave", "insecure-sim", "--reshare"]);
+    let (code, _, stderr) = synod(&[
+        "demo",
+        "--enclave",
+        "insecure-sim",
+        "--reshare",
+        "--parties",
+        "2",
+        "--threshold",
+        "2",
+    ]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("resharing inside enclaves"), "{stderr}");
+    assert!(stderr.contains("--reshare needs at least t+1"), "{stderr}");
     let (code, _, stderr) = synod(&["demo", "--test-only-enclave-svn", "3=2"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("needs --enclave"), "{stderr}");
     let (code, _, stderr) = synod(&["demo", "--enclave", "sgx"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("insecure-sim"), "{stderr}");
+}
+
+/// `--reshare` through enclave processes: the last participant leaves (its
+/// enclave erases its share), a new participant's enclave process starts and
+/// joins, and each new committee decrypts the same results as in process.
+#[test]
+fn demo_reshares_through_enclave_processes() {
+    let args = [
+        "demo",
+        "--parties",
+        "3",
+        "--threshold",
+        "2",
+        "--rows",
+        "50",
+        "--seed",
+        "5",
+        "--reshare",
+        "--json",
+    ];
+    let (code, stdout, stderr) = synod(&[&args[..], &["--enclave", "insecure-sim"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let with: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(with["ok"], true);
+    assert_eq!(
+        with["enclave"]["processes"], 4,
+        "three at set-up, one joins"
+    );
+    let epochs = with["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 2);
+    assert_eq!(epochs[0]["members"], serde_json::json!([1, 2]));
+    assert_eq!(epochs[1]["members"], serde_json::json!([1, 2, 4]));
+    assert_eq!(epochs[1]["t"], 3);
+    for e in epochs {
+        assert_eq!(e["results_ok"], true, "{e}");
+    }
+
+    let (code, stdout, stderr) = synod(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let without: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(with["results"], without["results"]);
+}
+
+/// `synod enclave serve --hsm-module … --hsm-token-label … --hsm-pin-file …` seals under a
+/// data key wrapped by the token (SoftHSM2 with a token in a temporary directory); a wrong PIN
+/// stops it from starting. When `CI=true` a missing SoftHSM fails the test; elsewhere the test
+/// says plainly that it did not run.
+#[cfg(feature = "hsm")]
+#[test]
+fn serve_seals_under_an_hsm_token() {
+    let module = [
+        std::env::var("SOFTHSM2_MODULE").unwrap_or_default(),
+        "/usr/lib/softhsm/libsofthsm2.so".into(),
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so".into(),
+        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so".into(),
+        "/usr/local/lib/softhsm/libsofthsm2.so".into(),
+    ]
+    .into_iter()
+    .filter(|c| !c.is_empty())
+    .map(std::path::PathBuf::from)
+    .find(|p| p.exists());
+    let util = Command::new("softhsm2-util").arg("--version").output();
+    let Some(module) = module.filter(|_| util.is_ok_and(|o| o.status.success())) else {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true but SoftHSM2 is not installed: run `bash .ci/install-softhsm`"
+        );
+        eprintln!(
+            "NOTE: the CLI HSM test did NOT run: SoftHSM2 is not installed (run `bash \
+             .ci/install-softhsm`)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    let conf = dir.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let init = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", "synod-cli-token"])
+        .args(["--so-pin", "12345678", "--pin", "87654321"])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    let pin = dir.path().join("pin");
+    std::fs::write(&pin, "87654321\n").unwrap();
+    let bad_pin = dir.path().join("bad-pin");
+    std::fs::write(&bad_pin, "00000000\n").unwrap();
+    let serve = |name: &str, pin: &std::path::Path| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_synod"));
+        cmd.args(["enclave", "serve", "--insecure-simulated", "--socket"])
+            .arg(dir.path().join(format!("{name}.sock")))
+            .arg("--platform-dir")
+            .arg(dir.path().join("platform"))
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("--hsm-module")
+            .arg(&module)
+            .args(["--hsm-token-label", "synod-cli-token", "--hsm-pin-file"])
+            .arg(pin)
+            .env("SOFTHSM2_CONF", &conf);
+        cmd
+    };
+
+    let log = dir.path().join("serve.log");
+    let server = Server(
+        serve("e", &pin)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let socket = dir.path().join("e.sock");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "the enclave did not listen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (code, stdout, stderr) =
+        synod(&["enclave", "attest", "--socket", socket.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("hardware_protected: false"), "{stdout}");
+    drop(server);
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.contains("sealing root: HSM-wrapped data keys")
+            && log.contains("hardware_protected: false"),
+        "{log}"
+    );
+
+    let out = serve("bad", &bad_pin).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("HSM"), "{stderr}");
+    assert!(!dir.path().join("bad.sock").exists());
 }
