@@ -121,7 +121,7 @@ fn uniform_into(xof: &mut blake3::OutputReader, q: u64, row: &mut [u64]) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::ParameterSet;
 
