@@ -30,7 +30,12 @@ use crate::wire::fixed;
 
 /// The wire protocol version this crate speaks. Written into every context; a context with any
 /// other version is refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// 2: common random polynomials read from the BLAKE3 XOF by rejection sampling
+/// (`synod/crp/v2`), and ct×ct by HPS RNS multiplication, whose evaluation outputs (and so
+/// output hashes) can differ from version 1's in rare coefficients. Peers of different versions
+/// would derive different collective keys, so they must not be in one session.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Domain-separation tag at the start of every encoded context.
 const CONTEXT_TAG: &[u8; 12] = b"synod/ctx/v1";
@@ -409,7 +414,7 @@ pub(crate) mod tests {
     fn layout_is_as_documented() {
         let enc = sample_context().encode();
         assert_eq!(&enc[..12], b"synod/ctx/v1");
-        assert_eq!(&enc[12..14], &[0, 1]);
+        assert_eq!(&enc[12..14], &PROTOCOL_VERSION.to_be_bytes());
         assert_eq!(&enc[14..46], &[7; 32]);
         assert_eq!(&enc[46..54], &3u64.to_be_bytes());
         assert_eq!(enc[54], 4);
@@ -439,10 +444,10 @@ pub(crate) mod tests {
         bad[0] ^= 1;
         assert_eq!(MessageContext::decode(&bad), Err(ContextDecodeError::Tag));
         let mut bad = good;
-        bad[13] = 2;
+        bad[13] = 1;
         assert_eq!(
             MessageContext::decode(&bad),
-            Err(ContextDecodeError::UnsupportedVersion(2))
+            Err(ContextDecodeError::UnsupportedVersion(1))
         );
         let mut bad = good;
         bad[54] = 0;
