@@ -3,8 +3,8 @@
 //! Every participant must use the same uniform `a ∈ R_q` in collective key
 //! generation. It is derived, never drawn from a shared RNG object: the
 //! residues modulo the `i`-th prime `q_i` are read from the BLAKE3 XOF of
-//! `derive_key("synod/crp/v2", session ‖ parameter set ‖ p ‖ purpose ‖
-//! indices ‖ i)`, eight bytes at a time, masked to the bit length of `q_i`
+//! `derive_key("synod/crp/v2", session ‖ len ‖ parameter-set name ‖ p ‖
+//! purpose ‖ indices ‖ i)` (fixed-width little-endian integers), eight bytes at a time, masked to the bit length of `q_i`
 //! and kept when below `q_i` (rejection sampling: uniform, and at least half
 //! of the draws are kept). A different session, parameter set or purpose
 //! gives an unrelated polynomial (domain separation). The residues are taken
@@ -77,7 +77,9 @@ impl CommonRandomness {
         let n = self.params.degree();
         let mut h = blake3::Hasher::new_derive_key("synod/crp/v2");
         h.update(&self.session);
-        h.update(self.params.set().to_string().as_bytes());
+        let set = self.params.set().to_string();
+        h.update(&u32::try_from(set.len()).unwrap_or(u32::MAX).to_le_bytes());
+        h.update(set.as_bytes());
         h.update(&self.params.plaintext().to_le_bytes());
         h.update(&purpose.encode());
         let mut residues = vec![0u64; ctx.moduli().len() * n];
@@ -173,5 +175,31 @@ mod tests {
         }
         let rows: Vec<Vec<u64>> = coeffs.outer_iter().map(|r| r.to_vec()).collect();
         assert_ne!(rows[0][..64], rows[1][..64]);
+    }
+
+    /// A known answer: the CRP bytes for a fixed session are part of the
+    /// protocol (every peer must derive the same), so a change here must
+    /// come with a new `PROTOCOL_VERSION`.
+    #[test]
+    fn known_answer() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let crs = CommonRandomness::new(&params, [3; 32]);
+        let mut h = blake3::Hasher::new();
+        for purpose in [
+            CrpPurpose::PublicKey,
+            CrpPurpose::Relinearization { row: 1 },
+            CrpPurpose::Galois {
+                exponent: 3,
+                row: 0,
+            },
+        ] {
+            for v in crs.poly(purpose).unwrap().coefficients().iter() {
+                h.update(&v.to_le_bytes());
+            }
+        }
+        assert_eq!(
+            h.finalize().to_hex().as_str(),
+            "611c5730ce305dabac4caf111cc0beed0c81100339a4fc5dc42f1f17108841fc"
+        );
     }
 }
