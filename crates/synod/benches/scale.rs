@@ -150,17 +150,18 @@ struct Run {
     p_bits: u32,
 }
 
-fn run_once(parties: usize, rows: usize, seed: usize) -> Run {
+/// One child run; `Err` with the child's status and last stderr line when it
+/// did not finish (killed for memory, say), so that the sweep goes on.
+fn run_once(parties: usize, rows: usize, seed: usize) -> Result<Run, String> {
     let out = Command::new(std::env::current_exe().unwrap())
         .env(CHILD, format!("{parties},{rows},{seed}"))
         .output()
         .expect("re-execute the bench");
-    assert!(
-        out.status.success(),
-        "{parties} parties, {rows} values: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().last().unwrap_or("").to_string();
+        return Err(format!("{} {last}", out.status).trim().to_string());
+    }
     let mut values = serde_json::Deserializer::from_slice(&out.stdout).into_iter::<Value>();
     let report = values.next().expect("demo report").expect("demo JSON");
     let mem = values.next().expect("memory line").expect("memory JSON");
@@ -169,7 +170,7 @@ fn run_once(parties: usize, rows: usize, seed: usize) -> Run {
     // insertion order only with `preserve_order`, so read the keys from the
     // text itself.
     let phases = ordered_phases(&out.stdout, &report);
-    Run {
+    Ok(Run {
         phases,
         total_ms: report["total_ms"].as_f64().unwrap(),
         cpu_s: mem["cpu_s"].as_f64().unwrap(),
@@ -179,7 +180,7 @@ fn run_once(parties: usize, rows: usize, seed: usize) -> Run {
             .as_u64()
             .map(|p| 64 - p.leading_zeros())
             .unwrap(),
-    }
+    })
 }
 
 fn ordered_phases(stdout: &[u8], report: &Value) -> Vec<(String, f64)> {
@@ -253,6 +254,9 @@ struct Row {
     cpu_s: f64,
     /// Largest `VmHWM` over the repetitions.
     peak_mib: f64,
+    /// Why a run did not finish (the row then has no figures).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 /// The phases shown as table columns (the demo's names).
@@ -289,6 +293,10 @@ fn table(rows: &[Row]) -> String {
             "| {} | {} | {} | {} | {} |",
             r.parties, r.threshold, r.values, r.ciphertexts_per_party, r.reps
         );
+        if let Some(e) = &r.error {
+            s += &format!(" failed: {e} |\n");
+            continue;
+        }
         for (phase, _) in COLUMNS {
             s += &format!(" {} |", seconds(r, phase));
         }
@@ -363,7 +371,10 @@ fn panel(left: f64, top: f64, title: &str, xs: &[f64], ys: &[f64], ylabel: &str)
 fn svg(rows: &[Row]) -> String {
     let mut body = String::new();
     for (i, sweep) in ["parties", "values"].iter().enumerate() {
-        let sel: Vec<&Row> = rows.iter().filter(|r| r.sweep == *sweep).collect();
+        let sel: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.sweep == *sweep && r.error.is_none())
+            .collect();
         let xs: Vec<f64> = sel
             .iter()
             .map(|r| {
@@ -442,6 +453,7 @@ fn main() -> std::process::ExitCode {
             let copy = Row {
                 sweep,
                 phases_ms: r.phases_ms.clone(),
+                error: r.error.clone(),
                 ..*r
             };
             rows.push(copy);
@@ -449,43 +461,67 @@ fn main() -> std::process::ExitCode {
         }
         let big = n >= 50 || v >= 262_144;
         let k = if big { reps_big } else { reps };
-        let runs: Vec<Run> = (0..k)
-            .map(|rep| {
-                eprint!("{n} parties, {v} values, run {}/{k} … ", rep + 1);
-                let r = run_once(n, v, rep + 1);
-                eprintln!(
-                    "{:.1} s, peak {:.0} MiB",
-                    r.total_ms / 1000.0,
-                    r.peak_kib as f64 / 1024.0
-                );
-                r
-            })
-            .collect();
-        let first = &runs[0];
-        let phases_ms = first
-            .phases
-            .iter()
-            .map(|(name, _)| {
-                let ms = runs
+        let mut runs: Vec<Run> = Vec::new();
+        let mut error = None;
+        for rep in 0..k {
+            eprint!("{n} parties, {v} values, run {}/{k} … ", rep + 1);
+            match run_once(n, v, rep + 1) {
+                Ok(r) => {
+                    eprintln!(
+                        "{:.1} s, peak {:.0} MiB",
+                        r.total_ms / 1000.0,
+                        r.peak_kib as f64 / 1024.0
+                    );
+                    runs.push(r);
+                }
+                Err(e) => {
+                    eprintln!("FAILED: {e}");
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        let row = match (&error, runs.first()) {
+            (None, Some(first)) => Row {
+                sweep,
+                parties: n,
+                threshold: n / 2 + 1,
+                values: v,
+                ciphertexts_per_party: v.div_ceil(8192),
+                reps: k,
+                log_q: first.log_q,
+                p_bits: first.p_bits,
+                phases_ms: first
+                    .phases
                     .iter()
-                    .filter_map(|r| r.phases.iter().find(|(n, _)| n == name).map(|p| p.1))
-                    .collect();
-                (name.clone(), median(ms))
-            })
-            .collect();
-        let row = Row {
-            sweep,
-            parties: n,
-            threshold: n / 2 + 1,
-            values: v,
-            ciphertexts_per_party: v.div_ceil(8192),
-            reps: k,
-            log_q: first.log_q,
-            p_bits: first.p_bits,
-            phases_ms,
-            total_ms: median(runs.iter().map(|r| r.total_ms).collect()),
-            cpu_s: median(runs.iter().map(|r| r.cpu_s).collect()),
-            peak_mib: runs.iter().map(|r| r.peak_kib).max().unwrap_or(0) as f64 / 1024.0,
+                    .map(|(name, _)| {
+                        let ms = runs
+                            .iter()
+                            .filter_map(|r| r.phases.iter().find(|(n, _)| n == name).map(|p| p.1))
+                            .collect();
+                        (name.clone(), median(ms))
+                    })
+                    .collect(),
+                total_ms: median(runs.iter().map(|r| r.total_ms).collect()),
+                cpu_s: median(runs.iter().map(|r| r.cpu_s).collect()),
+                peak_mib: runs.iter().map(|r| r.peak_kib).max().unwrap_or(0) as f64 / 1024.0,
+                error: None,
+            },
+            _ => Row {
+                sweep,
+                parties: n,
+                threshold: n / 2 + 1,
+                values: v,
+                ciphertexts_per_party: v.div_ceil(8192),
+                reps: runs.len() + 1,
+                log_q: f64::NAN,
+                p_bits: 0,
+                phases_ms: Vec::new(),
+                total_ms: f64::NAN,
+                cpu_s: f64::NAN,
+                peak_mib: f64::NAN,
+                error: Some(error.unwrap_or_else(|| "no run".into())),
+            },
         };
         done.insert((n, v), rows.len());
         rows.push(row);
@@ -507,16 +543,18 @@ fn main() -> std::process::ExitCode {
             .filter(|r| r.sweep == sweep)
             .map(|r| Row {
                 phases_ms: r.phases_ms.clone(),
+                error: r.error.clone(),
                 ..*r
             })
             .collect();
         if sel.is_empty() {
             continue;
         }
+        let ok = sel.iter().find(|r| r.error.is_none()).unwrap_or(&sel[0]);
         md += &format!(
             "\nSweep over {what}; N = 8192, log q = {:.0}, p = {} bits; medians in seconds; \
              peak RSS = largest VmHWM over the runs\n\n",
-            sel[0].log_q, sel[0].p_bits
+            ok.log_q, ok.p_bits
         );
         md += &table(&sel);
     }
