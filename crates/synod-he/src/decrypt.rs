@@ -9,7 +9,8 @@
 //!
 //! A share names its sender, its active set, the ciphertext's digest and its
 //! level; [`combine`] rejects a share made for another set, ciphertext or
-//! level with an error naming the sender. A participant must only make a
+//! level with an error naming the sender. [`combine_signed`] makes the same
+//! checks and decodes the slots directly, without fhe.rs's `Plaintext`. A participant must only make a
 //! share for a ciphertext it has checked to be the agreed output (DESIGN.md
 //! §2, output): that check belongs to the caller, which knows the circuit.
 
@@ -212,74 +213,25 @@ pub(crate) fn check_share_binding(
 /// Combines one share from every member of `set` and decodes the plaintext.
 ///
 /// Bit-identical to fhe.rs's decryption of `(c0 + Σ h_j, 0)`: the same
-/// plaintext values, level and (absent) encoding.
+/// plaintext values, level and (absent) encoding. Where only the slots are
+/// wanted, [`combine_signed`] gives them faster.
 pub fn combine(
     params: &Params,
     ct: &Ciphertext,
     set: &ActiveSet,
     shares: impl IntoIterator<Item = DecryptionShare>,
 ) -> Result<Plaintext> {
-    const WHAT: &str = "decryption share";
-    let level = ciphertext_level(params, ct)?;
-    if ct.len() != 2 {
-        return Err(Error::Parameters(
-            "ciphertext must have 2 polynomials".into(),
-        ));
-    }
-    let shares = round::collect(
-        set.members(),
-        shares.into_iter().map(|s| (s.sender, s)),
-        WHAT,
-        "the active set",
-    )?;
+    let (level, mut acc) = checked_phase(params, ct, set, shares)?;
     let ctx = params.ctx(level)?;
-    let ops = RingOps::of(ctx)?;
-    let list: Vec<(&EvaluationPoint, &DecryptionShare)> = shares.iter().collect();
-    // Hash the ciphertext while the shares' shapes and ranges are checked and,
-    // if they are well formed, the phase is decoded: hashing costs about as
-    // much as a fifth of the decoding, which is sequential in fhe.rs. The
-    // decoded plaintext is only returned once every share is shown to be
-    // bound to this set and ciphertext (a wrongly bound share's plaintext is
-    // dropped, and zeroized, unread). Problems are reported in sender order,
-    // binding before shape, as if checked first.
-    let (digest, (checks, decoded)) = rayon::join(
-        || ciphertext_digest(params, ct),
-        || {
-            let checks = list
-                .par_iter()
-                .map(|(sender, share)| share.h.check(params, level, **sender, WHAT).map(|_| ()))
-                .collect::<Vec<_>>();
-            if checks.iter().any(|c| c.is_err()) {
-                return (checks, None);
-            }
-            let decoded = (|| {
-                let c0 = ct
-                    .first()
-                    .ok_or_else(|| Error::Parameters("empty ciphertext".into()))?;
-                let mut acc = NttView::of(c0).rows(ops.len())?.to_vec();
-                ops.par_rows(&mut acc, |i, q, _, row| {
-                    for (_, share) in &list {
-                        q.add_vec(row, ops.row(&share.h.residues, i));
-                    }
-                });
-                let phase = Poly::try_convert_from(
-                    Array2::from_shape_vec((ops.len(), ops.degree()), acc)
-                        .map_err(|e| Error::Parameters(e.to_string()))?,
-                    ctx,
-                    false,
-                    Representation::Ntt,
-                )?;
-                decode_phase(params, phase, ct)
-            })();
-            (checks, Some(decoded))
-        },
-    );
-    let digest = digest?;
-    for ((sender, share), check) in list.iter().zip(checks) {
-        check_share_binding(**sender, &share.set, &share.ciphertext, set, &digest)?;
-        check?;
-    }
-    decoded.ok_or_else(|| Error::Parameters("a decryption share did not check".into()))?
+    let rows = ctx.moduli().len();
+    let phase = Poly::try_convert_from(
+        Array2::from_shape_vec((rows, params.degree()), std::mem::take(&mut *acc))
+            .map_err(|e| Error::Parameters(e.to_string()))?,
+        ctx,
+        false,
+        Representation::Ntt,
+    )?;
+    decode_phase(params, phase, ct)
 }
 
 /// Combines one share from every member of `set` and decodes the slots as
@@ -296,14 +248,17 @@ pub fn combine_signed(
     set: &ActiveSet,
     shares: impl IntoIterator<Item = DecryptionShare>,
 ) -> Result<Vec<i64>> {
-    let (level, phase) = checked_phase(params, ct, set, shares)?;
+    let (level, mut phase) = checked_phase(params, ct, set, shares)?;
+    RingOps::of(params.ctx(level)?)?.par_rows(&mut phase, |_, _, ntt, row| ntt.backward(row));
     let decoder = Decoder::of(params)?;
     let w = decoder.scale(params, level, phase)?;
     decoder.slots_signed(params, &w)
 }
 
-/// Checks the shares as [`combine`] does and returns `c0 + Σ h_j` (NTT
-/// residues, row-major) and the level.
+/// Checks that one share came from every member of `set`, each bound to
+/// `set` and `ct` and well formed (reporting the first problem in sender
+/// order, binding before shape), and returns the level and the phase
+/// `c0 + Σ h_j` (NTT residues, row-major).
 fn checked_phase(
     params: &Params,
     ct: &Ciphertext,
@@ -342,11 +297,10 @@ fn checked_phase(
         .first()
         .ok_or_else(|| Error::Parameters("empty ciphertext".into()))?;
     let mut acc = Zeroizing::new(NttView::of(c0).rows(ops.len())?.to_vec());
-    ops.par_rows(&mut acc, |i, q, ntt, row| {
+    ops.par_rows(&mut acc, |i, q, _, row| {
         for (_, share) in &list {
             q.add_vec(row, ops.row(&share.h.residues, i));
         }
-        ntt.backward(row);
     });
     Ok((level, acc))
 }
