@@ -9,12 +9,14 @@
 //!
 //! A share names its sender, its active set, the ciphertext's digest and its
 //! level; [`combine`] rejects a share made for another set, ciphertext or
-//! level with an error naming the sender. A participant must only make a
+//! level with an error naming the sender. [`combine_signed`] makes the same
+//! checks and decodes the slots directly, without fhe.rs's `Plaintext`. A participant must only make a
 //! share for a ciphertext it has checked to be the agreed output (DESIGN.md
 //! §2, output): that check belongs to the caller, which knows the circuit.
 
 use fhe::bfv::{Ciphertext, Plaintext, SecretKey};
 use fhe_math::ntt::NttOperator;
+use fhe_math::rns::RnsScaler;
 use fhe_math::rq::{traits::TryConvertFrom, Poly, Representation};
 use fhe_math::zq::Modulus;
 use fhe_traits::FheDecrypter;
@@ -209,12 +211,60 @@ pub(crate) fn check_share_binding(
 }
 
 /// Combines one share from every member of `set` and decodes the plaintext.
+///
+/// Bit-identical to fhe.rs's decryption of `(c0 + Σ h_j, 0)`: the same
+/// plaintext values, level and (absent) encoding. Where only the slots are
+/// wanted, [`combine_signed`] gives them faster.
 pub fn combine(
     params: &Params,
     ct: &Ciphertext,
     set: &ActiveSet,
     shares: impl IntoIterator<Item = DecryptionShare>,
 ) -> Result<Plaintext> {
+    let (level, mut acc) = checked_phase(params, ct, set, shares)?;
+    let ctx = params.ctx(level)?;
+    let rows = ctx.moduli().len();
+    let phase = Poly::try_convert_from(
+        Array2::from_shape_vec((rows, params.degree()), std::mem::take(&mut *acc))
+            .map_err(|e| Error::Parameters(e.to_string()))?,
+        ctx,
+        false,
+        Representation::Ntt,
+    )?;
+    decode_phase(params, phase, ct)
+}
+
+/// Combines one share from every member of `set` and decodes the slots as
+/// centred integers: the same values as
+/// `encoding::decode_signed(params, &combine(params, ct, set, shares)?)`,
+/// by a direct path that makes no `Plaintext`. The phase `c0 + Σ h_j` is
+/// taken out of NTT form prime by prime in parallel, rounded to
+/// `⌊t/Q·phase⌉ mod t` with fhe-math's `RnsScaler` (the scaler fhe.rs's
+/// decryption uses, with the same factor) over the coefficients in parallel,
+/// and the slots are read with one NTT modulo `t`.
+pub fn combine_signed(
+    params: &Params,
+    ct: &Ciphertext,
+    set: &ActiveSet,
+    shares: impl IntoIterator<Item = DecryptionShare>,
+) -> Result<Vec<i64>> {
+    let (level, mut phase) = checked_phase(params, ct, set, shares)?;
+    RingOps::of(params.ctx(level)?)?.par_rows(&mut phase, |_, _, ntt, row| ntt.backward(row));
+    let decoder = Decoder::of(params)?;
+    let w = decoder.scale(params, level, phase)?;
+    decoder.slots_signed(params, &w)
+}
+
+/// Checks that one share came from every member of `set`, each bound to
+/// `set` and `ct` and well formed (reporting the first problem in sender
+/// order, binding before shape), and returns the level and the phase
+/// `c0 + Σ h_j` (NTT residues, row-major).
+fn checked_phase(
+    params: &Params,
+    ct: &Ciphertext,
+    set: &ActiveSet,
+    shares: impl IntoIterator<Item = DecryptionShare>,
+) -> Result<(usize, Zeroizing<Vec<u64>>)> {
     const WHAT: &str = "decryption share";
     let level = ciphertext_level(params, ct)?;
     if ct.len() != 2 {
@@ -228,11 +278,8 @@ pub fn combine(
         WHAT,
         "the active set",
     )?;
-    let ctx = params.ctx(level)?;
-    let ops = RingOps::of(ctx)?;
+    let ops = RingOps::of(params.ctx(level)?)?;
     let list: Vec<(&EvaluationPoint, &DecryptionShare)> = shares.iter().collect();
-    // Hash the ciphertext while the shares' shapes and ranges are checked;
-    // report the first problem in sender order, binding before shape.
     let (digest, checks) = rayon::join(
         || ciphertext_digest(params, ct),
         || {
@@ -249,37 +296,206 @@ pub fn combine(
     let c0 = ct
         .first()
         .ok_or_else(|| Error::Parameters("empty ciphertext".into()))?;
-    let mut acc = NttView::of(c0).rows(ops.len())?.to_vec();
+    let mut acc = Zeroizing::new(NttView::of(c0).rows(ops.len())?.to_vec());
     ops.par_rows(&mut acc, |i, q, _, row| {
         for (_, share) in &list {
             q.add_vec(row, ops.row(&share.h.residues, i));
         }
     });
-    let phase = Poly::try_convert_from(
-        Array2::from_shape_vec((ops.len(), ops.degree()), acc)
-            .map_err(|e| Error::Parameters(e.to_string()))?,
-        ctx,
-        false,
-        Representation::Ntt,
-    )?;
-    decode_phase(params, phase, ctx)
+    Ok((level, acc))
 }
 
-/// Rounds `c0 + Σ h_j` (the phase `Δ·m + noise`) to the plaintext, using the
-/// library's own scaling: decrypting `(phase, 0)` with any key multiplies the
-/// key by zero.
-pub(crate) fn decode_phase(
-    params: &Params,
-    phase: Poly,
-    ctx: &std::sync::Arc<fhe_math::rq::Context>,
-) -> Result<Plaintext> {
-    let zero = Poly::zero(ctx, Representation::Ntt);
-    let ct = Ciphertext::new(vec![phase, zero], params.bfv())?;
-    // The key's value is irrelevant (it multiplies zero); a fixed seed keeps
-    // this deterministic.
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
-    let any_key = SecretKey::random(params.bfv(), &mut rng);
-    Ok(any_key.try_decrypt(&ct)?)
+/// What the direct decoding needs, per parameter set: a scaler `Q_ℓ → t`
+/// for each level, the NTT modulo `t` and the slot order of fhe.rs's SIMD
+/// encoding.
+struct Decoder {
+    scalers: Vec<RnsScaler>,
+    ntt_t: NttOperator,
+    /// `slots[i] = NTT_t(w)[order[i]]`.
+    order: Vec<usize>,
+}
+
+impl Decoder {
+    /// The decoder of `params`' (set, p), built once per process (as the
+    /// parameters themselves are, see `params::cached_bfv`).
+    fn of(params: &Params) -> Result<std::sync::Arc<Self>> {
+        use std::collections::HashMap;
+        use std::sync::{Arc, Mutex, OnceLock};
+        type Cache = Mutex<HashMap<(crate::ParameterSet, u64), Arc<Decoder>>>;
+        static CACHE: OnceLock<Cache> = OnceLock::new();
+        let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+        let key = (params.set(), params.plaintext());
+        if let Some(d) = cache
+            .lock()
+            .map_err(|_| Error::Parameters("decoder cache poisoned".into()))?
+            .get(&key)
+        {
+            return Ok(d.clone());
+        }
+        let d = Arc::new(Self::new(params)?);
+        cache
+            .lock()
+            .map_err(|_| Error::Parameters("decoder cache poisoned".into()))?
+            .insert(key, d.clone());
+        Ok(d)
+    }
+
+    fn new(params: &Params) -> Result<Self> {
+        use fhe::bfv::Encoding;
+        use fhe_math::rns::{RnsContext, ScalingFactor};
+        use fhe_traits::FheEncoder;
+        use num_bigint::BigUint;
+        let t = params.plaintext();
+        let n = params.degree();
+        let to = std::sync::Arc::new(RnsContext::new(&[t])?);
+        let scalers = (0..=params.max_level())
+            .map(|level| {
+                let ctx = params.ctx(level)?;
+                let from = std::sync::Arc::new(RnsContext::new(ctx.moduli())?);
+                // fhe.rs's `cipher_plain_context.scaler`: t / Q_ℓ, rounded.
+                let factor = ScalingFactor::new(&BigUint::from(t), ctx.modulus());
+                Ok(RnsScaler::new(&from, &to, factor))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let modulus = Modulus::new(t)?;
+        let ntt_t = NttOperator::new(&modulus, n)
+            .ok_or_else(|| Error::Parameters("p is not an NTT-friendly prime".into()))?;
+        // The slot order, read off fhe.rs's own encoder: encode the slot
+        // indices 0..N (distinct mod t, as N < t) and see where the NTT puts each.
+        let indices: Vec<u64> = (0..n as u64).collect();
+        let pt = Plaintext::try_encode(&indices, Encoding::simd(), params.bfv())?;
+        // Its coefficients (all below t < q0): row 0 of its image at level 0.
+        let poly = Poly::try_convert_from(&pt, params.ctx(0)?, false, Representation::PowerBasis)?;
+        let mut y = poly.coefficients().row(0).to_vec();
+        ntt_t.forward(&mut y);
+        let mut order = vec![usize::MAX; n];
+        for (pos, &slot) in y.iter().enumerate() {
+            match usize::try_from(slot).ok().and_then(|s| order.get_mut(s)) {
+                Some(o) => *o = pos,
+                None => return Err(Error::Parameters("slot order: index out of range".into())),
+            }
+        }
+        if order.contains(&usize::MAX) {
+            return Err(Error::Parameters("slot order is not a permutation".into()));
+        }
+        Ok(Self {
+            scalers,
+            ntt_t,
+            order,
+        })
+    }
+
+    /// `w = ⌊t/Q_ℓ·phase⌉ mod t` from the coefficient-form phase (row-major
+    /// residues at `level`), exactly as fhe.rs's decryption computes its
+    /// plaintext values.
+    fn scale(
+        &self,
+        params: &Params,
+        level: usize,
+        phase: Zeroizing<Vec<u64>>,
+    ) -> Result<Zeroizing<Vec<u64>>> {
+        use ndarray::{ArrayView1, ArrayViewMut1};
+        let n = params.degree();
+        let t = params.plaintext();
+        let q0 = params
+            .moduli()
+            .first()
+            .copied()
+            .ok_or_else(|| Error::Parameters("no moduli".into()))?;
+        let scaler = self
+            .scalers
+            .get(level)
+            .ok_or_else(|| Error::Parameters(format!("no level {level}")))?;
+        let k = phase.len() / n;
+        if k == 0 || k * n != phase.len() || k > 64 {
+            return Err(Error::Parameters("phase of the wrong size".into()));
+        }
+        let mut w = Zeroizing::new(vec![0u64; n]);
+        const CHUNK: usize = 512;
+        w.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
+            let mut rests = Zeroizing::new([0u64; 64]);
+            for (j, o) in out.iter_mut().enumerate() {
+                let col = c * CHUNK + j;
+                for (i, r) in rests.iter_mut().take(k).enumerate() {
+                    *r = phase.get(i * n + col).copied().unwrap_or(0);
+                }
+                let rests = ArrayView1::from(rests.get(..k).unwrap_or(&[]));
+                scaler.scale(rests, ArrayViewMut1::from(std::slice::from_mut(o)), 0);
+                // As fhe.rs: (d + t) mod q0 mod t.
+                *o = ((*o + t) % q0) % t;
+            }
+        });
+        Ok(w)
+    }
+
+    /// The slots of the plaintext polynomial `w`, centred in `(−t/2, t/2]`
+    /// as `encoding::decode_signed` gives them.
+    fn slots_signed(&self, params: &Params, w: &[u64]) -> Result<Vec<i64>> {
+        let p = params.plaintext();
+        let mut y = Zeroizing::new(w.to_vec());
+        self.ntt_t.forward(&mut y);
+        self.order
+            .iter()
+            .map(|&pos| {
+                let s = y
+                    .get(pos)
+                    .copied()
+                    .ok_or_else(|| Error::Parameters("slot order out of range".into()))?;
+                Ok(if s > p / 2 {
+                    -((p - s) as i64)
+                } else {
+                    s as i64
+                })
+            })
+            .collect()
+    }
+}
+
+/// Rounds `phase = c0 + Σ h_j` (`Δ·m + noise`, NTT form, at `like`'s level)
+/// to the plaintext with the library's own exact scaling, by decrypting
+/// `(phase, 0)` with a key whose value is irrelevant (it multiplies zero).
+///
+/// fhe.rs 0.1.1 offers no other way to make a `Plaintext` without an
+/// encoding, which callers decode with the encoding of their choice; its
+/// fixed cost is the key's conversion and NTT. The ciphertext is a copy of
+/// `like` with its polynomials replaced, not `Ciphertext::new`, which
+/// searches the context chain comparing contexts field by field; the key is
+/// sampled once per parameter set.
+pub(crate) fn decode_phase(params: &Params, phase: Poly, like: &Ciphertext) -> Result<Plaintext> {
+    let zero = Poly::zero(phase.ctx(), Representation::Ntt);
+    let mut ct = like.clone();
+    match ct.get_mut(..2) {
+        Some([c0, c1]) => {
+            *c0 = phase;
+            *c1 = zero;
+        }
+        _ => {
+            return Err(Error::Parameters(
+                "ciphertext must have 2 polynomials".into(),
+            ))
+        }
+    }
+    Ok(any_key(params)?.try_decrypt(&ct)?)
+}
+
+/// A fixed secret key per parameter set, for [`decode_phase`] (its value
+/// never matters: it only ever multiplies zero).
+fn any_key(params: &Params) -> Result<SecretKey> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Keys = Mutex<HashMap<(crate::ParameterSet, u64), SecretKey>>;
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    let keys = KEYS.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut guard = keys
+        .lock()
+        .map_err(|_| Error::Parameters("key cache poisoned".into()))?;
+    let key = guard
+        .entry((params.set(), params.plaintext()))
+        .or_insert_with(|| {
+            let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
+            SecretKey::random(params.bfv(), &mut rng)
+        });
+    Ok(key.clone())
 }
 
 #[cfg(test)]
@@ -370,5 +586,133 @@ pub(crate) mod tests {
                 assert_eq!(fast.h.level as usize, level);
             }
         }
+    }
+
+    /// The decoding as first written: a fresh `Ciphertext::new((c0 + Σ h_j, 0))`
+    /// decrypted by a freshly sampled key.
+    fn reference_combine(
+        params: &Params,
+        ct: &Ciphertext,
+        shares: &[DecryptionShare],
+    ) -> Plaintext {
+        let level = ciphertext_level(params, ct).unwrap();
+        let ctx = params.ctx(level).unwrap();
+        let mut phase = ct[0].clone();
+        for s in shares {
+            phase += &s.h.parse(params, level, s.sender, "test").unwrap();
+        }
+        let zero = Poly::zero(ctx, Representation::Ntt);
+        let two = Ciphertext::new(vec![phase, zero], params.bfv()).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
+        SecretKey::random(params.bfv(), &mut rng)
+            .try_decrypt(&two)
+            .unwrap()
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// `combine` gives exactly the first implementation's plaintext
+        /// (values, level, no encoding) and `combine_signed` exactly its
+        /// decoded slots, for random ciphertexts at every level, any 2 of 3.
+        #[test]
+        fn combine_paths_are_bit_identical(seed in any::<u64>(), level in 0usize..8, pick in 0usize..3) {
+            let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+            let level = level % (params.max_level() + 1);
+            let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+            let (committee, keys) = key_shares(&params, &mut rng);
+            let chosen: Vec<&KeyShare> = keys.iter().enumerate().filter(|(i, _)| *i != pick).map(|(_, k)| k).collect();
+            let set = ActiveSet::new(&committee, chosen.iter().map(|k| k.point())).unwrap();
+            let ct = random_ct(&params, level, &mut rng);
+            let flooding = Flooding::new(&params, level, 1.0, 1, 2);
+            prop_assume!(flooding.is_ok());
+            let flooding = flooding.unwrap();
+            let shares: Vec<_> = chosen
+                .iter()
+                .map(|k| decryption_share(&params, k, &set, &ct, &flooding, &mut rng).unwrap())
+                .collect();
+            let want = reference_combine(&params, &ct, &shares);
+            let got = combine(&params, &ct, &set, shares.clone()).unwrap();
+            prop_assert_eq!(&got, &want);
+            prop_assert_eq!(got.level(), level);
+            let slots = crate::encoding::decode_signed(&params, &want).unwrap();
+            prop_assert_eq!(combine_signed(&params, &ct, &set, shares).unwrap(), slots);
+        }
+    }
+
+    /// Both paths decrypt a real encryption to what fhe.rs's own decryption
+    /// with the whole key gives, at every level it can be switched to.
+    #[cfg(feature = "insecure-test-params")]
+    #[test]
+    fn combine_matches_fhe_decryption() {
+        use fhe::bfv::Encoding;
+        use fhe_traits::{FheEncoder, FheEncrypter};
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        let members: Vec<_> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
+        let committee = Committee::new(members.clone(), 2).unwrap();
+        let additive: Vec<_> = members
+            .iter()
+            .map(|_| AdditiveKeyShare::generate(&params, &mut rng).unwrap())
+            .collect();
+        let mut inbox: Vec<Vec<thresholdize::SubShare>> = vec![Vec::new(); 3];
+        for (&x, sk) in members.iter().zip(&additive) {
+            for sub in thresholdize::deal(&params, &committee, sk, x, &mut rng).unwrap() {
+                inbox[sub.recipient.get() as usize - 1].push(sub);
+            }
+        }
+        let keys: Vec<KeyShare> = members
+            .iter()
+            .zip(inbox)
+            .map(|(&x, subs)| {
+                thresholdize::receive(&params, &committee, x, subs)
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        let oracle = crate::oracle::WholeKey::from_shares(&params, &additive);
+        let sk = oracle.secret_key(&params).unwrap();
+        let values: Vec<u64> = (0..params.degree() as u64)
+            .map(|i| (i * 7919) % params.plaintext())
+            .collect();
+        let pt = Plaintext::try_encode(&values, Encoding::simd(), params.bfv()).unwrap();
+        let mut ct: Ciphertext = sk.try_encrypt(&pt, &mut rng).unwrap();
+        let set = ActiveSet::new(&committee, [members[0], members[2]]).unwrap();
+        let mut checked = 0;
+        for level in 0..=params.max_level() {
+            if level > 0 {
+                ct.switch_to_level(level).unwrap();
+            }
+            let noise = oracle.noise_bits(&params, &ct).unwrap();
+            let Ok(flooding) = Flooding::new(&params, level, noise, 1, 2) else {
+                continue;
+            };
+            let shares: Vec<_> = [&keys[0], &keys[2]]
+                .iter()
+                .map(|k| decryption_share(&params, k, &set, &ct, &flooding, &mut rng).unwrap())
+                .collect();
+            let fhe_pt = sk.try_decrypt(&ct).unwrap();
+            let got = combine(&params, &ct, &set, shares.clone()).unwrap();
+            assert_eq!(got, fhe_pt);
+            assert_eq!(got.level(), fhe_pt.level());
+            let signed = crate::encoding::decode_signed(&params, &fhe_pt).unwrap();
+            assert_eq!(combine_signed(&params, &ct, &set, shares).unwrap(), signed);
+            let p = params.plaintext() as i64;
+            let centred: Vec<i64> = values
+                .iter()
+                .map(|&v| {
+                    if v as i64 > p / 2 {
+                        v as i64 - p
+                    } else {
+                        v as i64
+                    }
+                })
+                .collect();
+            assert_eq!(signed, centred);
+            checked += 1;
+        }
+        assert!(checked >= 2, "only {checked} levels had room for flooding");
     }
 }
