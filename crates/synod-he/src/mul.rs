@@ -54,6 +54,28 @@ pub(crate) struct FastMul {
 
 impl FastMul {
     pub(crate) fn new(params: &Params, rlk: &RelinearizationKey) -> Result<Self> {
+        let mut me = Self::tables(params)?;
+        let n = params.degree();
+        let (key0, key1) = key_rows(rlk, &me.base)?;
+        let ops_base = &me.ops_base;
+        let shoup = |rows: &[Vec<u64>]| -> Vec<Vec<u64>> {
+            rows.iter()
+                .map(|m| {
+                    m.chunks(n)
+                        .zip(ops_base.moduli())
+                        .flat_map(|(row, q)| q.shoup_vec(row))
+                        .collect()
+                })
+                .collect()
+        };
+        let (key0_shoup, key1_shoup) = (shoup(&key0), shoup(&key1));
+        (me.key0, me.key1, me.key0_shoup, me.key1_shoup) = (key0, key1, key0_shoup, key1_shoup);
+        Ok(me)
+    }
+
+    /// The bases and conversion tables, without a relinearisation key (only
+    /// [`Self::scaled_tensor`] works on such a value).
+    pub(crate) fn tables(params: &Params) -> Result<Self> {
         let par = params.bfv().clone();
         let base = params.ctx(0)?.clone();
         let n = params.degree();
@@ -79,22 +101,9 @@ impl FastMul {
         }
         let extended: Vec<u64> = q.iter().chain(&p).copied().collect();
         let mul = Context::new_arc(&extended, n)?;
-        let (key0, key1) = key_rows(rlk, &base)?;
-        let ops_base = RingOps::of(&base)?;
-        let shoup = |rows: &[Vec<u64>]| -> Vec<Vec<u64>> {
-            rows.iter()
-                .map(|m| {
-                    m.chunks(n)
-                        .zip(ops_base.moduli())
-                        .flat_map(|(row, q)| q.shoup_vec(row))
-                        .collect()
-                })
-                .collect()
-        };
-        let (key0_shoup, key1_shoup) = (shoup(&key0), shoup(&key1));
         Ok(Self {
             par,
-            ops_base,
+            ops_base: RingOps::of(&base)?,
             ops_mul: RingOps::of(&mul)?,
             base,
             k,
@@ -102,102 +111,19 @@ impl FastMul {
             to_p: BaseConverter::new(&q, &p)?,
             down: ScaleDown::new(&q, &p, params.plaintext())?,
             to_q: BaseConverter::new(&p, &q)?,
-            key0,
-            key1,
-            key0_shoup,
-            key1_shoup,
+            key0: Vec::new(),
+            key1: Vec::new(),
+            key0_shoup: Vec::new(),
+            key1_shoup: Vec::new(),
         })
     }
 
     pub(crate) fn multiply(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
-        let (k, km, n) = (self.k, self.km, self.ops_base.degree());
-        for ct in [a, b] {
-            if ct.len() != 2 {
-                return Err(Error::Parameters(
-                    "multiplication needs ciphertexts of 2 polynomials".into(),
-                ));
-            }
-            if ct.iter().any(|p| !Arc::ptr_eq(p.ctx(), &self.base)) {
-                return Err(Error::Parameters(
-                    "multiplication needs ciphertexts at level 0 of these parameters".into(),
-                ));
-            }
+        let (k, n) = (self.k, self.ops_base.degree());
+        if self.key0.len() != k || self.key1.len() != k {
+            return Err(Error::Parameters("no relinearisation key".into()));
         }
-        let inputs: Vec<&Poly> = a.iter().chain(b.iter()).collect();
-        let views: Vec<NttView<'_>> = inputs.iter().map(|p| NttView::of(p)).collect();
-        let ntt_in: Vec<&[u64]> = views.iter().map(|v| v.rows(k)).collect::<Result<_>>()?;
-
-        // 1. Extend each input to Q ∪ P: power basis (inverse NTT), base
-        //    conversion per coefficient block, forward NTT of the new primes.
-        let extended: Vec<Vec<u64>> = ntt_in
-            .par_iter()
-            .map(|x| {
-                let mut pb = x.to_vec();
-                self.ops_base
-                    .par_rows(&mut pb, |_, _, ntt, row| ntt.backward(row));
-                let new_rows = self.blockwise(&pb, km - k, |ins, outs, scratch| {
-                    self.to_p.convert(ins, outs, scratch)
-                });
-                let mut out = Vec::with_capacity(km * n);
-                out.extend_from_slice(x);
-                out.extend_from_slice(&new_rows);
-                self.ops_mul.par_rows(&mut out, |j, _, ntt, row| {
-                    if j >= k {
-                        ntt.forward(row);
-                    }
-                });
-                out
-            })
-            .collect();
-        let (a0, a1, b0, b1) = match extended.as_slice() {
-            [a0, a1, b0, b1] => (a0, a1, b0, b1),
-            _ => return Err(Error::Parameters("internal: four extended inputs".into())),
-        };
-
-        // 2. Tensor product in Q ∪ P, back to power basis.
-        let mut c0 = vec![0u64; km * n];
-        let mut c1 = vec![0u64; km * n];
-        let mut c2 = vec![0u64; km * n];
-        let ops = &self.ops_mul;
-        ops.par_rows(&mut c0, |j, q, ntt, row| {
-            mul_into(q, row, ops.row(a0, j), ops.row(b0, j));
-            ntt.backward(row);
-        });
-        ops.par_rows(&mut c1, |j, q, ntt, row| {
-            mul_into(q, row, ops.row(a0, j), ops.row(b1, j));
-            let mut t = vec![0u64; row.len()];
-            mul_into(q, &mut t, ops.row(a1, j), ops.row(b0, j));
-            q.add_vec(row, &t);
-            ntt.backward(row);
-        });
-        ops.par_rows(&mut c2, |j, q, ntt, row| {
-            mul_into(q, row, ops.row(a1, j), ops.row(b1, j));
-            ntt.backward(row);
-        });
-
-        // 3. Scale by t/Q into P, and convert back to Q, block by block.
-        let m = km - k;
-        let scaled: Vec<Vec<u64>> = vec![c0, c1, c2]
-            .into_par_iter()
-            .map(|c| {
-                self.blockwise(&c, k, |ins, outs, scratch| {
-                    let len = outs.first().map_or(0, |o| o.len());
-                    let mut in_p = std::mem::take(&mut scratch.block);
-                    in_p.resize(m * len, 0);
-                    {
-                        let mut rows: Vec<&mut [u64]> = in_p.chunks_mut(len.max(1)).collect();
-                        self.down.scale(ins, &mut rows, scratch);
-                    }
-                    let rows: Vec<&[u64]> = in_p.chunks(len.max(1)).collect();
-                    self.to_q.convert(&rows, outs, scratch);
-                    scratch.block = in_p;
-                })
-            })
-            .collect();
-        let (mut d0, mut d1, d2) = match <[Vec<u64>; 3]>::try_from(scaled) {
-            Ok([d0, d1, d2]) => (d0, d1, d2),
-            Err(_) => return Err(Error::Parameters("internal: three scaled parts".into())),
-        };
+        let [mut d0, mut d1, d2] = self.scaled_tensor(a, b)?;
 
         // 4. Relinearise: key-switch d2 with the RNS gadget (row i of d2,
         //    lifted to every prime, times key row i), while d0, d1 go to NTT.
@@ -234,6 +160,98 @@ impl FastMul {
         )?)
     }
 
+    /// `round(t/Q · a ⊗ b)` before relinearisation: three `k × N` residue
+    /// matrices modulo `Q`, in power basis.
+    pub(crate) fn scaled_tensor(&self, a: &Ciphertext, b: &Ciphertext) -> Result<[Vec<u64>; 3]> {
+        let (k, km, n) = (self.k, self.km, self.ops_base.degree());
+        for ct in [a, b] {
+            if ct.len() != 2 {
+                return Err(Error::Parameters(
+                    "multiplication needs ciphertexts of 2 polynomials".into(),
+                ));
+            }
+            if ct.iter().any(|p| !Arc::ptr_eq(p.ctx(), &self.base)) {
+                return Err(Error::Parameters(
+                    "multiplication needs ciphertexts at level 0 of these parameters".into(),
+                ));
+            }
+        }
+        let inputs: Vec<&Poly> = a.iter().chain(b.iter()).collect();
+        let views: Vec<NttView<'_>> = inputs.iter().map(|p| NttView::of(p)).collect();
+        let ntt_in: Vec<&[u64]> = views.iter().map(|v| v.rows(k)).collect::<Result<_>>()?;
+
+        // 1. Extend each input to Q ∪ P: power basis (inverse NTT), base
+        //    conversion per coefficient block, forward NTT of the new primes.
+        let extended: Vec<Vec<u64>> = ntt_in
+            .par_iter()
+            .map(|x| {
+                let mut pb = x.to_vec();
+                self.ops_base
+                    .par_rows(&mut pb, |_, _, ntt, row| ntt.backward(row));
+                let new_rows = self.blockwise(&pb, km - k, |ins, outs, scratch| {
+                    self.to_p.convert(ins, outs, scratch)
+                })?;
+                let mut out = Vec::with_capacity(km * n);
+                out.extend_from_slice(x);
+                out.extend_from_slice(&new_rows);
+                self.ops_mul.par_rows(&mut out, |j, _, ntt, row| {
+                    if j >= k {
+                        ntt.forward(row);
+                    }
+                });
+                Ok(out)
+            })
+            .collect::<Result<_>>()?;
+        let (a0, a1, b0, b1) = match extended.as_slice() {
+            [a0, a1, b0, b1] => (a0, a1, b0, b1),
+            _ => return Err(Error::Parameters("internal: four extended inputs".into())),
+        };
+
+        // 2. Tensor product in Q ∪ P, back to power basis.
+        let mut c0 = vec![0u64; km * n];
+        let mut c1 = vec![0u64; km * n];
+        let mut c2 = vec![0u64; km * n];
+        let ops = &self.ops_mul;
+        ops.par_rows(&mut c0, |j, q, ntt, row| {
+            mul_into(q, row, ops.row(a0, j), ops.row(b0, j));
+            ntt.backward(row);
+        });
+        ops.par_rows(&mut c1, |j, q, ntt, row| {
+            mul_into(q, row, ops.row(a0, j), ops.row(b1, j));
+            let mut t = vec![0u64; row.len()];
+            mul_into(q, &mut t, ops.row(a1, j), ops.row(b0, j));
+            q.add_vec(row, &t);
+            ntt.backward(row);
+        });
+        ops.par_rows(&mut c2, |j, q, ntt, row| {
+            mul_into(q, row, ops.row(a1, j), ops.row(b1, j));
+            ntt.backward(row);
+        });
+
+        // 3. Scale by t/Q into P, and convert back to Q, block by block.
+        let m = km - k;
+        let scaled: Vec<Vec<u64>> = vec![c0, c1, c2]
+            .into_par_iter()
+            .map(|c| {
+                self.blockwise(&c, k, |ins, outs, scratch| {
+                    let len = outs.first().map_or(0, |o| o.len());
+                    let mut in_p = std::mem::take(&mut scratch.block);
+                    in_p.resize(m * len, 0);
+                    let scaled = {
+                        let mut rows: Vec<&mut [u64]> = in_p.chunks_mut(len.max(1)).collect();
+                        self.down.scale(ins, &mut rows, scratch)
+                    };
+                    let rows: Vec<&[u64]> = in_p.chunks(len.max(1)).collect();
+                    let converted = scaled.and_then(|()| self.to_q.convert(&rows, outs, scratch));
+                    scratch.block = in_p;
+                    converted
+                })
+            })
+            .collect::<Result<_>>()?;
+        <[Vec<u64>; 3]>::try_from(scaled)
+            .map_err(|_| Error::Parameters("internal: three scaled parts".into()))
+    }
+
     /// Output prime `j` of the key switch of `d2` (power basis, `k × N`).
     fn key_switch_row(&self, j: usize, d2: &[u64], acc0: &mut [u64], acc1: &mut [u64]) {
         let ob = &self.ops_base;
@@ -262,9 +280,9 @@ impl FastMul {
 
     /// Runs `f` on column blocks of the power-basis matrix `input` (any
     /// number of rows of `N`), in parallel, into a new `rows_out × N` matrix.
-    fn blockwise<F>(&self, input: &[u64], rows_out: usize, f: F) -> Vec<u64>
+    fn blockwise<F>(&self, input: &[u64], rows_out: usize, f: F) -> Result<Vec<u64>>
     where
-        F: Fn(&[&[u64]], &mut [&mut [u64]], &mut Scratch) + Sync,
+        F: Fn(&[&[u64]], &mut [&mut [u64]], &mut Scratch) -> Result<()> + Sync,
     {
         let n = self.ops_base.degree();
         let block = BLOCK.min(n);
@@ -277,7 +295,7 @@ impl FastMul {
                 dst.push(chunk);
             }
         }
-        blocks.into_par_iter().enumerate().for_each_init(
+        blocks.into_par_iter().enumerate().try_for_each_init(
             Scratch::default,
             |scratch, (c, mut outs)| {
                 let cols = c * block..((c + 1) * block).min(n);
@@ -285,10 +303,10 @@ impl FastMul {
                     .chunks(n)
                     .map(|row| row.get(cols.clone()).unwrap_or(&[]))
                     .collect();
-                f(&ins, &mut outs, scratch);
+                f(&ins, &mut outs, scratch)
             },
-        );
-        out
+        )?;
+        Ok(out)
     }
 }
 
@@ -329,4 +347,115 @@ fn key_rows(rlk: &RelinearizationKey, base: &Arc<Context>) -> Result<(KeyRows, K
             .collect()
     };
     Ok((rows(&ksk.c0)?, rows(&ksk.c1)?))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::ParameterSet;
+    use num_bigint::BigInt;
+    use num_integer::Integer;
+    use num_traits::ToPrimitive;
+
+    /// A ciphertext whose two polynomials are the constant-coefficient
+    /// polynomial `c·(1 + x + … + x^{N−1})` (power basis residues `res`).
+    fn constant_ciphertext(params: &Params, res: &[u64]) -> Ciphertext {
+        let ctx = params.ctx(0).unwrap();
+        let n = params.degree();
+        let m: Vec<u64> = res
+            .iter()
+            .flat_map(|&r| std::iter::repeat_n(r, n))
+            .collect();
+        let poly = || {
+            let mut p = Poly::try_convert_from(
+                Array2::from_shape_vec((res.len(), n), m.clone()).unwrap(),
+                ctx,
+                false,
+                Representation::PowerBasis,
+            )
+            .unwrap();
+            p.change_representation(Representation::Ntt);
+            p
+        };
+        Ciphertext::new(vec![poly(), poly()], params.bfv()).unwrap()
+    }
+
+    /// The largest tensor coefficients there can be (every input coefficient
+    /// ±Q/2·(1 − 2^-39)) scale to `round(t·x/Q)` exactly, up to the documented
+    /// one-off rounding, at the largest plaintext modulus of every parameter
+    /// set: P is large enough.
+    #[test]
+    fn extreme_tensor_coefficients_scale_correctly() {
+        for set in [
+            ParameterSet::InsecureTestN2048,
+            ParameterSet::Bfv8192,
+            ParameterSet::Bfv16384,
+        ] {
+            let params = Params::new(set, set.max_plaintext_bits()).unwrap();
+            let tables = FastMul::tables(&params).unwrap();
+            let ctx = params.ctx(0).unwrap();
+            let q = BigInt::from(ctx.modulus().clone());
+            let t = BigInt::from(params.plaintext());
+            let n = params.degree();
+            for sign in [1i32, -1] {
+                // As large as an input lift can be while staying clear of
+                // ±Q/2, where HPS may lift either way (both are valid).
+                let c: BigInt = ((&q >> 1) - (&q >> 40)) * sign;
+                let res: Vec<u64> = ctx
+                    .moduli()
+                    .iter()
+                    .map(|&qi| c.mod_floor(&BigInt::from(qi)).to_u64().unwrap())
+                    .collect();
+                let ct = constant_ciphertext(&params, &res);
+                let d = tables.scaled_tensor(&ct, &ct).unwrap();
+                for j in [0, 1, n / 2 - 1, n / 2, n - 2, n - 1] {
+                    // Negacyclic square of a constant polynomial:
+                    // coefficient j is c²·(2j + 2 − N); c1 holds two such products.
+                    let x0 = &c * &c * BigInt::from(2 * j as i64 + 2 - n as i64);
+                    for (part, x) in [(0, x0.clone()), (1, &x0 * 2), (2, x0.clone())] {
+                        let num: BigInt = &x * &t * 2 + &q;
+                        let want = num.div_floor(&(&q * 2));
+                        let got: Vec<u64> = (0..ctx.moduli().len())
+                            .map(|i| d[part][i * n + j])
+                            .collect();
+                        let near = [&want, &(&want + 1), &(&want - 1)].iter().any(|w| {
+                            ctx.moduli()
+                                .iter()
+                                .zip(&got)
+                                .all(|(&qi, &g)| w.mod_floor(&BigInt::from(qi)) == BigInt::from(g))
+                        });
+                        assert!(near, "{set}: part {part}, coefficient {j}, sign {sign}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The same bytes whatever the number of threads.
+    #[test]
+    fn thread_count_does_not_change_the_result() {
+        use fhe::bfv::{Encoding, Plaintext, SecretKey};
+        use fhe_traits::{FheEncoder, FheEncrypter};
+        use rand::SeedableRng;
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        let sk = SecretKey::random(params.bfv(), &mut rng);
+        let pt =
+            Plaintext::try_encode(&[3u64, 1, 4, 1, 5], Encoding::simd(), params.bfv()).unwrap();
+        let a: Ciphertext = sk.try_encrypt(&pt, &mut rng).unwrap();
+        let b: Ciphertext = sk.try_encrypt(&pt, &mut rng).unwrap();
+        let tables = FastMul::tables(&params).unwrap();
+        let default = tables.scaled_tensor(&a, &b).unwrap();
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let other = pool.install(|| tables.scaled_tensor(&a, &b).unwrap());
+            assert!(other == default, "{threads} threads differ");
+        }
+        // Without a key, only the tensor is available.
+        assert!(tables.multiply(&a, &b).is_err());
+    }
 }

@@ -4,7 +4,7 @@
 //! §4.2 — the algorithm OpenFHE's `HPS` BFV multiplication uses.
 //!
 //! * [`BaseConverter`] lifts residues modulo `Q = ∏ q_i` to the centred
-//!   representative `x̄ ∈ (−Q/2, Q/2]` and reduces it modulo other primes:
+//!   representative `x̄ ∈ (−Q/2, Q/2)` (`Q` is odd) and reduces it modulo other primes:
 //!   `x̄ = Σ y_i·(Q/q_i) − v·Q` with `y_i = [x_i·(Q/q_i)^{-1}]_{q_i}` and
 //!   `v = round(Σ y_i / q_i)`, the rounding done in `f64`. The lift is exact
 //!   unless `x̄/Q` lies within about `k·2^-52` of `±1/2`, where it may come
@@ -15,10 +15,11 @@
 //!   `A_i = [(QP/q_i)^{-1}]_{q_i}·t·P`, the result is
 //!   `Σ_i x_i·⌊A_i/q_i⌋ + round(Σ_i x_i·{A_i/q_i}) + x_j·[(QP/p_j)^{-1}·t·P/p_j]_{p_j}`.
 //!   The fractional sum is evaluated in `f64` with each `x_i` split into two
-//!   halves (so that every product is exact to about `2^-22`); it is off by one
-//!   only when the true value lies within that distance of a half-integer, an
-//!   extra rounding error of one in that coefficient, as small as the
-//!   rounding BFV multiplication does anyway.
+//!   halves, so that each product is exact to about `2^-30` and the whole sum
+//!   to about `2^-22` in the worst case (N = 16384; `2^-25` at N = 8192). It
+//!   is off by one only when the true value lies within that distance of a
+//!   half-integer: an extra rounding error of one in that coefficient, as
+//!   small as the rounding BFV multiplication does anyway.
 //!
 //! Every operand here is public (ciphertexts and key material that is
 //! published anyway), so variable-time code is acceptable. Tests check both
@@ -115,6 +116,29 @@ fn primes(moduli: &[u64]) -> Result<Vec<Prime>> {
     moduli.iter().map(|&p| Prime::new(p)).collect()
 }
 
+/// Checks that a block has `rows_in` input rows and `rows_out` output rows,
+/// all of one length, and returns that length.
+fn block_shape(
+    input: &[&[u64]],
+    out: &[&mut [u64]],
+    rows_in: usize,
+    rows_out: usize,
+) -> Result<usize> {
+    let len = out.first().map_or(0, |o| o.len());
+    if input.len() != rows_in
+        || out.len() != rows_out
+        || input.iter().any(|r| r.len() != len)
+        || out.iter().any(|r| r.len() != len)
+    {
+        return Err(Error::Parameters(format!(
+            "RNS block: {} input and {} output rows for {rows_in} and {rows_out}, or rows of unequal length",
+            input.len(),
+            out.len()
+        )));
+    }
+    Ok(len)
+}
+
 /// Conversion of residues modulo `Q = ∏ from` to residues of the centred
 /// representative modulo each prime of `to`.
 pub(crate) struct BaseConverter {
@@ -167,9 +191,14 @@ impl BaseConverter {
 
     /// Converts one block of coefficients: `input` has one slice per input
     /// prime, `out` one per output prime, all of the same length.
-    pub(crate) fn convert(&self, input: &[&[u64]], out: &mut [&mut [u64]], scratch: &mut Scratch) {
+    pub(crate) fn convert(
+        &self,
+        input: &[&[u64]],
+        out: &mut [&mut [u64]],
+        scratch: &mut Scratch,
+    ) -> Result<()> {
         let k = self.from.len();
-        let len = out.first().map_or(0, |o| o.len());
+        let len = block_shape(input, out, k, self.to.len())?;
         let (y, v) = scratch.take(k, len);
         // y_i = [x_i·(Q/q_i)^{-1}]_{q_i}, coefficient-major; v = round(Σ y_i/q_i).
         v.iter_mut().for_each(|v| *v = 0.0);
@@ -206,6 +235,7 @@ impl BaseConverter {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -225,7 +255,12 @@ pub(crate) struct ScaleDown {
 
 impl ScaleDown {
     pub(crate) fn new(q: &[u64], p: &[u64], t: u64) -> Result<Self> {
-        if q.is_empty() || p.is_empty() {
+        // Accumulators hold 2k products of a half residue and a residue of
+        // P, plus two terms below 2^64; the moduli must be primes (inverses
+        // are taken by Fermat's little theorem).
+        let bits = |m: &[u64]| m.iter().map(|p| 64 - p.leading_zeros()).max().unwrap_or(0);
+        let terms = usize::BITS - (2 * q.len() + 2).leading_zeros();
+        if q.is_empty() || p.is_empty() || bits(q).div_ceil(2) + bits(p) + terms > 126 {
             return Err(Error::Parameters(format!(
                 "RNS scaling from {} + {} primes",
                 q.len(),
@@ -275,9 +310,14 @@ impl ScaleDown {
 
     /// Scales one block: `input` has one slice per prime of `Q` then one per
     /// prime of `P`; `out` one per prime of `P`.
-    pub(crate) fn scale(&self, input: &[&[u64]], out: &mut [&mut [u64]], scratch: &mut Scratch) {
+    pub(crate) fn scale(
+        &self,
+        input: &[&[u64]],
+        out: &mut [&mut [u64]],
+        scratch: &mut Scratch,
+    ) -> Result<()> {
         let k = self.q.len();
-        let len = out.first().map_or(0, |o| o.len());
+        let len = block_shape(input, out, k + self.p.len(), self.p.len())?;
         let (halves, f) = scratch.take(2 * k, len);
         // Each x_i split as (x_i >> s_i, x_i mod 2^{s_i}), coefficient-major;
         // f = Σ of the halves times the fractions.
@@ -317,6 +357,7 @@ impl ScaleDown {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -414,7 +455,8 @@ mod tests {
             let mut out = vec![vec![0u64; xs.len()]; m];
             let refs: Vec<&[u64]> = input.iter().map(|r| r.as_slice()).collect();
             let mut outs: Vec<&mut [u64]> = out.iter_mut().map(|r| r.as_mut_slice()).collect();
-            conv.convert(&refs, &mut outs, &mut Scratch::default());
+            conv.convert(&refs, &mut outs, &mut Scratch::default())
+                .unwrap();
             let bq = BigInt::from(big_q.clone());
             for (c, x) in xs.iter().enumerate() {
                 let want = centred(x, &big_q);
@@ -455,7 +497,9 @@ mod tests {
             let mut out = vec![vec![0u64; xs.len()]; m];
             let refs: Vec<&[u64]> = input.iter().map(|r| r.as_slice()).collect();
             let mut outs: Vec<&mut [u64]> = out.iter_mut().map(|r| r.as_mut_slice()).collect();
-            scale.scale(&refs, &mut outs, &mut Scratch::default());
+            scale
+                .scale(&refs, &mut outs, &mut Scratch::default())
+                .unwrap();
             let bq = BigInt::from(big_q.clone());
             let mut off_by_one = 0;
             for (c, x) in xs.iter().enumerate() {
@@ -494,5 +538,31 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn bad_shapes_and_oversized_bases_are_refused() {
+        let q = ntt_primes(55, 3, &[]);
+        let p = ntt_primes(61, 2, &q);
+        let conv = BaseConverter::new(&q, &p).unwrap();
+        let rows = [vec![1u64; 8], vec![2u64; 8], vec![3u64; 8]];
+        let mut out = [vec![0u64; 8], vec![0u64; 8]];
+        let refs: Vec<&[u64]> = rows.iter().map(|r| r.as_slice()).collect();
+        let mut scratch = Scratch::default();
+        {
+            let mut outs: Vec<&mut [u64]> = out.iter_mut().map(|r| r.as_mut_slice()).collect();
+            conv.convert(&refs, &mut outs, &mut scratch).unwrap();
+            // One input row short, or one row shorter than the others.
+            assert!(conv.convert(&refs[..2], &mut outs, &mut scratch).is_err());
+        }
+        let short = [rows[0].as_slice(), rows[1].as_slice(), &rows[2][..7]];
+        let mut outs: Vec<&mut [u64]> = out.iter_mut().map(|r| r.as_mut_slice()).collect();
+        assert!(conv.convert(&short, &mut outs, &mut scratch).is_err());
+        let scale = ScaleDown::new(&q, &p, 65537).unwrap();
+        assert!(scale.scale(&refs, &mut outs, &mut scratch).is_err());
+        // 15 primes of 62 bits into 62-bit primes could overflow 128 bits.
+        let wide = ntt_primes(62, 16, &[]);
+        assert!(BaseConverter::new(&wide[..15], &wide[15..]).is_err());
+        assert!(BaseConverter::new(&wide[..3], &wide[15..]).is_ok());
     }
 }
