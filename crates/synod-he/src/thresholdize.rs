@@ -22,7 +22,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::ring::WirePoly;
 use crate::secret::{AdditiveKeyShare, KeyShare, MaskShare};
 use crate::shamir::{self, Committee, EvaluationPoint};
-use crate::{round, Error, Params, Result};
+use crate::{Error, Params, Result};
 
 /// The epoch of the first Shamir sharing.
 pub const SETUP_EPOCH: u64 = 0;
@@ -114,25 +114,72 @@ pub fn receive(
     me: EvaluationPoint,
     subshares: impl IntoIterator<Item = SubShare>,
 ) -> Result<(KeyShare, MaskShare)> {
-    const WHAT: &str = "thresholdisation sub-share";
-    if !committee.contains(me) {
-        return Err(Error::InvalidCommittee(format!(
-            "{me} is not a member of the committee"
-        )));
+    let mut receiver = Receiver::new(params, committee, me)?;
+    for s in subshares {
+        receiver.add(s)?;
     }
-    let subshares = round::collect(
-        committee.members(),
-        subshares.into_iter().map(|s| (s.sender, s)),
-        WHAT,
-        "the committee",
-    )?;
-    let ctx = params.ctx(0)?;
-    let mut key = Poly::zero(ctx, Representation::Ntt);
-    let mut mask = Poly::zero(ctx, Representation::Ntt);
-    for (sender, s) in &subshares {
+    receiver.finish()
+}
+
+/// [`receive`] one sub-share at a time: only the two running sums are held,
+/// so a committee of `n` needs `O(n)` polynomials in memory rather than
+/// `n²` sub-shares at once.
+pub struct Receiver {
+    params: Params,
+    committee: Committee,
+    me: EvaluationPoint,
+    seen: std::collections::BTreeSet<EvaluationPoint>,
+    key: Zeroizing<Poly>,
+    mask: Zeroizing<Poly>,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("thresholdize::Receiver")
+            .field("me", &self.me)
+            .field("seen", &self.seen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Receiver {
+    const WHAT: &'static str = "thresholdisation sub-share";
+
+    /// Starts receiving for `me`, a member of `committee`.
+    pub fn new(params: &Params, committee: &Committee, me: EvaluationPoint) -> Result<Self> {
+        if !committee.contains(me) {
+            return Err(Error::InvalidCommittee(format!(
+                "{me} is not a member of the committee"
+            )));
+        }
+        let ctx = params.ctx(0)?;
+        Ok(Self {
+            params: params.clone(),
+            committee: committee.clone(),
+            me,
+            seen: std::collections::BTreeSet::new(),
+            key: Zeroizing::new(Poly::zero(ctx, Representation::Ntt)),
+            mask: Zeroizing::new(Poly::zero(ctx, Representation::Ntt)),
+        })
+    }
+
+    /// Checks one sub-share (sender in the committee and not seen before,
+    /// addressed to `me`, set-up epoch, well-formed) and adds it in.
+    pub fn add(&mut self, s: SubShare) -> Result<()> {
+        let (me, sender, what) = (self.me, s.sender, Self::WHAT);
+        if !self.committee.contains(sender) {
+            return Err(Error::UnexpectedSender {
+                sender,
+                what,
+                expected: "the committee".to_string(),
+            });
+        }
+        if self.seen.contains(&sender) {
+            return Err(Error::Duplicate { sender, what });
+        }
         let malformed = |reason: String| Error::Malformed {
-            sender: *sender,
-            what: WHAT,
+            sender,
+            what,
             reason,
         };
         if s.recipient != me {
@@ -147,15 +194,37 @@ pub fn receive(
                 s.epoch
             )));
         }
-        let mut k = s.key.parse(params, 0, *sender, WHAT)?;
-        let mut m = s.mask.parse(params, 0, *sender, WHAT)?;
-        key += &k;
-        mask += &m;
+        let mut k = s.key.parse(&self.params, 0, sender, what)?;
+        let mut m = s.mask.parse(&self.params, 0, sender, what)?;
+        *self.key += &k;
+        *self.mask += &m;
         k.zeroize();
         m.zeroize();
+        self.seen.insert(sender);
+        Ok(())
     }
-    Ok((
-        KeyShare::new(me, committee.clone(), SETUP_EPOCH, key),
-        MaskShare::new(me, SETUP_EPOCH, mask),
-    ))
+
+    /// The key share and mask share, once every member's sub-share is in.
+    pub fn finish(mut self) -> Result<(KeyShare, MaskShare)> {
+        let missing: Vec<u32> = self
+            .committee
+            .members()
+            .iter()
+            .filter(|p| !self.seen.contains(p))
+            .map(|p| p.get())
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::Missing {
+                what: Self::WHAT,
+                missing,
+            });
+        }
+        let ctx = self.params.ctx(0)?;
+        let key = std::mem::replace(&mut *self.key, Poly::zero(ctx, Representation::Ntt));
+        let mask = std::mem::replace(&mut *self.mask, Poly::zero(ctx, Representation::Ntt));
+        Ok((
+            KeyShare::new(self.me, self.committee.clone(), SETUP_EPOCH, key),
+            MaskShare::new(self.me, SETUP_EPOCH, mask),
+        ))
+    }
 }
