@@ -395,6 +395,18 @@ impl EnclaveCommittee {
         ct: &Ciphertext,
         flooding: &Flooding,
     ) -> Result<fhe::bfv::Plaintext> {
+        let (set, shares) = self.decryption_round(active, ct, flooding)?;
+        Ok(decrypt::combine(&self.params, ct, &set, shares)?)
+    }
+
+    /// The active participants' decryption shares of `ct`, made inside
+    /// their enclaves and exchanged as signed broadcasts.
+    fn decryption_round(
+        &mut self,
+        active: &[EvaluationPoint],
+        ct: &Ciphertext,
+        flooding: &Flooding,
+    ) -> Result<(ActiveSet, Vec<decrypt::DecryptionShare>)> {
         let set = ActiveSet::new(&self.committee, active.iter().copied())?;
         let bytes = ciphertext_bytes(ct);
         let mut messages = Vec::new();
@@ -411,7 +423,7 @@ impl EnclaveCommittee {
         let shares: Vec<decrypt::DecryptionShare> =
             self.relay
                 .exchange(set.members(), ProtocolName::Decrypt, 1, &messages)?;
-        Ok(decrypt::combine(&self.params, ct, &set, shares)?)
+        Ok((set, shares))
     }
 
     /// As [`LocalCommittee::decrypt_outputs`](crate::LocalCommittee::decrypt_outputs),
@@ -424,7 +436,8 @@ impl EnclaveCommittee {
     ) -> Result<Vec<Vec<i128>>> {
         let params = self.params.clone();
         crate::decrypt_aggregates(&params, plan, outputs, |ct, flooding| {
-            self.decrypt(active, ct, flooding)
+            let (set, shares) = self.decryption_round(active, ct, flooding)?;
+            Ok(decrypt::combine_signed(&params, ct, &set, shares)?)
         })
     }
 }

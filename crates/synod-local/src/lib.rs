@@ -31,7 +31,7 @@ use synod_he::galois::GaloisKeys;
 use synod_he::secret::{AdditiveKeyShare, KeyShare, MaskShare};
 use synod_he::shamir::ActiveSet;
 use synod_he::{galois, keygen, relin, thresholdize, Committee, EvaluationPoint, Params};
-use synod_proto::{ProtocolName, SignedEnvelope};
+use synod_proto::ProtocolName;
 
 use crate::relay::Relay;
 
@@ -208,32 +208,37 @@ impl LocalCommittee {
         phases.push(clock.lap("relinearisation key", &relay));
 
         progress("thresholdisation");
-        let mut sealed: Vec<(EvaluationPoint, SignedEnvelope)> = Vec::new();
+        // Dealer by dealer: each sub-share is sealed, then opened by its
+        // recipient and added into the recipient's running sums, so at most
+        // one dealer's n sub-shares exist at a time (not n²).
+        let mut receivers: BTreeMap<EvaluationPoint, thresholdize::Receiver> = members
+            .iter()
+            .map(|&m| Ok((m, thresholdize::Receiver::new(params, &committee, m)?)))
+            .collect::<Result<_>>()?;
         for (&x, sk) in members.iter().zip(&additive) {
             let messages: Vec<_> = thresholdize::deal(params, &committee, sk, x, rng)?
                 .into_iter()
                 .map(|sub| (sub.recipient, sub))
                 .collect();
-            sealed.extend(relay.seal_many(x, &messages, ProtocolName::Thresholdize, 1, rng)?);
+            let sealed = relay.seal_many(x, &messages, ProtocolName::Thresholdize, 1, rng)?;
+            drop(messages);
+            for (to, env) in sealed {
+                let sub: thresholdize::SubShare =
+                    relay.accept_sealed(to, &env, ProtocolName::Thresholdize, 1)?;
+                receivers
+                    .get_mut(&to)
+                    .ok_or_else(|| LocalError::Other(format!("no receiver for {to}")))?
+                    .add(sub)?;
+            }
         }
         #[cfg(feature = "insecure-test-params")]
         let oracle = synod_he::oracle::WholeKey::from_shares(params, &additive);
         // Set-up is over: the additive shares are erased (zeroized on drop).
         drop(additive);
-        let mut inbox: BTreeMap<EvaluationPoint, Vec<thresholdize::SubShare>> =
-            members.iter().map(|&m| (m, Vec::new())).collect();
-        for (to, env) in &sealed {
-            let sub: thresholdize::SubShare =
-                relay.accept_sealed(*to, env, ProtocolName::Thresholdize, 1)?;
-            inbox
-                .get_mut(to)
-                .ok_or_else(|| LocalError::Other(format!("no inbox for {to}")))?
-                .push(sub);
-        }
         relay.end_round();
         let mut participants = Vec::new();
-        for (x, subs) in inbox {
-            let (key_share, mask_share) = thresholdize::receive(params, &committee, x, subs)?;
+        for (x, receiver) in receivers {
+            let (key_share, mask_share) = receiver.finish()?;
             participants.push(Participant {
                 point: x,
                 key_share,
@@ -422,7 +427,17 @@ impl LocalCommittee {
         rng: &mut R,
     ) -> Result<Vec<Vec<i128>>> {
         decrypt_aggregates(&self.params, plan, outputs, |ct, flooding| {
-            self.decrypt(active, ct, flooding, rng)
+            let mut relay = self.relay()?;
+            threshold_decrypt_signed(
+                &self.params,
+                &self.committee,
+                &self.participants,
+                &mut relay,
+                active,
+                ct,
+                flooding,
+                rng,
+            )
         })
     }
 }
@@ -490,7 +505,7 @@ pub(crate) fn decrypt_aggregates(
     params: &Params,
     plan: &Plan,
     outputs: &EvaluatedOutputs,
-    mut decrypt_one: impl FnMut(&Ciphertext, &Flooding) -> Result<fhe::bfv::Plaintext>,
+    mut decrypt_one: impl FnMut(&Ciphertext, &Flooding) -> Result<Vec<i64>>,
 ) -> Result<Vec<Vec<i128>>> {
     let presented = synod_circuit::eval::output_hash(params, &outputs.ciphertexts)?;
     if presented != outputs.hash {
@@ -502,12 +517,7 @@ pub(crate) fn decrypt_aggregates(
     for (agg, cts) in plan.aggregates().iter().zip(&outputs.ciphertexts) {
         let mut values = Vec::new();
         for ct in cts {
-            let pt = decrypt_one(ct, &agg.flooding)?;
-            values.extend(
-                synod_he::encoding::decode_signed(params, &pt)?
-                    .into_iter()
-                    .map(i128::from),
-            );
+            values.extend(decrypt_one(ct, &agg.flooding)?.into_iter().map(i128::from));
         }
         all.push(values);
     }
@@ -526,6 +536,58 @@ pub(crate) fn threshold_decrypt<R: RngCore + CryptoRng>(
     flooding: &Flooding,
     rng: &mut R,
 ) -> Result<fhe::bfv::Plaintext> {
+    let (set, shares) = decryption_round(
+        params,
+        committee,
+        participants,
+        relay,
+        active,
+        ct,
+        flooding,
+        rng,
+    )?;
+    Ok(decrypt::combine(params, ct, &set, shares)?)
+}
+
+/// [`threshold_decrypt`] straight to signed slot values
+/// (`decrypt::combine_signed`, no plaintext object in between).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn threshold_decrypt_signed<R: RngCore + CryptoRng>(
+    params: &Params,
+    committee: &Committee,
+    participants: &[Participant],
+    relay: &mut Relay,
+    active: &[EvaluationPoint],
+    ct: &Ciphertext,
+    flooding: &Flooding,
+    rng: &mut R,
+) -> Result<Vec<i64>> {
+    let (set, shares) = decryption_round(
+        params,
+        committee,
+        participants,
+        relay,
+        active,
+        ct,
+        flooding,
+        rng,
+    )?;
+    Ok(decrypt::combine_signed(params, ct, &set, shares)?)
+}
+
+/// The active members' decryption shares of `ct`, exchanged as signed
+/// broadcasts and verified by the others.
+#[allow(clippy::too_many_arguments)]
+fn decryption_round<R: RngCore + CryptoRng>(
+    params: &Params,
+    committee: &Committee,
+    participants: &[Participant],
+    relay: &mut Relay,
+    active: &[EvaluationPoint],
+    ct: &Ciphertext,
+    flooding: &Flooding,
+    rng: &mut R,
+) -> Result<(ActiveSet, Vec<decrypt::DecryptionShare>)> {
     let set = ActiveSet::new(committee, active.iter().copied())?;
     let mut messages = Vec::new();
     for &x in set.members() {
@@ -537,7 +599,7 @@ pub(crate) fn threshold_decrypt<R: RngCore + CryptoRng>(
         messages.push((x, share));
     }
     let shares = relay.exchange(set.members(), ProtocolName::Decrypt, 1, &messages)?;
-    Ok(decrypt::combine(params, ct, &set, shares)?)
+    Ok((set, shares))
 }
 
 fn ms(start: Instant) -> f64 {
