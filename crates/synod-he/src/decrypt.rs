@@ -16,7 +16,6 @@
 
 use fhe::bfv::{Ciphertext, Plaintext, SecretKey};
 use fhe_math::ntt::NttOperator;
-use fhe_math::rns::RnsScaler;
 use fhe_math::rq::{traits::TryConvertFrom, Poly, Representation};
 use fhe_math::zq::Modulus;
 use fhe_traits::FheDecrypter;
@@ -239,9 +238,11 @@ pub fn combine(
 /// `encoding::decode_signed(params, &combine(params, ct, set, shares)?)`,
 /// by a direct path that makes no `Plaintext`. The phase `c0 + Σ h_j` is
 /// taken out of NTT form prime by prime in parallel, rounded to
-/// `⌊t/Q·phase⌉ mod t` with fhe-math's `RnsScaler` (the scaler fhe.rs's
-/// decryption uses, with the same factor) over the coefficients in parallel,
-/// and the slots are read with one NTT modulo `t`.
+/// `⌊t/Q·phase⌉ mod t` by HPS simple scaling (floating-point corrected; for
+/// a ciphertext that decrypts at all the result is the exact rounding fhe.rs
+/// computes, as the fraction is the noise over `Δ`, far from one half) over
+/// the coefficients in parallel, and the slots are read with one NTT
+/// modulo `t`.
 pub fn combine_signed(
     params: &Params,
     ct: &Ciphertext,
@@ -309,7 +310,8 @@ fn checked_phase(
 /// for each level, the NTT modulo `t` and the slot order of fhe.rs's SIMD
 /// encoding.
 struct Decoder {
-    scalers: Vec<RnsScaler>,
+    /// `round(t/Q_ℓ · x) mod t` per level ℓ.
+    scalers: Vec<crate::rns::SimpleScale>,
     ntt_t: NttOperator,
     /// `slots[i] = NTT_t(w)[order[i]]`.
     order: Vec<usize>,
@@ -342,20 +344,11 @@ impl Decoder {
 
     fn new(params: &Params) -> Result<Self> {
         use fhe::bfv::Encoding;
-        use fhe_math::rns::{RnsContext, ScalingFactor};
         use fhe_traits::FheEncoder;
-        use num_bigint::BigUint;
         let t = params.plaintext();
         let n = params.degree();
-        let to = std::sync::Arc::new(RnsContext::new(&[t])?);
         let scalers = (0..=params.max_level())
-            .map(|level| {
-                let ctx = params.ctx(level)?;
-                let from = std::sync::Arc::new(RnsContext::new(ctx.moduli())?);
-                // fhe.rs's `cipher_plain_context.scaler`: t / Q_ℓ, rounded.
-                let factor = ScalingFactor::new(&BigUint::from(t), ctx.modulus());
-                Ok(RnsScaler::new(&from, &to, factor))
-            })
+            .map(|level| crate::rns::SimpleScale::new(params.ctx(level)?.moduli(), t))
             .collect::<Result<Vec<_>>>()?;
         let modulus = Modulus::new(t)?;
         let ntt_t = NttOperator::new(&modulus, n)
@@ -386,45 +379,35 @@ impl Decoder {
     }
 
     /// `w = ⌊t/Q_ℓ·phase⌉ mod t` from the coefficient-form phase (row-major
-    /// residues at `level`), exactly as fhe.rs's decryption computes its
-    /// plaintext values.
+    /// residues at `level`): what fhe.rs's decryption computes with its
+    /// exact scaler, here by HPS simple scaling ([`crate::rns::SimpleScale`]),
+    /// in parallel over coefficient blocks.
     fn scale(
         &self,
         params: &Params,
         level: usize,
         phase: Zeroizing<Vec<u64>>,
     ) -> Result<Zeroizing<Vec<u64>>> {
-        use ndarray::{ArrayView1, ArrayViewMut1};
         let n = params.degree();
-        let t = params.plaintext();
-        let q0 = params
-            .moduli()
-            .first()
-            .copied()
-            .ok_or_else(|| Error::Parameters("no moduli".into()))?;
         let scaler = self
             .scalers
             .get(level)
             .ok_or_else(|| Error::Parameters(format!("no level {level}")))?;
-        let k = phase.len() / n;
-        if k == 0 || k * n != phase.len() || k > 64 {
+        if phase.is_empty() || phase.len() % n != 0 {
             return Err(Error::Parameters("phase of the wrong size".into()));
         }
         let mut w = Zeroizing::new(vec![0u64; n]);
         const CHUNK: usize = 512;
-        w.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
-            let mut rests = Zeroizing::new([0u64; 64]);
-            for (j, o) in out.iter_mut().enumerate() {
-                let col = c * CHUNK + j;
-                for (i, r) in rests.iter_mut().take(k).enumerate() {
-                    *r = phase.get(i * n + col).copied().unwrap_or(0);
-                }
-                let rests = ArrayView1::from(rests.get(..k).unwrap_or(&[]));
-                scaler.scale(rests, ArrayViewMut1::from(std::slice::from_mut(o)), 0);
-                // As fhe.rs: (d + t) mod q0 mod t.
-                *o = ((*o + t) % q0) % t;
-            }
-        });
+        w.par_chunks_mut(CHUNK)
+            .enumerate()
+            .try_for_each(|(c, out)| {
+                let cols = c * CHUNK..c * CHUNK + out.len();
+                let rows: Vec<&[u64]> = phase
+                    .chunks(n)
+                    .map(|row| row.get(cols.clone()).unwrap_or(&[]))
+                    .collect();
+                scaler.scale(&rows, out)
+            })?;
         Ok(w)
     }
 

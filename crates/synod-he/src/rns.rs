@@ -361,6 +361,76 @@ impl ScaleDown {
     }
 }
 
+/// `round(t·x̄/Q) mod t` from the residues of `x̄` modulo `Q` (HPS "simple
+/// scaling", §4.1: the decryption's rounding): with `A_i = [(Q/q_i)^{-1}]_{q_i}·t`
+/// it is `Σ_i x_i·⌊A_i/q_i⌋ + round(Σ_i x_i·{A_i/q_i})` modulo `t`, the
+/// fractional sum evaluated as in [`ScaleDown`]. For a ciphertext that
+/// decrypts correctly the fractional part of `t·x̄/Q` is the noise over `Δ`,
+/// far from one half, so the float error (about `2^-22`) cannot change the
+/// result.
+pub(crate) struct SimpleScale {
+    split: Vec<(u32, f64, f64)>,
+    /// `[⌊A_i·2^{s_i}/q_i⌋]_t`, `[⌊A_i/q_i⌋]_t` per prime of `Q`.
+    whole: Vec<(u64, u64)>,
+    t: Prime,
+}
+
+impl SimpleScale {
+    pub(crate) fn new(q: &[u64], t: u64) -> Result<Self> {
+        if q.is_empty() || t < 2 || t >= 1 << 62 {
+            return Err(Error::Parameters(format!(
+                "RNS scaling from {} primes to {t}",
+                q.len()
+            )));
+        }
+        let big_q = product(q);
+        let mut split = Vec::with_capacity(q.len());
+        let mut whole = Vec::with_capacity(q.len());
+        for &qi in q {
+            let a = BigUint::from(inverse(&(&big_q / qi), qi)?) * t;
+            let s = (64 - qi.leading_zeros()).div_ceil(2);
+            let a_hi = &a << s;
+            let frac = |x: &BigUint| residue(x, qi) as f64 / qi as f64;
+            split.push((s, frac(&a_hi), frac(&a)));
+            whole.push((residue(&(a_hi / qi), t), residue(&(a / qi), t)));
+        }
+        Ok(Self {
+            split,
+            whole,
+            t: Prime::new(t)?,
+        })
+    }
+
+    /// Scales one block: `input` has one slice per prime of `Q`, each as
+    /// long as `out`.
+    pub(crate) fn scale(&self, input: &[&[u64]], out: &mut [u64]) -> Result<()> {
+        let len = out.len();
+        if input.len() != self.split.len() || input.iter().any(|r| r.len() != len) {
+            return Err(Error::Parameters(format!(
+                "RNS block: {} rows for {}, or rows of unequal length",
+                input.len(),
+                self.split.len()
+            )));
+        }
+        let mut f = vec![0f64; len];
+        let mut acc = vec![0u128; len];
+        for (x, (&(s, frac_hi, frac_lo), &(wh, wl))) in
+            input.iter().zip(self.split.iter().zip(&self.whole))
+        {
+            let mask = (1u64 << s) - 1;
+            for ((&x, f), a) in x.iter().zip(f.iter_mut()).zip(acc.iter_mut()) {
+                let (h, l) = (x >> s, x & mask);
+                *f += h as f64 * frac_hi + l as f64 * frac_lo;
+                *a += u128::from(h) * u128::from(wh) + u128::from(l) * u128::from(wl);
+            }
+        }
+        for ((o, &a), &f) in out.iter_mut().zip(&acc).zip(&f) {
+            *o = self.t.reduce(a + u128::from((f + 0.5) as u64));
+        }
+        Ok(())
+    }
+}
+
 /// Reusable buffers for one block: `rows × len` words (coefficient-major)
 /// and a floating-point accumulator of `len`.
 #[derive(Default)]
@@ -564,5 +634,44 @@ mod tests {
         let wide = ntt_primes(62, 16, &[]);
         assert!(BaseConverter::new(&wide[..15], &wide[15..]).is_err());
         assert!(BaseConverter::new(&wide[..3], &wide[15..]).is_ok());
+    }
+
+    #[test]
+    fn simple_scaling_rounds_t_x_over_q_mod_t() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
+        for (bits_q, k, t) in [
+            (44, 5, (1u64 << 30) - 35),
+            (49, 9, (1 << 47) - 115),
+            (55, 1, 65537),
+        ] {
+            let q = ntt_primes(bits_q, k, &[]);
+            let scale = SimpleScale::new(&q, t).unwrap();
+            let big_q = product(&q);
+            let bq = BigInt::from(big_q.clone());
+            let xs: Vec<BigUint> = (0..400).map(|_| below(&big_q, &mut rng)).collect();
+            let input = columns(
+                &xs.iter()
+                    .map(|x| residues(&BigInt::from(x.clone()), &q))
+                    .collect::<Vec<_>>(),
+            );
+            let refs: Vec<&[u64]> = input.iter().map(|r| r.as_slice()).collect();
+            let mut out = vec![0u64; xs.len()];
+            scale.scale(&refs, &mut out).unwrap();
+            let mut off_by_one = 0;
+            for (x, &got) in xs.iter().zip(&out) {
+                let num: BigInt = centred(x, &big_q) * BigInt::from(t) * 2 + &bq;
+                let want = num.div_floor(&(&bq * 2)).mod_floor(&BigInt::from(t));
+                if BigInt::from(got) != want {
+                    let diff = (BigInt::from(got) - &want).mod_floor(&BigInt::from(t));
+                    assert!(
+                        diff == BigInt::from(1) || diff == BigInt::from(t - 1),
+                        "x = {x}"
+                    );
+                    off_by_one += 1;
+                }
+            }
+            assert!(off_by_one <= 1, "{off_by_one} roundings off by one");
+            assert!(scale.scale(&refs[..k - 1], &mut out).is_err());
+        }
     }
 }
