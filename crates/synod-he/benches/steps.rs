@@ -413,7 +413,9 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
             .collect();
         let (synod, fhe_combine) = pair_with(
             inputs,
-            |s| decrypt::combine(&params, ct, &set, s).unwrap(),
+            // synod's output path: the shares straight to slot values
+            // (fhe.rs's row stops at a plaintext, before decoding).
+            |s| decrypt::combine_signed(&params, ct, &set, s).unwrap(),
             |f| Plaintext::from_shares(f).unwrap(),
         );
         rows.push(Row {

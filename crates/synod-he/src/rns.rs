@@ -377,7 +377,7 @@ pub(crate) struct SimpleScale {
 
 impl SimpleScale {
     pub(crate) fn new(q: &[u64], t: u64) -> Result<Self> {
-        if q.is_empty() || t < 2 || t >= 1 << 62 {
+        if q.is_empty() || !(2..1 << 62).contains(&t) {
             return Err(Error::Parameters(format!(
                 "RNS scaling from {} primes to {t}",
                 q.len()
