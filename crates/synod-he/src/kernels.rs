@@ -41,14 +41,22 @@ impl RingOps {
     /// The (cached) operators for `ctx`. Building an NTT plan costs about a
     /// millisecond per prime, so they are built once per process.
     pub(crate) fn of(ctx: &Arc<Context>) -> Result<Arc<RingOps>> {
+        Self::for_moduli(ctx.moduli(), ctx_degree(ctx))
+    }
+
+    /// The (cached) operators for `moduli` at `degree`, without building an
+    /// fhe-math `Context` (which makes NTT tables of its own).
+    pub(crate) fn for_moduli(moduli: &[u64], degree: usize) -> Result<Arc<RingOps>> {
         static CACHE: OnceLock<Cache> = OnceLock::new();
-        let degree = ctx_degree(ctx);
-        let key = (ctx.moduli().to_vec(), degree);
+        let key = (moduli.to_vec(), degree);
         let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
         if let Some(ops) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(ops.clone());
         }
-        let moduli = ctx.moduli_operators().to_vec();
+        let moduli = moduli
+            .iter()
+            .map(|&q| Ok(Modulus::new(q)?))
+            .collect::<Result<Vec<_>>>()?;
         let ntt = moduli
             .iter()
             .map(|q| {

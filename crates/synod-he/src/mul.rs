@@ -100,11 +100,10 @@ impl FastMul {
             }
         }
         let extended: Vec<u64> = q.iter().chain(&p).copied().collect();
-        let mul = Context::new_arc(&extended, n)?;
         Ok(Self {
             par,
             ops_base: RingOps::of(&base)?,
-            ops_mul: RingOps::of(&mul)?,
+            ops_mul: RingOps::for_moduli(&extended, n)?,
             base,
             k,
             km: extended.len(),
