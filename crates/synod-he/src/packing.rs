@@ -18,40 +18,24 @@ fn packed_len(count: usize, bits: u32) -> usize {
     (count * bits as usize).div_ceil(8)
 }
 
-/// Packs `values` at `bits` bits each.
+/// Packs `values` at `bits` bits each (`bits` in 1..=64, every value below
+/// `2^bits`): a 128-bit bit buffer flushed eight bytes at a time.
 fn pack(values: &[u64], bits: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(packed_len(values.len(), bits) + 8);
-    if bits <= 56 {
-        // Fast path: a 64-bit accumulator holds < 8 pending bits plus a value.
-        let mut acc: u64 = 0;
-        let mut held = 0u32;
-        for &v in values {
-            acc |= v << held;
-            held += bits;
-            let whole = (held / 8) as usize;
-            out.extend_from_slice(acc.to_le_bytes().get(..whole).unwrap_or_default());
-            acc = if whole == 8 { 0 } else { acc >> (8 * whole) };
-            held -= 8 * whole as u32;
-        }
-        if held > 0 {
-            out.push(acc as u8);
-        }
-        return out;
-    }
+    let len = packed_len(values.len(), bits);
+    let mut out = Vec::with_capacity(len + 8);
     let mut acc: u128 = 0;
     let mut held = 0u32;
     for &v in values {
         acc |= u128::from(v) << held;
         held += bits;
-        while held >= 8 {
-            out.push(acc as u8);
-            acc >>= 8;
-            held -= 8;
+        if held >= 64 {
+            out.extend_from_slice(&(acc as u64).to_le_bytes());
+            acc >>= 64;
+            held -= 64;
         }
     }
-    if held > 0 {
-        out.push(acc as u8);
-    }
+    out.extend_from_slice(&(acc as u64).to_le_bytes());
+    out.truncate(len);
     out
 }
 
@@ -60,31 +44,23 @@ fn unpack(bytes: &[u8], count: usize, bits: u32) -> Option<Vec<u64>> {
     if !(1..=64).contains(&bits) || bytes.len() != packed_len(count, bits) {
         return None;
     }
+    let mask = u64::MAX >> (64 - bits);
     let mut out = Vec::with_capacity(count);
-    if bits <= 56 {
-        // Fast path: read each value from the 8 bytes starting at its first bit.
-        let mask = (1u64 << bits) - 1;
-        for i in 0..count {
-            let bit = i * bits as usize;
-            let start = bit / 8;
-            let mut word = [0u8; 8];
-            let avail = bytes.get(start..)?;
-            let take = avail.len().min(8);
-            word.get_mut(..take)?.copy_from_slice(avail.get(..take)?);
-            out.push((u64::from_le_bytes(word) >> (bit % 8)) & mask);
+    let mut words = bytes.chunks(8).map(|c| {
+        let mut w = [0u8; 8];
+        if let Some(dst) = w.get_mut(..c.len()) {
+            dst.copy_from_slice(c);
         }
-        return Some(out);
-    }
-    let mask: u128 = (1u128 << bits) - 1;
+        u64::from_le_bytes(w)
+    });
     let mut acc: u128 = 0;
     let mut held = 0u32;
-    let mut iter = bytes.iter();
-    while out.len() < count {
-        while held < bits {
-            acc |= u128::from(*iter.next()?) << held;
-            held += 8;
+    for _ in 0..count {
+        if held < bits {
+            acc |= u128::from(words.next()?) << held;
+            held += 64;
         }
-        out.push((acc & mask) as u64);
+        out.push(acc as u64 & mask);
         acc >>= bits;
         held -= bits;
     }
