@@ -247,50 +247,13 @@ fn demo_reshares_through_enclave_processes() {
 #[cfg(feature = "hsm")]
 #[test]
 fn serve_seals_under_an_hsm_token() {
-    let module = [
-        std::env::var("SOFTHSM2_MODULE").unwrap_or_default(),
-        "/usr/lib/softhsm/libsofthsm2.so".into(),
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so".into(),
-        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so".into(),
-        "/usr/local/lib/softhsm/libsofthsm2.so".into(),
-    ]
-    .into_iter()
-    .filter(|c| !c.is_empty())
-    .map(std::path::PathBuf::from)
-    .find(|p| p.exists());
-    let util = Command::new("softhsm2-util").arg("--version").output();
-    let Some(module) = module.filter(|_| util.is_ok_and(|o| o.status.success())) else {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "CI=true but SoftHSM2 is not installed: run `bash .ci/install-softhsm`"
-        );
-        eprintln!(
-            "NOTE: the CLI HSM test did NOT run: SoftHSM2 is not installed (run `bash \
-             .ci/install-softhsm`)"
-        );
+    use synod_tee::hsm::test_token::{self, TestToken};
+
+    let Some(module) = test_token::module_or_skip("the CLI HSM test") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens");
-    std::fs::create_dir(&tokens).unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    let init = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", "synod-cli-token"])
-        .args(["--so-pin", "12345678", "--pin", "87654321"])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{init:?}");
-    let pin = dir.path().join("pin");
-    std::fs::write(&pin, "87654321\n").unwrap();
+    let token = TestToken::init(dir.path(), "synod-cli-token").unwrap();
     let bad_pin = dir.path().join("bad-pin");
     std::fs::write(&bad_pin, "00000000\n").unwrap();
     let serve = |name: &str, pin: &std::path::Path| {
@@ -303,15 +266,15 @@ fn serve_seals_under_an_hsm_token() {
             .arg(dir.path().join("state"))
             .arg("--hsm-module")
             .arg(&module)
-            .args(["--hsm-token-label", "synod-cli-token", "--hsm-pin-file"])
+            .args(["--hsm-token-label", &token.label, "--hsm-pin-file"])
             .arg(pin)
-            .env("SOFTHSM2_CONF", &conf);
+            .env("SOFTHSM2_CONF", &token.conf);
         cmd
     };
 
     let log = dir.path().join("serve.log");
     let server = Server(
-        serve("e", &pin)
+        serve("e", &token.pin_file)
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap(),
