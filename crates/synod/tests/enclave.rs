@@ -7,6 +7,7 @@
     missing_docs
 )]
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,30 @@ fn synod(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Waits (a minute at most) until an enclave process listens on `socket`.
+fn wait_until_listening(socket: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "the enclave did not listen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs `synod` with `args` (a `demo … --json`) through enclave processes (`--enclave
+/// insecure-sim`) and in process; asserts that both succeed with the same results and that only
+/// the first reports enclaves. Returns the first run's JSON and stderr.
+fn demo_with_and_without_enclaves(args: &[&str]) -> (Value, String) {
+    let (code, stdout, stderr) = synod(&[args, &["--enclave", "insecure-sim"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let with: Value = serde_json::from_str(&stdout).unwrap();
+    let (code, stdout, in_process_stderr) = synod(args);
+    assert_eq!(code, 0, "{in_process_stderr}");
+    let without: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(without.get("enclave").is_none());
+    assert_eq!(with["results"], without["results"]);
+    (with, stderr)
 }
 
 /// Kills the enclave process when the test ends, however it ends.
@@ -67,11 +92,7 @@ fn attest_prints_that_the_simulated_enclave_is_not_hardware_protected() {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "the enclave did not listen");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_listening(&socket);
     let nonce = "ab".repeat(32);
     let s = socket.to_str().unwrap();
     let (code, stdout, stderr) = synod(&["enclave", "attest", "--socket", s, "--nonce", &nonce]);
@@ -119,14 +140,12 @@ fn demo_through_enclave_processes_gives_the_same_results() {
         "11",
         "--json",
     ];
-    let (code, stdout, stderr) = synod(&[&args[..], &["--enclave", "insecure-sim"]].concat());
-    assert_eq!(code, 0, "{stderr}");
+    let (with, stderr) = demo_with_and_without_enclaves(&args);
     assert!(
         stderr.contains("warning: --enclave insecure-sim")
             && stderr.contains("accepted for this run only"),
         "{stderr}"
     );
-    let with: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(with["ok"], true);
     assert_eq!(with["enclave"]["kind"], "simulated");
     assert_eq!(with["enclave"]["hardware_protected"], false);
@@ -141,12 +160,6 @@ fn demo_through_enclave_processes_gives_the_same_results() {
     ] {
         assert!(with["phases_ms"][phase].as_f64().is_some(), "{phase}");
     }
-
-    let (code, stdout, stderr) = synod(&args);
-    assert_eq!(code, 0, "{stderr}");
-    let without: Value = serde_json::from_str(&stdout).unwrap();
-    assert!(without.get("enclave").is_none());
-    assert_eq!(with["results"], without["results"]);
 }
 
 #[test]
@@ -217,9 +230,7 @@ fn demo_reshares_through_enclave_processes() {
         "--reshare",
         "--json",
     ];
-    let (code, stdout, stderr) = synod(&[&args[..], &["--enclave", "insecure-sim"]].concat());
-    assert_eq!(code, 0, "{stderr}");
-    let with: Value = serde_json::from_str(&stdout).unwrap();
+    let (with, _) = demo_with_and_without_enclaves(&args);
     assert_eq!(with["ok"], true);
     assert_eq!(
         with["enclave"]["processes"], 4,
@@ -233,11 +244,6 @@ fn demo_reshares_through_enclave_processes() {
     for e in epochs {
         assert_eq!(e["results_ok"], true, "{e}");
     }
-
-    let (code, stdout, stderr) = synod(&args);
-    assert_eq!(code, 0, "{stderr}");
-    let without: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(with["results"], without["results"]);
 }
 
 /// `synod enclave serve --hsm-module … --hsm-token-label … --hsm-pin-file …` seals under a
@@ -256,7 +262,7 @@ fn serve_seals_under_an_hsm_token() {
     let token = TestToken::init(dir.path(), "synod-cli-token").unwrap();
     let bad_pin = dir.path().join("bad-pin");
     std::fs::write(&bad_pin, "00000000\n").unwrap();
-    let serve = |name: &str, pin: &std::path::Path| {
+    let serve = |name: &str, pin: &Path| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_synod"));
         cmd.args(["enclave", "serve", "--insecure-simulated", "--socket"])
             .arg(dir.path().join(format!("{name}.sock")))
@@ -280,11 +286,7 @@ fn serve_seals_under_an_hsm_token() {
             .unwrap(),
     );
     let socket = dir.path().join("e.sock");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "the enclave did not listen");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_listening(&socket);
     let (code, stdout, stderr) =
         synod(&["enclave", "attest", "--socket", socket.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
