@@ -289,6 +289,30 @@ struct SessionKeys {
 pub const MAX_RESPONSES_PER_MASK: u32 = 8;
 
 impl SessionKeys {
+    /// A session for `setup` that holds no share yet.
+    fn new(setup: &SessionSetup) -> Result<Self> {
+        let params = Params::new(setup.parameter_set, setup.plaintext_bits)?;
+        let crs = CommonRandomness::new(&params, setup.session.0);
+        Ok(Self {
+            setup: setup.clone(),
+            params,
+            crs,
+            additive: None,
+            relin: None,
+            shamir: None,
+            responses_with_mask: 0,
+            reshare: ReshareState::default(),
+        })
+    }
+
+    /// The resharing proposal in progress.
+    fn proposal(&self) -> Result<&Proposal> {
+        self.reshare
+            .proposal
+            .as_ref()
+            .ok_or_else(|| Error::State("no resharing in progress".into()))
+    }
+
     fn additive(&self) -> Result<&AdditiveKeyShare> {
         self.additive.as_ref().ok_or_else(|| {
             Error::State("no additive share (joined at a resharing, or erased after one)".into())
@@ -391,22 +415,18 @@ impl KeyVault {
                 setup.me
             )));
         }
-        let params = Params::new(setup.parameter_set, setup.plaintext_bits)?;
-        let crs = CommonRandomness::new(&params, setup.session.0);
+        let mut keys = SessionKeys::new(setup)?;
         let mut rng = rand::rng();
-        let additive = AdditiveKeyShare::generate(&params, &mut rng)?;
-        let share =
-            synod_he::keygen::public_key_share(&params, &crs, &additive, setup.me, &mut rng)?;
-        self.session = Some(SessionKeys {
-            setup: setup.clone(),
-            params,
-            crs,
-            additive: Some(additive),
-            relin: None,
-            shamir: None,
-            responses_with_mask: 0,
-            reshare: ReshareState::default(),
-        });
+        let additive = AdditiveKeyShare::generate(&keys.params, &mut rng)?;
+        let share = synod_he::keygen::public_key_share(
+            &keys.params,
+            &keys.crs,
+            &additive,
+            setup.me,
+            &mut rng,
+        )?;
+        keys.additive = Some(additive);
+        self.session = Some(keys);
         Ok(share)
     }
 
@@ -504,16 +524,7 @@ impl KeyVault {
         flooding: &Flooding,
     ) -> Result<DecryptionShare> {
         let (params, key) = self.shamir()?;
-        let ct = Ciphertext::from_bytes(ciphertext, params.bfv())
-            .map_err(|e| Error::Protocol(format!("ciphertext: {e}")))?;
-        Ok(synod_he::decrypt::decryption_share(
-            params,
-            key,
-            set,
-            &ct,
-            flooding,
-            &mut rand::rng(),
-        )?)
+        decryption_share(params, key, set, ciphertext, flooding)
     }
 
     /// See [`Enclave::key_switch_share`].
@@ -525,8 +536,7 @@ impl KeyVault {
         flooding: &Flooding,
     ) -> Result<KeySwitchShare> {
         let (params, key) = self.shamir()?;
-        let ct = Ciphertext::from_bytes(ciphertext, params.bfv())
-            .map_err(|e| Error::Protocol(format!("ciphertext: {e}")))?;
+        let ct = parse_ciphertext(params, ciphertext)?;
         let pk = PublicKey::from_bytes(recipient, params.bfv())
             .map_err(|e| Error::Protocol(format!("recipient key: {e}")))?;
         let rk = RecipientKey::new(params, &pk)?;
@@ -552,18 +562,7 @@ impl KeyVault {
                 setup.me
             )));
         }
-        let params = Params::new(setup.parameter_set, setup.plaintext_bits)?;
-        let crs = CommonRandomness::new(&params, setup.session.0);
-        self.session = Some(SessionKeys {
-            setup: setup.clone(),
-            params,
-            crs,
-            additive: None,
-            relin: None,
-            shamir: None,
-            responses_with_mask: 0,
-            reshare: ReshareState::default(),
-        });
+        self.session = Some(SessionKeys::new(setup)?);
         Ok(())
     }
 
@@ -595,11 +594,7 @@ impl KeyVault {
     /// See [`Enclave::reshare_respond`].
     pub fn reshare_respond(&mut self, commitments: &[Commitments]) -> Result<reshare::Response> {
         let s = self.session()?;
-        let proposal = s
-            .reshare
-            .proposal
-            .clone()
-            .ok_or_else(|| Error::State("no resharing in progress".into()))?;
+        let proposal = s.proposal()?.clone();
         let (state, mine) = match s.reshare.dealer.take() {
             Some(DealerPhase::Dealt(state, mine)) => (state, mine),
             other => {
@@ -684,11 +679,7 @@ impl KeyVault {
     pub fn reshare_open(&mut self, complaints: &[Complaint]) -> Result<Vec<Opening>> {
         let s = self.session()?;
         let me = s.setup.me;
-        let proposal = s
-            .reshare
-            .proposal
-            .as_ref()
-            .ok_or_else(|| Error::State("no resharing in progress".into()))?;
+        let proposal = s.proposal()?;
         let mut accusers: Vec<EvaluationPoint> = complaints
             .iter()
             .filter(|c| c.dealer == me && proposal.new.contains(c.accuser))
@@ -726,11 +717,7 @@ impl KeyVault {
         openings: &[Opening],
     ) -> Result<Verdict> {
         let s = self.session()?;
-        let proposal = s
-            .reshare
-            .proposal
-            .clone()
-            .ok_or_else(|| Error::State("no resharing in progress".into()))?;
+        let proposal = s.proposal()?.clone();
         let member = s
             .reshare
             .member
@@ -776,26 +763,13 @@ impl KeyVault {
         let (key, _) = s.reshare.pending.as_ref().ok_or_else(|| {
             Error::State("no pending share: the resharing has not finished".into())
         })?;
-        let ct = Ciphertext::from_bytes(ciphertext, s.params.bfv())
-            .map_err(|e| Error::Protocol(format!("ciphertext: {e}")))?;
-        Ok(synod_he::decrypt::decryption_share(
-            &s.params,
-            key,
-            set,
-            &ct,
-            flooding,
-            &mut rand::rng(),
-        )?)
+        decryption_share(&s.params, key, set, ciphertext, flooding)
     }
 
     /// See [`Enclave::reshare_commit`]. Returns whether this enclave still holds a share.
     pub fn reshare_commit(&mut self, new_epoch: u64) -> Result<bool> {
         let s = self.session()?;
-        let proposal = s
-            .reshare
-            .proposal
-            .as_ref()
-            .ok_or_else(|| Error::State("no resharing in progress".into()))?;
+        let proposal = s.proposal()?;
         if proposal.new_epoch() != new_epoch {
             return Err(Error::State(format!(
                 "the resharing in progress is for epoch {}, not {new_epoch}",
@@ -869,19 +843,10 @@ impl KeyVault {
                 "key-share state: the shares do not belong to the sealed set-up".into(),
             ));
         }
-        let params = Params::new(stored.setup.parameter_set, stored.setup.plaintext_bits)?;
-        let crs = CommonRandomness::new(&params, stored.setup.session.0);
-        let shares = stored.shares.shares(&params)?;
-        self.session = Some(SessionKeys {
-            setup: stored.setup.clone(),
-            params,
-            crs,
-            additive: None,
-            relin: None,
-            shamir: Some(shares),
-            responses_with_mask: stored.responses_with_mask,
-            reshare: ReshareState::default(),
-        });
+        let mut keys = SessionKeys::new(&stored.setup)?;
+        keys.shamir = Some(stored.shares.shares(&keys.params)?);
+        keys.responses_with_mask = stored.responses_with_mask;
+        self.session = Some(keys);
         Ok(())
     }
 
@@ -934,6 +899,31 @@ fn seal_each<T: Serialize>(
         ));
     }
     Ok(out)
+}
+
+/// A flooded decryption share of `ciphertext` (fhe.rs bytes) under `key`.
+fn decryption_share(
+    params: &Params,
+    key: &KeyShare,
+    set: &ActiveSet,
+    ciphertext: &[u8],
+    flooding: &Flooding,
+) -> Result<DecryptionShare> {
+    let ct = parse_ciphertext(params, ciphertext)?;
+    Ok(synod_he::decrypt::decryption_share(
+        params,
+        key,
+        set,
+        &ct,
+        flooding,
+        &mut rand::rng(),
+    )?)
+}
+
+/// Parses a ciphertext a caller sent (fhe.rs bytes, see [`ciphertext_bytes`]).
+fn parse_ciphertext(params: &Params, bytes: &[u8]) -> Result<Ciphertext> {
+    Ciphertext::from_bytes(bytes, params.bfv())
+        .map_err(|e| Error::Protocol(format!("ciphertext: {e}")))
 }
 
 /// Serialises an fhe.rs ciphertext for [`Enclave::decryption_share`].

@@ -22,6 +22,8 @@ use zeroize::Zeroizing;
 use crate::error::{Error, Result};
 use crate::seal::{KeySource, SealingRoot};
 
+pub mod test_token;
+
 /// Where the wrapping key lives.
 #[derive(Clone)]
 pub struct HsmConfig {

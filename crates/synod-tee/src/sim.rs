@@ -791,6 +791,17 @@ fn request_name(r: &Request) -> &'static str {
     }
 }
 
+/// The value in the one response that answers a request (`pattern => value`), or an error for
+/// any other response.
+macro_rules! answer {
+    ($response:expr, $pattern:pat => $value:expr) => {
+        match $response {
+            $pattern => Ok($value),
+            other => Err(unexpected(&other)),
+        }
+    };
+}
+
 /// A client of an enclave process: the [`Enclave`] trait over the socket.
 #[derive(Debug)]
 pub struct EnclaveClient {
@@ -808,17 +819,11 @@ impl EnclaveClient {
             kind: EnclaveKind::InsecureSimulated,
             hardware_protected: false,
         };
-        match client.call(Request::Hello)? {
-            Response::Hello {
-                kind,
-                hardware_protected,
-            } => {
-                client.kind = kind;
-                client.hardware_protected = hardware_protected;
-                Ok(client)
-            }
-            other => Err(unexpected(&other)),
-        }
+        (client.kind, client.hardware_protected) = answer!(
+            client.call(Request::Hello)?,
+            Response::Hello { kind, hardware_protected } => (kind, hardware_protected)
+        )?;
+        Ok(client)
     }
 
     fn call(&mut self, request: Request) -> Result<Response> {
@@ -852,70 +857,44 @@ impl Enclave for EnclaveClient {
         self.hardware_protected
     }
     fn transport_key(&mut self) -> Result<TransportPublicKey> {
-        match self.call(Request::TransportKey)? {
-            Response::TransportKey(k) => Ok(k),
-            other => Err(unexpected(&other)),
-        }
+        answer!(self.call(Request::TransportKey)?, Response::TransportKey(k) => k)
     }
     fn attest(&mut self, report_data: &ReportData) -> Result<Evidence> {
-        match self.call(Request::Attest(report_data.as_bytes().to_vec()))? {
-            Response::Evidence(e) => Ok(e),
-            other => Err(unexpected(&other)),
-        }
+        let request = Request::Attest(report_data.as_bytes().to_vec());
+        answer!(self.call(request)?, Response::Evidence(e) => e)
     }
     fn seal(&mut self, key_id: &KeyId, plaintext: &[u8]) -> Result<SealedBlob> {
-        match self.call(Request::Seal(
-            key_id.as_str().to_owned(),
-            plaintext.to_vec(),
-        ))? {
-            Response::Sealed(b) => Ok(SealedBlob(b)),
-            other => Err(unexpected(&other)),
-        }
+        let request = Request::Seal(key_id.as_str().to_owned(), plaintext.to_vec());
+        answer!(self.call(request)?, Response::Sealed(b) => SealedBlob(b))
     }
     fn unseal(&mut self, blob: &SealedBlob) -> Result<(KeyId, Vec<u8>)> {
-        match self.call(Request::Unseal(blob.0.clone()))? {
-            Response::Unsealed(id, pt) => Ok((KeyId::new(id)?, pt)),
-            other => Err(unexpected(&other)),
-        }
+        let request = Request::Unseal(blob.0.clone());
+        answer!(self.call(request)?, Response::Unsealed(id, pt) => (KeyId::new(id)?, pt))
     }
     fn generate_key_share(&mut self, setup: &SessionSetup) -> Result<PublicKeyShare> {
-        match self.call(Request::GenerateKeyShare(setup.clone()))? {
-            Response::PublicKeyShare(s) => Ok(s),
-            other => Err(unexpected(&other)),
-        }
+        let request = Request::GenerateKeyShare(setup.clone());
+        answer!(self.call(request)?, Response::PublicKeyShare(s) => s)
     }
     fn relin_round1(&mut self) -> Result<Round1Share> {
-        match self.call(Request::RelinRound1)? {
-            Response::RelinRound1(s) => Ok(s),
-            other => Err(unexpected(&other)),
-        }
+        answer!(self.call(Request::RelinRound1)?, Response::RelinRound1(s) => s)
     }
     fn relin_round2(&mut self, round1: Vec<Round1Share>) -> Result<Round2Share> {
-        match self.call(Request::RelinRound2(round1))? {
-            Response::RelinRound2(s) => Ok(s),
-            other => Err(unexpected(&other)),
-        }
+        answer!(self.call(Request::RelinRound2(round1))?, Response::RelinRound2(s) => s)
     }
     fn galois_key_share(&mut self, elements: &[u32]) -> Result<GaloisKeyShare> {
-        match self.call(Request::GaloisKeyShare(elements.to_vec()))? {
-            Response::GaloisKeyShare(s) => Ok(s),
-            other => Err(unexpected(&other)),
-        }
+        let request = Request::GaloisKeyShare(elements.to_vec());
+        answer!(self.call(request)?, Response::GaloisKeyShare(s) => s)
     }
     fn deal_thresholdization(
         &mut self,
         recipients: &[SealedRecipient],
     ) -> Result<Vec<(EvaluationPoint, SealedPayload)>> {
-        match self.call(Request::DealThresholdization(recipients.to_vec()))? {
-            Response::Dealt(d) => Ok(d),
-            other => Err(unexpected(&other)),
-        }
+        let request = Request::DealThresholdization(recipients.to_vec());
+        answer!(self.call(request)?, Response::Dealt(d) => d)
     }
     fn receive_thresholdization(&mut self, incoming: Vec<IncomingSubShare>) -> Result<()> {
-        match self.call(Request::ReceiveThresholdization(incoming))? {
-            Response::Done => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        let request = Request::ReceiveThresholdization(incoming);
+        answer!(self.call(request)?, Response::Done => ())
     }
     fn decryption_share(
         &mut self,
@@ -923,14 +902,8 @@ impl Enclave for EnclaveClient {
         ciphertext: &[u8],
         flooding: &Flooding,
     ) -> Result<DecryptionShare> {
-        match self.call(Request::DecryptionShare(
-            set.clone(),
-            ciphertext.to_vec(),
-            *flooding,
-        ))? {
-            Response::DecryptionShare(s) => Ok(s),
-            other => Err(unexpected(&other)),
-        }
+        let request = Request::DecryptionShare(set.clone(), ciphertext.to_vec(), *flooding);
+        answer!(self.call(request)?, Response::DecryptionShare(s) => s)
     }
     fn key_switch_share(
         &mut self,
@@ -939,62 +912,44 @@ impl Enclave for EnclaveClient {
         recipient: &[u8],
         flooding: &Flooding,
     ) -> Result<KeySwitchShare> {
-        match self.call(Request::KeySwitchShare(
+        let request = Request::KeySwitchShare(
             set.clone(),
             ciphertext.to_vec(),
             recipient.to_vec(),
             *flooding,
-        ))? {
-            Response::KeySwitchShare(s) => Ok(s),
-            other => Err(unexpected(&other)),
-        }
+        );
+        answer!(self.call(request)?, Response::KeySwitchShare(s) => s)
     }
     fn join_session(&mut self, setup: &SessionSetup) -> Result<()> {
-        match self.call(Request::JoinSession(setup.clone()))? {
-            Response::Done => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        answer!(self.call(Request::JoinSession(setup.clone()))?, Response::Done => ())
     }
     fn reshare_deal(
         &mut self,
         proposal: &Proposal,
         recipients: &[SealedRecipient],
     ) -> Result<ReshareDealt> {
-        match self.call(Request::ReshareDeal(proposal.clone(), recipients.to_vec()))? {
-            Response::ReshareDealt(d) => Ok(d),
-            other => Err(unexpected(&other)),
-        }
+        let request = Request::ReshareDeal(proposal.clone(), recipients.to_vec());
+        answer!(self.call(request)?, Response::ReshareDealt(d) => d)
     }
     fn reshare_respond(&mut self, commitments: &[Commitments]) -> Result<reshare::Response> {
-        match self.call(Request::ReshareRespond(commitments.to_vec()))? {
-            Response::ReshareResponse(r) => Ok(r),
-            other => Err(unexpected(&other)),
-        }
+        let request = Request::ReshareRespond(commitments.to_vec());
+        answer!(self.call(request)?, Response::ReshareResponse(r) => r)
     }
     fn reshare_receive(&mut self, round: ReshareReceive) -> Result<Vec<Complaint>> {
-        match self.call(Request::ReshareReceive(Box::new(round)))? {
-            Response::Complaints(c) => Ok(c),
-            other => Err(unexpected(&other)),
-        }
+        let request = Request::ReshareReceive(Box::new(round));
+        answer!(self.call(request)?, Response::Complaints(c) => c)
     }
     fn reshare_open(&mut self, complaints: &[Complaint]) -> Result<Vec<Opening>> {
-        match self.call(Request::ReshareOpen(complaints.to_vec()))? {
-            Response::Openings(o) => Ok(o),
-            other => Err(unexpected(&other)),
-        }
+        let request = Request::ReshareOpen(complaints.to_vec());
+        answer!(self.call(request)?, Response::Openings(o) => o)
     }
     fn reshare_finish(
         &mut self,
         complaints: &[Complaint],
         openings: &[Opening],
     ) -> Result<Verdict> {
-        match self.call(Request::ReshareFinish(
-            complaints.to_vec(),
-            openings.to_vec(),
-        ))? {
-            Response::Verdict(v) => Ok(v),
-            other => Err(unexpected(&other)),
-        }
+        let request = Request::ReshareFinish(complaints.to_vec(), openings.to_vec());
+        answer!(self.call(request)?, Response::Verdict(v) => v)
     }
     fn reshare_test_decryption_share(
         &mut self,
@@ -1002,26 +957,15 @@ impl Enclave for EnclaveClient {
         ciphertext: &[u8],
         flooding: &Flooding,
     ) -> Result<DecryptionShare> {
-        match self.call(Request::ReshareTestDecryptionShare(
-            set.clone(),
-            ciphertext.to_vec(),
-            *flooding,
-        ))? {
-            Response::DecryptionShare(s) => Ok(s),
-            other => Err(unexpected(&other)),
-        }
+        let request =
+            Request::ReshareTestDecryptionShare(set.clone(), ciphertext.to_vec(), *flooding);
+        answer!(self.call(request)?, Response::DecryptionShare(s) => s)
     }
     fn reshare_commit(&mut self, new_epoch: u64) -> Result<()> {
-        match self.call(Request::ReshareCommit(new_epoch))? {
-            Response::Done => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        answer!(self.call(Request::ReshareCommit(new_epoch))?, Response::Done => ())
     }
     fn reshare_abort(&mut self) -> Result<()> {
-        match self.call(Request::ReshareAbort)? {
-            Response::Done => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        answer!(self.call(Request::ReshareAbort)?, Response::Done => ())
     }
 }
 

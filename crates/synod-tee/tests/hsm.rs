@@ -12,8 +12,7 @@
     missing_docs
 )]
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -23,72 +22,14 @@ use synod_tee::{KeyId, SealedBlob, Sealer};
 
 const TOKEN: &str = "synod-test-token";
 
-fn softhsm_module() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var("SOFTHSM2_MODULE").unwrap_or_default(),
-        "/usr/lib/softhsm/libsofthsm2.so".into(),
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so".into(),
-        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so".into(),
-        "/usr/local/lib/softhsm/libsofthsm2.so".into(),
-    ];
-    let util = Command::new("softhsm2-util").arg("--version").output();
-    if !util.is_ok_and(|o| o.status.success()) {
-        return None;
-    }
-    candidates
-        .into_iter()
-        .filter(|c| !c.is_empty())
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
 #[test]
 fn sealing_keys_wrapped_by_softhsm() {
-    let Some(module) = softhsm_module() else {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("CI=true but SoftHSM2 is not installed: run `bash .ci/install-softhsm`");
-        }
-        eprintln!(
-            "NOTE: the HSM test did NOT run: SoftHSM2 is not installed (run `bash .ci/install-softhsm`)"
-        );
+    // The only test in this binary: it may point this process at its own token.
+    let Some(hsm) = common::softhsm::process_token("the HSM test", TOKEN) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens");
-    std::fs::create_dir(&tokens).unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    // This is the only test in this binary, so no other thread reads the environment.
-    std::env::set_var("SOFTHSM2_CONF", &conf);
-    let init = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            TOKEN,
-            "--so-pin",
-            "12345678",
-            "--pin",
-            "87654321",
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let pin_file = dir.path().join("pin");
-    std::fs::write(&pin_file, "87654321\n").unwrap();
-    let config = HsmConfig::with_pin_file(&module, TOKEN, &pin_file, "synod-sealing").unwrap();
+    let config =
+        HsmConfig::with_pin_file(&hsm.module, TOKEN, &hsm.token.pin_file, "synod-sealing").unwrap();
 
     let measurement = vec![0x42; 48];
     let id = KeyId::new("share").unwrap();

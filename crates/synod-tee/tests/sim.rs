@@ -11,53 +11,23 @@
     missing_docs
 )]
 
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+mod common;
 
-use synod_he::crp::CommonRandomness;
-use synod_he::flooding::Flooding;
-use synod_he::shamir::ActiveSet;
-use synod_he::{Committee, EvaluationPoint, ParameterSet, Params};
-use synod_proto::{
-    Epoch, MessageContext, ParticipantId, ProtocolName, Recipient, Round, SequenceNumber, SessionId,
-};
-use synod_tee::enclave::{ciphertext_bytes, IncomingSubShare, SealedRecipient, SessionSetup};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::thread::JoinHandle;
+
+use synod_he::Committee;
+use synod_proto::SessionId;
 use synod_tee::sim::{serve_enclave, EnclaveClient, SimConfig};
 use synod_tee::verify::verify_evidence;
 use synod_tee::{
     Enclave, EnclaveKind, Error, Policy, PolicyViolation, ReportDataInput, SealedBlob, UnixTime,
 };
 
+use common::sim::{config, start};
+
 const NOW: UnixTime = UnixTime(1_750_000_000);
-
-fn config(dir: &Path) -> SimConfig {
-    SimConfig {
-        insecure_no_hardware_protection: true,
-        platform_dir: dir.join("platform"),
-        svn: 1,
-        allowed_uid: None,
-        state_dir: None,
-        hsm: None,
-    }
-}
-
-fn start(
-    dir: &Path,
-    name: &str,
-    config: SimConfig,
-) -> (PathBuf, JoinHandle<synod_tee::Result<()>>) {
-    let socket = dir.join(format!("{name}.sock"));
-    let s = socket.clone();
-    let handle = std::thread::spawn(move || serve_enclave(&s, &config));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "enclave socket did not appear");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    (socket, handle)
-}
 
 fn binding(enclave: &mut dyn Enclave, nonce: [u8; 32], participant: u32) -> ReportDataInput {
     ReportDataInput {
@@ -172,7 +142,7 @@ fn rustix_uid() -> u32 {
 #[test]
 fn threshold_decryption_through_three_enclaves() {
     let dir = tempfile::tempdir().unwrap();
-    let points: Vec<EvaluationPoint> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
+    let points = common::points(1..=3);
     let committee = Committee::new(points.clone(), 2).unwrap();
     let session = SessionId([42; 32]);
     let mut servers = Vec::new();
@@ -183,20 +153,7 @@ fn threshold_decryption_through_three_enclaves() {
         enclaves.push(EnclaveClient::connect(&socket).unwrap());
     }
 
-    let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
-    let crs = CommonRandomness::new(&params, session.0);
-    let mut pk_shares = Vec::new();
-    for (e, &me) in enclaves.iter_mut().zip(&points) {
-        let setup = SessionSetup {
-            session,
-            parameter_set: ParameterSet::InsecureTestN2048,
-            plaintext_bits: 20,
-            me,
-            committee: committee.clone(),
-        };
-        pk_shares.push(e.generate_key_share(&setup).unwrap());
-    }
-    let pk = synod_he::keygen::aggregate_public_key(&params, &crs, &points, pk_shares).unwrap();
+    let pk = common::generate_keys(&mut enclaves, &points, &committee, session);
 
     // Every participant verifies every peer's evidence before dealing to it.
     let mut recipients = Vec::new();
@@ -212,34 +169,9 @@ fn threshold_decryption_through_three_enclaves() {
         policy.check(&claims, &input.digest()).unwrap();
         recipients.push(synod_proto::TransportPublicKey::from_bytes(&input.transport_key).unwrap());
     }
-    let context = |from: EvaluationPoint, to: EvaluationPoint| MessageContext {
-        session,
-        epoch: Epoch(0),
-        protocol: ProtocolName::Thresholdize,
-        round: Round(1),
-        sender: ParticipantId::try_from(from.get()).unwrap(),
-        recipient: Recipient::Participant(ParticipantId::try_from(to.get()).unwrap()),
-        sequence: SequenceNumber(u64::from(to.get())),
-    };
-    let mut inbox: Vec<Vec<IncomingSubShare>> = vec![Vec::new(); 3];
-    for (i, e) in enclaves.iter_mut().enumerate() {
-        let to: Vec<SealedRecipient> = points
-            .iter()
-            .zip(&recipients)
-            .map(|(&p, k)| SealedRecipient {
-                point: p,
-                transport_key: *k,
-                context: context(points[i], p),
-            })
-            .collect();
-        for (p, sealed) in e.deal_thresholdization(&to).unwrap() {
-            let j = points.iter().position(|&q| q == p).unwrap();
-            inbox[j].push(IncomingSubShare {
-                context: context(points[i], p),
-                sealed,
-            });
-        }
-    }
+    let inbox = common::deal_thresholdization(session, &points, &recipients, |i, to| {
+        enclaves[i].deal_thresholdization(to).unwrap()
+    });
     // A sub-share moved to another recipient does not open.
     let stolen = vec![
         inbox[1][0].clone(),
@@ -251,24 +183,14 @@ fn threshold_decryption_through_three_enclaves() {
         e.receive_thresholdization(incoming).unwrap();
     }
 
-    let values = [5i64, -3, 12345];
-    let ct = synod_he::encoding::encrypt_signed(&params, pk.key(), &values, &mut rand::rng())
-        .unwrap()
-        .remove(0);
-    let set = ActiveSet::new(&committee, [points[0], points[2]]).unwrap();
-    let flooding = Flooding::new(&params, 0, 20.0, 16, 3).unwrap();
-    let bytes = ciphertext_bytes(&ct);
-    let shares = vec![
-        enclaves[0]
-            .decryption_share(&set, &bytes, &flooding)
-            .unwrap(),
-        enclaves[2]
-            .decryption_share(&set, &bytes, &flooding)
-            .unwrap(),
-    ];
-    let pt = synod_he::decrypt::combine(&params, &ct, &set, shares).unwrap();
-    let decoded = synod_he::encoding::decode_signed(&params, &pt).unwrap();
-    assert_eq!(&decoded[..3], &values);
+    common::assert_decrypts(
+        &pk,
+        &committee,
+        &mut enclaves,
+        &points,
+        &[points[0], points[2]],
+        &[5, -3, 12345],
+    );
 
     for e in enclaves {
         e.shutdown().unwrap();
@@ -276,66 +198,6 @@ fn threshold_decryption_through_three_enclaves() {
     for s in servers {
         s.join().unwrap().unwrap();
     }
-}
-
-/// Key generation and thresholdisation through `enclaves` (each verifies its peers' evidence
-/// first); returns the collective public key.
-fn set_up(
-    enclaves: &mut [EnclaveClient],
-    points: &[EvaluationPoint],
-    committee: &Committee,
-    session: SessionId,
-) -> synod_he::keygen::CollectivePublicKey {
-    let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
-    let crs = CommonRandomness::new(&params, session.0);
-    let mut pk_shares = Vec::new();
-    for (e, &me) in enclaves.iter_mut().zip(points) {
-        let setup = SessionSetup {
-            session,
-            parameter_set: ParameterSet::InsecureTestN2048,
-            plaintext_bits: 20,
-            me,
-            committee: committee.clone(),
-        };
-        pk_shares.push(e.generate_key_share(&setup).unwrap());
-    }
-    let pk = synod_he::keygen::aggregate_public_key(&params, &crs, points, pk_shares).unwrap();
-    let keys: Vec<_> = enclaves
-        .iter_mut()
-        .map(|e| e.transport_key().unwrap())
-        .collect();
-    let context = |from: EvaluationPoint, to: EvaluationPoint| MessageContext {
-        session,
-        epoch: Epoch(0),
-        protocol: ProtocolName::Thresholdize,
-        round: Round(1),
-        sender: ParticipantId::try_from(from.get()).unwrap(),
-        recipient: Recipient::Participant(ParticipantId::try_from(to.get()).unwrap()),
-        sequence: SequenceNumber(u64::from(to.get())),
-    };
-    let mut inbox: Vec<Vec<IncomingSubShare>> = vec![Vec::new(); points.len()];
-    for (i, e) in enclaves.iter_mut().enumerate() {
-        let to: Vec<SealedRecipient> = points
-            .iter()
-            .zip(&keys)
-            .map(|(&p, k)| SealedRecipient {
-                point: p,
-                transport_key: *k,
-                context: context(points[i], p),
-            })
-            .collect();
-        for (p, sealed) in e.deal_thresholdization(&to).unwrap() {
-            let j = points.iter().position(|&q| q == p).unwrap();
-            inbox[j].push(IncomingSubShare {
-                context: context(points[i], p),
-                sealed,
-            });
-        }
-    }
-    for (e, incoming) in enclaves.iter_mut().zip(inbox) {
-        e.receive_thresholdization(incoming).unwrap();
-    }
-    pk
 }
 
 fn stateful(dir: &Path, x: u32) -> SimConfig {
@@ -351,7 +213,7 @@ fn stateful(dir: &Path, x: u32) -> SimConfig {
 #[test]
 fn key_shares_sealed_to_disk_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let points: Vec<EvaluationPoint> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
+    let points = common::points(1..=3);
     let committee = Committee::new(points.clone(), 2).unwrap();
     let session = SessionId([43; 32]);
     let run = |name: &str| {
@@ -375,7 +237,8 @@ fn key_shares_sealed_to_disk_survive_a_restart() {
     };
 
     let (servers, mut enclaves) = run("first");
-    let pk = set_up(&mut enclaves, &points, &committee, session);
+    let pk = common::generate_keys(&mut enclaves, &points, &committee, session);
+    common::thresholdize(&mut enclaves, &points, session);
     stop(servers, enclaves);
     let share_file = dir
         .path()
@@ -389,26 +252,13 @@ fn key_shares_sealed_to_disk_survive_a_restart() {
 
     // Restarted: the shares come back from disk and decrypt.
     let (servers, mut enclaves) = run("again");
-    let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
-    let values = [31i64, -7, 777];
-    let ct = synod_he::encoding::encrypt_signed(&params, pk.key(), &values, &mut rand::rng())
-        .unwrap()
-        .remove(0);
-    let set = ActiveSet::new(&committee, [points[0], points[2]]).unwrap();
-    let flooding = Flooding::new(&params, 0, 20.0, 16, 3).unwrap();
-    let bytes = ciphertext_bytes(&ct);
-    let shares = vec![
-        enclaves[0]
-            .decryption_share(&set, &bytes, &flooding)
-            .unwrap(),
-        enclaves[2]
-            .decryption_share(&set, &bytes, &flooding)
-            .unwrap(),
-    ];
-    let pt = synod_he::decrypt::combine(&params, &ct, &set, shares).unwrap();
-    assert_eq!(
-        &synod_he::encoding::decode_signed(&params, &pt).unwrap()[..3],
-        &values
+    common::assert_decrypts(
+        &pk,
+        &committee,
+        &mut enclaves,
+        &points,
+        &[points[0], points[2]],
+        &[31, -7, 777],
     );
     stop(servers, enclaves);
 

@@ -10,70 +10,28 @@
     missing_docs
 )]
 
+mod common;
+
 use synod_he::reshare::{Complaint, Proposal};
-use synod_he::{Committee, EvaluationPoint, ParameterSet};
-use synod_proto::{
-    Epoch, MessageContext, ParticipantId, ProtocolName, Recipient, Round, SequenceNumber, SessionId,
-};
-use synod_tee::enclave::{
-    IncomingSubShare, KeyVault, SealedRecipient, SessionSetup, MAX_RESPONSES_PER_MASK,
-};
+use synod_he::{Committee, EvaluationPoint};
+use synod_proto::{ProtocolName, SessionId};
+use synod_tee::enclave::{KeyVault, SealedRecipient, MAX_RESPONSES_PER_MASK};
 
 const SESSION: SessionId = SessionId([77; 32]);
 
-fn pts(xs: &[u32]) -> Vec<EvaluationPoint> {
-    xs.iter()
-        .map(|&x| EvaluationPoint::new(x).unwrap())
-        .collect()
-}
-
-fn context(protocol: ProtocolName, from: EvaluationPoint, to: EvaluationPoint) -> MessageContext {
-    MessageContext {
-        session: SESSION,
-        epoch: Epoch(0),
-        protocol,
-        round: Round(1),
-        sender: ParticipantId::try_from(from.get()).unwrap(),
-        recipient: Recipient::Participant(ParticipantId::try_from(to.get()).unwrap()),
-        sequence: SequenceNumber(u64::from(to.get())),
-    }
-}
-
 /// Three vaults, 2-of-3, thresholdised.
 fn vaults() -> (Vec<KeyVault>, Committee) {
-    let points = pts(&[1, 2, 3]);
+    let points = common::points([1, 2, 3]);
     let committee = Committee::new(points.clone(), 2).unwrap();
     let mut vaults: Vec<KeyVault> = (0..3).map(|_| KeyVault::new()).collect();
     for (v, &me) in vaults.iter_mut().zip(&points) {
-        v.generate_key_share(&SessionSetup {
-            session: SESSION,
-            parameter_set: ParameterSet::InsecureTestN2048,
-            plaintext_bits: 20,
-            me,
-            committee: committee.clone(),
-        })
-        .unwrap();
+        v.generate_key_share(&common::setup(SESSION, me, &committee))
+            .unwrap();
     }
     let keys: Vec<_> = vaults.iter().map(KeyVault::transport_key).collect();
-    let mut inbox: Vec<Vec<IncomingSubShare>> = vec![Vec::new(); 3];
-    for (i, v) in vaults.iter_mut().enumerate() {
-        let to: Vec<SealedRecipient> = points
-            .iter()
-            .zip(&keys)
-            .map(|(&p, k)| SealedRecipient {
-                point: p,
-                transport_key: *k,
-                context: context(ProtocolName::Thresholdize, points[i], p),
-            })
-            .collect();
-        for (p, sealed) in v.deal_thresholdization(&to).unwrap() {
-            let j = points.iter().position(|&q| q == p).unwrap();
-            inbox[j].push(IncomingSubShare {
-                context: context(ProtocolName::Thresholdize, points[i], p),
-                sealed,
-            });
-        }
-    }
+    let inbox = common::deal_thresholdization(SESSION, &points, &keys, |i, to| {
+        vaults[i].deal_thresholdization(to).unwrap()
+    });
     for (v, incoming) in vaults.iter_mut().zip(inbox) {
         v.receive_thresholdization(incoming).unwrap();
     }
@@ -86,18 +44,18 @@ fn proposal(committee: &Committee) -> Proposal {
         old_epoch: 0,
         old: committee.clone(),
         new: committee.clone(),
-        dealers: pts(&[1, 2, 3]),
+        dealers: common::points([1, 2, 3]),
     }
 }
 
 fn recipients(vaults: &[KeyVault], from: EvaluationPoint) -> Vec<SealedRecipient> {
-    pts(&[1, 2, 3])
+    common::points([1, 2, 3])
         .into_iter()
         .zip(vaults)
         .map(|(p, v)| SealedRecipient {
             point: p,
             transport_key: v.transport_key(),
-            context: context(ProtocolName::Reshare, from, p),
+            context: common::context(SESSION, ProtocolName::Reshare, from, p),
         })
         .collect()
 }
@@ -106,7 +64,7 @@ fn recipients(vaults: &[KeyVault], from: EvaluationPoint) -> Vec<SealedRecipient
 fn a_dealer_opens_at_most_t_minus_one_values_and_only_to_new_members() {
     let (mut vaults, committee) = vaults();
     let p = proposal(&committee);
-    let me = pts(&[1])[0];
+    let me = common::points([1])[0];
     let to = recipients(&vaults, me);
     let dealt = vaults[0].reshare_deal(&p, &to).unwrap();
     vaults[0].reshare_respond(&[dealt.commitments]).unwrap();
@@ -135,7 +93,7 @@ fn a_dealer_opens_at_most_t_minus_one_values_and_only_to_new_members() {
 fn a_mask_share_blinds_a_bounded_number_of_responses_even_across_a_restore() {
     let (mut vaults, committee) = vaults();
     let p = proposal(&committee);
-    let me = pts(&[1])[0];
+    let me = common::points([1])[0];
     let to = recipients(&vaults, me);
     for _ in 0..MAX_RESPONSES_PER_MASK - 1 {
         let dealt = vaults[0].reshare_deal(&p, &to).unwrap();
@@ -160,12 +118,7 @@ fn a_mask_share_blinds_a_bounded_number_of_responses_even_across_a_restore() {
         v.reshare_abort().unwrap();
     }
     // A vault holding a share refuses to draw a new one over it.
-    let setup = SessionSetup {
-        session: SESSION,
-        parameter_set: ParameterSet::InsecureTestN2048,
-        plaintext_bits: 20,
-        me,
-        committee,
-    };
-    assert!(restored.generate_key_share(&setup).is_err());
+    assert!(restored
+        .generate_key_share(&common::setup(SESSION, me, &committee))
+        .is_err());
 }

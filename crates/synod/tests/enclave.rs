@@ -7,6 +7,7 @@
     missing_docs
 )]
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,30 @@ fn synod(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Waits (a minute at most) until an enclave process listens on `socket`.
+fn wait_until_listening(socket: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "the enclave did not listen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs `synod` with `args` (a `demo … --json`) through enclave processes (`--enclave
+/// insecure-sim`) and in process; asserts that both succeed with the same results and that only
+/// the first reports enclaves. Returns the first run's JSON and stderr.
+fn demo_with_and_without_enclaves(args: &[&str]) -> (Value, String) {
+    let (code, stdout, stderr) = synod(&[args, &["--enclave", "insecure-sim"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let with: Value = serde_json::from_str(&stdout).unwrap();
+    let (code, stdout, in_process_stderr) = synod(args);
+    assert_eq!(code, 0, "{in_process_stderr}");
+    let without: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(without.get("enclave").is_none());
+    assert_eq!(with["results"], without["results"]);
+    (with, stderr)
 }
 
 /// Kills the enclave process when the test ends, however it ends.
@@ -67,11 +92,7 @@ fn attest_prints_that_the_simulated_enclave_is_not_hardware_protected() {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "the enclave did not listen");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_listening(&socket);
     let nonce = "ab".repeat(32);
     let s = socket.to_str().unwrap();
     let (code, stdout, stderr) = synod(&["enclave", "attest", "--socket", s, "--nonce", &nonce]);
@@ -119,14 +140,12 @@ fn demo_through_enclave_processes_gives_the_same_results() {
         "11",
         "--json",
     ];
-    let (code, stdout, stderr) = synod(&[&args[..], &["--enclave", "insecure-sim"]].concat());
-    assert_eq!(code, 0, "{stderr}");
+    let (with, stderr) = demo_with_and_without_enclaves(&args);
     assert!(
         stderr.contains("warning: --enclave insecure-sim")
             && stderr.contains("accepted for this run only"),
         "{stderr}"
     );
-    let with: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(with["ok"], true);
     assert_eq!(with["enclave"]["kind"], "simulated");
     assert_eq!(with["enclave"]["hardware_protected"], false);
@@ -141,12 +160,6 @@ fn demo_through_enclave_processes_gives_the_same_results() {
     ] {
         assert!(with["phases_ms"][phase].as_f64().is_some(), "{phase}");
     }
-
-    let (code, stdout, stderr) = synod(&args);
-    assert_eq!(code, 0, "{stderr}");
-    let without: Value = serde_json::from_str(&stdout).unwrap();
-    assert!(without.get("enclave").is_none());
-    assert_eq!(with["results"], without["results"]);
 }
 
 #[test]
@@ -217,9 +230,7 @@ fn demo_reshares_through_enclave_processes() {
         "--reshare",
         "--json",
     ];
-    let (code, stdout, stderr) = synod(&[&args[..], &["--enclave", "insecure-sim"]].concat());
-    assert_eq!(code, 0, "{stderr}");
-    let with: Value = serde_json::from_str(&stdout).unwrap();
+    let (with, _) = demo_with_and_without_enclaves(&args);
     assert_eq!(with["ok"], true);
     assert_eq!(
         with["enclave"]["processes"], 4,
@@ -233,11 +244,6 @@ fn demo_reshares_through_enclave_processes() {
     for e in epochs {
         assert_eq!(e["results_ok"], true, "{e}");
     }
-
-    let (code, stdout, stderr) = synod(&args);
-    assert_eq!(code, 0, "{stderr}");
-    let without: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(with["results"], without["results"]);
 }
 
 /// `synod enclave serve --hsm-module … --hsm-token-label … --hsm-pin-file …` seals under a
@@ -247,53 +253,16 @@ fn demo_reshares_through_enclave_processes() {
 #[cfg(feature = "hsm")]
 #[test]
 fn serve_seals_under_an_hsm_token() {
-    let module = [
-        std::env::var("SOFTHSM2_MODULE").unwrap_or_default(),
-        "/usr/lib/softhsm/libsofthsm2.so".into(),
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so".into(),
-        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so".into(),
-        "/usr/local/lib/softhsm/libsofthsm2.so".into(),
-    ]
-    .into_iter()
-    .filter(|c| !c.is_empty())
-    .map(std::path::PathBuf::from)
-    .find(|p| p.exists());
-    let util = Command::new("softhsm2-util").arg("--version").output();
-    let Some(module) = module.filter(|_| util.is_ok_and(|o| o.status.success())) else {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "CI=true but SoftHSM2 is not installed: run `bash .ci/install-softhsm`"
-        );
-        eprintln!(
-            "NOTE: the CLI HSM test did NOT run: SoftHSM2 is not installed (run `bash \
-             .ci/install-softhsm`)"
-        );
+    use synod_tee::hsm::test_token::{self, TestToken};
+
+    let Some(module) = test_token::module_or_skip("the CLI HSM test") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens");
-    std::fs::create_dir(&tokens).unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    let init = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", "synod-cli-token"])
-        .args(["--so-pin", "12345678", "--pin", "87654321"])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{init:?}");
-    let pin = dir.path().join("pin");
-    std::fs::write(&pin, "87654321\n").unwrap();
+    let token = TestToken::init(dir.path(), "synod-cli-token").unwrap();
     let bad_pin = dir.path().join("bad-pin");
     std::fs::write(&bad_pin, "00000000\n").unwrap();
-    let serve = |name: &str, pin: &std::path::Path| {
+    let serve = |name: &str, pin: &Path| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_synod"));
         cmd.args(["enclave", "serve", "--insecure-simulated", "--socket"])
             .arg(dir.path().join(format!("{name}.sock")))
@@ -303,25 +272,21 @@ fn serve_seals_under_an_hsm_token() {
             .arg(dir.path().join("state"))
             .arg("--hsm-module")
             .arg(&module)
-            .args(["--hsm-token-label", "synod-cli-token", "--hsm-pin-file"])
+            .args(["--hsm-token-label", &token.label, "--hsm-pin-file"])
             .arg(pin)
-            .env("SOFTHSM2_CONF", &conf);
+            .env("SOFTHSM2_CONF", &token.conf);
         cmd
     };
 
     let log = dir.path().join("serve.log");
     let server = Server(
-        serve("e", &pin)
+        serve("e", &token.pin_file)
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap(),
     );
     let socket = dir.path().join("e.sock");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "the enclave did not listen");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_listening(&socket);
     let (code, stdout, stderr) =
         synod(&["enclave", "attest", "--socket", socket.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
