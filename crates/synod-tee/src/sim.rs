@@ -698,19 +698,26 @@ fn check_peer(stream: &UnixStream, allowed_uid: u32) -> Result<()> {
     Ok(())
 }
 
-/// Runs the simulated enclave on a Unix socket at `socket_path` (created with mode 0600; an
-/// existing socket file is replaced) until a client sends [`Request::Shutdown`]. Connections are
+/// Runs the simulated enclave on a Unix socket at `socket_path` (created with mode 0600 and
+/// moved into place only once listening; an existing socket file is replaced) until a client sends [`Request::Shutdown`]. Connections are
 /// served one at a time; a connection from another user is refused and logged.
 pub fn serve_enclave(socket_path: &Path, config: &SimConfig) -> Result<()> {
     let mut enclave = SimulatedEnclave::new(config)?;
     let allowed_uid = config
         .allowed_uid
         .unwrap_or_else(|| rustix::process::getuid().as_raw());
-    if socket_path.exists() {
-        fs::remove_file(socket_path)?;
+    // Bound and restricted under a temporary name, then renamed into place:
+    // the socket appears only once it is listening and has mode 0600 (no
+    // window in which a client is refused or the mode is the umask's).
+    let mut tmp_name = socket_path.as_os_str().to_owned();
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp_name);
+    if tmp.exists() {
+        fs::remove_file(&tmp)?;
     }
-    let listener = UnixListener::bind(socket_path)?;
-    fs::set_permissions(socket_path, fs::Permissions::from_mode(0o600))?;
+    let listener = UnixListener::bind(&tmp)?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
+    fs::rename(&tmp, socket_path)?;
     log(&format!(
         "listening on {} (mode 0600, uid {allowed_uid}), measurement {}, svn {}, sealing root: \
          {}, key share: {}",
