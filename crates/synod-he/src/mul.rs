@@ -35,8 +35,9 @@ pub(crate) struct FastMul {
     par: Arc<BfvParameters>,
     base: Arc<Context>,
     ops_base: Arc<RingOps>,
-    /// Operators of `Q ∪ P` (the primes of `Q` first).
+    /// Operators of `Q ∪ P` (the primes of `Q` first) and of `P`.
     ops_mul: Arc<RingOps>,
+    ops_p: Arc<RingOps>,
     /// `|Q|` and `|Q ∪ P|` (primes).
     k: usize,
     km: usize,
@@ -104,6 +105,7 @@ impl FastMul {
             par,
             ops_base: RingOps::of(&base)?,
             ops_mul: RingOps::for_moduli(&extended, n)?,
+            ops_p: RingOps::for_moduli(&p, n)?,
             base,
             k,
             km: extended.len(),
@@ -184,20 +186,16 @@ impl FastMul {
         let extended: Vec<Vec<u64>> = ntt_in
             .par_iter()
             .map(|x| {
+                let mut out = vec![0u64; km * n];
+                let (q_rows, p_rows) = out.split_at_mut(k * n);
+                q_rows.copy_from_slice(x);
                 let mut pb = x.to_vec();
                 self.ops_base
                     .par_rows(&mut pb, |_, _, ntt, row| ntt.backward(row));
-                let new_rows = self.blockwise(&pb, km - k, |ins, outs, scratch| {
+                self.blockwise_into(&pb, p_rows, |ins, outs, scratch| {
                     self.to_p.convert(ins, outs, scratch)
                 })?;
-                let mut out = Vec::with_capacity(km * n);
-                out.extend_from_slice(x);
-                out.extend_from_slice(&new_rows);
-                self.ops_mul.par_rows(&mut out, |j, _, ntt, row| {
-                    if j >= k {
-                        ntt.forward(row);
-                    }
-                });
+                self.ops_p.par_rows(p_rows, |_, _, ntt, row| ntt.forward(row));
                 Ok(out)
             })
             .collect::<Result<_>>()?;
@@ -206,26 +204,31 @@ impl FastMul {
             _ => return Err(Error::Parameters("internal: four extended inputs".into())),
         };
 
-        // 2. Tensor product in Q ∪ P, back to power basis.
+        // 2. Tensor product in Q ∪ P (Karatsuba: c1 = (a0 + a1)(b0 + b1)
+        //    − c0 − c2, three products per prime), back to power basis.
         let mut c0 = vec![0u64; km * n];
         let mut c1 = vec![0u64; km * n];
         let mut c2 = vec![0u64; km * n];
         let ops = &self.ops_mul;
-        ops.par_rows(&mut c0, |j, q, ntt, row| {
-            mul_into(q, row, ops.row(a0, j), ops.row(b0, j));
-            ntt.backward(row);
-        });
-        ops.par_rows(&mut c1, |j, q, ntt, row| {
-            mul_into(q, row, ops.row(a0, j), ops.row(b1, j));
-            let mut t = vec![0u64; row.len()];
-            mul_into(q, &mut t, ops.row(a1, j), ops.row(b0, j));
-            q.add_vec(row, &t);
-            ntt.backward(row);
-        });
-        ops.par_rows(&mut c2, |j, q, ntt, row| {
-            mul_into(q, row, ops.row(a1, j), ops.row(b1, j));
-            ntt.backward(row);
-        });
+        c0.par_chunks_mut(n)
+            .zip(c1.par_chunks_mut(n))
+            .zip(c2.par_chunks_mut(n))
+            .zip(ops.moduli().par_iter().zip(ops.ntt().par_iter()))
+            .enumerate()
+            .for_each(|(j, (((r0, r1), r2), (q, ntt)))| {
+                mul_into(q, r0, ops.row(a0, j), ops.row(b0, j));
+                mul_into(q, r2, ops.row(a1, j), ops.row(b1, j));
+                let mut sum_b = ops.row(b0, j).to_vec();
+                q.add_vec(&mut sum_b, ops.row(b1, j));
+                r1.copy_from_slice(ops.row(a0, j));
+                q.add_vec(r1, ops.row(a1, j));
+                q.mul_vec(r1, &sum_b);
+                q.sub_vec(r1, r0);
+                q.sub_vec(r1, r2);
+                for row in [r0, r1, r2] {
+                    ntt.backward(row);
+                }
+            });
 
         // 3. Scale by t/Q into P, and convert back to Q, block by block.
         let m = km - k;
@@ -283,9 +286,19 @@ impl FastMul {
     where
         F: Fn(&[&[u64]], &mut [&mut [u64]], &mut Scratch) -> Result<()> + Sync,
     {
+        let mut out = vec![0u64; rows_out * self.ops_base.degree()];
+        self.blockwise_into(input, &mut out, f)?;
+        Ok(out)
+    }
+
+    /// [`Self::blockwise`] into `out` (rows of `N`).
+    fn blockwise_into<F>(&self, input: &[u64], out: &mut [u64], f: F) -> Result<()>
+    where
+        F: Fn(&[&[u64]], &mut [&mut [u64]], &mut Scratch) -> Result<()> + Sync,
+    {
         let n = self.ops_base.degree();
         let block = BLOCK.min(n);
-        let mut out = vec![0u64; rows_out * n];
+        let rows_out = out.len() / n;
         let mut blocks: Vec<Vec<&mut [u64]>> = (0..n.div_ceil(block))
             .map(|_| Vec::with_capacity(rows_out))
             .collect();
@@ -304,8 +317,7 @@ impl FastMul {
                     .collect();
                 f(&ins, &mut outs, scratch)
             },
-        )?;
-        Ok(out)
+        )
     }
 }
 
