@@ -116,6 +116,36 @@ fn primes(moduli: &[u64]) -> Result<Vec<Prime>> {
     moduli.iter().map(|&p| Prime::new(p)).collect()
 }
 
+/// `init + Σ a_i·b_i` over 128 bits (`b` at least as long as `a`), with the
+/// loop unrolled at compile time for the lengths the parameter sets use.
+#[inline(always)]
+fn dot(a: &[u64], b: &[u64], init: u128) -> u128 {
+    #[inline(always)]
+    fn fixed<const K: usize>(a: &[u64], b: &[u64], init: u128) -> Option<u128> {
+        let a: &[u64; K] = a.try_into().ok()?;
+        let b: &[u64; K] = b.get(..K)?.try_into().ok()?;
+        Some(
+            a.iter()
+                .zip(b)
+                .fold(init, |s, (&x, &y)| s + u128::from(x) * u128::from(y)),
+        )
+    }
+    let unrolled = match a.len() {
+        4 => fixed::<4>(a, b, init),
+        5 => fixed::<5>(a, b, init),
+        8 => fixed::<8>(a, b, init),
+        9 => fixed::<9>(a, b, init),
+        10 => fixed::<10>(a, b, init),
+        18 => fixed::<18>(a, b, init),
+        _ => None,
+    };
+    unrolled.unwrap_or_else(|| {
+        a.iter()
+            .zip(b)
+            .fold(init, |s, (&x, &y)| s + u128::from(x) * u128::from(y))
+    })
+}
+
 /// Checks that a block has `rows_in` input rows and `rows_out` output rows,
 /// all of one length, and returns that length.
 fn block_shape(
@@ -226,10 +256,7 @@ impl BaseConverter {
                 .iter_mut()
                 .zip(self.to.iter().zip(self.hat.iter().zip(&self.neg_q)))
             {
-                let mut a = v * u128::from(neg_q);
-                for (&y, &h) in ys.iter().zip(hat) {
-                    a += u128::from(y) * u128::from(h);
-                }
+                let a = dot(ys, hat, v * u128::from(neg_q));
                 if let Some(o) = o.get_mut(c) {
                     *o = pj.reduce(a);
                 }
@@ -248,8 +275,9 @@ pub(crate) struct ScaleDown {
     split: Vec<(u32, f64, f64)>,
     p: Vec<Prime>,
     /// Per prime of `P`: `[⌊A_i·2^{s_i}/q_i⌋]_{p_j}` and `[⌊A_i/q_i⌋]_{p_j}`
-    /// for every `i`, and `[(QP/p_j)^{-1}·t·P/p_j]_{p_j}` with its companion.
-    whole: Vec<Vec<(u64, u64)>>,
+    /// for every `i` (interleaved, as the halves are), and
+    /// `[(QP/p_j)^{-1}·t·P/p_j]_{p_j}` with its companion.
+    whole: Vec<Vec<u64>>,
     own: Vec<(u64, u64)>,
 }
 
@@ -286,7 +314,7 @@ impl ScaleDown {
             .map(|&pj| {
                 whole_q
                     .iter()
-                    .map(|(h, l)| (residue(h, pj), residue(l, pj)))
+                    .flat_map(|(h, l)| [residue(h, pj), residue(l, pj)])
                     .collect()
             })
             .collect();
@@ -346,12 +374,7 @@ impl ScaleDown {
                     .zip(self.whole.iter().zip(&self.own).zip(own_rows)),
             ) {
                 let x = x.get(c).copied().unwrap_or(0);
-                let mut a = r + u128::from(pj.mul_shoup(x, own, own_s));
-                for (pair, &(wh, wl)) in hl.chunks_exact(2).zip(whole) {
-                    if let [h, l] = pair {
-                        a += u128::from(*h) * u128::from(wh) + u128::from(*l) * u128::from(wl);
-                    }
-                }
+                let a = dot(hl, whole, r + u128::from(pj.mul_shoup(x, own, own_s)));
                 if let Some(o) = o.get_mut(c) {
                     *o = pj.reduce(a);
                 }
