@@ -45,8 +45,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use fhe_math::rq::{Poly, Representation};
+use fhe_math::rq::{traits::TryConvertFrom, Poly, Representation};
 use fhe_math::zq::Modulus;
+use num_traits::ToPrimitive;
 use rand::{CryptoRng, RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
@@ -335,37 +336,55 @@ fn nonzero_scalar(xof: &mut blake3::OutputReader, q: u64) -> u64 {
     }
 }
 
-/// Projects an NTT-form level-0 residue matrix (`L × N`, row-major): one
-/// scalar per (k, prime).
-fn project(params: &Params, projections: &[Vec<u64>], residues: &[u64]) -> Result<Vec<u64>> {
-    let moduli = params.moduli();
-    let l = moduli.len();
-    let n = params.degree();
-    if residues.len() != n * l {
+/// Projects an NTT-form level-0 residue matrix (`L × N`, row-major, reduced
+/// residues): one scalar per (k, prime). The products of a row are summed in
+/// 128 bits and reduced once (in batches only where `N·(q−1)²` could
+/// overflow), with Barrett reduction rather than a division.
+fn project(s: &Scalars, projections: &[Vec<u64>], residues: &[u64]) -> Result<Vec<u64>> {
+    let l = s.l;
+    let n = residues.len() / l.max(1);
+    if n == 0 || residues.len() != n * l {
         return Err(Error::Parameters(
             "projection of a polynomial of the wrong size".into(),
         ));
     }
     let mut out = Vec::with_capacity(projections.len());
     for (idx, r) in projections.iter().enumerate() {
+        let q = s.modulus(idx)?;
         let prime = idx % l;
-        let q = *moduli
-            .get(prime)
-            .ok_or_else(|| Error::Parameters("projection index".into()))?;
         let row = residues
             .get(prime * n..(prime + 1) * n)
             .ok_or_else(|| Error::Parameters("projection row".into()))?;
-        let q128 = u128::from(q);
-        // Products are < 2^98; sum 512 of them (< 2^107) before reducing.
-        let mut acc: u128 = 0;
-        for (chunk_a, chunk_r) in row.chunks(512).zip(r.chunks(512)) {
-            let mut part: u128 = 0;
-            for (a, b) in chunk_a.iter().zip(chunk_r) {
-                part += u128::from(*a) * u128::from(*b);
+        let qm1 = u128::from(**q - 1);
+        // Terms that fit beside a reduced accumulator: (batch + 1)·(q−1)² < 2^128.
+        let batch = ((u128::MAX / (qm1 * qm1).max(1)) - 1).max(1) as usize;
+        // Four independent accumulators (one per lane of 4 columns), so the
+        // 128-bit additions do not wait on each other.
+        let batch = (batch / 4).max(1) * 4;
+        let mut acc = [0u128; 4];
+        for (chunk_a, chunk_r) in row.chunks(batch).zip(r.chunks(batch)) {
+            for a in acc.iter_mut() {
+                *a = u128::from(q.reduce_u128(*a));
             }
-            acc = (acc + part % q128) % q128;
+            let mut lanes_a = chunk_a.chunks_exact(4);
+            let mut lanes_r = chunk_r.chunks_exact(4);
+            for (la, lr) in lanes_a.by_ref().zip(lanes_r.by_ref()) {
+                for ((acc, a), b) in acc.iter_mut().zip(la).zip(lr) {
+                    *acc += u128::from(*a) * u128::from(*b);
+                }
+            }
+            for ((acc, a), b) in acc
+                .iter_mut()
+                .zip(lanes_a.remainder())
+                .zip(lanes_r.remainder())
+            {
+                *acc += u128::from(*a) * u128::from(*b);
+            }
         }
-        out.push(acc as u64);
+        out.push(
+            acc.iter()
+                .fold(0u64, |sum, a| q.add(sum, q.reduce_u128(*a))),
+        );
     }
     Ok(out)
 }
@@ -491,11 +510,25 @@ enum Behaviour {
     WrongConstant,
 }
 
+/// A uniformly random residue matrix (`L × N`), by rejection sampling on
+/// the bit length of each prime (as for the challenge's projections), from
+/// the RNG's keystream in blocks rather than one call per value.
 fn random_residues<R: RngCore + CryptoRng>(params: &Params, rng: &mut R) -> Result<Vec<u64>> {
     let n = params.degree();
     let mut v = Vec::with_capacity(n * params.moduli().len());
+    let mut buf = Zeroizing::new(vec![0u8; 8 * 512]);
     for &q in params.moduli() {
-        v.extend(Modulus::new(q)?.random_vec(n, rng));
+        let mask = u64::MAX >> q.leading_zeros();
+        let end = v.len() + n;
+        while v.len() < end {
+            rng.fill_bytes(&mut buf);
+            for bytes in buf.chunks_exact(8) {
+                let x = u64::from_le_bytes(<[u8; 8]>::try_from(bytes).unwrap_or_default()) & mask;
+                if x < q && v.len() < end {
+                    v.push(x);
+                }
+            }
+        }
     }
     Ok(v)
 }
@@ -1017,7 +1050,7 @@ impl DealerState {
         let coefficients = |set: &[Vec<u64>]| -> Result<Vec<Vec<u64>>> {
             let projected: Vec<Vec<u64>> = set
                 .iter()
-                .map(|p| project(params, &projections, p))
+                .map(|p| project(&s, &projections, p))
                 .collect::<Result<_>>()?;
             projected_coefficients(&s, &matrices, &projected)
         };
@@ -1159,9 +1192,9 @@ fn check_values(
         (&response.key_poly, &sub.key_blind, &sub.key),
         (&response.mask_poly, &sub.mask_blind, &sub.mask),
     ] {
-        let b = project(params, projections, parse(params, blind, sub.dealer)?)
+        let b = project(&s, projections, parse(params, blind, sub.dealer)?)
             .map_err(|e| e.to_string())?;
-        let v = project(params, projections, parse(params, value, sub.dealer)?)
+        let v = project(&s, projections, parse(params, value, sub.dealer)?)
             .map_err(|e| e.to_string())?;
         let expected = s
             .combine(&b, &challenge.gammas, &v)
@@ -1637,26 +1670,53 @@ impl MemberState {
     ) -> Result<(KeyShare, MaskShare)> {
         for o in openings {
             if o.subshare.recipient == self.me && verdict.qualified.contains(&o.subshare.dealer) {
+                // Replaced values are zeroized as they drop.
                 self.received.insert(o.subshare.dealer, o.subshare.clone());
             }
         }
         let ctx = params.ctx(0)?;
         let q = ctx.modulus();
-        let mut key = Poly::zero(ctx, Representation::Ntt);
-        let mut mask = Poly::zero(ctx, Representation::Ntt);
+        let s = Scalars::new(params)?;
+        let n = params.degree();
+        // Σ λ_d·value_d directly on the residues, one prime row at a time.
+        let mut key = Zeroizing::new(vec![0u64; s.l * n]);
+        let mut mask = Zeroizing::new(vec![0u64; s.l * n]);
+        let mut scratch = Zeroizing::new(vec![0u64; n]);
         for &d in &verdict.qualified {
             let sub = self.received.get(&d).ok_or_else(|| Error::Missing {
                 what: "reshare values",
                 missing: vec![d.get()],
             })?;
+            sub.key.check(params, 0, d, "reshare values")?;
+            sub.mask.check(params, 0, d, "reshare values")?;
             let w = lagrange_weight(d, &verdict.qualified, q)?;
-            let mut k = Zeroizing::new(sub.key.parse(params, 0, d, "reshare values")?);
-            let mut m = Zeroizing::new(sub.mask.parse(params, 0, d, "reshare values")?);
-            *k = ring::scalar_mul(&k, &w);
-            *m = ring::scalar_mul(&m, &w);
-            key += k.as_ref();
-            mask += m.as_ref();
+            for (acc, value) in [(&mut key, &sub.key), (&mut mask, &sub.mask)] {
+                for (prime, (acc_row, row)) in
+                    acc.chunks_mut(n).zip(value.residues.chunks(n)).enumerate()
+                {
+                    let m = s.modulus(prime)?;
+                    let wp = (&w % **m)
+                        .to_u64()
+                        .ok_or_else(|| Error::Parameters("Lagrange weight".into()))?;
+                    // fhe-math's vector operations (SIMD where the CPU has it).
+                    scratch.copy_from_slice(row);
+                    m.scalar_mul_vec(&mut scratch, wp);
+                    m.add_vec(acc_row, &scratch);
+                }
+            }
         }
+        let to_poly = |residues: &[u64]| -> Result<Poly> {
+            let arr = ndarray::Array2::from_shape_vec((s.l, n), residues.to_vec())
+                .map_err(|e| Error::Parameters(e.to_string()))?;
+            Ok(Poly::try_convert_from(
+                arr,
+                ctx,
+                false,
+                Representation::Ntt,
+            )?)
+        };
+        let key = to_poly(&key)?;
+        let mask = to_poly(&mask)?;
         Ok((
             KeyShare::new(self.me, proposal.new.clone(), proposal.new_epoch(), key),
             MaskShare::new(self.me, proposal.new_epoch(), mask),
@@ -1831,7 +1891,7 @@ mod tests {
     ) -> Vec<Vec<u64>> {
         coeffs
             .iter()
-            .map(|c| project(params, projections, c).unwrap())
+            .map(|c| project(&Scalars::new(params).unwrap(), projections, c).unwrap())
             .collect()
     }
 
@@ -1922,13 +1982,98 @@ mod tests {
                 .collect();
             let projected: Vec<Vec<u64>> = dealing.values[0]
                 .iter()
-                .map(|v| project(&params, &projections, v).unwrap())
+                .map(|v| project(&s, &projections, v).unwrap())
                 .collect();
             proptest::prop_assert_eq!(
                 projected_coefficients(&s, &matrices, &projected).unwrap(),
                 project_coefficients(&params, &projections, &coeffs)
             );
         }
+    }
+
+    /// The 128-bit, four-lane projection equals a plain dot product reduced
+    /// term by term.
+    #[test]
+    fn projection_equals_the_plain_dot_product() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let s = Scalars::new(&params).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+        let p = Proposal {
+            session: [8; 32],
+            old_epoch: 0,
+            old: Committee::new(pts(&[1, 2]), 1).unwrap(),
+            new: Committee::new(pts(&[1, 2]), 1).unwrap(),
+            dealers: pts(&[1]),
+        };
+        let projections = Challenge::derive(&params, &p, &[]).projections(&params);
+        let n = params.degree();
+        for _ in 0..3 {
+            let v = random_residues(&params, &mut rng).unwrap();
+            let got = project(&s, &projections, &v).unwrap();
+            for (idx, r) in projections.iter().enumerate() {
+                let q = u128::from(params.moduli()[idx % s.l]);
+                let row = &v[(idx % s.l) * n..(idx % s.l + 1) * n];
+                let want = row.iter().zip(r).fold(0u128, |acc, (a, b)| {
+                    (acc + u128::from(*a) * u128::from(*b)) % q
+                });
+                assert_eq!(u128::from(got[idx]), want);
+            }
+        }
+    }
+
+    /// A member's new shares, summed on the residues, are the old
+    /// `Σ λ_i·g_i(x_j)` computed with `Poly` arithmetic.
+    #[test]
+    fn new_shares_equal_the_poly_arithmetic() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let ctx = params.ctx(0).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
+        let me = EvaluationPoint::new(4).unwrap();
+        let p = Proposal {
+            session: [9; 32],
+            old_epoch: 0,
+            old: Committee::new(pts(&[1, 2, 3]), 2).unwrap(),
+            new: Committee::new(pts(&[4, 5]), 2).unwrap(),
+            dealers: pts(&[1, 2, 3]),
+        };
+        let random = |rng: &mut rand_chacha::ChaCha20Rng| {
+            WirePoly::from_residues(0, random_residues(&params, rng).unwrap())
+        };
+        let received: BTreeMap<EvaluationPoint, ReshareSubShare> = p
+            .dealers
+            .iter()
+            .map(|&d| {
+                (
+                    d,
+                    ReshareSubShare {
+                        dealer: d,
+                        recipient: me,
+                        epoch: 1,
+                        key: random(&mut rng),
+                        mask: random(&mut rng),
+                        key_blind: random(&mut rng),
+                        mask_blind: random(&mut rng),
+                        salt: [0; 32],
+                    },
+                )
+            })
+            .collect();
+        let verdict = Verdict {
+            qualified: pts(&[1, 3]),
+            blamed: Vec::new(),
+        };
+        let mut want_key = Poly::zero(ctx, Representation::Ntt);
+        let mut want_mask = Poly::zero(ctx, Representation::Ntt);
+        for &d in &verdict.qualified {
+            let w = lagrange_weight(d, &verdict.qualified, ctx.modulus()).unwrap();
+            let sub = &received[&d];
+            want_key += &ring::scalar_mul(&sub.key.parse(&params, 0, d, "k").unwrap(), &w);
+            want_mask += &ring::scalar_mul(&sub.mask.parse(&params, 0, d, "m").unwrap(), &w);
+        }
+        let state = MemberState { me, received };
+        let (key, mask) = state.finish(&params, &p, &verdict, &[]).unwrap();
+        assert_eq!(key.poly(), &want_key);
+        assert_eq!(mask.poly(), &want_mask);
     }
 
     /// With primes near 2^62 the 128-bit sums must be reduced in batches;
