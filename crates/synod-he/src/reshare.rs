@@ -706,54 +706,56 @@ impl Dealing {
             .map(|(m, _)| u64::from(m.get()))
             .filter(|&x| x > d && x <= limit)
             .collect();
-        // One job per (polynomial, prime): the rows of every stepped member.
-        let jobs: Vec<(usize, usize)> = (0..4)
-            .flat_map(|p| (0..self.moduli.len()).map(move |r| (p, r)))
-            .collect();
-        let rows: Vec<Vec<Vec<u64>>> = jobs
-            .par_iter()
-            .map(|&(p, r)| self.stepped_rows(p, r, &stepped_points))
-            .collect();
-        self.members
+        let l = self.moduli.len();
+        let mut out: Vec<[Vec<u64>; 4]> = self
+            .members
             .par_iter()
             .map(|(m, _)| {
                 let x = u64::from(m.get());
-                match stepped_points.iter().position(|&s| s == x) {
-                    Some(i) => std::array::from_fn(|p| {
-                        let mut out = Vec::with_capacity(self.moduli.len() * self.degree);
-                        for r in 0..self.moduli.len() {
-                            if let Some(row) = rows
-                                .get(p * self.moduli.len() + r)
-                                .and_then(|rows| rows.get(i))
-                            {
-                                out.extend_from_slice(row);
-                            }
-                        }
-                        out
-                    }),
-                    None => self.values_at(x),
+                if stepped_points.contains(&x) {
+                    std::array::from_fn(|_| vec![0u64; l * self.degree])
+                } else {
+                    self.values_at(x)
                 }
             })
-            .collect()
+            .collect();
+        // One job per (polynomial, prime), writing that row of every stepped
+        // member in place.
+        let mut jobs: Vec<Vec<&mut [u64]>> = (0..4 * l).map(|_| Vec::new()).collect();
+        for (values, (m, _)) in out.iter_mut().zip(&self.members) {
+            if !stepped_points.contains(&u64::from(m.get())) {
+                continue;
+            }
+            for (p, v) in values.iter_mut().enumerate() {
+                for (r, row) in v.chunks_mut(self.degree.max(1)).enumerate() {
+                    if let Some(job) = jobs.get_mut(p * l + r) {
+                        job.push(row);
+                    }
+                }
+            }
+        }
+        jobs.into_par_iter()
+            .enumerate()
+            .for_each(|(job, rows)| self.step_into(job / l, job % l, &stepped_points, rows));
+        out
     }
 
-    /// Polynomial `p`'s residues modulo prime `r` at the increasing points
-    /// `targets` (all in `d+1 ..= limit`), by stepping the backward
-    /// difference table.
+    /// Writes polynomial `p`'s residues modulo prime `r` at the increasing
+    /// points `targets` (all in `d+1 ..= limit`) into `out` (one row per
+    /// target), by stepping the backward difference table.
     ///
     /// With `V[i] = f(i)`, the in-place passes `V[i] −= V[i+1]` (`i = 0 …
     /// d−l`, for `l = 1 … d`) leave `V[d−k] = (−1)^k·∇^k f(d)`. In those
     /// signs, one step `∇^k f(x+1) = ∇^k f(x) + ∇^{k+1} f(x+1)` is
     /// `V[i] −= V[i−1]` for `i = 1 … d`, after which `V[d] = f(x+1)`.
-    fn stepped_rows(&self, p: usize, r: usize, targets: &[u64]) -> Vec<Vec<u64>> {
+    fn step_into(&self, p: usize, r: usize, targets: &[u64], mut out: Vec<&mut [u64]>) {
         let n = self.degree;
         let d = self.d();
-        let mut out = vec![vec![0u64; n]; targets.len()];
         let (Some(q), Some(set)) = (self.moduli.get(r), self.values.get(p)) else {
-            return out;
+            return;
         };
         let Some(&last) = targets.last() else {
-            return out;
+            return;
         };
         let mut table = Zeroizing::new(vec![0u64; (d + 1) * BLOCK]);
         for start in (0..n).step_by(BLOCK) {
@@ -790,7 +792,6 @@ impl Dealing {
                 }
             }
         }
-        out
     }
 }
 

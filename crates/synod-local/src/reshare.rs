@@ -77,6 +77,8 @@ struct Trace {
     on: bool,
     last: Instant,
     last_cpu: f64,
+    /// Sub-stages summed over a loop: (name, wall, CPU).
+    parts: Vec<(&'static str, f64, f64)>,
 }
 
 impl Trace {
@@ -86,11 +88,33 @@ impl Trace {
             on,
             last: Instant::now(),
             last_cpu: if on { process_cpu_seconds() } else { 0.0 },
+            parts: Vec::new(),
         }
+    }
+
+    /// Adds the time since the last mark to the sub-stage `what`, printed
+    /// with the next [`mark`](Self::mark).
+    fn part(&mut self, what: &'static str) {
+        if self.on {
+            let cpu = process_cpu_seconds();
+            let wall = self.last.elapsed().as_secs_f64();
+            match self.parts.iter_mut().find(|(w, _, _)| *w == what) {
+                Some((_, w, c)) => {
+                    *w += wall;
+                    *c += cpu - self.last_cpu;
+                }
+                None => self.parts.push((what, wall, cpu - self.last_cpu)),
+            }
+            self.last_cpu = cpu;
+        }
+        self.last = Instant::now();
     }
 
     fn mark(&mut self, what: &str) {
         if self.on {
+            for (part, wall, cpu) in self.parts.drain(..) {
+                eprintln!("reshare:   {part}: {wall:.3} s wall, {cpu:.3} s CPU");
+            }
             let cpu = process_cpu_seconds();
             eprintln!(
                 "reshare: {what}: {:.3} s wall, {:.3} s CPU",
@@ -248,15 +272,16 @@ impl LocalCommittee {
                 .find(|p| p.point() == d)
                 .ok_or_else(|| LocalError::Other(format!("{d} holds no share")))?;
             let (state, commitments, subs) = deal(&params, &proposal, p, faults, d, rng)?;
-            trace.mark("deal (one dealer)");
+            trace.part("deal");
             commit_envs.push(relay.broadcast(d, ProtocolName::Reshare, 1, &commitments)?);
             let messages: Vec<_> = subs.into_iter().map(|sub| (sub.recipient, sub)).collect();
             sealed.extend(relay.seal_many(d, &messages, ProtocolName::Reshare, 1, rng)?);
-            trace.mark("seal (one dealer)");
+            trace.part("seal");
             drop(messages);
-            trace.mark("drop (one dealer)");
+            trace.part("drop the values");
             states.insert(d, state);
         }
+        trace.mark("deal and seal");
         let commitments: Vec<Commitments> =
             relay.deliver(&receivers, &commit_envs, ProtocolName::Reshare, 1)?;
         trace.mark("deliver commitments");
