@@ -15,7 +15,11 @@
 //!    constant (the next epoch's mask), and two blinding polynomials
 //!    `W_i` with `W_i(0) = M_i` (its *old mask share*) and `V_i` (random).
 //!    Member `j ∈ B` receives the four values at `x_j`, sealed to it; the
-//!    dealer broadcasts a salted BLAKE3 commitment to each member's values;
+//!    dealer broadcasts a salted BLAKE3 commitment to each member's values.
+//!    The polynomials are dealt *by values* (the constant and `t'−1` drawn
+//!    values at `1 … t'−1`, the same uniform distribution as drawing
+//!    coefficients), and the other members' values are computed from those
+//!    by stepping a difference table or by Lagrange combination;
 //! 2. after every commitment is fixed, a Fiat–Shamir challenge gives, for
 //!    `k = 1..κ` (`κ = ⌈128 / log2 q_min⌉`), scalars `γ_k` and projections
 //!    `π_k: R_q → Z_q^L` (a random linear functional per RNS prime). The
