@@ -1565,7 +1565,7 @@ fn solve_mod(m: &Modulus, rows: &mut [Vec<u64>], cols: usize) -> Option<Vec<u64>
             continue;
         };
         rows.swap(r, p);
-        let inv = m.inv(*rows.get(r)?.get(c)?)?;
+        let inv = inverse(m, *rows.get(r)?.get(c)?)?;
         for v in rows.get_mut(r)?.iter_mut() {
             *v = m.mul(*v, inv);
         }
@@ -1650,9 +1650,8 @@ fn is_codeword(
                         ),
                     );
                 }
-                let inv = m
-                    .inv(den)
-                    .ok_or_else(|| Error::Parameters("points collide".into()))?;
+                let inv =
+                    inverse(m, den).ok_or_else(|| Error::Parameters("points collide".into()))?;
                 acc = m.add(acc, m.mul(m.reduce(yj), m.mul(num, inv)));
             }
             if acc != m.reduce(*want) {

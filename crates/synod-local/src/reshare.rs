@@ -308,19 +308,28 @@ impl LocalCommittee {
         relay.end_round();
 
         trace.mark("challenge and responses");
-        // Round 3: every member checks its values and complains.
+        // Round 3: every member checks its values (in parallel, as separate
+        // members would) and complains.
+        use rayon::prelude::*;
+        let checked: Vec<(EvaluationPoint, reshare::MemberState, Vec<Complaint>)> =
+            std::mem::take(&mut inbox)
+                .into_par_iter()
+                .map(|(me, received)| {
+                    let (state, complaints) = reshare::check_dealings(
+                        &params,
+                        &proposal,
+                        me,
+                        &commitments,
+                        &responses,
+                        &challenge,
+                        received,
+                    )?;
+                    Ok((me, state, complaints))
+                })
+                .collect::<Result<_>>()?;
         let mut members = BTreeMap::new();
         let mut complaint_envs = Vec::new();
-        for (&me, received) in inbox.iter_mut() {
-            let (state, mut complaints) = reshare::check_dealings(
-                &params,
-                &proposal,
-                me,
-                &commitments,
-                &responses,
-                &challenge,
-                std::mem::take(received),
-            )?;
+        for (me, state, mut complaints) in checked {
             for &(accuser, dealer) in &faults.false_accusations {
                 if accuser == me && !complaints.iter().any(|c| c.dealer == dealer) {
                     complaints.push(Complaint { accuser, dealer });
@@ -380,15 +389,18 @@ impl LocalCommittee {
                 )))
             }
         };
-        let mut new_participants = Vec::new();
-        for (me, state) in members {
-            let (key_share, mask_share) = state.finish(&params, &proposal, &verdict, &openings)?;
-            new_participants.push(Participant {
-                point: me,
-                key_share,
-                mask_share,
-            });
-        }
+        let new_participants: Vec<Participant> = members
+            .into_par_iter()
+            .map(|(me, state)| {
+                let (key_share, mask_share) =
+                    state.finish(&params, &proposal, &verdict, &openings)?;
+                Ok(Participant {
+                    point: me,
+                    key_share,
+                    mask_share,
+                })
+            })
+            .collect::<Result<_>>()?;
 
         trace.mark("verdict and new shares");
         // Test decryption of a transcript-derived ciphertext by t' new members.
