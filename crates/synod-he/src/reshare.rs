@@ -263,6 +263,9 @@ pub struct Challenge {
     /// Seed of the projections `π_k`.
     projection_seed: [u8; 32],
     kappa: usize,
+    /// The projection vectors, expanded once from the seed (every member
+    /// and dealer of an in-process run shares one challenge).
+    expanded: std::sync::OnceLock<Vec<Vec<u64>>>,
 }
 
 /// `κ = ⌈128 / log2 q_min⌉` independent challenges.
@@ -300,11 +303,25 @@ impl Challenge {
             gammas,
             projection_seed,
             kappa,
+            expanded: std::sync::OnceLock::new(),
         }
     }
 
     /// The projection vectors `r_{k,prime}` (N scalars each), in order.
-    fn projections(&self, params: &Params) -> Vec<Vec<u64>> {
+    fn projections(&self, params: &Params) -> std::borrow::Cow<'_, [Vec<u64>]> {
+        let fits = |v: &[Vec<u64>]| {
+            v.len() == self.kappa * params.moduli().len()
+                && v.iter().all(|r| r.len() == params.degree())
+        };
+        let cached = self.expanded.get_or_init(|| self.expand(params));
+        if fits(cached) {
+            std::borrow::Cow::Borrowed(cached)
+        } else {
+            std::borrow::Cow::Owned(self.expand(params))
+        }
+    }
+
+    fn expand(&self, params: &Params) -> Vec<Vec<u64>> {
         let mut rng = rand_chacha::ChaCha20Rng::from_seed(self.projection_seed);
         let n = params.degree();
         let mut out = Vec::new();
@@ -361,7 +378,7 @@ fn project(s: &Scalars, projections: &[Vec<u64>], residues: &[u64]) -> Result<Ve
             .ok_or_else(|| Error::Parameters("projection row".into()))?;
         let qm1 = u128::from(**q - 1);
         // Terms that fit beside a reduced accumulator: (batch + 1)·(q−1)² < 2^128.
-        let batch = ((u128::MAX / (qm1 * qm1).max(1)) - 1).max(1) as usize;
+        let batch = ((u128::MAX / (qm1 * qm1).max(1)) - 1).clamp(1, 1 << 32) as usize;
         // Four independent accumulators (one per lane of 4 columns), so the
         // 128-bit additions do not wait on each other.
         let batch = (batch / 4).max(1) * 4;
@@ -516,18 +533,30 @@ enum Behaviour {
 
 /// A uniformly random residue matrix (`L × N`), by rejection sampling on
 /// the bit length of each prime (as for the challenge's projections), from
-/// the RNG's keystream in blocks rather than one call per value.
+/// the RNG's keystream in blocks, taking only as many bytes per candidate as
+/// the prime needs (6 for primes below 2^48) rather than 8.
 fn random_residues<R: RngCore + CryptoRng>(params: &Params, rng: &mut R) -> Result<Vec<u64>> {
     let n = params.degree();
     let mut v = Vec::with_capacity(n * params.moduli().len());
-    let mut buf = Zeroizing::new(vec![0u8; 8 * 512]);
+    // 840 is a multiple of every width 1..=8, so no candidate straddles fills.
+    let mut buf = Zeroizing::new(vec![0u8; 840 * 5]);
     for &q in params.moduli() {
+        let bits = 64 - q.leading_zeros() as usize;
+        let width = bits.div_ceil(8).max(1);
         let mask = u64::MAX >> q.leading_zeros();
         let end = v.len() + n;
         while v.len() < end {
             rng.fill_bytes(&mut buf);
-            for bytes in buf.chunks_exact(8) {
-                let x = u64::from_le_bytes(<[u8; 8]>::try_from(bytes).unwrap_or_default()) & mask;
+            for bytes in buf.chunks_exact(width) {
+                let x = if let [b0, b1, b2, b3, b4, b5] = *bytes {
+                    u64::from_le_bytes([b0, b1, b2, b3, b4, b5, 0, 0])
+                } else {
+                    let mut word = [0u8; 8];
+                    if let Some(w) = word.get_mut(..width) {
+                        w.copy_from_slice(bytes);
+                    }
+                    u64::from_le_bytes(word)
+                } & mask;
                 if x < q && v.len() < end {
                     v.push(x);
                 }
@@ -803,10 +832,10 @@ impl Dealing {
 /// `weights[prime·K + k]` (`K = nodes.len()`, each `< q_prime`). Products
 /// are summed in 128 bits and reduced once per value (or once per batch of
 /// terms where the primes are so large that the sum could overflow).
-fn combine_nodes(
+fn combine_nodes<V: AsRef<[u64]>>(
     moduli: &[Modulus],
     degree: usize,
-    nodes: &[Vec<u64>],
+    nodes: &[V],
     weights: &[u64],
 ) -> Vec<u64> {
     let k = nodes.len().max(1);
@@ -820,10 +849,10 @@ fn combine_nodes(
     {
         let qm1 = u128::from(**q - 1);
         // Terms that fit beside a reduced accumulator: (batch + 1)·(q−1)² < 2^128.
-        let batch = ((u128::MAX / (qm1 * qm1).max(1)) - 1).max(1) as usize;
+        let batch = ((u128::MAX / (qm1 * qm1).max(1)) - 1).clamp(1, 1 << 32) as usize;
         let rows: Vec<&[u64]> = nodes
             .iter()
-            .filter_map(|v| v.get(prime * degree..(prime + 1) * degree))
+            .filter_map(|v| v.as_ref().get(prime * degree..(prime + 1) * degree))
             .collect();
         for (block, out_block) in out_row.chunks_mut(BLOCK).enumerate() {
             let start = block * BLOCK;
@@ -930,7 +959,7 @@ fn deal_inner<R: RngCore + CryptoRng>(
         ));
     }
     let ctx = params.ctx(0)?;
-    let d = proposal.new.threshold().get() - 1;
+    let d = proposal.new.threshold().get().saturating_sub(1);
     let mut secret = key.poly().clone();
     if behaviour == Behaviour::WrongConstant {
         let one = ring::small_to_ntt(&[1], ctx)?;
@@ -1682,11 +1711,12 @@ impl MemberState {
         let q = ctx.modulus();
         let s = Scalars::new(params)?;
         let n = params.degree();
-        // Σ λ_d·value_d directly on the residues, one prime row at a time.
-        let mut key = Zeroizing::new(vec![0u64; s.l * n]);
-        let mut mask = Zeroizing::new(vec![0u64; s.l * n]);
-        let mut scratch = Zeroizing::new(vec![0u64; n]);
-        for &d in &verdict.qualified {
+        // Σ λ_d·value_d directly on the residues: the weights reduced per
+        // prime, the products summed in 128 bits and reduced once.
+        let mut keys = Vec::with_capacity(verdict.qualified.len());
+        let mut masks = Vec::with_capacity(verdict.qualified.len());
+        let mut weights = vec![0u64; s.l * verdict.qualified.len()];
+        for (k, &d) in verdict.qualified.iter().enumerate() {
             let sub = self.received.get(&d).ok_or_else(|| Error::Missing {
                 what: "reshare values",
                 missing: vec![d.get()],
@@ -1694,21 +1724,19 @@ impl MemberState {
             sub.key.check(params, 0, d, "reshare values")?;
             sub.mask.check(params, 0, d, "reshare values")?;
             let w = lagrange_weight(d, &verdict.qualified, q)?;
-            for (acc, value) in [(&mut key, &sub.key), (&mut mask, &sub.mask)] {
-                for (prime, (acc_row, row)) in
-                    acc.chunks_mut(n).zip(value.residues.chunks(n)).enumerate()
-                {
-                    let m = s.modulus(prime)?;
-                    let wp = (&w % **m)
-                        .to_u64()
-                        .ok_or_else(|| Error::Parameters("Lagrange weight".into()))?;
-                    // fhe-math's vector operations (SIMD where the CPU has it).
-                    scratch.copy_from_slice(row);
-                    m.scalar_mul_vec(&mut scratch, wp);
-                    m.add_vec(acc_row, &scratch);
+            for (prime, m) in s.moduli.iter().enumerate() {
+                let wp = (&w % **m)
+                    .to_u64()
+                    .ok_or_else(|| Error::Parameters("Lagrange weight".into()))?;
+                if let Some(slot) = weights.get_mut(prime * verdict.qualified.len() + k) {
+                    *slot = wp;
                 }
             }
+            keys.push(sub.key.residues.as_slice());
+            masks.push(sub.mask.residues.as_slice());
         }
+        let key = Zeroizing::new(combine_nodes(&s.moduli, n, &keys, &weights));
+        let mask = Zeroizing::new(combine_nodes(&s.moduli, n, &masks, &weights));
         let to_poly = |residues: &[u64]| -> Result<Poly> {
             let arr = ndarray::Array2::from_shape_vec((s.l, n), residues.to_vec())
                 .map_err(|e| Error::Parameters(e.to_string()))?;
@@ -2009,7 +2037,8 @@ mod tests {
             new: Committee::new(pts(&[1, 2]), 1).unwrap(),
             dealers: pts(&[1]),
         };
-        let projections = Challenge::derive(&params, &p, &[]).projections(&params);
+        let challenge = Challenge::derive(&params, &p, &[]);
+        let projections = challenge.projections(&params);
         let n = params.degree();
         for _ in 0..3 {
             let v = random_residues(&params, &mut rng).unwrap();
@@ -2078,6 +2107,27 @@ mod tests {
         let (key, mask) = state.finish(&params, &p, &verdict, &[]).unwrap();
         assert_eq!(key.poly(), &want_key);
         assert_eq!(mask.poly(), &want_mask);
+    }
+
+    /// Drawn residues are reduced and spread over `[0, q)` for every prime
+    /// (the 6-byte candidates lose nothing of the range).
+    #[test]
+    fn random_residues_cover_each_prime() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(13);
+        let n = params.degree();
+        let v = random_residues(&params, &mut rng).unwrap();
+        assert_eq!(v.len(), n * params.moduli().len());
+        for (row, &q) in v.chunks(n).zip(params.moduli()) {
+            assert!(row.iter().all(|x| *x < q));
+            let mean = row.iter().map(|x| *x as f64 / q as f64).sum::<f64>() / n as f64;
+            assert!((mean - 0.5).abs() < 0.03, "mean {mean} for q = {q}");
+            assert!(
+                row.iter().any(|x| *x >= q / 2 + q / 4),
+                "top quarter reached"
+            );
+        }
+        assert_ne!(v, random_residues(&params, &mut rng).unwrap());
     }
 
     /// With primes near 2^62 the 128-bit sums must be reduced in batches;
