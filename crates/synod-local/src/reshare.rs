@@ -287,9 +287,11 @@ impl LocalCommittee {
         trace.mark("deliver commitments");
         let mut inbox: BTreeMap<EvaluationPoint, Vec<reshare::ReshareSubShare>> =
             receivers.iter().map(|&r| (r, Vec::new())).collect();
-        for (to, env) in &sealed {
-            let sub = relay.accept_sealed(*to, env, ProtocolName::Reshare, 1)?;
-            inbox.entry(*to).or_default().push(sub);
+        // Each envelope is dropped once opened, so its memory is reused by the
+        // next one's decoding instead of fresh pages.
+        for (to, env) in sealed {
+            let sub = relay.accept_sealed(to, &env, ProtocolName::Reshare, 1)?;
+            inbox.entry(to).or_default().push(sub);
         }
         relay.end_round();
 
