@@ -7,6 +7,9 @@
 //! `SYNOD_RESHARE_SIZES=5,20` picks the sizes (default 5,20,50,100).
 //! CPU time is the process's user + system time (all simulated members run in
 //! this one process, so it is the CPU summed over all members).
+//! `SYNOD_PERF_CTL=<fifo>` writes `enable`/`disable` to a `perf record
+//! --control fifo:<fifo> -D -1` control pipe around each resharing, so a
+//! profile leaves the set-up out.
 
 use std::time::Instant;
 
@@ -68,10 +71,18 @@ fn main() {
                 }
             };
         eprintln!("n = {n}: set-up {:.1} s", setup.elapsed().as_secs_f64());
+        let perf = |cmd: &str| {
+            if let Some(ctl) = std::env::var_os("SYNOD_PERF_CTL") {
+                let _ = std::fs::write(ctl, cmd);
+            }
+        };
+        perf("enable\n");
         let cpu0 = cpu_seconds();
         let start = Instant::now();
         let dealers = points.get(..(t + 2).min(n)).unwrap_or(&points);
-        match committee.reshare(&points, t, dealers, &ReshareFaults::default(), &mut rng) {
+        let outcome = committee.reshare(&points, t, dealers, &ReshareFaults::default(), &mut rng);
+        perf("disable\n");
+        match outcome {
             Ok(r) => println!(
                 "{n:>5} {t:>4} {:>4} {:>12.2} {:>12.2} {:>16} {:>14}",
                 dealers.len(),

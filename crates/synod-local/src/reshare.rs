@@ -70,29 +70,74 @@ pub struct EpochReport {
     pub certificate: EpochCertificate,
 }
 
-/// Prints the time of each resharing stage when `SYNOD_TRACE` is set.
+/// Prints the wall-clock and CPU time of each resharing stage when
+/// `SYNOD_TRACE` is set. CPU time is the whole process's (every thread), read
+/// from `/proc/self/task/*/schedstat` on Linux; elsewhere it shows as zero.
 struct Trace {
     on: bool,
     last: Instant,
+    last_cpu: f64,
+    /// Sub-stages summed over a loop: (name, wall, CPU).
+    parts: Vec<(&'static str, f64, f64)>,
 }
 
 impl Trace {
     fn new() -> Self {
+        let on = std::env::var_os("SYNOD_TRACE").is_some();
         Self {
-            on: std::env::var_os("SYNOD_TRACE").is_some(),
+            on,
             last: Instant::now(),
+            last_cpu: if on { process_cpu_seconds() } else { 0.0 },
+            parts: Vec::new(),
         }
+    }
+
+    /// Adds the time since the last mark to the sub-stage `what`, printed
+    /// with the next [`mark`](Self::mark).
+    fn part(&mut self, what: &'static str) {
+        if self.on {
+            let cpu = process_cpu_seconds();
+            let wall = self.last.elapsed().as_secs_f64();
+            match self.parts.iter_mut().find(|(w, _, _)| *w == what) {
+                Some((_, w, c)) => {
+                    *w += wall;
+                    *c += cpu - self.last_cpu;
+                }
+                None => self.parts.push((what, wall, cpu - self.last_cpu)),
+            }
+            self.last_cpu = cpu;
+        }
+        self.last = Instant::now();
     }
 
     fn mark(&mut self, what: &str) {
         if self.on {
+            for (part, wall, cpu) in self.parts.drain(..) {
+                eprintln!("reshare:   {part}: {wall:.3} s wall, {cpu:.3} s CPU");
+            }
+            let cpu = process_cpu_seconds();
             eprintln!(
-                "reshare: {what}: {:.3} s",
-                self.last.elapsed().as_secs_f64()
+                "reshare: {what}: {:.3} s wall, {:.3} s CPU",
+                self.last.elapsed().as_secs_f64(),
+                cpu - self.last_cpu
             );
+            self.last_cpu = cpu;
         }
         self.last = Instant::now();
     }
+}
+
+/// CPU time of every thread of this process so far (Linux; 0 elsewhere).
+fn process_cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let ns: u64 = tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e9
 }
 
 /// Delivers a round of list-valued broadcasts, keeping only the items each
@@ -227,19 +272,26 @@ impl LocalCommittee {
                 .find(|p| p.point() == d)
                 .ok_or_else(|| LocalError::Other(format!("{d} holds no share")))?;
             let (state, commitments, subs) = deal(&params, &proposal, p, faults, d, rng)?;
+            trace.part("deal");
             commit_envs.push(relay.broadcast(d, ProtocolName::Reshare, 1, &commitments)?);
             let messages: Vec<_> = subs.into_iter().map(|sub| (sub.recipient, sub)).collect();
             sealed.extend(relay.seal_many(d, &messages, ProtocolName::Reshare, 1, rng)?);
+            trace.part("seal");
+            drop(messages);
+            trace.part("drop the values");
             states.insert(d, state);
         }
         trace.mark("deal and seal");
         let commitments: Vec<Commitments> =
             relay.deliver(&receivers, &commit_envs, ProtocolName::Reshare, 1)?;
+        trace.mark("deliver commitments");
         let mut inbox: BTreeMap<EvaluationPoint, Vec<reshare::ReshareSubShare>> =
             receivers.iter().map(|&r| (r, Vec::new())).collect();
-        for (to, env) in &sealed {
-            let sub = relay.accept_sealed(*to, env, ProtocolName::Reshare, 1)?;
-            inbox.entry(*to).or_default().push(sub);
+        // Each envelope is dropped once opened, so its memory is reused by the
+        // next one's decoding instead of fresh pages.
+        for (to, env) in sealed {
+            let sub = relay.accept_sealed(to, &env, ProtocolName::Reshare, 1)?;
+            inbox.entry(to).or_default().push(sub);
         }
         relay.end_round();
 
@@ -258,19 +310,28 @@ impl LocalCommittee {
         relay.end_round();
 
         trace.mark("challenge and responses");
-        // Round 3: every member checks its values and complains.
+        // Round 3: every member checks its values (in parallel, as separate
+        // members would) and complains.
+        use rayon::prelude::*;
+        let checked: Vec<(EvaluationPoint, reshare::MemberState, Vec<Complaint>)> =
+            std::mem::take(&mut inbox)
+                .into_par_iter()
+                .map(|(me, received)| {
+                    let (state, complaints) = reshare::check_dealings(
+                        &params,
+                        &proposal,
+                        me,
+                        &commitments,
+                        &responses,
+                        &challenge,
+                        received,
+                    )?;
+                    Ok((me, state, complaints))
+                })
+                .collect::<Result<_>>()?;
         let mut members = BTreeMap::new();
         let mut complaint_envs = Vec::new();
-        for (&me, received) in inbox.iter_mut() {
-            let (state, mut complaints) = reshare::check_dealings(
-                &params,
-                &proposal,
-                me,
-                &commitments,
-                &responses,
-                &challenge,
-                std::mem::take(received),
-            )?;
+        for (me, state, mut complaints) in checked {
             for &(accuser, dealer) in &faults.false_accusations {
                 if accuser == me && !complaints.iter().any(|c| c.dealer == dealer) {
                     complaints.push(Complaint { accuser, dealer });
@@ -330,15 +391,18 @@ impl LocalCommittee {
                 )))
             }
         };
-        let mut new_participants = Vec::new();
-        for (me, state) in members {
-            let (key_share, mask_share) = state.finish(&params, &proposal, &verdict, &openings)?;
-            new_participants.push(Participant {
-                point: me,
-                key_share,
-                mask_share,
-            });
-        }
+        let new_participants: Vec<Participant> = members
+            .into_par_iter()
+            .map(|(me, state)| {
+                let (key_share, mask_share) =
+                    state.finish(&params, &proposal, &verdict, &openings)?;
+                Ok(Participant {
+                    point: me,
+                    key_share,
+                    mask_share,
+                })
+            })
+            .collect::<Result<_>>()?;
 
         trace.mark("verdict and new shares");
         // Test decryption of a transcript-derived ciphertext by t' new members.
