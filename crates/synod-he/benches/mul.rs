@@ -109,7 +109,11 @@ fn main() {
             b_theirs.extend((0..reps.div_ceil(4)).map(|_| time(&run_theirs)));
         }
     }
-    report("back to back", median(b_ours), (!only_ours).then(|| median(b_theirs)));
+    report(
+        "back to back",
+        median(b_ours),
+        (!only_ours).then(|| median(b_theirs)),
+    );
     if only_ours {
         return;
     }

@@ -195,7 +195,8 @@ impl FastMul {
                 self.blockwise_into(&pb, p_rows, |ins, outs, scratch| {
                     self.to_p.convert(ins, outs, scratch)
                 })?;
-                self.ops_p.par_rows(p_rows, |_, _, ntt, row| ntt.forward(row));
+                self.ops_p
+                    .par_rows(p_rows, |_, _, ntt, row| ntt.forward(row));
                 Ok(out)
             })
             .collect::<Result<_>>()?;
