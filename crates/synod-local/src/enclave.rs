@@ -37,7 +37,6 @@ use synod_he::galois::GaloisKeys;
 use synod_he::reshare::{self, Complaint, Opening, Proposal};
 use synod_he::shamir::ActiveSet;
 use synod_he::{decrypt, galois, keygen, relin, Committee, EvaluationPoint, Params};
-use synod_proto::SignedEnvelope;
 use synod_proto::{
     Epoch, MessageContext, ParticipantId, ProtocolName, Recipient, Round, SealedPayload,
     SequenceNumber, SessionId,
@@ -49,7 +48,7 @@ use synod_tee::verify::verify_evidence;
 use synod_tee::{Claims, Enclave, Policy, ReportDataInput, UnixTime};
 
 use crate::relay::Relay;
-use crate::reshare::{EpochCertificate, EpochReport};
+use crate::reshare::{certificate_digest, deliver_own, EpochCertificate, EpochReport};
 use crate::{LocalError, Phase, PhaseClock, Result};
 
 /// One participant's enclave, as the committee drives it.
@@ -459,50 +458,6 @@ fn reshare_context(
         recipient: Recipient::Participant(participant(to)?),
         sequence: SequenceNumber(u64::from(to.get())),
     })
-}
-
-/// `H(transcript ‖ Q ‖ B ‖ t' ‖ epoch)`, what the new committee signs: the
-/// same digest as the in-process resharing's epoch certificate.
-fn certificate_digest(
-    transcript: &[u8; 32],
-    q: &[EvaluationPoint],
-    b: &Committee,
-    epoch: u64,
-) -> [u8; 32] {
-    let mut h = blake3::Hasher::new_derive_key("synod/reshare/epoch-certificate/v1");
-    h.update(transcript);
-    for (tag, list) in [(b'Q', q), (b'B', b.members())] {
-        h.update(&[tag]);
-        h.update(&(list.len() as u64).to_le_bytes());
-        for p in list {
-            h.update(&p.get().to_le_bytes());
-        }
-    }
-    h.update(&(b.threshold().get() as u64).to_le_bytes());
-    h.update(&epoch.to_le_bytes());
-    *h.finalize().as_bytes()
-}
-
-/// Delivers list-valued broadcasts, keeping only the items each sender made
-/// in its own name.
-fn deliver_own<T: serde::de::DeserializeOwned>(
-    relay: &mut Relay,
-    receivers: &[EvaluationPoint],
-    envelopes: &[SignedEnvelope],
-    round: u16,
-    author: impl Fn(&T) -> EvaluationPoint,
-) -> Result<Vec<T>> {
-    let lists: Vec<Vec<T>> = relay.deliver(receivers, envelopes, ProtocolName::Reshare, round)?;
-    Ok(lists
-        .into_iter()
-        .zip(envelopes)
-        .flat_map(|(list, env)| {
-            let sender = env.context().sender.get();
-            list.into_iter()
-                .filter(|item| author(item).get() == sender)
-                .collect::<Vec<_>>()
-        })
-        .collect())
 }
 
 impl EnclaveCommittee {

@@ -142,7 +142,7 @@ fn process_cpu_seconds() -> f64 {
 
 /// Delivers a round of list-valued broadcasts, keeping only the items each
 /// sender made in its own name (`author` says who an item speaks for).
-fn deliver_own<T: serde::de::DeserializeOwned>(
+pub(crate) fn deliver_own<T: serde::de::DeserializeOwned>(
     relay: &mut crate::relay::Relay,
     receivers: &[EvaluationPoint],
     envelopes: &[SignedEnvelope],
@@ -166,7 +166,9 @@ fn points(v: &[EvaluationPoint]) -> Vec<u32> {
     v.iter().map(|p| p.get()).collect()
 }
 
-fn certificate_digest(
+/// `H(transcript ‖ Q ‖ B ‖ t' ‖ epoch)`, what the new committee signs for
+/// the epoch certificate (in process and with enclaves alike).
+pub(crate) fn certificate_digest(
     transcript: &[u8; 32],
     q: &[EvaluationPoint],
     b: &Committee,
