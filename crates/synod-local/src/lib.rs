@@ -361,7 +361,7 @@ impl LocalCommittee {
         rng: &mut R,
     ) -> Result<fhe::bfv::Plaintext> {
         let mut relay = self.relay()?;
-        threshold_decrypt(
+        let (set, shares) = decryption_round(
             &self.params,
             &self.committee,
             &self.participants,
@@ -370,7 +370,8 @@ impl LocalCommittee {
             ct,
             flooding,
             rng,
-        )
+        )?;
+        Ok(decrypt::combine(&self.params, ct, &set, shares)?)
     }
 
     /// Bytes of signed envelopes the relay has carried so far.
@@ -428,7 +429,7 @@ impl LocalCommittee {
     ) -> Result<Vec<Vec<i128>>> {
         decrypt_aggregates(&self.params, plan, outputs, |ct, flooding| {
             let mut relay = self.relay()?;
-            threshold_decrypt_signed(
+            threshold_decrypt(
                 &self.params,
                 &self.committee,
                 &self.participants,
@@ -524,35 +525,10 @@ pub(crate) fn decrypt_aggregates(
     Ok(all)
 }
 
-/// Threshold decryption by `active` members of `committee`, through `relay`.
+/// Threshold decryption by `active` members of `committee`, through `relay`,
+/// straight to signed slot values (`decrypt::combine_signed`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn threshold_decrypt<R: RngCore + CryptoRng>(
-    params: &Params,
-    committee: &Committee,
-    participants: &[Participant],
-    relay: &mut Relay,
-    active: &[EvaluationPoint],
-    ct: &Ciphertext,
-    flooding: &Flooding,
-    rng: &mut R,
-) -> Result<fhe::bfv::Plaintext> {
-    let (set, shares) = decryption_round(
-        params,
-        committee,
-        participants,
-        relay,
-        active,
-        ct,
-        flooding,
-        rng,
-    )?;
-    Ok(decrypt::combine(params, ct, &set, shares)?)
-}
-
-/// [`threshold_decrypt`] straight to signed slot values
-/// (`decrypt::combine_signed`, no plaintext object in between).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn threshold_decrypt_signed<R: RngCore + CryptoRng>(
     params: &Params,
     committee: &Committee,
     participants: &[Participant],

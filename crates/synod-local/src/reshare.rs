@@ -428,7 +428,7 @@ impl LocalCommittee {
         );
         let flooding = Flooding::new(&params, 0, noise, 1, t_new)?;
         relay.set_epoch(proposal.new_epoch());
-        let decrypted = crate::threshold_decrypt(
+        let values = crate::threshold_decrypt(
             &params,
             &proposal.new,
             &new_participants,
@@ -437,8 +437,7 @@ impl LocalCommittee {
             &ct,
             &flooding,
             rng,
-        );
-        let values = synod_he::encoding::decode_signed(&params, &decrypted?)?;
+        )?;
         let p = params.plaintext() as i64;
         if values
             .iter()
