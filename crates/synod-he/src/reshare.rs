@@ -469,7 +469,7 @@ impl Scalars {
 }
 
 /// What a dealer keeps between its rounds: its four polynomials, held by
-/// their values at the nodes (see [`Dealing`]). Consumed by
+/// their values at the nodes (see `Dealing`). Consumed by
 /// [`DealerState::respond`].
 pub struct DealerState {
     dealing: Dealing,
