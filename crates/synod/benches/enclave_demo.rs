@@ -12,6 +12,8 @@
     missing_docs
 )]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::process::Command;
 
@@ -22,37 +24,6 @@ fn env(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// `phases_ms` in the order the demo printed it.
-#[derive(serde::Deserialize)]
-struct Ordered {
-    phases_ms: InOrder,
-}
-
-struct InOrder(Vec<(String, f64)>);
-
-impl<'de> serde::Deserialize<'de> for InOrder {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = InOrder;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a map of phase names to milliseconds")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> Result<InOrder, A::Error> {
-                let mut v = Vec::new();
-                while let Some(e) = m.next_entry()? {
-                    v.push(e);
-                }
-                Ok(InOrder(v))
-            }
-        }
-        d.deserialize_map(V)
-    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -92,8 +63,8 @@ fn main() {
             assert_eq!(report["ok"], true);
             let phases = table.entry(label).or_default();
             let mut at = 0;
-            let phases_in_order: Ordered = serde_json::from_slice(&out.stdout).unwrap();
-            for (name, ms) in &phases_in_order.phases_ms.0 {
+            let phases_in_order = common::ordered_phases(&out.stdout).unwrap();
+            for (name, ms) in &phases_in_order {
                 match order.iter().position(|n| n == name) {
                     Some(i) => at = i + 1,
                     None => {

@@ -45,6 +45,7 @@ use serde_json::Value;
 // which has no library to link against). The enclave module is only there
 // because the demo names it; the scale runs never start enclaves.
 #[allow(dead_code)]
+mod common;
 #[path = "../src/demo.rs"]
 mod demo;
 #[cfg(feature = "insecure-sim")]
@@ -184,37 +185,9 @@ fn run_once(parties: usize, rows: usize, seed: usize) -> Result<Run, String> {
 }
 
 fn ordered_phases(stdout: &[u8], report: &Value) -> Vec<(String, f64)> {
-    #[derive(serde::Deserialize)]
-    struct Phases {
-        phases_ms: Ordered,
-    }
-    struct Ordered(Vec<(String, f64)>);
-    impl<'de> serde::Deserialize<'de> for Ordered {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> serde::de::Visitor<'de> for V {
-                type Value = Ordered;
-                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("a map of phase names to milliseconds")
-                }
-                fn visit_map<A: serde::de::MapAccess<'de>>(
-                    self,
-                    mut m: A,
-                ) -> Result<Ordered, A::Error> {
-                    let mut v = Vec::new();
-                    while let Some(e) = m.next_entry()? {
-                        v.push(e);
-                    }
-                    Ok(Ordered(v))
-                }
-            }
-            d.deserialize_map(V)
-        }
-    }
-    let mut first = serde_json::Deserializer::from_slice(stdout).into_iter::<Phases>();
-    match first.next() {
-        Some(Ok(p)) => p.phases_ms.0,
-        _ => report["phases_ms"]
+    match common::ordered_phases(stdout) {
+        Some(p) => p,
+        None => report["phases_ms"]
             .as_object()
             .map(|m| {
                 m.iter()
