@@ -360,18 +360,28 @@ impl LocalCommittee {
         flooding: &Flooding,
         rng: &mut R,
     ) -> Result<fhe::bfv::Plaintext> {
-        let mut relay = self.relay()?;
-        let (set, shares) = decryption_round(
+        let (set, shares) = self.decryption_round(active, ct, flooding, rng)?;
+        Ok(decrypt::combine(&self.params, ct, &set, shares)?)
+    }
+
+    /// The decryption shares of `ct` by `active`, exchanged through the relay.
+    fn decryption_round<R: RngCore + CryptoRng>(
+        &self,
+        active: &[EvaluationPoint],
+        ct: &Ciphertext,
+        flooding: &Flooding,
+        rng: &mut R,
+    ) -> Result<(ActiveSet, Vec<decrypt::DecryptionShare>)> {
+        decryption_round(
             &self.params,
             &self.committee,
             &self.participants,
-            &mut relay,
+            &mut *self.relay()?,
             active,
             ct,
             flooding,
             rng,
-        )?;
-        Ok(decrypt::combine(&self.params, ct, &set, shares)?)
+        )
     }
 
     /// Bytes of signed envelopes the relay has carried so far.
@@ -428,17 +438,8 @@ impl LocalCommittee {
         rng: &mut R,
     ) -> Result<Vec<Vec<i128>>> {
         decrypt_aggregates(&self.params, plan, outputs, |ct, flooding| {
-            let mut relay = self.relay()?;
-            threshold_decrypt(
-                &self.params,
-                &self.committee,
-                &self.participants,
-                &mut relay,
-                active,
-                ct,
-                flooding,
-                rng,
-            )
+            let (set, shares) = self.decryption_round(active, ct, flooding, rng)?;
+            Ok(decrypt::combine_signed(&self.params, ct, &set, shares)?)
         })
     }
 }
