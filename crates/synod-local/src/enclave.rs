@@ -111,17 +111,21 @@ fn participant(point: EvaluationPoint) -> Result<ParticipantId> {
     ParticipantId::new(point.get()).map_err(|e| LocalError::Other(e.to_string()))
 }
 
-/// The context a thresholdisation sub-share from `from` to `to` is sealed under
-/// (HPKE associated data); the receiver rebuilds it, it never travels.
+/// The context a sub-share from `from` to `to` is sealed under (HPKE
+/// associated data) in round 1 of `protocol` at `epoch`: thresholdisation at
+/// epoch 0, resharing at the new epoch. The receiver rebuilds it; it never
+/// travels.
 fn subshare_context(
     session: SessionId,
+    protocol: ProtocolName,
+    epoch: u64,
     from: EvaluationPoint,
     to: EvaluationPoint,
 ) -> Result<MessageContext> {
     Ok(MessageContext {
         session,
-        epoch: Epoch(0),
-        protocol: ProtocolName::Thresholdize,
+        epoch: Epoch(epoch),
+        protocol,
         round: Round(1),
         sender: participant(from)?,
         recipient: Recipient::Participant(participant(to)?),
@@ -238,7 +242,13 @@ impl EnclaveCommittee {
                 recipients.push(SealedRecipient {
                     point: peer,
                     transport_key,
-                    context: subshare_context(session_id, dealer, peer)?,
+                    context: subshare_context(
+                        session_id,
+                        ProtocolName::Thresholdize,
+                        0,
+                        dealer,
+                        peer,
+                    )?,
                 });
             }
             recipients_of.insert(dealer, recipients);
@@ -276,7 +286,13 @@ impl EnclaveCommittee {
                 .get_mut(to)
                 .ok_or_else(|| LocalError::Other(format!("no inbox for {to}")))?
                 .push(IncomingSubShare {
-                    context: subshare_context(session_id, from, *to)?,
+                    context: subshare_context(
+                        session_id,
+                        ProtocolName::Thresholdize,
+                        0,
+                        from,
+                        *to,
+                    )?,
                     sealed: payload,
                 });
         }
@@ -441,25 +457,6 @@ impl EnclaveCommittee {
     }
 }
 
-/// The context a resharing sub-share from `from` to `to` is sealed under (HPKE
-/// associated data); the receiver rebuilds it, it never travels.
-fn reshare_context(
-    session: SessionId,
-    new_epoch: u64,
-    from: EvaluationPoint,
-    to: EvaluationPoint,
-) -> Result<MessageContext> {
-    Ok(MessageContext {
-        session,
-        epoch: Epoch(new_epoch),
-        protocol: ProtocolName::Reshare,
-        round: Round(1),
-        sender: participant(from)?,
-        recipient: Recipient::Participant(participant(to)?),
-        sequence: SequenceNumber(u64::from(to.get())),
-    })
-}
-
 impl EnclaveCommittee {
     /// Changes the committee to `new_points` with threshold `t_new`, dealt by
     /// `dealers`, with every share inside an enclave. `joiners` are the
@@ -607,7 +604,13 @@ impl EnclaveCommittee {
                 recipients.push(SealedRecipient {
                     point: peer,
                     transport_key: *transport_key,
-                    context: reshare_context(session, new_epoch, dealer, peer)?,
+                    context: subshare_context(
+                        session,
+                        ProtocolName::Reshare,
+                        new_epoch,
+                        dealer,
+                        peer,
+                    )?,
                 });
             }
             recipients_of.insert(dealer, recipients);
@@ -660,7 +663,13 @@ impl EnclaveCommittee {
                 .get_mut(to)
                 .ok_or_else(|| LocalError::Other(format!("no inbox for {to}")))?
                 .push(IncomingSubShare {
-                    context: reshare_context(session, new_epoch, from, *to)?,
+                    context: subshare_context(
+                        session,
+                        ProtocolName::Reshare,
+                        new_epoch,
+                        from,
+                        *to,
+                    )?,
                     sealed: payload,
                 });
         }
