@@ -266,6 +266,16 @@ impl BaseConverter {
     }
 }
 
+/// For a residue `x < q` split as `x = h·2^s + l` (`s` = half of `q`'s bit
+/// length): `x·A/q = h·⌊A·2^s/q⌋ + l·⌊A/q⌋ + (h·{A·2^s/q} + l·{A/q})`.
+/// Returns `(s, {A·2^s/q}, {A/q})` and `(⌊A·2^s/q⌋, ⌊A/q⌋)`.
+fn split_quotient(a: BigUint, q: u64) -> ((u32, f64, f64), (BigUint, BigUint)) {
+    let s = (64 - q.leading_zeros()).div_ceil(2);
+    let a_hi = &a << s;
+    let frac = |x: &BigUint| residue(x, q) as f64 / q as f64;
+    ((s, frac(&a_hi), frac(&a)), (a_hi / q, a / q))
+}
+
 /// `round(t·x̄/Q)` modulo each prime of `P`, from the residues of `x̄`
 /// modulo `Q·P` (the first `k` inputs modulo `Q`, the rest modulo `P`).
 pub(crate) struct ScaleDown {
@@ -302,12 +312,10 @@ impl ScaleDown {
         let mut split = Vec::with_capacity(q.len());
         let mut whole_q = Vec::with_capacity(q.len());
         for &qi in q {
-            let a = BigUint::from(inverse(&(&qp / qi), qi)?) * &tp;
-            let s = (64 - qi.leading_zeros()).div_ceil(2);
-            let a_hi = &a << s;
-            let frac = |x: &BigUint| residue(x, qi) as f64 / qi as f64;
-            split.push((s, frac(&a_hi), frac(&a)));
-            whole_q.push((a_hi / qi, a / qi));
+            let (fractions, quotients) =
+                split_quotient(BigUint::from(inverse(&(&qp / qi), qi)?) * &tp, qi);
+            split.push(fractions);
+            whole_q.push(quotients);
         }
         let whole = p
             .iter()
@@ -410,12 +418,10 @@ impl SimpleScale {
         let mut split = Vec::with_capacity(q.len());
         let mut whole = Vec::with_capacity(q.len());
         for &qi in q {
-            let a = BigUint::from(inverse(&(&big_q / qi), qi)?) * t;
-            let s = (64 - qi.leading_zeros()).div_ceil(2);
-            let a_hi = &a << s;
-            let frac = |x: &BigUint| residue(x, qi) as f64 / qi as f64;
-            split.push((s, frac(&a_hi), frac(&a)));
-            whole.push((residue(&(a_hi / qi), t), residue(&(a / qi), t)));
+            let (fractions, (hi, lo)) =
+                split_quotient(BigUint::from(inverse(&(&big_q / qi), qi)?) * t, qi);
+            split.push(fractions);
+            whole.push((residue(&hi, t), residue(&lo, t)));
         }
         Ok(Self {
             split,
