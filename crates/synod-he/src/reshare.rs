@@ -19,7 +19,10 @@
 //!    The polynomials are dealt *by values* (the constant and `t'−1` drawn
 //!    values at `1 … t'−1`, the same uniform distribution as drawing
 //!    coefficients), and the other members' values are computed from those
-//!    by stepping a difference table or by Lagrange combination;
+//!    by stepping a difference table or by Lagrange combination. The four
+//!    values at each drawn node come from a fresh seed, and a member at a
+//!    node is sent the 32-byte seed rather than the values
+//!    ([`SubShareValues::Seeded`]);
 //! 2. after every commitment is fixed, a Fiat–Shamir challenge gives, for
 //!    `k = 1..κ` (`κ = ⌈128 / log2 q_min⌉`), scalars `γ_k` and projections
 //!    `π_k: R_q → Z_q^L` (a random linear functional per RNS prime). The
@@ -138,27 +141,52 @@ pub struct ReshareSubShare {
     pub recipient: EvaluationPoint,
     /// The epoch of the new shares.
     pub epoch: u64,
-    /// `g_i(x_j)`.
-    pub key: WirePoly,
-    /// `h_i(x_j)`.
-    pub mask: WirePoly,
-    /// `W_i(x_j)`.
-    pub key_blind: WirePoly,
-    /// `V_i(x_j)`.
-    pub mask_blind: WirePoly,
+    /// The four values, or the seed they are drawn from.
+    pub values: SubShareValues,
     /// Commitment salt.
     pub salt: [u8; 32],
 }
 
+/// The four values `g_i(x_j), h_i(x_j), W_i(x_j), V_i(x_j)` a member
+/// receives, in one of two forms.
+///
+/// A member whose point is one of the dealer's drawn nodes `1 … t'−1` gets
+/// values that are uniformly random by construction (dealing by values), so
+/// the dealer draws them from a fresh 32-byte seed with ChaCha20 and sends
+/// the seed: 64 bytes instead of `4·L·N` residues, the same values for the
+/// member (expanded by [`random_residues`], in the order `g, h, W, V`).
+/// Committing to and opening the seed commits to and opens the values.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum SubShareValues {
+    /// The values themselves.
+    Explicit {
+        /// `g_i(x_j)`.
+        key: WirePoly,
+        /// `h_i(x_j)`.
+        mask: WirePoly,
+        /// `W_i(x_j)`.
+        key_blind: WirePoly,
+        /// `V_i(x_j)`.
+        mask_blind: WirePoly,
+    },
+    /// The ChaCha20 seed the four values are drawn from.
+    Seeded([u8; 32]),
+}
+
 impl Drop for ReshareSubShare {
     fn drop(&mut self) {
-        for w in [
-            &mut self.key,
-            &mut self.mask,
-            &mut self.key_blind,
-            &mut self.mask_blind,
-        ] {
-            w.residues.zeroize();
+        match &mut self.values {
+            SubShareValues::Explicit {
+                key,
+                mask,
+                key_blind,
+                mask_blind,
+            } => {
+                for w in [key, mask, key_blind, mask_blind] {
+                    w.residues.zeroize();
+                }
+            }
+            SubShareValues::Seeded(seed) => seed.zeroize(),
         }
         self.salt.zeroize();
     }
@@ -166,31 +194,115 @@ impl Drop for ReshareSubShare {
 
 impl fmt::Debug for ReshareSubShare {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let form = match self.values {
+            SubShareValues::Explicit { .. } => "explicit",
+            SubShareValues::Seeded(_) => "seeded",
+        };
         f.debug_struct("ReshareSubShare")
             .field("dealer", &self.dealer)
             .field("recipient", &self.recipient)
             .field("epoch", &self.epoch)
-            .field("values", &"[redacted]")
+            .field("values", &format_args!("[redacted, {form}]"))
             .finish()
     }
 }
 
+/// A member's four values as residue matrices (`L × N`, NTT form), in the
+/// order `g, h, W, V`. Zeroized on drop.
+struct Values([Vec<u64>; 4]);
+
+impl Drop for Values {
+    fn drop(&mut self) {
+        for v in self.0.iter_mut() {
+            v.zeroize();
+        }
+    }
+}
+
+/// The four values drawn from `seed`, in the order `g, h, W, V`.
+fn seeded_values(params: &Params, seed: &[u8; 32]) -> Result<Values> {
+    let mut rng = rand_chacha::ChaCha20Rng::from_seed(*seed);
+    Ok(Values([
+        random_residues(params, &mut rng)?,
+        random_residues(params, &mut rng)?,
+        random_residues(params, &mut rng)?,
+        random_residues(params, &mut rng)?,
+    ]))
+}
+
 impl ReshareSubShare {
-    /// The salted commitment the dealer publishes for these values.
+    /// The salted commitment the dealer publishes for these values (to the
+    /// seed, for seeded values).
     pub fn commitment(&self, proposal_digest: &[u8; 32]) -> [u8; 32] {
-        let mut h = blake3::Hasher::new_derive_key("synod/reshare/commitment/v1");
+        let mut h = blake3::Hasher::new_derive_key("synod/reshare/commitment/v2");
         h.update(&self.salt);
         h.update(proposal_digest);
         h.update(&self.dealer.get().to_le_bytes());
         h.update(&self.recipient.get().to_le_bytes());
         h.update(&self.epoch.to_le_bytes());
-        let mut h = crate::kernels::BlockHasher::new(h);
-        for w in [&self.key, &self.mask, &self.key_blind, &self.mask_blind] {
-            h.write_u64(u64::from(w.level));
-            h.write_u64(w.residues.len() as u64);
-            h.write_slice(&w.residues);
+        match &self.values {
+            SubShareValues::Explicit {
+                key,
+                mask,
+                key_blind,
+                mask_blind,
+            } => {
+                h.update(b"E");
+                let mut h = crate::kernels::BlockHasher::new(h);
+                for w in [key, mask, key_blind, mask_blind] {
+                    h.write_u64(u64::from(w.level));
+                    h.write_u64(w.residues.len() as u64);
+                    h.write_slice(&w.residues);
+                }
+                *h.finalize().as_bytes()
+            }
+            SubShareValues::Seeded(seed) => {
+                h.update(b"S");
+                h.update(seed);
+                *h.finalize().as_bytes()
+            }
         }
-        *h.finalize().as_bytes()
+    }
+
+    /// The four values, checked for shape (explicit) or expanded (seeded).
+    fn expand(&self, params: &Params) -> Result<Values> {
+        match &self.values {
+            SubShareValues::Explicit {
+                key,
+                mask,
+                key_blind,
+                mask_blind,
+            } => {
+                let mut out: [Vec<u64>; 4] = Default::default();
+                for (o, w) in out.iter_mut().zip([key, mask, key_blind, mask_blind]) {
+                    w.check(params, 0, self.dealer, "reshare values")?;
+                    *o = w.residues.clone();
+                }
+                Ok(Values(out))
+            }
+            SubShareValues::Seeded(seed) => seeded_values(params, seed),
+        }
+    }
+
+    /// [`expand`](Self::expand), moving explicit values out rather than
+    /// copying them.
+    fn into_values(mut self, params: &Params) -> Result<Values> {
+        match &mut self.values {
+            SubShareValues::Explicit {
+                key,
+                mask,
+                key_blind,
+                mask_blind,
+            } => {
+                let mut out: [Vec<u64>; 4] = Default::default();
+                for (o, w) in out.iter_mut().zip([key, mask, key_blind, mask_blind]) {
+                    w.check(params, 0, self.dealer, "reshare values")?;
+                    *o = std::mem::take(&mut w.residues);
+                }
+                Ok(Values(out))
+            }
+            SubShareValues::Seeded(seed) => seeded_values(params, seed),
+        }
     }
 }
 
@@ -594,6 +706,9 @@ struct Dealing {
     /// Per polynomial `g, h, W, V`: the `d + 1` residue matrices (`L × N`,
     /// NTT form) of its values at `0, 1, …, d`.
     values: [Vec<Vec<u64>>; 4],
+    /// The seeds the values at the nodes `1, …, d` were drawn from
+    /// (`seeds[k − 1]` for node `k`); a member at a node is sent its seed.
+    seeds: Vec<[u8; 32]>,
     /// Inverses of the Lagrange denominators `Π_{m≠k}(k − m)` of the nodes,
     /// per prime (`L × (d + 1)`, prime-major).
     inv_den: Vec<u64>,
@@ -612,6 +727,7 @@ impl Drop for Dealing {
         for (_, salt) in self.members.iter_mut() {
             salt.zeroize();
         }
+        self.seeds.zeroize();
     }
 }
 
@@ -679,25 +795,55 @@ impl Dealing {
             .map(|set| combine_nodes(&self.moduli, self.degree, set, &w))
     }
 
-    /// The sub-share for member `j` from its four values, cheating included
-    /// where the test dealer cheats on `j`.
-    fn subshare(&self, j: EvaluationPoint, values: [Vec<u64>; 4]) -> Option<ReshareSubShare> {
+    /// The seed of the values at `x`, where `x` is one of the drawn nodes
+    /// `1, …, d`.
+    fn seed_at(&self, x: u64) -> Option<&[u8; 32]> {
+        let k = usize::try_from(x).ok()?.checked_sub(1)?;
+        self.seeds.get(k)
+    }
+
+    /// The sub-share for member `j`: its seed where `j` is a node, otherwise
+    /// its four values (`values`, or computed by Lagrange combination when
+    /// `None`), cheating included where the test dealer cheats on `j` (a
+    /// wrong seed, or a value off the polynomial).
+    fn subshare(
+        &self,
+        j: EvaluationPoint,
+        values: Option<[Vec<u64>; 4]>,
+    ) -> Option<ReshareSubShare> {
         let (_, salt) = self.members.iter().find(|(m, _)| *m == j)?;
-        let [key, mask, key_blind, mask_blind] = values.map(|r| WirePoly::from_residues(0, r));
-        let mut key = key;
-        if self.behaviour == Behaviour::Inconsistent(j) {
-            if let (Some(r), Some(q)) = (key.residues.first_mut(), self.moduli.first()) {
-                *r = q.add(*r, 1);
+        let x = u64::from(j.get());
+        let cheat = self.behaviour == Behaviour::Inconsistent(j);
+        let values = match self.seed_at(x) {
+            Some(seed) => {
+                let mut seed = *seed;
+                if cheat {
+                    seed[0] ^= 1;
+                }
+                SubShareValues::Seeded(seed)
             }
-        }
+            None => {
+                let values = values.unwrap_or_else(|| self.values_at(x));
+                let [mut key, mask, key_blind, mask_blind] =
+                    values.map(|r| WirePoly::from_residues(0, r));
+                if cheat {
+                    if let (Some(r), Some(q)) = (key.residues.first_mut(), self.moduli.first()) {
+                        *r = q.add(*r, 1);
+                    }
+                }
+                SubShareValues::Explicit {
+                    key,
+                    mask,
+                    key_blind,
+                    mask_blind,
+                }
+            }
+        };
         Some(ReshareSubShare {
             dealer: self.dealer,
             recipient: j,
             epoch: self.epoch,
-            key,
-            mask,
-            key_blind,
-            mask_blind,
+            values,
             salt: *salt,
         })
     }
@@ -726,10 +872,10 @@ impl Dealing {
             .unwrap_or(d as u64)
     }
 
-    /// Every member's four values: drawn at the nodes, stepped up to
-    /// [`stepping_limit`](Self::stepping_limit), combined beyond. In `B`'s
-    /// order.
-    fn all_values(&self) -> Vec<[Vec<u64>; 4]> {
+    /// Every member's four values: stepped up to
+    /// [`stepping_limit`](Self::stepping_limit), combined beyond; `None` for
+    /// a member at a node (it is sent its seed). In `B`'s order.
+    fn all_values(&self) -> Vec<Option<[Vec<u64>; 4]>> {
         use rayon::prelude::*;
         let d = self.d() as u64;
         let limit = self.stepping_limit();
@@ -740,15 +886,17 @@ impl Dealing {
             .filter(|&x| x > d && x <= limit)
             .collect();
         let l = self.moduli.len();
-        let mut out: Vec<[Vec<u64>; 4]> = self
+        let mut out: Vec<Option<[Vec<u64>; 4]>> = self
             .members
             .par_iter()
             .map(|(m, _)| {
                 let x = u64::from(m.get());
-                if stepped_points.contains(&x) {
-                    std::array::from_fn(|_| vec![0u64; l * self.degree])
+                if self.seed_at(x).is_some() {
+                    None
+                } else if stepped_points.contains(&x) {
+                    Some(std::array::from_fn(|_| vec![0u64; l * self.degree]))
                 } else {
-                    self.values_at(x)
+                    Some(self.values_at(x))
                 }
             })
             .collect();
@@ -756,6 +904,9 @@ impl Dealing {
         // member in place.
         let mut jobs: Vec<Vec<&mut [u64]>> = (0..4 * l).map(|_| Vec::new()).collect();
         for (values, (m, _)) in out.iter_mut().zip(&self.members) {
+            let Some(values) = values else {
+                continue;
+            };
             if !stepped_points.contains(&u64::from(m.get())) {
                 continue;
             }
@@ -965,22 +1116,35 @@ fn deal_inner<R: RngCore + CryptoRng>(
         let one = ring::small_to_ntt(&[1], ctx)?;
         secret += &one;
     }
-    // Values at the nodes 0, 1, …, d: the constant, then d uniformly random values.
-    let by_values = |constant: Vec<u64>, rng: &mut R| -> Result<Vec<Vec<u64>>> {
-        let mut out = Vec::with_capacity(d + 1);
-        out.push(constant);
-        for _ in 0..d {
-            out.push(random_residues(params, rng)?);
-        }
-        Ok(out)
-    };
-    let g = by_values(poly_residues(&secret), rng)?;
+    // Values at the nodes 0, 1, …, d: the constants at 0, then at each node
+    // k ≥ 1 four uniformly random values drawn from a fresh seed (a member at
+    // node k is sent that seed instead of the values).
+    use rayon::prelude::*;
+    let mut seeds = vec![[0u8; 32]; d];
+    for seed in seeds.iter_mut() {
+        rng.fill_bytes(seed);
+    }
+    let mut g = Vec::with_capacity(d + 1);
+    let mut h = Vec::with_capacity(d + 1);
+    let mut w = Vec::with_capacity(d + 1);
+    let mut v = Vec::with_capacity(d + 1);
+    g.push(poly_residues(&secret));
     secret.zeroize();
-    let fresh_mask = random_residues(params, rng)?;
-    let h = by_values(fresh_mask, rng)?;
-    let w = by_values(poly_residues(mask.poly()), rng)?;
-    let blind = random_residues(params, rng)?;
-    let v = by_values(blind, rng)?;
+    h.push(random_residues(params, rng)?);
+    w.push(poly_residues(mask.poly()));
+    v.push(random_residues(params, rng)?);
+    let drawn: Vec<Values> = seeds
+        .par_iter()
+        .map(|seed| seeded_values(params, seed))
+        .collect::<Result<_>>()?;
+    for mut node in drawn {
+        for (set, value) in [&mut g, &mut h, &mut w, &mut v]
+            .into_iter()
+            .zip(node.0.iter_mut())
+        {
+            set.push(std::mem::take(value));
+        }
+    }
     let moduli: Vec<Modulus> = params
         .moduli()
         .iter()
@@ -1014,11 +1178,11 @@ fn deal_inner<R: RngCore + CryptoRng>(
         moduli,
         degree: params.degree(),
         values: [g, h, w, v],
+        seeds,
         inv_den,
         members,
         behaviour,
     };
-    use rayon::prelude::*;
     let subs: Vec<ReshareSubShare> = proposal
         .new
         .members()
@@ -1159,12 +1323,7 @@ impl OpeningState {
             .iter()
             .filter(|c| c.dealer == self.dealing.dealer)
             .filter(|c| self.dealing.members.iter().any(|(m, _)| *m == c.accuser))
-            .filter_map(|c| {
-                self.dealing.subshare(
-                    c.accuser,
-                    self.dealing.values_at(u64::from(c.accuser.get())),
-                )
-            })
+            .filter_map(|c| self.dealing.subshare(c.accuser, None))
             .map(|subshare| Opening { subshare })
             .collect()
     }
@@ -1181,19 +1340,51 @@ fn check_values(
     projections: &[Vec<u64>],
     sub: &ReshareSubShare,
 ) -> Result<(), String> {
-    let digest = proposal.digest();
+    check_commitment(proposal, commitments, sub)?;
+    let values = sub.expand(params).map_err(|e| e.to_string())?;
+    check_projections(
+        params,
+        proposal,
+        response,
+        challenge,
+        projections,
+        sub.recipient,
+        &values,
+    )
+}
+
+/// Whether `sub` is what the dealer committed to for its recipient.
+fn check_commitment(
+    proposal: &Proposal,
+    commitments: &Commitments,
+    sub: &ReshareSubShare,
+) -> Result<(), String> {
     let committed = commitments
         .commitments
         .iter()
         .find(|(m, _)| *m == sub.recipient)
         .map(|(_, c)| *c)
         .ok_or("no commitment for this member")?;
-    if sub.commitment(&digest) != committed {
+    if sub.commitment(&proposal.digest()) != committed {
         return Err("values do not match the dealer's commitment".into());
     }
     if sub.dealer != commitments.dealer || sub.epoch != proposal.new_epoch() {
         return Err("values for another dealer or epoch".into());
     }
+    Ok(())
+}
+
+/// Whether member `recipient`'s values lie on the dealer's projected,
+/// blinded polynomials.
+fn check_projections(
+    params: &Params,
+    proposal: &Proposal,
+    response: &Response,
+    challenge: &Challenge,
+    projections: &[Vec<u64>],
+    recipient: EvaluationPoint,
+    values: &Values,
+) -> Result<(), String> {
     let t_new = proposal.new.threshold().get();
     let width = challenge.gammas.len();
     let reduced = |coeffs: &[Vec<u64>]| {
@@ -1212,24 +1403,14 @@ fn check_values(
         return Err("response has the wrong shape or unreduced scalars".into());
     }
     let s = Scalars::new(params).map_err(|e| e.to_string())?;
-    fn parse<'w>(
-        params: &Params,
-        w: &'w WirePoly,
-        dealer: EvaluationPoint,
-    ) -> Result<&'w [u64], String> {
-        w.check(params, 0, dealer, "reshare values")
-            .map_err(|e| e.to_string())?;
-        Ok(w.residues.as_slice())
-    }
-    let x = u64::from(sub.recipient.get());
+    let x = u64::from(recipient.get());
+    let [key, mask, key_blind, mask_blind] = &values.0;
     for (poly, blind, value) in [
-        (&response.key_poly, &sub.key_blind, &sub.key),
-        (&response.mask_poly, &sub.mask_blind, &sub.mask),
+        (&response.key_poly, key_blind, key),
+        (&response.mask_poly, mask_blind, mask),
     ] {
-        let b = project(&s, projections, parse(params, blind, sub.dealer)?)
-            .map_err(|e| e.to_string())?;
-        let v = project(&s, projections, parse(params, value, sub.dealer)?)
-            .map_err(|e| e.to_string())?;
+        let b = project(&s, projections, blind).map_err(|e| e.to_string())?;
+        let v = project(&s, projections, value).map_err(|e| e.to_string())?;
         let expected = s
             .combine(&b, &challenge.gammas, &v)
             .map_err(|e| e.to_string())?;
@@ -1245,7 +1426,9 @@ fn check_values(
 /// accuses.
 pub struct MemberState {
     me: EvaluationPoint,
-    received: BTreeMap<EvaluationPoint, ReshareSubShare>,
+    /// The values that passed the checks, per dealer (the blinding values
+    /// already erased).
+    received: BTreeMap<EvaluationPoint, Values>,
 }
 
 impl fmt::Debug for MemberState {
@@ -1289,27 +1472,37 @@ pub fn check_dealings(
         }
     }
     let mut complaints = Vec::new();
+    let mut passed = BTreeMap::new();
     for c in commitments {
         let Some(resp) = responses.iter().find(|r| r.dealer == c.dealer) else {
             continue; // silent in round 2: excluded by everyone, no complaint needed
         };
-        let ok = match by_dealer.get(&c.dealer) {
-            Some(sub) => {
-                check_values(params, proposal, c, resp, challenge, &projections, sub).is_ok()
+        // The commitment first: a seed is expanded only once it is the
+        // committed one.
+        let values = by_dealer.remove(&c.dealer).and_then(|sub| {
+            check_commitment(proposal, c, &sub).ok()?;
+            let values = sub.into_values(params).ok()?;
+            check_projections(params, proposal, resp, challenge, &projections, me, &values).ok()?;
+            Some(values)
+        });
+        match values {
+            Some(mut values) => {
+                for blind in values.0.iter_mut().skip(2) {
+                    blind.zeroize();
+                    *blind = Vec::new();
+                }
+                passed.insert(c.dealer, values);
             }
-            None => false,
-        };
-        if !ok {
-            complaints.push(Complaint {
+            None => complaints.push(Complaint {
                 accuser: me,
                 dealer: c.dealer,
-            });
+            }),
         }
     }
     Ok((
         MemberState {
             me,
-            received: by_dealer,
+            received: passed,
         },
         complaints,
     ))
@@ -1704,7 +1897,8 @@ impl MemberState {
         for o in openings {
             if o.subshare.recipient == self.me && verdict.qualified.contains(&o.subshare.dealer) {
                 // Replaced values are zeroized as they drop.
-                self.received.insert(o.subshare.dealer, o.subshare.clone());
+                self.received
+                    .insert(o.subshare.dealer, o.subshare.expand(params)?);
             }
         }
         let ctx = params.ctx(0)?;
@@ -1717,12 +1911,10 @@ impl MemberState {
         let mut masks = Vec::with_capacity(verdict.qualified.len());
         let mut weights = vec![0u64; s.l * verdict.qualified.len()];
         for (k, &d) in verdict.qualified.iter().enumerate() {
-            let sub = self.received.get(&d).ok_or_else(|| Error::Missing {
+            let values = self.received.get(&d).ok_or_else(|| Error::Missing {
                 what: "reshare values",
                 missing: vec![d.get()],
             })?;
-            sub.key.check(params, 0, d, "reshare values")?;
-            sub.mask.check(params, 0, d, "reshare values")?;
             let w = lagrange_weight(d, &verdict.qualified, q)?;
             for (prime, m) in s.moduli.iter().enumerate() {
                 let wp = (&w % **m)
@@ -1732,8 +1924,9 @@ impl MemberState {
                     *slot = wp;
                 }
             }
-            keys.push(sub.key.residues.as_slice());
-            masks.push(sub.mask.residues.as_slice());
+            let [key, mask, ..] = &values.0;
+            keys.push(key.as_slice());
+            masks.push(mask.as_slice());
         }
         let key = Zeroizing::new(combine_nodes(&s.moduli, n, &keys, &weights));
         let mask = Zeroizing::new(combine_nodes(&s.moduli, n, &masks, &weights));
@@ -1953,6 +2146,7 @@ mod tests {
             epoch: 1,
             degree: params.degree(),
             values: [values.clone(), values.clone(), values.clone(), values],
+            seeds: vec![[0; 32]; d],
             inv_den,
             members: members
                 .iter()
@@ -1990,7 +2184,9 @@ mod tests {
             let moduli = dealing.moduli.clone();
             for (&x, values) in members.iter().zip(dealing.all_values()) {
                 let want = eval_residues(&params, &moduli, &coeffs, u64::from(x)).unwrap();
-                for v in &values {
+                // Members at the nodes 1 … t−1 are sent seeds, not values.
+                proptest::prop_assert_eq!(values.is_none(), u64::from(x) < t as u64);
+                for v in values.iter().flatten() {
                     proptest::prop_assert_eq!(v, &want, "x = {}", x);
                 }
                 let opened = dealing.values_at(u64::from(x));
@@ -2069,26 +2265,13 @@ mod tests {
             new: Committee::new(pts(&[4, 5]), 2).unwrap(),
             dealers: pts(&[1, 2, 3]),
         };
-        let random = |rng: &mut rand_chacha::ChaCha20Rng| {
-            WirePoly::from_residues(0, random_residues(&params, rng).unwrap())
-        };
-        let received: BTreeMap<EvaluationPoint, ReshareSubShare> = p
+        let received: BTreeMap<EvaluationPoint, Values> = p
             .dealers
             .iter()
             .map(|&d| {
-                (
-                    d,
-                    ReshareSubShare {
-                        dealer: d,
-                        recipient: me,
-                        epoch: 1,
-                        key: random(&mut rng),
-                        mask: random(&mut rng),
-                        key_blind: random(&mut rng),
-                        mask_blind: random(&mut rng),
-                        salt: [0; 32],
-                    },
-                )
+                let mut seed = [0; 32];
+                rng.fill_bytes(&mut seed);
+                (d, seeded_values(&params, &seed).unwrap())
             })
             .collect();
         let verdict = Verdict {
@@ -2099,9 +2282,14 @@ mod tests {
         let mut want_mask = Poly::zero(ctx, Representation::Ntt);
         for &d in &verdict.qualified {
             let w = lagrange_weight(d, &verdict.qualified, ctx.modulus()).unwrap();
-            let sub = &received[&d];
-            want_key += &ring::scalar_mul(&sub.key.parse(&params, 0, d, "k").unwrap(), &w);
-            want_mask += &ring::scalar_mul(&sub.mask.parse(&params, 0, d, "m").unwrap(), &w);
+            let [key, mask, ..] = &received[&d].0;
+            let parse = |v: &Vec<u64>| {
+                WirePoly::from_residues(0, v.clone())
+                    .parse(&params, 0, d, "v")
+                    .unwrap()
+            };
+            want_key += &ring::scalar_mul(&parse(key), &w);
+            want_mask += &ring::scalar_mul(&parse(mask), &w);
         }
         let state = MemberState { me, received };
         let (key, mask) = state.finish(&params, &p, &verdict, &[]).unwrap();
@@ -2186,6 +2374,9 @@ mod tests {
             let (opener, response) = state.respond(&params, &challenge).unwrap();
             let projections = challenge.projections(&params);
             for sub in &subs {
+                // t' = 3: the members at the nodes 1 and 2 get seeds.
+                let seeded = matches!(sub.values, SubShareValues::Seeded(_));
+                assert_eq!(seeded, sub.recipient.get() <= 2, "{sub:?}");
                 let ok = check_values(
                     &params,
                     &p,

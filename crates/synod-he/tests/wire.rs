@@ -24,7 +24,7 @@ use synod_he::ring::WirePoly;
 use synod_he::secret::AdditiveKeyShare;
 use synod_he::shamir::ActiveSet;
 use synod_he::{
-    decrypt, galois, keygen, keyswitch, relin, thresholdize, Committee, EvaluationPoint,
+    decrypt, galois, keygen, keyswitch, relin, reshare, thresholdize, Committee, EvaluationPoint,
     ParameterSet, Params,
 };
 
@@ -228,5 +228,35 @@ fn wire_formats_are_pinned() {
             mask: wp(0, &[4]),
         },
         "01020000010201030001030104",
+    );
+    // Resharing: a member at a drawn node gets a seed; the others the values.
+    let explicit = reshare::ReshareSubShare {
+        dealer: x(1),
+        recipient: x(30),
+        epoch: 2,
+        values: reshare::SubShareValues::Explicit {
+            key: wp(0, &[1]),
+            mask: wp(0, &[2]),
+            key_blind: wp(0, &[3]),
+            mask_blind: wp(0, &[4]),
+        },
+        salt: [5; 32],
+    };
+    snapshot(
+        "ReshareSubShare (explicit)",
+        &explicit,
+        "011e020000010101010001020102000102010300010301040505050505050505050505050505050505050505050505050505050505050505",
+    );
+    let seeded = reshare::ReshareSubShare {
+        dealer: x(1),
+        recipient: x(2),
+        epoch: 2,
+        values: reshare::SubShareValues::Seeded([6; 32]),
+        salt: [5; 32],
+    };
+    snapshot(
+        "ReshareSubShare (seeded)",
+        &seeded,
+        "0102020106060606060606060606060606060606060606060606060606060606060606060505050505050505050505050505050505050505050505050505050505050505",
     );
 }

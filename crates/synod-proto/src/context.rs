@@ -35,7 +35,7 @@ use crate::wire::fixed;
 /// (`synod/crp/v2`), and ct×ct by HPS RNS multiplication, whose evaluation outputs (and so
 /// output hashes) can differ from version 1's in rare coefficients. Peers of different versions
 /// would derive different collective keys, so they must not be in one session.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Domain-separation tag at the start of every encoded context.
 const CONTEXT_TAG: &[u8; 12] = b"synod/ctx/v1";
