@@ -15,7 +15,6 @@
 //! §2, output): that check belongs to the caller, which knows the circuit.
 
 use fhe::bfv::{Ciphertext, Plaintext, SecretKey};
-use fhe_math::ntt::NttOperator;
 use fhe_math::rq::{traits::TryConvertFrom, Poly, Representation};
 use fhe_math::zq::Modulus;
 use fhe_traits::FheDecrypter;
@@ -27,6 +26,7 @@ use zeroize::Zeroizing;
 
 use crate::flooding::Flooding;
 use crate::kernels::{BlockHasher, FloodLimbs, NttView, RingOps};
+use crate::ntt::Ntt;
 use crate::ring::WirePoly;
 use crate::secret::KeyShare;
 use crate::shamir::{ActiveSet, EvaluationPoint};
@@ -146,7 +146,7 @@ pub(crate) fn flooded_key_product<F>(
     extra: F,
 ) -> Result<Vec<u64>>
 where
-    F: Fn(usize, &Modulus, &NttOperator, &mut [u64]) + Sync + Send,
+    F: Fn(usize, &Modulus, &Ntt, &mut [u64]) + Sync + Send,
 {
     let k = ops.len();
     let lambda = ops.project(&set.weight(key.point(), params.ctx(0)?.modulus())?);
@@ -312,7 +312,7 @@ fn checked_phase(
 struct Decoder {
     /// `round(t/Q_ℓ · x) mod t` per level ℓ.
     scalers: Vec<crate::rns::SimpleScale>,
-    ntt_t: NttOperator,
+    ntt_t: Ntt,
     /// `slots[i] = NTT_t(w)[order[i]]`.
     order: Vec<usize>,
 }
@@ -351,7 +351,7 @@ impl Decoder {
             .map(|level| crate::rns::SimpleScale::new(params.ctx(level)?.moduli(), t))
             .collect::<Result<Vec<_>>>()?;
         let modulus = Modulus::new(t)?;
-        let ntt_t = NttOperator::new(&modulus, n)
+        let ntt_t = Ntt::new(&modulus, n)
             .ok_or_else(|| Error::Parameters("p is not an NTT-friendly prime".into()))?;
         // The slot order, read off fhe.rs's own encoder: encode the slot
         // indices 0..N (distinct mod t, as N < t) and see where the NTT puts each.

@@ -9,14 +9,14 @@
 //!
 //! Every modular operation is `fhe_math::zq::Modulus`'s constant-time one
 //! (Barrett / Shoup with branch-free final subtraction), and the NTT is
-//! `fhe-math`'s own `NttOperator` for the same prime and degree, so results
-//! are bit-for-bit those of the `Poly` arithmetic (tests check it). Buffers
+//! [`crate::ntt::Ntt`] (`tfhe-ntt` 0.7, bit-for-bit `fhe-math`'s
+//! `NttOperator` for the same prime and degree), so results are bit-for-bit
+//! those of the `Poly` arithmetic (tests check it). Buffers
 //! that hold secrets are `Zeroizing`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use fhe_math::ntt::NttOperator;
 use fhe_math::rq::{Context, Poly, Representation};
 use fhe_math::zq::Modulus;
 use ndarray::ArrayView2;
@@ -26,13 +26,14 @@ use rand::{CryptoRng, RngCore};
 use rayon::prelude::*;
 use zeroize::Zeroizing;
 
+use crate::ntt::Ntt;
 use crate::{Error, Result};
 
 /// The moduli and NTT operators of one context.
 pub(crate) struct RingOps {
     degree: usize,
     moduli: Vec<Modulus>,
-    ntt: Vec<NttOperator>,
+    ntt: Vec<Ntt>,
 }
 
 type Cache = Mutex<HashMap<(Vec<u64>, usize), Arc<RingOps>>>;
@@ -60,7 +61,7 @@ impl RingOps {
         let ntt = moduli
             .iter()
             .map(|q| {
-                NttOperator::new(q, degree).ok_or_else(|| {
+                Ntt::new(q, degree).ok_or_else(|| {
                     Error::Parameters(format!("no NTT of size {degree} modulo {}", **q))
                 })
             })
@@ -93,7 +94,7 @@ impl RingOps {
     }
 
     /// The NTT operator of each prime.
-    pub(crate) fn ntt(&self) -> &[NttOperator] {
+    pub(crate) fn ntt(&self) -> &[Ntt] {
         &self.ntt
     }
 
@@ -114,7 +115,7 @@ impl RingOps {
     /// Runs `f(prime index, modulus, ntt, row)` on every row of `m` in parallel.
     pub(crate) fn par_rows<F>(&self, m: &mut [u64], f: F)
     where
-        F: Fn(usize, &Modulus, &NttOperator, &mut [u64]) + Sync + Send,
+        F: Fn(usize, &Modulus, &Ntt, &mut [u64]) + Sync + Send,
     {
         m.par_chunks_mut(self.degree)
             .zip(self.moduli.par_iter().zip(self.ntt.par_iter()))
@@ -358,7 +359,7 @@ impl FloodLimbs {
     }
 
     /// This noise for prime `q`, in NTT form, into `out`.
-    pub(crate) fn ntt_row(&self, q: &Modulus, ntt: &NttOperator, out: &mut [u64]) {
+    pub(crate) fn ntt_row(&self, q: &Modulus, ntt: &Ntt, out: &mut [u64]) {
         self.reduce_into(q, out);
         ntt.forward(out);
     }

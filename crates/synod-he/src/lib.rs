@@ -24,6 +24,7 @@ mod kernels;
 pub mod keygen;
 pub mod keyswitch;
 mod mul;
+mod ntt;
 #[cfg(feature = "insecure-test-params")]
 pub mod oracle;
 mod packing;

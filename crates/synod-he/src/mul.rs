@@ -119,6 +119,12 @@ impl FastMul {
         })
     }
 
+    /// The primes of the extension basis `P`.
+    #[cfg(test)]
+    pub(crate) fn extension_primes(&self) -> Vec<u64> {
+        self.ops_p.moduli().iter().map(|q| **q).collect()
+    }
+
     pub(crate) fn multiply(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
         let (k, n) = (self.k, self.ops_base.degree());
         if self.key0.len() != k || self.key1.len() != k {
