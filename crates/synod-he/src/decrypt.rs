@@ -41,7 +41,10 @@ pub fn ciphertext_digest(params: &Params, ct: &Ciphertext) -> Result<[u8; 32]> {
     h.write_u64(ct.len() as u64);
     for poly in ct.iter() {
         // The residues of the NTT form, without copying when already NTT.
-        h.write_residues(NttView::of(poly).poly().coefficients());
+        match NttView::of(poly)? {
+            NttView::Borrowed(p) => h.write_residues(p.coefficients()),
+            NttView::Owned { residues, .. } => h.write_slice(&residues),
+        }
     }
     Ok(*h.finalize().as_bytes())
 }
@@ -150,9 +153,9 @@ where
 {
     let k = ops.len();
     let lambda = ops.project(&set.weight(key.point(), params.ctx(0)?.modulus())?);
-    let s_view = NttView::of(key.poly());
+    let s_view = NttView::of(key.poly())?;
     let s = s_view.rows(k)?;
-    let c1_view = NttView::of(c1);
+    let c1_view = NttView::of(c1)?;
     let c1 = c1_view.rows(k)?;
     let mut h = vec![0u64; k * ops.degree()];
     ops.par_rows(&mut h, |i, q, ntt, row| {
@@ -297,7 +300,7 @@ fn checked_phase(
     let c0 = ct
         .first()
         .ok_or_else(|| Error::Parameters("empty ciphertext".into()))?;
-    let mut acc = Zeroizing::new(NttView::of(c0).rows(ops.len())?.to_vec());
+    let mut acc = Zeroizing::new(NttView::of(c0)?.rows(ops.len())?.to_vec());
     ops.par_rows(&mut acc, |i, q, _, row| {
         for (_, share) in &list {
             q.add_vec(row, ops.row(&share.h.residues, i));

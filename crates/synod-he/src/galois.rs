@@ -88,7 +88,7 @@ pub fn galois_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
     let ctx = params.ctx(0)?;
     let ops = RingOps::of(ctx)?;
     let (l, n) = (ops.len(), ops.degree());
-    let s_view = NttView::of(secret.secret_ntt());
+    let s_view = NttView::of(secret.secret_ntt())?;
     let s = s_view.rows(l)?;
     let mut elements = elements.to_vec();
     elements.sort_unstable();
@@ -99,7 +99,7 @@ pub fn galois_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
     for (e_index, &g) in elements.iter().enumerate() {
         let sub = SubstitutionExponent::new(ctx, g as usize)?;
         let s_g = zeroize::Zeroizing::new(secret.secret_ntt().substitute(&sub)?);
-        let s_g_view = NttView::of(&s_g);
+        let s_g_view = NttView::of(&s_g)?;
         let s_g_rows = s_g_view.rows(l)?;
         let rows = (0..l)
             .into_par_iter()

@@ -160,6 +160,20 @@ pub(crate) fn small_into(q: &Modulus, coeffs: &[i64], row: &mut [u64]) {
     }
 }
 
+/// `row[k] −= a[k]·b[k] mod q`, in one pass (no temporary vector).
+pub(crate) fn mul_sub_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) {
+    for ((r, &x), &y) in row.iter_mut().zip(a).zip(b) {
+        *r = q.sub(*r, q.mul(x, y));
+    }
+}
+
+/// `row[k] += a[k]·b[k] mod q`, in one pass (no temporary vector).
+pub(crate) fn mul_add_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) {
+    for ((r, &x), &y) in row.iter_mut().zip(a).zip(b) {
+        *r = q.add(*r, q.mul(x, y));
+    }
+}
+
 /// Samples `count` small polynomials' coefficients (centred binomial with
 /// `variance`, as `Poly::small`), consuming `rng` in the same order as
 /// `count` successive `Poly::small` calls would.
@@ -175,34 +189,52 @@ pub(crate) fn sample_small<R: RngCore + CryptoRng>(
 }
 
 /// The residues of `poly` in NTT form: borrowed when it already is (Ntt or
-/// NttShoup), else converted in a copy.
+/// NttShoup), else converted in a copy with synod's NTT (bit-for-bit
+/// fhe-math's `change_representation`).
 pub(crate) enum NttView<'a> {
     Borrowed(&'a Poly),
-    Owned(Zeroizing<Poly>),
+    Owned {
+        residues: Zeroizing<Vec<u64>>,
+        primes: usize,
+        degree: usize,
+    },
 }
 
 impl NttView<'_> {
-    pub(crate) fn of(poly: &Poly) -> NttView<'_> {
-        if *poly.representation() == Representation::PowerBasis {
-            let mut p = Zeroizing::new(poly.clone());
-            p.change_representation(Representation::Ntt);
-            NttView::Owned(p)
-        } else {
-            NttView::Borrowed(poly)
+    pub(crate) fn of(poly: &Poly) -> Result<NttView<'_>> {
+        if *poly.representation() != Representation::PowerBasis {
+            return Ok(NttView::Borrowed(poly));
         }
-    }
-
-    /// The polynomial, in NTT (or NttShoup) form.
-    pub(crate) fn poly(&self) -> &Poly {
-        match self {
-            NttView::Borrowed(p) => p,
-            NttView::Owned(p) => p.as_ref(),
-        }
+        let c = poly.coefficients();
+        let (primes, degree) = (c.nrows(), c.ncols());
+        let ops = RingOps::for_moduli(poly.ctx().moduli(), degree)?;
+        let mut residues = Zeroizing::new(match c.to_slice() {
+            Some(s) => s.to_vec(),
+            None => c.iter().copied().collect(),
+        });
+        ops.par_rows(&mut residues, |_, _, ntt, row| ntt.forward(row));
+        Ok(NttView::Owned {
+            residues,
+            primes,
+            degree,
+        })
     }
 
     /// The first `rows` rows (a lower level's primes), as one contiguous slice.
     pub(crate) fn rows(&self, rows: usize) -> Result<&[u64]> {
-        contiguous_rows(self.poly().coefficients(), rows)
+        match self {
+            NttView::Borrowed(p) => contiguous_rows(p.coefficients(), rows),
+            NttView::Owned {
+                residues,
+                primes,
+                degree,
+            } => residues
+                .get(..rows * degree)
+                .filter(|_| rows <= *primes)
+                .ok_or_else(|| {
+                    Error::Parameters("a polynomial has fewer primes than the level needs".into())
+                }),
+        }
     }
 }
 
@@ -372,6 +404,32 @@ mod tests {
     use crate::{ParameterSet, Params};
     use fhe_math::rq::traits::TryConvertFrom;
     use rand::SeedableRng;
+
+    /// A power-basis polynomial viewed in NTT form is fhe-math's
+    /// `change_representation`; an NTT-form one is borrowed as it is.
+    #[test]
+    fn ntt_view_matches_change_representation() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
+        for level in [0, 1] {
+            let ctx = params.ctx(level).unwrap();
+            let p = Poly::random(ctx, Representation::PowerBasis, &mut rng);
+            let mut expected = p.clone();
+            expected.change_representation(Representation::Ntt);
+            let l = ctx.moduli().len();
+            let view = NttView::of(&p).unwrap();
+            assert!(matches!(view, NttView::Owned { .. }));
+            assert_eq!(
+                view.rows(l).unwrap(),
+                expected.coefficients().as_slice().unwrap()
+            );
+            assert_eq!(view.rows(1).unwrap().len(), 2048);
+            assert!(view.rows(l + 1).is_err());
+            let borrowed = NttView::of(&expected).unwrap();
+            assert!(matches!(borrowed, NttView::Borrowed(_)));
+            assert_eq!(borrowed.rows(l).unwrap(), view.rows(l).unwrap());
+        }
+    }
 
     #[test]
     fn small_to_ntt_matches_poly() {

@@ -14,7 +14,8 @@ use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
 use crate::crp::{CommonRandomness, CrpPurpose};
-use crate::ring::{self, WirePoly};
+use crate::kernels::{mul_sub_into, sample_small, small_into, NttView, RingOps};
+use crate::ring::WirePoly;
 use crate::secret::LinearSecret;
 use crate::shamir::EvaluationPoint;
 use crate::{glue, round, Params, Result};
@@ -37,12 +38,24 @@ pub fn public_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
     rng: &mut R,
 ) -> Result<PublicKeyShare> {
     let a = crs.poly(CrpPurpose::PublicKey)?;
-    let ctx = params.ctx(0)?;
-    let mut p0 = -(&a * secret.secret_ntt());
-    p0 += &ring::error_ntt(params, ctx, rng)?;
+    let ops = RingOps::of(params.ctx(0)?)?;
+    let l = ops.len();
+    // p_i = e − a·s_i, row by row: the error taken to NTT form in place, the
+    // product subtracted from it.
+    let e = sample_small(params.degree(), params.variance(), rng)?;
+    let a_view = NttView::of(&a)?;
+    let a = a_view.rows(l)?;
+    let s_view = NttView::of(secret.secret_ntt())?;
+    let s = s_view.rows(l)?;
+    let mut p0 = vec![0u64; l * ops.degree()];
+    ops.par_rows(&mut p0, |i, q, ntt, row| {
+        small_into(q, &e, row);
+        ntt.forward(row);
+        mul_sub_into(q, row, ops.row(a, i), ops.row(s, i));
+    });
     Ok(PublicKeyShare {
         sender,
-        p0: WirePoly::from_poly(&p0, 0),
+        p0: WirePoly::from_residues(0, p0),
     })
 }
 
@@ -90,4 +103,32 @@ pub fn aggregate_public_key(
     let a = crs.poly(CrpPurpose::PublicKey)?;
     let pk = glue::public_key(params, &p0, &a)?;
     Ok(CollectivePublicKey { p0, a, pk })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::secret::AdditiveKeyShare;
+    use crate::ParameterSet;
+    use rand::SeedableRng;
+
+    /// The row kernels give `Poly`'s `−a·s + e` with the same randomness.
+    #[test]
+    fn share_equals_the_poly_arithmetic() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let ctx = params.ctx(0).unwrap();
+        let crs = CommonRandomness::new(&params, [3; 32]);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(8);
+        let sk = AdditiveKeyShare::generate(&params, &mut rng).unwrap();
+        let me = EvaluationPoint::new(2).unwrap();
+        let mut a_rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        let mut b_rng = a_rng.clone();
+        let share = public_key_share(&params, &crs, &sk, me, &mut a_rng).unwrap();
+        let a = crs.poly(CrpPurpose::PublicKey).unwrap();
+        let mut want = -(&a * sk.ntt());
+        want += &Poly::small(ctx, Representation::Ntt, params.variance(), &mut b_rng).unwrap();
+        assert_eq!(share.p0.parse(&params, 0, me, "p0").unwrap(), want);
+        assert_eq!(share.sender, me);
+    }
 }

@@ -80,9 +80,9 @@ pub fn key_switch_share<R: RngCore + CryptoRng>(
     let u = sample_small(n, params.variance(), rng)?;
     let noise = flooding.limbs(n, rng);
     let e = sample_small(n, params.variance(), rng)?;
-    let p0_view = NttView::of(&recipient.p0);
+    let p0_view = NttView::of(&recipient.p0)?;
     let p0 = p0_view.rows(k)?;
-    let p1_view = NttView::of(&recipient.p1);
+    let p1_view = NttView::of(&recipient.p1)?;
     let p1 = p1_view.rows(k)?;
     let u_ntt = ops.small_to_ntt(&u);
     let (digest, (h0, h1)) = rayon::join(

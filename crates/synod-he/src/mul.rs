@@ -184,7 +184,10 @@ impl FastMul {
             }
         }
         let inputs: Vec<&Poly> = a.iter().chain(b.iter()).collect();
-        let views: Vec<NttView<'_>> = inputs.iter().map(|p| NttView::of(p)).collect();
+        let views: Vec<NttView<'_>> = inputs
+            .iter()
+            .map(|p| NttView::of(p))
+            .collect::<Result<_>>()?;
         let ntt_in: Vec<&[u64]> = views.iter().map(|v| v.rows(k)).collect::<Result<_>>()?;
 
         // 1. Extend each input to Q ∪ P: power basis (inverse NTT), base
@@ -359,7 +362,7 @@ fn key_rows(rlk: &RelinearizationKey, base: &Arc<Context>) -> Result<(KeyRows, K
         v.iter()
             .map(|bytes| {
                 let p = Poly::from_bytes(bytes, base)?;
-                let view = NttView::of(&p);
+                let view = NttView::of(&p)?;
                 Ok(view.rows(k)?.to_vec())
             })
             .collect()

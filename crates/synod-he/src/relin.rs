@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::crp::{CommonRandomness, CrpPurpose};
-use crate::kernels::{contiguous_rows, sample_small, small_into, NttView, RingOps};
+use crate::kernels::{
+    contiguous_rows, mul_add_into, mul_sub_into, sample_small, small_into, NttView, RingOps,
+};
 use crate::ring::WirePoly;
 use crate::secret::AdditiveKeyShare;
 use crate::shamir::EvaluationPoint;
@@ -114,7 +116,7 @@ pub fn round1<R: RngCore + CryptoRng>(
     let u_coeffs = sample_small(n, params.variance(), rng)?;
     let errors = sample_errors(params, 2 * l, rng)?;
     let u = ops.small_to_ntt(&u_coeffs);
-    let s_view = NttView::of(sk.ntt());
+    let s_view = NttView::of(sk.ntt())?;
     let s = s_view.rows(l)?;
     let rows = (0..l)
         .into_par_iter()
@@ -132,9 +134,7 @@ pub fn round1<R: RngCore + CryptoRng>(
             ops.par_rows(&mut r0, |i, q, ntt, row| {
                 small_into(q, e0, row);
                 ntt.forward(row);
-                let mut t = Zeroizing::new(ops.row(a, i).to_vec());
-                q.mul_vec(&mut t, ops.row(&u, i));
-                q.sub_vec(row, &t);
+                mul_sub_into(q, row, ops.row(a, i), ops.row(&u, i));
                 if i == k {
                     q.add_vec(row, ops.row(s, i));
                 }
@@ -144,9 +144,7 @@ pub fn round1<R: RngCore + CryptoRng>(
             ops.par_rows(&mut r1, |i, q, ntt, row| {
                 small_into(q, e1, row);
                 ntt.forward(row);
-                let mut t = Zeroizing::new(ops.row(a, i).to_vec());
-                q.mul_vec(&mut t, ops.row(s, i));
-                q.add_vec(row, &t);
+                mul_add_into(q, row, ops.row(a, i), ops.row(s, i));
             });
             Ok((
                 WirePoly::from_residues(0, r0),
@@ -258,9 +256,9 @@ pub fn round2<R: RngCore + CryptoRng>(
         ));
     }
     let errors = sample_errors(params, 2 * l, rng)?;
-    let s_view = NttView::of(sk.ntt());
+    let s_view = NttView::of(sk.ntt())?;
     let s = s_view.rows(l)?;
-    let u_view = NttView::of(&secret.u);
+    let u_view = NttView::of(&secret.u)?;
     let mut u_minus_s = Zeroizing::new(u_view.rows(l)?.to_vec());
     ops.par_rows(&mut u_minus_s, |i, q, _, row| q.sub_vec(row, ops.row(s, i)));
     // One job per (gadget row, output polynomial).
@@ -274,7 +272,7 @@ pub fn round2<R: RngCore + CryptoRng>(
                 true => (aggregate.h1.get(k), u_minus_s.as_slice()),
             };
             let agg = agg.ok_or_else(|| Error::Parameters("missing aggregate row".into()))?;
-            let agg_view = NttView::of(agg);
+            let agg_view = NttView::of(agg)?;
             let agg = agg_view.rows(l)?;
             let e = errors
                 .get(2 * k + usize::from(second))
@@ -283,9 +281,7 @@ pub fn round2<R: RngCore + CryptoRng>(
             ops.par_rows(&mut r, |i, q, ntt, row| {
                 small_into(q, e, row);
                 ntt.forward(row);
-                let mut t = Zeroizing::new(ops.row(agg, i).to_vec());
-                q.mul_vec(&mut t, ops.row(secret_factor, i));
-                q.add_vec(row, &t);
+                mul_add_into(q, row, ops.row(agg, i), ops.row(secret_factor, i));
             });
             Ok(WirePoly::from_residues(0, r))
         })

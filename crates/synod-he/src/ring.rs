@@ -176,17 +176,23 @@ pub fn small_to_ntt(coeffs: &[i64], ctx: &Arc<Context>) -> Result<Poly> {
 }
 
 /// Samples a fresh error polynomial in NTT form (centred binomial, the
-/// library's variance).
+/// library's variance): `Poly::small`'s result for the same `rng`, with
+/// synod's NTT.
 pub fn error_ntt<R: rand::RngCore + rand::CryptoRng>(
     params: &Params,
     ctx: &Arc<Context>,
     rng: &mut R,
 ) -> Result<Poly> {
-    Ok(Poly::small(
+    let ops = crate::kernels::RingOps::of(ctx)?;
+    let e = crate::kernels::sample_small(ops.degree(), params.variance(), rng)?;
+    let mut m = ops.small_to_ntt(&e);
+    let arr = ndarray::Array2::from_shape_vec((ops.len(), ops.degree()), std::mem::take(&mut *m))
+        .map_err(|err| crate::Error::Parameters(err.to_string()))?;
+    Ok(Poly::try_convert_from(
+        arr,
         ctx,
+        false,
         Representation::Ntt,
-        params.variance(),
-        rng,
     )?)
 }
 
