@@ -133,10 +133,13 @@ fn dot(a: &[u64], b: &[u64], init: u128) -> u128 {
     let unrolled = match a.len() {
         4 => fixed::<4>(a, b, init),
         5 => fixed::<5>(a, b, init),
+        6 => fixed::<6>(a, b, init),
         8 => fixed::<8>(a, b, init),
         9 => fixed::<9>(a, b, init),
         10 => fixed::<10>(a, b, init),
+        11 => fixed::<11>(a, b, init),
         18 => fixed::<18>(a, b, init),
+        19 => fixed::<19>(a, b, init),
         _ => None,
     };
     unrolled.unwrap_or_else(|| {
