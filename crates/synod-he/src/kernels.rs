@@ -160,18 +160,32 @@ pub(crate) fn small_into(q: &Modulus, coeffs: &[i64], row: &mut [u64]) {
     }
 }
 
+/// Runs `f` compiled for the best instruction set this CPU has (AVX-512,
+/// AVX2 or the baseline), chosen once at run time: the workspace builds
+/// for the baseline x86-64, so loops outside such a dispatch get no
+/// AVX2/AVX-512 code. fhe-math dispatches its vector operations the same way.
+#[inline(always)]
+pub(crate) fn dispatch<R>(f: impl FnOnce() -> R) -> R {
+    static ARCH: OnceLock<pulp::Arch> = OnceLock::new();
+    ARCH.get_or_init(pulp::Arch::new).dispatch(f)
+}
+
 /// `row[k] −= a[k]·b[k] mod q`, in one pass (no temporary vector).
 pub(crate) fn mul_sub_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) {
-    for ((r, &x), &y) in row.iter_mut().zip(a).zip(b) {
-        *r = q.sub(*r, q.mul(x, y));
-    }
+    dispatch(|| {
+        for ((r, &x), &y) in row.iter_mut().zip(a).zip(b) {
+            *r = q.sub(*r, q.mul(x, y));
+        }
+    })
 }
 
 /// `row[k] += a[k]·b[k] mod q`, in one pass (no temporary vector).
 pub(crate) fn mul_add_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) {
-    for ((r, &x), &y) in row.iter_mut().zip(a).zip(b) {
-        *r = q.add(*r, q.mul(x, y));
-    }
+    dispatch(|| {
+        for ((r, &x), &y) in row.iter_mut().zip(a).zip(b) {
+            *r = q.add(*r, q.mul(x, y));
+        }
+    })
 }
 
 /// Samples `count` small polynomials' coefficients (centred binomial with
