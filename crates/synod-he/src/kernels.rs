@@ -153,11 +153,13 @@ fn ctx_degree(ctx: &Arc<Context>) -> usize {
 /// negative `c` (as two's complement) plus `q` wraps to `q − |c|`.
 pub(crate) fn small_into(q: &Modulus, coeffs: &[i64], row: &mut [u64]) {
     let p = **q;
-    for (r, &c) in row.iter_mut().zip(coeffs) {
-        debug_assert!(c.unsigned_abs() < p);
-        let negative_mask = (c >> 63) as u64;
-        *r = (c as u64).wrapping_add(p & negative_mask);
-    }
+    dispatch(|| {
+        for (r, &c) in row.iter_mut().zip(coeffs) {
+            debug_assert!(c.unsigned_abs() < p);
+            let negative_mask = (c >> 63) as u64;
+            *r = (c as u64).wrapping_add(p & negative_mask);
+        }
+    })
 }
 
 /// Runs `f` compiled for the best instruction set this CPU has (AVX-512,
@@ -383,6 +385,11 @@ impl FloodLimbs {
 
     /// `row[k] = (value_k − 2^bits) mod q` in coefficient form, constant time.
     pub(crate) fn reduce_into(&self, q: &Modulus, row: &mut [u64]) {
+        dispatch(|| self.reduce_block(q, row))
+    }
+
+    #[inline(always)]
+    fn reduce_block(&self, q: &Modulus, row: &mut [u64]) {
         // 2^bits mod q.
         let offset = (0..self.bits).fold(1u64 % **q, |acc, _| q.add(acc, acc));
         for (out, coeff) in row.iter_mut().zip(self.limbs.chunks(self.per_coeff)) {

@@ -230,6 +230,16 @@ impl BaseConverter {
         out: &mut [&mut [u64]],
         scratch: &mut Scratch,
     ) -> Result<()> {
+        crate::kernels::dispatch(|| self.convert_block(input, out, scratch))
+    }
+
+    #[inline(always)]
+    fn convert_block(
+        &self,
+        input: &[&[u64]],
+        out: &mut [&mut [u64]],
+        scratch: &mut Scratch,
+    ) -> Result<()> {
         let k = self.from.len();
         let len = block_shape(input, out, k, self.to.len())?;
         let (y, v) = scratch.take(k, len);
@@ -355,6 +365,16 @@ impl ScaleDown {
         out: &mut [&mut [u64]],
         scratch: &mut Scratch,
     ) -> Result<()> {
+        crate::kernels::dispatch(|| self.scale_block(input, out, scratch))
+    }
+
+    #[inline(always)]
+    fn scale_block(
+        &self,
+        input: &[&[u64]],
+        out: &mut [&mut [u64]],
+        scratch: &mut Scratch,
+    ) -> Result<()> {
         let k = self.q.len();
         let len = block_shape(input, out, k + self.p.len(), self.p.len())?;
         let (halves, f) = scratch.take(2 * k, len);
@@ -436,6 +456,11 @@ impl SimpleScale {
     /// Scales one block: `input` has one slice per prime of `Q`, each as
     /// long as `out`.
     pub(crate) fn scale(&self, input: &[&[u64]], out: &mut [u64]) -> Result<()> {
+        crate::kernels::dispatch(|| self.scale_block(input, out))
+    }
+
+    #[inline(always)]
+    fn scale_block(&self, input: &[&[u64]], out: &mut [u64]) -> Result<()> {
         let len = out.len();
         if input.len() != self.split.len() || input.iter().any(|r| r.len() != len) {
             return Err(Error::Parameters(format!(
