@@ -154,7 +154,7 @@ pub struct ReshareSubShare {
 /// values that are uniformly random by construction (dealing by values), so
 /// the dealer draws them from a fresh 32-byte seed with ChaCha20 and sends
 /// the seed: 64 bytes instead of `4·L·N` residues, the same values for the
-/// member (expanded by [`random_residues`], in the order `g, h, W, V`).
+/// member (expanded by `random_residues`, in the order `g, h, W, V`).
 /// Committing to and opening the seed commits to and opens the values.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub enum SubShareValues {

@@ -5,8 +5,10 @@
 //!
 //! Run: `cargo bench -p synod-local --bench reshare` (release build).
 //! `SYNOD_RESHARE_SIZES=5,20` picks the sizes (default 5,20,50,100).
-//! CPU time is the process's user + system time (all simulated members run in
+//! CPU time is the process's time on CPU, every thread (all simulated members run in
 //! this one process, so it is the CPU summed over all members).
+//! `SYNOD_TRACE=1` prints the wall-clock and CPU time of each stage (the
+//! dealers' deal/seal summed over the dealing loop).
 //! `SYNOD_PERF_CTL=<fifo>` writes `enable`/`disable` to a `perf record
 //! --control fifo:<fifo> -D -1` control pipe around each resharing, so a
 //! profile leaves the set-up out.
@@ -17,19 +19,57 @@ use rand::SeedableRng;
 use synod_he::{EvaluationPoint, ParameterSet, Params};
 use synod_local::{LocalCommittee, ReshareFaults};
 
+/// CPU seconds of every thread of this process so far, from
+/// `/proc/self/task/*/schedstat` (nanoseconds on CPU; the rayon workers live
+/// as long as the process). Zero where there is no procfs.
 fn cpu_seconds() -> f64 {
-    // /proc/self/stat fields 14 and 15: utime and stime in clock ticks.
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
     };
-    // After the ')' the state is field 3, so utime (14) is index 11.
-    (ticks(11) + ticks(12)) / 100.0
+    let ns: u64 = tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e9
+}
+
+/// Wall-clock and CPU seconds per stage, summed by name, in the order the
+/// stages first ended.
+struct Stages {
+    last: Instant,
+    last_cpu: f64,
+    totals: Vec<(&'static str, f64, f64)>,
+}
+
+impl Stages {
+    fn new() -> Self {
+        Self {
+            last: Instant::now(),
+            last_cpu: cpu_seconds(),
+            totals: Vec::new(),
+        }
+    }
+
+    fn end(&mut self, name: &'static str) {
+        let (wall, cpu) = (self.last.elapsed().as_secs_f64(), cpu_seconds());
+        let spent = cpu - self.last_cpu;
+        match self.totals.iter_mut().find(|(n, _, _)| *n == name) {
+            Some((_, w, c)) => {
+                *w += wall;
+                *c += spent;
+            }
+            None => self.totals.push((name, wall, spent)),
+        }
+        self.last = Instant::now();
+        self.last_cpu = cpu;
+    }
+
+    fn print(&self) {
+        for (name, wall, cpu) in &self.totals {
+            eprintln!("reshare: {name}: {wall:.3} s wall, {cpu:.3} s CPU");
+        }
+    }
 }
 
 fn main() {
@@ -80,8 +120,19 @@ fn main() {
         let cpu0 = cpu_seconds();
         let start = Instant::now();
         let dealers = points.get(..(t + 2).min(n)).unwrap_or(&points);
-        let outcome = committee.reshare(&points, t, dealers, &ReshareFaults::default(), &mut rng);
+        let mut stages = Stages::new();
+        let outcome = committee.reshare_observed(
+            &points,
+            t,
+            dealers,
+            &ReshareFaults::default(),
+            &mut rng,
+            &mut |name| stages.end(name),
+        );
         perf("disable\n");
+        if std::env::var_os("SYNOD_TRACE").is_some() {
+            stages.print();
+        }
         match outcome {
             Ok(r) => println!(
                 "{n:>5} {t:>4} {:>4} {:>12.2} {:>12.2} {:>16} {:>14}",

@@ -70,76 +70,6 @@ pub struct EpochReport {
     pub certificate: EpochCertificate,
 }
 
-/// Prints the wall-clock and CPU time of each resharing stage when
-/// `SYNOD_TRACE` is set. CPU time is the whole process's (every thread), read
-/// from `/proc/self/task/*/schedstat` on Linux; elsewhere it shows as zero.
-struct Trace {
-    on: bool,
-    last: Instant,
-    last_cpu: f64,
-    /// Sub-stages summed over a loop: (name, wall, CPU).
-    parts: Vec<(&'static str, f64, f64)>,
-}
-
-impl Trace {
-    fn new() -> Self {
-        let on = std::env::var_os("SYNOD_TRACE").is_some();
-        Self {
-            on,
-            last: Instant::now(),
-            last_cpu: if on { process_cpu_seconds() } else { 0.0 },
-            parts: Vec::new(),
-        }
-    }
-
-    /// Adds the time since the last mark to the sub-stage `what`, printed
-    /// with the next [`mark`](Self::mark).
-    fn part(&mut self, what: &'static str) {
-        if self.on {
-            let cpu = process_cpu_seconds();
-            let wall = self.last.elapsed().as_secs_f64();
-            match self.parts.iter_mut().find(|(w, _, _)| *w == what) {
-                Some((_, w, c)) => {
-                    *w += wall;
-                    *c += cpu - self.last_cpu;
-                }
-                None => self.parts.push((what, wall, cpu - self.last_cpu)),
-            }
-            self.last_cpu = cpu;
-        }
-        self.last = Instant::now();
-    }
-
-    fn mark(&mut self, what: &str) {
-        if self.on {
-            for (part, wall, cpu) in self.parts.drain(..) {
-                eprintln!("reshare:   {part}: {wall:.3} s wall, {cpu:.3} s CPU");
-            }
-            let cpu = process_cpu_seconds();
-            eprintln!(
-                "reshare: {what}: {:.3} s wall, {:.3} s CPU",
-                self.last.elapsed().as_secs_f64(),
-                cpu - self.last_cpu
-            );
-            self.last_cpu = cpu;
-        }
-        self.last = Instant::now();
-    }
-}
-
-/// CPU time of every thread of this process so far (Linux; 0 elsewhere).
-fn process_cpu_seconds() -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    let ns: u64 = tasks
-        .filter_map(|t| t.ok())
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    ns as f64 / 1e9
-}
-
 /// Delivers a round of list-valued broadcasts, keeping only the items each
 /// sender made in its own name (`author` says who an item speaks for).
 pub(crate) fn deliver_own<T: serde::de::DeserializeOwned>(
@@ -200,8 +130,22 @@ impl LocalCommittee {
         faults: &ReshareFaults,
         rng: &mut R,
     ) -> Result<EpochReport> {
+        self.reshare_observed(new_points, t_new, dealers, faults, rng, &mut |_| {})
+    }
+
+    /// [`reshare`](Self::reshare), calling `stage(name)` as each stage ends
+    /// (for timing; the dealing loop reports `"deal"`, `"seal"` and
+    /// `"drop the values"` once per dealer).
+    pub fn reshare_observed<R: RngCore + CryptoRng>(
+        &mut self,
+        new_points: &[EvaluationPoint],
+        t_new: usize,
+        dealers: &[EvaluationPoint],
+        faults: &ReshareFaults,
+        rng: &mut R,
+        stage: &mut dyn FnMut(&'static str),
+    ) -> Result<EpochReport> {
         let start = Instant::now();
-        let mut trace = Trace::new();
         let params = self.params.clone();
         let old_epoch = self
             .participants
@@ -254,7 +198,7 @@ impl LocalCommittee {
         }
         relay.end_round();
 
-        trace.mark("approval");
+        stage("approval");
         // Round 1: commitments (broadcast) and values (sealed to each member).
         let receivers: Vec<EvaluationPoint> = proposal.new.members().to_vec();
         let mut everyone: Vec<EvaluationPoint> = old_members.clone();
@@ -274,19 +218,18 @@ impl LocalCommittee {
                 .find(|p| p.point() == d)
                 .ok_or_else(|| LocalError::Other(format!("{d} holds no share")))?;
             let (state, commitments, subs) = deal(&params, &proposal, p, faults, d, rng)?;
-            trace.part("deal");
+            stage("deal");
             commit_envs.push(relay.broadcast(d, ProtocolName::Reshare, 1, &commitments)?);
             let messages: Vec<_> = subs.into_iter().map(|sub| (sub.recipient, sub)).collect();
             sealed.extend(relay.seal_many(d, &messages, ProtocolName::Reshare, 1, rng)?);
-            trace.part("seal");
+            stage("seal");
             drop(messages);
-            trace.part("drop the values");
+            stage("drop the values");
             states.insert(d, state);
         }
-        trace.mark("deal and seal");
         let commitments: Vec<Commitments> =
             relay.deliver(&receivers, &commit_envs, ProtocolName::Reshare, 1)?;
-        trace.mark("deliver commitments");
+        stage("deliver commitments");
         let mut inbox: BTreeMap<EvaluationPoint, Vec<reshare::ReshareSubShare>> =
             receivers.iter().map(|&r| (r, Vec::new())).collect();
         // Each envelope is dropped once opened, so its memory is reused by the
@@ -297,7 +240,7 @@ impl LocalCommittee {
         }
         relay.end_round();
 
-        trace.mark("deliver and open values");
+        stage("deliver and open values");
         // Round 2: the challenge, and the dealers' responses.
         let challenge = Challenge::derive(&params, &proposal, &commitments);
         let mut resp_envs = Vec::new();
@@ -311,7 +254,7 @@ impl LocalCommittee {
             relay.deliver(&receivers, &resp_envs, ProtocolName::Reshare, 2)?;
         relay.end_round();
 
-        trace.mark("challenge and responses");
+        stage("challenge and responses");
         // Round 3: every member checks its values (in parallel, as separate
         // members would) and complains.
         use rayon::prelude::*;
@@ -354,7 +297,7 @@ impl LocalCommittee {
         )?;
         relay.end_round();
 
-        trace.mark("checks and complaints");
+        stage("checks and complaints");
         // Round 4: accused dealers open the disputed values.
         let mut open_envs = Vec::new();
         for (d, opener) in openers {
@@ -370,7 +313,7 @@ impl LocalCommittee {
             })?;
         relay.end_round();
 
-        trace.mark("openings");
+        stage("openings");
         // Verdict, identical for everyone.
         let verdict = match reshare::judge(
             &params,
@@ -406,7 +349,7 @@ impl LocalCommittee {
             })
             .collect::<Result<_>>()?;
 
-        trace.mark("verdict and new shares");
+        stage("verdict and new shares");
         // Test decryption of a transcript-derived ciphertext by t' new members.
         let transcript = relay.transcript_hash();
         let (ct, expected) = reshare::test_ciphertext(&params, &self.public_key, &transcript)?;
@@ -450,7 +393,7 @@ impl LocalCommittee {
             ));
         }
 
-        trace.mark("test decryption");
+        stage("test decryption");
         // Epoch certificate: at least t' signatures of B.
         let cert_digest = certificate_digest(
             &transcript,
@@ -480,7 +423,7 @@ impl LocalCommittee {
         let bytes = relay.bytes() - bytes_before;
         drop(relay);
 
-        trace.mark("certificate");
+        stage("certificate");
         // Only now are the old shares erased (dropped, zeroizing) and replaced.
         let involved = everyone.len().max(1) as u64;
         self.participants = new_participants;
