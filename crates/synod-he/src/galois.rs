@@ -207,18 +207,21 @@ impl GaloisKeys {
         }
         let sub = SubstitutionExponent::new(ctx, g as usize)?;
         let mut c0g = c0.substitute(&sub)?;
-        let mut c1g = c1.substitute(&sub)?;
+        let c1g = c1.substitute(&sub)?;
         let ops = &self.ops;
         let (l, n) = (ops.len(), ops.degree());
         // Digit k's NTT modulo its own prime k is row k of σ(c1) in NTT form:
-        // keep those rows and skip L of the L² forward NTTs.
-        let c1g_ntt = if *c1g.representation() == Representation::Ntt {
-            Some(crate::kernels::contiguous_rows(c1g.coefficients(), l)?.to_vec())
+        // keep those rows and skip L of the L² forward NTTs. The digits are
+        // σ(c1) in power basis, taken out of NTT form with synod's NTT.
+        let c1_rows = crate::kernels::contiguous_rows(c1g.coefficients(), l)?.to_vec();
+        let (c1g_ntt, digits) = if *c1g.representation() == Representation::PowerBasis {
+            (None, c1_rows)
         } else {
-            None
+            let mut digits = c1_rows.clone();
+            ops.par_rows(&mut digits, |_, _, ntt, row| ntt.backward(row));
+            (Some(c1_rows), digits)
         };
-        c1g.change_representation(Representation::PowerBasis);
-        let digits = crate::kernels::contiguous_rows(c1g.coefficients(), l)?.to_vec();
+        drop(c1g);
         // Per prime i (in parallel): Σ_k NTT_i(digit_k mod q_i) ⊙ key[k].
         let mut acc0 = vec![0u64; l * n];
         let mut acc1 = vec![0u64; l * n];
@@ -242,11 +245,20 @@ impl GaloisKeys {
                             .and_then(|r| r.get(i * n..(i + 1) * n))
                             .unwrap_or(&[])
                     }
-                    let mut u = t.clone();
-                    q.mul_shoup_vec(&mut u, row(&key.c0, k, i, n), row(&key.c0_shoup, k, i, n));
-                    q.add_vec(a0, &u);
-                    q.mul_shoup_vec(&mut t, row(&key.c1, k, i, n), row(&key.c1_shoup, k, i, n));
-                    q.add_vec(a1, &t);
+                    crate::kernels::mul_shoup_add_into(
+                        q,
+                        a0,
+                        &t,
+                        row(&key.c0, k, i, n),
+                        row(&key.c0_shoup, k, i, n),
+                    );
+                    crate::kernels::mul_shoup_add_into(
+                        q,
+                        a1,
+                        &t,
+                        row(&key.c1, k, i, n),
+                        row(&key.c1_shoup, k, i, n),
+                    );
                 }
             });
         let to_poly = |m: Vec<u64>| -> Result<fhe_math::rq::Poly> {
@@ -412,7 +424,7 @@ pub fn aggregate_galois_key_rows(
                 let shoup = |m: &[u64]| -> Vec<u64> {
                     m.chunks(ops.degree())
                         .zip(ops.moduli())
-                        .flat_map(|(row, q)| q.shoup_vec(row))
+                        .flat_map(|(row, q)| crate::kernels::shoup_vec(q, row))
                         .collect()
                 };
                 let (c0s, c1s) = (shoup(&c0), shoup(&c1));

@@ -190,6 +190,39 @@ pub(crate) fn mul_add_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) {
     })
 }
 
+/// `acc[k] += a[k]·w[k] mod q` for a fixed (public) `w` with Shoup
+/// companions `ws`, in one pass.
+pub(crate) fn mul_shoup_add_into(q: &Modulus, acc: &mut [u64], a: &[u64], w: &[u64], ws: &[u64]) {
+    dispatch(|| {
+        for (((r, &x), &y), &ys) in acc.iter_mut().zip(a).zip(w).zip(ws) {
+            *r = q.add(*r, q.mul_shoup(x, y, ys));
+        }
+    })
+}
+
+/// The Shoup companions `⌊w·2^64/q⌋` of a row of residues `w < q`: fhe-math's
+/// `Modulus::shoup_vec` without a 128-bit division per value. With
+/// `R = ⌊2^128/q⌋ = r_hi·2^64 + r_lo`, the estimate `w·r_hi + ⌊w·r_lo/2^64⌋`
+/// is short by at most one (`w < 2^64`), fixed by one comparison of the
+/// remainder (branch-free). For odd `q` (every prime we use).
+pub(crate) fn shoup_vec(q: &Modulus, w: &[u64]) -> Vec<u64> {
+    let p = **q;
+    // ⌊(2^128 − 1)/q⌋ = ⌊2^128/q⌋ for odd q (q does not divide 2^128).
+    let r = u128::MAX / u128::from(p);
+    let (r_hi, r_lo) = ((r >> 64) as u64, r as u64);
+    dispatch(|| {
+        w.iter()
+            .map(|&w| {
+                let est = w
+                    .wrapping_mul(r_hi)
+                    .wrapping_add(((u128::from(w) * u128::from(r_lo)) >> 64) as u64);
+                let rem = (u128::from(w) << 64).wrapping_sub(u128::from(est) * u128::from(p));
+                est + u64::from(rem >= u128::from(p))
+            })
+            .collect()
+    })
+}
+
 /// Samples `count` small polynomials' coefficients (centred binomial with
 /// `variance`, as `Poly::small`), consuming `rng` in the same order as
 /// `count` successive `Poly::small` calls would.
@@ -449,6 +482,25 @@ mod tests {
             let borrowed = NttView::of(&expected).unwrap();
             assert!(matches!(borrowed, NttView::Borrowed(_)));
             assert_eq!(borrowed.rows(l).unwrap(), view.rows(l).unwrap());
+        }
+    }
+
+    /// The division-free Shoup companions are fhe-math's, for every prime
+    /// we use and values from 0 to q − 1.
+    #[test]
+    fn shoup_companions_match_fhe_math() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
+        for set in [ParameterSet::Bfv8192, ParameterSet::Bfv16384] {
+            let params = Params::new(set, 20).unwrap();
+            let mut primes = params.moduli().to_vec();
+            primes.push(params.plaintext());
+            primes.extend([(1 << 62) - 57, 3, 65537]);
+            for p in primes {
+                let q = Modulus::new(p).unwrap();
+                let mut w = q.random_vec(4096, &mut rng);
+                w.extend([0, 1, 2, p - 2, p - 1, p / 2, p / 2 + 1]);
+                assert_eq!(shoup_vec(&q, &w), q.shoup_vec(&w), "q = {p}");
+            }
         }
     }
 

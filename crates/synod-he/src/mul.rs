@@ -67,7 +67,7 @@ impl FastMul {
                 .map(|m| {
                     m.chunks(n)
                         .zip(ops_base.moduli())
-                        .flat_map(|(row, q)| q.shoup_vec(row))
+                        .flat_map(|(row, q)| crate::kernels::shoup_vec(q, row))
                         .collect()
                 })
                 .collect()
