@@ -42,7 +42,23 @@ impl RingOps {
     /// The (cached) operators for `ctx`. Building an NTT plan costs about a
     /// millisecond per prime, so they are built once per process.
     pub(crate) fn of(ctx: &Arc<Context>) -> Result<Arc<RingOps>> {
-        Self::for_moduli(ctx.moduli(), ctx_degree(ctx))
+        // Keyed by the context's address: `Context` does not expose its
+        // degree, and finding it out allocates a whole zero polynomial. The
+        // cache holds each context alive, so an address is never reused for
+        // another context.
+        type ByContext = Mutex<HashMap<usize, (Arc<Context>, Arc<RingOps>)>>;
+        static BY_CONTEXT: OnceLock<ByContext> = OnceLock::new();
+        let key = Arc::as_ptr(ctx) as usize;
+        let cache = BY_CONTEXT.get_or_init(|| Mutex::new(HashMap::new()));
+        if let Some((_, ops)) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(ops.clone());
+        }
+        let ops = Self::for_moduli(ctx.moduli(), ctx_degree(ctx))?;
+        cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (ctx.clone(), ops.clone()));
+        Ok(ops)
     }
 
     /// The (cached) operators for `moduli` at `degree`, without building an
