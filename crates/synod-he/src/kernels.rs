@@ -24,7 +24,7 @@ use num_bigint::BigUint;
 use num_traits::ToPrimitive;
 use rand::{CryptoRng, RngCore};
 use rayon::prelude::*;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::ntt::Ntt;
 use crate::{Error, Result};
@@ -239,18 +239,42 @@ pub(crate) fn shoup_vec(q: &Modulus, w: &[u64]) -> Vec<u64> {
     })
 }
 
-/// Samples `count` small polynomials' coefficients (centred binomial with
-/// `variance`, as `Poly::small`), consuming `rng` in the same order as
-/// `count` successive `Poly::small` calls would.
+/// Samples one small polynomial's coefficients: centred binomial with
+/// `variance` (`1 ..= 16`), exactly `fhe_util::sample_vec_cbd`'s algorithm
+/// and output for the same `rng` (so `Poly::small`'s), compiled under
+/// [`dispatch`]: fhe-util is built for baseline x86-64, which has no
+/// `popcnt` instruction, and its bit counts then dominate the sampling.
 pub(crate) fn sample_small<R: RngCore + CryptoRng>(
     degree: usize,
     variance: usize,
     rng: &mut R,
 ) -> Result<Zeroizing<Vec<i64>>> {
-    Ok(Zeroizing::new(
-        fhe_util::sample_vec_cbd(degree, variance, rng)
-            .map_err(|e| Error::Parameters(e.to_string()))?,
-    ))
+    if !(1..=16).contains(&variance) {
+        return Err(Error::Parameters(format!(
+            "centred-binomial variance {variance} is not between 1 and 16"
+        )));
+    }
+    let bits = 4 * variance;
+    let mask_add = u128::from((u64::MAX >> (64 - bits)) >> (2 * variance));
+    let mask_sub = mask_add << (2 * variance);
+    let mut out = Zeroizing::new(Vec::with_capacity(degree));
+    dispatch(|| {
+        let (mut pool, mut pool_bits) = (0u128, 0usize);
+        for _ in 0..degree {
+            if pool_bits < bits {
+                pool |= u128::from(rng.next_u64()) << pool_bits;
+                pool_bits += 64;
+            }
+            out.push(
+                i64::from((pool & mask_add).count_ones())
+                    - i64::from((pool & mask_sub).count_ones()),
+            );
+            pool >>= bits;
+            pool_bits -= bits;
+        }
+        pool.zeroize();
+    });
+    Ok(out)
 }
 
 /// The residues of `poly` in NTT form: borrowed when it already is (Ntt or
@@ -518,6 +542,25 @@ mod tests {
                 assert_eq!(shoup_vec(&q, &w), q.shoup_vec(&w), "q = {p}");
             }
         }
+    }
+
+    /// The dispatched sampler is fhe-util's, value for value, and leaves the
+    /// RNG where fhe-util leaves it.
+    #[test]
+    fn small_samples_equal_fhe_util() {
+        for variance in [1, 3, 10, 16] {
+            for degree in [1, 7, 2048, 8192] {
+                let mut a = rand_chacha::ChaCha20Rng::seed_from_u64(variance as u64);
+                let mut b = a.clone();
+                let ours = sample_small(degree, variance, &mut a).unwrap();
+                let theirs = fhe_util::sample_vec_cbd(degree, variance, &mut b).unwrap();
+                assert_eq!(*ours, theirs, "variance {variance}, degree {degree}");
+                assert_eq!(a.next_u64(), b.next_u64());
+            }
+        }
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
+        assert!(sample_small(8, 0, &mut rng).is_err());
+        assert!(sample_small(8, 17, &mut rng).is_err());
     }
 
     #[test]

@@ -28,10 +28,7 @@ pub struct AdditiveKeyShare {
 impl AdditiveKeyShare {
     /// Draws a fresh share.
     pub fn generate<R: RngCore + CryptoRng>(params: &Params, rng: &mut R) -> Result<Self> {
-        let coeffs = Zeroizing::new(
-            fhe_util::sample_vec_cbd(params.degree(), params.variance(), rng)
-                .map_err(|e| crate::Error::Parameters(e.to_string()))?,
-        );
+        let coeffs = crate::kernels::sample_small(params.degree(), params.variance(), rng)?;
         let ntt = Zeroizing::new(ring::small_to_ntt(&coeffs, params.ctx(0)?)?);
         Ok(Self { coeffs, ntt })
     }
