@@ -257,18 +257,24 @@ pub(crate) fn sample_small<R: RngCore + CryptoRng>(
     let bits = 4 * variance;
     let mask_add = u128::from((u64::MAX >> (64 - bits)) >> (2 * variance));
     let mask_sub = mask_add << (2 * variance);
-    let mut out = Zeroizing::new(Vec::with_capacity(degree));
+    // The random words first (as many as the loop below consumes, in the
+    // same order), then the counting under dispatch.
+    let words = (degree * bits).div_ceil(64);
+    let mut stream = Zeroizing::new(vec![0u64; words]);
+    for w in stream.iter_mut() {
+        *w = rng.next_u64();
+    }
+    let mut out = Zeroizing::new(vec![0i64; degree]);
     dispatch(|| {
         let (mut pool, mut pool_bits) = (0u128, 0usize);
-        for _ in 0..degree {
+        let mut next = stream.iter();
+        for o in out.iter_mut() {
             if pool_bits < bits {
-                pool |= u128::from(rng.next_u64()) << pool_bits;
+                pool |= u128::from(next.next().copied().unwrap_or(0)) << pool_bits;
                 pool_bits += 64;
             }
-            out.push(
-                i64::from((pool & mask_add).count_ones())
-                    - i64::from((pool & mask_sub).count_ones()),
-            );
+            *o = i64::from((pool & mask_add).count_ones())
+                - i64::from((pool & mask_sub).count_ones());
             pool >>= bits;
             pool_bits -= bits;
         }
