@@ -223,7 +223,7 @@ pub fn combine(
     set: &ActiveSet,
     shares: impl IntoIterator<Item = DecryptionShare>,
 ) -> Result<Plaintext> {
-    let (level, mut acc) = checked_phase(params, ct, set, shares)?;
+    let (level, mut acc) = checked_phase(params, ct, set, shares, false)?;
     let ctx = params.ctx(level)?;
     let rows = ctx.moduli().len();
     let phase = Poly::try_convert_from(
@@ -252,8 +252,7 @@ pub fn combine_signed(
     set: &ActiveSet,
     shares: impl IntoIterator<Item = DecryptionShare>,
 ) -> Result<Vec<i64>> {
-    let (level, mut phase) = checked_phase(params, ct, set, shares)?;
-    RingOps::of(params.ctx(level)?)?.par_rows(&mut phase, |_, _, ntt, row| ntt.backward(row));
+    let (level, phase) = checked_phase(params, ct, set, shares, true)?;
     let decoder = Decoder::of(params)?;
     let w = decoder.scale(params, level, phase)?;
     decoder.slots_signed(params, &w)
@@ -262,12 +261,14 @@ pub fn combine_signed(
 /// Checks that one share came from every member of `set`, each bound to
 /// `set` and `ct` and well formed (reporting the first problem in sender
 /// order, binding before shape), and returns the level and the phase
-/// `c0 + Σ h_j` (NTT residues, row-major).
+/// `c0 + Σ h_j` (residues, row-major): in NTT form, or taken out of it row
+/// by row in the same pass when `power_basis`.
 fn checked_phase(
     params: &Params,
     ct: &Ciphertext,
     set: &ActiveSet,
     shares: impl IntoIterator<Item = DecryptionShare>,
+    power_basis: bool,
 ) -> Result<(usize, Zeroizing<Vec<u64>>)> {
     const WHAT: &str = "decryption share";
     let level = ciphertext_level(params, ct)?;
@@ -301,9 +302,12 @@ fn checked_phase(
         .first()
         .ok_or_else(|| Error::Parameters("empty ciphertext".into()))?;
     let mut acc = Zeroizing::new(NttView::of(c0)?.rows(ops.len())?.to_vec());
-    ops.par_rows(&mut acc, |i, q, _, row| {
+    ops.par_rows(&mut acc, |i, q, ntt, row| {
         for (_, share) in &list {
             q.add_vec(row, ops.row(&share.h.residues, i));
+        }
+        if power_basis {
+            ntt.backward(row);
         }
     });
     Ok((level, acc))

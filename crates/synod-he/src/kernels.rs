@@ -373,7 +373,29 @@ impl BlockHasher {
     }
 
     /// Writes each value little-endian.
-    pub(crate) fn write_slice(&mut self, mut vals: &[u64]) {
+    pub(crate) fn write_slice(&mut self, vals: &[u64]) {
+        // Long slices go to the hasher as they are (their in-memory bytes are
+        // the little-endian encoding on a little-endian machine), after what
+        // is buffered: the same byte stream, without copying; BLAKE3 spreads
+        // a long input over the rayon threads.
+        const DIRECT: usize = 1 << 12;
+        if cfg!(target_endian = "little") && vals.len() >= DIRECT {
+            if let Some(bytes) = self.buf.get(..self.len) {
+                self.h.update(bytes);
+            }
+            self.len = 0;
+            let bytes: &[u8] = bytemuck::cast_slice(vals);
+            if bytes.len() >= 1 << 17 && rayon::current_num_threads() > 1 {
+                self.h.update_rayon(bytes);
+            } else {
+                self.h.update(bytes);
+            }
+            return;
+        }
+        self.write_buffered(vals);
+    }
+
+    fn write_buffered(&mut self, mut vals: &[u64]) {
         while !vals.is_empty() {
             let room = (Self::BLOCK - self.len) / 8;
             let (now, rest) = vals.split_at(room.min(vals.len()));
@@ -609,7 +631,10 @@ mod tests {
             let mut plain = blake3::Hasher::new();
             plain.update(&head);
             plain.update(&7u64.to_le_bytes());
-            for v in &vals {
+            // Buffered (short) and direct (long, and ≥ 128 KiB: spread over
+            // threads) writes interleaved.
+            let order: Vec<&u64> = vals.iter().chain(&vals[..100]).chain(&vals).collect();
+            for v in order {
                 plain.update(&v.to_le_bytes());
             }
             let mut h = blake3::Hasher::new();
@@ -619,6 +644,8 @@ mod tests {
             let (a, b) = vals.split_at(8_191);
             w.write_slice(a);
             w.write_slice(b);
+            w.write_slice(&vals[..100]);
+            w.write_slice(&vals);
             assert_eq!(w.finalize(), plain.finalize(), "header {header}");
         }
     }
