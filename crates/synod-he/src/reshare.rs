@@ -266,26 +266,11 @@ impl ReshareSubShare {
 
     /// The four values, checked for shape (explicit) or expanded (seeded).
     fn expand(&self, params: &Params) -> Result<Values> {
-        match &self.values {
-            SubShareValues::Explicit {
-                key,
-                mask,
-                key_blind,
-                mask_blind,
-            } => {
-                let mut out: [Vec<u64>; 4] = Default::default();
-                for (o, w) in out.iter_mut().zip([key, mask, key_blind, mask_blind]) {
-                    w.check(params, 0, self.dealer, "reshare values")?;
-                    *o = w.residues.clone();
-                }
-                Ok(Values(out))
-            }
-            SubShareValues::Seeded(seed) => seeded_values(params, seed),
-        }
+        self.clone().into_values(params)
     }
 
-    /// [`expand`](Self::expand), moving explicit values out rather than
-    /// copying them.
+    /// [`expand`](Self::expand) of an owned sub-share, moving explicit
+    /// values out rather than copying them.
     fn into_values(mut self, params: &Params) -> Result<Values> {
         match &mut self.values {
             SubShareValues::Explicit {
