@@ -620,7 +620,7 @@ pub fn deal_cheating<R: RngCore + CryptoRng>(
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Behaviour {
+pub(crate) enum Behaviour {
     Honest,
     #[cfg_attr(not(feature = "insecure-test-params"), allow(dead_code))]
     Inconsistent(EvaluationPoint),
@@ -632,7 +632,10 @@ enum Behaviour {
 /// the bit length of each prime (as for the challenge's projections), from
 /// the RNG's keystream in blocks, taking only as many bytes per candidate as
 /// the prime needs (6 for primes below 2^48) rather than 8.
-fn random_residues<R: RngCore + CryptoRng>(params: &Params, rng: &mut R) -> Result<Vec<u64>> {
+pub(crate) fn random_residues<R: RngCore + CryptoRng>(
+    params: &Params,
+    rng: &mut R,
+) -> Result<Vec<u64>> {
     let n = params.degree();
     let mut v = Vec::with_capacity(n * params.moduli().len());
     // 840 is a multiple of every width 1..=8, so no candidate straddles fills.
@@ -663,8 +666,10 @@ fn random_residues<R: RngCore + CryptoRng>(params: &Params, rng: &mut R) -> Resu
     Ok(v)
 }
 
-/// A dealer's four polynomials `g, h, W, V` of degree `≤ d = t'−1`, held by
-/// their values at the `d + 1` **nodes** `0, 1, …, d`.
+/// A dealer's `P` polynomials of degree `≤ d` (for resharing the four
+/// `g, h, W, V` with `d = t'−1`; for thresholdisation the key and mask
+/// polynomials with `d = t−1`), held by their values at the `d + 1`
+/// **nodes** `0, 1, …, d`.
 ///
 /// Dealing by values: the value at `0` is the prescribed constant (`S_i`, a
 /// fresh random mask, `M_i`, random) and the values at `1, …, d` are drawn
@@ -683,16 +688,17 @@ fn random_residues<R: RngCore + CryptoRng>(params: &Params, rng: &mut R) -> Resu
 ///   members' points are dense, as permanent points mostly are;
 /// - **Lagrange**: `f(x) = Σ_k λ_k(x)·f(k)`, `d + 1` multiply-adds per
 ///   residue, for a member whose point lies far beyond the others.
-struct Dealing {
+pub(crate) struct Dealing<const P: usize = 4> {
     dealer: EvaluationPoint,
     epoch: u64,
     moduli: Vec<Modulus>,
     degree: usize,
-    /// Per polynomial `g, h, W, V`: the `d + 1` residue matrices (`L × N`,
-    /// NTT form) of its values at `0, 1, …, d`.
-    values: [Vec<Vec<u64>>; 4],
+    /// Per polynomial: the `d + 1` residue matrices (`L × N`, NTT form) of
+    /// its values at `0, 1, …, d`.
+    values: [Vec<Vec<u64>>; P],
     /// The seeds the values at the nodes `1, …, d` were drawn from
     /// (`seeds[k − 1]` for node `k`); a member at a node is sent its seed.
+    /// Empty where the values are sent as they are.
     seeds: Vec<[u8; 32]>,
     /// Inverses of the Lagrange denominators `Π_{m≠k}(k − m)` of the nodes,
     /// per prime (`L × (d + 1)`, prime-major).
@@ -702,7 +708,7 @@ struct Dealing {
     behaviour: Behaviour,
 }
 
-impl Drop for Dealing {
+impl<const P: usize> Drop for Dealing<P> {
     fn drop(&mut self) {
         for set in self.values.iter_mut() {
             for p in set.iter_mut() {
@@ -731,7 +737,62 @@ const BLOCK: usize = 256;
 /// (measured: ≈ 0.7 ns against ≈ 0.15 ns per residue with AVX-512).
 const LAGRANGE_COST: usize = 5;
 
-impl Dealing {
+impl<const P: usize> Dealing<P> {
+    /// A dealing from its node values (`values[p][k]`: polynomial `p` at
+    /// node `k = 0 … d`, every polynomial with the same `d`), for `members`
+    /// (in order, with their commitment salts).
+    pub(crate) fn from_nodes(
+        params: &Params,
+        dealer: EvaluationPoint,
+        epoch: u64,
+        values: [Vec<Vec<u64>>; P],
+        seeds: Vec<[u8; 32]>,
+        members: Vec<(EvaluationPoint, [u8; 32])>,
+        behaviour: Behaviour,
+    ) -> Result<Self> {
+        let d = values.first().map_or(0, Vec::len).saturating_sub(1);
+        let n = params.degree();
+        let l = params.moduli().len();
+        if values
+            .iter()
+            .any(|set| set.len() != d + 1 || set.iter().any(|v| v.len() != l * n))
+            || !(seeds.is_empty() || seeds.len() == d)
+        {
+            return Err(Error::Parameters(
+                "dealing: node values of the wrong shape".into(),
+            ));
+        }
+        let moduli: Vec<Modulus> = params
+            .moduli()
+            .iter()
+            .map(|&q| Modulus::new(q))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut inv_den = Vec::with_capacity(moduli.len() * (d + 1));
+        for q in &moduli {
+            for k in 0..=d as u64 {
+                let den = (0..=d as u64)
+                    .filter(|&m| m != k)
+                    .fold(1u64, |acc, m| q.mul(acc, q.sub(q.reduce(k), q.reduce(m))));
+                inv_den.push(
+                    inverse(q, den).ok_or_else(|| {
+                        Error::Parameters("threshold not below every prime".into())
+                    })?,
+                );
+            }
+        }
+        Ok(Self {
+            dealer,
+            epoch,
+            moduli,
+            degree: n,
+            values,
+            seeds,
+            inv_den,
+            members,
+            behaviour,
+        })
+    }
+
     /// `d`, the degree bound.
     fn d(&self) -> usize {
         self.values[0].len().saturating_sub(1)
@@ -763,9 +824,9 @@ impl Dealing {
         out
     }
 
-    /// The four values at `x`, by the Lagrange route (or the drawn values
-    /// where `x` is a node).
-    fn values_at(&self, x: u64) -> [Vec<u64>; 4] {
+    /// The values at `x`, by the Lagrange route (or the drawn values where
+    /// `x` is a node).
+    fn values_at(&self, x: u64) -> [Vec<u64>; P] {
         let d = self.d() as u64;
         if x <= d {
             let k = x as usize;
@@ -785,52 +846,6 @@ impl Dealing {
     fn seed_at(&self, x: u64) -> Option<&[u8; 32]> {
         let k = usize::try_from(x).ok()?.checked_sub(1)?;
         self.seeds.get(k)
-    }
-
-    /// The sub-share for member `j`: its seed where `j` is a node, otherwise
-    /// its four values (`values`, or computed by Lagrange combination when
-    /// `None`), cheating included where the test dealer cheats on `j` (a
-    /// wrong seed, or a value off the polynomial).
-    fn subshare(
-        &self,
-        j: EvaluationPoint,
-        values: Option<[Vec<u64>; 4]>,
-    ) -> Option<ReshareSubShare> {
-        let (_, salt) = self.members.iter().find(|(m, _)| *m == j)?;
-        let x = u64::from(j.get());
-        let cheat = self.behaviour == Behaviour::Inconsistent(j);
-        let values = match self.seed_at(x) {
-            Some(seed) => {
-                let mut seed = *seed;
-                if cheat {
-                    seed[0] ^= 1;
-                }
-                SubShareValues::Seeded(seed)
-            }
-            None => {
-                let values = values.unwrap_or_else(|| self.values_at(x));
-                let [mut key, mask, key_blind, mask_blind] =
-                    values.map(|r| WirePoly::from_residues(0, r));
-                if cheat {
-                    if let (Some(r), Some(q)) = (key.residues.first_mut(), self.moduli.first()) {
-                        *r = q.add(*r, 1);
-                    }
-                }
-                SubShareValues::Explicit {
-                    key,
-                    mask,
-                    key_blind,
-                    mask_blind,
-                }
-            }
-        };
-        Some(ReshareSubShare {
-            dealer: self.dealer,
-            recipient: j,
-            epoch: self.epoch,
-            values,
-            salt: *salt,
-        })
     }
 
     /// Up to which point to step: stepping to `X` costs `(X − d)·d` additions
@@ -857,10 +872,10 @@ impl Dealing {
             .unwrap_or(d as u64)
     }
 
-    /// Every member's four values: stepped up to
+    /// Every member's values: stepped up to
     /// [`stepping_limit`](Self::stepping_limit), combined beyond; `None` for
-    /// a member at a node (it is sent its seed). In `B`'s order.
-    fn all_values(&self) -> Vec<Option<[Vec<u64>; 4]>> {
+    /// a member at a seeded node (it is sent its seed). In the members' order.
+    pub(crate) fn all_values(&self) -> Vec<Option<[Vec<u64>; P]>> {
         use rayon::prelude::*;
         let d = self.d() as u64;
         let limit = self.stepping_limit();
@@ -871,7 +886,7 @@ impl Dealing {
             .filter(|&x| x > d && x <= limit)
             .collect();
         let l = self.moduli.len();
-        let mut out: Vec<Option<[Vec<u64>; 4]>> = self
+        let mut out: Vec<Option<[Vec<u64>; P]>> = self
             .members
             .par_iter()
             .map(|(m, _)| {
@@ -887,7 +902,7 @@ impl Dealing {
             .collect();
         // One job per (polynomial, prime), writing that row of every stepped
         // member in place.
-        let mut jobs: Vec<Vec<&mut [u64]>> = (0..4 * l).map(|_| Vec::new()).collect();
+        let mut jobs: Vec<Vec<&mut [u64]>> = (0..P * l).map(|_| Vec::new()).collect();
         for (values, (m, _)) in out.iter_mut().zip(&self.members) {
             let Some(values) = values else {
                 continue;
@@ -961,6 +976,54 @@ impl Dealing {
                 }
             }
         }
+    }
+}
+
+impl Dealing<4> {
+    /// The sub-share for member `j`: its seed where `j` is a node, otherwise
+    /// its four values (`values`, or computed by Lagrange combination when
+    /// `None`), cheating included where the test dealer cheats on `j` (a
+    /// wrong seed, or a value off the polynomial).
+    fn subshare(
+        &self,
+        j: EvaluationPoint,
+        values: Option<[Vec<u64>; 4]>,
+    ) -> Option<ReshareSubShare> {
+        let (_, salt) = self.members.iter().find(|(m, _)| *m == j)?;
+        let x = u64::from(j.get());
+        let cheat = self.behaviour == Behaviour::Inconsistent(j);
+        let values = match self.seed_at(x) {
+            Some(seed) => {
+                let mut seed = *seed;
+                if cheat {
+                    seed[0] ^= 1;
+                }
+                SubShareValues::Seeded(seed)
+            }
+            None => {
+                let values = values.unwrap_or_else(|| self.values_at(x));
+                let [mut key, mask, key_blind, mask_blind] =
+                    values.map(|r| WirePoly::from_residues(0, r));
+                if cheat {
+                    if let (Some(r), Some(q)) = (key.residues.first_mut(), self.moduli.first()) {
+                        *r = q.add(*r, 1);
+                    }
+                }
+                SubShareValues::Explicit {
+                    key,
+                    mask,
+                    key_blind,
+                    mask_blind,
+                }
+            }
+        };
+        Some(ReshareSubShare {
+            dealer: self.dealer,
+            recipient: j,
+            epoch: self.epoch,
+            values,
+            salt: *salt,
+        })
     }
 }
 
@@ -1130,23 +1193,6 @@ fn deal_inner<R: RngCore + CryptoRng>(
             set.push(std::mem::take(value));
         }
     }
-    let moduli: Vec<Modulus> = params
-        .moduli()
-        .iter()
-        .map(|&q| Modulus::new(q))
-        .collect::<std::result::Result<_, _>>()?;
-    let mut inv_den = Vec::with_capacity(moduli.len() * (d + 1));
-    for q in &moduli {
-        for k in 0..=d as u64 {
-            let den = (0..=d as u64)
-                .filter(|&m| m != k)
-                .fold(1u64, |acc, m| q.mul(acc, q.sub(q.reduce(k), q.reduce(m))));
-            inv_den.push(
-                inverse(q, den)
-                    .ok_or_else(|| Error::Parameters("threshold not below every prime".into()))?,
-            );
-        }
-    }
     let members = proposal
         .new
         .members()
@@ -1157,17 +1203,15 @@ fn deal_inner<R: RngCore + CryptoRng>(
             (j, salt)
         })
         .collect();
-    let dealing = Dealing {
+    let dealing = Dealing::from_nodes(
+        params,
         dealer,
-        epoch: proposal.new_epoch(),
-        moduli,
-        degree: params.degree(),
-        values: [g, h, w, v],
+        proposal.new_epoch(),
+        [g, h, w, v],
         seeds,
-        inv_den,
         members,
         behaviour,
-    };
+    )?;
     let subs: Vec<ReshareSubShare> = proposal
         .new
         .members()

@@ -19,9 +19,11 @@ use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::kernels::NttView;
+use crate::reshare::{random_residues, Behaviour, Dealing};
 use crate::ring::WirePoly;
 use crate::secret::{AdditiveKeyShare, KeyShare, MaskShare};
-use crate::shamir::{self, Committee, EvaluationPoint};
+use crate::shamir::{Committee, EvaluationPoint};
 use crate::{Error, Params, Result};
 
 /// The epoch of the first Shamir sharing.
@@ -82,28 +84,46 @@ pub fn deal<R: RngCore + CryptoRng>(
             expected: "the committee".into(),
         });
     }
-    let ctx = params.ctx(0)?;
-    let t = committee.threshold();
+    // Both polynomials dealt by values (`reshare::Dealing`): the constant
+    // (the additive share; a fresh uniform mask) and t−1 uniform values at
+    // the nodes 1 … t−1, which is a uniformly random polynomial of degree
+    // t−1 with that constant; the members' values are stepped or combined
+    // from the nodes instead of evaluated by Horner's rule.
+    let l = params.moduli().len();
+    let d = committee.threshold().get() - 1;
+    let mut key = Vec::with_capacity(d + 1);
+    let mut mask = Vec::with_capacity(d + 1);
+    key.push(NttView::of(sk.ntt())?.rows(l)?.to_vec());
+    mask.push(random_residues(params, rng)?);
+    for _ in 0..d {
+        key.push(random_residues(params, rng)?);
+        mask.push(random_residues(params, rng)?);
+    }
     let points = committee.members();
-    let key_shares = shamir::share(sk.ntt(), t, points, ctx, rng);
-    let mask = Zeroizing::new(Poly::random(ctx, Representation::Ntt, rng));
-    let mask_shares = shamir::share(&mask, t, points, ctx, rng);
-    Ok(points
+    let dealing = Dealing::from_nodes(
+        params,
+        sender,
+        SETUP_EPOCH,
+        [key, mask],
+        Vec::new(),
+        points.iter().map(|&p| (p, [0u8; 32])).collect(),
+        Behaviour::Honest,
+    )?;
+    points
         .iter()
-        .zip(key_shares.into_iter().zip(mask_shares))
-        .map(|(&recipient, (mut k, mut m))| {
-            let out = SubShare {
+        .zip(dealing.all_values())
+        .map(|(&recipient, values)| {
+            let [key, mask] =
+                values.ok_or_else(|| Error::Parameters("a member without values".into()))?;
+            Ok(SubShare {
                 sender,
                 recipient,
                 epoch: SETUP_EPOCH,
-                key: WirePoly::from_poly(&k, 0),
-                mask: WirePoly::from_poly(&m, 0),
-            };
-            k.zeroize();
-            m.zeroize();
-            out
+                key: WirePoly::from_residues(0, key),
+                mask: WirePoly::from_residues(0, mask),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Combines the sub-shares addressed to `me`, one from every member of
@@ -226,5 +246,56 @@ impl Receiver {
             KeyShare::new(self.me, self.committee.clone(), SETUP_EPOCH, key),
             MaskShare::new(self.me, SETUP_EPOCH, mask),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::ring;
+    use crate::shamir::lagrange_weight;
+    use crate::ParameterSet;
+    use rand::SeedableRng;
+
+    /// A dealing is a degree-(t−1) sharing of the additive share and of one
+    /// mask: every t-subset of the sub-shares interpolates to the same
+    /// constant, the share itself for the key, while t−1 sub-shares with a
+    /// wrong point do not. Dense points, a far one and a threshold of one.
+    #[test]
+    fn dealt_values_are_a_sharing_of_the_additive_share() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let ctx = params.ctx(0).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(21);
+        let p = |x: u32| EvaluationPoint::new(x).unwrap();
+        for (points, t) in [
+            (vec![1, 2, 3, 4, 5, 6, 7], 4),
+            (vec![1, 2, 5, 9, 40, 70_000], 3),
+            (vec![3, 8], 1),
+        ] {
+            let points: Vec<EvaluationPoint> = points.into_iter().map(p).collect();
+            let committee = Committee::new(points.clone(), t).unwrap();
+            let sk = AdditiveKeyShare::generate(&params, &mut rng).unwrap();
+            let subs = deal(&params, &committee, &sk, points[0], &mut rng).unwrap();
+            assert_eq!(subs.len(), points.len());
+            let at_zero = |set: &[EvaluationPoint], key: bool| {
+                let mut acc = Poly::zero(ctx, Representation::Ntt);
+                for &x in set {
+                    let sub = subs.iter().find(|s| s.recipient == x).unwrap();
+                    let w = lagrange_weight(x, set, ctx.modulus()).unwrap();
+                    let v = if key { &sub.key } else { &sub.mask };
+                    acc += &ring::scalar_mul(&v.parse(&params, 0, x, "v").unwrap(), &w);
+                }
+                acc
+            };
+            let first: Vec<EvaluationPoint> = points[..t].to_vec();
+            let last: Vec<EvaluationPoint> = points[points.len() - t..].to_vec();
+            assert_eq!(&at_zero(&first, true), sk.ntt(), "{points:?}");
+            assert_eq!(&at_zero(&last, true), sk.ntt(), "{points:?}");
+            assert_eq!(at_zero(&first, false), at_zero(&last, false));
+            if t > 1 {
+                assert_ne!(&at_zero(&first[..t - 1], true), sk.ntt());
+            }
+        }
     }
 }
