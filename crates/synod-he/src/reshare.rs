@@ -221,13 +221,21 @@ impl Drop for Values {
 
 /// The four values drawn from `seed`, in the order `g, h, W, V`.
 fn seeded_values(params: &Params, seed: &[u8; 32]) -> Result<Values> {
+    Ok(Values(draw_from_seed(params, seed)?))
+}
+
+/// `P` uniform residue matrices drawn, in order, from a ChaCha20 stream
+/// seeded with `seed` (a dealer's values at one node, sent as the seed).
+pub(crate) fn draw_from_seed<const P: usize>(
+    params: &Params,
+    seed: &[u8; 32],
+) -> Result<[Vec<u64>; P]> {
     let mut rng = rand_chacha::ChaCha20Rng::from_seed(*seed);
-    Ok(Values([
-        random_residues(params, &mut rng)?,
-        random_residues(params, &mut rng)?,
-        random_residues(params, &mut rng)?,
-        random_residues(params, &mut rng)?,
-    ]))
+    let mut out: [Vec<u64>; P] = std::array::from_fn(|_| Vec::new());
+    for v in out.iter_mut() {
+        *v = random_residues(params, &mut rng)?;
+    }
+    Ok(out)
 }
 
 impl ReshareSubShare {
@@ -843,7 +851,7 @@ impl<const P: usize> Dealing<P> {
 
     /// The seed of the values at `x`, where `x` is one of the drawn nodes
     /// `1, …, d`.
-    fn seed_at(&self, x: u64) -> Option<&[u8; 32]> {
+    pub(crate) fn seed_at(&self, x: u64) -> Option<&[u8; 32]> {
         let k = usize::try_from(x).ok()?.checked_sub(1)?;
         self.seeds.get(k)
     }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::kernels::NttView;
-use crate::reshare::{random_residues, Behaviour, Dealing};
+use crate::reshare::{draw_from_seed, random_residues, Behaviour, Dealing};
 use crate::ring::WirePoly;
 use crate::secret::{AdditiveKeyShare, KeyShare, MaskShare};
 use crate::shamir::{Committee, EvaluationPoint};
@@ -42,28 +42,76 @@ pub struct SubShare {
     pub recipient: EvaluationPoint,
     /// The epoch the resulting share belongs to.
     pub epoch: u64,
-    /// `f_i(x_j)`: the dealer's key sub-share.
-    pub key: WirePoly,
-    /// `h_i(x_j)`: the dealer's mask sub-share.
-    pub mask: WirePoly,
+    /// The two values, or the seed they are drawn from.
+    pub values: SubShareValues,
+}
+
+/// `f_i(x_j), h_i(x_j)` in one of two forms. A recipient whose point is one
+/// of the dealer's nodes `1 … t−1` gets values that are uniformly random by
+/// construction (dealing by values), drawn by the dealer from a fresh
+/// 32-byte seed with ChaCha20: it is sent the seed and draws them itself
+/// (key first, then mask), as in resharing (`docs/resharing.md`).
+#[derive(Clone, Serialize, Deserialize)]
+pub enum SubShareValues {
+    /// The values themselves.
+    Explicit {
+        /// `f_i(x_j)`: the dealer's key sub-share.
+        key: WirePoly,
+        /// `h_i(x_j)`: the dealer's mask sub-share.
+        mask: WirePoly,
+    },
+    /// The ChaCha20 seed the two values are drawn from.
+    Seeded([u8; 32]),
 }
 
 impl Drop for SubShare {
     fn drop(&mut self) {
-        self.key.residues.zeroize();
-        self.mask.residues.zeroize();
+        match &mut self.values {
+            SubShareValues::Explicit { key, mask } => {
+                key.residues.zeroize();
+                mask.residues.zeroize();
+            }
+            SubShareValues::Seeded(seed) => seed.zeroize(),
+        }
     }
 }
 
 impl fmt::Debug for SubShare {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let form = match self.values {
+            SubShareValues::Explicit { .. } => "explicit",
+            SubShareValues::Seeded(_) => "seeded",
+        };
         f.debug_struct("SubShare")
             .field("sender", &self.sender)
             .field("recipient", &self.recipient)
             .field("epoch", &self.epoch)
-            .field("key", &"[redacted]")
-            .field("mask", &"[redacted]")
+            .field("values", &format_args!("[redacted, {form}]"))
             .finish()
+    }
+}
+
+impl SubShare {
+    /// The key and mask values as polynomials (NTT form, level 0), checked
+    /// (explicit) or drawn from the seed.
+    pub(crate) fn polys(&self, params: &Params) -> Result<[Zeroizing<Poly>; 2]> {
+        const WHAT: &str = "thresholdisation sub-share";
+        match &self.values {
+            SubShareValues::Explicit { key, mask } => Ok([
+                Zeroizing::new(key.parse(params, 0, self.sender, WHAT)?),
+                Zeroizing::new(mask.parse(params, 0, self.sender, WHAT)?),
+            ]),
+            SubShareValues::Seeded(seed) => {
+                let [key, mask] = draw_from_seed::<2>(params, seed)?;
+                let poly = |v: Vec<u64>| -> Result<Zeroizing<Poly>> {
+                    let mut w = WirePoly::from_residues(0, v);
+                    let p = w.parse(params, 0, self.sender, WHAT);
+                    w.residues.zeroize();
+                    Ok(Zeroizing::new(p?))
+                };
+                Ok([poly(key)?, poly(mask)?])
+            }
+        }
     }
 }
 
@@ -89,15 +137,22 @@ pub fn deal<R: RngCore + CryptoRng>(
     // the nodes 1 … t−1, which is a uniformly random polynomial of degree
     // t−1 with that constant; the members' values are stepped or combined
     // from the nodes instead of evaluated by Horner's rule.
+    // The values at node k ≥ 1 are drawn from a fresh seed; a member at a
+    // node is sent the seed.
     let l = params.moduli().len();
     let d = committee.threshold().get() - 1;
+    let mut seeds = vec![[0u8; 32]; d];
+    for seed in seeds.iter_mut() {
+        rng.fill_bytes(seed);
+    }
     let mut key = Vec::with_capacity(d + 1);
     let mut mask = Vec::with_capacity(d + 1);
     key.push(NttView::of(sk.ntt())?.rows(l)?.to_vec());
     mask.push(random_residues(params, rng)?);
-    for _ in 0..d {
-        key.push(random_residues(params, rng)?);
-        mask.push(random_residues(params, rng)?);
+    for seed in &seeds {
+        let [k, m] = draw_from_seed::<2>(params, seed)?;
+        key.push(k);
+        mask.push(m);
     }
     let points = committee.members();
     let dealing = Dealing::from_nodes(
@@ -105,7 +160,7 @@ pub fn deal<R: RngCore + CryptoRng>(
         sender,
         SETUP_EPOCH,
         [key, mask],
-        Vec::new(),
+        seeds,
         points.iter().map(|&p| (p, [0u8; 32])).collect(),
         Behaviour::Honest,
     )?;
@@ -113,14 +168,21 @@ pub fn deal<R: RngCore + CryptoRng>(
         .iter()
         .zip(dealing.all_values())
         .map(|(&recipient, values)| {
-            let [key, mask] =
-                values.ok_or_else(|| Error::Parameters("a member without values".into()))?;
+            let values = match (values, dealing.seed_at(u64::from(recipient.get()))) {
+                (_, Some(seed)) => SubShareValues::Seeded(*seed),
+                (Some([key, mask]), None) => SubShareValues::Explicit {
+                    key: WirePoly::from_residues(0, key),
+                    mask: WirePoly::from_residues(0, mask),
+                },
+                (None, None) => {
+                    return Err(Error::Parameters("a member without values".into()));
+                }
+            };
             Ok(SubShare {
                 sender,
                 recipient,
                 epoch: SETUP_EPOCH,
-                key: WirePoly::from_residues(0, key),
-                mask: WirePoly::from_residues(0, mask),
+                values,
             })
         })
         .collect()
@@ -214,12 +276,9 @@ impl Receiver {
                 s.epoch
             )));
         }
-        let mut k = s.key.parse(&self.params, 0, sender, what)?;
-        let mut m = s.mask.parse(&self.params, 0, sender, what)?;
-        *self.key += &k;
-        *self.mask += &m;
-        k.zeroize();
-        m.zeroize();
+        let [k, m] = s.polys(&self.params)?;
+        *self.key += &*k;
+        *self.mask += &*m;
         self.seen.insert(sender);
         Ok(())
     }
@@ -278,13 +337,19 @@ mod tests {
             let sk = AdditiveKeyShare::generate(&params, &mut rng).unwrap();
             let subs = deal(&params, &committee, &sk, points[0], &mut rng).unwrap();
             assert_eq!(subs.len(), points.len());
+            // Members at the nodes 1 … t−1 are sent seeds.
+            for sub in &subs {
+                let seeded = matches!(sub.values, SubShareValues::Seeded(_));
+                assert_eq!(seeded, (sub.recipient.get() as usize) < t, "{sub:?}");
+            }
             let at_zero = |set: &[EvaluationPoint], key: bool| {
                 let mut acc = Poly::zero(ctx, Representation::Ntt);
                 for &x in set {
                     let sub = subs.iter().find(|s| s.recipient == x).unwrap();
                     let w = lagrange_weight(x, set, ctx.modulus()).unwrap();
-                    let v = if key { &sub.key } else { &sub.mask };
-                    acc += &ring::scalar_mul(&v.parse(&params, 0, x, "v").unwrap(), &w);
+                    let [k, m] = sub.polys(&params).unwrap();
+                    let v = if key { k } else { m };
+                    acc += &ring::scalar_mul(&v, &w);
                 }
                 acc
             };
