@@ -223,7 +223,7 @@ pub fn combine(
     set: &ActiveSet,
     shares: impl IntoIterator<Item = DecryptionShare>,
 ) -> Result<Plaintext> {
-    let (level, mut acc) = checked_phase(params, ct, set, shares, false)?;
+    let (level, mut acc) = checked_phase(params, ct, set, shares, PhaseForm::Ntt)?;
     let ctx = params.ctx(level)?;
     let rows = ctx.moduli().len();
     let phase = Poly::try_convert_from(
@@ -252,7 +252,7 @@ pub fn combine_signed(
     set: &ActiveSet,
     shares: impl IntoIterator<Item = DecryptionShare>,
 ) -> Result<Vec<i64>> {
-    let (level, phase) = checked_phase(params, ct, set, shares, true)?;
+    let (level, phase) = checked_phase(params, ct, set, shares, PhaseForm::PowerBasis)?;
     let decoder = Decoder::of(params)?;
     let w = decoder.scale(params, level, phase)?;
     decoder.slots_signed(params, &w)
@@ -261,14 +261,14 @@ pub fn combine_signed(
 /// Checks that one share came from every member of `set`, each bound to
 /// `set` and `ct` and well formed (reporting the first problem in sender
 /// order, binding before shape), and returns the level and the phase
-/// `c0 + Σ h_j` (residues, row-major): in NTT form, or taken out of it row
-/// by row in the same pass when `power_basis`.
+/// `c0 + Σ h_j` (residues, row-major) in the form asked for (taken out of
+/// NTT form row by row in the summing pass).
 fn checked_phase(
     params: &Params,
     ct: &Ciphertext,
     set: &ActiveSet,
     shares: impl IntoIterator<Item = DecryptionShare>,
-    power_basis: bool,
+    form: PhaseForm,
 ) -> Result<(usize, Zeroizing<Vec<u64>>)> {
     const WHAT: &str = "decryption share";
     let level = ciphertext_level(params, ct)?;
@@ -306,11 +306,18 @@ fn checked_phase(
         for (_, share) in &list {
             q.add_vec(row, ops.row(&share.h.residues, i));
         }
-        if power_basis {
+        if form == PhaseForm::PowerBasis {
             ntt.backward(row);
         }
     });
     Ok((level, acc))
+}
+
+/// The form of the phase [`checked_phase`] returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PhaseForm {
+    Ntt,
+    PowerBasis,
 }
 
 /// What the direct decoding needs, per parameter set: a scaler `Q_ℓ → t`

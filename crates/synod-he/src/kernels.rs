@@ -45,7 +45,9 @@ impl RingOps {
         // Keyed by the context's address: `Context` does not expose its
         // degree, and finding it out allocates a whole zero polynomial. The
         // cache holds each context alive, so an address is never reused for
-        // another context.
+        // another context; it is never emptied, which is bounded because
+        // contexts come from `Params`, built once per (set, p) and process.
+        // Do not call this with contexts made per operation.
         type ByContext = Mutex<HashMap<usize, (Arc<Context>, Arc<RingOps>)>>;
         static BY_CONTEXT: OnceLock<ByContext> = OnceLock::new();
         let key = Arc::as_ptr(ctx) as usize;
@@ -190,6 +192,7 @@ pub(crate) fn dispatch<R>(f: impl FnOnce() -> R) -> R {
 
 /// `row[k] −= a[k]·b[k] mod q`, in one pass (no temporary vector).
 pub(crate) fn mul_sub_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) {
+    debug_assert!(a.len() == row.len() && b.len() == row.len());
     dispatch(|| {
         for ((r, &x), &y) in row.iter_mut().zip(a).zip(b) {
             *r = q.sub(*r, q.mul(x, y));
@@ -199,6 +202,7 @@ pub(crate) fn mul_sub_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) {
 
 /// `row[k] += a[k]·b[k] mod q`, in one pass (no temporary vector).
 pub(crate) fn mul_add_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) {
+    debug_assert!(a.len() == row.len() && b.len() == row.len());
     dispatch(|| {
         for ((r, &x), &y) in row.iter_mut().zip(a).zip(b) {
             *r = q.add(*r, q.mul(x, y));
@@ -209,6 +213,7 @@ pub(crate) fn mul_add_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) {
 /// `acc[k] += a[k]·w[k] mod q` for a fixed (public) `w` with Shoup
 /// companions `ws`, in one pass.
 pub(crate) fn mul_shoup_add_into(q: &Modulus, acc: &mut [u64], a: &[u64], w: &[u64], ws: &[u64]) {
+    debug_assert!(a.len() == acc.len() && w.len() == acc.len() && ws.len() == acc.len());
     dispatch(|| {
         for (((r, &x), &y), &ys) in acc.iter_mut().zip(a).zip(w).zip(ws) {
             *r = q.add(*r, q.mul_shoup(x, y, ys));

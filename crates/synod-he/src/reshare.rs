@@ -175,7 +175,14 @@ pub enum SubShareValues {
 
 impl Drop for ReshareSubShare {
     fn drop(&mut self) {
-        match &mut self.values {
+        // The values zeroize themselves (`SubShareValues`'s own `Drop`).
+        self.salt.zeroize();
+    }
+}
+
+impl Drop for SubShareValues {
+    fn drop(&mut self) {
+        match self {
             SubShareValues::Explicit {
                 key,
                 mask,
@@ -188,7 +195,6 @@ impl Drop for ReshareSubShare {
             }
             SubShareValues::Seeded(seed) => seed.zeroize(),
         }
-        self.salt.zeroize();
     }
 }
 
@@ -758,6 +764,34 @@ impl<const P: usize> Dealing<P> {
         members: Vec<(EvaluationPoint, [u8; 32])>,
         behaviour: Behaviour,
     ) -> Result<Self> {
+        let (mut values, mut seeds) = (values, seeds);
+        let built = Self::tables(params, &values, &seeds);
+        if built.is_err() {
+            // The node values hold the dealt secret: wipe them on refusal too.
+            values.iter_mut().flatten().for_each(|v| v.zeroize());
+            seeds.zeroize();
+        }
+        let (moduli, inv_den) = built?;
+        Ok(Self {
+            dealer,
+            epoch,
+            moduli,
+            degree: params.degree(),
+            values,
+            seeds,
+            inv_den,
+            members,
+            behaviour,
+        })
+    }
+
+    /// Checks the node values' shape and builds the moduli and the inverse
+    /// Lagrange denominators of the nodes.
+    fn tables(
+        params: &Params,
+        values: &[Vec<Vec<u64>>; P],
+        seeds: &[[u8; 32]],
+    ) -> Result<(Vec<Modulus>, Vec<u64>)> {
         let d = values.first().map_or(0, Vec::len).saturating_sub(1);
         let n = params.degree();
         let l = params.moduli().len();
@@ -788,17 +822,7 @@ impl<const P: usize> Dealing<P> {
                 );
             }
         }
-        Ok(Self {
-            dealer,
-            epoch,
-            moduli,
-            degree: n,
-            values,
-            seeds,
-            inv_den,
-            members,
-            behaviour,
-        })
+        Ok((moduli, inv_den))
     }
 
     /// `d`, the degree bound.
@@ -1510,7 +1534,9 @@ pub fn check_dealings(
     }
     let mut complaints = Vec::new();
     let mut passed = BTreeMap::new();
-    for c in commitments {
+    let mut seen = BTreeSet::new();
+    // The first commitments of each dealer count, as in `judge`.
+    for c in commitments.iter().filter(|c| seen.insert(c.dealer)) {
         let Some(resp) = responses.iter().find(|r| r.dealer == c.dealer) else {
             continue; // silent in round 2: excluded by everyone, no complaint needed
         };
@@ -1620,9 +1646,15 @@ pub fn judge(
         if !candidates.contains(&complaint.dealer) {
             continue;
         }
-        let opening = openings.iter().find(|o| {
+        let mut answers = openings.iter().filter(|o| {
             o.subshare.dealer == complaint.dealer && o.subshare.recipient == complaint.accuser
         });
+        // Exactly one opening answers a complaint: none, or two that could
+        // differ, is the dealer's fault.
+        let opening = match (answers.next(), answers.next()) {
+            (Some(o), None) => Some(o),
+            _ => None,
+        };
         let upheld = match opening {
             None => true,
             Some(o) => {
@@ -1931,11 +1963,17 @@ impl MemberState {
         verdict: &Verdict,
         openings: &[Opening],
     ) -> Result<(KeyShare, MaskShare)> {
+        // An opening stands in only for values this member did not accept
+        // (it complained, and `judge` found the one opening that answered
+        // the complaint correct, or the dealer would not be qualified); an
+        // opening for values it accepted is ignored, whoever published it.
         for o in openings {
-            if o.subshare.recipient == self.me && verdict.qualified.contains(&o.subshare.dealer) {
-                // Replaced values are zeroized as they drop.
-                self.received
-                    .insert(o.subshare.dealer, o.subshare.expand(params)?);
+            let dealer = o.subshare.dealer;
+            if o.subshare.recipient == self.me
+                && verdict.qualified.contains(&dealer)
+                && !self.received.contains_key(&dealer)
+            {
+                self.received.insert(dealer, o.subshare.expand(params)?);
             }
         }
         let ctx = params.ctx(0)?;
@@ -2302,15 +2340,22 @@ mod tests {
             new: Committee::new(pts(&[4, 5]), 2).unwrap(),
             dealers: pts(&[1, 2, 3]),
         };
-        let received: BTreeMap<EvaluationPoint, Values> = p
+        let seeds: Vec<[u8; 32]> = p
             .dealers
             .iter()
-            .map(|&d| {
+            .map(|_| {
                 let mut seed = [0; 32];
                 rng.fill_bytes(&mut seed);
-                (d, seeded_values(&params, &seed).unwrap())
+                seed
             })
             .collect();
+        let received = || -> BTreeMap<EvaluationPoint, Values> {
+            p.dealers
+                .iter()
+                .zip(&seeds)
+                .map(|(&d, seed)| (d, seeded_values(&params, seed).unwrap()))
+                .collect()
+        };
         let verdict = Verdict {
             qualified: pts(&[1, 3]),
             blamed: Vec::new(),
@@ -2319,7 +2364,7 @@ mod tests {
         let mut want_mask = Poly::zero(ctx, Representation::Ntt);
         for &d in &verdict.qualified {
             let w = lagrange_weight(d, &verdict.qualified, ctx.modulus()).unwrap();
-            let [key, mask, ..] = &received[&d].0;
+            let [key, mask, ..] = &received()[&d].0;
             let parse = |v: &Vec<u64>| {
                 WirePoly::from_residues(0, v.clone())
                     .parse(&params, 0, d, "v")
@@ -2328,10 +2373,30 @@ mod tests {
             want_key += &ring::scalar_mul(&parse(key), &w);
             want_mask += &ring::scalar_mul(&parse(mask), &w);
         }
-        let state = MemberState { me, received };
+        let state = MemberState {
+            me,
+            received: received(),
+        };
         let (key, mask) = state.finish(&params, &p, &verdict, &[]).unwrap();
         assert_eq!(key.poly(), &want_key);
         assert_eq!(mask.poly(), &want_mask);
+        // An opening for values the member accepted (it did not complain) is
+        // ignored, whoever published it.
+        let bogus = Opening {
+            subshare: ReshareSubShare {
+                dealer: EvaluationPoint::new(1).unwrap(),
+                recipient: me,
+                epoch: 1,
+                values: SubShareValues::Seeded([42; 32]),
+                salt: [0; 32],
+            },
+        };
+        let state = MemberState {
+            me,
+            received: received(),
+        };
+        let (key, _) = state.finish(&params, &p, &verdict, &[bogus]).unwrap();
+        assert_eq!(key.poly(), &want_key);
     }
 
     /// Drawn residues are reduced and spread over `[0, q)` for every prime
@@ -2437,7 +2502,61 @@ mod tests {
             for (o, sub) in opened.iter().zip(&subs) {
                 assert!(o.subshare == *sub);
             }
+            if cheat == Behaviour::Honest {
+                // One correct opening names the accuser; a second opening
+                // for the same complaint names the dealer.
+                let m = EvaluationPoint::new(30).unwrap();
+                let complaint = [Complaint { accuser: m, dealer }];
+                let answer: Vec<Opening> = opened
+                    .iter()
+                    .filter(|o| o.subshare.recipient == m)
+                    .cloned()
+                    .collect();
+                let blamed = |openings: &[Opening]| {
+                    let c = std::slice::from_ref(&commitments);
+                    let r = std::slice::from_ref(&response);
+                    match judge(&params, &p, c, r, &challenge, &complaint, openings).unwrap() {
+                        Ok(v) => v.blamed,
+                        Err(Abort::TooFewDealers { blamed, .. }) => blamed,
+                        Err(other) => panic!("{other:?}"),
+                    }
+                };
+                let false_accusation = Blame {
+                    participant: m,
+                    fault: Fault::FalseAccusation,
+                };
+                let twice = Blame {
+                    participant: dealer,
+                    fault: Fault::InconsistentDealing,
+                };
+                assert!(blamed(&answer).contains(&false_accusation));
+                let doubled = [answer.clone(), answer].concat();
+                let b = blamed(&doubled);
+                assert!(
+                    b.contains(&twice) && !b.contains(&false_accusation),
+                    "{b:?}"
+                );
+            }
         }
+    }
+
+    /// A seed expands to the same values on every node and in every build:
+    /// the draw (ChaCha20, 6-byte candidates below 2^48, rejection) is part
+    /// of the wire protocol. Pinned by a digest of the four values.
+    #[test]
+    fn seed_expansion_is_pinned() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let values = draw_from_seed::<4>(&params, &[7; 32]).unwrap();
+        let mut h = blake3::Hasher::new();
+        for v in &values {
+            for x in v {
+                h.update(&x.to_le_bytes());
+            }
+        }
+        assert_eq!(
+            h.finalize().to_hex().as_str(),
+            "08245463c56fc419404d0b1476e4c37088d7bc2021092e78fecbe5dc8cf39f0a"
+        );
     }
 
     /// Commitments made for another proposal (another session or epoch) are

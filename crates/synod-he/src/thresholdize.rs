@@ -64,9 +64,9 @@ pub enum SubShareValues {
     Seeded([u8; 32]),
 }
 
-impl Drop for SubShare {
+impl Drop for SubShareValues {
     fn drop(&mut self) {
-        match &mut self.values {
+        match self {
             SubShareValues::Explicit { key, mask } => {
                 key.residues.zeroize();
                 mask.residues.zeroize();
@@ -319,8 +319,7 @@ mod tests {
 
     /// A dealing is a degree-(t−1) sharing of the additive share and of one
     /// mask: every t-subset of the sub-shares interpolates to the same
-    /// constant, the share itself for the key, while t−1 sub-shares with a
-    /// wrong point do not. Dense points, a far one and a threshold of one.
+    /// constant, the share itself for the key, while t−1 sub-shares do not. Dense points, a far one and a threshold of one.
     #[test]
     fn dealt_values_are_a_sharing_of_the_additive_share() {
         let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();

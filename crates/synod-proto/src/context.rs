@@ -35,6 +35,11 @@ use crate::wire::fixed;
 /// (`synod/crp/v2`), and ct×ct by HPS RNS multiplication, whose evaluation outputs (and so
 /// output hashes) can differ from version 1's in rare coefficients. Peers of different versions
 /// would derive different collective keys, so they must not be in one session.
+///
+/// 3: thresholdisation and resharing sub-shares may carry a 32-byte seed instead of their values
+/// (members at the dealer's nodes; resharing commitments `synod/reshare/commitment/v2`), and
+/// ct×ct uses an extension basis of 50-bit primes, whose outputs can again differ from version
+/// 2's in rare coefficients.
 pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Domain-separation tag at the start of every encoded context.
