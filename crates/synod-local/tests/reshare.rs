@@ -165,23 +165,31 @@ fn shares_of_different_epochs_do_not_combine() {
 
 #[test]
 fn an_inconsistent_dealer_is_named_and_excluded() {
-    let (mut c, mut rng) = committee(&[1, 2, 3, 4, 5], 3, 3);
-    let faults = ReshareFaults {
-        inconsistent: vec![(pts(&[2])[0], pts(&[4])[0])],
-        ..Default::default()
-    };
-    let r = c
-        .reshare(
-            &pts(&[1, 2, 3, 4, 5]),
-            3,
-            &pts(&[1, 2, 3, 4]),
-            &faults,
-            &mut rng,
-        )
-        .unwrap();
-    assert_eq!(blamed(&r), vec![(2, Fault::InconsistentDealing)]);
-    assert_eq!(r.qualified, vec![1, 3, 4]);
-    assert!(decrypts(&c, &pts(&[2, 4, 5]), &mut rng));
+    // Member 4 receives values; member 1 (a node of the new degree-2
+    // polynomials) receives a seed, which the cheater gets wrong.
+    for victim in [4, 1] {
+        let (mut c, mut rng) = committee(&[1, 2, 3, 4, 5], 3, 3);
+        let faults = ReshareFaults {
+            inconsistent: vec![(pts(&[2])[0], pts(&[victim])[0])],
+            ..Default::default()
+        };
+        let r = c
+            .reshare(
+                &pts(&[1, 2, 3, 4, 5]),
+                3,
+                &pts(&[1, 2, 3, 4]),
+                &faults,
+                &mut rng,
+            )
+            .unwrap();
+        assert_eq!(
+            blamed(&r),
+            vec![(2, Fault::InconsistentDealing)],
+            "victim {victim}"
+        );
+        assert_eq!(r.qualified, vec![1, 3, 4]);
+        assert!(decrypts(&c, &pts(&[2, 4, 5]), &mut rng));
+    }
 }
 
 #[test]
