@@ -10,11 +10,10 @@
 //! gives an unrelated polynomial (domain separation). The residues are taken
 //! as the NTT form, which is as uniform as any other.
 
-use fhe_math::rq::{traits::TryConvertFrom, Poly, Representation};
-use ndarray::Array2;
+use fhe_math::rq::Poly;
 use rayon::prelude::*;
 
-use crate::{Error, Params, Result};
+use crate::{Params, Result};
 
 /// What a common random polynomial is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,9 +91,7 @@ impl CommonRandomness {
                 xof.update(&u32::try_from(i).unwrap_or(u32::MAX).to_le_bytes());
                 uniform_into(&mut xof.finalize_xof(), q, row);
             });
-        let m = Array2::from_shape_vec((ctx.moduli().len(), n), residues)
-            .map_err(|e| Error::Parameters(e.to_string()))?;
-        Ok(Poly::try_convert_from(m, ctx, false, Representation::Ntt)?)
+        crate::kernels::ntt_poly(residues, ctx)
     }
 }
 

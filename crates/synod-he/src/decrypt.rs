@@ -18,7 +18,6 @@ use fhe::bfv::{Ciphertext, Plaintext, SecretKey};
 use fhe_math::rq::{traits::TryConvertFrom, Poly, Representation};
 use fhe_math::zq::Modulus;
 use fhe_traits::FheDecrypter;
-use ndarray::Array2;
 use rand::{CryptoRng, RngCore, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -224,15 +223,7 @@ pub fn combine(
     shares: impl IntoIterator<Item = DecryptionShare>,
 ) -> Result<Plaintext> {
     let (level, mut acc) = checked_phase(params, ct, set, shares, PhaseForm::Ntt)?;
-    let ctx = params.ctx(level)?;
-    let rows = ctx.moduli().len();
-    let phase = Poly::try_convert_from(
-        Array2::from_shape_vec((rows, params.degree()), std::mem::take(&mut *acc))
-            .map_err(|e| Error::Parameters(e.to_string()))?,
-        ctx,
-        false,
-        Representation::Ntt,
-    )?;
+    let phase = crate::kernels::ntt_poly(std::mem::take(&mut *acc), params.ctx(level)?)?;
     decode_phase(params, phase, ct)
 }
 

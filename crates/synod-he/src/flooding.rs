@@ -24,8 +24,7 @@
 
 use std::sync::Arc;
 
-use fhe_math::rq::{traits::TryConvertFrom, Context, Poly, Representation};
-use ndarray::Array2;
+use fhe_math::rq::{Context, Poly};
 use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
@@ -132,14 +131,7 @@ fn sample_uniform_pow2<R: RngCore + CryptoRng>(
     let limbs = FloodLimbs::sample(bits, n, rng);
     let mut residues = ops.secret_matrix();
     ops.par_rows(&mut residues, |_, q, ntt, row| limbs.ntt_row(q, ntt, row));
-    let arr = Array2::from_shape_vec((ops.len(), n), std::mem::take(&mut *residues))
-        .map_err(|e| Error::Parameters(e.to_string()))?;
-    Ok(Poly::try_convert_from(
-        arr,
-        ctx,
-        false,
-        Representation::Ntt,
-    )?)
+    crate::kernels::ntt_poly(std::mem::take(&mut *residues), ctx)
 }
 
 #[cfg(test)]
@@ -147,6 +139,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::ParameterSet;
+    use fhe_math::rq::{traits::TryConvertFrom, Representation};
+    use ndarray::Array2;
     use num_bigint::BigUint;
     use rand::SeedableRng;
 

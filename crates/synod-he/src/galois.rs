@@ -261,18 +261,7 @@ impl GaloisKeys {
                     );
                 }
             });
-        let to_poly = |m: Vec<u64>| -> Result<fhe_math::rq::Poly> {
-            let arr = ndarray::Array2::from_shape_vec((l, n), m)
-                .map_err(|e| Error::Parameters(e.to_string()))?;
-            Ok(
-                <fhe_math::rq::Poly as fhe_math::rq::traits::TryConvertFrom<_>>::try_convert_from(
-                    arr,
-                    ctx,
-                    false,
-                    Representation::Ntt,
-                )?,
-            )
-        };
+        let to_poly = |m: Vec<u64>| crate::kernels::ntt_poly(m, ctx);
         c0g += &to_poly(acc0)?;
         let c1_out = to_poly(acc1)?;
         Ok(fhe::bfv::Ciphertext::new(
@@ -309,19 +298,11 @@ impl GaloisKeys {
     /// The same keys as an fhe.rs `EvaluationKey` (through its protobuf form).
     pub fn to_fhe(&self) -> Result<EvaluationKey> {
         let ctx = self.params.ctx(0)?;
-        let (l, n) = (self.ops.len(), self.ops.degree());
+        let (_l, _n) = (self.ops.len(), self.ops.degree());
         let to_polys = |rows: &[Vec<u64>]| -> Result<Vec<Poly>> {
             rows.iter()
                 .map(|m| {
-                    let arr = ndarray::Array2::from_shape_vec((l, n), m.clone())
-                        .map_err(|e| Error::Parameters(e.to_string()))?;
-                    let mut p =
-                        <Poly as fhe_math::rq::traits::TryConvertFrom<_>>::try_convert_from(
-                            arr,
-                            ctx,
-                            false,
-                            Representation::Ntt,
-                        )?;
+                    let mut p = crate::kernels::ntt_poly(m.clone(), ctx)?;
                     p.change_representation(Representation::NttShoup);
                     Ok(p)
                 })

@@ -338,6 +338,22 @@ impl NttView<'_> {
     }
 }
 
+/// A row-major NTT residue matrix (one row of `N` per prime of `ctx`) as
+/// a `Poly` of `ctx`, taking the vector without a copy.
+pub(crate) fn ntt_poly(residues: Vec<u64>, ctx: &Arc<Context>) -> Result<Poly> {
+    let rows = ctx.moduli().len().max(1);
+    let arr = ndarray::Array2::from_shape_vec((rows, residues.len() / rows), residues)
+        .map_err(|e| Error::Parameters(e.to_string()))?;
+    Ok(
+        <Poly as fhe_math::rq::traits::TryConvertFrom<_>>::try_convert_from(
+            arr,
+            ctx,
+            false,
+            Representation::Ntt,
+        )?,
+    )
+}
+
 /// The first `rows` rows of a standard-layout residue matrix.
 pub(crate) fn contiguous_rows(m: ArrayView2<'_, u64>, rows: usize) -> Result<&[u64]> {
     let n = m.ncols();

@@ -18,9 +18,8 @@ use std::sync::Arc;
 
 use fhe::bfv::{BfvParameters, Ciphertext, RelinearizationKey};
 use fhe::proto::bfv as pb;
-use fhe_math::rq::{traits::TryConvertFrom, Context, Poly, Representation};
+use fhe_math::rq::{Context, Poly};
 use fhe_traits::{DeserializeWithContext, Serialize as _};
-use ndarray::Array2;
 use prost::Message;
 use rayon::prelude::*;
 
@@ -159,16 +158,7 @@ impl FastMul {
         );
         ob.par_rows(&mut d0, |j, q, _, row| q.add_vec(row, ob.row(&ks0, j)));
         ob.par_rows(&mut d1, |j, q, _, row| q.add_vec(row, ob.row(&ks1, j)));
-        let to_poly = |m: Vec<u64>| -> Result<Poly> {
-            let arr =
-                Array2::from_shape_vec((k, n), m).map_err(|e| Error::Parameters(e.to_string()))?;
-            Ok(Poly::try_convert_from(
-                arr,
-                &self.base,
-                false,
-                Representation::Ntt,
-            )?)
-        };
+        let to_poly = |m: Vec<u64>| crate::kernels::ntt_poly(m, &self.base);
         Ok(Ciphertext::new(
             vec![to_poly(d0)?, to_poly(d1)?],
             &self.par,
@@ -383,6 +373,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::ParameterSet;
+    use fhe_math::rq::{traits::TryConvertFrom, Representation};
+    use ndarray::Array2;
     use num_bigint::BigInt;
     use num_integer::Integer;
     use num_traits::ToPrimitive;

@@ -16,7 +16,7 @@
 //! (the product `s·s` is not linear in the shares).
 
 use fhe::bfv::RelinearizationKey;
-use fhe_math::rq::{traits::TryConvertFrom, Poly, Representation};
+use fhe_math::rq::{Poly, Representation};
 use rand::{CryptoRng, RngCore};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -175,14 +175,10 @@ fn matrix_to_poly(
     n: usize,
     ctx: &std::sync::Arc<fhe_math::rq::Context>,
 ) -> Result<Poly> {
-    let arr = ndarray::Array2::from_shape_vec((l, n), std::mem::take(&mut *m))
-        .map_err(|e| Error::Parameters(e.to_string()))?;
-    Ok(Poly::try_convert_from(
-        arr,
-        ctx,
-        false,
-        Representation::Ntt,
-    )?)
+    if m.len() != l * n {
+        return Err(Error::Parameters("residue matrix of the wrong size".into()));
+    }
+    crate::kernels::ntt_poly(std::mem::take(&mut *m), ctx)
 }
 
 fn parse_rows(

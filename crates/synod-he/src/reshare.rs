@@ -52,7 +52,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use fhe_math::rq::{traits::TryConvertFrom, Poly, Representation};
+use fhe_math::rq::Poly;
 use fhe_math::zq::Modulus;
 use num_traits::ToPrimitive;
 use rand::{CryptoRng, RngCore, SeedableRng};
@@ -2005,18 +2005,8 @@ impl MemberState {
         }
         let key = Zeroizing::new(combine_nodes(&s.moduli, n, &keys, &weights));
         let mask = Zeroizing::new(combine_nodes(&s.moduli, n, &masks, &weights));
-        let to_poly = |residues: &[u64]| -> Result<Poly> {
-            let arr = ndarray::Array2::from_shape_vec((s.l, n), residues.to_vec())
-                .map_err(|e| Error::Parameters(e.to_string()))?;
-            Ok(Poly::try_convert_from(
-                arr,
-                ctx,
-                false,
-                Representation::Ntt,
-            )?)
-        };
-        let key = to_poly(&key)?;
-        let mask = to_poly(&mask)?;
+        let key = crate::kernels::ntt_poly(key.to_vec(), ctx)?;
+        let mask = crate::kernels::ntt_poly(mask.to_vec(), ctx)?;
         Ok((
             KeyShare::new(self.me, proposal.new.clone(), proposal.new_epoch(), key),
             MaskShare::new(self.me, proposal.new_epoch(), mask),
@@ -2051,6 +2041,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
     use super::*;
     use crate::ParameterSet;
+    use fhe_math::rq::Representation;
 
     fn pts(xs: &[u32]) -> Vec<EvaluationPoint> {
         xs.iter()

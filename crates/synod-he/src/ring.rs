@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use fhe_math::rq::{traits::TryConvertFrom, Context, Poly, Representation};
-use ndarray::Array2;
 use num_bigint::BigUint;
 use serde::{Deserialize, Serialize};
 
@@ -81,11 +80,7 @@ impl WirePoly {
             what,
             reason,
         };
-        let k = ctx.moduli().len();
-        let arr = Array2::from_shape_vec((k, params.degree()), self.residues.clone())
-            .map_err(|e| malformed(e.to_string()))?;
-        Poly::try_convert_from(arr, ctx, false, Representation::Ntt)
-            .map_err(|e| malformed(e.to_string()))
+        crate::kernels::ntt_poly(self.residues.clone(), ctx).map_err(|e| malformed(e.to_string()))
     }
 
     /// The checks of [`WirePoly::parse`] without building the polynomial:
@@ -187,14 +182,7 @@ pub fn error_ntt<R: rand::RngCore + rand::CryptoRng>(
     let ops = crate::kernels::RingOps::of(ctx)?;
     let e = crate::kernels::sample_small(ops.degree(), params.variance(), rng)?;
     let mut m = ops.small_to_ntt(&e);
-    let arr = ndarray::Array2::from_shape_vec((ops.len(), ops.degree()), std::mem::take(&mut *m))
-        .map_err(|err| crate::Error::Parameters(err.to_string()))?;
-    Ok(Poly::try_convert_from(
-        arr,
-        ctx,
-        false,
-        Representation::Ntt,
-    )?)
+    crate::kernels::ntt_poly(std::mem::take(&mut *m), ctx)
 }
 
 #[cfg(test)]
