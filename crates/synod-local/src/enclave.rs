@@ -39,7 +39,7 @@ use synod_he::shamir::ActiveSet;
 use synod_he::{decrypt, galois, keygen, relin, Committee, EvaluationPoint, Params};
 use synod_proto::{
     Epoch, MessageContext, ParticipantId, ProtocolName, Recipient, Round, SealedPayload,
-    SequenceNumber, SessionId,
+    SequenceNumber, SessionId, SignedEnvelope,
 };
 use synod_tee::enclave::{
     ciphertext_bytes, IncomingSubShare, ReshareReceive, SealedRecipient, SessionSetup,
@@ -109,6 +109,40 @@ fn tee_err(who: EvaluationPoint, what: &str) -> impl Fn(synod_tee::Error) -> Loc
 
 fn participant(point: EvaluationPoint) -> Result<ParticipantId> {
     ParticipantId::new(point.get()).map_err(|e| LocalError::Other(e.to_string()))
+}
+
+/// Each receiver's sealed sub-shares of a round-1 exchange (`sealed`: the
+/// recipient and the broadcast carrying `(recipient, sealed payload)`), with
+/// the context each was sealed under, for its enclave to open. Every
+/// envelope is verified by its recipient through `relay`; one addressed to
+/// somebody else than the recipient it was delivered to is refused.
+fn sealed_inboxes(
+    relay: &mut Relay,
+    receivers: &[EvaluationPoint],
+    sealed: &[(EvaluationPoint, SignedEnvelope)],
+    session: SessionId,
+    protocol: ProtocolName,
+    epoch: u64,
+) -> Result<BTreeMap<EvaluationPoint, Vec<IncomingSubShare>>> {
+    let mut inbox: BTreeMap<EvaluationPoint, Vec<IncomingSubShare>> =
+        receivers.iter().map(|&r| (r, Vec::new())).collect();
+    for (to, env) in sealed {
+        let (addressed, payload): (u32, SealedPayload) = relay.accept(*to, env, protocol, 1)?;
+        let from = EvaluationPoint::new(env.context().sender.get())?;
+        if addressed != to.get() {
+            return Err(LocalError::Other(format!(
+                "{from} sent {to} a sub-share addressed to P{addressed}"
+            )));
+        }
+        inbox
+            .get_mut(to)
+            .ok_or_else(|| LocalError::Other(format!("no inbox for {to}")))?
+            .push(IncomingSubShare {
+                context: subshare_context(session, protocol, epoch, from, *to)?,
+                sealed: payload,
+            });
+    }
+    Ok(inbox)
 }
 
 /// The context a sub-share from `from` to `to` is sealed under (HPKE
@@ -271,31 +305,14 @@ impl EnclaveCommittee {
                 ));
             }
         }
-        let mut inbox: BTreeMap<EvaluationPoint, Vec<IncomingSubShare>> =
-            members.iter().map(|&m| (m, Vec::new())).collect();
-        for (to, env) in &sealed {
-            let (addressed, payload): (u32, SealedPayload) =
-                relay.accept(*to, env, ProtocolName::Thresholdize, 1)?;
-            let from = EvaluationPoint::new(env.context().sender.get())?;
-            if addressed != to.get() {
-                return Err(LocalError::Other(format!(
-                    "{from} sent {to} a sub-share addressed to P{addressed}"
-                )));
-            }
-            inbox
-                .get_mut(to)
-                .ok_or_else(|| LocalError::Other(format!("no inbox for {to}")))?
-                .push(IncomingSubShare {
-                    context: subshare_context(
-                        session_id,
-                        ProtocolName::Thresholdize,
-                        0,
-                        from,
-                        *to,
-                    )?,
-                    sealed: payload,
-                });
-        }
+        let inbox = sealed_inboxes(
+            &mut relay,
+            &members,
+            &sealed,
+            session_id,
+            ProtocolName::Thresholdize,
+            0,
+        )?;
         relay.end_round();
         for (x, incoming) in inbox {
             enclaves
@@ -648,31 +665,14 @@ impl EnclaveCommittee {
         let commitments: Vec<reshare::Commitments> =
             self.relay
                 .deliver(&receivers, &commit_envs, ProtocolName::Reshare, 1)?;
-        let mut inbox: BTreeMap<EvaluationPoint, Vec<IncomingSubShare>> =
-            receivers.iter().map(|&r| (r, Vec::new())).collect();
-        for (to, env) in &sealed {
-            let (addressed, payload): (u32, SealedPayload) =
-                self.relay.accept(*to, env, ProtocolName::Reshare, 1)?;
-            let from = EvaluationPoint::new(env.context().sender.get())?;
-            if addressed != to.get() {
-                return Err(LocalError::Other(format!(
-                    "{from} sent {to} a resharing sub-share addressed to P{addressed}"
-                )));
-            }
-            inbox
-                .get_mut(to)
-                .ok_or_else(|| LocalError::Other(format!("no inbox for {to}")))?
-                .push(IncomingSubShare {
-                    context: subshare_context(
-                        session,
-                        ProtocolName::Reshare,
-                        new_epoch,
-                        from,
-                        *to,
-                    )?,
-                    sealed: payload,
-                });
-        }
+        let inbox = sealed_inboxes(
+            &mut self.relay,
+            &receivers,
+            &sealed,
+            session,
+            ProtocolName::Reshare,
+            new_epoch,
+        )?;
         self.relay.end_round();
 
         // Round 2: each dealer's enclave derives the challenge and responds.
