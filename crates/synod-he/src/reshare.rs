@@ -1596,6 +1596,22 @@ pub enum Abort {
     ConstantTermUnattributable,
 }
 
+impl fmt::Display for Abort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Abort::TooFewDealers { qualified, blamed } => write!(
+                f,
+                "only {qualified} dealers qualified (blamed: {blamed:?}); the change is aborted \
+                 and the current shares stay valid"
+            ),
+            Abort::ConstantTermUnattributable => f.write_str(
+                "a dealer's constant term is not its share, and too few dealers remain to tell \
+                 which: the change is aborted and the current shares stay valid",
+            ),
+        }
+    }
+}
+
 /// Decides the qualified set from the public messages of rounds 1–4.
 pub fn judge(
     params: &Params,

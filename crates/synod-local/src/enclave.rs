@@ -766,11 +766,7 @@ impl EnclaveCommittee {
             &openings,
         )? {
             Ok(v) => v,
-            Err(abort) => {
-                return Err(LocalError::Other(format!(
-                    "the change is aborted and the current shares stay valid: {abort:?}"
-                )))
-            }
+            Err(abort) => return Err(LocalError::Other(abort.to_string())),
         };
         for &m in &receivers {
             let theirs = self

@@ -12,7 +12,7 @@ use rand::{CryptoRng, RngCore};
 use serde::Serialize;
 use synod_he::flooding::Flooding;
 use synod_he::reshare::{
-    self, Abort, Blame, Challenge, Commitments, Complaint, Opening, Proposal, Response,
+    self, Blame, Challenge, Commitments, Complaint, Opening, Proposal, Response,
 };
 use synod_he::{Committee, EvaluationPoint};
 use synod_proto::{ProtocolName, SignedEnvelope};
@@ -325,16 +325,7 @@ impl LocalCommittee {
             &openings,
         )? {
             Ok(v) => v,
-            Err(Abort::ConstantTermUnattributable) => return Err(LocalError::Other(
-                "a dealer's constant term is not its share, and too few dealers remain to tell \
-                     which: the change is aborted and the current shares stay valid"
-                    .into(),
-            )),
-            Err(Abort::TooFewDealers { qualified, blamed }) => {
-                return Err(LocalError::Other(format!(
-                    "only {qualified} dealers qualified (blamed: {blamed:?}); the change is aborted"
-                )))
-            }
+            Err(abort) => return Err(LocalError::Other(abort.to_string())),
         };
         let new_participants: Vec<Participant> = members
             .into_par_iter()
