@@ -16,6 +16,10 @@
 //! part of CI.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 
+/// mimalloc keeps freed pages for reuse (see the workspace Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

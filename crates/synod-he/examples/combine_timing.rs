@@ -12,6 +12,10 @@
 //! times `combine` beside fhe.rs.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 
+/// mimalloc keeps freed pages for reuse (see the workspace Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Instant;
 
 use fhe_math::rq::{Poly, Representation};

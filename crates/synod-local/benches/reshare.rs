@@ -13,6 +13,10 @@
 //! --control fifo:<fifo> -D -1` control pipe around each resharing, so a
 //! profile leaves the set-up out.
 
+/// mimalloc keeps freed pages for reuse (see the workspace Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Instant;
 
 use rand::SeedableRng;

@@ -14,6 +14,10 @@
 
 mod common;
 
+/// mimalloc keeps freed pages for reuse (see the workspace Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::process::Command;
 

@@ -33,6 +33,10 @@
     missing_docs
 )]
 
+/// mimalloc keeps freed pages for reuse (see the workspace Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;

@@ -8,6 +8,11 @@ mod enclave;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc keeps freed pages for reuse instead of handing them back to the
+/// kernel after every step (see the workspace Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// synod: computation on the combined private data of several organisations,
 /// under threshold homomorphic encryption.
 #[derive(Parser)]

@@ -1,0 +1,164 @@
+//! Runs one threshold step in a loop, for a profiler (`perf record`,
+//! `valgrind --tool=callgrind`), and prints its median time: 5 parties, t = 3,
+//! N = 8192, log q = 218, p = 30 bits, as in the `steps` bench.
+//!
+//! ```text
+//! cargo build --release -p synod-he --example profile_step
+//! STEP=relin1 RAYON_NUM_THREADS=1 perf record -g target/release/examples/profile_step
+//! ```
+//!
+//! `STEP` is one of `pk`, `relin1`, `relin2`, `mul`, `share`, `combine`
+//! (default `relin1`); `ITERS` (default 200). Not part of CI.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
+
+/// mimalloc keeps freed pages for reuse (see the workspace Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use fhe::bfv::{Encoding, Plaintext};
+use fhe_traits::{FheEncoder, FheEncrypter};
+use rand::SeedableRng;
+use synod_he::crp::CommonRandomness;
+use synod_he::flooding::Flooding;
+use synod_he::secret::AdditiveKeyShare;
+use synod_he::shamir::ActiveSet;
+use synod_he::{
+    decrypt, keygen, relin, thresholdize, Committee, EvaluationPoint, ParameterSet, Params,
+};
+
+fn main() {
+    let step = std::env::var("STEP").unwrap_or_else(|_| "relin1".into());
+    let iters: usize = std::env::var("ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200)
+        .max(1);
+    let params = Params::new(ParameterSet::Bfv8192, 30).unwrap();
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+    let members: Vec<_> = (1..=5).map(|x| EvaluationPoint::new(x).unwrap()).collect();
+    let committee = Committee::new(members.clone(), 3).unwrap();
+    let crs = CommonRandomness::new(&params, [7; 32]);
+    let additive: Vec<_> = members
+        .iter()
+        .map(|_| AdditiveKeyShare::generate(&params, &mut rng).unwrap())
+        .collect();
+    let me = members[0];
+    let mut times = Vec::with_capacity(iters);
+    let mut timed = |f: &mut dyn FnMut()| {
+        for _ in 0..iters {
+            let start = Instant::now();
+            f();
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    };
+    match step.as_str() {
+        "pk" => timed(&mut || {
+            black_box(keygen::public_key_share(&params, &crs, &additive[0], me, &mut rng).unwrap());
+        }),
+        "relin1" => timed(&mut || {
+            black_box(relin::round1(&params, &crs, &additive[0], me, &mut rng).unwrap());
+        }),
+        "relin2" | "mul" => {
+            let mut secrets = Vec::new();
+            let mut r1 = Vec::new();
+            for (&x, sk) in members.iter().zip(&additive) {
+                let (s, m) = relin::round1(&params, &crs, sk, x, &mut rng).unwrap();
+                secrets.push(s);
+                r1.push(m);
+            }
+            let agg = relin::aggregate_round1(&params, &members, r1).unwrap();
+            if step == "relin2" {
+                let mut spare: Vec<_> = (0..iters)
+                    .map(|_| {
+                        relin::round1(&params, &crs, &additive[0], me, &mut rng)
+                            .unwrap()
+                            .0
+                    })
+                    .collect();
+                timed(&mut || {
+                    let s = spare.pop().unwrap();
+                    black_box(relin::round2(&params, s, &additive[0], &agg, me, &mut rng).unwrap());
+                });
+            } else {
+                let r2: Vec<_> = secrets
+                    .into_iter()
+                    .zip(members.iter().zip(&additive))
+                    .map(|(s, (&x, sk))| relin::round2(&params, s, sk, &agg, x, &mut rng).unwrap())
+                    .collect();
+                let rlk = relin::relinearization_key(&params, &agg, &members, r2).unwrap();
+                let pks: Vec<_> = members
+                    .iter()
+                    .zip(&additive)
+                    .map(|(&x, sk)| {
+                        keygen::public_key_share(&params, &crs, sk, x, &mut rng).unwrap()
+                    })
+                    .collect();
+                let pk = keygen::aggregate_public_key(&params, &crs, &members, pks).unwrap();
+                let pt =
+                    Plaintext::try_encode(&[1u64, 2, 3], Encoding::simd(), params.bfv()).unwrap();
+                let ct: fhe::bfv::Ciphertext = pk.key().try_encrypt(&pt, &mut rng).unwrap();
+                let mult = relin::Multiplier::new(&params, &rlk).unwrap();
+                timed(&mut || {
+                    black_box(mult.multiply(&ct, &ct).unwrap());
+                });
+            }
+        }
+        "share" | "combine" => {
+            let mut inbox: Vec<Vec<thresholdize::SubShare>> = vec![Vec::new(); 5];
+            for (&x, sk) in members.iter().zip(&additive) {
+                for sub in thresholdize::deal(&params, &committee, sk, x, &mut rng).unwrap() {
+                    inbox[sub.recipient.get() as usize - 1].push(sub);
+                }
+            }
+            let keys: Vec<_> = members
+                .iter()
+                .zip(inbox)
+                .map(|(&x, s)| thresholdize::receive(&params, &committee, x, s).unwrap().0)
+                .collect();
+            let set = ActiveSet::new(&committee, members[..3].iter().copied()).unwrap();
+            let pks: Vec<_> = members
+                .iter()
+                .zip(&additive)
+                .map(|(&x, sk)| keygen::public_key_share(&params, &crs, sk, x, &mut rng).unwrap())
+                .collect();
+            let pk = keygen::aggregate_public_key(&params, &crs, &members, pks).unwrap();
+            let pt = Plaintext::try_encode(&[1u64, 2, 3], Encoding::simd(), params.bfv()).unwrap();
+            let ct: fhe::bfv::Ciphertext = pk.key().try_encrypt(&pt, &mut rng).unwrap();
+            let flooding = Flooding::new(&params, 0, 10.0, 64, 3).unwrap();
+            if step == "share" {
+                timed(&mut || {
+                    black_box(
+                        decrypt::decryption_share(
+                            &params, &keys[0], &set, &ct, &flooding, &mut rng,
+                        )
+                        .unwrap(),
+                    );
+                });
+            } else {
+                let shares: Vec<_> = keys[..3]
+                    .iter()
+                    .map(|k| {
+                        decrypt::decryption_share(&params, k, &set, &ct, &flooding, &mut rng)
+                            .unwrap()
+                    })
+                    .collect();
+                timed(&mut || {
+                    let s = shares.clone();
+                    black_box(decrypt::combine_signed(&params, &ct, &set, s).unwrap());
+                });
+            }
+        }
+        other => {
+            eprintln!("unknown STEP {other}: pk, relin1, relin2, mul, share, combine");
+            std::process::exit(2);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "{step}: median {:.3} ms over {iters} iterations",
+        times[times.len() / 2]
+    );
+}
