@@ -1,0 +1,321 @@
+//! Modular multiply-accumulate on eight residues at a time with AVX-512 IFMA
+//! (`vpmadd52{lo,hi}uq`: the low and high 52 bits of a 52 × 52-bit
+//! product), for primes below 2^50 — every ciphertext prime of synod's
+//! parameter sets (43 to 49 bits) and the HPS extension primes.
+//!
+//! The reduction is Barrett's, in the form Intel HEXL uses for its IFMA
+//! element-wise products (Boemer et al., "Intel HEXL: Accelerating
+//! Homomorphic Encryption with Intel AVX512-IFMA52", WAHC 2021, §4): for a
+//! `b`-bit prime `q` (`2^(b−1) < q < 2^b`, `b ≤ 50`) and `x, y < q`, with
+//! `P = x·y = H·2^52 + L`,
+//!
+//! ```text
+//! T = ⌊P / 2^(b−1)⌋ = H·2^(53−b) + ⌊L / 2^(b−1)⌋     (< 2^(b+1) ≤ 2^51)
+//! μ = ⌊2^(b+51) / q⌋                                   (< 2^52)
+//! Q = ⌊T·μ / 2^52⌋                                     (madd52hi)
+//! r = (L − Q·q) mod 2^52                               (madd52lo)
+//! ```
+//!
+//! `Q ≤ ⌊P/q⌋` because `T·μ/2^52 ≤ P/q`, and `Q ≥ ⌊P/q⌋ − 2` because the two
+//! truncations lose less than `P/2^(b+51) + 2^(b−1)/q < 1/2 + 1`; so the true
+//! remainder `r ∈ [0, 3q)` is below `2^52` and exact in 52-bit arithmetic.
+//! Two branch-free conditional subtractions (`min(r, r − q)` in unsigned
+//! arithmetic) give `x·y mod q` — the same value as `Modulus::mul`, so the
+//! callers' results are bit-for-bit the scalar ones (tested). No branch or
+//! memory access depends on the residues.
+
+use fhe_math::zq::Modulus;
+use pulp::{cast, u64x8};
+
+pulp::simd_type! {
+    /// AVX-512 with IFMA (Ice Lake and later, Zen 4 and later).
+    pub(crate) struct V4Ifma {
+        pub sse: "sse",
+        pub sse2: "sse2",
+        pub fxsr: "fxsr",
+        pub sse3: "sse3",
+        pub ssse3: "ssse3",
+        pub sse4_1: "sse4.1",
+        pub sse4_2: "sse4.2",
+        pub popcnt: "popcnt",
+        pub avx: "avx",
+        pub avx2: "avx2",
+        pub bmi1: "bmi1",
+        pub bmi2: "bmi2",
+        pub fma: "fma",
+        pub lzcnt: "lzcnt",
+        pub avx512f: "avx512f",
+        pub avx512bw: "avx512bw",
+        pub avx512cd: "avx512cd",
+        pub avx512dq: "avx512dq",
+        pub avx512vl: "avx512vl",
+        pub avx512ifma: "avx512ifma",
+    }
+}
+
+/// The largest prime (exclusive) the kernels here accept.
+pub(crate) const MAX_PRIME: u64 = 1 << 50;
+
+/// The IFMA token, if this CPU has it (detected once).
+pub(crate) fn token() -> Option<V4Ifma> {
+    V4Ifma::try_new()
+}
+
+/// Barrett constants of one prime below 2^50.
+#[derive(Clone, Copy)]
+struct Barrett {
+    q: u64,
+    /// `53 − b`: the shift of the high half into `T`.
+    hi_shift: u64,
+    /// `b − 1`: the shift of the low half into `T`.
+    lo_shift: u64,
+    mu: u64,
+}
+
+impl Barrett {
+    fn new(q: u64) -> Option<Self> {
+        if !(3..MAX_PRIME).contains(&q) {
+            return None;
+        }
+        let b = u64::from(64 - q.leading_zeros());
+        let mu = u64::try_from((1u128 << (b + 51)) / u128::from(q)).ok()?;
+        Some(Self {
+            q,
+            hi_shift: 53 - b,
+            lo_shift: b - 1,
+            mu,
+        })
+    }
+}
+
+/// What to do with each product.
+#[derive(Clone, Copy)]
+enum Accumulate {
+    Add,
+    Sub,
+}
+
+const MASK52: u64 = (1 << 52) - 1;
+
+impl V4Ifma {
+    /// `x·y mod q` for eight lanes (`x, y < q`).
+    #[inline(always)]
+    fn mul_mod(self, c: &Barrett, x: u64x8, y: u64x8) -> u64x8 {
+        let f = self.avx512f;
+        let m = self.avx512ifma;
+        let zero = f._mm512_setzero_si512();
+        let (x, y) = (cast(x), cast(y));
+        let lo = m._mm512_madd52lo_epu64(zero, x, y);
+        let hi = m._mm512_madd52hi_epu64(zero, x, y);
+        let t = f._mm512_or_si512(
+            f._mm512_sllv_epi64(hi, f._mm512_set1_epi64(c.hi_shift as i64)),
+            f._mm512_srlv_epi64(lo, f._mm512_set1_epi64(c.lo_shift as i64)),
+        );
+        let q = f._mm512_set1_epi64(c.q as i64);
+        let quotient = m._mm512_madd52hi_epu64(zero, t, f._mm512_set1_epi64(c.mu as i64));
+        let r = f._mm512_and_si512(
+            f._mm512_sub_epi64(lo, m._mm512_madd52lo_epu64(zero, quotient, q)),
+            f._mm512_set1_epi64(MASK52 as i64),
+        );
+        let r = f._mm512_min_epu64(r, f._mm512_sub_epi64(r, q));
+        cast(f._mm512_min_epu64(r, f._mm512_sub_epi64(r, q)))
+    }
+
+    /// `acc ± x·y mod q` for eight lanes (all below `q`).
+    #[inline(always)]
+    fn mul_acc(self, c: &Barrett, op: Accumulate, acc: u64x8, x: u64x8, y: u64x8) -> u64x8 {
+        let f = self.avx512f;
+        let r = cast(self.mul_mod(c, x, y));
+        let (acc, q) = (cast(acc), f._mm512_set1_epi64(c.q as i64));
+        cast(match op {
+            Accumulate::Add => {
+                let s = f._mm512_add_epi64(acc, r);
+                f._mm512_min_epu64(s, f._mm512_sub_epi64(s, q))
+            }
+            Accumulate::Sub => {
+                let d = f._mm512_sub_epi64(acc, r);
+                f._mm512_min_epu64(d, f._mm512_add_epi64(d, q))
+            }
+        })
+    }
+}
+
+/// `row[k] ± a[k]·b[k] mod q` with IFMA; `false` (nothing done) when the
+/// CPU lacks IFMA or `q ≥ 2^50`, for the caller's scalar path. All values
+/// must be below `q` and the slices of equal length.
+fn mul_acc_into(q: &Modulus, op: Accumulate, row: &mut [u64], a: &[u64], b: &[u64]) -> bool {
+    let (Some(simd), Some(c)) = (token(), Barrett::new(**q)) else {
+        return false;
+    };
+    simd.vectorize(
+        #[inline(always)]
+        || {
+            let (row8, row_tail) = pulp::as_arrays_mut::<8, u64>(row);
+            let (a8, a_tail) = pulp::as_arrays::<8, u64>(a);
+            let (b8, b_tail) = pulp::as_arrays::<8, u64>(b);
+            for ((r, x), y) in row8.iter_mut().zip(a8).zip(b8) {
+                let v = simd.mul_acc(&c, op, cast(*r), cast(*x), cast(*y));
+                *r = cast(v);
+            }
+            for ((r, &x), &y) in row_tail.iter_mut().zip(a_tail).zip(b_tail) {
+                *r = match op {
+                    Accumulate::Add => q.add(*r, q.mul(x, y)),
+                    Accumulate::Sub => q.sub(*r, q.mul(x, y)),
+                };
+            }
+        },
+    );
+    true
+}
+
+/// `row[k] += a[k]·b[k] mod q` with IFMA, or `false` (see [`mul_acc_into`]).
+pub(crate) fn mul_add_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) -> bool {
+    mul_acc_into(q, Accumulate::Add, row, a, b)
+}
+
+/// `row[k] −= a[k]·b[k] mod q` with IFMA, or `false` (see [`mul_acc_into`]).
+pub(crate) fn mul_sub_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) -> bool {
+    mul_acc_into(q, Accumulate::Sub, row, a, b)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Primes of every size the kernels take: synod's ciphertext primes,
+    /// an HPS extension prime, and small and 50-bit edge cases.
+    const PRIMES: [u64; 6] = [
+        0x7fffffd8001,   // 43 bits
+        0xfffffffc001,   // 44 bits
+        0x1ffffffea0001, // 49 bits
+        (1 << 50) - 27,  // 50 bits, the largest accepted size
+        65537,           // 17 bits
+        3,
+    ];
+
+    /// The reduction of [`V4Ifma::mul_mod`] step by step in scalar 52-bit
+    /// arithmetic: checks the algorithm (bounds included) on any CPU.
+    fn model(c: &Barrett, x: u64, y: u64) -> u64 {
+        let p = u128::from(x) * u128::from(y);
+        let (lo, hi) = ((p as u64) & MASK52, (p >> 52) as u64);
+        let t = (hi << c.hi_shift) | (lo >> c.lo_shift);
+        assert!(t < 1 << 52 && c.mu < 1 << 52);
+        let quotient = ((u128::from(t) * u128::from(c.mu)) >> 52) as u64;
+        let r = lo.wrapping_sub(quotient.wrapping_mul(c.q)) & MASK52;
+        assert!(r < 3 * c.q, "remainder {r} not below 3q");
+        let r = r.min(r.wrapping_sub(c.q));
+        r.min(r.wrapping_sub(c.q))
+    }
+
+    #[test]
+    fn the_reduction_is_exact_at_the_extremes() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for p in PRIMES {
+            let (q, c) = (Modulus::new(p).unwrap(), Barrett::new(p).unwrap());
+            let edges = [0, 1, 2, p / 2, p - 2, p - 1];
+            for &x in &edges {
+                for &y in &edges {
+                    assert_eq!(model(&c, x, y), q.mul(x, y), "{x}·{y} mod {p}");
+                }
+            }
+            for _ in 0..20_000 {
+                let (x, y) = (rng.random_range(0..p), rng.random_range(0..p));
+                assert_eq!(model(&c, x, y), q.mul(x, y), "{x}·{y} mod {p}");
+            }
+        }
+    }
+
+    fn scalar(q: &Modulus, op: Accumulate, row: &[u64], a: &[u64], b: &[u64]) -> Vec<u64> {
+        row.iter()
+            .zip(a)
+            .zip(b)
+            .map(|((&r, &x), &y)| match op {
+                Accumulate::Add => q.add(r, q.mul(x, y)),
+                Accumulate::Sub => q.sub(r, q.mul(x, y)),
+            })
+            .collect()
+    }
+
+    fn check(p: u64, row: Vec<u64>, a: Vec<u64>, b: Vec<u64>) {
+        let q = Modulus::new(p).unwrap();
+        for op in [Accumulate::Add, Accumulate::Sub] {
+            let want = scalar(&q, op, &row, &a, &b);
+            let mut got = row.clone();
+            if mul_acc_into(&q, op, &mut got, &a, &b) {
+                assert_eq!(got, want, "q = {p:#x}");
+            } else if std::env::var_os("CI").is_some() && p < MAX_PRIME {
+                // The kernels are only reachable on IFMA hardware: say so
+                // instead of passing without having run them.
+                eprintln!("no AVX-512 IFMA on this CPU: the IFMA kernels were not tested");
+            }
+        }
+    }
+
+    #[test]
+    fn extremes_match_the_scalar_product() {
+        for p in PRIMES {
+            // The largest values, zeros, and lengths that leave a tail.
+            let n = 8 * 4 + 5;
+            let top = vec![p - 1; n];
+            let zero = vec![0; n];
+            check(p, top.clone(), top.clone(), top.clone());
+            check(p, zero.clone(), top.clone(), top.clone());
+            check(p, top.clone(), zero.clone(), top.clone());
+            check(p, zero.clone(), zero.clone(), zero);
+        }
+    }
+
+    /// Moduli just above a power of two, with products whose Barrett
+    /// quotient falls two short (the remainder lands in `[2q, 3q)`): both
+    /// conditional subtractions are needed (found by search).
+    const TWO_SHORT: [(u64, u64, u64); 2] = [
+        ((1 << 40) + 15, (1 << 40) + 14, (1 << 40) - 1),
+        ((1 << 49) + 9, (1 << 49) + 8, (1 << 49) - 1),
+    ];
+
+    #[test]
+    fn a_quotient_two_short_is_corrected() {
+        for (p, x, y) in TWO_SHORT {
+            let c = Barrett::new(p).unwrap();
+            let lo = (u128::from(x) * u128::from(y)) as u64 & MASK52;
+            let hi = ((u128::from(x) * u128::from(y)) >> 52) as u64;
+            let t = (hi << c.hi_shift) | (lo >> c.lo_shift);
+            let quotient = ((u128::from(t) * u128::from(c.mu)) >> 52) as u64;
+            let r = lo.wrapping_sub(quotient.wrapping_mul(p)) & MASK52;
+            assert!(
+                r >= 2 * p,
+                "the case no longer exercises the second subtraction"
+            );
+            assert_eq!(model(&c, x, y), Modulus::new(p).unwrap().mul(x, y));
+            check(p, vec![p - 1; 13], vec![x; 13], vec![y; 13]);
+        }
+    }
+
+    #[test]
+    fn rejects_primes_it_cannot_reduce() {
+        let q = Modulus::new(0x3fffffff000001).unwrap(); // 54 bits
+        let mut row = vec![1u64; 8];
+        assert!(!mul_add_into(&q, &mut row, &[2; 8], &[3; 8]));
+        assert_eq!(row, vec![1u64; 8], "untouched");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn random_residues_match_the_scalar_product(
+            which in 0usize..PRIMES.len(),
+            seed in any::<u64>(),
+            len in 0usize..100,
+        ) {
+            use rand::{Rng, SeedableRng};
+            let p = PRIMES[which];
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let mut draw = || (0..len).map(|_| rng.random_range(0..p)).collect::<Vec<u64>>();
+            let (row, a, b) = (draw(), draw(), draw());
+            check(p, row, a, b);
+        }
+    }
+}
