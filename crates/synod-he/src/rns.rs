@@ -427,6 +427,8 @@ pub(crate) struct SimpleScale {
     /// `[⌊A_i·2^{s_i}/q_i⌋]_t`, `[⌊A_i/q_i⌋]_t` per prime of `Q`.
     whole: Vec<(u64, u64)>,
     t: Prime,
+    /// Whether the integer sums fit a `u64` (see `new`).
+    narrow: bool,
 }
 
 impl SimpleScale {
@@ -446,10 +448,19 @@ impl SimpleScale {
             split.push(fractions);
             whole.push((residue(&hi, t), residue(&lo, t)));
         }
+        // The integer sum adds 2k products of a half residue (below
+        // 2^{s_i}) and a value below t; the rounded fraction sum is below
+        // 2k·2^{s_i} too. When 2k + 1 such terms fit 64 bits (N = 8192 with
+        // a 30-bit t: 22 + 30 + 4 bits), the sums are taken in u64.
+        let half = split.iter().map(|&(s, _, _)| s).max().unwrap_or(64);
+        let terms = usize::BITS - (2 * q.len() + 1).leading_zeros();
+        let t_bits = 64 - t.leading_zeros();
+        let narrow = half + t_bits.max(1) + terms <= 64;
         Ok(Self {
             split,
             whole,
             t: Prime::new(t)?,
+            narrow,
         })
     }
 
@@ -470,6 +481,26 @@ impl SimpleScale {
             )));
         }
         let mut f = vec![0f64; len];
+        if self.narrow {
+            // Every product and their sum fit 64 bits (checked in `new`):
+            // the same sums in `u64`, which vectorise (AVX-512DQ multiplies
+            // 64-bit lanes; the `u128` products do not).
+            let mut acc = vec![0u64; len];
+            for (x, (&(s, frac_hi, frac_lo), &(wh, wl))) in
+                input.iter().zip(self.split.iter().zip(&self.whole))
+            {
+                let mask = (1u64 << s) - 1;
+                for ((&x, f), a) in x.iter().zip(f.iter_mut()).zip(acc.iter_mut()) {
+                    let (h, l) = (x >> s, x & mask);
+                    *f += h as f64 * frac_hi + l as f64 * frac_lo;
+                    *a += h * wh + l * wl;
+                }
+            }
+            for ((o, &a), &f) in out.iter_mut().zip(&acc).zip(&f) {
+                *o = self.t.reduce(u128::from(a) + u128::from((f + 0.5) as u64));
+            }
+            return Ok(());
+        }
         let mut acc = vec![0u128; len];
         for (x, (&(s, frac_hi, frac_lo), &(wh, wl))) in
             input.iter().zip(self.split.iter().zip(&self.whole))
@@ -696,13 +727,15 @@ mod tests {
     #[test]
     fn simple_scaling_rounds_t_x_over_q_mod_t() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
-        for (bits_q, k, t) in [
-            (44, 5, (1u64 << 30) - 35),
-            (49, 9, (1 << 47) - 115),
-            (55, 1, 65537),
+        // Both accumulations: u64 (narrow) and u128.
+        for (bits_q, k, t, narrow) in [
+            (44, 5, (1u64 << 30) - 35, true),
+            (49, 9, (1 << 47) - 115, false),
+            (55, 1, 65537, true),
         ] {
             let q = ntt_primes(bits_q, k, &[]);
             let scale = SimpleScale::new(&q, t).unwrap();
+            assert_eq!(scale.narrow, narrow, "{bits_q}-bit q, t = {t}");
             let big_q = product(&q);
             let bq = BigInt::from(big_q.clone());
             let xs: Vec<BigUint> = (0..400).map(|_| below(&big_q, &mut rng)).collect();
