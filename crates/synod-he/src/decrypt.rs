@@ -121,10 +121,12 @@ pub fn decryption_share<R: RngCore + CryptoRng>(
         .ok_or_else(|| Error::Parameters("ciphertext without c1".into()))?;
     let noise = flooding.limbs(params.degree(), rng);
     // The digest is independent of the share: hash while the share is computed.
-    let (digest, h) = rayon::join(
-        || ciphertext_digest(params, ct),
-        || flooded_key_product(params, key, set, c1, &ops, &noise, |_, _, _, _| {}),
-    );
+    let (digest, h) = crate::kernels::in_pool(|| {
+        rayon::join(
+            || ciphertext_digest(params, ct),
+            || flooded_key_product(params, key, set, c1, &ops, &noise, |_, _, _, _| {}),
+        )
+    });
     Ok(DecryptionShare {
         sender: key.point(),
         set: set.clone(),
@@ -222,7 +224,9 @@ pub fn combine(
     set: &ActiveSet,
     shares: impl IntoIterator<Item = DecryptionShare>,
 ) -> Result<Plaintext> {
-    let (level, mut acc) = checked_phase(params, ct, set, shares, PhaseForm::Ntt)?;
+    let shares: Vec<DecryptionShare> = shares.into_iter().collect();
+    let (level, mut acc) =
+        crate::kernels::in_pool(|| checked_phase(params, ct, set, shares, PhaseForm::Ntt))?;
     let phase = crate::kernels::ntt_poly(std::mem::take(&mut *acc), params.ctx(level)?)?;
     decode_phase(params, phase, ct)
 }
@@ -243,10 +247,13 @@ pub fn combine_signed(
     set: &ActiveSet,
     shares: impl IntoIterator<Item = DecryptionShare>,
 ) -> Result<Vec<i64>> {
-    let (level, phase) = checked_phase(params, ct, set, shares, PhaseForm::PowerBasis)?;
-    let decoder = Decoder::of(params)?;
-    let w = decoder.scale(params, level, phase)?;
-    decoder.slots_signed(params, &w)
+    let shares: Vec<DecryptionShare> = shares.into_iter().collect();
+    crate::kernels::in_pool(|| {
+        let (level, phase) = checked_phase(params, ct, set, shares, PhaseForm::PowerBasis)?;
+        let decoder = Decoder::of(params)?;
+        let w = decoder.scale(params, level, phase)?;
+        decoder.slots_signed(params, &w)
+    })
 }
 
 /// Checks that one share came from every member of `set`, each bound to

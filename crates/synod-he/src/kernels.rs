@@ -213,6 +213,15 @@ pub(crate) fn dispatch<R>(f: impl FnOnce() -> R) -> R {
     ARCH.get_or_init(pulp::Arch::new).dispatch(f)
 }
 
+/// Runs `f` on a rayon worker thread: one hand-over to the pool for a whole
+/// step instead of one per parallel section. Called from a thread outside
+/// the pool (a node's main thread, a bench), every `par_iter` and `join`
+/// injects its job and puts the caller to sleep until it is done, a round
+/// trip of context switches each time; inside a worker they run inline.
+pub(crate) fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
 /// `row[k] −= a[k]·b[k] mod q`, in one pass (no temporary vector).
 pub(crate) fn mul_sub_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) {
     debug_assert!(a.len() == row.len() && b.len() == row.len());
