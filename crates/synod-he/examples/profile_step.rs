@@ -145,16 +145,9 @@ fn main() {
                             .unwrap()
                     })
                     .collect();
-                let inpool = std::env::var_os("INPOOL").is_some();
                 timed(&mut || {
                     let s = shares.clone();
-                    if inpool {
-                        rayon::scope(|_| {
-                            black_box(decrypt::combine_signed(&params, &ct, &set, s).unwrap())
-                        });
-                    } else {
-                        black_box(decrypt::combine_signed(&params, &ct, &set, s).unwrap());
-                    }
+                    black_box(decrypt::combine_signed(&params, &ct, &set, s).unwrap());
                 });
             }
         }
