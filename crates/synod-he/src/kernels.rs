@@ -213,6 +213,55 @@ pub(crate) fn dispatch<R>(f: impl FnOnce() -> R) -> R {
     ARCH.get_or_init(pulp::Arch::new).dispatch(f)
 }
 
+/// A constant `w < p` with its 52-bit Shoup companion `⌊w·2^52/p⌋`, for a
+/// prime `p < 2^50`: `x·w mod p` for any `x < 2^52` is
+/// `x·w − ⌊x·w'/2^52⌋·p` up to one subtraction of `p` (the quotient
+/// estimate is short by less than `x/2^52 + 1 < 2`), which the IFMA kernels
+/// compute in 52-bit arithmetic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Shoup52 {
+    w: u64,
+    companion: u64,
+}
+
+impl Shoup52 {
+    /// `w` modulo `p` (`None` unless `p < 2^50` and `w < p`).
+    pub(crate) fn new(w: u64, p: u64) -> Option<Self> {
+        if !(3..1 << 50).contains(&p) || w >= p {
+            return None;
+        }
+        let companion = u64::try_from((u128::from(w) << 52) / u128::from(p)).ok()?;
+        Some(Self { w, companion })
+    }
+}
+
+/// Whether the IFMA kernels run on this CPU (AVX-512 IFMA, detected once).
+pub(crate) fn has_ifma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        ifma::token().is_some()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `out[k] = Σ_i rows[i][k]·consts[i] mod p` with IFMA (`rows[i][k] < 2^52`,
+/// `p < 2^50`, slices as long as `out`): the exact residue. `false`
+/// (nothing done) without IFMA or with a shape it does not take.
+pub(crate) fn dot_const_rows(p: u64, out: &mut [u64], rows: &[&[u64]], consts: &[Shoup52]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        ifma::dot_const_rows(p, out, rows, consts)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (p, out, rows, consts);
+        false
+    }
+}
+
 /// Runs `f` on a rayon worker thread: one hand-over to the pool for a whole
 /// step instead of one per parallel section. Called from a thread outside
 /// the pool (a node's main thread, a bench), every `par_iter` and `join`

@@ -21,6 +21,14 @@
 //!   half-integer: an extra rounding error of one in that coefficient, as
 //!   small as the rounding BFV multiplication does anyway.
 //!
+//! On CPUs with AVX-512 IFMA, when every prime involved is below 2^50
+//! (synod's ciphertext and extension primes are), both run row by row on
+//! eight coefficients at a time: each product of a residue and a
+//! precomputed constant is a 52-bit Shoup multiplication
+//! (`kernels::dot_const_rows`), and the floating-point sums are taken in
+//! the same order as the scalar code, so the results are the same bits
+//! (tested against the scalar path and against big integers).
+//!
 //! Every operand here is public (ciphertexts and key material that is
 //! published anyway), so variable-time code is acceptable. Tests check both
 //! against exact big-integer arithmetic.
@@ -28,6 +36,7 @@
 use num_bigint::BigUint;
 use num_traits::{One, ToPrimitive, Zero};
 
+use crate::kernels::{dot_const_rows, has_ifma, Shoup52};
 use crate::{Error, Result};
 
 /// A prime with the constants for Barrett reduction of 128-bit values and
@@ -184,6 +193,16 @@ pub(crate) struct BaseConverter {
     /// Per output prime: `[Q/q_i]_{p_j}` for every `i`, then `[−Q]_{p_j}`.
     hat: Vec<Vec<u64>>,
     neg_q: Vec<u64>,
+    /// The same constants for the IFMA kernels, when this CPU has them and
+    /// every prime is below 2^50.
+    ifma: Option<ConvertConsts>,
+}
+
+/// [`BaseConverter`]'s constants as [`Shoup52`]s: `[(Q/q_i)^{-1}]_{q_i}` per
+/// input prime; per output prime `[Q/q_i]_{p_j}` for every `i`, then `[−Q]_{p_j}`.
+struct ConvertConsts {
+    hat_inv: Vec<Shoup52>,
+    hat: Vec<Vec<Shoup52>>,
 }
 
 impl BaseConverter {
@@ -211,7 +230,30 @@ impl BaseConverter {
             .iter()
             .map(|&pj| from.iter().map(|&qi| residue(&(&q / qi), pj)).collect())
             .collect();
-        let neg_q = to.iter().map(|&pj| (pj - residue(&q, pj)) % pj).collect();
+        let neg_q: Vec<u64> = to.iter().map(|&pj| (pj - residue(&q, pj)) % pj).collect();
+        let hat: Vec<Vec<u64>> = hat;
+        let hat_inv: Vec<(u64, u64)> = hat_inv;
+        let ifma = has_ifma()
+            .then(|| {
+                Some(ConvertConsts {
+                    hat_inv: from
+                        .iter()
+                        .zip(&hat_inv)
+                        .map(|(&qi, &(w, _))| Shoup52::new(w, qi))
+                        .collect::<Option<_>>()?,
+                    hat: to
+                        .iter()
+                        .zip(hat.iter().zip(&neg_q))
+                        .map(|(&pj, (row, &nq))| {
+                            row.iter()
+                                .chain([&nq])
+                                .map(|&w| Shoup52::new(w, pj))
+                                .collect::<Option<_>>()
+                        })
+                        .collect::<Option<_>>()?,
+                })
+            })
+            .flatten();
         Ok(Self {
             inv: from.iter().map(|&p| 1.0 / p as f64).collect(),
             from: from_p,
@@ -219,7 +261,50 @@ impl BaseConverter {
             to: primes(to)?,
             hat,
             neg_q,
+            ifma,
         })
+    }
+
+    /// [`Self::convert`] row by row with the IFMA kernels: the same values
+    /// (`v` summed in the same order, every residue exact).
+    fn convert_rows(
+        &self,
+        c: &ConvertConsts,
+        input: &[&[u64]],
+        out: &mut [&mut [u64]],
+        scratch: &mut Scratch,
+    ) -> Result<()> {
+        let k = self.from.len();
+        let len = block_shape(input, out, k, self.to.len())?;
+        let (y, v, rounded) = scratch.take_rows(k, len);
+        v.iter_mut().for_each(|v| *v = 0.0);
+        for ((y, x), ((pr, &w), &inv)) in y
+            .chunks_mut(len.max(1))
+            .zip(input)
+            .zip(self.from.iter().zip(&c.hat_inv).zip(&self.inv))
+        {
+            if !dot_const_rows(pr.p, y, &[x], &[w]) {
+                return Err(Error::Parameters(
+                    "internal: IFMA conversion refused".into(),
+                ));
+            }
+            for (v, &y) in v.iter_mut().zip(y.iter()) {
+                *v += y as f64 * inv;
+            }
+        }
+        for (r, &v) in rounded.iter_mut().zip(v.iter()) {
+            *r = (v + 0.5) as u64;
+        }
+        let mut rows: Vec<&[u64]> = y.chunks(len.max(1)).take(k).collect();
+        rows.push(rounded);
+        for (o, (pj, consts)) in out.iter_mut().zip(self.to.iter().zip(&c.hat)) {
+            if !dot_const_rows(pj.p, o, &rows, consts) {
+                return Err(Error::Parameters(
+                    "internal: IFMA conversion refused".into(),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Converts one block of coefficients: `input` has one slice per input
@@ -230,6 +315,9 @@ impl BaseConverter {
         out: &mut [&mut [u64]],
         scratch: &mut Scratch,
     ) -> Result<()> {
+        if let Some(c) = &self.ifma {
+            return crate::kernels::dispatch(|| self.convert_rows(c, input, out, scratch));
+        }
         crate::kernels::dispatch(|| self.convert_block(input, out, scratch))
     }
 
@@ -302,6 +390,10 @@ pub(crate) struct ScaleDown {
     /// `[(QP/p_j)^{-1}·t·P/p_j]_{p_j}` with its companion.
     whole: Vec<Vec<u64>>,
     own: Vec<(u64, u64)>,
+    /// Per prime of `P`, for the IFMA kernels (when this CPU has them and
+    /// every prime of `P` is below 2^50): `whole`'s constants, then the
+    /// own-residue factor, then 1 (for the rounded fraction sum).
+    ifma: Option<Vec<Vec<Shoup52>>>,
 }
 
 impl ScaleDown {
@@ -348,13 +440,78 @@ impl ScaleDown {
                 Ok((c, pr.shoup(c)))
             })
             .collect::<Result<_>>()?;
+        let halves = split.iter().map(|&(s, _, _)| s).max().unwrap_or(64);
+        let whole: Vec<Vec<u64>> = whole;
+        let own: Vec<(u64, u64)> = own;
+        let ifma = (has_ifma() && halves < 52)
+            .then(|| {
+                p.iter()
+                    .zip(whole.iter().zip(&own))
+                    .map(|(&pj, (w, &(o, _)))| {
+                        w.iter()
+                            .chain([&o, &1])
+                            .map(|&c| Shoup52::new(c, pj))
+                            .collect::<Option<Vec<_>>>()
+                    })
+                    .collect::<Option<Vec<_>>>()
+            })
+            .flatten();
         Ok(Self {
             q: primes(q)?,
             split,
             p: p_primes,
             whole,
             own,
+            ifma,
         })
+    }
+
+    /// [`Self::scale`] row by row with the IFMA kernels: the same values
+    /// (the fraction sum in the same order, every residue exact). The
+    /// halves are below `2^{s_i} < 2^52`, the own residues below `p_j`, the
+    /// rounded sum below `2k·2^{s_i}`: all within the kernels' input range.
+    fn scale_rows(
+        &self,
+        consts: &[Vec<Shoup52>],
+        input: &[&[u64]],
+        out: &mut [&mut [u64]],
+        scratch: &mut Scratch,
+    ) -> Result<()> {
+        let k = self.q.len();
+        let len = block_shape(input, out, k + self.p.len(), self.p.len())?;
+        let (halves, f, rounded) = scratch.take_rows(2 * k, len);
+        f.iter_mut().for_each(|v| *v = 0.0);
+        for ((pair, x), &(s, frac_hi, frac_lo)) in halves
+            .chunks_mut(2 * len.max(1))
+            .zip(input)
+            .zip(&self.split)
+        {
+            let mask = (1u64 << s) - 1;
+            let (hs, ls) = pair.split_at_mut(len);
+            for (((h, l), &x), f) in hs
+                .iter_mut()
+                .zip(ls.iter_mut())
+                .zip(x.iter())
+                .zip(f.iter_mut())
+            {
+                *h = x >> s;
+                *l = x & mask;
+                *f += *h as f64 * frac_hi + *l as f64 * frac_lo;
+            }
+        }
+        for (r, &f) in rounded.iter_mut().zip(f.iter()) {
+            *r = (f + 0.5) as u64;
+        }
+        let own_rows = input.get(k..).unwrap_or(&[]);
+        for ((o, (pj, c)), own) in out.iter_mut().zip(self.p.iter().zip(consts)).zip(own_rows) {
+            let mut rows: Vec<&[u64]> = halves.chunks(len.max(1)).take(2 * k).collect();
+            rows.push(own);
+            rows.push(rounded);
+            if !dot_const_rows(pj.p, o, &rows, c) {
+                return Err(Error::Parameters("internal: IFMA scaling refused".into()));
+            }
+        }
+        Ok(())
     }
 
     /// Scales one block: `input` has one slice per prime of `Q` then one per
@@ -365,6 +522,9 @@ impl ScaleDown {
         out: &mut [&mut [u64]],
         scratch: &mut Scratch,
     ) -> Result<()> {
+        if let Some(c) = &self.ifma {
+            return crate::kernels::dispatch(|| self.scale_rows(c, input, out, scratch));
+        }
         crate::kernels::dispatch(|| self.scale_block(input, out, scratch))
     }
 
@@ -527,6 +687,7 @@ pub(crate) struct Scratch {
     pub(crate) block: Vec<u64>,
     words: Vec<u64>,
     float: Vec<f64>,
+    rounded: Vec<u64>,
 }
 
 impl Scratch {
@@ -534,6 +695,14 @@ impl Scratch {
         self.words.resize(rows * len, 0);
         self.float.resize(len, 0.0);
         (&mut self.words, &mut self.float)
+    }
+
+    /// As [`Self::take`], plus a row for the rounded fraction sums.
+    fn take_rows(&mut self, rows: usize, len: usize) -> (&mut [u64], &mut [f64], &mut [u64]) {
+        self.words.resize(rows * len, 0);
+        self.float.resize(len, 0.0);
+        self.rounded.resize(len, 0);
+        (&mut self.words, &mut self.float, &mut self.rounded)
     }
 }
 #[cfg(test)]
@@ -590,10 +759,31 @@ mod tests {
     #[test]
     fn base_conversion_lifts_to_the_centred_value() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
-        for (bits_q, k, m) in [(55, 4, 5), (62, 3, 2), (40, 1, 3), (50, 8, 9)] {
+        // The last two are synod's shapes (Q of 43/44-bit primes, P of
+        // 50-bit ones, both ways), which take the IFMA path where the CPU
+        // has it; every shape is also run on the scalar path.
+        let shapes = [
+            (55, 4, 61, 5),
+            (62, 3, 61, 2),
+            (40, 1, 61, 3),
+            (50, 8, 61, 9),
+            (44, 5, 50, 6),
+            (50, 6, 44, 5),
+        ];
+        let convs = shapes.iter().flat_map(|&(bits_q, k, bits_p, m)| {
             let q = ntt_primes(bits_q, k, &[]);
-            let p = ntt_primes(61, m, &q);
+            let p = ntt_primes(bits_p, m, &q);
             let conv = BaseConverter::new(&q, &p).unwrap();
+            assert_eq!(
+                conv.ifma.is_some(),
+                has_ifma() && bits_q <= 50 && bits_p <= 50
+            );
+            let mut scalar = BaseConverter::new(&q, &p).unwrap();
+            scalar.ifma = None;
+            [(q.clone(), p.clone(), conv), (q, p, scalar)]
+        });
+        for (q, p, conv) in convs {
+            let (k, m) = (q.len(), p.len());
             let big_q = product(&q);
             // Random values, plus the edges of the centred range.
             let mut xs: Vec<BigUint> = (0..200).map(|_| below(&big_q, &mut rng)).collect();
@@ -635,14 +825,19 @@ mod tests {
     #[test]
     fn scaling_rounds_t_x_over_q() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
-        for (bits_q, k, m, t) in [
-            (55, 4, 5, (1u64 << 30) - 35),
-            (62, 3, 4, 65537),
-            (50, 8, 9, (1 << 47) - 115),
+        // The last shape is synod's (43/44-bit Q, 50-bit P), which takes
+        // the IFMA path where the CPU has it: checked bit for bit against
+        // the scalar path too.
+        for (bits_q, k, bits_p, m, t) in [
+            (55, 4, 61, 5, (1u64 << 30) - 35),
+            (62, 3, 61, 4, 65537),
+            (50, 8, 61, 9, (1 << 47) - 115),
+            (44, 5, 50, 6, (1 << 30) - 35),
         ] {
             let q = ntt_primes(bits_q, k, &[]);
-            let p = ntt_primes(61, m, &q);
+            let p = ntt_primes(bits_p, m, &q);
             let scale = ScaleDown::new(&q, &p, t).unwrap();
+            assert_eq!(scale.ifma.is_some(), has_ifma() && bits_p <= 50);
             let (big_q, big_p) = (product(&q), product(&p));
             let qp = &big_q * &big_p;
             let qp_all: Vec<u64> = q.iter().chain(&p).copied().collect();
@@ -658,6 +853,15 @@ mod tests {
             scale
                 .scale(&refs, &mut outs, &mut Scratch::default())
                 .unwrap();
+            let mut scalar = ScaleDown::new(&q, &p, t).unwrap();
+            scalar.ifma = None;
+            let mut out_scalar = vec![vec![0u64; xs.len()]; m];
+            let mut outs: Vec<&mut [u64]> =
+                out_scalar.iter_mut().map(|r| r.as_mut_slice()).collect();
+            scalar
+                .scale(&refs, &mut outs, &mut Scratch::default())
+                .unwrap();
+            assert_eq!(out, out_scalar, "IFMA and scalar scaling differ");
             let bq = BigInt::from(big_q.clone());
             let mut off_by_one = 0;
             for (c, x) in xs.iter().enumerate() {

@@ -23,6 +23,10 @@
 //! arithmetic) give `x·y mod q` — the same value as `Modulus::mul`, so the
 //! callers' results are bit-for-bit the scalar ones (tested). No branch or
 //! memory access depends on the residues.
+//!
+//! Products with a precomputed constant (the RNS base conversions and
+//! scalings) use Shoup's form instead ([`super::Shoup52`]): three IFMA
+//! products and one conditional subtraction.
 
 use fhe_math::zq::Modulus;
 use pulp::{cast, u64x8};
@@ -176,6 +180,81 @@ pub(crate) fn mul_add_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) -
 /// `row[k] −= a[k]·b[k] mod q` with IFMA, or `false` (see [`mul_acc_into`]).
 pub(crate) fn mul_sub_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) -> bool {
     mul_acc_into(q, Accumulate::Sub, row, a, b)
+}
+
+use super::Shoup52;
+
+impl V4Ifma {
+    /// `x·c mod p` for eight lanes with `x < 2^52`, fully reduced.
+    #[inline(always)]
+    fn mul_const(
+        self,
+        p: u64,
+        c: Shoup52,
+        x: core::arch::x86_64::__m512i,
+    ) -> core::arch::x86_64::__m512i {
+        let f = self.avx512f;
+        let m = self.avx512ifma;
+        let zero = f._mm512_setzero_si512();
+        let pv = f._mm512_set1_epi64(p as i64);
+        let quotient = m._mm512_madd52hi_epu64(zero, x, f._mm512_set1_epi64(c.companion as i64));
+        let r = f._mm512_and_si512(
+            f._mm512_sub_epi64(
+                m._mm512_madd52lo_epu64(zero, x, f._mm512_set1_epi64(c.w as i64)),
+                m._mm512_madd52lo_epu64(zero, quotient, pv),
+            ),
+            f._mm512_set1_epi64(MASK52 as i64),
+        );
+        f._mm512_min_epu64(r, f._mm512_sub_epi64(r, pv))
+    }
+}
+
+/// `out[k] = Σ_i rows[i][k]·consts[i] mod p` (every `rows[i][k] < 2^52`,
+/// `p < 2^50`, all slices as long as `out`) with IFMA; `false` (nothing
+/// done) without IFMA. The value is the exact residue, as a scalar
+/// `Σ x·w mod p` gives it.
+pub(crate) fn dot_const_rows(p: u64, out: &mut [u64], rows: &[&[u64]], consts: &[Shoup52]) -> bool {
+    let Some(simd) = token() else {
+        return false;
+    };
+    if !(3..MAX_PRIME).contains(&p)
+        || rows.len() != consts.len()
+        || rows.iter().any(|r| r.len() != out.len())
+    {
+        return false;
+    }
+    simd.vectorize(
+        #[inline(always)]
+        || {
+            let f = simd.avx512f;
+            let pv = f._mm512_set1_epi64(p as i64);
+            let len = out.len();
+            let rows8: Vec<&[[u64; 8]]> = rows
+                .iter()
+                .map(|r| pulp::as_arrays::<8, u64>(r).0)
+                .collect();
+            let (out8, out_tail) = pulp::as_arrays_mut::<8, u64>(out);
+            for (lane, o) in out8.iter_mut().enumerate() {
+                let mut acc = f._mm512_setzero_si512();
+                for (row, &c) in rows8.iter().zip(consts) {
+                    let x = row.get(lane).copied().unwrap_or([0; 8]);
+                    let r = simd.mul_const(p, c, cast(x));
+                    let s = f._mm512_add_epi64(acc, r);
+                    acc = f._mm512_min_epu64(s, f._mm512_sub_epi64(s, pv));
+                }
+                *o = cast(acc);
+            }
+            let start = len - out_tail.len();
+            for (k, o) in out_tail.iter_mut().enumerate() {
+                *o = rows.iter().zip(consts).fold(0u64, |acc, (row, c)| {
+                    let x = row.get(start + k).copied().unwrap_or(0);
+                    let v = (u128::from(x) * u128::from(c.w) % u128::from(p)) as u64;
+                    (acc + v) % p
+                });
+            }
+        },
+    );
+    true
 }
 
 #[cfg(test)]
