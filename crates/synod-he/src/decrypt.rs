@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::flooding::Flooding;
-use crate::kernels::{BlockHasher, FloodLimbs, NttView, RingOps};
+use crate::kernels::{mul_add_into, scalar_mul_into, BlockHasher, FloodLimbs, NttView, RingOps};
 use crate::ntt::Ntt;
 use crate::ring::WirePoly;
 use crate::secret::KeyShare;
@@ -161,12 +161,15 @@ where
     let mut h = vec![0u64; k * ops.degree()];
     ops.par_rows(&mut h, |i, q, ntt, row| {
         noise.ntt_row(q, ntt, row);
-        // λ_j·S_j·c1 for this prime, with fhe-math's (SIMD-dispatched,
-        // constant-time) vector operations.
-        let mut t = Zeroizing::new(ops.row(s, i).to_vec());
-        q.scalar_mul_vec(&mut t, lambda.get(i).copied().unwrap_or(0));
-        q.mul_vec(&mut t, ops.row(c1, i));
-        q.add_vec(row, &t);
+        // λ_j·S_j·c1 for this prime, with constant-time vector kernels.
+        let mut t = Zeroizing::new(vec![0u64; row.len()]);
+        scalar_mul_into(
+            q,
+            &mut t,
+            ops.row(s, i),
+            lambda.get(i).copied().unwrap_or(0),
+        );
+        mul_add_into(q, row, &t, ops.row(c1, i));
         extra(i, q, ntt, row);
     });
     Ok(h)

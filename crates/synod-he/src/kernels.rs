@@ -262,6 +262,18 @@ pub(crate) fn dot_const_rows(p: u64, out: &mut [u64], rows: &[&[u64]], consts: &
     }
 }
 
+/// `out[k] = x[k]·c mod q` (`x[k] < q`, `c < q`): a 52-bit Shoup product
+/// with IFMA, else fhe-math's constant-time `scalar_mul_vec`.
+pub(crate) fn scalar_mul_into(q: &Modulus, out: &mut [u64], x: &[u64], c: u64) {
+    if let Some(w) = Shoup52::new(c, **q) {
+        if dot_const_rows(**q, out, &[x], &[w]) {
+            return;
+        }
+    }
+    out.copy_from_slice(x);
+    q.scalar_mul_vec(out, c);
+}
+
 /// Runs `f` on a rayon worker thread: one hand-over to the pool for a whole
 /// step instead of one per parallel section. Called from a thread outside
 /// the pool (a node's main thread, a bench), every `par_iter` and `join`
@@ -556,6 +568,18 @@ impl BlockHasher {
     }
 }
 
+/// Bits `start .. start + 52` of the little-endian number in `limbs` (zero
+/// beyond its end). The positions are public; no branch depends on values.
+fn bits52(limbs: &[u64], start: usize) -> u64 {
+    let (word, offset) = (start / 64, start % 64);
+    let lo = limbs.get(word).copied().unwrap_or(0) >> offset;
+    let hi = match offset {
+        0..=12 => 0,
+        _ => limbs.get(word + 1).copied().unwrap_or(0) << (64 - offset),
+    };
+    (lo | hi) & ((1 << 52) - 1)
+}
+
 /// Uniform flooding noise on `[−2^bits, 2^bits)`: the random limbs, drawn
 /// from `rng` before any parallel work (the caller's RNG need not be `Send`).
 /// `limbs_per_coeff` 64-bit limbs per coefficient, least significant first,
@@ -564,6 +588,9 @@ pub(crate) struct FloodLimbs {
     bits: u32,
     per_coeff: usize,
     limbs: Zeroizing<Vec<u64>>,
+    /// The same values in 52-bit limbs, one row of `degree` per limb (least
+    /// significant first), for the IFMA kernels; `None` without IFMA.
+    rows52: Option<Zeroizing<Vec<u64>>>,
 }
 
 impl FloodLimbs {
@@ -585,16 +612,59 @@ impl FloodLimbs {
                 *top &= top_mask;
             }
         }
+        let rows52 = has_ifma().then(|| {
+            let rows = total_bits.div_ceil(52) as usize;
+            let mut out = Zeroizing::new(vec![0u64; rows * degree]);
+            for (j, row) in out.chunks_mut(degree.max(1)).enumerate() {
+                for (o, coeff) in row.iter_mut().zip(limbs.chunks(per_coeff)) {
+                    *o = bits52(coeff, 52 * j);
+                }
+            }
+            out
+        });
         Self {
             bits,
             per_coeff,
             limbs,
+            rows52,
         }
     }
 
     /// `row[k] = (value_k − 2^bits) mod q` in coefficient form, constant time.
     pub(crate) fn reduce_into(&self, q: &Modulus, row: &mut [u64]) {
+        if let Some(rows52) = &self.rows52 {
+            if self.reduce_ifma(q, rows52, row) {
+                return;
+            }
+        }
         dispatch(|| self.reduce_block(q, row))
+    }
+
+    /// [`Self::reduce_into`] with the IFMA kernels: `Σ_j limb_j·[2^{52j}]_q`
+    /// by 52-bit Shoup products, then `− 2^bits`; `false` (nothing done)
+    /// when `q ≥ 2^50`. Constant time: the kernels do not branch on values.
+    fn reduce_ifma(&self, q: &Modulus, rows52: &[u64], row: &mut [u64]) -> bool {
+        let p = **q;
+        let n = row.len();
+        if n == 0 || rows52.len() % n != 0 {
+            return false;
+        }
+        let mut power = 1 % p;
+        let mut consts = Vec::with_capacity(rows52.len() / n);
+        for _ in 0..rows52.len() / n {
+            match Shoup52::new(power, p) {
+                Some(c) => consts.push(c),
+                None => return false,
+            }
+            power = (0..52).fold(power, |acc, _| q.add(acc, acc));
+        }
+        let rows: Vec<&[u64]> = rows52.chunks(n).collect();
+        if !dot_const_rows(p, row, &rows, &consts) {
+            return false;
+        }
+        let offset = (0..self.bits).fold(1u64 % p, |acc, _| q.add(acc, acc));
+        dispatch(|| row.iter_mut().for_each(|r| *r = q.sub(*r, offset)));
+        true
     }
 
     #[inline(always)]
@@ -790,6 +860,12 @@ mod tests {
             for q in ops.moduli() {
                 let mut row = vec![0u64; 2048];
                 limbs.reduce_into(q, &mut row);
+                // The scalar path gives the same values (the IFMA one, where
+                // the CPU has it, ran above).
+                let mut scalar = vec![0u64; 2048];
+                limbs.reduce_block(q, &mut scalar);
+                assert_eq!(row, scalar, "bits {bits}, q {}", **q);
+                assert_eq!(limbs.rows52.is_some(), has_ifma());
                 let qb = BigInt::from(**q);
                 for (k, coeff) in limbs.limbs.chunks(limbs.per_coeff).enumerate() {
                     let mut v = BigInt::from(0);
