@@ -83,7 +83,7 @@ pub fn galois_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
     sender: EvaluationPoint,
     rng: &mut R,
 ) -> Result<GaloisKeyShare> {
-    use crate::kernels::{contiguous_rows, small_into, NttView, RingOps};
+    use crate::kernels::{contiguous_rows, mul_sub_into, small_into, NttView, RingOps};
     use rayon::prelude::*;
     let ctx = params.ctx(0)?;
     let ops = RingOps::of(ctx)?;
@@ -116,9 +116,7 @@ pub fn galois_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
                 ops.par_rows(&mut h, |i, q, ntt, row| {
                     small_into(q, e, row);
                     ntt.forward(row);
-                    let mut t = zeroize::Zeroizing::new(ops.row(a, i).to_vec());
-                    q.mul_vec(&mut t, ops.row(s, i));
-                    q.sub_vec(row, &t);
+                    mul_sub_into(q, row, ops.row(a, i), ops.row(s, i));
                     if i == k {
                         q.add_vec(row, ops.row(s_g_rows, i));
                     }

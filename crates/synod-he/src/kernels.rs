@@ -310,9 +310,13 @@ pub(crate) fn mul_add_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) {
 }
 
 /// `acc[k] += a[k]·w[k] mod q` for a fixed (public) `w` with Shoup
-/// companions `ws`, in one pass.
+/// companions `ws`, in one pass (`a[k] < q`). With IFMA (`q < 2^50`) the
+/// companions are not needed: the vectorised Barrett product is as fast.
 pub(crate) fn mul_shoup_add_into(q: &Modulus, acc: &mut [u64], a: &[u64], w: &[u64], ws: &[u64]) {
     debug_assert!(a.len() == acc.len() && w.len() == acc.len() && ws.len() == acc.len());
+    if ifma_mul_acc(q, false, acc, a, w) {
+        return;
+    }
     dispatch(|| {
         for (((r, &x), &y), &ys) in acc.iter_mut().zip(a).zip(w).zip(ws) {
             *r = q.add(*r, q.mul_shoup(x, y, ys));
