@@ -88,20 +88,28 @@ impl<'a> Evaluator<'a> {
                 }
             }
         }
-        let mut ciphertexts = Vec::new();
-        for agg in self.plan.aggregates() {
-            let mut cts = match self.eval(&agg.expr, inputs)? {
-                Value::Enc(c) => c,
-                _ => return Err(CircuitError::Invalid(format!("`{}` is public", agg.label))),
-            };
-            if agg.shape == Shape::Aggregate {
-                cts.truncate(1);
-            }
-            for ct in cts.iter_mut() {
-                ct.switch_to_level(agg.level)?;
-            }
-            ciphertexts.push(cts);
-        }
+        // The aggregates are independent: evaluated in parallel (a rotation
+        // or a product parallelises only over the RNS primes, which leaves
+        // threads idle), collected in plan order.
+        use rayon::prelude::*;
+        let ciphertexts = self
+            .plan
+            .aggregates()
+            .par_iter()
+            .map(|agg| {
+                let mut cts = match self.eval(&agg.expr, inputs)? {
+                    Value::Enc(c) => c,
+                    _ => return Err(CircuitError::Invalid(format!("`{}` is public", agg.label))),
+                };
+                if agg.shape == Shape::Aggregate {
+                    cts.truncate(1);
+                }
+                for ct in cts.iter_mut() {
+                    ct.switch_to_level(agg.level)?;
+                }
+                Ok(cts)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let hash = output_hash(params, &ciphertexts)?;
         Ok(EvaluatedOutputs { ciphertexts, hash })
     }
