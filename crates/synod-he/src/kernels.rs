@@ -194,13 +194,16 @@ fn ctx_degree(ctx: &Arc<Context>) -> usize {
 /// negative `c` (as two's complement) plus `q` wraps to `q − |c|`.
 pub(crate) fn small_into(q: &Modulus, coeffs: &[i64], row: &mut [u64]) {
     let p = **q;
-    dispatch(|| {
-        for (r, &c) in row.iter_mut().zip(coeffs) {
-            debug_assert!(c.unsigned_abs() < p);
-            let negative_mask = (c >> 63) as u64;
-            *r = (c as u64).wrapping_add(p & negative_mask);
-        }
-    })
+    dispatch(
+        #[inline(always)]
+        || {
+            for (r, &c) in row.iter_mut().zip(coeffs) {
+                debug_assert!(c.unsigned_abs() < p);
+                let negative_mask = (c >> 63) as u64;
+                *r = (c as u64).wrapping_add(p & negative_mask);
+            }
+        },
+    )
 }
 
 /// Runs `f` compiled for the best instruction set this CPU has (AVX-512,
@@ -289,11 +292,14 @@ pub(crate) fn mul_sub_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) {
     if ifma_mul_acc(q, true, row, a, b) {
         return;
     }
-    dispatch(|| {
-        for ((r, &x), &y) in row.iter_mut().zip(a).zip(b) {
-            *r = q.sub(*r, q.mul(x, y));
-        }
-    })
+    dispatch(
+        #[inline(always)]
+        || {
+            for ((r, &x), &y) in row.iter_mut().zip(a).zip(b) {
+                *r = q.sub(*r, q.mul(x, y));
+            }
+        },
+    )
 }
 
 /// `row[k] += a[k]·b[k] mod q`, in one pass (no temporary vector).
@@ -302,11 +308,14 @@ pub(crate) fn mul_add_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) {
     if ifma_mul_acc(q, false, row, a, b) {
         return;
     }
-    dispatch(|| {
-        for ((r, &x), &y) in row.iter_mut().zip(a).zip(b) {
-            *r = q.add(*r, q.mul(x, y));
-        }
-    })
+    dispatch(
+        #[inline(always)]
+        || {
+            for ((r, &x), &y) in row.iter_mut().zip(a).zip(b) {
+                *r = q.add(*r, q.mul(x, y));
+            }
+        },
+    )
 }
 
 /// `acc[k] += a[k]·w[k] mod q` for a fixed (public) `w` with Shoup
@@ -317,11 +326,14 @@ pub(crate) fn mul_shoup_add_into(q: &Modulus, acc: &mut [u64], a: &[u64], w: &[u
     if ifma_mul_acc(q, false, acc, a, w) {
         return;
     }
-    dispatch(|| {
-        for (((r, &x), &y), &ys) in acc.iter_mut().zip(a).zip(w).zip(ws) {
-            *r = q.add(*r, q.mul_shoup(x, y, ys));
-        }
-    })
+    dispatch(
+        #[inline(always)]
+        || {
+            for (((r, &x), &y), &ys) in acc.iter_mut().zip(a).zip(w).zip(ws) {
+                *r = q.add(*r, q.mul_shoup(x, y, ys));
+            }
+        },
+    )
 }
 
 /// The Shoup companions `⌊w·2^64/q⌋` of a row of residues `w < q`: fhe-math's
@@ -334,17 +346,20 @@ pub(crate) fn shoup_vec(q: &Modulus, w: &[u64]) -> Vec<u64> {
     // ⌊(2^128 − 1)/q⌋ = ⌊2^128/q⌋ for odd q (q does not divide 2^128).
     let r = u128::MAX / u128::from(p);
     let (r_hi, r_lo) = ((r >> 64) as u64, r as u64);
-    dispatch(|| {
-        w.iter()
-            .map(|&w| {
-                let est = w
-                    .wrapping_mul(r_hi)
-                    .wrapping_add(((u128::from(w) * u128::from(r_lo)) >> 64) as u64);
-                let rem = (u128::from(w) << 64).wrapping_sub(u128::from(est) * u128::from(p));
-                est + u64::from(rem >= u128::from(p))
-            })
-            .collect()
-    })
+    dispatch(
+        #[inline(always)]
+        || {
+            w.iter()
+                .map(|&w| {
+                    let est = w
+                        .wrapping_mul(r_hi)
+                        .wrapping_add(((u128::from(w) * u128::from(r_lo)) >> 64) as u64);
+                    let rem = (u128::from(w) << 64).wrapping_sub(u128::from(est) * u128::from(p));
+                    est + u64::from(rem >= u128::from(p))
+                })
+                .collect()
+        },
+    )
 }
 
 /// Samples one small polynomial's coefficients: centred binomial with
@@ -373,21 +388,24 @@ pub(crate) fn sample_small<R: RngCore + CryptoRng>(
         *w = rng.next_u64();
     }
     let mut out = Zeroizing::new(vec![0i64; degree]);
-    dispatch(|| {
-        let (mut pool, mut pool_bits) = (0u128, 0usize);
-        let mut next = stream.iter();
-        for o in out.iter_mut() {
-            if pool_bits < bits {
-                pool |= u128::from(next.next().copied().unwrap_or(0)) << pool_bits;
-                pool_bits += 64;
+    dispatch(
+        #[inline(always)]
+        || {
+            let (mut pool, mut pool_bits) = (0u128, 0usize);
+            let mut next = stream.iter();
+            for o in out.iter_mut() {
+                if pool_bits < bits {
+                    pool |= u128::from(next.next().copied().unwrap_or(0)) << pool_bits;
+                    pool_bits += 64;
+                }
+                *o = i64::from((pool & mask_add).count_ones())
+                    - i64::from((pool & mask_sub).count_ones());
+                pool >>= bits;
+                pool_bits -= bits;
             }
-            *o = i64::from((pool & mask_add).count_ones())
-                - i64::from((pool & mask_sub).count_ones());
-            pool >>= bits;
-            pool_bits -= bits;
-        }
-        pool.zeroize();
-    });
+            pool.zeroize();
+        },
+    );
     Ok(out)
 }
 
@@ -641,7 +659,10 @@ impl FloodLimbs {
                 return;
             }
         }
-        dispatch(|| self.reduce_block(q, row))
+        dispatch(
+            #[inline(always)]
+            || self.reduce_block(q, row),
+        )
     }
 
     /// [`Self::reduce_into`] with the IFMA kernels: `Σ_j limb_j·[2^{52j}]_q`
@@ -667,7 +688,10 @@ impl FloodLimbs {
             return false;
         }
         let offset = (0..self.bits).fold(1u64 % p, |acc, _| q.add(acc, acc));
-        dispatch(|| row.iter_mut().for_each(|r| *r = q.sub(*r, offset)));
+        dispatch(
+            #[inline(always)]
+            || row.iter_mut().for_each(|r| *r = q.sub(*r, offset)),
+        );
         true
     }
 

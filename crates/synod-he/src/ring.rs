@@ -120,8 +120,10 @@ impl WirePoly {
         for (row, q) in self.residues.chunks(n).zip(ctx.moduli()) {
             // Branch-free scan (the values are public, but this keeps the
             // common all-valid case fast); report the first offender.
-            let bad =
-                crate::kernels::dispatch(|| row.iter().fold(false, |acc, &r| acc | (r >= *q)));
+            let bad = crate::kernels::dispatch(
+                #[inline(always)]
+                || row.iter().fold(false, |acc, &r| acc | (r >= *q)),
+            );
             if bad {
                 let first = row.iter().find(|&&r| r >= *q).copied().unwrap_or(0);
                 return Err(malformed(format!("residue {first} is not reduced mod {q}")));

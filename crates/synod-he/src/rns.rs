@@ -267,6 +267,7 @@ impl BaseConverter {
 
     /// [`Self::convert`] row by row with the IFMA kernels: the same values
     /// (`v` summed in the same order, every residue exact).
+    #[inline(always)]
     fn convert_rows(
         &self,
         c: &ConvertConsts,
@@ -316,9 +317,15 @@ impl BaseConverter {
         scratch: &mut Scratch,
     ) -> Result<()> {
         if let Some(c) = &self.ifma {
-            return crate::kernels::dispatch(|| self.convert_rows(c, input, out, scratch));
+            return crate::kernels::dispatch(
+                #[inline(always)]
+                || self.convert_rows(c, input, out, scratch),
+            );
         }
-        crate::kernels::dispatch(|| self.convert_block(input, out, scratch))
+        crate::kernels::dispatch(
+            #[inline(always)]
+            || self.convert_block(input, out, scratch),
+        )
     }
 
     #[inline(always)]
@@ -470,6 +477,7 @@ impl ScaleDown {
     /// (the fraction sum in the same order, every residue exact). The
     /// halves are below `2^{s_i} < 2^52`, the own residues below `p_j`, the
     /// rounded sum below `2k·2^{s_i}`: all within the kernels' input range.
+    #[inline(always)]
     fn scale_rows(
         &self,
         consts: &[Vec<Shoup52>],
@@ -523,9 +531,15 @@ impl ScaleDown {
         scratch: &mut Scratch,
     ) -> Result<()> {
         if let Some(c) = &self.ifma {
-            return crate::kernels::dispatch(|| self.scale_rows(c, input, out, scratch));
+            return crate::kernels::dispatch(
+                #[inline(always)]
+                || self.scale_rows(c, input, out, scratch),
+            );
         }
-        crate::kernels::dispatch(|| self.scale_block(input, out, scratch))
+        crate::kernels::dispatch(
+            #[inline(always)]
+            || self.scale_block(input, out, scratch),
+        )
     }
 
     #[inline(always)]
@@ -627,7 +641,10 @@ impl SimpleScale {
     /// Scales one block: `input` has one slice per prime of `Q`, each as
     /// long as `out`.
     pub(crate) fn scale(&self, input: &[&[u64]], out: &mut [u64]) -> Result<()> {
-        crate::kernels::dispatch(|| self.scale_block(input, out))
+        crate::kernels::dispatch(
+            #[inline(always)]
+            || self.scale_block(input, out),
+        )
     }
 
     #[inline(always)]
