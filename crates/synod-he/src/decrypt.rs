@@ -302,11 +302,14 @@ fn checked_phase(
     let c0 = ct
         .first()
         .ok_or_else(|| Error::Parameters("empty ciphertext".into()))?;
-    let mut acc = Zeroizing::new(NttView::of(c0)?.rows(ops.len())?.to_vec());
+    let c0_view = NttView::of(c0)?;
+    let c0_rows = c0_view.rows(ops.len())?;
+    let mut acc = Zeroizing::new(vec![0u64; c0_rows.len()]);
     ops.par_rows(&mut acc, |i, q, ntt, row| {
-        for (_, share) in &list {
-            q.add_vec(row, ops.row(&share.h.residues, i));
-        }
+        let terms: Vec<&[u64]> = std::iter::once(ops.row(c0_rows, i))
+            .chain(list.iter().map(|(_, share)| ops.row(&share.h.residues, i)))
+            .collect();
+        crate::kernels::sum_into(q, row, &terms);
         if form == PhaseForm::PowerBasis {
             ntt.backward(row);
         }

@@ -286,6 +286,25 @@ pub(crate) fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| f())
 }
 
+/// `out[k] = Σ_i rows[i][k] mod q` (every value below `q`), in one pass:
+/// branch-free modular additions (`min(s, s − q)` in unsigned arithmetic),
+/// which vectorise.
+pub(crate) fn sum_into(q: &Modulus, out: &mut [u64], rows: &[&[u64]]) {
+    let p = **q;
+    dispatch(
+        #[inline(always)]
+        || {
+            out.iter_mut().for_each(|o| *o = 0);
+            for row in rows {
+                for (o, &x) in out.iter_mut().zip(row.iter()) {
+                    let s = *o + x;
+                    *o = s.min(s.wrapping_sub(p));
+                }
+            }
+        },
+    )
+}
+
 /// `row[k] −= a[k]·b[k] mod q`, in one pass (no temporary vector).
 pub(crate) fn mul_sub_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) {
     debug_assert!(a.len() == row.len() && b.len() == row.len());
@@ -872,6 +891,34 @@ mod tests {
                 b.update(&r.to_le_bytes());
             }
             assert_eq!(a.finalize(), b.finalize());
+        }
+    }
+
+    /// The one-pass sum equals fhe-math's modular additions one row at a
+    /// time, at the largest values.
+    #[test]
+    fn sum_into_matches_add_vec() {
+        use rand::Rng;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
+        for p in [0x7fffffd8001u64, 0x1ffffffea0001, (1 << 62) - 57, 3] {
+            let q = Modulus::new(p).unwrap();
+            for count in [1, 2, 4, 7] {
+                let mut rows: Vec<Vec<u64>> = (0..count)
+                    .map(|_| (0..67).map(|_| rng.random_range(0..p)).collect())
+                    .collect();
+                rows[0][0] = p - 1;
+                if count > 1 {
+                    rows[1][0] = p - 1;
+                }
+                let mut want = rows[0].clone();
+                for r in &rows[1..] {
+                    q.add_vec(&mut want, r);
+                }
+                let refs: Vec<&[u64]> = rows.iter().map(|r| r.as_slice()).collect();
+                let mut got = vec![7u64; 67];
+                sum_into(&q, &mut got, &refs);
+                assert_eq!(got, want, "q = {p}, {count} rows");
+            }
         }
     }
 
