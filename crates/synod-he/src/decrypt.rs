@@ -286,34 +286,69 @@ fn checked_phase(
     )?;
     let ops = RingOps::of(params.ctx(level)?)?;
     let list: Vec<(&EvaluationPoint, &DecryptionShare)> = shares.iter().collect();
-    let (digest, checks) = rayon::join(
-        || ciphertext_digest(params, ct),
-        || {
-            list.par_iter()
-                .map(|(sender, share)| share.h.check(params, level, **sender, WHAT).map(|_| ()))
-                .collect::<Vec<_>>()
-        },
-    );
-    let digest = digest?;
-    for ((sender, share), check) in list.iter().zip(checks) {
-        check_share_binding(**sender, &share.set, &share.ciphertext, set, &digest)?;
-        check?;
-    }
+    // Level and length now; the residues are scanned for values ≥ q while
+    // they are summed, prime by prime, in parallel with hashing `ct`.
+    let shapes: Vec<Result<()>> = list
+        .iter()
+        .map(|(sender, share)| {
+            share
+                .h
+                .check_shape(params, level, **sender, WHAT)
+                .map(|_| ())
+        })
+        .collect();
+    let shaped = shapes.iter().all(Result::is_ok);
     let c0 = ct
         .first()
         .ok_or_else(|| Error::Parameters("empty ciphertext".into()))?;
     let c0_view = NttView::of(c0)?;
     let c0_rows = c0_view.rows(ops.len())?;
-    let mut acc = Zeroizing::new(vec![0u64; c0_rows.len()]);
-    ops.par_rows(&mut acc, |i, q, ntt, row| {
-        let terms: Vec<&[u64]> = std::iter::once(ops.row(c0_rows, i))
-            .chain(list.iter().map(|(_, share)| ops.row(&share.h.residues, i)))
-            .collect();
-        crate::kernels::sum_into(q, row, &terms);
-        if form == PhaseForm::PowerBasis {
-            ntt.backward(row);
+    let (digest, summed) = rayon::join(
+        || ciphertext_digest(params, ct),
+        || {
+            if !shaped {
+                return None;
+            }
+            let mut acc = Zeroizing::new(vec![0u64; c0_rows.len()]);
+            // Per prime, per term (c0 first): whether it held a value ≥ q.
+            let unreduced: Vec<Vec<bool>> = acc
+                .par_chunks_mut(ops.degree())
+                .zip(ops.moduli().par_iter().zip(ops.ntt().par_iter()))
+                .enumerate()
+                .map(|(i, (row, (q, ntt)))| {
+                    let terms: Vec<&[u64]> = std::iter::once(ops.row(c0_rows, i))
+                        .chain(list.iter().map(|(_, share)| ops.row(&share.h.residues, i)))
+                        .collect();
+                    let flags = crate::kernels::sum_into(q, row, &terms);
+                    if form == PhaseForm::PowerBasis {
+                        ntt.backward(row);
+                    }
+                    flags
+                })
+                .collect();
+            Some((acc, unreduced))
+        },
+    );
+    let digest = digest?;
+    for (j, ((sender, share), shape)) in list.iter().zip(shapes).enumerate() {
+        check_share_binding(**sender, &share.set, &share.ciphertext, set, &digest)?;
+        shape?;
+        let flagged = summed.as_ref().is_some_and(|(_, unreduced)| {
+            unreduced
+                .iter()
+                .any(|row| row.get(j + 1).copied().unwrap_or(true))
+        });
+        if flagged {
+            // The full check finds and names the unreduced residue.
+            share.h.check(params, level, **sender, WHAT)?;
+            return Err(Error::Parameters(
+                "internal: a share flagged as unreduced passed its check".into(),
+            ));
         }
-    });
+    }
+    let (acc, _) = summed.ok_or_else(|| {
+        Error::Parameters("internal: malformed shares passed their checks".into())
+    })?;
     Ok((level, acc))
 }
 

@@ -286,21 +286,27 @@ pub(crate) fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| f())
 }
 
-/// `out[k] = Σ_i rows[i][k] mod q` (every value below `q`), in one pass:
-/// branch-free modular additions (`min(s, s − q)` in unsigned arithmetic),
-/// which vectorise.
-pub(crate) fn sum_into(q: &Modulus, out: &mut [u64], rows: &[&[u64]]) {
+/// `out[k] = Σ_i rows[i][k] mod q`, in one pass: branch-free modular
+/// additions (`min(s, s − q)` in unsigned arithmetic), which vectorise.
+/// Returns, per row, whether it held a value `≥ q` (then `out` is
+/// meaningless): the sum checks its inputs as it reads them.
+pub(crate) fn sum_into(q: &Modulus, out: &mut [u64], rows: &[&[u64]]) -> Vec<bool> {
     let p = **q;
     dispatch(
         #[inline(always)]
         || {
             out.iter_mut().for_each(|o| *o = 0);
-            for row in rows {
-                for (o, &x) in out.iter_mut().zip(row.iter()) {
-                    let s = *o + x;
-                    *o = s.min(s.wrapping_sub(p));
-                }
-            }
+            rows.iter()
+                .map(|row| {
+                    let mut bad = false;
+                    for (o, &x) in out.iter_mut().zip(row.iter()) {
+                        bad |= x >= p;
+                        let s = o.wrapping_add(x);
+                        *o = s.min(s.wrapping_sub(p));
+                    }
+                    bad
+                })
+                .collect()
         },
     )
 }
@@ -916,8 +922,15 @@ mod tests {
                 }
                 let refs: Vec<&[u64]> = rows.iter().map(|r| r.as_slice()).collect();
                 let mut got = vec![7u64; 67];
-                sum_into(&q, &mut got, &refs);
+                assert_eq!(sum_into(&q, &mut got, &refs), vec![false; count]);
                 assert_eq!(got, want, "q = {p}, {count} rows");
+                // An unreduced value is reported for its row only.
+                let mut rows = rows.clone();
+                rows[count - 1][66] = p;
+                let refs: Vec<&[u64]> = rows.iter().map(|r| r.as_slice()).collect();
+                let flags = sum_into(&q, &mut got, &refs);
+                assert_eq!(flags.iter().filter(|&&b| b).count(), 1);
+                assert!(flags[count - 1]);
             }
         }
     }

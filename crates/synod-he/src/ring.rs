@@ -93,6 +93,37 @@ impl WirePoly {
         sender: EvaluationPoint,
         what: &'static str,
     ) -> Result<&'a Arc<Context>> {
+        let ctx = self.check_shape(params, expected_level, sender, what)?;
+        let n = params.degree();
+        let malformed = |reason: String| Error::Malformed {
+            sender,
+            what,
+            reason,
+        };
+        for (row, q) in self.residues.chunks(n).zip(ctx.moduli()) {
+            // Branch-free scan (the values are public, but this keeps the
+            // common all-valid case fast); report the first offender.
+            let bad = crate::kernels::dispatch(
+                #[inline(always)]
+                || row.iter().fold(false, |acc, &r| acc | (r >= *q)),
+            );
+            if bad {
+                let first = row.iter().find(|&&r| r >= *q).copied().unwrap_or(0);
+                return Err(malformed(format!("residue {first} is not reduced mod {q}")));
+            }
+        }
+        Ok(ctx)
+    }
+
+    /// The level and length checks of [`WirePoly::check`], without the scan
+    /// for unreduced residues (for a caller that scans while it sums).
+    pub(crate) fn check_shape<'a>(
+        &self,
+        params: &'a Params,
+        expected_level: usize,
+        sender: EvaluationPoint,
+        what: &'static str,
+    ) -> Result<&'a Arc<Context>> {
         let malformed = |reason: String| Error::Malformed {
             sender,
             what,
@@ -116,18 +147,6 @@ impl WirePoly {
                 n * k,
                 k
             )));
-        }
-        for (row, q) in self.residues.chunks(n).zip(ctx.moduli()) {
-            // Branch-free scan (the values are public, but this keeps the
-            // common all-valid case fast); report the first offender.
-            let bad = crate::kernels::dispatch(
-                #[inline(always)]
-                || row.iter().fold(false, |acc, &r| acc | (r >= *q)),
-            );
-            if bad {
-                let first = row.iter().find(|&&r| r >= *q).copied().unwrap_or(0);
-                return Err(malformed(format!("residue {first} is not reduced mod {q}")));
-            }
         }
         Ok(ctx)
     }

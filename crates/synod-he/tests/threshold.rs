@@ -257,6 +257,39 @@ fn bad_shares_are_rejected_and_blamed() {
         matches!(err, Error::Malformed { sender, .. } if sender == m[1]),
         "{err}"
     );
+    // Malformed: a residue not reduced, in the first prime's row and in the
+    // last one (found while the shares are summed), through both combines.
+    let q0 = s.params.moduli()[0];
+    for (index, value) in [(5, q0), (usize::MAX, u64::MAX)] {
+        let mut shares = good.clone();
+        let last = shares[1].h.residues.len() - 1;
+        shares[1].h.residues[index.min(last)] = value;
+        for err in [
+            decrypt::combine(&s.params, &ct, &set, shares.clone()).unwrap_err(),
+            decrypt::combine_signed(&s.params, &ct, &set, shares).unwrap_err(),
+        ] {
+            assert!(
+                matches!(&err, Error::Malformed { sender, reason, .. }
+                    if *sender == m[1] && reason.contains("not reduced")),
+                "{err}"
+            );
+        }
+    }
+    // Binding is judged before shape: a later share's unreduced residue
+    // does not hide an earlier sender's wrong set.
+    let mut shares = good.clone();
+    shares[0] = decrypt::decryption_share(
+        &s.params,
+        s.share_of(m[0]),
+        &other_set,
+        &ct,
+        &flooding,
+        &mut rng,
+    )
+    .unwrap();
+    shares[2].h.residues[0] = u64::MAX;
+    let err = decrypt::combine(&s.params, &ct, &set, shares).unwrap_err();
+    assert!(matches!(err, Error::WrongDecryptionSet { .. }), "{err}");
     let mut shares = good.clone();
     shares[1].h.level = 1;
     let err = decrypt::combine(&s.params, &ct, &set, shares).unwrap_err();
