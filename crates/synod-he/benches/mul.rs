@@ -37,6 +37,8 @@ fn median(mut v: Vec<Duration>) -> f64 {
 }
 
 fn main() {
+    // The main thread works in rayon's pool (see `synod_he::join_global_pool`).
+    synod_he::join_global_pool();
     let set = match std::env::var("SYNOD_BENCH_N").as_deref() {
         Ok("16384") => ParameterSet::Bfv16384,
         _ => ParameterSet::Bfv8192,

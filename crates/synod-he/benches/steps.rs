@@ -470,6 +470,8 @@ fn leak(s: String) -> &'static str {
 }
 
 fn main() {
+    // The main thread works in rayon's pool (see `synod_he::join_global_pool`).
+    synod_he::join_global_pool();
     // `cargo bench` passes `--bench`; ignore arguments.
     let reps = std::env::var("SYNOD_BENCH_REPS")
         .ok()

@@ -39,6 +39,8 @@ fn median_ms(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    // The main thread works in rayon's pool (see `synod_he::join_global_pool`).
+    synod_he::join_global_pool();
     let params = Params::new(ParameterSet::Bfv8192, 30).unwrap();
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
     let members: Vec<_> = (1..=5).map(|x| EvaluationPoint::new(x).unwrap()).collect();

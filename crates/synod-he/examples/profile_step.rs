@@ -8,7 +8,8 @@
 //! ```
 //!
 //! `STEP` is one of `pk`, `relin1`, `relin2`, `mul`, `share`, `combine`
-//! (default `relin1`); `ITERS` (default 200). Not part of CI.
+//! (default `relin1`); `ITERS` (default 200); `GAP_MS` (default 0) busy-waits
+//! between repetitions, as another system's step would. Not part of CI.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 
 /// mimalloc keeps freed pages for reuse (see the workspace Cargo.toml).
@@ -30,6 +31,10 @@ use synod_he::{
 };
 
 fn main() {
+    // The main thread works in rayon's pool (`NO_JOIN_POOL` to compare).
+    if std::env::var_os("NO_JOIN_POOL").is_none() {
+        synod_he::join_global_pool();
+    }
     let step = std::env::var("STEP").unwrap_or_else(|_| "relin1".into());
     let iters: usize = std::env::var("ITERS")
         .ok()
@@ -47,8 +52,22 @@ fn main() {
         .collect();
     let me = members[0];
     let mut times = Vec::with_capacity(iters);
+    // `GAP_MS`: busy-wait this long on the calling thread between
+    // repetitions, as another system's single-threaded step would (the
+    // pool's threads go idle meanwhile).
+    let gap = std::time::Duration::from_secs_f64(
+        std::env::var("GAP_MS")
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1e3,
+    );
     let mut timed = |f: &mut dyn FnMut()| {
         for _ in 0..iters {
+            let idle = Instant::now();
+            while idle.elapsed() < gap {
+                std::hint::spin_loop();
+            }
             let start = Instant::now();
             f();
             times.push(start.elapsed().as_secs_f64() * 1e3);

@@ -45,3 +45,17 @@ pub use shamir::{Committee, EvaluationPoint, Threshold};
 
 /// Re-exported so that callers use the exact `fhe` types this crate was built with.
 pub use fhe::bfv::{Ciphertext, EvaluationKey, Plaintext, PublicKey, RelinearizationKey};
+
+/// For binaries, first thing in `main`: makes the calling thread worker 0
+/// of rayon's global pool (sized by `RAYON_NUM_THREADS` as usual), so that
+/// the parallel sections of a step called from it run there, with the other
+/// workers stealing, instead of being handed over to a pool thread that may
+/// be asleep (a wake-up and a context switch per section; at one thread all
+/// of it). Returns `false`, changing nothing, when the global pool already
+/// exists. The libraries never call it, as they never choose an allocator.
+pub fn join_global_pool() -> bool {
+    rayon::ThreadPoolBuilder::new()
+        .use_current_thread()
+        .build_global()
+        .is_ok()
+}

@@ -77,6 +77,8 @@ impl Stages {
 }
 
 fn main() {
+    // The main thread works in rayon's pool (see `synod_he::join_global_pool`).
+    synod_he::join_global_pool();
     let sizes: Vec<usize> = std::env::var("SYNOD_RESHARE_SIZES")
         .ok()
         .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())

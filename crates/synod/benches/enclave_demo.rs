@@ -36,6 +36,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    // The main thread works in rayon's pool (see `synod_he::join_global_pool`).
+    synod_he::join_global_pool();
     if !cfg!(feature = "insecure-sim") {
         println!("enclave_demo: built without the insecure-sim feature; nothing to measure");
         return;

@@ -387,6 +387,8 @@ fn svg(rows: &[Row]) -> String {
 }
 
 fn main() -> std::process::ExitCode {
+    // The main thread works in rayon's pool (see `synod_he::join_global_pool`).
+    synod_he::join_global_pool();
     if let Ok(spec) = std::env::var(CHILD) {
         return child(&spec);
     }

@@ -34,6 +34,9 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // The main thread works in rayon's pool: each step's parallel sections
+    // start here instead of waking a pool thread (`synod_he::join_global_pool`).
+    synod_he::join_global_pool();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
