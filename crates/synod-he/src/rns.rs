@@ -663,36 +663,43 @@ impl SimpleScale {
             // the same sums in `u64`, which vectorise (AVX-512DQ multiplies
             // 64-bit lanes; the `u128` products do not).
             let mut acc = vec![0u64; len];
-            for (x, (&(s, frac_hi, frac_lo), &(wh, wl))) in
-                input.iter().zip(self.split.iter().zip(&self.whole))
-            {
-                let mask = (1u64 << s) - 1;
-                for ((&x, f), a) in x.iter().zip(f.iter_mut()).zip(acc.iter_mut()) {
-                    let (h, l) = (x >> s, x & mask);
-                    *f += h as f64 * frac_hi + l as f64 * frac_lo;
-                    *a += h * wh + l * wl;
-                }
-            }
-            for ((o, &a), &f) in out.iter_mut().zip(&acc).zip(&f) {
-                *o = self.t.reduce(u128::from(a) + u128::from((f + 0.5) as u64));
-            }
-            return Ok(());
+            self.accumulate(input, &mut f, &mut acc);
+            self.round_into(&acc, &f, out);
+        } else {
+            let mut acc = vec![0u128; len];
+            self.accumulate(input, &mut f, &mut acc);
+            self.round_into(&acc, &f, out);
         }
-        let mut acc = vec![0u128; len];
+        Ok(())
+    }
+
+    /// `acc += Σ_i h_i·⌊A_i·2^{s_i}/q_i⌋_t + l_i·⌊A_i/q_i⌋_t` and
+    /// `f += Σ_i h_i·{A_i·2^{s_i}/q_i} + l_i·{A_i/q_i}` per coefficient, in
+    /// `u64` or `u128`.
+    #[inline(always)]
+    fn accumulate<A>(&self, input: &[&[u64]], f: &mut [f64], acc: &mut [A])
+    where
+        A: Copy + From<u64> + std::ops::Add<Output = A> + std::ops::Mul<Output = A>,
+    {
         for (x, (&(s, frac_hi, frac_lo), &(wh, wl))) in
             input.iter().zip(self.split.iter().zip(&self.whole))
         {
             let mask = (1u64 << s) - 1;
+            let (wh, wl) = (A::from(wh), A::from(wl));
             for ((&x, f), a) in x.iter().zip(f.iter_mut()).zip(acc.iter_mut()) {
                 let (h, l) = (x >> s, x & mask);
                 *f += h as f64 * frac_hi + l as f64 * frac_lo;
-                *a += u128::from(h) * u128::from(wh) + u128::from(l) * u128::from(wl);
+                *a = *a + A::from(h) * wh + A::from(l) * wl;
             }
         }
-        for ((o, &a), &f) in out.iter_mut().zip(&acc).zip(&f) {
-            *o = self.t.reduce(a + u128::from((f + 0.5) as u64));
+    }
+
+    /// `out = (acc + round(f)) mod t`.
+    #[inline(always)]
+    fn round_into<A: Copy + Into<u128>>(&self, acc: &[A], f: &[f64], out: &mut [u64]) {
+        for ((o, &a), &f) in out.iter_mut().zip(acc).zip(f) {
+            *o = self.t.reduce(a.into() + u128::from((f + 0.5) as u64));
         }
-        Ok(())
     }
 }
 
