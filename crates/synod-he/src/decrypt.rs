@@ -333,6 +333,12 @@ fn checked_phase(
     for (j, ((sender, share), shape)) in list.iter().zip(shapes).enumerate() {
         check_share_binding(**sender, &share.set, &share.ciphertext, set, &digest)?;
         shape?;
+        if summed.is_none() {
+            // A later share was malformed and nothing was summed: check
+            // this one fully, so that the first problem is reported.
+            share.h.check(params, level, **sender, WHAT)?;
+            continue;
+        }
         let flagged = summed.as_ref().is_some_and(|(_, unreduced)| {
             unreduced
                 .iter()

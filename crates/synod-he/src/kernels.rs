@@ -696,7 +696,8 @@ impl FloodLimbs {
     fn reduce_ifma(&self, q: &Modulus, rows52: &[u64], row: &mut [u64]) -> bool {
         let p = **q;
         let n = row.len();
-        if n == 0 || rows52.len() % n != 0 {
+        // One output per coefficient: the limb rows are `degree` long.
+        if n == 0 || n * self.per_coeff != self.limbs.len() || rows52.len() % n != 0 {
             return false;
         }
         let mut power = 1 % p;

@@ -277,6 +277,9 @@ impl BaseConverter {
     ) -> Result<()> {
         let k = self.from.len();
         let len = block_shape(input, out, k, self.to.len())?;
+        if len == 0 {
+            return Ok(());
+        }
         let (y, v, rounded) = scratch.take_rows(k, len);
         v.iter_mut().for_each(|v| *v = 0.0);
         for ((y, x), ((pr, &w), &inv)) in y
@@ -487,6 +490,9 @@ impl ScaleDown {
     ) -> Result<()> {
         let k = self.q.len();
         let len = block_shape(input, out, k + self.p.len(), self.p.len())?;
+        if len == 0 {
+            return Ok(());
+        }
         let (halves, f, rounded) = scratch.take_rows(2 * k, len);
         f.iter_mut().for_each(|v| *v = 0.0);
         for ((pair, x), &(s, frac_hi, frac_lo)) in halves
@@ -903,6 +909,23 @@ mod tests {
             }
             assert!(off_by_one <= 1, "{off_by_one} roundings off by one");
         }
+    }
+
+    /// An empty block is no error, on the IFMA path as on the scalar one.
+    #[test]
+    fn empty_blocks_convert_and_scale() {
+        let q = ntt_primes(44, 5, &[]);
+        let p = ntt_primes(50, 6, &q);
+        let conv = BaseConverter::new(&q, &p).unwrap();
+        let empty: Vec<&[u64]> = vec![&[]; q.len()];
+        let mut outs: Vec<&mut [u64]> = (0..p.len()).map(|_| &mut [][..]).collect();
+        conv.convert(&empty, &mut outs, &mut Scratch::default())
+            .unwrap();
+        let scale = ScaleDown::new(&q, &p, (1 << 30) - 35).unwrap();
+        let empty: Vec<&[u64]> = vec![&[]; q.len() + p.len()];
+        scale
+            .scale(&empty, &mut outs, &mut Scratch::default())
+            .unwrap();
     }
 
     #[test]

@@ -275,6 +275,18 @@ fn bad_shares_are_rejected_and_blamed() {
             );
         }
     }
+    // Sender order holds across kinds of malformation: an unreduced
+    // residue from the first sender is reported before a later sender's
+    // wrong length.
+    let mut shares = good.clone();
+    shares[0].h.residues[3] = u64::MAX;
+    shares[2].h.residues.truncate(100);
+    let err = decrypt::combine(&s.params, &ct, &set, shares).unwrap_err();
+    assert!(
+        matches!(&err, Error::Malformed { sender, reason, .. }
+            if *sender == m[0] && reason.contains("not reduced")),
+        "{err}"
+    );
     // Binding is judged before shape: a later share's unreduced residue
     // does not hide an earlier sender's wrong set.
     let mut shares = good.clone();

@@ -83,6 +83,10 @@ impl Barrett {
         }
         let b = u64::from(64 - q.leading_zeros());
         let mu = u64::try_from((1u128 << (b + 51)) / u128::from(q)).ok()?;
+        // μ < 2^52 for every q that is not a power of two (IFMA reads 52 bits).
+        if mu >= 1 << 52 {
+            return None;
+        }
         Some(Self {
             q,
             hi_shift: 53 - b,
@@ -151,6 +155,9 @@ fn mul_acc_into(q: &Modulus, op: Accumulate, row: &mut [u64], a: &[u64], b: &[u6
     let (Some(simd), Some(c)) = (token(), Barrett::new(**q)) else {
         return false;
     };
+    if a.len() != row.len() || b.len() != row.len() {
+        return false;
+    }
     simd.vectorize(
         #[inline(always)]
         || {
@@ -244,12 +251,17 @@ pub(crate) fn dot_const_rows(p: u64, out: &mut [u64], rows: &[&[u64]], consts: &
                 }
                 *o = cast(acc);
             }
+            // The tail (shorter than eight) by the same Shoup formula in
+            // scalar arithmetic: no division, no branch on the values.
             let start = len - out_tail.len();
             for (k, o) in out_tail.iter_mut().enumerate() {
                 *o = rows.iter().zip(consts).fold(0u64, |acc, (row, c)| {
                     let x = row.get(start + k).copied().unwrap_or(0);
-                    let v = (u128::from(x) * u128::from(c.w) % u128::from(p)) as u64;
-                    (acc + v) % p
+                    let quotient = (u128::from(x) * u128::from(c.companion)) >> 52;
+                    let r = (u128::from(x) * u128::from(c.w) - quotient * u128::from(p)) as u64;
+                    let r = r.min(r.wrapping_sub(p));
+                    let s = acc + r;
+                    s.min(s.wrapping_sub(p))
                 });
             }
         },
