@@ -152,7 +152,8 @@ pub struct GaloisKeys {
 }
 
 /// One Galois key: per gadget digit `k`, the rows `c0[k]`, `c1[k]` (NTT,
-/// `L × N`) and their Shoup constants.
+/// `L × N`) and their Shoup constants — left empty where the IFMA kernels
+/// cover every prime, which multiply without them.
 struct KeyRows {
     c0: Vec<Vec<u64>>,
     c0_shoup: Vec<Vec<u64>>,
@@ -243,20 +244,17 @@ impl GaloisKeys {
                             .and_then(|r| r.get(i * n..(i + 1) * n))
                             .unwrap_or(&[])
                     }
-                    crate::kernels::mul_shoup_add_into(
-                        q,
-                        a0,
-                        &t,
-                        row(&key.c0, k, i, n),
-                        row(&key.c0_shoup, k, i, n),
-                    );
-                    crate::kernels::mul_shoup_add_into(
-                        q,
-                        a1,
-                        &t,
-                        row(&key.c1, k, i, n),
-                        row(&key.c1_shoup, k, i, n),
-                    );
+                    for (acc, w, ws) in [
+                        (&mut *a0, &key.c0, &key.c0_shoup),
+                        (&mut *a1, &key.c1, &key.c1_shoup),
+                    ] {
+                        match row(ws, k, i, n) {
+                            [] => crate::kernels::mul_add_into(q, acc, &t, row(w, k, i, n)),
+                            ws => {
+                                crate::kernels::mul_shoup_add_into(q, acc, &t, row(w, k, i, n), ws)
+                            }
+                        }
+                    }
                 }
             });
         let to_poly = |m: Vec<u64>| crate::kernels::ntt_poly(m, ctx);
@@ -296,7 +294,6 @@ impl GaloisKeys {
     /// The same keys as an fhe.rs `EvaluationKey` (through its protobuf form).
     pub fn to_fhe(&self) -> Result<EvaluationKey> {
         let ctx = self.params.ctx(0)?;
-        let (_l, _n) = (self.ops.len(), self.ops.degree());
         let to_polys = |rows: &[Vec<u64>]| -> Result<Vec<Poly>> {
             rows.iter()
                 .map(|m| {
@@ -335,6 +332,8 @@ pub fn aggregate_galois_key_rows(
     let ctx = params.ctx(0)?;
     let ops = crate::kernels::RingOps::of(ctx)?;
     let l = params.moduli().len();
+    // Shoup companions only where the rotations will use them.
+    let ifma = crate::kernels::ifma_covers(ops.moduli());
     // Validate every share's shape first (errors name the sender).
     let mut elements: Option<Vec<u32>> = None;
     for (sender, share) in &shares {
@@ -401,6 +400,9 @@ pub fn aggregate_galois_key_rows(
                 })?;
                 let c1 = crate::kernels::contiguous_rows(a.coefficients(), l)?.to_vec();
                 let shoup = |m: &[u64]| -> Vec<u64> {
+                    if ifma {
+                        return Vec::new();
+                    }
                     m.chunks(ops.degree())
                         .zip(ops.moduli())
                         .flat_map(|(row, q)| crate::kernels::shoup_vec(q, row))

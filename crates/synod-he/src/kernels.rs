@@ -238,6 +238,11 @@ impl Shoup52 {
     }
 }
 
+/// Whether the IFMA kernels take every product modulo these primes.
+pub(crate) fn ifma_covers(moduli: &[Modulus]) -> bool {
+    has_ifma() && moduli.iter().all(|q| **q < 1 << 50)
+}
+
 /// Whether the IFMA kernels run on this CPU (AVX-512 IFMA, detected once).
 pub(crate) fn has_ifma() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -344,13 +349,10 @@ pub(crate) fn mul_add_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) {
 }
 
 /// `acc[k] += a[k]·w[k] mod q` for a fixed (public) `w` with Shoup
-/// companions `ws`, in one pass (`a[k] < q`). With IFMA (`q < 2^50`) the
-/// companions are not needed: the vectorised Barrett product is as fast.
+/// companions `ws`, in one pass. Where [`ifma_covers`] the moduli,
+/// [`mul_add_into`] is as fast and needs no companions.
 pub(crate) fn mul_shoup_add_into(q: &Modulus, acc: &mut [u64], a: &[u64], w: &[u64], ws: &[u64]) {
     debug_assert!(a.len() == acc.len() && w.len() == acc.len() && ws.len() == acc.len());
-    if ifma_mul_acc(q, false, acc, a, w) {
-        return;
-    }
     dispatch(
         #[inline(always)]
         || {
