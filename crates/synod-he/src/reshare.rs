@@ -1070,6 +1070,19 @@ impl fmt::Debug for MemberState {
     }
 }
 
+/// The commitments of `dealer` that count: the first it sent for this
+/// proposal (`digest`). Members check their values against them and the
+/// verdict judges complaints against the same ones.
+fn dealer_commitments<'a>(
+    commitments: &'a [Commitments],
+    dealer: EvaluationPoint,
+    digest: &[u8; 32],
+) -> Option<&'a Commitments> {
+    commitments
+        .iter()
+        .find(|c| c.dealer == dealer && c.proposal == *digest)
+}
+
 /// Round 3 for member `me`: checks the values each responding dealer sent,
 /// returning the member's state and its complaints.
 pub fn check_dealings(
@@ -1106,9 +1119,12 @@ pub fn check_dealings(
     }
     let mut complaints = Vec::new();
     let mut passed = BTreeMap::new();
-    let mut seen = BTreeSet::new();
-    // The first commitments of each dealer count, as in `judge`.
-    for c in commitments.iter().filter(|c| seen.insert(c.dealer)) {
+    let digest = proposal.digest();
+    for c in proposal
+        .dealers
+        .iter()
+        .filter_map(|&d| dealer_commitments(commitments, d, &digest))
+    {
         let Some(resp) = responses.iter().find(|r| r.dealer == c.dealer) else {
             continue; // silent in round 2: excluded by everyone, no complaint needed
         };
@@ -1199,9 +1215,7 @@ pub fn judge(
     let mut blamed: Vec<Blame> = Vec::new();
     let mut candidates: BTreeSet<EvaluationPoint> = BTreeSet::new();
     for &d in &proposal.dealers {
-        let c = commitments
-            .iter()
-            .find(|c| c.dealer == d && c.proposal == digest);
+        let c = dealer_commitments(commitments, d, &digest);
         let r = responses.iter().find(|r| r.dealer == d);
         match (c, r) {
             (Some(c), Some(_))
