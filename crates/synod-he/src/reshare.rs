@@ -1605,10 +1605,12 @@ impl MemberState {
             keys.push(key.as_slice());
             masks.push(mask.as_slice());
         }
-        let key = Zeroizing::new(combine_nodes(&s.moduli, n, &keys, &weights));
-        let mask = Zeroizing::new(combine_nodes(&s.moduli, n, &masks, &weights));
-        let key = crate::kernels::ntt_poly(key.to_vec(), ctx)?;
-        let mask = crate::kernels::ntt_poly(mask.to_vec(), ctx)?;
+        // Moved into the polynomials, not copied (a copy would leave a second
+        // secret matrix to wipe).
+        let mut key = Zeroizing::new(combine_nodes(&s.moduli, n, &keys, &weights));
+        let mut mask = Zeroizing::new(combine_nodes(&s.moduli, n, &masks, &weights));
+        let key = crate::kernels::ntt_poly(std::mem::take(&mut *key), ctx)?;
+        let mask = crate::kernels::ntt_poly(std::mem::take(&mut *mask), ctx)?;
         Ok((
             KeyShare::new(self.me, proposal.new.clone(), proposal.new_epoch(), key),
             MaskShare::new(self.me, proposal.new_epoch(), mask),
