@@ -9,6 +9,16 @@
 //! of the draws are kept). A different session, parameter set or purpose
 //! gives an unrelated polynomial (domain separation). The residues are taken
 //! as the NTT form, which is as uniform as any other.
+//!
+//! The polynomials of the steps every member runs in key generation (the
+//! public key's and the relinearisation key's, `1 + k` polynomials for `k`
+//! primes: 2 MB at N = 8192) are derived once and kept by the
+//! `CommonRandomness` and its clones; each is used for a member's share and
+//! again to aggregate. The Galois keys' (`k` per rotation, 21 MB for the
+//! thirteen of a plan at N = 8192) are derived where they are used.
+
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
 
 use fhe_math::rq::Poly;
 use rayon::prelude::*;
@@ -50,18 +60,41 @@ impl CrpPurpose {
 }
 
 /// The source of a session's common random polynomials.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct CommonRandomness {
     session: [u8; 32],
     params: Params,
+    /// The key-generation polynomials, once derived (shared by clones).
+    kept: Arc<Kept>,
+}
+
+/// The public key's polynomial and the relinearisation key's, one per
+/// gadget row.
+struct Kept {
+    public_key: OnceLock<Poly>,
+    relinearization: Box<[OnceLock<Poly>]>,
+}
+
+impl std::fmt::Debug for CommonRandomness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommonRandomness")
+            .field("session", &blake3::Hash::from(self.session).to_hex())
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CommonRandomness {
     /// Randomness for session `session` under `params`.
     pub fn new(params: &Params, session: [u8; 32]) -> Self {
+        let rows = params.moduli().len();
         Self {
             session,
             params: params.clone(),
+            kept: Arc::new(Kept {
+                public_key: OnceLock::new(),
+                relinearization: (0..rows).map(|_| OnceLock::new()).collect(),
+            }),
         }
     }
 
@@ -70,8 +103,30 @@ impl CommonRandomness {
         &self.session
     }
 
-    /// The polynomial for `purpose`, at level 0, in NTT form.
-    pub fn poly(&self, purpose: CrpPurpose) -> Result<Poly> {
+    /// The polynomial for `purpose`, at level 0, in NTT form: the kept one
+    /// for the public key and relinearisation rows (derived on first use),
+    /// a fresh derivation for a Galois key.
+    pub fn poly(&self, purpose: CrpPurpose) -> Result<Cow<'_, Poly>> {
+        let cell = match purpose {
+            CrpPurpose::PublicKey => Some(&self.kept.public_key),
+            CrpPurpose::Relinearization { row } => usize::try_from(row)
+                .ok()
+                .and_then(|r| self.kept.relinearization.get(r)),
+            CrpPurpose::Galois { .. } => None,
+        };
+        let Some(cell) = cell else {
+            return self.derive(purpose).map(Cow::Owned);
+        };
+        if let Some(kept) = cell.get() {
+            return Ok(Cow::Borrowed(kept));
+        }
+        // Two threads may both derive it; they derive the same polynomial.
+        let derived = self.derive(purpose)?;
+        Ok(Cow::Borrowed(cell.get_or_init(|| derived)))
+    }
+
+    /// Derives the polynomial for `purpose` (see the module documentation).
+    fn derive(&self, purpose: CrpPurpose) -> Result<Poly> {
         let ctx = self.params.ctx(0)?;
         let n = self.params.degree();
         let mut h = blake3::Hasher::new_derive_key("synod/crp/v2");
@@ -147,15 +202,49 @@ mod tests {
         );
     }
 
+    /// The kept polynomials are the derived ones, shared by clones; a row
+    /// past the gadget's and a Galois key's are derived each time.
+    #[test]
+    fn kept_polynomials_are_derived_once() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let crs = CommonRandomness::new(&params, [4; 32]);
+        let clone = crs.clone();
+        let rows = u32::try_from(params.moduli().len()).unwrap();
+        let kept = [
+            CrpPurpose::PublicKey,
+            CrpPurpose::Relinearization { row: rows - 1 },
+        ];
+        for purpose in kept {
+            let first = crs.poly(purpose).unwrap();
+            assert!(matches!(first, Cow::Borrowed(_)));
+            assert_eq!(*first, crs.derive(purpose).unwrap());
+            assert!(std::ptr::eq(
+                first.as_ref(),
+                clone.poly(purpose).unwrap().as_ref()
+            ));
+        }
+        let fresh = [
+            CrpPurpose::Relinearization { row: rows },
+            CrpPurpose::Galois {
+                exponent: 3,
+                row: 0,
+            },
+        ];
+        for purpose in fresh {
+            let got = crs.poly(purpose).unwrap();
+            assert!(matches!(got, Cow::Owned(_)));
+            assert_eq!(*got, crs.derive(purpose).unwrap());
+        }
+    }
+
     /// Every residue is below its prime, the residues look uniform (mean
     /// and top-bit frequency within a few standard deviations), and the
     /// rows modulo different primes are unrelated.
     #[test]
     fn residues_are_uniform_modulo_each_prime() {
         let params = Params::new(ParameterSet::Bfv8192, 30).unwrap();
-        let poly = CommonRandomness::new(&params, [7; 32])
-            .poly(CrpPurpose::PublicKey)
-            .unwrap();
+        let crs = CommonRandomness::new(&params, [7; 32]);
+        let poly = crs.poly(CrpPurpose::PublicKey).unwrap();
         let n = params.degree() as f64;
         let coeffs = poly.coefficients();
         for (row, &q) in coeffs.outer_iter().zip(params.ctx(0).unwrap().moduli()) {

@@ -529,7 +529,7 @@ mod tests {
                         row: k as u32,
                     })
                     .unwrap();
-                let mut h = -(&a * sk.ntt());
+                let mut h = -(a.as_ref() * sk.ntt());
                 h += &ring::scalar_mul(&s_g, rns.get_garner(k).unwrap());
                 h += &ring::small_to_ntt(&errors[ei * l + k], ctx).unwrap();
                 assert_eq!(rows[k], WirePoly::from_poly(&h, 0), "element {g} row {k}");

@@ -100,7 +100,7 @@ pub fn aggregate_public_key(
     for (sender, share) in &shares {
         p0 += &share.p0.parse(params, 0, *sender, "public-key share")?;
     }
-    let a = crs.poly(CrpPurpose::PublicKey)?;
+    let a = crs.poly(CrpPurpose::PublicKey)?.into_owned();
     let pk = glue::public_key(params, &p0, &a)?;
     Ok(CollectivePublicKey { p0, a, pk })
 }
@@ -126,7 +126,7 @@ mod tests {
         let mut b_rng = a_rng.clone();
         let share = public_key_share(&params, &crs, &sk, me, &mut a_rng).unwrap();
         let a = crs.poly(CrpPurpose::PublicKey).unwrap();
-        let mut want = -(&a * sk.ntt());
+        let mut want = -(a.as_ref() * sk.ntt());
         want += &Poly::small(ctx, Representation::Ntt, params.variance(), &mut b_rng).unwrap();
         assert_eq!(share.p0.parse(&params, 0, me, "p0").unwrap(), want);
         assert_eq!(share.sender, me);

@@ -93,6 +93,7 @@ fn crps(params: &Params, crs: &CommonRandomness) -> Result<Vec<Poly>> {
             crs.poly(CrpPurpose::Relinearization {
                 row: u32::try_from(k).unwrap_or(u32::MAX),
             })
+            .map(std::borrow::Cow::into_owned)
         })
         .collect()
 }
