@@ -136,6 +136,10 @@ pub fn decryption_share<R: RngCore + CryptoRng>(
     })
 }
 
+/// Coefficients per pass of [`flooded_key_product`]'s `λ_j·S_j·c1`
+/// (8 KiB of temporary).
+const PRODUCT_CHUNK: usize = 1024;
+
 /// `λ_j^T·S_j·c1 + E_j` at the level of `ops` (NTT residues, row-major),
 /// computed per prime in parallel without forming `λ_j^T·S_j`; then
 /// `extra(i, q, ntt, row)` runs on each row (key switching adds `u·p0`).
@@ -161,15 +165,19 @@ where
     let mut h = vec![0u64; k * ops.degree()];
     ops.par_rows(&mut h, |i, q, ntt, row| {
         noise.ntt_row(q, ntt, row);
-        // λ_j·S_j·c1 for this prime, with constant-time vector kernels.
-        let mut t = Zeroizing::new(vec![0u64; row.len()]);
-        scalar_mul_into(
-            q,
-            &mut t,
-            ops.row(s, i),
-            lambda.get(i).copied().unwrap_or(0),
-        );
-        mul_add_into(q, row, &t, ops.row(c1, i));
+        // λ_j·S_j·c1 for this prime, with constant-time vector kernels,
+        // through a small temporary that stays in the L1 cache.
+        let lambda = lambda.get(i).copied().unwrap_or(0);
+        let mut t = Zeroizing::new([0u64; PRODUCT_CHUNK]);
+        let chunks = row
+            .chunks_mut(PRODUCT_CHUNK)
+            .zip(ops.row(s, i).chunks(PRODUCT_CHUNK))
+            .zip(ops.row(c1, i).chunks(PRODUCT_CHUNK));
+        for ((row, s), c1) in chunks {
+            let t = t.get_mut(..row.len()).unwrap_or_default();
+            scalar_mul_into(q, t, s, lambda);
+            mul_add_into(q, row, t, c1);
+        }
         extra(i, q, ntt, row);
     });
     Ok(h)

@@ -83,11 +83,11 @@ pub fn galois_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
     sender: EvaluationPoint,
     rng: &mut R,
 ) -> Result<GaloisKeyShare> {
-    use crate::kernels::{contiguous_rows, mul_sub_into, small_into, NttView, RingOps};
+    use crate::kernels::{contiguous_rows, mul_sub_into, NttView, RingOps};
     use rayon::prelude::*;
     let ctx = params.ctx(0)?;
     let ops = RingOps::of(ctx)?;
-    let (l, n) = (ops.len(), ops.degree());
+    let l = ops.len();
     let s_view = NttView::of(secret.secret_ntt())?;
     let s = s_view.rows(l)?;
     let mut elements = elements.to_vec();
@@ -112,9 +112,8 @@ pub fn galois_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
                 let e = errors
                     .get(e_index * l + k)
                     .ok_or_else(|| Error::Parameters("missing error sample".into()))?;
-                let mut h = vec![0u64; l * n];
+                let mut h = ops.small_matrix(e);
                 ops.par_rows(&mut h, |i, q, ntt, row| {
-                    small_into(q, e, row);
                     ntt.forward(row);
                     mul_sub_into(q, row, ops.row(a, i), ops.row(s, i));
                     if i == k {

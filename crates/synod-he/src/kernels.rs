@@ -173,11 +173,25 @@ impl RingOps {
     /// reduced into each prime and taken to NTT form: what `Poly::small` /
     /// `try_convert_from(&[i64])` + `change_representation(Ntt)` computes.
     pub(crate) fn small_to_ntt(&self, coeffs: &[i64]) -> Zeroizing<Vec<u64>> {
-        let mut m = self.secret_matrix();
-        self.par_rows(&mut m, |_, q, ntt, row| {
-            small_into(q, coeffs, row);
-            ntt.forward(row);
-        });
+        let mut m = Zeroizing::new(self.small_matrix(coeffs));
+        self.par_rows(&mut m, |_, _, ntt, row| ntt.forward(row));
+        m
+    }
+
+    /// Small signed coefficients (`|c| < q`, one per column) reduced into
+    /// each prime, row-major in coefficient form: [`small_residue`] per entry,
+    /// written once into fresh memory instead of over a zeroed matrix
+    /// (zeroing a 320 KiB matrix cost as much as filling it). Wipe it, or
+    /// overwrite it with public values, before it is dropped.
+    pub(crate) fn small_matrix(&self, coeffs: &[i64]) -> Vec<u64> {
+        let mut m = Vec::with_capacity(self.len() * coeffs.len());
+        for q in &self.moduli {
+            let p = **q;
+            dispatch(
+                #[inline(always)]
+                || m.extend(coeffs.iter().map(|&c| small_residue(p, c))),
+            );
+        }
         m
     }
 }
@@ -189,21 +203,13 @@ fn ctx_degree(ctx: &Arc<Context>) -> usize {
         .ncols()
 }
 
-/// `row[k] = coeffs[k] mod q` for coefficients known to satisfy
-/// `|c| < q` (centred-binomial samples: `|c| ≤ 2·16`), branch-free: a
-/// negative `c` (as two's complement) plus `q` wraps to `q − |c|`.
-pub(crate) fn small_into(q: &Modulus, coeffs: &[i64], row: &mut [u64]) {
-    let p = **q;
-    dispatch(
-        #[inline(always)]
-        || {
-            for (r, &c) in row.iter_mut().zip(coeffs) {
-                debug_assert!(c.unsigned_abs() < p);
-                let negative_mask = (c >> 63) as u64;
-                *r = (c as u64).wrapping_add(p & negative_mask);
-            }
-        },
-    )
+/// `c mod p` for `|c| < p` (centred-binomial samples: `|c| ≤ 2·16`), branch-free: a
+/// negative `c` (as two's complement) plus `p` wraps to `p − |c|`.
+#[inline(always)]
+fn small_residue(p: u64, c: i64) -> u64 {
+    debug_assert!(c.unsigned_abs() < p);
+    let negative_mask = (c >> 63) as u64;
+    (c as u64).wrapping_add(p & negative_mask)
 }
 
 /// Runs `f` compiled for the best instruction set this CPU has (AVX-512,
@@ -652,22 +658,25 @@ impl FloodLimbs {
         } else {
             (1u64 << top_bits) - 1
         };
-        let mut limbs = Zeroizing::new(vec![0u64; degree * per_coeff]);
-        for coeff in limbs.chunks_mut(per_coeff) {
-            for l in coeff.iter_mut() {
-                *l = rng.next_u64();
-            }
-            if let Some(top) = coeff.last_mut() {
-                *top &= top_mask;
-            }
-        }
+        // Written once into fresh memory (collecting from an exact-size
+        // iterator allocates once and never moves the secret values).
+        let limbs: Zeroizing<Vec<u64>> = Zeroizing::new(
+            (0..degree * per_coeff)
+                .map(|k| {
+                    let limb = rng.next_u64();
+                    if k % per_coeff == per_coeff - 1 {
+                        limb & top_mask
+                    } else {
+                        limb
+                    }
+                })
+                .collect(),
+        );
         let rows52 = has_ifma().then(|| {
             let rows = total_bits.div_ceil(52) as usize;
-            let mut out = Zeroizing::new(vec![0u64; rows * degree]);
-            for (j, row) in out.chunks_mut(degree.max(1)).enumerate() {
-                for (o, coeff) in row.iter_mut().zip(limbs.chunks(per_coeff)) {
-                    *o = bits52(coeff, 52 * j);
-                }
+            let mut out = Zeroizing::new(Vec::with_capacity(rows * degree));
+            for j in 0..rows {
+                out.extend(limbs.chunks(per_coeff).map(|coeff| bits52(coeff, 52 * j)));
             }
             out
         });
@@ -842,12 +851,10 @@ mod tests {
             // The branch-free reduction agrees with fhe-math on all |c| < q.
             let edge: Vec<i64> = (0..2048i64).map(|i| (i - 1024) * 1_000_000_007).collect();
             for q in ops.moduli() {
-                let mut row = vec![0u64; 2048];
-                small_into(q, &edge, &mut row);
+                let row: Vec<u64> = edge.iter().map(|&c| small_residue(**q, c)).collect();
                 assert!(row == q.reduce_vec_i64(&edge));
                 let tiny: Vec<i64> = vec![-(**q as i64) + 1, -1, 0, 1, **q as i64 - 1];
-                let mut row = vec![0u64; 5];
-                small_into(q, &tiny, &mut row);
+                let row: Vec<u64> = tiny.iter().map(|&c| small_residue(**q, c)).collect();
                 assert_eq!(row, q.reduce_vec_i64(&tiny));
             }
         }

@@ -14,7 +14,7 @@ use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
 use crate::crp::{CommonRandomness, CrpPurpose};
-use crate::kernels::{mul_sub_into, sample_small, small_into, NttView, RingOps};
+use crate::kernels::{mul_sub_into, sample_small, NttView, RingOps};
 use crate::ring::WirePoly;
 use crate::secret::LinearSecret;
 use crate::shamir::EvaluationPoint;
@@ -47,9 +47,8 @@ pub fn public_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
     let a = a_view.rows(l)?;
     let s_view = NttView::of(secret.secret_ntt())?;
     let s = s_view.rows(l)?;
-    let mut p0 = vec![0u64; l * ops.degree()];
+    let mut p0 = ops.small_matrix(&e);
     ops.par_rows(&mut p0, |i, q, ntt, row| {
-        small_into(q, &e, row);
         ntt.forward(row);
         mul_sub_into(q, row, ops.row(a, i), ops.row(s, i));
     });

@@ -19,7 +19,7 @@ use crate::decrypt::{
     flooded_key_product,
 };
 use crate::flooding::Flooding;
-use crate::kernels::{sample_small, small_into, NttView, RingOps};
+use crate::kernels::{mul_add_into, sample_small, NttView, RingOps};
 use crate::ring::WirePoly;
 use crate::secret::KeyShare;
 use crate::shamir::{ActiveSet, EvaluationPoint};
@@ -90,18 +90,13 @@ pub fn key_switch_share<R: RngCore + CryptoRng>(
         || {
             // h0 = λ_j·S_j·c1 + E_j + u·p0
             let h0 = flooded_key_product(params, key, set, c1, &ops, &noise, |i, q, _, row| {
-                let mut t = zeroize::Zeroizing::new(ops.row(&u_ntt, i).to_vec());
-                q.mul_vec(&mut t, ops.row(p0, i));
-                q.add_vec(row, &t);
+                mul_add_into(q, row, ops.row(&u_ntt, i), ops.row(p0, i));
             });
             // h1 = u·p1 + e
-            let mut h1 = vec![0u64; k * n];
+            let mut h1 = ops.small_matrix(&e);
             ops.par_rows(&mut h1, |i, q, ntt, row| {
-                small_into(q, &e, row);
                 ntt.forward(row);
-                let mut t = zeroize::Zeroizing::new(ops.row(&u_ntt, i).to_vec());
-                q.mul_vec(&mut t, ops.row(p1, i));
-                q.add_vec(row, &t);
+                mul_add_into(q, row, ops.row(&u_ntt, i), ops.row(p1, i));
             });
             (h0, h1)
         },

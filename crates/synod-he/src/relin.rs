@@ -23,9 +23,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::crp::{CommonRandomness, CrpPurpose};
-use crate::kernels::{
-    contiguous_rows, mul_add_into, mul_sub_into, sample_small, small_into, NttView, RingOps,
-};
+use crate::kernels::{contiguous_rows, mul_add_into, mul_sub_into, sample_small, NttView, RingOps};
 use crate::ring::WirePoly;
 use crate::secret::AdditiveKeyShare;
 use crate::shamir::EvaluationPoint;
@@ -131,9 +129,8 @@ pub fn round1<R: RngCore + CryptoRng>(
                 _ => return Err(Error::Parameters("missing error sample".into())),
             };
             // r0 = −a·u + w_k·s + e0
-            let mut r0 = vec![0u64; l * n];
+            let mut r0 = ops.small_matrix(e0);
             ops.par_rows(&mut r0, |i, q, ntt, row| {
-                small_into(q, e0, row);
                 ntt.forward(row);
                 mul_sub_into(q, row, ops.row(a, i), ops.row(&u, i));
                 if i == k {
@@ -141,9 +138,8 @@ pub fn round1<R: RngCore + CryptoRng>(
                 }
             });
             // r1 = a·s + e1
-            let mut r1 = vec![0u64; l * n];
+            let mut r1 = ops.small_matrix(e1);
             ops.par_rows(&mut r1, |i, q, ntt, row| {
-                small_into(q, e1, row);
                 ntt.forward(row);
                 mul_add_into(q, row, ops.row(a, i), ops.row(s, i));
             });
@@ -246,7 +242,7 @@ pub fn round2<R: RngCore + CryptoRng>(
     rng: &mut R,
 ) -> Result<Round2Share> {
     let ops = RingOps::of(params.ctx(0)?)?;
-    let (l, n) = (ops.len(), ops.degree());
+    let l = ops.len();
     if aggregate.h0.len() != l || aggregate.h1.len() != l {
         return Err(Error::Parameters(
             "round-1 aggregate has the wrong number of rows".into(),
@@ -274,9 +270,8 @@ pub fn round2<R: RngCore + CryptoRng>(
             let e = errors
                 .get(2 * k + usize::from(second))
                 .ok_or_else(|| Error::Parameters("missing error sample".into()))?;
-            let mut r = vec![0u64; l * n];
+            let mut r = ops.small_matrix(e);
             ops.par_rows(&mut r, |i, q, ntt, row| {
-                small_into(q, e, row);
                 ntt.forward(row);
                 mul_add_into(q, row, ops.row(agg, i), ops.row(secret_factor, i));
             });
