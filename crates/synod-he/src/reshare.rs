@@ -2196,6 +2196,70 @@ mod tests {
         }
     }
 
+    /// A dealer that first sends commitments bound to another proposal and
+    /// then the right ones: members check their values against the right
+    /// ones (no complaint) and the verdict qualifies it, so members and
+    /// judge agree. Taking a dealer's first commitments whatever their
+    /// proposal made every member complain and the judge blame them.
+    #[test]
+    fn a_stale_commitment_sent_first_does_not_shadow_the_real_one() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let ctx = params.ctx(0).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+        let old = Committee::new(pts(&[1, 2, 3]), 2).unwrap();
+        let p = Proposal {
+            session: [6; 32],
+            old_epoch: 1,
+            old: old.clone(),
+            new: Committee::new(pts(&[1, 2, 4]), 2).unwrap(),
+            dealers: pts(&[1, 2]),
+        };
+        let mut earlier = p.clone();
+        earlier.old_epoch = 0;
+        let mut states = Vec::new();
+        let mut commitments = Vec::new();
+        let mut subs = Vec::new();
+        for dealer in pts(&[1, 2]) {
+            let key = KeyShare::new(
+                dealer,
+                old.clone(),
+                1,
+                Poly::random(ctx, Representation::Ntt, &mut rng),
+            );
+            let mask = MaskShare::new(dealer, 1, Poly::random(ctx, Representation::Ntt, &mut rng));
+            let (state, c, s) =
+                deal_inner(&params, &p, &key, &mask, &mut rng, Behaviour::Honest).unwrap();
+            if dealer.get() == 1 {
+                // Dealer 1's commitments for the earlier proposal arrive first.
+                let mut stale = c.clone();
+                stale.proposal = earlier.digest();
+                stale.commitments.iter_mut().for_each(|(_, d)| d[0] ^= 1);
+                commitments.push(stale);
+            }
+            states.push(state);
+            commitments.push(c);
+            subs.extend(s);
+        }
+        let challenge = Challenge::derive(&params, &p, &commitments);
+        let responses: Vec<Response> = states
+            .into_iter()
+            .map(|s| s.respond(&params, &challenge).unwrap().1)
+            .collect();
+        for &me in p.new.members() {
+            let mine: Vec<ReshareSubShare> =
+                subs.iter().filter(|s| s.recipient == me).cloned().collect();
+            let (_, complaints) =
+                check_dealings(&params, &p, me, &commitments, &responses, &challenge, mine)
+                    .unwrap();
+            assert!(complaints.is_empty(), "{me}: {complaints:?}");
+        }
+        let verdict = judge(&params, &p, &commitments, &responses, &challenge, &[], &[])
+            .unwrap()
+            .unwrap();
+        assert_eq!(verdict.qualified, pts(&[1, 2]));
+        assert!(verdict.blamed.is_empty(), "{:?}", verdict.blamed);
+    }
+
     #[test]
     fn codeword_check_finds_the_odd_point() {
         let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
