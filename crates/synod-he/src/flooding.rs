@@ -181,24 +181,21 @@ mod tests {
         }
     }
 
-    /// The straightforward sampler this module used to have (u128 `%` per
-    /// limb and prime, then `Poly` conversion): the fast one must give the
-    /// same polynomial from the same random stream.
+    /// The straightforward sampler (bit by bit from the word stream, then
+    /// u128 `%` per limb and prime, then `Poly` conversion): the fast one
+    /// must give the same polynomial from the same random stream.
     fn reference_sample(bits: u32, n: usize, ctx: &Arc<Context>, rng: &mut impl RngCore) -> Poly {
-        let total_bits = bits + 1;
-        let limbs = total_bits.div_ceil(64) as usize;
-        let top_bits = total_bits - 64 * (limbs as u32 - 1);
-        let top_mask = if top_bits == 64 {
-            u64::MAX
-        } else {
-            (1u64 << top_bits) - 1
-        };
+        let total = bits as usize + 1;
+        let limbs = total.div_ceil(64);
+        let words: Vec<u64> = (0..(n * total).div_ceil(64))
+            .map(|_| rng.next_u64())
+            .collect();
+        let bit = |i: usize| (words[i / 64] >> (i % 64)) & 1;
         let mut all = vec![0u64; n * limbs];
-        for coeff in all.chunks_mut(limbs) {
-            for l in coeff.iter_mut() {
-                *l = rng.next_u64();
+        for (j, coeff) in all.chunks_mut(limbs).enumerate() {
+            for b in 0..total {
+                coeff[b / 64] |= bit(j * total + b) << (b % 64);
             }
-            *coeff.last_mut().unwrap() &= top_mask;
         }
         let mut residues = Array2::<u64>::zeros((ctx.moduli().len(), n));
         for (mut row, &q) in residues.outer_iter_mut().zip(ctx.moduli()) {

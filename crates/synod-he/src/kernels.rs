@@ -623,6 +623,15 @@ impl BlockHasher {
     }
 }
 
+/// Bits `start .. start + 64` of the little-endian number in `words` (zero
+/// beyond its end). The positions are public; no branch depends on values.
+fn window64(words: &[u64], start: usize) -> u64 {
+    let (word, offset) = (start / 64, start % 64);
+    let lo = words.get(word).copied().unwrap_or(0);
+    let hi = words.get(word + 1).copied().unwrap_or(0);
+    ((u128::from(hi) << 64 | u128::from(lo)) >> offset) as u64
+}
+
 /// Bits `start .. start + 52` of the little-endian number in `limbs` (zero
 /// beyond its end). The positions are public; no branch depends on values.
 fn bits52(limbs: &[u64], start: usize) -> u64 {
@@ -658,13 +667,23 @@ impl FloodLimbs {
         } else {
             (1u64 << top_bits) - 1
         };
-        // Written once into fresh memory (collecting from an exact-size
-        // iterator allocates once and never moves the secret values).
+        // Coefficient `j` is bits `[j·(bits+1), (j+1)·(bits+1))` of a stream
+        // of random words (least significant bit first): 74 bits for 73
+        // flooding bits instead of two whole words. Written once into fresh
+        // memory (collecting from an exact-size iterator allocates once and
+        // never moves the secret values).
+        let total = total_bits as usize;
+        let stream: Zeroizing<Vec<u64>> = Zeroizing::new(
+            (0..(degree * total).div_ceil(64))
+                .map(|_| rng.next_u64())
+                .collect(),
+        );
         let limbs: Zeroizing<Vec<u64>> = Zeroizing::new(
             (0..degree * per_coeff)
                 .map(|k| {
-                    let limb = rng.next_u64();
-                    if k % per_coeff == per_coeff - 1 {
+                    let (j, l) = (k / per_coeff, k % per_coeff);
+                    let limb = window64(&stream, j * total + 64 * l);
+                    if l == per_coeff - 1 {
                         limb & top_mask
                     } else {
                         limb
@@ -941,6 +960,37 @@ mod tests {
                 let flags = sum_into(&q, &mut got, &refs);
                 assert_eq!(flags.iter().filter(|&&b| b).count(), 1);
                 assert!(flags[count - 1]);
+            }
+        }
+    }
+
+    /// Flooding coefficients are consecutive, disjoint windows of the RNG's
+    /// word stream: coefficient `j` is bits `j·(b+1) .. (j+1)·(b+1)`.
+    #[test]
+    fn flood_limbs_are_consecutive_windows_of_the_stream() {
+        use num_bigint::BigUint;
+        for bits in [1u32, 51, 63, 64, 73, 127, 190] {
+            let degree = 64;
+            let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(u64::from(bits));
+            let mut copy = rng.clone();
+            let limbs = FloodLimbs::sample(bits, degree, &mut rng);
+            let total = bits as usize + 1;
+            let words: Vec<u64> = (0..(degree * total).div_ceil(64))
+                .map(|_| copy.next_u64())
+                .collect();
+            // The RNG is left where the stream ends.
+            assert_eq!(rng.next_u64(), copy.next_u64());
+            let stream = words
+                .iter()
+                .rev()
+                .fold(BigUint::from(0u8), |acc, &w| (acc << 64) + w);
+            let mask = (BigUint::from(1u8) << total) - 1u8;
+            for (j, coeff) in limbs.limbs.chunks(limbs.per_coeff).enumerate() {
+                let got = coeff
+                    .iter()
+                    .rev()
+                    .fold(BigUint::from(0u8), |acc, &w| (acc << 64) + w);
+                assert_eq!(got, (&stream >> (j * total)) & &mask, "bits {bits}, j {j}");
             }
         }
     }
