@@ -62,7 +62,7 @@ use zeroize::{Zeroize, Zeroizing};
 mod dealing;
 
 use dealing::{combine_nodes, inverse};
-pub(crate) use dealing::{draw_from_seed, random_residues, Dealing};
+pub(crate) use dealing::{draw_from_seed, draw_seeds, node_values, random_residues, Dealing};
 
 use crate::ring::{self, WirePoly};
 use crate::secret::{KeyShare, MaskShare};
@@ -772,31 +772,15 @@ fn deal_inner<R: RngCore + CryptoRng>(
     // k ≥ 1 four uniformly random values drawn from a fresh seed (a member at
     // node k is sent that seed instead of the values).
     use rayon::prelude::*;
-    let mut seeds = vec![[0u8; 32]; d];
-    for seed in seeds.iter_mut() {
-        rng.fill_bytes(seed);
-    }
-    let mut g = Vec::with_capacity(d + 1);
-    let mut h = Vec::with_capacity(d + 1);
-    let mut w = Vec::with_capacity(d + 1);
-    let mut v = Vec::with_capacity(d + 1);
-    g.push(poly_residues(&secret));
+    // The random constants first: nothing fallible between taking the
+    // secret residues out and handing them to `node_values`.
+    let seeds = draw_seeds(d, rng);
+    let h = random_residues(params, rng)?;
+    let v = random_residues(params, rng)?;
+    let g = poly_residues(&secret);
     secret.zeroize();
-    h.push(random_residues(params, rng)?);
-    w.push(poly_residues(mask.poly()));
-    v.push(random_residues(params, rng)?);
-    let drawn: Vec<Values> = seeds
-        .par_iter()
-        .map(|seed| seeded_values(params, seed))
-        .collect::<Result<_>>()?;
-    for mut node in drawn {
-        for (set, value) in [&mut g, &mut h, &mut w, &mut v]
-            .into_iter()
-            .zip(node.0.iter_mut())
-        {
-            set.push(std::mem::take(value));
-        }
-    }
+    let w = poly_residues(mask.poly());
+    let values = node_values(params, [g, h, w, v], &seeds)?;
     let members = proposal
         .new
         .members()
@@ -811,7 +795,7 @@ fn deal_inner<R: RngCore + CryptoRng>(
         params,
         dealer,
         proposal.new_epoch(),
-        [g, h, w, v],
+        values,
         seeds,
         members,
         behaviour,

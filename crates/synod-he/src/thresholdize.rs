@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::kernels::NttView;
-use crate::reshare::{draw_from_seed, random_residues, Behaviour, Dealing};
+use crate::reshare::{
+    draw_from_seed, draw_seeds, node_values, random_residues, Behaviour, Dealing,
+};
 use crate::ring::WirePoly;
 use crate::secret::{AdditiveKeyShare, KeyShare, MaskShare};
 use crate::shamir::{Committee, EvaluationPoint};
@@ -141,25 +143,16 @@ pub fn deal<R: RngCore + CryptoRng>(
     // node is sent the seed.
     let l = params.moduli().len();
     let d = committee.threshold().get() - 1;
-    let mut seeds = vec![[0u8; 32]; d];
-    for seed in seeds.iter_mut() {
-        rng.fill_bytes(seed);
-    }
-    let mut key = Vec::with_capacity(d + 1);
-    let mut mask = Vec::with_capacity(d + 1);
-    key.push(NttView::of(sk.ntt())?.rows(l)?.to_vec());
-    mask.push(random_residues(params, rng)?);
-    for seed in &seeds {
-        let [k, m] = draw_from_seed::<2>(params, seed)?;
-        key.push(k);
-        mask.push(m);
-    }
+    let seeds = draw_seeds(d, rng);
+    let mask = random_residues(params, rng)?;
+    let key = NttView::of(sk.ntt())?.rows(l)?.to_vec();
+    let values = node_values(params, [key, mask], &seeds)?;
     let points = committee.members();
     let dealing = Dealing::from_nodes(
         params,
         sender,
         SETUP_EPOCH,
-        [key, mask],
+        values,
         seeds,
         points.iter().map(|&p| (p, [0u8; 32])).collect(),
         Behaviour::Honest,

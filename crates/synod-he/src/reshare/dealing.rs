@@ -27,6 +27,44 @@ pub(crate) fn draw_from_seed<const P: usize>(
     Ok(out)
 }
 
+/// Fresh seeds for the nodes `1, …, d`, drawn from `rng` in order.
+pub(crate) fn draw_seeds<R: RngCore + CryptoRng>(d: usize, rng: &mut R) -> Vec<[u8; 32]> {
+    (0..d)
+        .map(|_| {
+            let mut seed = [0u8; 32];
+            rng.fill_bytes(&mut seed);
+            seed
+        })
+        .collect()
+}
+
+/// The node values of `P` polynomials: `constants` at node 0, then at each
+/// node `k = 1, …, d` the `P` residue matrices drawn from `seeds[k − 1]`
+/// ([`draw_from_seed`], the seeds expanded in parallel). Wiped on error.
+pub(crate) fn node_values<const P: usize>(
+    params: &Params,
+    constants: [Vec<u64>; P],
+    seeds: &[[u8; 32]],
+) -> Result<[Vec<Vec<u64>>; P]> {
+    use rayon::prelude::*;
+    let mut constants = Zeroizing::new(constants);
+    let drawn: Vec<Zeroizing<[Vec<u64>; P]>> = seeds
+        .par_iter()
+        .map(|seed| draw_from_seed::<P>(params, seed).map(Zeroizing::new))
+        .collect::<Result<_>>()?;
+    let mut values: [Vec<Vec<u64>>; P] =
+        std::array::from_fn(|_| Vec::with_capacity(seeds.len() + 1));
+    for (set, constant) in values.iter_mut().zip(constants.iter_mut()) {
+        set.push(std::mem::take(constant));
+    }
+    for mut node in drawn {
+        for (set, value) in values.iter_mut().zip(node.iter_mut()) {
+            set.push(std::mem::take(value));
+        }
+    }
+    Ok(values)
+}
+
 /// A uniformly random residue matrix (`L × N`), by rejection sampling on
 /// the bit length of each prime (as for the challenge's projections), from
 /// the RNG's keystream in blocks, taking only as many bytes per candidate as
@@ -97,7 +135,6 @@ pub(crate) struct Dealing<const P: usize = 4> {
     pub(super) values: [Vec<Vec<u64>>; P],
     /// The seeds the values at the nodes `1, …, d` were drawn from
     /// (`seeds[k − 1]` for node `k`); a member at a node is sent its seed.
-    /// Empty where the values are sent as they are.
     pub(super) seeds: Vec<[u8; 32]>,
     /// Inverses of the Lagrange denominators `Π_{m≠k}(k − m)` of the nodes,
     /// per prime (`L × (d + 1)`, prime-major).
@@ -183,7 +220,7 @@ impl<const P: usize> Dealing<P> {
         if values
             .iter()
             .any(|set| set.len() != d + 1 || set.iter().any(|v| v.len() != l * n))
-            || !(seeds.is_empty() || seeds.len() == d)
+            || seeds.len() != d
         {
             return Err(Error::Parameters(
                 "dealing: node values of the wrong shape".into(),
