@@ -104,14 +104,11 @@ impl SubShare {
                 Zeroizing::new(mask.parse(params, 0, self.sender, WHAT)?),
             ]),
             SubShareValues::Seeded(seed) => {
+                // Drawn below each prime: moved into polynomials, not parsed.
+                let ctx = params.ctx(0)?;
                 let [key, mask] = draw_from_seed::<2>(params, seed)?;
-                let poly = |v: Vec<u64>| -> Result<Zeroizing<Poly>> {
-                    let mut w = WirePoly::from_residues(0, v);
-                    let p = w.parse(params, 0, self.sender, WHAT);
-                    w.residues.zeroize();
-                    Ok(Zeroizing::new(p?))
-                };
-                Ok([poly(key)?, poly(mask)?])
+                let key = Zeroizing::new(crate::kernels::ntt_poly(key, ctx)?);
+                Ok([key, Zeroizing::new(crate::kernels::ntt_poly(mask, ctx)?)])
             }
         }
     }
