@@ -52,6 +52,20 @@ fn ifma_mul_acc(q: &Modulus, subtract: bool, row: &mut [u64], a: &[u64], b: &[u6
     }
 }
 
+/// `r0 = a0·b0`, `r1 = a0·b1 + a1·b0`, `r2 = a1·b1` modulo `q` in one IFMA
+/// pass, or `false` (nothing written; the caller computes it otherwise).
+pub(crate) fn tensor_into(q: &Modulus, r: [&mut [u64]; 3], a: [&[u64]; 2], b: [&[u64]; 2]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        ifma::tensor_into(q, r, a, b)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (q, r, a, b);
+        false
+    }
+}
+
 /// The moduli and NTT operators of one context.
 pub(crate) struct RingOps {
     degree: usize,

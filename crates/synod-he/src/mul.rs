@@ -193,9 +193,11 @@ impl FastMul {
         let extended: Vec<Vec<u64>> = ntt_in
             .par_iter()
             .map(|x| {
-                let mut out = vec![0u64; km * n];
-                let (q_rows, p_rows) = out.split_at_mut(k * n);
-                q_rows.copy_from_slice(x);
+                // The Q rows copied in, only the P rows zeroed first.
+                let mut out = Vec::with_capacity(km * n);
+                out.extend_from_slice(x);
+                out.resize(km * n, 0);
+                let p_rows = out.get_mut(k * n..).unwrap_or_default();
                 let mut pb = x.to_vec();
                 self.ops_base
                     .par_rows(&mut pb, |_, _, ntt, row| ntt.backward(row));
@@ -212,8 +214,9 @@ impl FastMul {
             _ => return Err(Error::Parameters("internal: four extended inputs".into())),
         };
 
-        // 2. Tensor product in Q ∪ P (Karatsuba: c1 = (a0 + a1)(b0 + b1)
-        //    − c0 − c2, three products per prime), back to power basis.
+        // 2. Tensor product in Q ∪ P (c1 = a0·b1 + a1·b0; with IFMA four
+        //    fused products beat Karatsuba's three plus its four extra
+        //    passes over memory), back to power basis.
         let mut c0 = vec![0u64; km * n];
         let mut c1 = vec![0u64; km * n];
         let mut c2 = vec![0u64; km * n];
@@ -224,15 +227,26 @@ impl FastMul {
             .zip(ops.moduli().par_iter().zip(ops.ntt().par_iter()))
             .enumerate()
             .for_each(|(j, (((r0, r1), r2), (q, ntt)))| {
-                mul_into(q, r0, ops.row(a0, j), ops.row(b0, j));
-                mul_into(q, r2, ops.row(a1, j), ops.row(b1, j));
-                let mut sum_b = ops.row(b0, j).to_vec();
-                q.add_vec(&mut sum_b, ops.row(b1, j));
-                r1.copy_from_slice(ops.row(a0, j));
-                q.add_vec(r1, ops.row(a1, j));
-                q.mul_vec(r1, &sum_b);
-                q.sub_vec(r1, r0);
-                q.sub_vec(r1, r2);
+                let (a0, a1) = (ops.row(a0, j), ops.row(a1, j));
+                let (b0, b1) = (ops.row(b0, j), ops.row(b1, j));
+                // One fused pass of four IFMA products where the CPU has
+                // IFMA; else Karatsuba with fhe-math's vector operations.
+                if !crate::kernels::tensor_into(
+                    q,
+                    [&mut *r0, &mut *r1, &mut *r2],
+                    [a0, a1],
+                    [b0, b1],
+                ) {
+                    mul_into(q, r0, a0, b0);
+                    mul_into(q, r2, a1, b1);
+                    let mut sum_b = b0.to_vec();
+                    q.add_vec(&mut sum_b, b1);
+                    r1.copy_from_slice(a0);
+                    q.add_vec(r1, a1);
+                    q.mul_vec(r1, &sum_b);
+                    q.sub_vec(r1, r0);
+                    q.sub_vec(r1, r2);
+                }
                 for row in [r0, r1, r2] {
                     ntt.backward(row);
                 }
