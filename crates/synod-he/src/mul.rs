@@ -23,7 +23,7 @@ use fhe_traits::{DeserializeWithContext, Serialize as _};
 use prost::Message;
 use rayon::prelude::*;
 
-use crate::kernels::{NttView, RingOps};
+use crate::kernels::{mul_add_into, mul_shoup_add_into, NttView, RingOps};
 use crate::rns::{BaseConverter, ScaleDown, Scratch};
 use crate::{Error, Params, Result};
 
@@ -50,7 +50,8 @@ pub(crate) struct FastMul {
     /// Key rows `c0[i]`, `c1[i]` (NTT, `k × N` each).
     key0: Vec<Vec<u64>>,
     key1: Vec<Vec<u64>>,
-    /// Their Shoup companions (`⌊x·2^64/q⌋`), per prime.
+    /// Their Shoup companions (`⌊x·2^64/q⌋`), per prime; empty where the
+    /// IFMA kernels cover every prime.
     key0_shoup: Vec<Vec<u64>>,
     key1_shoup: Vec<Vec<u64>>,
 }
@@ -71,7 +72,13 @@ impl FastMul {
                 })
                 .collect()
         };
-        let (key0_shoup, key1_shoup) = (shoup(&key0), shoup(&key1));
+        // Shoup companions only where the key switch uses them (IFMA's
+        // Barrett products need none).
+        let (key0_shoup, key1_shoup) = if crate::kernels::ifma_covers(ops_base.moduli()) {
+            (Vec::new(), Vec::new())
+        } else {
+            (shoup(&key0), shoup(&key1))
+        };
         (me.key0, me.key1, me.key0_shoup, me.key1_shoup) = (key0, key1, key0_shoup, key1_shoup);
         Ok(me)
     }
@@ -141,23 +148,18 @@ impl FastMul {
 
         // 4. Relinearise: key-switch d2 with the RNS gadget (row i of d2,
         //    lifted to every prime, times key row i), while d0, d1 go to NTT.
+        //    Per output prime: d0 and d1 to NTT form, the key switch added
+        //    straight into them.
         let ob = &self.ops_base;
-        let mut ks0 = vec![0u64; k * n];
-        let mut ks1 = vec![0u64; k * n];
-        rayon::join(
-            || {
-                ob.par_rows(&mut d0, |_, _, ntt, row| ntt.forward(row));
-                ob.par_rows(&mut d1, |_, _, ntt, row| ntt.forward(row));
-            },
-            || {
-                ks0.par_chunks_mut(n)
-                    .zip(ks1.par_chunks_mut(n))
-                    .enumerate()
-                    .for_each(|(j, (acc0, acc1))| self.key_switch_row(j, &d2, acc0, acc1));
-            },
-        );
-        ob.par_rows(&mut d0, |j, q, _, row| q.add_vec(row, ob.row(&ks0, j)));
-        ob.par_rows(&mut d1, |j, q, _, row| q.add_vec(row, ob.row(&ks1, j)));
+        d0.par_chunks_mut(n)
+            .zip(d1.par_chunks_mut(n))
+            .zip(ob.ntt().par_iter())
+            .enumerate()
+            .for_each(|(j, ((r0, r1), ntt))| {
+                ntt.forward(r0);
+                ntt.forward(r1);
+                self.key_switch_row(j, &d2, r0, r1);
+            });
         let to_poly = |m: Vec<u64>| crate::kernels::ntt_poly(m, &self.base);
         Ok(Ciphertext::new(
             vec![to_poly(d0)?, to_poly(d1)?],
@@ -276,29 +278,28 @@ impl FastMul {
             .map_err(|_| Error::Parameters("internal: three scaled parts".into()))
     }
 
-    /// Output prime `j` of the key switch of `d2` (power basis, `k × N`).
+    /// Adds output prime `j` of the key switch of `d2` (power basis,
+    /// `k × N`) into `acc0`, `acc1` (NTT form).
     fn key_switch_row(&self, j: usize, d2: &[u64], acc0: &mut [u64], acc1: &mut [u64]) {
         let ob = &self.ops_base;
         let (Some(q), Some(ntt)) = (ob.moduli().get(j), ob.ntt().get(j)) else {
             return;
         };
         let mut t = vec![0u64; acc0.len()];
-        let mut u = vec![0u64; acc0.len()];
-        for (i, ((k0, k0s), (k1, k1s))) in self
-            .key0
-            .iter()
-            .zip(&self.key0_shoup)
-            .zip(self.key1.iter().zip(&self.key1_shoup))
-            .enumerate()
-        {
+        for (i, (k0, k1)) in self.key0.iter().zip(&self.key1).enumerate() {
             t.copy_from_slice(ob.row(d2, i));
             q.reduce_vec(&mut t);
             ntt.forward(&mut t);
-            u.copy_from_slice(&t);
-            q.mul_shoup_vec(&mut u, ob.row(k0, j), ob.row(k0s, j));
-            q.add_vec(acc0, &u);
-            q.mul_shoup_vec(&mut t, ob.row(k1, j), ob.row(k1s, j));
-            q.add_vec(acc1, &t);
+            match (self.key0_shoup.get(i), self.key1_shoup.get(i)) {
+                (Some(k0s), Some(k1s)) => {
+                    mul_shoup_add_into(q, acc0, &t, ob.row(k0, j), ob.row(k0s, j));
+                    mul_shoup_add_into(q, acc1, &t, ob.row(k1, j), ob.row(k1s, j));
+                }
+                _ => {
+                    mul_add_into(q, acc0, &t, ob.row(k0, j));
+                    mul_add_into(q, acc1, &t, ob.row(k1, j));
+                }
+            }
         }
     }
 
