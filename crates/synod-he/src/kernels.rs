@@ -52,16 +52,23 @@ fn ifma_mul_acc(q: &Modulus, subtract: bool, row: &mut [u64], a: &[u64], b: &[u6
     }
 }
 
-/// `r0 = a0·b0`, `r1 = a0·b1 + a1·b0`, `r2 = a1·b1` modulo `q` in one IFMA
-/// pass, or `false` (nothing written; the caller computes it otherwise).
-pub(crate) fn tensor_into(q: &Modulus, r: [&mut [u64]; 3], a: [&[u64]; 2], b: [&[u64]; 2]) -> bool {
+/// In place, `a0 ← a0·b0`, `b0 ← a0·b1 + a1·b0`, `a1 ← a1·b1` modulo `q` in
+/// one IFMA pass, or `false` (nothing written; the caller computes it
+/// otherwise).
+pub(crate) fn tensor_in_place(
+    q: &Modulus,
+    a0: &mut [u64],
+    a1: &mut [u64],
+    b0: &mut [u64],
+    b1: &[u64],
+) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        ifma::tensor_into(q, r, a, b)
+        ifma::tensor_in_place(q, a0, a1, b0, b1)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (q, r, a, b);
+        let _ = (q, a0, a1, b0, b1);
         false
     }
 }

@@ -211,48 +211,29 @@ impl FastMul {
                 Ok(out)
             })
             .collect::<Result<_>>()?;
-        let (a0, a1, b0, b1) = match extended.as_slice() {
-            [a0, a1, b0, b1] => (a0, a1, b0, b1),
-            _ => return Err(Error::Parameters("internal: four extended inputs".into())),
-        };
+        let [mut c0, mut c2, mut c1, b1] = <[Vec<u64>; 4]>::try_from(extended)
+            .map_err(|_| Error::Parameters("internal: four extended inputs".into()))?;
 
-        // 2. Tensor product in Q ∪ P (c1 = a0·b1 + a1·b0; with IFMA four
-        //    fused products beat Karatsuba's three plus its four extra
+        // 2. Tensor product in Q ∪ P, in place (a0 becomes c0 = a0·b0, a1
+        //    becomes c2 = a1·b1, b0 becomes c1 = a0·b1 + a1·b0; with IFMA
+        //    four fused products beat Karatsuba's three plus its extra
         //    passes over memory), back to power basis.
-        let mut c0 = vec![0u64; km * n];
-        let mut c1 = vec![0u64; km * n];
-        let mut c2 = vec![0u64; km * n];
         let ops = &self.ops_mul;
         c0.par_chunks_mut(n)
-            .zip(c1.par_chunks_mut(n))
             .zip(c2.par_chunks_mut(n))
+            .zip(c1.par_chunks_mut(n))
             .zip(ops.moduli().par_iter().zip(ops.ntt().par_iter()))
             .enumerate()
-            .for_each(|(j, (((r0, r1), r2), (q, ntt)))| {
-                let (a0, a1) = (ops.row(a0, j), ops.row(a1, j));
-                let (b0, b1) = (ops.row(b0, j), ops.row(b1, j));
-                // One fused pass of four IFMA products where the CPU has
-                // IFMA; else Karatsuba with fhe-math's vector operations.
-                if !crate::kernels::tensor_into(
-                    q,
-                    [&mut *r0, &mut *r1, &mut *r2],
-                    [a0, a1],
-                    [b0, b1],
-                ) {
-                    mul_into(q, r0, a0, b0);
-                    mul_into(q, r2, a1, b1);
-                    let mut sum_b = b0.to_vec();
-                    q.add_vec(&mut sum_b, b1);
-                    r1.copy_from_slice(a0);
-                    q.add_vec(r1, a1);
-                    q.mul_vec(r1, &sum_b);
-                    q.sub_vec(r1, r0);
-                    q.sub_vec(r1, r2);
+            .for_each(|(j, (((r0, r2), r1), (q, ntt)))| {
+                let b1 = ops.row(&b1, j);
+                if !crate::kernels::tensor_in_place(q, r0, r2, r1, b1) {
+                    karatsuba_in_place(q, r0, r2, r1, b1);
                 }
                 for row in [r0, r1, r2] {
                     ntt.backward(row);
                 }
             });
+        drop(b1);
 
         // 3. Scale by t/Q into P, and convert back to Q, block by block.
         let m = km - k;
@@ -344,6 +325,27 @@ impl FastMul {
     }
 }
 
+/// [`crate::kernels::tensor_in_place`] without IFMA: Karatsuba
+/// (`c1 = (a0 + a1)(b0 + b1) − c0 − c2`) with fhe-math's vector operations.
+fn karatsuba_in_place(
+    q: &fhe_math::zq::Modulus,
+    a0: &mut [u64],
+    a1: &mut [u64],
+    b0: &mut [u64],
+    b1: &[u64],
+) {
+    let (x0, x1, y0) = (a0.to_vec(), a1.to_vec(), b0.to_vec());
+    mul_into(q, a0, &x0, &y0);
+    mul_into(q, a1, &x1, b1);
+    let mut sum_b = y0;
+    q.add_vec(&mut sum_b, b1);
+    b0.copy_from_slice(&x0);
+    q.add_vec(b0, &x1);
+    q.mul_vec(b0, &sum_b);
+    q.sub_vec(b0, a0);
+    q.sub_vec(b0, a1);
+}
+
 /// `row = a ⊙ b mod q`, with fhe-math's SIMD-dispatched vector product
 /// (its scalar `Modulus::mul` is not inlined across crates).
 fn mul_into(q: &fhe_math::zq::Modulus, row: &mut [u64], a: &[u64], b: &[u64]) {
@@ -393,6 +395,30 @@ mod tests {
     use num_bigint::BigInt;
     use num_integer::Integer;
     use num_traits::ToPrimitive;
+
+    /// The tensor without IFMA (Karatsuba, for CPUs without it) gives the
+    /// same residues as the IFMA kernel's definition, on synod's primes.
+    #[test]
+    fn karatsuba_fallback_is_the_tensor() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        for p in [0x7fffffd8001u64, 0xfffffffc001, 0x1ffffffea0001] {
+            let q = fhe_math::zq::Modulus::new(p).unwrap();
+            let mut draw = || {
+                (0..67)
+                    .map(|_| rng.random_range(0..p))
+                    .collect::<Vec<u64>>()
+            };
+            let (a0, a1, b0, b1) = (draw(), draw(), draw(), draw());
+            let (mut c0, mut c2, mut c1) = (a0.clone(), a1.clone(), b0.clone());
+            karatsuba_in_place(&q, &mut c0, &mut c2, &mut c1, &b1);
+            for k in 0..a0.len() {
+                assert_eq!(c0[k], q.mul(a0[k], b0[k]));
+                assert_eq!(c2[k], q.mul(a1[k], b1[k]));
+                assert_eq!(c1[k], q.add(q.mul(a0[k], b1[k]), q.mul(a1[k], b0[k])));
+            }
+        }
+    }
 
     /// A ciphertext whose two polynomials are the constant-coefficient
     /// polynomial `c·(1 + x + … + x^{N−1})` (power basis residues `res`).

@@ -179,48 +179,46 @@ fn mul_acc_into(q: &Modulus, op: Accumulate, row: &mut [u64], a: &[u64], b: &[u6
     true
 }
 
-/// The tensor of `(a0, a1)` and `(b0, b1)` modulo one prime, in one pass:
-/// `r0 = a0·b0`, `r1 = a0·b1 + a1·b0`, `r2 = a1·b1` (mod `q`), with IFMA;
-/// `false` (nothing written) when the CPU lacks IFMA, `q ≥ 2^50` or the
-/// lengths differ. All inputs must be below `q`.
-pub(crate) fn tensor_into(q: &Modulus, r: [&mut [u64]; 3], a: [&[u64]; 2], b: [&[u64]; 2]) -> bool {
+/// The tensor of `(a0, a1)` and `(b0, b1)` modulo one prime, in one pass
+/// and in place: afterwards `a0 = a0·b0`, `b0 = a0·b1 + a1·b0` and
+/// `a1 = a1·b1` (mod `q`, of the values before), with IFMA; `false`
+/// (nothing written) when the CPU lacks IFMA, `q ≥ 2^50` or the lengths
+/// differ. All inputs must be below `q`.
+pub(crate) fn tensor_in_place(
+    q: &Modulus,
+    a0: &mut [u64],
+    a1: &mut [u64],
+    b0: &mut [u64],
+    b1: &[u64],
+) -> bool {
     let (Some(simd), Some(c)) = (token(), Barrett::new(**q)) else {
         return false;
     };
-    let [r0, r1, r2] = r;
-    let ([a0, a1], [b0, b1]) = (a, b);
-    let n = r0.len();
-    if [r1.len(), r2.len(), a0.len(), a1.len(), b0.len(), b1.len()]
-        .iter()
-        .any(|&len| len != n)
-    {
+    let n = a0.len();
+    if a1.len() != n || b0.len() != n || b1.len() != n {
         return false;
     }
     simd.vectorize(
         #[inline(always)]
         || {
-            let (r0_8, r0_t) = pulp::as_arrays_mut::<8, u64>(r0);
-            let (r1_8, r1_t) = pulp::as_arrays_mut::<8, u64>(r1);
-            let (r2_8, r2_t) = pulp::as_arrays_mut::<8, u64>(r2);
-            let (a0_8, a0_t) = pulp::as_arrays::<8, u64>(a0);
-            let (a1_8, a1_t) = pulp::as_arrays::<8, u64>(a1);
-            let (b0_8, b0_t) = pulp::as_arrays::<8, u64>(b0);
+            let (a0_8, a0_t) = pulp::as_arrays_mut::<8, u64>(a0);
+            let (a1_8, a1_t) = pulp::as_arrays_mut::<8, u64>(a1);
+            let (b0_8, b0_t) = pulp::as_arrays_mut::<8, u64>(b0);
             let (b1_8, b1_t) = pulp::as_arrays::<8, u64>(b1);
-            let outs = r0_8.iter_mut().zip(r1_8.iter_mut()).zip(r2_8.iter_mut());
-            let ins = a0_8.iter().zip(a1_8).zip(b0_8.iter().zip(b1_8));
-            for (((o0, o1), o2), ((x0, x1), (y0, y1))) in outs.zip(ins) {
-                let (x0, x1, y0, y1) = (cast(*x0), cast(*x1), cast(*y0), cast(*y1));
-                *o0 = cast(simd.mul_mod(&c, x0, y0));
-                *o2 = cast(simd.mul_mod(&c, x1, y1));
-                let cross = simd.mul_mod(&c, x0, y1);
-                *o1 = cast(simd.mul_acc(&c, Accumulate::Add, cross, x1, y0));
+            let lanes = a0_8.iter_mut().zip(a1_8.iter_mut());
+            for ((x0, x1), (y0, y1)) in lanes.zip(b0_8.iter_mut().zip(b1_8)) {
+                let (u0, u1, v0, v1) = (cast(*x0), cast(*x1), cast(*y0), cast(*y1));
+                let cross = simd.mul_mod(&c, u0, v1);
+                *y0 = cast(simd.mul_acc(&c, Accumulate::Add, cross, u1, v0));
+                *x0 = cast(simd.mul_mod(&c, u0, v0));
+                *x1 = cast(simd.mul_mod(&c, u1, v1));
             }
-            let outs = r0_t.iter_mut().zip(r1_t.iter_mut()).zip(r2_t.iter_mut());
-            let ins = a0_t.iter().zip(a1_t).zip(b0_t.iter().zip(b1_t));
-            for (((o0, o1), o2), ((&x0, &x1), (&y0, &y1))) in outs.zip(ins) {
-                *o0 = q.mul(x0, y0);
-                *o2 = q.mul(x1, y1);
-                *o1 = q.add(q.mul(x0, y1), q.mul(x1, y0));
+            let lanes = a0_t.iter_mut().zip(a1_t.iter_mut());
+            for ((x0, x1), (y0, &y1)) in lanes.zip(b0_t.iter_mut().zip(b1_t)) {
+                let (u0, u1, v0) = (*x0, *x1, *y0);
+                *y0 = q.add(q.mul(u0, y1), q.mul(u1, v0));
+                *x0 = q.mul(u0, v0);
+                *x1 = q.mul(u1, y1);
             }
         },
     );
@@ -457,9 +455,8 @@ mod tests {
                 v[..4].copy_from_slice(&[0, 1, p - 2, p - 1]);
             }
             let [a0, a1, b0, b1] = [&inputs[0], &inputs[1], &inputs[2], &inputs[3]];
-            let (mut r0, mut r1, mut r2) = (vec![7; n], vec![7; n], vec![7; n]);
-            let done = tensor_into(&q, [&mut r0, &mut r1, &mut r2], [a0, a1], [b0, b1]);
-            if !done {
+            let (mut r0, mut r2, mut r1) = (a0.clone(), a1.clone(), b0.clone());
+            if !tensor_in_place(&q, &mut r0, &mut r2, &mut r1, b1) {
                 if std::env::var_os("CI").is_some() && p < MAX_PRIME {
                     eprintln!("no AVX-512 IFMA on this CPU: the tensor kernel was not tested");
                 }
@@ -474,15 +471,9 @@ mod tests {
         }
         // Unequal lengths are refused, nothing written.
         let q = Modulus::new(PRIMES[0]).unwrap();
-        let (mut r0, mut r1, mut r2) = (vec![5; 8], vec![5; 8], vec![5; 7]);
-        let x = [1u64; 8];
-        assert!(!tensor_into(
-            &q,
-            [&mut r0, &mut r1, &mut r2],
-            [&x, &x],
-            [&x, &x]
-        ));
-        assert_eq!(r0, vec![5; 8]);
+        let (mut a0, mut a1, mut b0) = (vec![5; 8], vec![5; 8], vec![5; 7]);
+        assert!(!tensor_in_place(&q, &mut a0, &mut a1, &mut b0, &[1; 8]));
+        assert_eq!((a0, a1, b0), (vec![5; 8], vec![5; 8], vec![5; 7]));
     }
 
     proptest! {
