@@ -653,79 +653,70 @@ fn window64(words: &[u64], start: usize) -> u64 {
     ((u128::from(hi) << 64 | u128::from(lo)) >> offset) as u64
 }
 
-/// Bits `start .. start + 52` of the little-endian number in `limbs` (zero
-/// beyond its end). The positions are public; no branch depends on values.
-fn bits52(limbs: &[u64], start: usize) -> u64 {
-    let (word, offset) = (start / 64, start % 64);
-    let lo = limbs.get(word).copied().unwrap_or(0) >> offset;
-    let hi = match offset {
-        0..=12 => 0,
-        _ => limbs.get(word + 1).copied().unwrap_or(0) << (64 - offset),
-    };
-    (lo | hi) & ((1 << 52) - 1)
-}
-
-/// Uniform flooding noise on `[−2^bits, 2^bits)`: the random limbs, drawn
+/// Uniform flooding noise on `[−2^bits, 2^bits)`: the random words, drawn
 /// from `rng` before any parallel work (the caller's RNG need not be `Send`).
-/// `limbs_per_coeff` 64-bit limbs per coefficient, least significant first,
-/// the top one masked to the remaining bits.
+/// Coefficient `j` is bits `j·(bits+1) .. (j+1)·(bits+1)` of the word stream
+/// (least significant bit first).
 pub(crate) struct FloodLimbs {
     bits: u32,
+    degree: usize,
     per_coeff: usize,
-    limbs: Zeroizing<Vec<u64>>,
-    /// The same values in 52-bit limbs, one row of `degree` per limb (least
+    stream: Zeroizing<Vec<u64>>,
+    /// The values in 64-bit limbs (`per_coeff` per coefficient, least
+    /// significant first), for the scalar reduction; made on first use.
+    limbs: OnceLock<Zeroizing<Vec<u64>>>,
+    /// The values in 52-bit limbs, one row of `degree` per limb (least
     /// significant first), for the IFMA kernels; `None` without IFMA.
     rows52: Option<Zeroizing<Vec<u64>>>,
 }
 
 impl FloodLimbs {
     pub(crate) fn sample<R: RngCore + CryptoRng>(bits: u32, degree: usize, rng: &mut R) -> Self {
-        let total_bits = bits + 1;
-        let per_coeff = total_bits.div_ceil(64) as usize;
-        let top_bits = total_bits - 64 * (per_coeff as u32 - 1);
-        let top_mask = if top_bits == 64 {
-            u64::MAX
-        } else {
-            (1u64 << top_bits) - 1
-        };
-        // Coefficient `j` is bits `[j·(bits+1), (j+1)·(bits+1))` of a stream
-        // of random words (least significant bit first): 74 bits for 73
-        // flooding bits instead of two whole words. Written once into fresh
-        // memory (collecting from an exact-size iterator allocates once and
-        // never moves the secret values).
-        let total = total_bits as usize;
+        let total = bits as usize + 1;
+        // 74 bits per coefficient for 73 flooding bits, not two whole
+        // words. Written once into fresh memory, allocated once (the secret
+        // values are never moved).
         let stream: Zeroizing<Vec<u64>> = Zeroizing::new(
             (0..(degree * total).div_ceil(64))
                 .map(|_| rng.next_u64())
                 .collect(),
         );
-        let limbs: Zeroizing<Vec<u64>> = Zeroizing::new(
-            (0..degree * per_coeff)
-                .map(|k| {
-                    let (j, l) = (k / per_coeff, k % per_coeff);
-                    let limb = window64(&stream, j * total + 64 * l);
-                    if l == per_coeff - 1 {
-                        limb & top_mask
-                    } else {
-                        limb
-                    }
-                })
-                .collect(),
-        );
         let rows52 = has_ifma().then(|| {
-            let rows = total_bits.div_ceil(52) as usize;
+            let rows = total.div_ceil(52);
             let mut out = Zeroizing::new(Vec::with_capacity(rows * degree));
-            for j in 0..rows {
-                out.extend(limbs.chunks(per_coeff).map(|coeff| bits52(coeff, 52 * j)));
+            for r in 0..rows {
+                let width = (total - 52 * r).min(52);
+                let mask = u64::MAX >> (64 - width);
+                out.extend((0..degree).map(|j| window64(&stream, j * total + 52 * r) & mask));
             }
             out
         });
         Self {
             bits,
-            per_coeff,
-            limbs,
+            degree,
+            per_coeff: total.div_ceil(64),
+            stream,
+            limbs: OnceLock::new(),
             rows52,
         }
+    }
+
+    /// The values in 64-bit limbs (see the field).
+    fn limbs(&self) -> &[u64] {
+        self.limbs.get_or_init(|| {
+            let total = self.bits as usize + 1;
+            let top_bits = total - 64 * (self.per_coeff - 1);
+            let top_mask = u64::MAX >> (64 - top_bits);
+            let mut limbs = Zeroizing::new(Vec::with_capacity(self.degree * self.per_coeff));
+            for start in (0..self.degree).map(|j| j * total) {
+                for l in 0..self.per_coeff - 1 {
+                    limbs.push(window64(&self.stream, start + 64 * l));
+                }
+                let top = start + 64 * (self.per_coeff - 1);
+                limbs.push(window64(&self.stream, top) & top_mask);
+            }
+            limbs
+        })
     }
 
     /// `row[k] = (value_k − 2^bits) mod q` in coefficient form, constant time.
@@ -748,7 +739,7 @@ impl FloodLimbs {
         let p = **q;
         let n = row.len();
         // One output per coefficient: the limb rows are `degree` long.
-        if n == 0 || n * self.per_coeff != self.limbs.len() || rows52.len() % n != 0 {
+        if n == 0 || n != self.degree || rows52.len() % n != 0 {
             return false;
         }
         let mut power = 1 % p;
@@ -776,7 +767,7 @@ impl FloodLimbs {
     fn reduce_block(&self, q: &Modulus, row: &mut [u64]) {
         // 2^bits mod q.
         let offset = (0..self.bits).fold(1u64 % **q, |acc, _| q.add(acc, acc));
-        for (out, coeff) in row.iter_mut().zip(self.limbs.chunks(self.per_coeff)) {
+        for (out, coeff) in row.iter_mut().zip(self.limbs().chunks(self.per_coeff)) {
             // Horner from the top: the top two limbs form one u128 (Barrett
             // reduces any u128), then acc < q < 2^62 so acc·2^64 + limb fits.
             let mut limbs = coeff.iter().rev();
@@ -1006,7 +997,7 @@ mod tests {
                 .rev()
                 .fold(BigUint::from(0u8), |acc, &w| (acc << 64) + w);
             let mask = (BigUint::from(1u8) << total) - 1u8;
-            for (j, coeff) in limbs.limbs.chunks(limbs.per_coeff).enumerate() {
+            for (j, coeff) in limbs.limbs().chunks(limbs.per_coeff).enumerate() {
                 let got = coeff
                     .iter()
                     .rev()
@@ -1036,7 +1027,7 @@ mod tests {
                 assert_eq!(row, scalar, "bits {bits}, q {}", **q);
                 assert_eq!(limbs.rows52.is_some(), has_ifma());
                 let qb = BigInt::from(**q);
-                for (k, coeff) in limbs.limbs.chunks(limbs.per_coeff).enumerate() {
+                for (k, coeff) in limbs.limbs().chunks(limbs.per_coeff).enumerate() {
                     let mut v = BigInt::from(0);
                     for (i, l) in coeff.iter().enumerate() {
                         v += BigInt::from(*l) << (64 * i);
