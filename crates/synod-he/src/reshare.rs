@@ -763,22 +763,22 @@ fn deal_inner<R: RngCore + CryptoRng>(
     }
     let ctx = params.ctx(0)?;
     let d = proposal.new.threshold().get().saturating_sub(1);
-    let mut secret = key.poly().clone();
-    if behaviour == Behaviour::WrongConstant {
-        let one = ring::small_to_ntt(&[1], ctx)?;
-        secret += &one;
-    }
     // Values at the nodes 0, 1, …, d: the constants at 0, then at each node
     // k ≥ 1 four uniformly random values drawn from a fresh seed (a member at
-    // node k is sent that seed instead of the values).
+    // node k is sent that seed instead of the values). The randomness is
+    // drawn first (seeds, then the random constants), before any copy of
+    // the secret exists.
     use rayon::prelude::*;
-    // The random constants first: nothing fallible between taking the
-    // secret residues out and handing them to `node_values`.
-    let seeds = draw_seeds(d, rng);
+    let mut seeds = draw_seeds(d, rng);
     let h = random_residues(params, rng)?;
     let v = random_residues(params, rng)?;
+    let mut secret = Zeroizing::new(key.poly().clone());
+    if behaviour == Behaviour::WrongConstant {
+        let one = ring::small_to_ntt(&[1], ctx)?;
+        *secret += &one;
+    }
     let g = poly_residues(&secret);
-    secret.zeroize();
+    drop(secret);
     let w = poly_residues(mask.poly());
     let values = node_values(params, [g, h, w, v], &seeds)?;
     let members = proposal
@@ -796,7 +796,7 @@ fn deal_inner<R: RngCore + CryptoRng>(
         dealer,
         proposal.new_epoch(),
         values,
-        seeds,
+        std::mem::take(&mut *seeds),
         members,
         behaviour,
     )?;
@@ -1244,7 +1244,7 @@ pub fn judge(
         let upheld = match opening {
             None => true,
             Some(o) => {
-                let c = commitments.iter().find(|c| c.dealer == complaint.dealer);
+                let c = dealer_commitments(commitments, complaint.dealer, &digest);
                 let r = responses.iter().find(|r| r.dealer == complaint.dealer);
                 match (c, r) {
                     (Some(c), Some(r)) => {
@@ -2225,10 +2225,10 @@ mod tests {
             subs.extend(s);
         }
         let challenge = Challenge::derive(&params, &p, &commitments);
-        let responses: Vec<Response> = states
+        let (openers, responses): (Vec<_>, Vec<Response>) = states
             .into_iter()
-            .map(|s| s.respond(&params, &challenge).unwrap().1)
-            .collect();
+            .map(|s| s.respond(&params, &challenge).unwrap())
+            .unzip();
         for &me in p.new.members() {
             let mine: Vec<ReshareSubShare> =
                 subs.iter().filter(|s| s.recipient == me).cloned().collect();
@@ -2237,11 +2237,33 @@ mod tests {
                     .unwrap();
             assert!(complaints.is_empty(), "{me}: {complaints:?}");
         }
-        let verdict = judge(&params, &p, &commitments, &responses, &challenge, &[], &[])
-            .unwrap()
-            .unwrap();
+        // The judge checks against the same commitments: member 4's
+        // complaint against dealer 1, answered with the values it was sent,
+        // is a false accusation (judged against the stale commitments, the
+        // dealer would be blamed instead).
+        let (dealer, accuser) = (
+            EvaluationPoint::new(1).unwrap(),
+            EvaluationPoint::new(4).unwrap(),
+        );
+        let complaint = [Complaint { accuser, dealer }];
+        let opening = openers.into_iter().next().unwrap().open(&complaint);
+        let verdict = judge(
+            &params,
+            &p,
+            &commitments,
+            &responses,
+            &challenge,
+            &complaint,
+            &opening,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(verdict.qualified, pts(&[1, 2]));
-        assert!(verdict.blamed.is_empty(), "{:?}", verdict.blamed);
+        let false_accusation = Blame {
+            participant: accuser,
+            fault: Fault::FalseAccusation,
+        };
+        assert_eq!(verdict.blamed, vec![false_accusation]);
     }
 
     #[test]

@@ -106,9 +106,12 @@ impl SubShare {
             SubShareValues::Seeded(seed) => {
                 // Drawn below each prime: moved into polynomials, not parsed.
                 let ctx = params.ctx(0)?;
-                let [key, mask] = draw_from_seed::<2>(params, seed)?;
-                let key = Zeroizing::new(crate::kernels::ntt_poly(key, ctx)?);
-                Ok([key, Zeroizing::new(crate::kernels::ntt_poly(mask, ctx)?)])
+                // Each taken out of the wiped-on-drop array only when it moves.
+                let mut drawn = Zeroizing::new(draw_from_seed::<2>(params, seed)?);
+                let [key, mask] = &mut *drawn;
+                let key = Zeroizing::new(crate::kernels::ntt_poly(std::mem::take(key), ctx)?);
+                let mask = Zeroizing::new(crate::kernels::ntt_poly(std::mem::take(mask), ctx)?);
+                Ok([key, mask])
             }
         }
     }
@@ -140,7 +143,7 @@ pub fn deal<R: RngCore + CryptoRng>(
     // node is sent the seed.
     let l = params.moduli().len();
     let d = committee.threshold().get() - 1;
-    let seeds = draw_seeds(d, rng);
+    let mut seeds = draw_seeds(d, rng);
     let mask = random_residues(params, rng)?;
     let key = NttView::of(sk.ntt())?.rows(l)?.to_vec();
     let values = node_values(params, [key, mask], &seeds)?;
@@ -150,7 +153,7 @@ pub fn deal<R: RngCore + CryptoRng>(
         sender,
         SETUP_EPOCH,
         values,
-        seeds,
+        std::mem::take(&mut *seeds),
         points.iter().map(|&p| (p, [0u8; 32])).collect(),
         Behaviour::Honest,
     )?;

@@ -27,15 +27,17 @@ pub(crate) fn draw_from_seed<const P: usize>(
     Ok(out)
 }
 
-/// Fresh seeds for the nodes `1, …, d`, drawn from `rng` in order.
-pub(crate) fn draw_seeds<R: RngCore + CryptoRng>(d: usize, rng: &mut R) -> Vec<[u8; 32]> {
-    (0..d)
-        .map(|_| {
-            let mut seed = [0u8; 32];
-            rng.fill_bytes(&mut seed);
-            seed
-        })
-        .collect()
+/// Fresh seeds for the nodes `1, …, d`, drawn from `rng` in order (filled
+/// in place, wiped on drop).
+pub(crate) fn draw_seeds<R: RngCore + CryptoRng>(
+    d: usize,
+    rng: &mut R,
+) -> Zeroizing<Vec<[u8; 32]>> {
+    let mut seeds = Zeroizing::new(vec![[0u8; 32]; d]);
+    for seed in seeds.iter_mut() {
+        rng.fill_bytes(seed);
+    }
+    seeds
 }
 
 /// The node values of `P` polynomials: `constants` at node 0, then at each
