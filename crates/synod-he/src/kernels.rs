@@ -204,14 +204,20 @@ impl RingOps {
     /// written once into fresh memory instead of over a zeroed matrix
     /// (zeroing a 320 KiB matrix cost as much as filling it). Wipe it, or
     /// overwrite it with public values, before it is dropped.
+    ///
+    /// Rows are `N` long whatever `coeffs.len()`: missing coefficients are
+    /// zero and any beyond `N` are ignored (as over a zeroed matrix).
     pub(crate) fn small_matrix(&self, coeffs: &[i64]) -> Vec<u64> {
-        let mut m = Vec::with_capacity(self.len() * coeffs.len());
+        let n = self.degree;
+        let coeffs = coeffs.get(..n).unwrap_or(coeffs);
+        let mut m = Vec::with_capacity(self.len() * n);
         for q in &self.moduli {
             let p = **q;
             dispatch(
                 #[inline(always)]
                 || m.extend(coeffs.iter().map(|&c| small_residue(p, c))),
             );
+            m.resize(m.len() + (n - coeffs.len()), 0);
         }
         m
     }
@@ -879,6 +885,16 @@ mod tests {
             expected.change_representation(Representation::Ntt);
             let got = ops.small_to_ntt(&c);
             assert_eq!(got.as_slice(), expected.coefficients().as_slice().unwrap());
+            // Short input is zero-padded, long input cut at N.
+            let short = ops.small_matrix(&c[..100]);
+            let long = ops.small_matrix(&[c.as_slice(), &[1, 2, 3]].concat());
+            assert_eq!(short.len(), ops.len() * 2048);
+            assert_eq!(long, ops.small_matrix(&c));
+            for (i, q) in ops.moduli().iter().enumerate() {
+                let row = &short[i * 2048..(i + 1) * 2048];
+                assert_eq!(row[..100], q.reduce_vec_i64(&c[..100])[..]);
+                assert!(row[100..].iter().all(|&x| x == 0));
+            }
             // The branch-free reduction agrees with fhe-math on all |c| < q.
             let edge: Vec<i64> = (0..2048i64).map(|i| (i - 1024) * 1_000_000_007).collect();
             for q in ops.moduli() {

@@ -155,6 +155,31 @@ mod tests {
     use crate::{ring, ParameterSet};
     use rand::SeedableRng;
 
+    /// A recipient's public key reaches a node as bytes, and fhe.rs's
+    /// parsing reduces its residues (the key-switch kernels need them below
+    /// their primes): one equal to its prime, made in-process, comes back
+    /// as 0.
+    #[test]
+    fn parsed_recipient_keys_are_reduced() {
+        use fhe_math::rq::traits::TryConvertFrom;
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(24);
+        let sk = fhe::bfv::SecretKey::random(params.bfv(), &mut rng);
+        let pk = PublicKey::new(&sk, &mut rng);
+        let (p0, p1) = glue::public_key_polys(&params, &pk).unwrap();
+        let ctx = params.ctx(0).unwrap();
+        let mut bad = p1.coefficients().to_owned();
+        bad[[1, 5]] = ctx.moduli()[1];
+        let bad = Poly::try_convert_from(bad, ctx, false, *p1.representation()).unwrap();
+        let pk = glue::public_key(&params, &p0, &bad).unwrap();
+        let recipient = RecipientKey::new(&params, &pk).unwrap();
+        for p in [&recipient.p0, &recipient.p1] {
+            for (r, &q) in p.coefficients().outer_iter().zip(ctx.moduli()) {
+                assert!(r.iter().all(|&x| x < q));
+            }
+        }
+    }
+
     /// The fast share equals the straightforward `Poly` computation from the
     /// same random stream.
     #[test]
