@@ -1031,7 +1031,7 @@ mod tests {
         let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
         let ops = RingOps::of(params.ctx(0).unwrap()).unwrap();
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
-        for bits in [1u32, 40, 63, 64, 65, 127, 128, 129, 190] {
+        for bits in [1u32, 40, 51, 63, 64, 65, 103, 127, 128, 129, 190] {
             let limbs = FloodLimbs::sample(bits, 2048, &mut rng);
             for q in ops.moduli() {
                 let mut row = vec![0u64; 2048];
