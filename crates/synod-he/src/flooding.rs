@@ -119,8 +119,9 @@ impl Flooding {
 }
 
 /// Every coefficient uniform on `[−2^bits, 2^bits)`, reduced into each prime
-/// of `ctx` directly from 64-bit limbs (no big-integer allocation; Barrett
-/// reduction with `fhe-math`'s constant-time `Modulus`), then taken to NTT form.
+/// of `ctx` without big integers (52-bit limbs and IFMA Shoup products
+/// where the CPU has IFMA and the prime is below 2^50, else 64-bit limbs
+/// and `fhe-math`'s constant-time Barrett reduction), then taken to NTT form.
 fn sample_uniform_pow2<R: RngCore + CryptoRng>(
     bits: u32,
     n: usize,
