@@ -124,7 +124,7 @@ pub fn decryption_share<R: RngCore + CryptoRng>(
     let (digest, h) = crate::kernels::in_pool(|| {
         rayon::join(
             || ciphertext_digest(params, ct),
-            || flooded_key_product(params, key, set, c1, &ops, &noise, |_, _, _, _| {}),
+            || flooded_key_product(key, set, c1, &ops, &noise, |_, _, _, _| {}),
         )
     });
     Ok(DecryptionShare {
@@ -145,7 +145,6 @@ const PRODUCT_CHUNK: usize = 1024;
 /// `extra(i, q, ntt, row)` runs on each row (key switching adds `u·p0`).
 /// Constant time in the key share and the noise.
 pub(crate) fn flooded_key_product<F>(
-    params: &Params,
     key: &KeyShare,
     set: &ActiveSet,
     c1: &Poly,
@@ -157,7 +156,7 @@ where
     F: Fn(usize, &Modulus, &Ntt, &mut [u64]) + Sync + Send,
 {
     let k = ops.len();
-    let lambda = ops.project(&set.weight(key.point(), params.ctx(0)?.modulus())?);
+    let lambda = set.weight_residues(key.point(), ops.moduli())?;
     let s_view = NttView::of(key.poly())?;
     let s = s_view.rows(k)?;
     let c1_view = NttView::of(c1)?;

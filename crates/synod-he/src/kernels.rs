@@ -22,8 +22,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use fhe_math::rq::{Context, Poly, Representation};
 use fhe_math::zq::Modulus;
 use ndarray::ArrayView2;
-use num_bigint::BigUint;
-use num_traits::ToPrimitive;
 use rand::{CryptoRng, RngCore};
 use rayon::prelude::*;
 use zeroize::Zeroizing;
@@ -158,14 +156,6 @@ impl RingOps {
     /// The NTT operator of each prime.
     pub(crate) fn ntt(&self) -> &[Ntt] {
         &self.ntt
-    }
-
-    /// A scalar (reduced mod q) as one residue per prime.
-    pub(crate) fn project(&self, scalar: &BigUint) -> Vec<u64> {
-        self.moduli
-            .iter()
-            .map(|q| (scalar % **q).to_u64().unwrap_or(0))
-            .collect()
     }
 
     /// Row `i` of a row-major `primes × N` matrix (empty if out of range;

@@ -89,7 +89,7 @@ pub fn key_switch_share<R: RngCore + CryptoRng>(
         || ciphertext_digest(params, ct),
         || {
             // h0 = λ_j·S_j·c1 + E_j + u·p0
-            let h0 = flooded_key_product(params, key, set, c1, &ops, &noise, |i, q, _, row| {
+            let h0 = flooded_key_product(key, set, c1, &ops, &noise, |i, q, _, row| {
                 mul_add_into(q, row, ops.row(&u_ntt, i), ops.row(p0, i));
             });
             // h1 = u·p1 + e

@@ -186,6 +186,40 @@ impl ActiveSet {
     pub fn weight(&self, j: EvaluationPoint, q: &BigUint) -> Result<BigUint> {
         lagrange_weight(j, &self.members, q)
     }
+
+    /// The Lagrange weight of `j` in this set modulo each prime of
+    /// `moduli`, with word arithmetic prime by prime (Fermat inverses):
+    /// [`Self::weight`] modulo `Q` reduced into each prime, without a
+    /// 218-bit inversion per share.
+    pub(crate) fn weight_residues(
+        &self,
+        j: EvaluationPoint,
+        moduli: &[fhe_math::zq::Modulus],
+    ) -> Result<Vec<u64>> {
+        if !self.members.contains(&j) {
+            return Err(Error::InvalidCommittee(format!(
+                "{j} is not in the Lagrange set"
+            )));
+        }
+        moduli
+            .iter()
+            .map(|q| {
+                let xj = q.reduce(u64::from(j.get()));
+                let (mut num, mut den) = (1u64, 1u64);
+                for m in self.members.iter().filter(|&&m| m != j) {
+                    let xm = q.reduce(u64::from(m.get()));
+                    num = q.mul(num, xm);
+                    den = q.mul(den, q.sub(xm, xj));
+                }
+                if den == 0 {
+                    return Err(Error::InvalidCommittee(
+                        "Lagrange denominator not invertible mod q".into(),
+                    ));
+                }
+                Ok(q.mul(num, q.pow(den, **q - 2)))
+            })
+            .collect()
+    }
 }
 
 /// The Lagrange weight at zero of `j` within the set `set`, reduced mod `q`.
@@ -283,6 +317,36 @@ mod tests {
         assert!(Committee::new(pts(&[1, 2, 2]), 2).is_err());
         let c = Committee::new(pts(&[7, 3, 11]), 2).unwrap();
         assert_eq!(c.members(), pts(&[3, 7, 11]).as_slice());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// The word-arithmetic weights are the big-integer weight mod Q
+        /// reduced into each prime, at every level's primes.
+        #[test]
+        fn weight_residues_equal_the_projected_weight(
+            points in proptest::collection::btree_set(1u32..5000, 1..8),
+            pick in any::<proptest::sample::Index>(),
+        ) {
+            let params = Params::new(ParameterSet::Bfv8192, 30).unwrap();
+            let members = pts(&points.iter().copied().collect::<Vec<_>>());
+            let committee = Committee::new(members.clone(), 1).unwrap();
+            let set = ActiveSet::new(&committee, members.iter().copied()).unwrap();
+            let j = members[pick.index(members.len())];
+            let q = params.ctx(0).unwrap().modulus().clone();
+            let w = set.weight(j, &q).unwrap();
+            let moduli: Vec<fhe_math::zq::Modulus> = params
+                .moduli()
+                .iter()
+                .map(|&p| fhe_math::zq::Modulus::new(p).unwrap())
+                .collect();
+            let got = set.weight_residues(j, &moduli).unwrap();
+            for (r, q) in got.iter().zip(&moduli) {
+                prop_assert_eq!(BigUint::from(*r), &w % **q);
+            }
+            let outsider = EvaluationPoint::new(5001).unwrap();
+            prop_assert!(set.weight_residues(outsider, &moduli).is_err());
+        }
     }
 
     proptest! {
