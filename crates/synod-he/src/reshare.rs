@@ -2019,13 +2019,32 @@ mod tests {
         }
     }
 
+    /// A dealer's key and mask shares for `epoch` of committee `old`,
+    /// uniformly random (what a dealing is made from, not a real sharing).
+    fn random_shares(
+        params: &Params,
+        dealer: EvaluationPoint,
+        old: &Committee,
+        epoch: u64,
+        rng: &mut rand_chacha::ChaCha20Rng,
+    ) -> (KeyShare, MaskShare) {
+        let ctx = params.ctx(0).unwrap();
+        let key = KeyShare::new(
+            dealer,
+            old.clone(),
+            epoch,
+            Poly::random(ctx, Representation::Ntt, rng),
+        );
+        let mask = MaskShare::new(dealer, epoch, Poly::random(ctx, Representation::Ntt, rng));
+        (key, mask)
+    }
+
     /// Honest and cheating dealings: every member's values pass (or, for
     /// the victim of an inconsistent dealer, fail) the checks, and what a
     /// dealer opens is exactly what it sent, recomputed from its nodes.
     #[test]
     fn openings_repeat_what_was_sent() {
         let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
-        let ctx = params.ctx(0).unwrap();
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
         let old = Committee::new(pts(&[1, 2, 3]), 2).unwrap();
         let p = Proposal {
@@ -2042,13 +2061,7 @@ mod tests {
             Behaviour::Inconsistent(EvaluationPoint::new(2).unwrap()),
         ] {
             let dealer = EvaluationPoint::new(1).unwrap();
-            let key = KeyShare::new(
-                dealer,
-                old.clone(),
-                0,
-                Poly::random(ctx, Representation::Ntt, &mut rng),
-            );
-            let mask = MaskShare::new(dealer, 0, Poly::random(ctx, Representation::Ntt, &mut rng));
+            let (key, mask) = random_shares(&params, dealer, &old, 0, &mut rng);
             let (state, commitments, subs) =
                 deal_inner(&params, &p, &key, &mask, &mut rng, cheat).unwrap();
             let challenge = Challenge::derive(&params, &p, std::slice::from_ref(&commitments));
@@ -2182,13 +2195,13 @@ mod tests {
 
     /// A dealer that first sends commitments bound to another proposal and
     /// then the right ones: members check their values against the right
-    /// ones (no complaint) and the verdict qualifies it, so members and
-    /// judge agree. Taking a dealer's first commitments whatever their
-    /// proposal made every member complain and the judge blame them.
+    /// ones (no complaint), and the verdict judges a complaint's opening
+    /// against the same ones (the accuser is named, the dealer qualified).
+    /// Taking a dealer's first commitments whatever their proposal made
+    /// members complain, or the judge blame the honest dealer.
     #[test]
     fn a_stale_commitment_sent_first_does_not_shadow_the_real_one() {
         let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
-        let ctx = params.ctx(0).unwrap();
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
         let old = Committee::new(pts(&[1, 2, 3]), 2).unwrap();
         let p = Proposal {
@@ -2204,13 +2217,7 @@ mod tests {
         let mut commitments = Vec::new();
         let mut subs = Vec::new();
         for dealer in pts(&[1, 2]) {
-            let key = KeyShare::new(
-                dealer,
-                old.clone(),
-                1,
-                Poly::random(ctx, Representation::Ntt, &mut rng),
-            );
-            let mask = MaskShare::new(dealer, 1, Poly::random(ctx, Representation::Ntt, &mut rng));
+            let (key, mask) = random_shares(&params, dealer, &old, 1, &mut rng);
             let (state, c, s) =
                 deal_inner(&params, &p, &key, &mask, &mut rng, Behaviour::Honest).unwrap();
             if dealer.get() == 1 {
