@@ -142,9 +142,20 @@ impl SignedEnvelope {
         expected: &ExpectedContext,
         sender_key: &IdentityPublicKey,
     ) -> Result<(), EnvelopeError> {
-        let sender = expected.sender;
         let message = signed_bytes(&self.context, &self.prev_round_hash, &self.payload);
-        if !sender_key.verify(&message, &self.signature) {
+        self.verify_signed(&message, expected, sender_key)
+    }
+
+    /// [`verify`](Self::verify) given this envelope's [`signed_bytes`] (which
+    /// hash the payload: a receiver hashes it once for both checks).
+    fn verify_signed(
+        &self,
+        message: &[u8],
+        expected: &ExpectedContext,
+        sender_key: &IdentityPublicKey,
+    ) -> Result<(), EnvelopeError> {
+        let sender = expected.sender;
+        if !sender_key.verify(message, &self.signature) {
             return Err(EnvelopeError::BadSignature { sender });
         }
         if let Some(field) = expected.mismatch(&self.context) {
@@ -168,8 +179,11 @@ impl SignedEnvelope {
         sender_key: &IdentityPublicKey,
         guard: &mut ReplayGuard,
     ) -> Result<(), EnvelopeError> {
-        self.verify(expected, sender_key)?;
-        guard.record(self)
+        // The signed string holds the payload's hash: built once, it serves
+        // the signature check and the digest the guard keeps.
+        let message = signed_bytes(&self.context, &self.prev_round_hash, &self.payload);
+        self.verify_signed(&message, expected, sender_key)?;
+        guard.record(self, *blake3::hash(&message).as_bytes())
     }
 
     /// The context the signature binds.
@@ -342,11 +356,11 @@ impl ReplayGuard {
 
     /// Refuses a sequence number at or below the last accepted one, else records it. Private:
     /// reached only through `verify_and_record`, after the signature checked out.
-    fn record(&mut self, envelope: &SignedEnvelope) -> Result<(), EnvelopeError> {
+    /// `digest` is the envelope's [`SignedEnvelope::digest`].
+    fn record(&mut self, envelope: &SignedEnvelope, digest: [u8; 32]) -> Result<(), EnvelopeError> {
         let context = envelope.context();
         let sender = context.sender;
         let sequence = context.sequence;
-        let digest = envelope.digest();
         match self.last.get(&(context.session, sender)) {
             Some((last, last_digest)) if *last == sequence && *last_digest != digest => {
                 Err(EnvelopeError::Equivocation { sender, sequence })
@@ -529,6 +543,11 @@ mod tests {
         assert_eq!(
             guard.last_accepted(expected.session, expected.sender),
             Some(SequenceNumber(5))
+        );
+        // The guard keeps the envelope's digest (from the one signed string).
+        assert_eq!(
+            guard.last.get(&(expected.session, expected.sender)),
+            Some(&(SequenceNumber(5), at(5, b"a").digest()))
         );
         let same = at(5, b"a").verify_and_record(&expected, &pk, &mut guard);
         assert_eq!(
