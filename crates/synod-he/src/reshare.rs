@@ -570,16 +570,31 @@ impl Scalars {
     }
 }
 
+/// A resharing dealer's four polynomials (see `Dealing`), with the salt of
+/// each member's commitment (in the dealing's member order) and how the
+/// dealer behaves (honest outside tests).
+struct ResharingDealing {
+    core: Dealing<4>,
+    salts: Vec<[u8; 32]>,
+    behaviour: Behaviour,
+}
+
+impl Drop for ResharingDealing {
+    fn drop(&mut self) {
+        self.salts.zeroize();
+    }
+}
+
 /// What a dealer keeps between its rounds: its four polynomials, held by
 /// their values at the nodes (see `Dealing`). Consumed by
 /// [`DealerState::respond`].
 pub struct DealerState {
-    dealing: Dealing,
+    dealing: ResharingDealing,
 }
 
 impl fmt::Debug for DealerState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DealerState({}, [redacted])", self.dealing.dealer)
+        write!(f, "DealerState({}, [redacted])", self.dealing.core.dealer)
     }
 }
 
@@ -633,7 +648,7 @@ pub(crate) enum Behaviour {
     WrongConstant,
 }
 
-impl Dealing<4> {
+impl ResharingDealing {
     /// The sub-share for member `j`: its seed where `j` is a node, otherwise
     /// its four values (`values`, or computed by Lagrange combination when
     /// `None`), cheating included where the test dealer cheats on `j` (a
@@ -643,10 +658,12 @@ impl Dealing<4> {
         j: EvaluationPoint,
         values: Option<[Vec<u64>; 4]>,
     ) -> Option<ReshareSubShare> {
-        let (_, salt) = self.members.iter().find(|(m, _)| *m == j)?;
+        let core = &self.core;
+        let index = core.points.iter().position(|&m| m == j)?;
+        let salt = self.salts.get(index)?;
         let x = u64::from(j.get());
         let cheat = self.behaviour == Behaviour::Inconsistent(j);
-        let values = match self.seed_at(x) {
+        let values = match core.seed_at(x) {
             Some(seed) => {
                 let mut seed = *seed;
                 if cheat {
@@ -655,11 +672,11 @@ impl Dealing<4> {
                 SubShareValues::Seeded(seed)
             }
             None => {
-                let values = values.unwrap_or_else(|| self.values_at(x));
+                let values = values.unwrap_or_else(|| core.values_at(x));
                 let [mut key, mask, key_blind, mask_blind] =
                     values.map(|r| WirePoly::from_residues(0, r));
                 if cheat {
-                    if let (Some(r), Some(q)) = (key.residues.first_mut(), self.moduli.first()) {
+                    if let (Some(r), Some(q)) = (key.residues.first_mut(), core.moduli.first()) {
                         *r = q.add(*r, 1);
                     }
                 }
@@ -672,9 +689,9 @@ impl Dealing<4> {
             }
         };
         Some(ReshareSubShare {
-            dealer: self.dealer,
+            dealer: core.dealer,
             recipient: j,
-            epoch: self.epoch,
+            epoch: core.epoch,
             values,
             salt: *salt,
         })
@@ -781,30 +798,28 @@ fn deal_inner<R: RngCore + CryptoRng>(
     drop(secret);
     let w = poly_residues(mask.poly());
     let values = node_values(params, [g, h, w, v], &seeds)?;
-    let members = proposal
-        .new
-        .members()
-        .iter()
-        .map(|&j| {
-            let mut salt = [0u8; 32];
-            rng.fill_bytes(&mut salt);
-            (j, salt)
-        })
-        .collect();
-    let dealing = Dealing::from_nodes(
-        params,
-        dealer,
-        proposal.new_epoch(),
-        values,
-        std::mem::take(&mut *seeds),
-        members,
+    // One commitment salt per member, in the members' order.
+    let mut salts = Zeroizing::new(vec![[0u8; 32]; proposal.new.members().len()]);
+    for salt in salts.iter_mut() {
+        rng.fill_bytes(salt);
+    }
+    let dealing = ResharingDealing {
+        core: Dealing::from_nodes(
+            params,
+            dealer,
+            proposal.new_epoch(),
+            values,
+            std::mem::take(&mut *seeds),
+            proposal.new.members().to_vec(),
+        )?,
+        salts: std::mem::take(&mut *salts),
         behaviour,
-    )?;
+    };
     let subs: Vec<ReshareSubShare> = proposal
         .new
         .members()
         .iter()
-        .zip(dealing.all_values())
+        .zip(dealing.core.all_values())
         .map(|(&j, values)| {
             dealing
                 .subshare(j, values)
@@ -832,12 +847,12 @@ fn deal_inner<R: RngCore + CryptoRng>(
 /// exactly what it sent (it keeps no copy of each member's values). Consumed
 /// by [`OpeningState::open`]; zeroized on drop.
 pub struct OpeningState {
-    dealing: Dealing,
+    dealing: ResharingDealing,
 }
 
 impl fmt::Debug for OpeningState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "OpeningState({}, [redacted])", self.dealing.dealer)
+        write!(f, "OpeningState({}, [redacted])", self.dealing.core.dealer)
     }
 }
 
@@ -856,7 +871,7 @@ impl DealerState {
     ) -> Result<(OpeningState, Response)> {
         let projections = challenge.projections(params);
         let s = Scalars::new(params)?;
-        let points: Vec<u64> = (0..=self.dealing.d() as u64).collect();
+        let points: Vec<u64> = (0..=self.dealing.core.d() as u64).collect();
         let matrices: Vec<Vec<u64>> = s
             .moduli
             .iter()
@@ -869,7 +884,7 @@ impl DealerState {
                 .collect::<Result<_>>()?;
             projected_coefficients(&s, &matrices, &projected)
         };
-        let [g, h, w, v] = &self.dealing.values;
+        let [g, h, w, v] = &self.dealing.core.values;
         let (cg, ch, cw, cv) = (
             coefficients(g)?,
             coefficients(h)?,
@@ -887,7 +902,7 @@ impl DealerState {
             .map(|(a, b)| s.combine(a, &challenge.gammas, b))
             .collect::<Result<_>>()?;
         let response = Response {
-            dealer: self.dealing.dealer,
+            dealer: self.dealing.core.dealer,
             key_poly,
             mask_poly,
         };
@@ -938,8 +953,8 @@ impl OpeningState {
     pub fn open(self, complaints: &[Complaint]) -> Vec<Opening> {
         complaints
             .iter()
-            .filter(|c| c.dealer == self.dealing.dealer)
-            .filter(|c| self.dealing.members.iter().any(|(m, _)| *m == c.accuser))
+            .filter(|c| c.dealer == self.dealing.core.dealer)
+            .filter(|c| self.dealing.core.points.contains(&c.accuser))
             .filter_map(|c| self.dealing.subshare(c.accuser, None))
             .map(|subshare| Opening { subshare })
             .collect()
@@ -1802,11 +1817,10 @@ mod tests {
             values: [values.clone(), values.clone(), values.clone(), values],
             seeds: vec![[0; 32]; d],
             inv_den,
-            members: members
+            points: members
                 .iter()
-                .map(|&m| (EvaluationPoint::new(m).unwrap(), [0; 32]))
+                .map(|&m| EvaluationPoint::new(m).unwrap())
                 .collect(),
-            behaviour: Behaviour::Honest,
             moduli,
         }
     }

@@ -20,9 +20,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::kernels::NttView;
-use crate::reshare::{
-    draw_from_seed, draw_seeds, node_values, random_residues, Behaviour, Dealing,
-};
+use crate::reshare::{draw_from_seed, draw_seeds, node_values, random_residues, Dealing};
 use crate::ring::WirePoly;
 use crate::secret::{AdditiveKeyShare, KeyShare, MaskShare};
 use crate::shamir::{Committee, EvaluationPoint};
@@ -154,8 +152,7 @@ pub fn deal<R: RngCore + CryptoRng>(
         SETUP_EPOCH,
         values,
         std::mem::take(&mut *seeds),
-        points.iter().map(|&p| (p, [0u8; 32])).collect(),
-        Behaviour::Honest,
+        points.to_vec(),
     )?;
     points
         .iter()

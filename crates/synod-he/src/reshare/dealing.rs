@@ -9,7 +9,6 @@ use fhe_math::zq::Modulus;
 use rand::{CryptoRng, RngCore, SeedableRng};
 use zeroize::{Zeroize, Zeroizing};
 
-use super::Behaviour;
 use crate::shamir::EvaluationPoint;
 use crate::{Error, Params, Result};
 
@@ -141,9 +140,8 @@ pub(crate) struct Dealing<const P: usize = 4> {
     /// Inverses of the Lagrange denominators `Π_{m≠k}(k − m)` of the nodes,
     /// per prime (`L × (d + 1)`, prime-major).
     pub(super) inv_den: Vec<u64>,
-    /// Members of `B` (in `B`'s order) with their commitment salts.
-    pub(super) members: Vec<(EvaluationPoint, [u8; 32])>,
-    pub(super) behaviour: Behaviour,
+    /// The members dealt to, in their committee's order.
+    pub(super) points: Vec<EvaluationPoint>,
 }
 
 impl<const P: usize> Drop for Dealing<P> {
@@ -152,9 +150,6 @@ impl<const P: usize> Drop for Dealing<P> {
             for p in set.iter_mut() {
                 p.zeroize();
             }
-        }
-        for (_, salt) in self.members.iter_mut() {
-            salt.zeroize();
         }
         self.seeds.zeroize();
     }
@@ -177,16 +172,15 @@ const LAGRANGE_COST: usize = 5;
 
 impl<const P: usize> Dealing<P> {
     /// A dealing from its node values (`values[p][k]`: polynomial `p` at
-    /// node `k = 0 … d`, every polynomial with the same `d`), for `members`
-    /// (in order, with their commitment salts).
+    /// node `k = 0 … d`, every polynomial with the same `d`), for the
+    /// members at `points` (in order).
     pub(crate) fn from_nodes(
         params: &Params,
         dealer: EvaluationPoint,
         epoch: u64,
         values: [Vec<Vec<u64>>; P],
         seeds: Vec<[u8; 32]>,
-        members: Vec<(EvaluationPoint, [u8; 32])>,
-        behaviour: Behaviour,
+        points: Vec<EvaluationPoint>,
     ) -> Result<Self> {
         let (mut values, mut seeds) = (values, seeds);
         let built = Self::tables(params, &values, &seeds);
@@ -204,8 +198,7 @@ impl<const P: usize> Dealing<P> {
             values,
             seeds,
             inv_den,
-            members,
-            behaviour,
+            points,
         })
     }
 
@@ -309,9 +302,9 @@ impl<const P: usize> Dealing<P> {
     fn stepping_limit(&self) -> u64 {
         let d = self.d();
         let beyond: Vec<u64> = self
-            .members
+            .points
             .iter()
-            .map(|(m, _)| u64::from(m.get()))
+            .map(|m| u64::from(m.get()))
             .filter(|&x| x > d as u64)
             .collect();
         let cost = |limit: u64| {
@@ -336,16 +329,16 @@ impl<const P: usize> Dealing<P> {
         let d = self.d() as u64;
         let limit = self.stepping_limit();
         let stepped_points: Vec<u64> = self
-            .members
+            .points
             .iter()
-            .map(|(m, _)| u64::from(m.get()))
+            .map(|m| u64::from(m.get()))
             .filter(|&x| x > d && x <= limit)
             .collect();
         let l = self.moduli.len();
         let mut out: Vec<Option<[Vec<u64>; P]>> = self
-            .members
+            .points
             .par_iter()
-            .map(|(m, _)| {
+            .map(|m| {
                 let x = u64::from(m.get());
                 if self.seed_at(x).is_some() {
                     None
@@ -359,7 +352,7 @@ impl<const P: usize> Dealing<P> {
         // One job per (polynomial, prime), writing that row of every stepped
         // member in place.
         let mut jobs: Vec<Vec<&mut [u64]>> = (0..P * l).map(|_| Vec::new()).collect();
-        for (values, (m, _)) in out.iter_mut().zip(&self.members) {
+        for (values, m) in out.iter_mut().zip(&self.points) {
             let Some(values) = values else {
                 continue;
             };
