@@ -28,12 +28,11 @@
 
 use std::collections::BTreeMap;
 
-use fhe::bfv::{Ciphertext, PublicKey, RelinearizationKey};
+use fhe::bfv::Ciphertext;
 use rand::{CryptoRng, RngCore};
-use synod_circuit::{ColumnRef, EvaluatedOutputs, Evaluator, Plan};
+use synod_circuit::{ColumnRef, EvaluatedOutputs, Plan};
 use synod_he::crp::CommonRandomness;
 use synod_he::flooding::Flooding;
-use synod_he::galois::GaloisKeys;
 use synod_he::reshare::{self, Complaint, Opening, Proposal};
 use synod_he::shamir::ActiveSet;
 use synod_he::{decrypt, galois, keygen, relin, Committee, EvaluationPoint, Params};
@@ -49,6 +48,7 @@ use synod_tee::{Claims, Enclave, Policy, ReportDataInput, UnixTime};
 
 use crate::relay::Relay;
 use crate::reshare::{certificate_digest, deliver_own, EpochCertificate, EpochReport};
+use crate::SessionKeys;
 use crate::{LocalError, Phase, PhaseClock, Result};
 
 /// One participant's enclave, as the committee drives it.
@@ -65,13 +65,8 @@ pub struct SessionPolicy {
 
 /// A set-up committee whose participants' key material lives in enclaves.
 pub struct EnclaveCommittee {
-    params: Params,
-    committee: Committee,
-    crs: CommonRandomness,
+    keys: SessionKeys,
     enclaves: BTreeMap<EvaluationPoint, BoxedEnclave>,
-    public_key: PublicKey,
-    relin_key: RelinearizationKey,
-    galois_key: Option<GaloisKeys>,
     relay: Relay,
     /// Claims of each peer's evidence as the first dealer verified them.
     claims: BTreeMap<EvaluationPoint, Claims>,
@@ -97,8 +92,8 @@ pub struct EnclaveReshareFaults {
 impl std::fmt::Debug for EnclaveCommittee {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EnclaveCommittee")
-            .field("members", &self.committee.members())
-            .field("threshold", &self.committee.threshold())
+            .field("members", &self.keys.committee.members())
+            .field("threshold", &self.keys.committee.threshold())
             .finish_non_exhaustive()
     }
 }
@@ -324,13 +319,15 @@ impl EnclaveCommittee {
         phases.push(clock.lap("thresholdisation", &relay));
 
         Ok(Self {
-            params: params.clone(),
-            committee,
-            crs,
+            keys: SessionKeys {
+                params: params.clone(),
+                committee,
+                crs,
+                public_key: pk.key().clone(),
+                relin_key,
+                galois_key,
+            },
             enclaves,
-            public_key: pk.key().clone(),
-            relin_key,
-            galois_key,
             relay,
             claims,
             epoch: 0,
@@ -339,24 +336,9 @@ impl EnclaveCommittee {
         })
     }
 
-    /// The parameters.
-    pub fn params(&self) -> &Params {
-        &self.params
-    }
-
-    /// The committee.
-    pub fn committee(&self) -> &Committee {
-        &self.committee
-    }
-
-    /// The session's common randomness.
-    pub fn crs(&self) -> &CommonRandomness {
-        &self.crs
-    }
-
-    /// The collective public key.
-    pub fn public_key(&self) -> &PublicKey {
-        &self.public_key
+    /// The session's parameters, committee, common randomness and keys.
+    pub fn keys(&self) -> &SessionKeys {
+        &self.keys
     }
 
     /// Each participant's verified claims (as its first verifier saw them).
@@ -399,24 +381,14 @@ impl EnclaveCommittee {
         rng: &mut R,
     ) -> Result<BTreeMap<ColumnRef, Vec<Ciphertext>>> {
         crate::upload_inputs(
-            &self.params,
-            &self.public_key,
-            &self.committee,
+            &self.keys.params,
+            &self.keys.public_key,
+            &self.keys.committee,
             &mut self.relay,
             columns,
             owners,
             rng,
         )
-    }
-
-    /// Evaluates `plan` on encrypted inputs (no key material involved).
-    pub fn evaluate(
-        &self,
-        plan: &Plan,
-        inputs: &BTreeMap<ColumnRef, Vec<Ciphertext>>,
-    ) -> Result<EvaluatedOutputs> {
-        let ev = Evaluator::new(plan, &self.relin_key, self.galois_key.as_ref())?;
-        Ok(ev.evaluate(inputs)?)
     }
 
     /// Threshold decryption of `ct` by `active`: each active participant's
@@ -428,7 +400,7 @@ impl EnclaveCommittee {
         flooding: &Flooding,
     ) -> Result<fhe::bfv::Plaintext> {
         let (set, shares) = self.decryption_round(active, ct, flooding)?;
-        Ok(decrypt::combine(&self.params, ct, &set, shares)?)
+        Ok(decrypt::combine(&self.keys.params, ct, &set, shares)?)
     }
 
     /// The active participants' decryption shares of `ct`, made inside
@@ -439,7 +411,7 @@ impl EnclaveCommittee {
         ct: &Ciphertext,
         flooding: &Flooding,
     ) -> Result<(ActiveSet, Vec<decrypt::DecryptionShare>)> {
-        let set = ActiveSet::new(&self.committee, active.iter().copied())?;
+        let set = ActiveSet::new(&self.keys.committee, active.iter().copied())?;
         let bytes = ciphertext_bytes(ct);
         let mut messages = Vec::new();
         for &x in set.members() {
@@ -466,7 +438,7 @@ impl EnclaveCommittee {
         outputs: &EvaluatedOutputs,
         active: &[EvaluationPoint],
     ) -> Result<Vec<Vec<i128>>> {
-        let params = self.params.clone();
+        let params = self.keys.params.clone();
         crate::decrypt_aggregates(&params, plan, outputs, |ct, flooding| {
             let (set, shares) = self.decryption_round(active, ct, flooding)?;
             Ok(decrypt::combine_signed(&params, ct, &set, shares)?)
@@ -532,12 +504,12 @@ impl EnclaveCommittee {
         rng: &mut R,
     ) -> Result<EpochReport> {
         let start = std::time::Instant::now();
-        let params = self.params.clone();
-        let session = SessionId(*self.crs.session());
+        let params = self.keys.params.clone();
+        let session = SessionId(*self.keys.crs.session());
         let proposal = Proposal {
             session: session.0,
             old_epoch: self.epoch,
-            old: self.committee.clone(),
+            old: self.keys.committee.clone(),
             new: Committee::new(new_points.iter().copied(), t_new)?,
             dealers: dealers.to_vec(),
         };
@@ -782,10 +754,10 @@ impl EnclaveCommittee {
 
         // Test decryption of a transcript-derived ciphertext with the pending shares.
         let transcript = self.relay.transcript_hash();
-        let (ct, expected) = reshare::test_ciphertext(&params, &self.public_key, &transcript)?;
+        let (ct, expected) = reshare::test_ciphertext(&params, &self.keys.public_key, &transcript)?;
         let decryptors: Vec<EvaluationPoint> = receivers.iter().copied().take(t_new).collect();
         let noise = synod_circuit::noise::NoiseModel::bound_bits(
-            synod_circuit::noise::NoiseModel::new(&params, self.committee.len()).fresh(),
+            synod_circuit::noise::NoiseModel::new(&params, self.keys.committee.len()).fresh(),
         );
         let flooding = Flooding::new(&params, 0, noise, 1, t_new)?;
         self.relay.set_epoch(new_epoch);
@@ -851,7 +823,7 @@ impl EnclaveCommittee {
                 }
             }
         }
-        self.committee = proposal.new.clone();
+        self.keys.committee = proposal.new.clone();
         self.epoch = new_epoch;
         if !failed.is_empty() {
             return Err(LocalError::Other(format!(

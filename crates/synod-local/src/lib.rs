@@ -13,21 +13,22 @@
 //! exactly what synod exists to avoid.
 
 pub mod enclave;
+mod keys;
 mod relay;
 mod reshare;
 
+pub use keys::SessionKeys;
 pub use reshare::{EpochCertificate, EpochReport, ReshareFaults};
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use fhe::bfv::{Ciphertext, PublicKey, RelinearizationKey};
+use fhe::bfv::{Ciphertext, PublicKey};
 use rand::{CryptoRng, RngCore};
-use synod_circuit::{ColumnRef, EvaluatedOutputs, Evaluator, Plan};
+use synod_circuit::{ColumnRef, EvaluatedOutputs, Plan};
 use synod_he::crp::CommonRandomness;
 use synod_he::decrypt;
 use synod_he::flooding::Flooding;
-use synod_he::galois::GaloisKeys;
 use synod_he::secret::{AdditiveKeyShare, KeyShare, MaskShare};
 use synod_he::shamir::ActiveSet;
 use synod_he::{galois, keygen, relin, thresholdize, Committee, EvaluationPoint, Params};
@@ -110,13 +111,8 @@ impl Participant {
 
 /// A set-up committee: public keys plus each participant's private state.
 pub struct LocalCommittee {
-    params: Params,
-    committee: Committee,
-    crs: CommonRandomness,
+    keys: SessionKeys,
     participants: Vec<Participant>,
-    public_key: PublicKey,
-    relin_key: RelinearizationKey,
-    galois_key: Option<GaloisKeys>,
     relay: std::sync::Mutex<Relay>,
     /// Phases run so far.
     pub phases: Vec<Phase>,
@@ -280,13 +276,15 @@ impl LocalCommittee {
         };
 
         Ok(Self {
-            params: params.clone(),
-            committee,
-            crs,
+            keys: SessionKeys {
+                params: params.clone(),
+                committee,
+                crs,
+                public_key: pk.key().clone(),
+                relin_key,
+                galois_key,
+            },
             participants,
-            public_key: pk.key().clone(),
-            relin_key,
-            galois_key,
             relay: std::sync::Mutex::new(relay),
             phases,
             #[cfg(feature = "insecure-test-params")]
@@ -294,34 +292,9 @@ impl LocalCommittee {
         })
     }
 
-    /// The parameters.
-    pub fn params(&self) -> &Params {
-        &self.params
-    }
-
-    /// The committee.
-    pub fn committee(&self) -> &Committee {
-        &self.committee
-    }
-
-    /// The session's common randomness.
-    pub fn crs(&self) -> &CommonRandomness {
-        &self.crs
-    }
-
-    /// The collective public key.
-    pub fn public_key(&self) -> &PublicKey {
-        &self.public_key
-    }
-
-    /// The relinearisation key.
-    pub fn relin_key(&self) -> &RelinearizationKey {
-        &self.relin_key
-    }
-
-    /// The Galois keys, if any were made.
-    pub fn galois_key(&self) -> Option<&GaloisKeys> {
-        self.galois_key.as_ref()
+    /// The session's parameters, committee, common randomness and keys.
+    pub fn keys(&self) -> &SessionKeys {
+        &self.keys
     }
 
     /// The simulated participants.
@@ -361,7 +334,7 @@ impl LocalCommittee {
         rng: &mut R,
     ) -> Result<fhe::bfv::Plaintext> {
         let (set, shares) = self.decryption_round(active, ct, flooding, rng)?;
-        Ok(decrypt::combine(&self.params, ct, &set, shares)?)
+        Ok(decrypt::combine(&self.keys.params, ct, &set, shares)?)
     }
 
     /// The decryption shares of `ct` by `active`, exchanged through the relay.
@@ -373,8 +346,8 @@ impl LocalCommittee {
         rng: &mut R,
     ) -> Result<(ActiveSet, Vec<decrypt::DecryptionShare>)> {
         decryption_round(
-            &self.params,
-            &self.committee,
+            &self.keys.params,
+            &self.keys.committee,
             &self.participants,
             &mut *self.relay()?,
             active,
@@ -400,25 +373,14 @@ impl LocalCommittee {
     ) -> Result<BTreeMap<ColumnRef, Vec<Ciphertext>>> {
         let mut relay = self.relay()?;
         upload_inputs(
-            &self.params,
-            &self.public_key,
-            &self.committee,
+            &self.keys.params,
+            &self.keys.public_key,
+            &self.keys.committee,
             &mut relay,
             columns,
             owners,
             rng,
         )
-    }
-
-    /// Evaluates `plan` on encrypted inputs (as the evaluator would); every
-    /// participant re-evaluates and must obtain the same hash.
-    pub fn evaluate(
-        &self,
-        plan: &Plan,
-        inputs: &BTreeMap<ColumnRef, Vec<Ciphertext>>,
-    ) -> Result<EvaluatedOutputs> {
-        let ev = Evaluator::new(plan, &self.relin_key, self.galois_key.as_ref())?;
-        Ok(ev.evaluate(inputs)?)
     }
 
     /// Threshold-decrypts every aggregate of an evaluation with `active`,
@@ -437,9 +399,14 @@ impl LocalCommittee {
         active: &[EvaluationPoint],
         rng: &mut R,
     ) -> Result<Vec<Vec<i128>>> {
-        decrypt_aggregates(&self.params, plan, outputs, |ct, flooding| {
+        decrypt_aggregates(&self.keys.params, plan, outputs, |ct, flooding| {
             let (set, shares) = self.decryption_round(active, ct, flooding, rng)?;
-            Ok(decrypt::combine_signed(&self.params, ct, &set, shares)?)
+            Ok(decrypt::combine_signed(
+                &self.keys.params,
+                ct,
+                &set,
+                shares,
+            )?)
         })
     }
 }

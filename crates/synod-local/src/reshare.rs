@@ -146,16 +146,16 @@ impl LocalCommittee {
         stage: &mut dyn FnMut(&'static str),
     ) -> Result<EpochReport> {
         let start = Instant::now();
-        let params = self.params.clone();
+        let params = self.keys.params.clone();
         let old_epoch = self
             .participants
             .first()
             .map(|p| p.key_share.epoch())
             .ok_or_else(|| LocalError::Other("empty committee".into()))?;
         let proposal = Proposal {
-            session: *self.crs.session(),
+            session: *self.keys.crs.session(),
             old_epoch,
-            old: self.committee.clone(),
+            old: self.keys.committee.clone(),
             new: Committee::new(new_points.iter().copied(), t_new)?,
             dealers: dealers.to_vec(),
         };
@@ -343,7 +343,7 @@ impl LocalCommittee {
         stage("verdict and new shares");
         // Test decryption of a transcript-derived ciphertext by t' new members.
         let transcript = relay.transcript_hash();
-        let (ct, expected) = reshare::test_ciphertext(&params, &self.public_key, &transcript)?;
+        let (ct, expected) = reshare::test_ciphertext(&params, &self.keys.public_key, &transcript)?;
         let signers: Vec<EvaluationPoint> = receivers
             .iter()
             .copied()
@@ -358,7 +358,7 @@ impl LocalCommittee {
         }
         let decryptors: Vec<EvaluationPoint> = signers.iter().copied().take(t_new).collect();
         let noise = synod_circuit::noise::NoiseModel::bound_bits(
-            synod_circuit::noise::NoiseModel::new(&params, self.committee.len()).fresh(),
+            synod_circuit::noise::NoiseModel::new(&params, self.keys.committee.len()).fresh(),
         );
         let flooding = Flooding::new(&params, 0, noise, 1, t_new)?;
         relay.set_epoch(proposal.new_epoch());
@@ -418,7 +418,7 @@ impl LocalCommittee {
         // Only now are the old shares erased (dropped, zeroizing) and replaced.
         let involved = everyone.len().max(1) as u64;
         self.participants = new_participants;
-        self.committee = proposal.new.clone();
+        self.keys.committee = proposal.new.clone();
         Ok(EpochReport {
             epoch: proposal.new_epoch(),
             t: t_new,

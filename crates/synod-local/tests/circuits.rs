@@ -75,9 +75,9 @@ fn run(
     let cts = committee
         .encrypt_inputs(&ints, &LocalCommittee::owners(&plan).unwrap(), &mut rng)
         .unwrap();
-    let out = committee.evaluate(&plan, &cts).unwrap();
+    let out = committee.keys().evaluate(&plan, &cts).unwrap();
     // Every participant re-evaluates: byte-identical, same hash.
-    let again = committee.evaluate(&plan, &cts).unwrap();
+    let again = committee.keys().evaluate(&plan, &cts).unwrap();
     assert_eq!(out.hash, again.hash);
     // Presented ciphertexts that are not the agreed output are refused.
     let mut swapped = again.clone();

@@ -126,9 +126,14 @@ fn setup(dir: &Path, servers: &Servers, xs: &[u32], t: usize) -> EnclaveCommitte
 fn round_trip(c: &mut EnclaveCommittee, active: &[u32]) -> synod_local::Result<Vec<i64>> {
     let params = params();
     let values = [7i64, -11, 4242];
-    let ct = synod_he::encoding::encrypt_signed(&params, c.public_key(), &values, &mut rand::rng())
-        .unwrap()
-        .remove(0);
+    let ct = synod_he::encoding::encrypt_signed(
+        &params,
+        c.keys().public_key(),
+        &values,
+        &mut rand::rng(),
+    )
+    .unwrap()
+    .remove(0);
     let flooding = Flooding::new(&params, 0, 20.0, 16, 5).unwrap();
     let pt = c.decrypt(&pts(active), &ct, &flooding)?;
     let decoded = synod_he::encoding::decode_signed(&params, &pt).unwrap();
@@ -171,10 +176,15 @@ fn reshare_with_every_share_in_an_enclave() {
     assert!(round_trip(&mut c, &[2, 5]).is_err());
 
     // P1 left: its enclave erased its share and its sealed file.
-    let set = ActiveSet::new(c.committee(), pts(&[2, 3, 4])).unwrap();
-    let ct = synod_he::encoding::encrypt_signed(&params(), c.public_key(), &[1], &mut rand::rng())
-        .unwrap()
-        .remove(0);
+    let set = ActiveSet::new(c.keys().committee(), pts(&[2, 3, 4])).unwrap();
+    let ct = synod_he::encoding::encrypt_signed(
+        &params(),
+        c.keys().public_key(),
+        &[1],
+        &mut rand::rng(),
+    )
+    .unwrap()
+    .remove(0);
     let flooding = Flooding::new(&params(), 0, 20.0, 16, 5).unwrap();
     let e1 = c.enclave_mut(pts(&[1])[0]).unwrap();
     let err = e1
@@ -188,8 +198,8 @@ fn reshare_with_every_share_in_an_enclave() {
     assert!(dir.path().join("state-5/key-share.sealed").exists());
 
     // Stopped and started again, the enclaves recover the new epoch's shares from disk.
-    let pk = c.public_key().clone();
-    let committee = c.committee().clone();
+    let pk = c.keys().public_key().clone();
+    let committee = c.keys().committee().clone();
     servers.stop(c);
     let servers = start(dir.path(), &[2, 4, 5]);
     let params = params();

@@ -95,13 +95,13 @@ proptest! {
         let committee = committee();
         let expr = expression(op, c, ROTATIONS[k_index], &w);
         let plan = plan(&expr);
-        prop_assert_eq!(plan.params(), committee.params());
+        prop_assert_eq!(plan.params(), committee.keys().params());
         let mut cols = BTreeMap::new();
         cols.insert(ColumnRef { party: "a".into(), column: "x".into() }, a);
         cols.insert(ColumnRef { party: "b".into(), column: "x".into() }, b);
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let cts = committee.encrypt_inputs(&cols, &LocalCommittee::owners(&plan).unwrap(), &mut rng).unwrap();
-        let out = committee.evaluate(&plan, &cts).unwrap();
+        let out = committee.keys().evaluate(&plan, &cts).unwrap();
         let active: Vec<_> = [1u32, 2, 3, 4, 5]
             .iter()
             .filter(|x| (seed >> **x) & 1 == 1 || **x <= 3 && (seed.count_ones() % 2 == 0))

@@ -44,12 +44,12 @@ fn committee(xs: &[u32], t: usize, seed: u64) -> (LocalCommittee, ChaCha20Rng) {
 
 /// Encrypts random values and checks that `active` decrypts them.
 fn decrypts(c: &LocalCommittee, active: &[EvaluationPoint], rng: &mut ChaCha20Rng) -> bool {
-    let params = c.params();
+    let params = c.keys().params();
     let values: Vec<u64> = (0..params.degree())
         .map(|_| rng.random_range(0..params.plaintext()))
         .collect();
     let pt = Plaintext::try_encode(&values, Encoding::simd(), params.bfv()).unwrap();
-    let ct = c.public_key().try_encrypt(&pt, rng).unwrap();
+    let ct = c.keys().public_key().try_encrypt(&pt, rng).unwrap();
     let flooding = Flooding::new(params, 0, 20.0, 64, active.len()).unwrap();
     match c.decrypt(active, &ct, &flooding, rng) {
         Ok(pt) => Vec::<u64>::try_decode(&pt, Encoding::simd()).unwrap() == values,
@@ -116,16 +116,16 @@ fn committee_chain_keeps_decrypting() {
 #[test]
 fn shares_of_different_epochs_do_not_combine() {
     let (mut c, mut rng) = committee(&[1, 2, 3, 4, 5], 3, 2);
-    let params = c.params().clone();
+    let params = c.keys().params().clone();
     let values: Vec<u64> = (0..params.degree())
         .map(|_| rng.random_range(0..params.plaintext()))
         .collect();
     let pt = Plaintext::try_encode(&values, Encoding::simd(), params.bfv()).unwrap();
-    let ct = c.public_key().try_encrypt(&pt, &mut rng).unwrap();
+    let ct = c.keys().public_key().try_encrypt(&pt, &mut rng).unwrap();
     let flooding = Flooding::new(&params, 0, 20.0, 64, 4).unwrap();
     let t_set = pts(&[1, 2, 3, 4]);
     // t−1 = 2 old shares, weighted for {1,2,3,4} in the old committee.
-    let old_set = ActiveSet::new(c.committee(), t_set.iter().copied()).unwrap();
+    let old_set = ActiveSet::new(c.keys().committee(), t_set.iter().copied()).unwrap();
     let mut shares: Vec<_> = c.participants()[..2]
         .iter()
         .map(|p| {
@@ -141,7 +141,7 @@ fn shares_of_different_epochs_do_not_combine() {
         &mut rng,
     )
     .unwrap();
-    let new_set = ActiveSet::new(c.committee(), t_set.iter().copied()).unwrap();
+    let new_set = ActiveSet::new(c.keys().committee(), t_set.iter().copied()).unwrap();
     for p in c
         .participants()
         .iter()
@@ -248,7 +248,10 @@ fn a_wrong_constant_term_among_t_plus_1_dealers_aborts_without_harm() {
         .unwrap_err();
     assert!(err.to_string().contains("aborted"), "{err}");
     // The old committee is intact.
-    assert_eq!(c.committee().members(), pts(&[1, 2, 3, 4, 5]).as_slice());
+    assert_eq!(
+        c.keys().committee().members(),
+        pts(&[1, 2, 3, 4, 5]).as_slice()
+    );
     assert!(decrypts(&c, &pts(&[1, 2, 5]), &mut rng));
 }
 
@@ -306,7 +309,7 @@ fn under_approved_proposals_are_refused_and_absent_signers_listed() {
         .reshare(&pts(&[1, 2, 6]), 2, &pts(&[1, 2, 3]), &faults, &mut rng)
         .unwrap_err();
     assert!(err.to_string().contains("approved by 2"), "{err}");
-    assert_eq!(c.committee().len(), 5);
+    assert_eq!(c.keys().committee().len(), 5);
 
     let faults = ReshareFaults {
         non_signers: pts(&[6]),
@@ -344,8 +347,8 @@ proptest! {
         let (mut c, mut rng) = committee(&(1..=n).collect::<Vec<_>>(), t, seed);
         let mut next_point = n + 1;
         for _ in 0..2 {
-            let old: Vec<u32> = c.committee().members().iter().map(|p| p.get()).collect();
-            let t_old = c.committee().threshold().get();
+            let old: Vec<u32> = c.keys().committee().members().iter().map(|p| p.get()).collect();
+            let t_old = c.keys().committee().threshold().get();
             // Keep a random subset, add up to two newcomers.
             let mut members: Vec<u32> = old.iter().copied().filter(|_| rng.random_bool(0.7)).collect();
             for _ in 0..rng.random_range(0..=2) {

@@ -111,11 +111,12 @@ impl Session {
         plan: &Plan,
         inputs: &BTreeMap<ColumnRef, Vec<synod_he::Ciphertext>>,
     ) -> Result<synod_circuit::EvaluatedOutputs> {
-        Ok(match self {
-            Self::Local(c) => c.evaluate(plan, inputs)?,
+        let keys = match self {
+            Self::Local(c) => c.keys(),
             #[cfg(feature = "insecure-sim")]
-            Self::Enclave(c) => c.evaluate(plan, inputs)?,
-        })
+            Self::Enclave(c) => c.keys(),
+        };
+        Ok(keys.evaluate(plan, inputs)?)
     }
 
     fn decrypt_outputs(
