@@ -662,8 +662,10 @@ pub(crate) struct FloodLimbs {
     /// significant first), for the scalar reduction; made on first use.
     limbs: OnceLock<Zeroizing<Vec<u64>>>,
     /// The values in 52-bit limbs, one row of `degree` per limb (least
-    /// significant first), for the IFMA kernels; `None` without IFMA.
-    rows52: Option<Zeroizing<Vec<u64>>>,
+    /// significant first), for the IFMA kernels (`None` without IFMA); made
+    /// on first use, inside the parallel part of a share, not on the
+    /// caller's thread while it holds the RNG.
+    rows52: OnceLock<Option<Zeroizing<Vec<u64>>>>,
 }
 
 impl FloodLimbs {
@@ -677,24 +679,37 @@ impl FloodLimbs {
                 .map(|_| rng.next_u64())
                 .collect(),
         );
-        let rows52 = has_ifma().then(|| {
-            let rows = total.div_ceil(52);
-            let mut out = Zeroizing::new(Vec::with_capacity(rows * degree));
-            for r in 0..rows {
-                let width = (total - 52 * r).min(52);
-                let mask = u64::MAX >> (64 - width);
-                out.extend((0..degree).map(|j| window64(&stream, j * total + 52 * r) & mask));
-            }
-            out
-        });
         Self {
             bits,
             degree,
             per_coeff: total.div_ceil(64),
             stream,
             limbs: OnceLock::new(),
-            rows52,
+            rows52: OnceLock::new(),
         }
+    }
+
+    /// The values in 52-bit limbs (see the field).
+    fn rows52(&self) -> Option<&[u64]> {
+        self.rows52
+            .get_or_init(|| {
+                has_ifma().then(|| {
+                    let total = self.bits as usize + 1;
+                    let rows = total.div_ceil(52);
+                    let mut out = Zeroizing::new(Vec::with_capacity(rows * self.degree));
+                    for r in 0..rows {
+                        let width = (total - 52 * r).min(52);
+                        let mask = u64::MAX >> (64 - width);
+                        out.extend(
+                            (0..self.degree)
+                                .map(|j| window64(&self.stream, j * total + 52 * r) & mask),
+                        );
+                    }
+                    out
+                })
+            })
+            .as_deref()
+            .map(|v| v.as_slice())
     }
 
     /// The values in 64-bit limbs (see the field).
@@ -717,7 +732,7 @@ impl FloodLimbs {
 
     /// `row[k] = (value_k − 2^bits) mod q` in coefficient form, constant time.
     pub(crate) fn reduce_into(&self, q: &Modulus, row: &mut [u64]) {
-        if let Some(rows52) = &self.rows52 {
+        if let Some(rows52) = self.rows52() {
             if self.reduce_ifma(q, rows52, row) {
                 return;
             }
@@ -1031,7 +1046,7 @@ mod tests {
                 let mut scalar = vec![0u64; 2048];
                 limbs.reduce_block(q, &mut scalar);
                 assert_eq!(row, scalar, "bits {bits}, q {}", **q);
-                assert_eq!(limbs.rows52.is_some(), has_ifma());
+                assert_eq!(limbs.rows52().is_some(), has_ifma());
                 let qb = BigInt::from(**q);
                 for (k, coeff) in limbs.limbs().chunks(limbs.per_coeff).enumerate() {
                     let mut v = BigInt::from(0);
