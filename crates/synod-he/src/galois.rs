@@ -112,7 +112,7 @@ pub fn galois_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
                 let e = errors
                     .get(e_index * l + k)
                     .ok_or_else(|| Error::Parameters("missing error sample".into()))?;
-                let mut h = ops.small_matrix(e);
+                let mut h = ops.small_matrix(&e.coeffs());
                 ops.par_rows(&mut h, |i, q, ntt, row| {
                     ntt.forward(row);
                     mul_sub_into(q, row, ops.row(a, i), ops.row(s, i));
@@ -530,7 +530,7 @@ mod tests {
                     .unwrap();
                 let mut h = -(a.as_ref() * sk.ntt());
                 h += &ring::scalar_mul(&s_g, rns.get_garner(k).unwrap());
-                h += &ring::small_to_ntt(&errors[ei * l + k], ctx).unwrap();
+                h += &ring::small_to_ntt(&errors[ei * l + k].coeffs(), ctx).unwrap();
                 assert_eq!(rows[k], WirePoly::from_poly(&h, 0), "element {g} row {k}");
             }
         }

@@ -422,41 +422,68 @@ pub(crate) fn sample_small<R: RngCore + CryptoRng>(
     variance: usize,
     rng: &mut R,
 ) -> Result<Zeroizing<Vec<i64>>> {
-    if !(1..=16).contains(&variance) {
-        return Err(Error::Parameters(format!(
-            "centred-binomial variance {variance} is not between 1 and 16"
-        )));
+    Ok(SmallWords::draw(degree, variance, rng)?.coeffs())
+}
+
+/// The random words of one small polynomial ([`sample_small`]), drawn
+/// from the caller's RNG in fhe-util's order; the counting into
+/// coefficients ([`Self::coeffs`]) is left for later, so that it can run
+/// in parallel while only the drawing is sequential. Wiped on drop.
+pub(crate) struct SmallWords {
+    degree: usize,
+    variance: usize,
+    stream: Zeroizing<Vec<u64>>,
+}
+
+impl SmallWords {
+    /// Draws the words for `degree` coefficients of `variance` (`1 ..= 16`).
+    pub(crate) fn draw<R: RngCore + CryptoRng>(
+        degree: usize,
+        variance: usize,
+        rng: &mut R,
+    ) -> Result<Self> {
+        if !(1..=16).contains(&variance) {
+            return Err(Error::Parameters(format!(
+                "centred-binomial variance {variance} is not between 1 and 16"
+            )));
+        }
+        // As many words as fhe-util's pool consumes, in the same order.
+        let words = (degree * 4 * variance).div_ceil(64);
+        let stream = Zeroizing::new((0..words).map(|_| rng.next_u64()).collect());
+        Ok(Self {
+            degree,
+            variance,
+            stream,
+        })
     }
-    // Coefficient `j` is `popcount(low half) − popcount(high half)` of the
-    // `bits`-bit window at bit `j·bits` of the word stream (least
-    // significant bit first), as fhe-util's shifting pool reads it; each
-    // window is read on its own, so the loop carries no dependency.
-    let bits = 4 * variance;
-    let mask_add = u64::MAX >> (64 - 2 * variance);
-    let mask_sub = mask_add << (2 * variance);
-    // The random words first (as many as the pool would consume, in the
-    // same order), then the counting under dispatch.
-    let words = (degree * bits).div_ceil(64);
-    let mut stream = Zeroizing::new(vec![0u64; words]);
-    for w in stream.iter_mut() {
-        *w = rng.next_u64();
+
+    /// The coefficients. Coefficient `j` is `popcount(low half) −
+    /// popcount(high half)` of the `4·variance`-bit window at bit
+    /// `j·4·variance` of the word stream (least significant bit first), as
+    /// fhe-util's shifting pool reads it; each window is read on its own,
+    /// so the loop carries no dependency.
+    pub(crate) fn coeffs(&self) -> Zeroizing<Vec<i64>> {
+        let (variance, stream) = (self.variance, &self.stream);
+        let bits = 4 * variance;
+        let mask_add = u64::MAX >> (64 - 2 * variance);
+        let mask_sub = mask_add << (2 * variance);
+        let mut out = Zeroizing::new(Vec::with_capacity(self.degree));
+        dispatch(
+            #[inline(always)]
+            || {
+                out.extend((0..self.degree).map(|j| {
+                    let bit = j * bits;
+                    let (word, shift) = (bit / 64, bit % 64);
+                    let lo = stream.get(word).copied().unwrap_or(0);
+                    let hi = stream.get(word + 1).copied().unwrap_or(0);
+                    let window = ((u128::from(hi) << 64 | u128::from(lo)) >> shift) as u64;
+                    i64::from((window & mask_add).count_ones())
+                        - i64::from((window & mask_sub).count_ones())
+                }))
+            },
+        );
+        out
     }
-    let mut out = Zeroizing::new(vec![0i64; degree]);
-    dispatch(
-        #[inline(always)]
-        || {
-            for (j, o) in out.iter_mut().enumerate() {
-                let bit = j * bits;
-                let (word, shift) = (bit / 64, bit % 64);
-                let lo = stream.get(word).copied().unwrap_or(0);
-                let hi = stream.get(word + 1).copied().unwrap_or(0);
-                let window = ((u128::from(hi) << 64 | u128::from(lo)) >> shift) as u64;
-                *o = i64::from((window & mask_add).count_ones())
-                    - i64::from((window & mask_sub).count_ones());
-            }
-        },
-    );
-    Ok(out)
 }
 
 /// The residues of `poly` in NTT form: borrowed when it already is (Ntt or

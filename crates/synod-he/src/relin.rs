@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::crp::{CommonRandomness, CrpPurpose};
-use crate::kernels::{contiguous_rows, mul_add_into, mul_sub_into, sample_small, NttView, RingOps};
+use crate::kernels::{
+    contiguous_rows, mul_add_into, mul_sub_into, sample_small, NttView, RingOps, SmallWords,
+};
 use crate::ring::WirePoly;
 use crate::secret::AdditiveKeyShare;
 use crate::shamir::EvaluationPoint;
@@ -129,7 +131,7 @@ pub fn round1<R: RngCore + CryptoRng>(
                 _ => return Err(Error::Parameters("missing error sample".into())),
             };
             // r0 = −a·u + w_k·s + e0
-            let mut r0 = ops.small_matrix(e0);
+            let mut r0 = ops.small_matrix(&e0.coeffs());
             ops.par_rows(&mut r0, |i, q, ntt, row| {
                 ntt.forward(row);
                 mul_sub_into(q, row, ops.row(a, i), ops.row(&u, i));
@@ -138,7 +140,7 @@ pub fn round1<R: RngCore + CryptoRng>(
                 }
             });
             // r1 = a·s + e1
-            let mut r1 = ops.small_matrix(e1);
+            let mut r1 = ops.small_matrix(&e1.coeffs());
             ops.par_rows(&mut r1, |i, q, ntt, row| {
                 ntt.forward(row);
                 mul_add_into(q, row, ops.row(a, i), ops.row(s, i));
@@ -154,14 +156,15 @@ pub fn round1<R: RngCore + CryptoRng>(
     Ok((Round1Secret { u }, Round1Share { sender, h0, h1 }))
 }
 
-/// `count` error polynomials' coefficients, drawn in order.
+/// The random words of `count` error polynomials, drawn in order; each
+/// job counts its own into coefficients ([`SmallWords::coeffs`]).
 pub(crate) fn sample_errors<R: RngCore + CryptoRng>(
     params: &Params,
     count: usize,
     rng: &mut R,
-) -> Result<Vec<Zeroizing<Vec<i64>>>> {
+) -> Result<Vec<SmallWords>> {
     (0..count)
-        .map(|_| sample_small(params.degree(), params.variance(), rng))
+        .map(|_| SmallWords::draw(params.degree(), params.variance(), rng))
         .collect()
 }
 
@@ -270,7 +273,7 @@ pub fn round2<R: RngCore + CryptoRng>(
             let e = errors
                 .get(2 * k + usize::from(second))
                 .ok_or_else(|| Error::Parameters("missing error sample".into()))?;
-            let mut r = ops.small_matrix(e);
+            let mut r = ops.small_matrix(&e.coeffs());
             ops.par_rows(&mut r, |i, q, ntt, row| {
                 ntt.forward(row);
                 mul_add_into(q, row, ops.row(agg, i), ops.row(secret_factor, i));
