@@ -54,7 +54,6 @@ use std::fmt;
 
 use fhe_math::rq::Poly;
 use fhe_math::zq::Modulus;
-use num_traits::ToPrimitive;
 use rand::{CryptoRng, RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
@@ -66,7 +65,7 @@ pub(crate) use dealing::{draw_from_seed, draw_seeds, node_values, random_residue
 
 use crate::ring::{self, WirePoly};
 use crate::secret::{KeyShare, MaskShare};
-use crate::shamir::{lagrange_weight, Committee, EvaluationPoint};
+use crate::shamir::{lagrange_weight_residues, Committee, EvaluationPoint};
 use crate::{Error, Params, Result};
 
 /// A proposed change of committee, to be approved by at least `t` members
@@ -1578,7 +1577,6 @@ impl MemberState {
             }
         }
         let ctx = params.ctx(0)?;
-        let q = ctx.modulus();
         let s = Scalars::new(params)?;
         let n = params.degree();
         // Σ λ_d·value_d directly on the residues: the weights reduced per
@@ -1591,11 +1589,8 @@ impl MemberState {
                 what: "reshare values",
                 missing: vec![d.get()],
             })?;
-            let w = lagrange_weight(d, &verdict.qualified, q)?;
-            for (prime, m) in s.moduli.iter().enumerate() {
-                let wp = (&w % **m)
-                    .to_u64()
-                    .ok_or_else(|| Error::Parameters("Lagrange weight".into()))?;
+            let w = lagrange_weight_residues(d, &verdict.qualified, &s.moduli)?;
+            for (prime, wp) in w.into_iter().enumerate() {
                 if let Some(slot) = weights.get_mut(prime * verdict.qualified.len() + k) {
                     *slot = wp;
                 }
@@ -1956,7 +1951,7 @@ mod tests {
         let mut want_key = Poly::zero(ctx, Representation::Ntt);
         let mut want_mask = Poly::zero(ctx, Representation::Ntt);
         for &d in &verdict.qualified {
-            let w = lagrange_weight(d, &verdict.qualified, ctx.modulus()).unwrap();
+            let w = crate::shamir::lagrange_weight(d, &verdict.qualified, ctx.modulus()).unwrap();
             let [key, mask, ..] = &received()[&d].0;
             let parse = |v: &Vec<u64>| {
                 WirePoly::from_residues(0, v.clone())

@@ -188,38 +188,48 @@ impl ActiveSet {
     }
 
     /// The Lagrange weight of `j` in this set modulo each prime of
-    /// `moduli`, with word arithmetic prime by prime (Fermat inverses):
-    /// [`Self::weight`] modulo `Q` reduced into each prime, without a
-    /// 218-bit inversion per share.
+    /// `moduli` ([`lagrange_weight_residues`]).
     pub(crate) fn weight_residues(
         &self,
         j: EvaluationPoint,
         moduli: &[fhe_math::zq::Modulus],
     ) -> Result<Vec<u64>> {
-        if !self.members.contains(&j) {
-            return Err(Error::InvalidCommittee(format!(
-                "{j} is not in the Lagrange set"
-            )));
-        }
-        moduli
-            .iter()
-            .map(|q| {
-                let xj = q.reduce(u64::from(j.get()));
-                let (mut num, mut den) = (1u64, 1u64);
-                for m in self.members.iter().filter(|&&m| m != j) {
-                    let xm = q.reduce(u64::from(m.get()));
-                    num = q.mul(num, xm);
-                    den = q.mul(den, q.sub(xm, xj));
-                }
-                if den == 0 {
-                    return Err(Error::InvalidCommittee(
-                        "Lagrange denominator not invertible mod q".into(),
-                    ));
-                }
-                Ok(q.mul(num, q.pow(den, **q - 2)))
-            })
-            .collect()
+        lagrange_weight_residues(j, &self.members, moduli)
     }
+}
+
+/// The Lagrange weight at zero of `j` within `set` modulo each prime of
+/// `moduli`, with word arithmetic prime by prime (Fermat inverses):
+/// [`lagrange_weight`] modulo `Q` reduced into each prime, without a
+/// 218-bit inversion.
+pub(crate) fn lagrange_weight_residues(
+    j: EvaluationPoint,
+    set: &[EvaluationPoint],
+    moduli: &[fhe_math::zq::Modulus],
+) -> Result<Vec<u64>> {
+    if !set.contains(&j) {
+        return Err(Error::InvalidCommittee(format!(
+            "{j} is not in the Lagrange set"
+        )));
+    }
+    moduli
+        .iter()
+        .map(|q| {
+            let xj = q.reduce(u64::from(j.get()));
+            let (mut num, mut den) = (1u64, 1u64);
+            for m in set.iter().filter(|&&m| m != j) {
+                let xm = q.reduce(u64::from(m.get()));
+                num = q.mul(num, xm);
+                den = q.mul(den, q.sub(xm, xj));
+            }
+            if den == 0 {
+                return Err(Error::InvalidCommittee(
+                    "Lagrange denominator not invertible mod q".into(),
+                ));
+            }
+            Ok(q.mul(num, q.pow(den, **q - 2)))
+        })
+        .collect()
 }
 
 /// The Lagrange weight at zero of `j` within the set `set`, reduced mod `q`.
