@@ -307,36 +307,42 @@ pub(crate) fn scalar_mul_into(q: &Modulus, out: &mut [u64], x: &[u64], c: u64) {
 
 /// Runs `f` on a rayon worker thread: one hand-over to the pool for a whole
 /// step instead of one per parallel section. Called from a thread outside
-/// the pool (a node's main thread, a bench), every `par_iter` and `join`
+/// the pool (a thread that did not call `join_global_pool`), every `par_iter` and `join`
 /// injects its job and puts the caller to sleep until it is done, a round
 /// trip of context switches each time; inside a worker they run inline.
 pub(crate) fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| f())
 }
 
-/// `out[k] = Σ_i rows[i][k] mod q`, in one pass: branch-free modular
-/// additions (`min(s, s − q)` in unsigned arithmetic), which vectorise.
-/// Returns, per row, whether it held a value `≥ q` (then `out` is
-/// meaningless): the sum checks its inputs as it reads them.
+/// `out[k] = Σ_i rows[i][k] mod q`, in one pass over `out`: column block by
+/// column block (a block of `out` stays in L1 while every row's block is
+/// added into it), with branch-free modular additions (`min(s, s − q)` in
+/// unsigned arithmetic), which vectorise. Returns, per row, whether it held
+/// a value `≥ q` (then `out` is meaningless): the sum checks its inputs as
+/// it reads them.
 pub(crate) fn sum_into(q: &Modulus, out: &mut [u64], rows: &[&[u64]]) -> Vec<bool> {
+    const BLOCK: usize = 1024;
     let p = **q;
+    let mut bad = vec![false; rows.len()];
     dispatch(
         #[inline(always)]
         || {
-            out.iter_mut().for_each(|o| *o = 0);
-            rows.iter()
-                .map(|row| {
-                    let mut bad = false;
-                    for (o, &x) in out.iter_mut().zip(row.iter()) {
-                        bad |= x >= p;
+            for (b, block) in out.chunks_mut(BLOCK).enumerate() {
+                block.iter_mut().for_each(|o| *o = 0);
+                let cols = b * BLOCK..b * BLOCK + block.len();
+                for (row, bad) in rows.iter().zip(bad.iter_mut()) {
+                    let mut seen = false;
+                    for (o, &x) in block.iter_mut().zip(row.get(cols.clone()).unwrap_or(&[])) {
+                        seen |= x >= p;
                         let s = o.wrapping_add(x);
                         *o = s.min(s.wrapping_sub(p));
                     }
-                    bad
-                })
-                .collect()
+                    *bad |= seen;
+                }
+            }
         },
-    )
+    );
+    bad
 }
 
 /// `row[k] −= a[k]·b[k] mod q`, in one pass (no temporary vector).
@@ -994,12 +1000,14 @@ mod tests {
     #[test]
     fn sum_into_matches_add_vec() {
         use rand::Rng;
+        // Two whole column blocks and a partial one.
+        const LEN: usize = 2 * 1024 + 67;
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
         for p in [0x7fffffd8001u64, 0x1ffffffea0001, (1 << 62) - 57, 3] {
             let q = Modulus::new(p).unwrap();
             for count in [1, 2, 4, 7] {
                 let mut rows: Vec<Vec<u64>> = (0..count)
-                    .map(|_| (0..67).map(|_| rng.random_range(0..p)).collect())
+                    .map(|_| (0..LEN).map(|_| rng.random_range(0..p)).collect())
                     .collect();
                 rows[0][0] = p - 1;
                 if count > 1 {
@@ -1010,12 +1018,12 @@ mod tests {
                     q.add_vec(&mut want, r);
                 }
                 let refs: Vec<&[u64]> = rows.iter().map(|r| r.as_slice()).collect();
-                let mut got = vec![7u64; 67];
+                let mut got = vec![7u64; LEN];
                 assert_eq!(sum_into(&q, &mut got, &refs), vec![false; count]);
                 assert_eq!(got, want, "q = {p}, {count} rows");
                 // An unreduced value is reported for its row only.
                 let mut rows = rows.clone();
-                rows[count - 1][66] = p;
+                rows[count - 1][LEN - 1] = p;
                 let refs: Vec<&[u64]> = rows.iter().map(|r| r.as_slice()).collect();
                 let flags = sum_into(&q, &mut got, &refs);
                 assert_eq!(flags.iter().filter(|&&b| b).count(), 1);
