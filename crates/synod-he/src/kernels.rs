@@ -253,7 +253,7 @@ pub(crate) struct Shoup52 {
 impl Shoup52 {
     /// `w` modulo `p` (`None` unless `p < 2^50` and `w < p`).
     pub(crate) fn new(w: u64, p: u64) -> Option<Self> {
-        if !(3..1 << 50).contains(&p) || w >= p {
+        if !(3..IFMA_MAX_PRIME).contains(&p) || w >= p {
             return None;
         }
         let companion = u64::try_from((u128::from(w) << 52) / u128::from(p)).ok()?;
@@ -261,9 +261,12 @@ impl Shoup52 {
     }
 }
 
+/// The primes the IFMA kernels reduce modulo are below this (52-bit lanes).
+pub(crate) const IFMA_MAX_PRIME: u64 = 1 << 50;
+
 /// Whether the IFMA kernels take every product modulo these primes.
 pub(crate) fn ifma_covers(moduli: &[Modulus]) -> bool {
-    has_ifma() && moduli.iter().all(|q| **q < 1 << 50)
+    has_ifma() && moduli.iter().all(|q| **q < IFMA_MAX_PRIME)
 }
 
 /// Whether the IFMA kernels run on this CPU (AVX-512 IFMA, detected once).

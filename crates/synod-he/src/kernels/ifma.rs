@@ -58,7 +58,7 @@ pulp::simd_type! {
 }
 
 /// The largest prime (exclusive) the kernels here accept.
-pub(crate) const MAX_PRIME: u64 = 1 << 50;
+pub(crate) const MAX_PRIME: u64 = super::IFMA_MAX_PRIME;
 
 /// The IFMA token, if this CPU has it (detected once).
 pub(crate) fn token() -> Option<V4Ifma> {
