@@ -304,18 +304,16 @@ fn checked_phase(
                 .map(|_| ())
         })
         .collect();
-    let shaped = shapes.iter().all(Result::is_ok);
     let c0 = ct
         .first()
         .ok_or_else(|| Error::Parameters("empty ciphertext".into()))?;
     let c0_view = NttView::of(c0)?;
     let c0_rows = c0_view.rows(ops.len())?;
-    let (digest, summed) = rayon::join(
+    // Summed whatever the shapes (a malformed share's missing rows add
+    // nothing): its shape error is reported below, before the sum is used.
+    let (digest, (acc, unreduced)) = rayon::join(
         || ciphertext_digest(params, ct),
         || {
-            if !shaped {
-                return None;
-            }
             let mut acc = Zeroizing::new(vec![0u64; c0_rows.len()]);
             // Per prime, per term (c0 first): whether it held a value ≥ q.
             let unreduced: Vec<Vec<bool>> = acc
@@ -333,35 +331,25 @@ fn checked_phase(
                     flags
                 })
                 .collect();
-            Some((acc, unreduced))
+            (acc, unreduced)
         },
     );
     let digest = digest?;
+    // The first problem in sender order: binding, then shape, then an
+    // unreduced residue (named by the full check).
     for (j, ((sender, share), shape)) in list.iter().zip(shapes).enumerate() {
         check_share_binding(**sender, &share.set, &share.ciphertext, set, &digest)?;
         shape?;
-        if summed.is_none() {
-            // A later share was malformed and nothing was summed: check
-            // this one fully, so that the first problem is reported.
-            share.h.check(params, level, **sender, WHAT)?;
-            continue;
-        }
-        let flagged = summed.as_ref().is_some_and(|(_, unreduced)| {
-            unreduced
-                .iter()
-                .any(|row| row.get(j + 1).copied().unwrap_or(true))
-        });
-        if flagged {
-            // The full check finds and names the unreduced residue.
+        if unreduced
+            .iter()
+            .any(|row| row.get(j + 1).copied().unwrap_or(true))
+        {
             share.h.check(params, level, **sender, WHAT)?;
             return Err(Error::Parameters(
                 "internal: a share flagged as unreduced passed its check".into(),
             ));
         }
     }
-    let (acc, _) = summed.ok_or_else(|| {
-        Error::Parameters("internal: malformed shares passed their checks".into())
-    })?;
     Ok((level, acc))
 }
 
