@@ -247,12 +247,8 @@ impl GaloisKeys {
                         (&mut *a0, &key.c0, &key.c0_shoup),
                         (&mut *a1, &key.c1, &key.c1_shoup),
                     ] {
-                        match row(ws, k, i, n) {
-                            [] => crate::kernels::mul_add_into(q, acc, &t, row(w, k, i, n)),
-                            ws => {
-                                crate::kernels::mul_shoup_add_into(q, acc, &t, row(w, k, i, n), ws)
-                            }
-                        }
+                        let (w, ws) = (row(w, k, i, n), row(ws, k, i, n));
+                        crate::kernels::mul_key_add_into(q, acc, &t, w, ws);
                     }
                 }
             });
@@ -331,8 +327,6 @@ pub fn aggregate_galois_key_rows(
     let ctx = params.ctx(0)?;
     let ops = crate::kernels::RingOps::of(ctx)?;
     let l = params.moduli().len();
-    // Shoup companions only where the rotations will use them.
-    let ifma = crate::kernels::ifma_covers(ops.moduli());
     // Validate every share's shape first (errors name the sender).
     let mut elements: Option<Vec<u32>> = None;
     for (sender, share) in &shares {
@@ -398,16 +392,8 @@ pub fn aggregate_galois_key_rows(
                     row: u32::try_from(k).unwrap_or(u32::MAX),
                 })?;
                 let c1 = crate::kernels::contiguous_rows(a.coefficients(), l)?.to_vec();
-                let shoup = |m: &[u64]| -> Vec<u64> {
-                    if ifma {
-                        return Vec::new();
-                    }
-                    m.chunks(ops.degree())
-                        .zip(ops.moduli())
-                        .flat_map(|(row, q)| crate::kernels::shoup_vec(q, row))
-                        .collect()
-                };
-                let (c0s, c1s) = (shoup(&c0), shoup(&c1));
+                let c0s = crate::kernels::key_companions(&ops, &c0);
+                let c1s = crate::kernels::key_companions(&ops, &c1);
                 Ok((c0, c0s, c1, c1s))
             })
             .collect::<Result<_>>()?;

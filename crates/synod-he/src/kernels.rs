@@ -395,6 +395,28 @@ pub(crate) fn mul_shoup_add_into(q: &Modulus, acc: &mut [u64], a: &[u64], w: &[u
     )
 }
 
+/// The Shoup companions of a key matrix (rows of `N` modulo the primes of
+/// `ops`, [`shoup_vec`] row by row) for [`mul_key_add_into`], or nothing
+/// where [`ifma_covers`] the primes (the IFMA products need none).
+pub(crate) fn key_companions(ops: &RingOps, m: &[u64]) -> Vec<u64> {
+    if ifma_covers(&ops.moduli) {
+        return Vec::new();
+    }
+    m.chunks(ops.degree.max(1))
+        .zip(&ops.moduli)
+        .flat_map(|(row, q)| shoup_vec(q, row))
+        .collect()
+}
+
+/// `acc[k] += a[k]·w[k] mod q` for a key row `w` with its companions `ws`
+/// from [`key_companions`] (empty: the IFMA products).
+pub(crate) fn mul_key_add_into(q: &Modulus, acc: &mut [u64], a: &[u64], w: &[u64], ws: &[u64]) {
+    match ws {
+        [] => mul_add_into(q, acc, a, w),
+        ws => mul_shoup_add_into(q, acc, a, w, ws),
+    }
+}
+
 /// The Shoup companions `⌊w·2^64/q⌋` of a row of residues `w < q`: fhe-math's
 /// `Modulus::shoup_vec` without a 128-bit division per value. With
 /// `R = ⌊2^128/q⌋ = r_hi·2^64 + r_lo`, the estimate `w·r_hi + ⌊w·r_lo/2^64⌋`

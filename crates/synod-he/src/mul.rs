@@ -23,7 +23,7 @@ use fhe_traits::{DeserializeWithContext, Serialize as _};
 use prost::Message;
 use rayon::prelude::*;
 
-use crate::kernels::{mul_add_into, mul_shoup_add_into, NttView, RingOps};
+use crate::kernels::{mul_key_add_into, NttView, RingOps};
 use crate::rns::{BaseConverter, ScaleDown, Scratch};
 use crate::{Error, Params, Result};
 
@@ -50,8 +50,8 @@ pub(crate) struct FastMul {
     /// Key rows `c0[i]`, `c1[i]` (NTT, `k × N` each).
     key0: Vec<Vec<u64>>,
     key1: Vec<Vec<u64>>,
-    /// Their Shoup companions (`⌊x·2^64/q⌋`), per prime; empty where the
-    /// IFMA kernels cover every prime.
+    /// Their Shoup companions (`kernels::key_companions`: empty where the
+    /// IFMA kernels cover every prime).
     key0_shoup: Vec<Vec<u64>>,
     key1_shoup: Vec<Vec<u64>>,
 }
@@ -59,26 +59,14 @@ pub(crate) struct FastMul {
 impl FastMul {
     pub(crate) fn new(params: &Params, rlk: &RelinearizationKey) -> Result<Self> {
         let mut me = Self::tables(params)?;
-        let n = params.degree();
         let (key0, key1) = key_rows(rlk, &me.base)?;
         let ops_base = &me.ops_base;
-        let shoup = |rows: &[Vec<u64>]| -> Vec<Vec<u64>> {
+        let companions = |rows: &[Vec<u64>]| -> Vec<Vec<u64>> {
             rows.iter()
-                .map(|m| {
-                    m.chunks(n)
-                        .zip(ops_base.moduli())
-                        .flat_map(|(row, q)| crate::kernels::shoup_vec(q, row))
-                        .collect()
-                })
+                .map(|m| crate::kernels::key_companions(ops_base, m))
                 .collect()
         };
-        // Shoup companions only where the key switch uses them (IFMA's
-        // Barrett products need none).
-        let (key0_shoup, key1_shoup) = if crate::kernels::ifma_covers(ops_base.moduli()) {
-            (Vec::new(), Vec::new())
-        } else {
-            (shoup(&key0), shoup(&key1))
-        };
+        let (key0_shoup, key1_shoup) = (companions(&key0), companions(&key1));
         (me.key0, me.key1, me.key0_shoup, me.key1_shoup) = (key0, key1, key0_shoup, key1_shoup);
         Ok(me)
     }
@@ -267,20 +255,15 @@ impl FastMul {
             return;
         };
         let mut t = vec![0u64; acc0.len()];
-        for (i, (k0, k1)) in self.key0.iter().zip(&self.key1).enumerate() {
+        let keys = self.key0.iter().zip(&self.key0_shoup);
+        for (i, ((k0, k0s), (k1, k1s))) in
+            keys.zip(self.key1.iter().zip(&self.key1_shoup)).enumerate()
+        {
             t.copy_from_slice(ob.row(d2, i));
             q.reduce_vec(&mut t);
             ntt.forward(&mut t);
-            match (self.key0_shoup.get(i), self.key1_shoup.get(i)) {
-                (Some(k0s), Some(k1s)) => {
-                    mul_shoup_add_into(q, acc0, &t, ob.row(k0, j), ob.row(k0s, j));
-                    mul_shoup_add_into(q, acc1, &t, ob.row(k1, j), ob.row(k1s, j));
-                }
-                _ => {
-                    mul_add_into(q, acc0, &t, ob.row(k0, j));
-                    mul_add_into(q, acc1, &t, ob.row(k1, j));
-                }
-            }
+            mul_key_add_into(q, acc0, &t, ob.row(k0, j), ob.row(k0s, j));
+            mul_key_add_into(q, acc1, &t, ob.row(k1, j), ob.row(k1s, j));
         }
     }
 
