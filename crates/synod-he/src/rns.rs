@@ -319,15 +319,12 @@ impl BaseConverter {
         out: &mut [&mut [u64]],
         scratch: &mut Scratch,
     ) -> Result<()> {
-        if let Some(c) = &self.ifma {
-            return crate::kernels::dispatch(
-                #[inline(always)]
-                || self.convert_rows(c, input, out, scratch),
-            );
-        }
         crate::kernels::dispatch(
             #[inline(always)]
-            || self.convert_block(input, out, scratch),
+            || match &self.ifma {
+                Some(c) => self.convert_rows(c, input, out, scratch),
+                None => self.convert_block(input, out, scratch),
+            },
         )
     }
 
@@ -536,15 +533,12 @@ impl ScaleDown {
         out: &mut [&mut [u64]],
         scratch: &mut Scratch,
     ) -> Result<()> {
-        if let Some(c) = &self.ifma {
-            return crate::kernels::dispatch(
-                #[inline(always)]
-                || self.scale_rows(c, input, out, scratch),
-            );
-        }
         crate::kernels::dispatch(
             #[inline(always)]
-            || self.scale_block(input, out, scratch),
+            || match &self.ifma {
+                Some(c) => self.scale_rows(c, input, out, scratch),
+                None => self.scale_block(input, out, scratch),
+            },
         )
     }
 
