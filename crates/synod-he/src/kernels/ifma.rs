@@ -60,8 +60,15 @@ pulp::simd_type! {
 /// The largest prime (exclusive) the kernels here accept.
 pub(crate) const MAX_PRIME: u64 = super::IFMA_MAX_PRIME;
 
-/// The IFMA token, if this CPU has it (detected once).
+/// The IFMA token, if this CPU has it and the environment variable
+/// `SYNOD_NO_IFMA` is unset (both read once). With `SYNOD_NO_IFMA` set every
+/// kernel takes its portable path, so one IFMA machine can test (and time)
+/// the code that CPUs without IFMA run.
 pub(crate) fn token() -> Option<V4Ifma> {
+    static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *DISABLED.get_or_init(|| std::env::var_os("SYNOD_NO_IFMA").is_some()) {
+        return None;
+    }
     V4Ifma::try_new()
 }
 
@@ -347,6 +354,23 @@ mod tests {
     }
 
     #[test]
+    fn synod_no_ifma_turns_the_kernels_off() {
+        // `.ci/run` runs synod-he's tests a second time with SYNOD_NO_IFMA
+        // set, to check the portable paths on an IFMA machine: make sure
+        // that run really took them.
+        if std::env::var_os("SYNOD_NO_IFMA").is_some() {
+            assert!(token().is_none());
+            assert!(!super::super::has_ifma());
+            let q = Modulus::new(PRIMES[0]).unwrap();
+            let mut row = vec![1; 8];
+            assert!(!mul_add_into(&q, &mut row, &[2; 8], &[3; 8]));
+            assert_eq!(row, vec![1; 8], "a kernel that declined wrote nothing");
+        } else {
+            assert_eq!(token().is_some(), V4Ifma::try_new().is_some());
+        }
+    }
+
+    #[test]
     fn the_reduction_is_exact_at_the_extremes() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
@@ -386,7 +410,7 @@ mod tests {
             } else if std::env::var_os("CI").is_some() && p < MAX_PRIME {
                 // The kernels are only reachable on IFMA hardware: say so
                 // instead of passing without having run them.
-                eprintln!("no AVX-512 IFMA on this CPU: the IFMA kernels were not tested");
+                eprintln!("IFMA off (no AVX-512 IFMA, or SYNOD_NO_IFMA set): the IFMA kernels were not tested");
             }
         }
     }
@@ -458,7 +482,7 @@ mod tests {
             let (mut r0, mut r2, mut r1) = (a0.clone(), a1.clone(), b0.clone());
             if !tensor_in_place(&q, &mut r0, &mut r2, &mut r1, b1) {
                 if std::env::var_os("CI").is_some() && p < MAX_PRIME {
-                    eprintln!("no AVX-512 IFMA on this CPU: the tensor kernel was not tested");
+                    eprintln!("IFMA off (no AVX-512 IFMA, or SYNOD_NO_IFMA set): the tensor kernel was not tested");
                 }
                 continue;
             }
