@@ -8,9 +8,10 @@
 
 use std::collections::BTreeMap;
 
-use fhe::bfv::{Ciphertext, Encoding, Plaintext, RelinearizationKey};
+use fhe::bfv::{Ciphertext, Encoding, Plaintext};
 use fhe_traits::FheEncoder;
 use synod_he::galois::GaloisKeys;
+use synod_he::relin::RelinKey;
 use synod_he::Params;
 
 use crate::expr::{ColumnRef, Expr};
@@ -44,11 +45,7 @@ enum Value {
 impl<'a> Evaluator<'a> {
     /// An evaluator for `plan` with the session's keys. `galois` must cover
     /// [`Plan::galois_elements`] when that is not empty.
-    pub fn new(
-        plan: &'a Plan,
-        rlk: &RelinearizationKey,
-        galois: Option<&'a GaloisKeys>,
-    ) -> Result<Self> {
+    pub fn new(plan: &'a Plan, rlk: &RelinKey, galois: Option<&'a GaloisKeys>) -> Result<Self> {
         if galois.is_none() && !plan.galois_elements()?.is_empty() {
             return Err(CircuitError::Inputs(
                 "this circuit sums or rotates slots and needs Galois keys".into(),

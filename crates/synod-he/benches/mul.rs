@@ -83,7 +83,7 @@ fn main() {
     let b: Ciphertext = pk.try_encrypt(&pt, &mut rng).unwrap();
 
     let ours = relin::Multiplier::new(&params, &rlk).unwrap();
-    let theirs = Multiplicator::default(&rlk).unwrap();
+    let theirs = Multiplicator::default(&rlk.to_fhe().unwrap()).unwrap();
     black_box(ours.multiply(&a, &b).unwrap());
     black_box(theirs.multiply(&a, &b).unwrap());
     // For profiling: `SYNOD_BENCH_ONLY=synod` skips fhe.rs.

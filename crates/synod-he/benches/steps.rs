@@ -368,7 +368,7 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
         synod,
         fhe: None,
     });
-    let mult = Multiplicator::default(&rlk).unwrap();
+    let mult = Multiplicator::default(&rlk.to_fhe().unwrap()).unwrap();
     let fast_mult = relin::Multiplier::new(&params, &rlk).unwrap();
     let (synod, fhe) = pair(
         fast,

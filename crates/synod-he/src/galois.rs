@@ -73,8 +73,9 @@ pub struct GaloisKeyShare {
 /// Makes this participant's shares for the Galois `elements`.
 ///
 /// Row `k` is `−a_g[k]·s + w_k·σ_g(s) + e`; since the gadget value `w_k` is 1
-/// modulo prime `k` and 0 modulo the others, `w_k·σ_g(s)` is just prime `k`'s
-/// row of `σ_g(s)`. Rows are computed in parallel.
+/// modulo the primes of digit `k` and 0 modulo the others
+/// ([`crate::gadget`]), `w_k·σ_g(s)` is just those primes' rows of
+/// `σ_g(s)`. Rows are computed in parallel.
 pub fn galois_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
     params: &Params,
     crs: &CommonRandomness,
@@ -88,35 +89,38 @@ pub fn galois_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
     let ctx = params.ctx(0)?;
     let ops = RingOps::of(ctx)?;
     let l = ops.len();
+    let gadget = crate::gadget::Gadget::of(params)?;
+    let digits = gadget.digits();
     let s_view = NttView::of(secret.secret_ntt())?;
     let s = s_view.rows(l)?;
     let mut elements = elements.to_vec();
     elements.sort_unstable();
     elements.dedup();
     // Errors for every (element, row), drawn in order before parallel work.
-    let errors = crate::relin::sample_errors(params, elements.len() * l, rng)?;
+    let errors = crate::relin::sample_errors(params, elements.len() * digits, rng)?;
     let mut keys = Vec::new();
     for (e_index, &g) in elements.iter().enumerate() {
         let sub = SubstitutionExponent::new(ctx, g as usize)?;
         let s_g = zeroize::Zeroizing::new(secret.secret_ntt().substitute(&sub)?);
         let s_g_view = NttView::of(&s_g)?;
         let s_g_rows = s_g_view.rows(l)?;
-        let rows = (0..l)
+        let rows = (0..digits)
             .into_par_iter()
             .map(|k| {
+                let group = gadget.group(k);
                 let a = crs.poly(CrpPurpose::Galois {
                     exponent: g,
                     row: u32::try_from(k).unwrap_or(u32::MAX),
                 })?;
                 let a = contiguous_rows(a.coefficients(), l)?;
                 let e = errors
-                    .get(e_index * l + k)
+                    .get(e_index * digits + k)
                     .ok_or_else(|| Error::Parameters("missing error sample".into()))?;
                 let mut h = ops.small_matrix(&e.coeffs());
                 ops.par_rows(&mut h, |i, q, ntt, row| {
                     ntt.forward(row);
                     mul_sub_into(q, row, ops.row(a, i), ops.row(s, i));
-                    if i == k {
+                    if group.contains(&i) {
                         q.add_vec(row, ops.row(s_g_rows, i));
                     }
                 });
@@ -139,14 +143,16 @@ pub fn aggregate_galois_keys(
 }
 
 /// Galois keys held as residue matrices, with this crate's own key switching
-/// (the algorithm of fhe.rs's `GaloisKey::relinearize`: RNS-gadget digits,
-/// NTT per prime, products with precomputed Shoup constants), so that keys
-/// aggregated from shares are used directly, without a round trip through
-/// fhe.rs's protobuf constructors, and the per-prime work runs in parallel.
-/// Results are bit-identical to fhe.rs's `EvaluationKey` (tested).
+/// (the algorithm of fhe.rs's `GaloisKey::relinearize` with the parameters'
+/// gadget, [`crate::gadget`]: digits, NTT per prime, products with
+/// precomputed Shoup constants), so that keys aggregated from shares are used
+/// directly, without a round trip through fhe.rs's protobuf constructors,
+/// and the per-prime work runs in parallel. With one prime per digit the
+/// results are bit-identical to fhe.rs's `EvaluationKey` (tested).
 pub struct GaloisKeys {
     params: Params,
     ops: std::sync::Arc<crate::kernels::RingOps>,
+    gadget: crate::gadget::Gadget,
     keys: BTreeMap<u32, KeyRows>,
 }
 
@@ -208,11 +214,12 @@ impl GaloisKeys {
         let c1g = c1.substitute(&sub)?;
         let ops = &self.ops;
         let (l, n) = (ops.len(), ops.degree());
-        // Digit k's NTT modulo its own prime k is row k of σ(c1) in NTT form:
-        // keep those rows and skip L of the L² forward NTTs. The digits are
-        // σ(c1) in power basis, taken out of NTT form with synod's NTT.
+        // Digit k modulo one of its own primes i is row i of σ(c1): in NTT
+        // form, keep those rows and skip L of the forward NTTs. The digits
+        // are σ(c1) in power basis, taken out of NTT form with synod's NTT,
+        // then (several primes per digit) in Garner's mixed radix.
         let c1_rows = crate::kernels::contiguous_rows(c1g.coefficients(), l)?.to_vec();
-        let (c1g_ntt, digits) = if *c1g.representation() == Representation::PowerBasis {
+        let (c1g_ntt, mut digits) = if *c1g.representation() == Representation::PowerBasis {
             (None, c1_rows)
         } else {
             let mut digits = c1_rows.clone();
@@ -220,6 +227,10 @@ impl GaloisKeys {
             (Some(c1_rows), digits)
         };
         drop(c1g);
+        // Own residues (power basis) are needed where σ(c1) came in power
+        // basis; keep them before the mixed radix overwrites the rows.
+        let own_power = (c1g_ntt.is_none() && !self.gadget.is_per_prime()).then(|| digits.clone());
+        self.gadget.mixed_radix_in_place(&mut digits, n);
         // Per prime i (in parallel): Σ_k NTT_i(digit_k mod q_i) ⊙ key[k].
         let mut acc0 = vec![0u64; l * n];
         let mut acc1 = vec![0u64; l * n];
@@ -229,12 +240,21 @@ impl GaloisKeys {
             .enumerate()
             .for_each(|(i, ((a0, a1), (q, ntt)))| {
                 let mut t = vec![0u64; n];
-                for (k, digit) in digits.chunks(n).enumerate() {
-                    match c1g_ntt.as_ref().and_then(|m| m.get(k * n..(k + 1) * n)) {
-                        Some(own) if k == i => t.copy_from_slice(own),
+                let own_ntt = c1g_ntt.as_ref().and_then(|m| m.get(i * n..(i + 1) * n));
+                let own = own_power
+                    .as_deref()
+                    .unwrap_or(&digits)
+                    .get(i * n..(i + 1) * n)
+                    .unwrap_or_default();
+                for k in 0..self.gadget.digits() {
+                    match own_ntt {
+                        Some(own) if self.gadget.group(k).contains(&i) => t.copy_from_slice(own),
                         _ => {
-                            t.copy_from_slice(digit);
-                            q.reduce_vec(&mut t);
+                            if self.gadget.group(k).contains(&i) {
+                                t.copy_from_slice(own);
+                            } else {
+                                self.gadget.lift_into(&digits, k, q, &mut t);
+                            }
                             ntt.forward(&mut t);
                         }
                     }
@@ -286,8 +306,15 @@ impl GaloisKeys {
         Ok(out)
     }
 
-    /// The same keys as an fhe.rs `EvaluationKey` (through its protobuf form).
+    /// The same keys as an fhe.rs `EvaluationKey` (through its protobuf
+    /// form); only keys with one prime per digit have fhe.rs's layout.
     pub fn to_fhe(&self) -> Result<EvaluationKey> {
+        if !self.gadget.is_per_prime() {
+            return Err(Error::Parameters(format!(
+                "fhe.rs keys have one prime per digit, these have {}",
+                self.params.digit_primes()
+            )));
+        }
         let ctx = self.params.ctx(0)?;
         let to_polys = |rows: &[Vec<u64>]| -> Result<Vec<Poly>> {
             rows.iter()
@@ -327,6 +354,8 @@ pub fn aggregate_galois_key_rows(
     let ctx = params.ctx(0)?;
     let ops = crate::kernels::RingOps::of(ctx)?;
     let l = params.moduli().len();
+    let gadget = crate::gadget::Gadget::of(params)?;
+    let digits = gadget.digits();
     // Validate every share's shape first (errors name the sender).
     let mut elements: Option<Vec<u32>> = None;
     for (sender, share) in &shares {
@@ -342,11 +371,11 @@ pub fn aggregate_galois_key_rows(
             });
         }
         for (_, rows) in &share.keys {
-            if rows.len() != l {
+            if rows.len() != digits {
                 return Err(Error::Malformed {
                     sender: *sender,
                     what: WHAT,
-                    reason: format!("{} gadget rows where {l} were expected", rows.len()),
+                    reason: format!("{} gadget rows where {digits} were expected", rows.len()),
                 });
             }
             for r in rows {
@@ -368,7 +397,7 @@ pub fn aggregate_galois_key_rows(
     let elements = elements.unwrap_or_default();
     let mut keys = BTreeMap::new();
     for g in elements {
-        let rows: Vec<DigitRows> = (0..l)
+        let rows: Vec<DigitRows> = (0..digits)
             .into_par_iter()
             .map(|k| {
                 let mut c0 = vec![0u64; l * ops.degree()];
@@ -414,6 +443,7 @@ pub fn aggregate_galois_key_rows(
     Ok(GaloisKeys {
         params: params.clone(),
         ops,
+        gadget,
         keys,
     })
 }

@@ -3,7 +3,8 @@
 //! ciphertexts from `Q` to `Q ∪ P` (fast base conversion with a
 //! floating-point correction), tensor in NTT form over `Q ∪ P`, scale by
 //! `t/Q` straight into `P` and convert back to `Q`, then key-switch the third
-//! component with the RNS gadget exactly as fhe.rs's `Multiplicator` does.
+//! component with the parameters' gadget ([`crate::gadget`]; with one prime
+//! per digit, exactly as fhe.rs's `Multiplicator` does).
 //! The result equals fhe.rs's exact-scaling product except where a scaled
 //! coefficient's fractional part lies within about `2^-22` of one half (it
 //! may then round the other way, an error of one in that coefficient); tests
@@ -16,12 +17,12 @@
 
 use std::sync::Arc;
 
-use fhe::bfv::{BfvParameters, Ciphertext, RelinearizationKey};
-use fhe::proto::bfv as pb;
+use fhe::bfv::{BfvParameters, Ciphertext};
 use fhe_math::rq::{Context, Poly};
-use fhe_traits::{DeserializeWithContext, Serialize as _};
-use prost::Message;
 use rayon::prelude::*;
+
+use crate::gadget::Gadget;
+use crate::relin::RelinKey;
 
 use crate::kernels::{mul_key_add_into, NttView, RingOps};
 use crate::rns::{BaseConverter, ScaleDown, Scratch};
@@ -47,7 +48,9 @@ pub(crate) struct FastMul {
     to_p: BaseConverter,
     down: ScaleDown,
     to_q: BaseConverter,
-    /// Key rows `c0[i]`, `c1[i]` (NTT, `k × N` each).
+    /// The key's digits.
+    gadget: Gadget,
+    /// Key rows `c0[g]`, `c1[g]` per digit `g` (NTT, `k × N` each).
     key0: Vec<Vec<u64>>,
     key1: Vec<Vec<u64>>,
     /// Their Shoup companions (`kernels::key_companions`: empty where the
@@ -57,9 +60,25 @@ pub(crate) struct FastMul {
 }
 
 impl FastMul {
-    pub(crate) fn new(params: &Params, rlk: &RelinearizationKey) -> Result<Self> {
+    pub(crate) fn new(params: &Params, rlk: &RelinKey) -> Result<Self> {
         let mut me = Self::tables(params)?;
-        let (key0, key1) = key_rows(rlk, &me.base)?;
+        if rlk.params() != params {
+            return Err(Error::Parameters(format!(
+                "the relinearisation key was made for {:?}, not {params:?}",
+                rlk.params()
+            )));
+        }
+        let (key0, key1) = rlk.rows();
+        let (key0, key1) = (key0.to_vec(), key1.to_vec());
+        let size = me.k * me.ops_base.degree();
+        if key0.len() != me.gadget.digits()
+            || key1.len() != key0.len()
+            || key0.iter().chain(&key1).any(|m| m.len() != size)
+        {
+            return Err(Error::Parameters(
+                "relinearisation key rows of the wrong shape".into(),
+            ));
+        }
         let ops_base = &me.ops_base;
         let companions = |rows: &[Vec<u64>]| -> Vec<Vec<u64>> {
             rows.iter()
@@ -114,6 +133,7 @@ impl FastMul {
             to_p: BaseConverter::new(&q, &p)?,
             down: ScaleDown::new(&q, &p, params.plaintext())?,
             to_q: BaseConverter::new(&p, &q)?,
+            gadget: Gadget::of(params)?,
             key0: Vec::new(),
             key1: Vec::new(),
             key0_shoup: Vec::new(),
@@ -128,16 +148,23 @@ impl FastMul {
     }
 
     pub(crate) fn multiply(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
-        let (k, n) = (self.k, self.ops_base.degree());
-        if self.key0.len() != k || self.key1.len() != k {
+        let n = self.ops_base.degree();
+        if self.key0.len() != self.gadget.digits() || self.key0.is_empty() {
             return Err(Error::Parameters("no relinearisation key".into()));
         }
         let [mut d0, mut d1, d2] = self.scaled_tensor(a, b)?;
 
-        // 4. Relinearise: key-switch d2 with the RNS gadget (row i of d2,
-        //    lifted to every prime, times key row i), while d0, d1 go to NTT.
+        // 4. Relinearise: key-switch d2 with the gadget (digit g of d2,
+        //    lifted to every prime, times key row g), while d0, d1 go to NTT.
         //    Per output prime: d0 and d1 to NTT form, the key switch added
-        //    straight into them.
+        //    straight into them. Digits of several primes need Garner's
+        //    mixed radix first (one pass, before the per-prime work).
+        let radix = (!self.gadget.is_per_prime()).then(|| {
+            let mut r = d2.clone();
+            self.gadget.mixed_radix_in_place(&mut r, n);
+            r
+        });
+        let radix = radix.as_deref().unwrap_or(&d2);
         let ob = &self.ops_base;
         d0.par_chunks_mut(n)
             .zip(d1.par_chunks_mut(n))
@@ -146,7 +173,7 @@ impl FastMul {
             .for_each(|(j, ((r0, r1), ntt))| {
                 ntt.forward(r0);
                 ntt.forward(r1);
-                self.key_switch_row(j, &d2, r0, r1);
+                self.key_switch_row(j, &d2, radix, r0, r1);
             });
         let to_poly = |m: Vec<u64>| crate::kernels::ntt_poly(m, &self.base);
         Ok(Ciphertext::new(
@@ -248,19 +275,32 @@ impl FastMul {
     }
 
     /// Adds output prime `j` of the key switch of `d2` (power basis,
-    /// `k × N`) into `acc0`, `acc1` (NTT form).
-    fn key_switch_row(&self, j: usize, d2: &[u64], acc0: &mut [u64], acc1: &mut [u64]) {
+    /// `k × N`; `radix` its mixed-radix digits, [`Gadget`]) into `acc0`,
+    /// `acc1` (NTT form).
+    fn key_switch_row(
+        &self,
+        j: usize,
+        d2: &[u64],
+        radix: &[u64],
+        acc0: &mut [u64],
+        acc1: &mut [u64],
+    ) {
         let ob = &self.ops_base;
         let (Some(q), Some(ntt)) = (ob.moduli().get(j), ob.ntt().get(j)) else {
             return;
         };
         let mut t = vec![0u64; acc0.len()];
         let keys = self.key0.iter().zip(&self.key0_shoup);
-        for (i, ((k0, k0s), (k1, k1s))) in
+        for (g, ((k0, k0s), (k1, k1s))) in
             keys.zip(self.key1.iter().zip(&self.key1_shoup)).enumerate()
         {
-            t.copy_from_slice(ob.row(d2, i));
-            q.reduce_vec(&mut t);
+            // Digit g modulo q_j: d2's own residue where q_j is one of the
+            // digit's primes, else the digit's value reduced modulo q_j.
+            if self.gadget.group(g).contains(&j) {
+                t.copy_from_slice(ob.row(d2, j));
+            } else {
+                self.gadget.lift_into(radix, g, q, &mut t);
+            }
             ntt.forward(&mut t);
             mul_key_add_into(q, acc0, &t, ob.row(k0, j), ob.row(k0s, j));
             mul_key_add_into(q, acc1, &t, ob.row(k1, j), ob.row(k1s, j));
@@ -334,38 +374,6 @@ fn karatsuba_in_place(
 fn mul_into(q: &fhe_math::zq::Modulus, row: &mut [u64], a: &[u64], b: &[u64]) {
     row.copy_from_slice(a);
     q.mul_vec(row, b);
-}
-
-/// One `k × N` NTT residue matrix per gadget row.
-type KeyRows = Vec<Vec<u64>>;
-
-/// The gadget rows of `rlk` (NTT residues at level 0), from its protobuf
-/// form; only the layout synod's keys have (RNS gadget, level 0, no seed).
-fn key_rows(rlk: &RelinearizationKey, base: &Arc<Context>) -> Result<(KeyRows, KeyRows)> {
-    let unsupported = |why: &str| Error::Parameters(format!("relinearisation key layout: {why}"));
-    let proto = pb::RelinearizationKey::decode(rlk.to_bytes().as_slice())
-        .map_err(|e| unsupported(&e.to_string()))?;
-    let ksk = proto
-        .ksk
-        .ok_or_else(|| unsupported("no key-switching key"))?;
-    if ksk.log_base != 0 || ksk.ciphertext_level != 0 || ksk.ksk_level != 0 || !ksk.seed.is_empty()
-    {
-        return Err(unsupported("only level-0 RNS-gadget keys without seed"));
-    }
-    let k = base.moduli().len();
-    if ksk.c0.len() != k || ksk.c1.len() != k {
-        return Err(unsupported("one gadget row per prime expected"));
-    }
-    let rows = |v: &[Vec<u8>]| -> Result<Vec<Vec<u64>>> {
-        v.iter()
-            .map(|bytes| {
-                let p = Poly::from_bytes(bytes, base)?;
-                let view = NttView::of(&p)?;
-                Ok(view.rows(k)?.to_vec())
-            })
-            .collect()
-    };
-    Ok((rows(&ksk.c0)?, rows(&ksk.c1)?))
 }
 
 #[cfg(test)]

@@ -145,6 +145,8 @@ pub const MAX_PLAINTEXT_BITS: u32 = 60;
 pub struct Params {
     set: ParameterSet,
     plaintext_bits: u32,
+    /// Ciphertext primes per key-switching digit ([`crate::gadget`]).
+    digit_primes: usize,
     bfv: Arc<BfvParameters>,
 }
 
@@ -154,13 +156,16 @@ impl fmt::Debug for Params {
             .field("set", &self.set)
             .field("p", &self.plaintext())
             .field("log_q", &self.log_q(0))
+            .field("digit_primes", &self.digit_primes)
             .finish()
     }
 }
 
 impl PartialEq for Params {
     fn eq(&self, other: &Self) -> bool {
-        self.set == other.set && self.plaintext() == other.plaintext()
+        self.set == other.set
+            && self.plaintext() == other.plaintext()
+            && self.digit_primes == other.digit_primes
     }
 }
 impl Eq for Params {}
@@ -201,8 +206,39 @@ impl Params {
         Ok(Self {
             set,
             plaintext_bits,
+            digit_primes: 1,
             bfv,
         })
+    }
+
+    /// The same parameters with key-switching keys whose digits each cover
+    /// `primes` consecutive ciphertext primes (the last digit may cover
+    /// fewer). One prime per digit is fhe.rs's RNS gadget and the default;
+    /// more primes per digit mean fewer digits (smaller relinearisation and
+    /// rotation keys, fewer NTTs per key switch) and a key-switching noise
+    /// larger by the extra primes' bits ([`crate::gadget`]). Security does
+    /// not depend on it.
+    pub fn with_digit_primes(mut self, primes: usize) -> Result<Self> {
+        let l = self.moduli().len();
+        if !(1..=l).contains(&primes) {
+            return Err(Error::Parameters(format!(
+                "a key-switching digit covers 1..={l} primes, not {primes}"
+            )));
+        }
+        self.digit_primes = primes;
+        Ok(self)
+    }
+
+    /// Ciphertext primes per key-switching digit (1 unless
+    /// [`Params::with_digit_primes`] chose more).
+    pub fn digit_primes(&self) -> usize {
+        self.digit_primes
+    }
+
+    /// Number of key-switching digits (rows of a relinearisation or
+    /// rotation key) at level 0.
+    pub fn digits(&self) -> usize {
+        self.moduli().len().div_ceil(self.digit_primes)
     }
 
     /// The named set.

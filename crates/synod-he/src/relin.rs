@@ -1,9 +1,9 @@
 //! Two-round relinearisation-key generation (RKG), Mouchet et al., PETS 2021,
 //! §4.3 (Lattigo `multiparty.RelinearizationKeyGenProtocol`).
 //!
-//! The key has one row per ciphertext prime (the RNS gadget `w_k` = Garner
-//! coefficient of prime `k`, as fhe.rs lays out key-switching keys). With
-//! common random `a[k]`:
+//! The key has one row per key-switching digit ([`crate::gadget`]: `w_k` is
+//! 1 modulo the primes of digit `k` and 0 modulo the others; with one prime
+//! per digit this is fhe.rs's RNS-gadget layout). With common random `a[k]`:
 //!
 //! * round 1 — party `i` draws an ephemeral small `u_i` and publishes
 //!   `h0_i[k] = −u_i·a[k] + w_k·s_i + e`, `h1_i[k] = s_i·a[k] + e'`;
@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::crp::{CommonRandomness, CrpPurpose};
+use crate::gadget::Gadget;
 use crate::kernels::{
     contiguous_rows, mul_add_into, mul_sub_into, sample_small, NttView, RingOps, SmallWords,
 };
@@ -88,7 +89,7 @@ fn gadget(params: &Params) -> Result<Vec<num_bigint::BigUint>> {
 
 #[cfg(test)]
 fn crps(params: &Params, crs: &CommonRandomness) -> Result<Vec<Poly>> {
-    (0..params.moduli().len())
+    (0..params.digits())
         .map(|k| {
             crs.poly(CrpPurpose::Relinearization {
                 row: u32::try_from(k).unwrap_or(u32::MAX),
@@ -100,8 +101,9 @@ fn crps(params: &Params, crs: &CommonRandomness) -> Result<Vec<Poly>> {
 
 /// Round 1 for participant `sender` with additive share `sk`.
 ///
-/// The gadget coefficient `w_k` is 1 modulo prime `k` and 0 modulo every
-/// other prime, so `w_k·s` is `s`'s residues in row `k` alone. Randomness is
+/// The gadget coefficient `w_k` is 1 modulo the primes of digit `k` and 0
+/// modulo every other prime, so `w_k·s` is `s`'s residues in those rows
+/// alone. Randomness is
 /// drawn in the order of the textbook loop (`u`, then `e, e'` per gadget
 /// row); the rows are then computed in parallel.
 pub fn round1<R: RngCore + CryptoRng>(
@@ -114,14 +116,17 @@ pub fn round1<R: RngCore + CryptoRng>(
     let ctx = params.ctx(0)?;
     let ops = RingOps::of(ctx)?;
     let (l, n) = (ops.len(), ops.degree());
+    let gadget = Gadget::of(params)?;
+    let digits = gadget.digits();
     let u_coeffs = sample_small(n, params.variance(), rng)?;
-    let errors = sample_errors(params, 2 * l, rng)?;
+    let errors = sample_errors(params, 2 * digits, rng)?;
     let u = ops.small_to_ntt(&u_coeffs);
     let s_view = NttView::of(sk.ntt())?;
     let s = s_view.rows(l)?;
-    let rows = (0..l)
+    let rows = (0..digits)
         .into_par_iter()
         .map(|k| {
+            let group = gadget.group(k);
             let a = crs.poly(CrpPurpose::Relinearization {
                 row: u32::try_from(k).unwrap_or(u32::MAX),
             })?;
@@ -135,7 +140,7 @@ pub fn round1<R: RngCore + CryptoRng>(
             ops.par_rows(&mut r0, |i, q, ntt, row| {
                 ntt.forward(row);
                 mul_sub_into(q, row, ops.row(a, i), ops.row(&u, i));
-                if i == k {
+                if group.contains(&i) {
                     q.add_vec(row, ops.row(s, i));
                 }
             });
@@ -187,12 +192,12 @@ fn parse_rows(
     sender: EvaluationPoint,
     what: &'static str,
 ) -> Result<Vec<Poly>> {
-    let l = params.moduli().len();
-    if rows.len() != l {
+    let digits = params.digits();
+    if rows.len() != digits {
         return Err(Error::Malformed {
             sender,
             what,
-            reason: format!("{} gadget rows where {l} were expected", rows.len()),
+            reason: format!("{} gadget rows where {digits} were expected", rows.len()),
         });
     }
     rows.iter()
@@ -246,19 +251,20 @@ pub fn round2<R: RngCore + CryptoRng>(
 ) -> Result<Round2Share> {
     let ops = RingOps::of(params.ctx(0)?)?;
     let l = ops.len();
-    if aggregate.h0.len() != l || aggregate.h1.len() != l {
+    let digits = params.digits();
+    if aggregate.h0.len() != digits || aggregate.h1.len() != digits {
         return Err(Error::Parameters(
             "round-1 aggregate has the wrong number of rows".into(),
         ));
     }
-    let errors = sample_errors(params, 2 * l, rng)?;
+    let errors = sample_errors(params, 2 * digits, rng)?;
     let s_view = NttView::of(sk.ntt())?;
     let s = s_view.rows(l)?;
     let u_view = NttView::of(&secret.u)?;
     let mut u_minus_s = Zeroizing::new(u_view.rows(l)?.to_vec());
     ops.par_rows(&mut u_minus_s, |i, q, _, row| q.sub_vec(row, ops.row(s, i)));
     // One job per (gadget row, output polynomial).
-    let jobs: Vec<(usize, bool)> = (0..l).flat_map(|k| [(k, false), (k, true)]).collect();
+    let jobs: Vec<(usize, bool)> = (0..digits).flat_map(|k| [(k, false), (k, true)]).collect();
     let out = jobs
         .par_iter()
         .map(|&(k, second)| {
@@ -281,8 +287,8 @@ pub fn round2<R: RngCore + CryptoRng>(
             Ok(WirePoly::from_residues(0, r))
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut h0 = Vec::with_capacity(l);
-    let mut h1 = Vec::with_capacity(l);
+    let mut h0 = Vec::with_capacity(digits);
+    let mut h1 = Vec::with_capacity(digits);
     for (w, &(_, second)) in out.into_iter().zip(&jobs) {
         if second {
             h1.push(w);
@@ -293,13 +299,66 @@ pub fn round2<R: RngCore + CryptoRng>(
     Ok(Round2Share { sender, h0, h1 })
 }
 
+/// The collective relinearisation key: per digit `k` ([`crate::gadget`]),
+/// `c0[k] + s·c1[k] ≈ w_k·s²`, held as NTT residue matrices at level 0. It
+/// is public.
+#[derive(Clone)]
+pub struct RelinKey {
+    params: Params,
+    c0: Vec<Vec<u64>>,
+    c1: Vec<Vec<u64>>,
+}
+
+impl std::fmt::Debug for RelinKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelinKey")
+            .field("params", &self.params)
+            .field("digits", &self.c0.len())
+            .finish()
+    }
+}
+
+impl RelinKey {
+    /// The parameters (digit size included) the key was made for.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The rows `(c0[k], c1[k])`, `L × N` NTT residues each.
+    pub(crate) fn rows(&self) -> (&[Vec<u64>], &[Vec<u64>]) {
+        (&self.c0, &self.c1)
+    }
+
+    /// The same key as an fhe.rs `RelinearizationKey`, for fhe.rs's own
+    /// `Multiplicator`; only keys with one prime per digit have that layout.
+    pub fn to_fhe(&self) -> Result<RelinearizationKey> {
+        if self.params.digit_primes() != 1 {
+            return Err(Error::Parameters(format!(
+                "fhe.rs keys have one prime per digit, this one has {}",
+                self.params.digit_primes()
+            )));
+        }
+        let ctx = self.params.ctx(0)?;
+        let polys = |rows: &[Vec<u64>]| -> Result<Vec<Poly>> {
+            rows.iter()
+                .map(|m| {
+                    let mut p = crate::kernels::ntt_poly(m.clone(), ctx)?;
+                    p.change_representation(Representation::NttShoup);
+                    Ok(p)
+                })
+                .collect()
+        };
+        glue::relinearization_key(&self.params, &polys(&self.c0)?, &polys(&self.c1)?)
+    }
+}
+
 /// Builds the relinearisation key from round 1's sums and everyone's round-2 shares.
 pub fn relinearization_key(
     params: &Params,
     aggregate: &Round1Aggregate,
     expected: &[EvaluationPoint],
     shares: impl IntoIterator<Item = Round2Share>,
-) -> Result<RelinearizationKey> {
+) -> Result<RelinKey> {
     const WHAT: &str = "relinearisation round-2 share";
     let shares = round::collect(
         expected,
@@ -312,15 +371,22 @@ pub fn relinearization_key(
         sum_rows(&mut c0, parse_rows(params, &s.h0, *sender, WHAT)?);
         sum_rows(&mut c0, parse_rows(params, &s.h1, *sender, WHAT)?);
     }
-    let mut c0 = c0.ok_or(Error::Missing {
+    let c0 = c0.ok_or(Error::Missing {
         what: WHAT,
         missing: Vec::new(),
     })?;
-    let mut c1 = aggregate.h1.clone();
-    for p in c0.iter_mut().chain(c1.iter_mut()) {
-        p.change_representation(Representation::NttShoup);
-    }
-    glue::relinearization_key(params, &c0, &c1)
+    let l = params.moduli().len();
+    let rows = |polys: &[Poly]| -> Result<Vec<Vec<u64>>> {
+        polys
+            .iter()
+            .map(|p| Ok(NttView::of(p)?.rows(l)?.to_vec()))
+            .collect()
+    };
+    Ok(RelinKey {
+        params: params.clone(),
+        c0: rows(&c0)?,
+        c1: rows(&aggregate.h1)?,
+    })
 }
 
 /// Ciphertext × ciphertext with relinearisation by a relinearisation key
@@ -343,9 +409,9 @@ impl std::fmt::Debug for Multiplier {
 }
 
 impl Multiplier {
-    /// Prepares the multiplication tables for `rlk` (RNS-gadget layout at
-    /// level 0, as [`relinearization_key`] makes).
-    pub fn new(params: &Params, rlk: &RelinearizationKey) -> Result<Self> {
+    /// Prepares the multiplication tables for `rlk` (made for `params`, as
+    /// [`relinearization_key`] makes it).
+    pub fn new(params: &Params, rlk: &RelinKey) -> Result<Self> {
         Ok(Self {
             inner: crate::mul::FastMul::new(params, rlk)?,
         })
@@ -473,7 +539,7 @@ mod tests {
             .secret_key(&params)
             .unwrap();
         let fast = Multiplier::new(&params, &rlk).unwrap();
-        let reference = Multiplicator::default(&rlk).unwrap();
+        let reference = Multiplicator::default(&rlk.to_fhe().unwrap()).unwrap();
         let p = params.plaintext();
         for _ in 0..3 {
             use rand::Rng;

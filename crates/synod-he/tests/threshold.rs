@@ -29,7 +29,7 @@ struct Setup {
     crs: CommonRandomness,
     additive: Vec<AdditiveKeyShare>,
     pk: PublicKey,
-    rlk: fhe::bfv::RelinearizationKey,
+    rlk: synod_he::relin::RelinKey,
     shares: Vec<KeyShare>,
 }
 
@@ -358,7 +358,7 @@ fn multiplication_rotation_and_lower_level_decrypt() {
     let b = random_values(&s.params, &mut rng);
     let ca = s.encrypt(&a, &mut rng);
     let cb = s.encrypt(&b, &mut rng);
-    let mult = Multiplicator::default(&s.rlk).unwrap();
+    let mult = Multiplicator::default(&s.rlk.to_fhe().unwrap()).unwrap();
     let prod = mult.multiply(&ca, &cb).unwrap();
     let expected: Vec<u64> = a
         .iter()

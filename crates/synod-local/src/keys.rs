@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use fhe::bfv::{Ciphertext, PublicKey, RelinearizationKey};
+use fhe::bfv::{Ciphertext, PublicKey};
 use synod_circuit::{ColumnRef, EvaluatedOutputs, Evaluator, Plan};
 use synod_he::crp::CommonRandomness;
 use synod_he::galois::GaloisKeys;
+use synod_he::relin::RelinKey;
 use synod_he::{Committee, Params};
 
 use crate::Result;
@@ -18,7 +19,7 @@ pub struct SessionKeys {
     pub(crate) committee: Committee,
     pub(crate) crs: CommonRandomness,
     pub(crate) public_key: PublicKey,
-    pub(crate) relin_key: RelinearizationKey,
+    pub(crate) relin_key: RelinKey,
     pub(crate) galois_key: Option<GaloisKeys>,
 }
 
@@ -44,7 +45,7 @@ impl SessionKeys {
     }
 
     /// The relinearisation key.
-    pub fn relin_key(&self) -> &RelinearizationKey {
+    pub fn relin_key(&self) -> &RelinKey {
         &self.relin_key
     }
 
