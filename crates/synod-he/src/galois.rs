@@ -511,6 +511,54 @@ mod tests {
         assert!(ours.rotate_columns(&ct, 6).is_err(), "no key for 6");
     }
 
+    /// With two primes per digit the keys have three rows, and rotations and
+    /// the inner sum decrypt to what one prime per digit gives.
+    #[test]
+    fn grouped_digits_rotate_correctly() {
+        use fhe::bfv::{Encoding, Plaintext};
+        use fhe_traits::{FheDecoder, FheDecrypter, FheEncoder, FheEncrypter};
+        let base = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let grouped = base.clone().with_digit_primes(2).unwrap();
+        let crs = CommonRandomness::new(&base, [6; 32]);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
+        let pts: Vec<_> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
+        let sks: Vec<_> = pts
+            .iter()
+            .map(|_| AdditiveKeyShare::generate(&base, &mut rng).unwrap())
+            .collect();
+        let mut elements = inner_sum_elements(&base);
+        elements.push(rotation_element(&base, 5).unwrap());
+        let keys = |params: &Params, rng: &mut rand_chacha::ChaCha20Rng| {
+            let shares: Vec<_> = pts
+                .iter()
+                .zip(&sks)
+                .map(|(&x, sk)| galois_key_share(params, &crs, sk, &elements, x, rng).unwrap())
+                .collect();
+            assert_eq!(shares[0].keys[0].1.len(), params.digits());
+            aggregate_galois_key_rows(params, &crs, &pts, shares).unwrap()
+        };
+        let (ours, reference) = (keys(&grouped, &mut rng), keys(&base, &mut rng));
+        assert!(ours.to_fhe().is_err(), "fhe.rs has no such layout");
+        let sk = crate::oracle::WholeKey::from_shares(&base, &sks)
+            .secret_key(&base)
+            .unwrap();
+        let p = base.plaintext();
+        let x: Vec<u64> = (0..2048u64).map(|i| (i * i + 17) % p).collect();
+        let pt = Plaintext::try_encode(&x, Encoding::simd(), base.bfv()).unwrap();
+        let decrypt = |ct: &fhe::bfv::Ciphertext| {
+            let pt = sk.try_decrypt(ct).unwrap();
+            Vec::<u64>::try_decode(&pt, Encoding::simd()).unwrap()
+        };
+        let total = x.iter().fold(0u64, |acc, v| (acc + v) % p);
+        let ct: fhe::bfv::Ciphertext = sk.try_encrypt(&pt, &mut rng).unwrap();
+        assert_eq!(
+            decrypt(&ours.rotate_columns(&ct, 5).unwrap()),
+            decrypt(&reference.rotate_columns(&ct, 5).unwrap()),
+        );
+        assert_ne!(decrypt(&ours.rotate_columns(&ct, 5).unwrap()), x);
+        assert_eq!(decrypt(&ours.inner_sum(&ct).unwrap()), vec![total; 2048]);
+    }
+
     /// The row-wise kernel equals the textbook `Poly` computation
     /// `−a·s + g_k·σ(s) + e` with the big-integer Garner coefficient, for the
     /// same error samples.

@@ -508,6 +508,106 @@ mod tests {
         assert_eq!((&r2.h0, &r2.h1), (&h0, &h1));
     }
 
+    /// Runs both rounds for `parties` participants and returns their
+    /// additive shares and the key.
+    fn collective_key(
+        params: &Params,
+        parties: u32,
+        rng: &mut rand_chacha::ChaCha20Rng,
+    ) -> (Vec<AdditiveKeyShare>, RelinKey) {
+        let crs = CommonRandomness::new(params, [9; 32]);
+        let pts: Vec<_> = (1..=parties)
+            .map(|x| EvaluationPoint::new(x).unwrap())
+            .collect();
+        let sks: Vec<_> = pts
+            .iter()
+            .map(|_| AdditiveKeyShare::generate(params, rng).unwrap())
+            .collect();
+        let (secrets, r1): (Vec<_>, Vec<_>) = pts
+            .iter()
+            .zip(&sks)
+            .map(|(&x, sk)| round1(params, &crs, sk, x, rng).unwrap())
+            .unzip();
+        let agg = aggregate_round1(params, &pts, r1).unwrap();
+        let r2: Vec<_> = secrets
+            .into_iter()
+            .zip(pts.iter().zip(&sks))
+            .map(|(s, (&x, sk))| round2(params, s, sk, &agg, x, rng).unwrap())
+            .collect();
+        (sks, relinearization_key(params, &agg, &pts, r2).unwrap())
+    }
+
+    /// Keys with two and three primes per digit have fewer rows, multiply
+    /// correctly, and add the key-switching noise their larger digits
+    /// predict: more than one prime per digit, well below the budget.
+    #[test]
+    fn grouped_digits_relinearise_correctly() {
+        use fhe::bfv::{Encoding, Plaintext};
+        use fhe_traits::{FheDecoder, FheDecrypter, FheEncoder, FheEncrypter};
+        let base = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let p = base.plaintext();
+        let x: Vec<u64> = (0..2048u64).map(|i| (i * 7919 + 3) % p).collect();
+        let want: Vec<u64> = x
+            .iter()
+            .map(|a| (*a as u128 * *a as u128 % p as u128) as u64)
+            .collect();
+        let mut noise = Vec::new();
+        for digit_primes in [1, 2, 3] {
+            let params = base.clone().with_digit_primes(digit_primes).unwrap();
+            let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(43);
+            let (sks, rlk) = collective_key(&params, 3, &mut rng);
+            assert_eq!(rlk.rows().0.len(), 5usize.div_ceil(digit_primes));
+            assert_eq!(rlk.to_fhe().is_ok(), digit_primes == 1);
+            let whole = crate::oracle::WholeKey::from_shares(&params, &sks);
+            let sk = whole.secret_key(&params).unwrap();
+            let pt = Plaintext::try_encode(&x, Encoding::simd(), params.bfv()).unwrap();
+            let ct: fhe::bfv::Ciphertext = sk.try_encrypt(&pt, &mut rng).unwrap();
+            let sq = Multiplier::new(&params, &rlk)
+                .unwrap()
+                .multiply(&ct, &ct)
+                .unwrap();
+            let got = sk.try_decrypt(&sq).unwrap();
+            assert_eq!(
+                Vec::<u64>::try_decode(&got, Encoding::simd()).unwrap(),
+                want,
+                "{digit_primes} primes per digit"
+            );
+            noise.push(whole.noise_bits(&params, &sq).unwrap());
+            // A key for other digits is refused, not misused.
+            let other = base.clone().with_digit_primes(4).unwrap();
+            assert!(Multiplier::new(&other, &rlk).is_err());
+        }
+        // One prime per digit: the tensor's noise dominates. Two and three:
+        // digits of ~2^87 and ~2^131 put the key switch's noise on top.
+        assert!(noise[1] > noise[0] + 20.0, "{noise:?}");
+        assert!(noise[2] > noise[1] + 30.0, "{noise:?}");
+        assert!(noise[2] < params_log_delta(&base) - 10.0, "{noise:?}");
+    }
+
+    fn params_log_delta(params: &Params) -> f64 {
+        params.log_q(0) - (params.plaintext() as f64).log2()
+    }
+
+    /// A round-1 share with another digit count is rejected and names its
+    /// sender (a participant on other parameters, or a malformed message).
+    #[test]
+    fn shares_with_the_wrong_digit_count_name_their_sender() {
+        let base = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let grouped = base.clone().with_digit_primes(2).unwrap();
+        let crs = CommonRandomness::new(&base, [9; 32]);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(47);
+        let pts: Vec<_> = (1..=2).map(|x| EvaluationPoint::new(x).unwrap()).collect();
+        let sk = AdditiveKeyShare::generate(&base, &mut rng).unwrap();
+        let (_, good) = round1(&grouped, &crs, &sk, pts[0], &mut rng).unwrap();
+        let (_, stale) = round1(&base, &crs, &sk, pts[1], &mut rng).unwrap();
+        assert_eq!(good.h0.len(), 3);
+        let got = aggregate_round1(&grouped, &pts, [good, stale]);
+        assert!(
+            matches!(got, Err(Error::Malformed { sender, .. }) if sender == pts[1]),
+            "expected a malformed share from 2, got {got:?}"
+        );
+    }
+
     /// The HPS multiplier gives fhe.rs's `Multiplicator` ciphertext (the
     /// rare one-off roundings do not occur for these seeds), and it decrypts
     /// to the slot-wise product.
