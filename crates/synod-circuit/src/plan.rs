@@ -12,7 +12,10 @@
 //! 3. estimates the noise of every aggregate ([`crate::noise`]), reserves the
 //!    flooding noise for the session's decryptions, and picks the deepest
 //!    level at which each aggregate can still be decrypted (smaller shares),
-//!    refusing when even level 0 cannot hold it.
+//!    refusing when even level 0 cannot hold it. It first tries two primes
+//!    per key-switching digit (`synod_he::Params::with_digit_primes`: half
+//!    the key rows, faster key generation and key switching, 2^44 more
+//!    key-switching noise), then one.
 //!
 //! Outputs are lowered to *aggregates* (encrypted results, deduplicated: the
 //! sum used by a mean and by a variance is computed once) and a [`Finish`]
@@ -144,6 +147,10 @@ pub struct PlannedOutput {
     /// How it is finished.
     pub finish: Finish,
 }
+
+/// Primes per key-switching digit a plan tries, in order of preference
+/// (fewer digits first: faster key generation and key switching).
+const DIGIT_PRIMES: [usize; 2] = [2, 1];
 
 /// A checked circuit, bound to a parameter set.
 #[derive(Clone, Debug)]
@@ -318,42 +325,48 @@ impl Plan {
                 continue;
             }
             let params = Params::new(set, p_bits)?;
-            if let Some(&k) = rotations.iter().find(|&&k| k >= params.degree() / 2) {
-                last_err = Some(CircuitError::Invalid(format!(
-                    "rotation by {k} needs k < N/2 = {}",
-                    params.degree() / 2
-                )));
-                continue;
-            }
-            if rotations.iter().next().is_some() && rows > params.degree() / 2 {
-                last_err = Some(CircuitError::Invalid(format!(
-                    "rotate() needs rows ≤ N/2 = {} (there are {rows})",
-                    params.degree() / 2
-                )));
-                continue;
-            }
-            match Self::budget(
-                &params,
-                &aggs,
-                rows,
-                parties,
-                max_active,
-                spec.max_decryptions,
-                &owner,
-            ) {
-                Ok(aggregates) => {
-                    return Ok(Self {
-                        spec: spec.clone(),
-                        params,
-                        rows,
-                        parties,
-                        columns,
-                        aggregates,
-                        outputs: planned,
-                        rotations,
-                    })
+            // Two primes per key-switching digit when the noise budget
+            // allows it (half the key rows and NTTs per key switch), else
+            // one (fhe.rs's layout, 2^44 less key-switching noise).
+            for digit_primes in DIGIT_PRIMES {
+                let params = params.clone().with_digit_primes(digit_primes)?;
+                if let Some(&k) = rotations.iter().find(|&&k| k >= params.degree() / 2) {
+                    last_err = Some(CircuitError::Invalid(format!(
+                        "rotation by {k} needs k < N/2 = {}",
+                        params.degree() / 2
+                    )));
+                    continue;
                 }
-                Err(e) => last_err = Some(e),
+                if rotations.iter().next().is_some() && rows > params.degree() / 2 {
+                    last_err = Some(CircuitError::Invalid(format!(
+                        "rotate() needs rows ≤ N/2 = {} (there are {rows})",
+                        params.degree() / 2
+                    )));
+                    continue;
+                }
+                match Self::budget(
+                    &params,
+                    &aggs,
+                    rows,
+                    parties,
+                    max_active,
+                    spec.max_decryptions,
+                    &owner,
+                ) {
+                    Ok(aggregates) => {
+                        return Ok(Self {
+                            spec: spec.clone(),
+                            params,
+                            rows,
+                            parties,
+                            columns,
+                            aggregates,
+                            outputs: planned,
+                            rotations,
+                        })
+                    }
+                    Err(e) => last_err = Some(e),
+                }
             }
         }
         Err(last_err.unwrap_or_else(|| CircuitError::Invalid("no parameter set to try".into())))

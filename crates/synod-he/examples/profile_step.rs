@@ -9,7 +9,8 @@
 //!
 //! `STEP` is one of `pk`, `relin1`, `relin2`, `mul`, `share`, `combine`
 //! (default `relin1`); `ITERS` (default 200); `GAP_MS` (default 0) busy-waits
-//! between repetitions, as another system's step would. Not part of CI.
+//! between repetitions, as another system's step would; `DIGIT_PRIMES`
+//! (default 1) sets the primes per key-switching digit. Not part of CI.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 
 /// mimalloc keeps freed pages for reuse (see the workspace Cargo.toml).
@@ -41,7 +42,15 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(200)
         .max(1);
-    let params = Params::new(ParameterSet::Bfv8192, 30).unwrap();
+    // `DIGIT_PRIMES`: ciphertext primes per key-switching digit (default 1).
+    let digit_primes: usize = std::env::var("DIGIT_PRIMES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let params = Params::new(ParameterSet::Bfv8192, 30)
+        .unwrap()
+        .with_digit_primes(digit_primes)
+        .unwrap();
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
     let members: Vec<_> = (1..=5).map(|x| EvaluationPoint::new(x).unwrap()).collect();
     let committee = Committee::new(members.clone(), 3).unwrap();

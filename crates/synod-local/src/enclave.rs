@@ -194,6 +194,7 @@ impl EnclaveCommittee {
                 session: session_id,
                 parameter_set: params.set(),
                 plaintext_bits: params.plaintext_bits(),
+                digit_primes: params.digit_primes(),
                 me: x,
                 committee: committee.clone(),
             };
@@ -537,6 +538,7 @@ impl EnclaveCommittee {
                     session,
                     parameter_set: params.set(),
                     plaintext_bits: params.plaintext_bits(),
+                    digit_primes: params.digit_primes(),
                     me: p,
                     committee: proposal.new.clone(),
                 };

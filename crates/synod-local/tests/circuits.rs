@@ -312,3 +312,72 @@ fn deepest_admitted_circuit_decrypts_at_n8192() {
         agg.flooding_bits()
     );
 }
+
+/// A circuit whose noise leaves room gets two primes per key-switching
+/// digit (fewer key rows, faster key switching); its results are exact, and
+/// the noise model bounds a level-0 product and rotation made with those
+/// keys. A deeper circuit keeps one prime per digit.
+#[test]
+fn grouped_digits_when_the_noise_allows() {
+    use fhe::bfv::{Encoding, Plaintext};
+    use fhe_traits::{FheEncoder, FheEncrypter};
+    use synod_circuit::noise::NoiseModel;
+    let s = spec(
+        &[("a", "x", -100.0, 100.0, 1), ("b", "x", -100.0, 100.0, 1)],
+        &[("prod", "a.x * b.x"), ("sum", "sum(a.x)")],
+    );
+    let rows = 2048;
+    let (r, _, dec) = run(&s, ParameterSet::InsecureTestN2048, rows, 5, 3, 11);
+    let params = r.plan.params().clone();
+    assert_eq!(params.digit_primes(), 2);
+    let clear = r.plan.evaluate_clear(&r.ints).unwrap();
+    for (i, agg) in r.plan.aggregates().iter().enumerate() {
+        let n = clear[i].len();
+        assert_eq!(&dec[i][..n], &clear[i][..], "aggregate {}", agg.label);
+    }
+    // The demo's statistics (products summed over all slots, p of 35
+    // bits) fit N = 8192 only with one prime per digit.
+    let stats = spec(
+        &[("a", "x", -1000.0, 1000.0, 1)],
+        &[("var", "variance(a.x)")],
+    );
+    let plan = Plan::new(&stats, 8192, 5, 3).unwrap();
+    assert_eq!(plan.params().set(), ParameterSet::Bfv8192);
+    assert_eq!(plan.params().digit_primes(), 1);
+
+    // Level 0: a product and a rotation with the two-prime keys, measured
+    // against the model.
+    let model = NoiseModel::new(&params, 5);
+    let keys = r.committee.keys();
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let x: Vec<u64> = (0..2048u64).map(|i| i % 200).collect();
+    let pt = Plaintext::try_encode(&x, Encoding::simd(), params.bfv()).unwrap();
+    let a: fhe::bfv::Ciphertext = keys.public_key().try_encrypt(&pt, &mut rng).unwrap();
+    let b: fhe::bfv::Ciphertext = keys.public_key().try_encrypt(&pt, &mut rng).unwrap();
+    let mult = synod_he::relin::Multiplier::new(&params, keys.relin_key()).unwrap();
+    let product = mult.multiply(&a, &b).unwrap();
+    let fresh = model.fresh();
+    let cases = [
+        ("product", product, model.mul(fresh, fresh)),
+        (
+            "slot sum",
+            keys.galois_key().unwrap().inner_sum(&a).unwrap(),
+            model.sum_slots(fresh, 1),
+        ),
+    ];
+    for (what, ct, var) in cases {
+        let measured = r.committee.oracle.noise_bits(&params, &ct).unwrap();
+        let estimate = NoiseModel::bound_bits(var);
+        eprintln!("{what}: estimate 2^{estimate:.1} measured 2^{measured:.1}");
+        assert!(
+            measured <= estimate,
+            "{what}: 2^{measured:.1} > 2^{estimate:.1}"
+        );
+        assert!(
+            estimate - measured < 24.0,
+            "{what}: estimate 2^{estimate:.1} far above 2^{measured:.1}"
+        );
+        // With one prime per digit the key switch would add ~2^44 less.
+        assert!(measured > 80.0, "{what}: 2^{measured:.1}");
+    }
+}

@@ -40,7 +40,11 @@ use crate::wire::fixed;
 /// (members at the dealer's nodes; resharing commitments `synod/reshare/commitment/v2`), and
 /// ct×ct uses an extension basis of 50-bit primes, whose outputs can again differ from version
 /// 2's in rare coefficients.
-pub const PROTOCOL_VERSION: u16 = 3;
+///
+/// 4: relinearisation and rotation keys may have digits of two ciphertext primes (the plan
+/// chooses; `synod_he::Params::with_digit_primes`), so their generation rounds carry three rows
+/// where version 3 always carried five, and the enclave set-up names the digit size.
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Domain-separation tag at the start of every encoded context.
 const CONTEXT_TAG: &[u8; 12] = b"synod/ctx/v1";

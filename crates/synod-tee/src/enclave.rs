@@ -68,10 +68,18 @@ pub struct SessionSetup {
     pub parameter_set: ParameterSet,
     /// Bits of the plaintext modulus `p`.
     pub plaintext_bits: u32,
+    /// Ciphertext primes per key-switching digit (`Params::with_digit_primes`;
+    /// 1 in set-ups sealed before the field existed).
+    #[serde(default = "one_prime_per_digit")]
+    pub digit_primes: usize,
     /// This participant's permanent evaluation point.
     pub me: EvaluationPoint,
     /// The committee and threshold.
     pub committee: Committee,
+}
+
+fn one_prime_per_digit() -> usize {
+    1
 }
 
 /// A peer to deal a thresholdisation sub-share to: its point, its attested transport key and the
@@ -291,7 +299,8 @@ pub const MAX_RESPONSES_PER_MASK: u32 = 8;
 impl SessionKeys {
     /// A session for `setup` that holds no share yet.
     fn new(setup: &SessionSetup) -> Result<Self> {
-        let params = Params::new(setup.parameter_set, setup.plaintext_bits)?;
+        let params = Params::new(setup.parameter_set, setup.plaintext_bits)?
+            .with_digit_primes(setup.digit_primes)?;
         let crs = CommonRandomness::new(&params, setup.session.0);
         Ok(Self {
             setup: setup.clone(),

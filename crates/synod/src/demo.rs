@@ -181,6 +181,8 @@ struct Report {
     parameters: String,
     log_q: f64,
     plaintext_modulus: u64,
+    /// Ciphertext primes per key-switching digit (the plan's choice).
+    digit_primes: usize,
     output_hash: String,
     results: Vec<ResultRow>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -462,11 +464,12 @@ pub fn run(args: DemoArgs) -> Result<bool> {
         Plan::new(&spec, rows, args.parties, args.threshold).context("the circuit cannot run")?;
     let params = plan.params().clone();
     progress.note(&format!(
-        "{} with p = {} ({} bits), log q = {:.0}",
+        "{} with p = {} ({} bits), log q = {:.0}, {} primes per key-switching digit",
         params.set(),
         params.plaintext(),
         params.plaintext_bits(),
-        params.log_q(0)
+        params.log_q(0),
+        params.digit_primes()
     ));
     phases.push(("plan".to_string(), progress.end()));
 
@@ -692,6 +695,7 @@ pub fn run(args: DemoArgs) -> Result<bool> {
         parameters: params.set().to_string(),
         log_q: params.log_q(0),
         plaintext_modulus: params.plaintext(),
+        digit_primes: params.digit_primes(),
         output_hash: hex::encode(evaluated.hash),
         results,
         epochs,
@@ -737,8 +741,9 @@ fn print_tables(r: &Report, plan: &Plan, seed: u64) {
         r.parties, r.threshold, r.rows
     );
     println!(
-        "parameters {}: log q = {:.1}, p = {}; decrypted by participants {:?}",
-        r.parameters, r.log_q, r.plaintext_modulus, r.decryptors
+        "parameters {}: log q = {:.1}, p = {}, {} primes per key-switching digit; \
+         decrypted by participants {:?}",
+        r.parameters, r.log_q, r.plaintext_modulus, r.digit_primes, r.decryptors
     );
     if let Some(e) = &r.enclave {
         println!(

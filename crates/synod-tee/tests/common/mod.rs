@@ -39,6 +39,7 @@ pub fn setup(session: SessionId, me: EvaluationPoint, committee: &Committee) -> 
         session,
         parameter_set: PARAMETER_SET,
         plaintext_bits: PLAINTEXT_BITS,
+        digit_primes: 1,
         me,
         committee: committee.clone(),
     }
