@@ -25,6 +25,7 @@ use std::ops::Range;
 
 use fhe_math::zq::Modulus;
 
+use crate::kernels::{dot_const_rows, Shoup52};
 use crate::{Error, Result};
 
 /// The digits of one modulus chain (level 0).
@@ -145,6 +146,26 @@ impl Gadget {
         out: &mut [u64],
     ) {
         let row = |k: usize| radix.get(k * n..(k + 1) * n).unwrap_or_default();
+        // With IFMA: one pass, `Σ_m v_m·(p_0···p_{m−1} mod q)` (every
+        // `v_m < 2^50`, Shoup constants modulo `q < 2^50`).
+        let mut prefix = 1u64;
+        let consts: Option<Vec<Shoup52>> = range
+            .clone()
+            .map(|k| {
+                let c = Shoup52::new(prefix, **q);
+                prefix = self
+                    .moduli
+                    .get(k)
+                    .map_or(0, |p| q.mul(prefix, q.reduce(**p)));
+                c
+            })
+            .collect();
+        if let Some(consts) = consts {
+            let rows: Vec<&[u64]> = range.clone().map(row).collect();
+            if dot_const_rows(**q, out, &rows, &consts) {
+                return;
+            }
+        }
         let mut primes = range.rev();
         let Some(top) = primes.next() else {
             out.fill(0);
