@@ -18,7 +18,7 @@ pub mod decrypt;
 pub mod encoding;
 mod error;
 pub mod flooding;
-mod gadget;
+pub mod gadget;
 pub mod galois;
 mod glue;
 mod kernels;
