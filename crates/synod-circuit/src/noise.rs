@@ -7,15 +7,14 @@
 //! Somewhat Homomorphic Encryption Scheme is Best?", CT-RSA 2016, adapted to
 //! the collective keys of Mouchet et al. (secrets and errors summed over `n`
 //! parties) and to synod's gadget key switching without a special prime
-//! (digits of one or more primes, `synod_he::Params::digit_primes`).
+//! (digits of one or more primes, `synod_he::Params::with_digit_primes`).
 //! Each formula is checked against noise measured by the test oracle
 //! (`tests/noise_model.rs`): the estimate must lie above the measured noise
 //! and not far above it.
 //!
 //! Notation: N degree, n parties, σ² = 10 the library's error variance,
-//! `p` plaintext modulus, `q_k` the largest RNS prime, `Q_g` the largest
-//! key-switching digit modulus (product of a digit's primes), D the number
-//! of digits.
+//! `p` plaintext modulus, `q_k` the largest RNS prime, `Q_g` the modulus of
+//! key-switching digit `g` (the product of its primes).
 
 /// Bounds are this many standard deviations (a Gaussian exceeds 16σ with
 /// probability below 2^-180, far below 2^-40 per session).
@@ -29,9 +28,10 @@ pub struct NoiseModel {
     sigma2: f64,
     p: f64,
     q_max: f64,
-    /// The largest digit modulus `Q_g` and the number of digits.
-    digit_max: f64,
-    digits: f64,
+    /// `Σ_g Q_g²` over the digits of the relinearisation key and of the
+    /// rotation keys.
+    relin_digits_sq: f64,
+    rotation_digits_sq: f64,
 }
 
 impl NoiseModel {
@@ -39,18 +39,20 @@ impl NoiseModel {
     pub fn new(params: &synod_he::Params, parties: usize) -> Self {
         let moduli = params.moduli();
         let q_max = moduli.iter().copied().max().unwrap_or(1) as f64;
-        let digit_max = moduli
-            .chunks(params.digit_primes().max(1))
-            .map(|g| g.iter().map(|&q| q as f64).product::<f64>())
-            .fold(1.0, f64::max);
+        let digits_sq = |primes: usize| -> f64 {
+            moduli
+                .chunks(primes.max(1))
+                .map(|g| g.iter().map(|&q| q as f64).product::<f64>().powi(2))
+                .sum()
+        };
         Self {
             n: params.degree() as f64,
             parties: parties.max(1) as f64,
             sigma2: params.error_std().powi(2),
             p: params.plaintext() as f64,
             q_max,
-            digit_max,
-            digits: params.digits() as f64,
+            relin_digits_sq: digits_sq(params.relin_digit_primes()),
+            rotation_digits_sq: digits_sq(params.rotation_digit_primes()),
         }
     }
 
@@ -98,12 +100,12 @@ impl NoiseModel {
     /// `s·E0 + u·E1 + E2 + E3` of variance ≈ `2N·n²σ⁴`.
     pub fn relin(&self) -> f64 {
         let key = 2.0 * self.n * self.parties.powi(2) * self.sigma2.powi(2);
-        self.digits * self.n * self.digit_max * self.digit_max / 3.0 * key
+        self.n * self.relin_digits_sq / 3.0 * key
     }
 
     /// Additive noise of one rotation (Galois key noise Σ e_i, variance nσ²).
     pub fn rotation(&self) -> f64 {
-        self.digits * self.n * self.digit_max * self.digit_max / 3.0 * self.parties * self.sigma2
+        self.n * self.rotation_digits_sq / 3.0 * self.parties * self.sigma2
     }
 
     /// Adding `chunks` ciphertexts, then summing all N slots with log2 N

@@ -13,9 +13,10 @@
 //!    flooding noise for the session's decryptions, and picks the deepest
 //!    level at which each aggregate can still be decrypted (smaller shares),
 //!    refusing when even level 0 cannot hold it. It first tries two primes
-//!    per key-switching digit (`synod_he::Params::with_digit_primes`: half
-//!    the key rows, faster key generation and key switching, 2^44 more
-//!    key-switching noise), then one.
+//!    per key-switching digit (`synod_he::Params::with_digit_primes`: fewer
+//!    key rows, faster key generation and key switching, 2^44 more
+//!    key-switching noise) for both kinds of key, then for the rotation
+//!    keys only, then one everywhere.
 //!
 //! Outputs are lowered to *aggregates* (encrypted results, deduplicated: the
 //! sum used by a mean and by a variance is computed once) and a [`Finish`]
@@ -148,9 +149,12 @@ pub struct PlannedOutput {
     pub finish: Finish,
 }
 
-/// Primes per key-switching digit a plan tries, in order of preference
-/// (fewer digits first: faster key generation and key switching).
-const DIGIT_PRIMES: [usize; 2] = [2, 1];
+/// Primes per key-switching digit (relinearisation key, rotation keys) a
+/// plan tries, in order of preference: fewer digits first (faster key
+/// generation and key switching). The relinearisation key's noise is
+/// multiplied on by later products and slot sums, so it keeps one prime per
+/// digit before the rotation keys do.
+const DIGIT_PRIMES: [(usize, usize); 3] = [(2, 2), (1, 2), (1, 1)];
 
 /// A checked circuit, bound to a parameter set.
 #[derive(Clone, Debug)]
@@ -325,11 +329,11 @@ impl Plan {
                 continue;
             }
             let params = Params::new(set, p_bits)?;
-            // Two primes per key-switching digit when the noise budget
-            // allows it (half the key rows and NTTs per key switch), else
-            // one (fhe.rs's layout, 2^44 less key-switching noise).
-            for digit_primes in DIGIT_PRIMES {
-                let params = params.clone().with_digit_primes(digit_primes)?;
+            // Two primes per key-switching digit where the noise budget
+            // allows it (fewer key rows and NTTs per key switch), else one
+            // (fhe.rs's layout, 2^44 less key-switching noise).
+            for (relin, rotation) in DIGIT_PRIMES {
+                let params = params.clone().with_digit_primes(relin, rotation)?;
                 if let Some(&k) = rotations.iter().find(|&&k| k >= params.degree() / 2) {
                     last_err = Some(CircuitError::Invalid(format!(
                         "rotation by {k} needs k < N/2 = {}",

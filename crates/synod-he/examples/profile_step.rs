@@ -49,7 +49,7 @@ fn main() {
         .unwrap_or(1);
     let params = Params::new(ParameterSet::Bfv8192, 30)
         .unwrap()
-        .with_digit_primes(digit_primes)
+        .with_digit_primes(digit_primes, digit_primes)
         .unwrap();
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
     let members: Vec<_> = (1..=5).map(|x| EvaluationPoint::new(x).unwrap()).collect();

@@ -1,8 +1,8 @@
 //! The key-switching gadget: how relinearisation and rotation keys split
 //! the ciphertext modulus `Q = q_0···q_{L−1}` into digits.
 //!
-//! Digit `g` covers consecutive primes `G_g` (`Params::digit_primes` of
-//! them, the last digit possibly fewer), with `Q_g = ∏_{k∈G_g} q_k`. A key
+//! Digit `g` covers consecutive primes `G_g` (`Params::relin_digit_primes`
+//! or `Params::rotation_digit_primes` of them, the last digit possibly fewer), with `Q_g = ∏_{k∈G_g} q_k`. A key
 //! row `g` encrypts `w_g·s'` for the CRT idempotent `w_g` (1 modulo the
 //! primes of `G_g`, 0 modulo the others), so `w_g·s'` is just the residues
 //! of `s'` in the rows of `G_g`. To switch `c`, its digit `X_g ∈ [0, Q_g)`
@@ -39,14 +39,23 @@ pub(crate) struct Gadget {
 }
 
 impl Gadget {
-    /// The gadget of `params` (its level-0 primes and digit size).
-    pub(crate) fn of(params: &crate::Params) -> Result<Self> {
+    /// The relinearisation key's gadget under `params`.
+    pub(crate) fn relin(params: &crate::Params) -> Result<Self> {
+        Self::of(params, params.relin_digit_primes())
+    }
+
+    /// The rotation keys' gadget under `params`.
+    pub(crate) fn rotation(params: &crate::Params) -> Result<Self> {
+        Self::of(params, params.rotation_digit_primes())
+    }
+
+    fn of(params: &crate::Params, digit_primes: usize) -> Result<Self> {
         let moduli = params
             .moduli()
             .iter()
             .map(|&q| Modulus::new(q))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        Self::new(&moduli, params.digit_primes())
+        Self::new(&moduli, digit_primes)
     }
 
     /// Digits of `digit_primes` consecutive primes of `moduli`.

@@ -89,7 +89,7 @@ pub fn galois_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
     let ctx = params.ctx(0)?;
     let ops = RingOps::of(ctx)?;
     let l = ops.len();
-    let gadget = crate::gadget::Gadget::of(params)?;
+    let gadget = crate::gadget::Gadget::rotation(params)?;
     let digits = gadget.digits();
     let s_view = NttView::of(secret.secret_ntt())?;
     let s = s_view.rows(l)?;
@@ -312,7 +312,7 @@ impl GaloisKeys {
         if !self.gadget.is_per_prime() {
             return Err(Error::Parameters(format!(
                 "fhe.rs keys have one prime per digit, these have {}",
-                self.params.digit_primes()
+                self.params.rotation_digit_primes()
             )));
         }
         let ctx = self.params.ctx(0)?;
@@ -354,7 +354,7 @@ pub fn aggregate_galois_key_rows(
     let ctx = params.ctx(0)?;
     let ops = crate::kernels::RingOps::of(ctx)?;
     let l = params.moduli().len();
-    let gadget = crate::gadget::Gadget::of(params)?;
+    let gadget = crate::gadget::Gadget::rotation(params)?;
     let digits = gadget.digits();
     // Validate every share's shape first (errors name the sender).
     let mut elements: Option<Vec<u32>> = None;
@@ -518,7 +518,7 @@ mod tests {
         use fhe::bfv::{Encoding, Plaintext};
         use fhe_traits::{FheDecoder, FheDecrypter, FheEncoder, FheEncrypter};
         let base = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
-        let grouped = base.clone().with_digit_primes(2).unwrap();
+        let grouped = base.clone().with_digit_primes(1, 2).unwrap();
         let crs = CommonRandomness::new(&base, [6; 32]);
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
         let pts: Vec<_> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
@@ -534,7 +534,7 @@ mod tests {
                 .zip(&sks)
                 .map(|(&x, sk)| galois_key_share(params, &crs, sk, &elements, x, rng).unwrap())
                 .collect();
-            assert_eq!(shares[0].keys[0].1.len(), params.digits());
+            assert_eq!(shares[0].keys[0].1.len(), params.rotation_digits());
             aggregate_galois_key_rows(params, &crs, &pts, shares).unwrap()
         };
         let (ours, reference) = (keys(&grouped, &mut rng), keys(&base, &mut rng));

@@ -133,7 +133,7 @@ impl FastMul {
             to_p: BaseConverter::new(&q, &p)?,
             down: ScaleDown::new(&q, &p, params.plaintext())?,
             to_q: BaseConverter::new(&p, &q)?,
-            gadget: Gadget::of(params)?,
+            gadget: Gadget::relin(params)?,
             key0: Vec::new(),
             key1: Vec::new(),
             key0_shoup: Vec::new(),

@@ -145,8 +145,10 @@ pub const MAX_PLAINTEXT_BITS: u32 = 60;
 pub struct Params {
     set: ParameterSet,
     plaintext_bits: u32,
-    /// Ciphertext primes per key-switching digit ([`crate::gadget`]).
-    digit_primes: usize,
+    /// Ciphertext primes per key-switching digit of the relinearisation
+    /// key and of the rotation keys ([`crate::gadget`]).
+    relin_digit_primes: usize,
+    rotation_digit_primes: usize,
     bfv: Arc<BfvParameters>,
 }
 
@@ -156,7 +158,8 @@ impl fmt::Debug for Params {
             .field("set", &self.set)
             .field("p", &self.plaintext())
             .field("log_q", &self.log_q(0))
-            .field("digit_primes", &self.digit_primes)
+            .field("relin_digit_primes", &self.relin_digit_primes)
+            .field("rotation_digit_primes", &self.rotation_digit_primes)
             .finish()
     }
 }
@@ -165,7 +168,8 @@ impl PartialEq for Params {
     fn eq(&self, other: &Self) -> bool {
         self.set == other.set
             && self.plaintext() == other.plaintext()
-            && self.digit_primes == other.digit_primes
+            && self.relin_digit_primes == other.relin_digit_primes
+            && self.rotation_digit_primes == other.rotation_digit_primes
     }
 }
 impl Eq for Params {}
@@ -206,39 +210,52 @@ impl Params {
         Ok(Self {
             set,
             plaintext_bits,
-            digit_primes: 1,
+            relin_digit_primes: 1,
+            rotation_digit_primes: 1,
             bfv,
         })
     }
 
     /// The same parameters with key-switching keys whose digits each cover
-    /// `primes` consecutive ciphertext primes (the last digit may cover
-    /// fewer). One prime per digit is fhe.rs's RNS gadget and the default;
-    /// more primes per digit mean fewer digits (smaller relinearisation and
-    /// rotation keys, fewer NTTs per key switch) and a key-switching noise
-    /// larger by the extra primes' bits ([`crate::gadget`]). Security does
-    /// not depend on it.
-    pub fn with_digit_primes(mut self, primes: usize) -> Result<Self> {
+    /// `relin` (relinearisation key) and `rotation` (rotation keys)
+    /// consecutive ciphertext primes (the last digit may cover fewer). One
+    /// prime per digit is fhe.rs's RNS gadget and the default; more primes
+    /// per digit mean fewer digits (smaller keys, fewer NTTs per key switch
+    /// and per key-generation round) and a key-switching noise larger by the
+    /// extra primes' bits ([`crate::gadget`]). Security does not depend on it.
+    pub fn with_digit_primes(mut self, relin: usize, rotation: usize) -> Result<Self> {
         let l = self.moduli().len();
-        if !(1..=l).contains(&primes) {
-            return Err(Error::Parameters(format!(
-                "a key-switching digit covers 1..={l} primes, not {primes}"
-            )));
+        for primes in [relin, rotation] {
+            if !(1..=l).contains(&primes) {
+                return Err(Error::Parameters(format!(
+                    "a key-switching digit covers 1..={l} primes, not {primes}"
+                )));
+            }
         }
-        self.digit_primes = primes;
+        self.relin_digit_primes = relin;
+        self.rotation_digit_primes = rotation;
         Ok(self)
     }
 
-    /// Ciphertext primes per key-switching digit (1 unless
+    /// Ciphertext primes per digit of the relinearisation key (1 unless
     /// [`Params::with_digit_primes`] chose more).
-    pub fn digit_primes(&self) -> usize {
-        self.digit_primes
+    pub fn relin_digit_primes(&self) -> usize {
+        self.relin_digit_primes
     }
 
-    /// Number of key-switching digits (rows of a relinearisation or
-    /// rotation key) at level 0.
-    pub fn digits(&self) -> usize {
-        self.moduli().len().div_ceil(self.digit_primes)
+    /// Ciphertext primes per digit of the rotation keys.
+    pub fn rotation_digit_primes(&self) -> usize {
+        self.rotation_digit_primes
+    }
+
+    /// Rows of the relinearisation key (digits at level 0).
+    pub fn relin_digits(&self) -> usize {
+        self.moduli().len().div_ceil(self.relin_digit_primes)
+    }
+
+    /// Rows of each rotation key (digits at level 0).
+    pub fn rotation_digits(&self) -> usize {
+        self.moduli().len().div_ceil(self.rotation_digit_primes)
     }
 
     /// The named set.

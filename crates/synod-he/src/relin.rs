@@ -89,7 +89,7 @@ fn gadget(params: &Params) -> Result<Vec<num_bigint::BigUint>> {
 
 #[cfg(test)]
 fn crps(params: &Params, crs: &CommonRandomness) -> Result<Vec<Poly>> {
-    (0..params.digits())
+    (0..params.relin_digits())
         .map(|k| {
             crs.poly(CrpPurpose::Relinearization {
                 row: u32::try_from(k).unwrap_or(u32::MAX),
@@ -116,7 +116,7 @@ pub fn round1<R: RngCore + CryptoRng>(
     let ctx = params.ctx(0)?;
     let ops = RingOps::of(ctx)?;
     let (l, n) = (ops.len(), ops.degree());
-    let gadget = Gadget::of(params)?;
+    let gadget = Gadget::relin(params)?;
     let digits = gadget.digits();
     let u_coeffs = sample_small(n, params.variance(), rng)?;
     let errors = sample_errors(params, 2 * digits, rng)?;
@@ -192,7 +192,7 @@ fn parse_rows(
     sender: EvaluationPoint,
     what: &'static str,
 ) -> Result<Vec<Poly>> {
-    let digits = params.digits();
+    let digits = params.relin_digits();
     if rows.len() != digits {
         return Err(Error::Malformed {
             sender,
@@ -251,7 +251,7 @@ pub fn round2<R: RngCore + CryptoRng>(
 ) -> Result<Round2Share> {
     let ops = RingOps::of(params.ctx(0)?)?;
     let l = ops.len();
-    let digits = params.digits();
+    let digits = params.relin_digits();
     if aggregate.h0.len() != digits || aggregate.h1.len() != digits {
         return Err(Error::Parameters(
             "round-1 aggregate has the wrong number of rows".into(),
@@ -332,10 +332,10 @@ impl RelinKey {
     /// The same key as an fhe.rs `RelinearizationKey`, for fhe.rs's own
     /// `Multiplicator`; only keys with one prime per digit have that layout.
     pub fn to_fhe(&self) -> Result<RelinearizationKey> {
-        if self.params.digit_primes() != 1 {
+        if self.params.relin_digit_primes() != 1 {
             return Err(Error::Parameters(format!(
                 "fhe.rs keys have one prime per digit, this one has {}",
-                self.params.digit_primes()
+                self.params.relin_digit_primes()
             )));
         }
         let ctx = self.params.ctx(0)?;
@@ -553,7 +553,7 @@ mod tests {
             .collect();
         let mut noise = Vec::new();
         for digit_primes in [1, 2, 3] {
-            let params = base.clone().with_digit_primes(digit_primes).unwrap();
+            let params = base.clone().with_digit_primes(digit_primes, 1).unwrap();
             let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(43);
             let (sks, rlk) = collective_key(&params, 3, &mut rng);
             assert_eq!(rlk.rows().0.len(), 5usize.div_ceil(digit_primes));
@@ -574,7 +574,7 @@ mod tests {
             );
             noise.push(whole.noise_bits(&params, &sq).unwrap());
             // A key for other digits is refused, not misused.
-            let other = base.clone().with_digit_primes(4).unwrap();
+            let other = base.clone().with_digit_primes(4, 1).unwrap();
             assert!(Multiplier::new(&other, &rlk).is_err());
         }
         // One prime per digit: the tensor's noise dominates. Two and three:
@@ -593,7 +593,7 @@ mod tests {
     #[test]
     fn shares_with_the_wrong_digit_count_name_their_sender() {
         let base = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
-        let grouped = base.clone().with_digit_primes(2).unwrap();
+        let grouped = base.clone().with_digit_primes(2, 1).unwrap();
         let crs = CommonRandomness::new(&base, [9; 32]);
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(47);
         let pts: Vec<_> = (1..=2).map(|x| EvaluationPoint::new(x).unwrap()).collect();

@@ -194,7 +194,8 @@ impl EnclaveCommittee {
                 session: session_id,
                 parameter_set: params.set(),
                 plaintext_bits: params.plaintext_bits(),
-                digit_primes: params.digit_primes(),
+                relin_digit_primes: params.relin_digit_primes(),
+                rotation_digit_primes: params.rotation_digit_primes(),
                 me: x,
                 committee: committee.clone(),
             };
@@ -538,7 +539,8 @@ impl EnclaveCommittee {
                     session,
                     parameter_set: params.set(),
                     plaintext_bits: params.plaintext_bits(),
-                    digit_primes: params.digit_primes(),
+                    relin_digit_primes: params.relin_digit_primes(),
+                    rotation_digit_primes: params.rotation_digit_primes(),
                     me: p,
                     committee: proposal.new.clone(),
                 };

@@ -329,21 +329,31 @@ fn grouped_digits_when_the_noise_allows() {
     let rows = 2048;
     let (r, _, dec) = run(&s, ParameterSet::InsecureTestN2048, rows, 5, 3, 11);
     let params = r.plan.params().clone();
-    assert_eq!(params.digit_primes(), 2);
+    assert_eq!(
+        (params.relin_digit_primes(), params.rotation_digit_primes()),
+        (2, 2)
+    );
     let clear = r.plan.evaluate_clear(&r.ints).unwrap();
     for (i, agg) in r.plan.aggregates().iter().enumerate() {
         let n = clear[i].len();
         assert_eq!(&dec[i][..n], &clear[i][..], "aggregate {}", agg.label);
     }
     // The demo's statistics (products summed over all slots, p of 35
-    // bits) fit N = 8192 only with one prime per digit.
+    // bits) fit N = 8192 only with one prime per digit of the
+    // relinearisation key, whose noise the slot sum multiplies by N.
     let stats = spec(
         &[("a", "x", -1000.0, 1000.0, 1)],
         &[("var", "variance(a.x)")],
     );
     let plan = Plan::new(&stats, 8192, 5, 3).unwrap();
     assert_eq!(plan.params().set(), ParameterSet::Bfv8192);
-    assert_eq!(plan.params().digit_primes(), 1);
+    assert_eq!(
+        (
+            plan.params().relin_digit_primes(),
+            plan.params().rotation_digit_primes()
+        ),
+        (1, 2)
+    );
 
     // Level 0: a product and a rotation with the two-prime keys, measured
     // against the model.

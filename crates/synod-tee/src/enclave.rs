@@ -68,10 +68,14 @@ pub struct SessionSetup {
     pub parameter_set: ParameterSet,
     /// Bits of the plaintext modulus `p`.
     pub plaintext_bits: u32,
-    /// Ciphertext primes per key-switching digit (`Params::with_digit_primes`;
-    /// 1 in set-ups sealed before the field existed).
+    /// Ciphertext primes per digit of the relinearisation key
+    /// (`Params::with_digit_primes`; 1 in set-ups sealed before the field
+    /// existed).
     #[serde(default = "one_prime_per_digit")]
-    pub digit_primes: usize,
+    pub relin_digit_primes: usize,
+    /// Ciphertext primes per digit of the rotation keys (likewise).
+    #[serde(default = "one_prime_per_digit")]
+    pub rotation_digit_primes: usize,
     /// This participant's permanent evaluation point.
     pub me: EvaluationPoint,
     /// The committee and threshold.
@@ -300,7 +304,7 @@ impl SessionKeys {
     /// A session for `setup` that holds no share yet.
     fn new(setup: &SessionSetup) -> Result<Self> {
         let params = Params::new(setup.parameter_set, setup.plaintext_bits)?
-            .with_digit_primes(setup.digit_primes)?;
+            .with_digit_primes(setup.relin_digit_primes, setup.rotation_digit_primes)?;
         let crs = CommonRandomness::new(&params, setup.session.0);
         Ok(Self {
             setup: setup.clone(),

@@ -181,8 +181,10 @@ struct Report {
     parameters: String,
     log_q: f64,
     plaintext_modulus: u64,
-    /// Ciphertext primes per key-switching digit (the plan's choice).
-    digit_primes: usize,
+    /// Ciphertext primes per key-switching digit of the relinearisation and
+    /// rotation keys (the plan's choice).
+    relin_digit_primes: usize,
+    rotation_digit_primes: usize,
     output_hash: String,
     results: Vec<ResultRow>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -464,12 +466,14 @@ pub fn run(args: DemoArgs) -> Result<bool> {
         Plan::new(&spec, rows, args.parties, args.threshold).context("the circuit cannot run")?;
     let params = plan.params().clone();
     progress.note(&format!(
-        "{} with p = {} ({} bits), log q = {:.0}, {} primes per key-switching digit",
+        "{} with p = {} ({} bits), log q = {:.0}, key-switching digits of {} (relinearisation) \
+         and {} (rotations) primes",
         params.set(),
         params.plaintext(),
         params.plaintext_bits(),
         params.log_q(0),
-        params.digit_primes()
+        params.relin_digit_primes(),
+        params.rotation_digit_primes()
     ));
     phases.push(("plan".to_string(), progress.end()));
 
@@ -695,7 +699,8 @@ pub fn run(args: DemoArgs) -> Result<bool> {
         parameters: params.set().to_string(),
         log_q: params.log_q(0),
         plaintext_modulus: params.plaintext(),
-        digit_primes: params.digit_primes(),
+        relin_digit_primes: params.relin_digit_primes(),
+        rotation_digit_primes: params.rotation_digit_primes(),
         output_hash: hex::encode(evaluated.hash),
         results,
         epochs,
@@ -741,9 +746,14 @@ fn print_tables(r: &Report, plan: &Plan, seed: u64) {
         r.parties, r.threshold, r.rows
     );
     println!(
-        "parameters {}: log q = {:.1}, p = {}, {} primes per key-switching digit; \
-         decrypted by participants {:?}",
-        r.parameters, r.log_q, r.plaintext_modulus, r.digit_primes, r.decryptors
+        "parameters {}: log q = {:.1}, p = {}, key-switching digits of {}/{} primes \
+         (relinearisation/rotations); decrypted by participants {:?}",
+        r.parameters,
+        r.log_q,
+        r.plaintext_modulus,
+        r.relin_digit_primes,
+        r.rotation_digit_primes,
+        r.decryptors
     );
     if let Some(e) = &r.enclave {
         println!(

@@ -39,7 +39,8 @@ pub fn setup(session: SessionId, me: EvaluationPoint, committee: &Committee) -> 
         session,
         parameter_set: PARAMETER_SET,
         plaintext_bits: PLAINTEXT_BITS,
-        digit_primes: 1,
+        relin_digit_primes: 1,
+        rotation_digit_primes: 1,
         me,
         committee: committee.clone(),
     }
