@@ -41,7 +41,9 @@ use synod_he::keyswitch::{self, RecipientKey};
 use synod_he::oracle::WholeKey;
 use synod_he::secret::{AdditiveKeyShare, KeyShare};
 use synod_he::shamir::ActiveSet;
-use synod_he::{keygen, relin, thresholdize, Committee, EvaluationPoint, ParameterSet, Params};
+use synod_he::{
+    galois, keygen, relin, thresholdize, Committee, EvaluationPoint, ParameterSet, Params,
+};
 
 const PARTIES: usize = 5;
 const THRESHOLD: usize = 3;
@@ -382,6 +384,109 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
         fhe: Some(fhe),
     });
     let prod = mult.multiply(&ca, &cb).unwrap();
+
+    // --- A rotation (one key switch; the session's slot sums are made of
+    //     them), beside fhe.rs's with the same keys.
+    let step = galois::rotation_element(&params, 1).unwrap();
+    let rotation_keys = |params: &Params, rng: &mut ChaCha20Rng| {
+        let shares: Vec<_> = members
+            .iter()
+            .zip(&additive)
+            .map(|(&x, sk)| galois::galois_key_share(params, &crs, sk, &[step], x, rng).unwrap())
+            .collect();
+        galois::aggregate_galois_key_rows(params, &crs, &members, shares).unwrap()
+    };
+    let gk = rotation_keys(&params, &mut rng);
+    let fhe_gk = gk.to_fhe().unwrap();
+    let (synod, fhe) = pair(
+        fast,
+        || gk.rotate_columns(&ca, 1).unwrap(),
+        || fhe_gk.rotates_columns_by(&ca, 1).unwrap(),
+    );
+    rows.push(Row {
+        step: "rotate columns (key switch)",
+        flood: None,
+        synod,
+        fhe: Some(fhe),
+    });
+
+    // --- The key-switching steps again with two primes per digit, as the
+    //     plan chooses where the noise allows it (synod-circuit; the demo's
+    //     statistics: rotation keys only). fhe.rs has one layout only.
+    let params2 = params.clone().with_digit_primes(2, 2).unwrap();
+    let (synod, fhe) = pair(
+        slow,
+        || relin::round1(&params2, &crs, my_sk, me, &mut rng).unwrap(),
+        || {
+            let g = RelinKeyGenerator::new(&fhe_sks[0], &fhe_crps, &mut rng2).unwrap();
+            g.round_1(&mut rng2).unwrap()
+        },
+    );
+    rows.push(Row {
+        step: "relin round 1, 2-prime digits (per party)",
+        flood: None,
+        synod,
+        fhe: Some(fhe),
+    });
+    let mut secrets2 = Vec::new();
+    let mut r1_2 = Vec::new();
+    for (&x, sk) in members.iter().zip(&additive) {
+        let (s, m) = relin::round1(&params2, &crs, sk, x, &mut rng).unwrap();
+        secrets2.push(s);
+        r1_2.push(m);
+    }
+    let agg2 = relin::aggregate_round1(&params2, &members, r1_2).unwrap();
+    let inputs: Vec<_> = (0..slow)
+        .map(|_| {
+            (
+                relin::round1(&params2, &crs, my_sk, me, &mut rng)
+                    .unwrap()
+                    .0,
+                (),
+            )
+        })
+        .collect();
+    let (synod, fhe) = pair_with(
+        inputs,
+        |s| relin::round2(&params2, s, my_sk, &agg2, me, &mut rng).unwrap(),
+        |()| gens[0].round_2(&fhe_agg, &mut rng2).unwrap(),
+    );
+    rows.push(Row {
+        step: "relin round 2, 2-prime digits (per party)",
+        flood: None,
+        synod,
+        fhe: Some(fhe),
+    });
+    let r2_2: Vec<_> = secrets2
+        .into_iter()
+        .zip(members.iter().zip(&additive))
+        .map(|(s, (&x, sk))| relin::round2(&params2, s, sk, &agg2, x, &mut rng).unwrap())
+        .collect();
+    let rlk2 = relin::relinearization_key(&params2, &agg2, &members, r2_2).unwrap();
+    let fast_mult2 = relin::Multiplier::new(&params2, &rlk2).unwrap();
+    let (synod, fhe) = pair(
+        fast,
+        || synod_he_mul(&fast_mult2, &ca, &cb),
+        || mult.multiply(&ca, &cb).unwrap(),
+    );
+    rows.push(Row {
+        step: "ct x ct + relinearise, 2-prime digits",
+        flood: None,
+        synod,
+        fhe: Some(fhe),
+    });
+    let gk2 = rotation_keys(&params2, &mut rng);
+    let (synod, fhe) = pair(
+        fast,
+        || gk2.rotate_columns(&ca, 1).unwrap(),
+        || fhe_gk.rotates_columns_by(&ca, 1).unwrap(),
+    );
+    rows.push(Row {
+        step: "rotate columns, 2-prime digits",
+        flood: None,
+        synod,
+        fhe: Some(fhe),
+    });
 
     // --- Threshold decryption and key switching, of a fresh ciphertext and of a product.
     let whole = WholeKey::from_shares(&params, &additive);

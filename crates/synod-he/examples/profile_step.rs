@@ -7,7 +7,8 @@
 //! STEP=relin1 RAYON_NUM_THREADS=1 perf record -g target/release/examples/profile_step
 //! ```
 //!
-//! `STEP` is one of `pk`, `relin1`, `relin2`, `mul`, `share`, `combine`
+//! `STEP` is one of `pk`, `relin1`, `relin2`, `mul`, `share`, `combine`,
+//! `rotate`
 //! (default `relin1`); `ITERS` (default 200); `GAP_MS` (default 0) busy-waits
 //! between repetitions, as another system's step would; `DIGIT_PRIMES`
 //! (default 1) sets the primes per key-switching digit. Not part of CI.
@@ -28,7 +29,7 @@ use synod_he::flooding::Flooding;
 use synod_he::secret::AdditiveKeyShare;
 use synod_he::shamir::ActiveSet;
 use synod_he::{
-    decrypt, keygen, relin, thresholdize, Committee, EvaluationPoint, ParameterSet, Params,
+    decrypt, galois, keygen, relin, thresholdize, Committee, EvaluationPoint, ParameterSet, Params,
 };
 
 fn main() {
@@ -179,8 +180,30 @@ fn main() {
                 });
             }
         }
+        "rotate" => {
+            let g = galois::rotation_element(&params, 1).unwrap();
+            let shares: Vec<_> = members
+                .iter()
+                .zip(&additive)
+                .map(|(&x, sk)| {
+                    galois::galois_key_share(&params, &crs, sk, &[g], x, &mut rng).unwrap()
+                })
+                .collect();
+            let gk = galois::aggregate_galois_key_rows(&params, &crs, &members, shares).unwrap();
+            let pks: Vec<_> = members
+                .iter()
+                .zip(&additive)
+                .map(|(&x, sk)| keygen::public_key_share(&params, &crs, sk, x, &mut rng).unwrap())
+                .collect();
+            let pk = keygen::aggregate_public_key(&params, &crs, &members, pks).unwrap();
+            let pt = Plaintext::try_encode(&[1u64, 2, 3], Encoding::simd(), params.bfv()).unwrap();
+            let ct: fhe::bfv::Ciphertext = pk.key().try_encrypt(&pt, &mut rng).unwrap();
+            timed(&mut || {
+                black_box(gk.rotate_columns(&ct, 1).unwrap());
+            });
+        }
         other => {
-            eprintln!("unknown STEP {other}: pk, relin1, relin2, mul, share, combine");
+            eprintln!("unknown STEP {other}: pk, relin1, relin2, mul, share, combine, rotate");
             std::process::exit(2);
         }
     }

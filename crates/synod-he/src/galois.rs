@@ -160,6 +160,8 @@ pub struct GaloisKeys {
 /// `L × N`) and their Shoup constants — left empty where the IFMA kernels
 /// cover every prime, which multiply without them.
 struct KeyRows {
+    /// The automorphism on NTT rows: `σ(p)[d] = p[perm[d]]`.
+    perm: Vec<u32>,
     c0: Vec<Vec<u64>>,
     c0_shoup: Vec<Vec<u64>>,
     c1: Vec<Vec<u64>>,
@@ -209,30 +211,28 @@ impl GaloisKeys {
                 "rotation needs a level-0 ciphertext".into(),
             ));
         }
-        let sub = SubstitutionExponent::new(ctx, g as usize)?;
-        let mut c0g = c0.substitute(&sub)?;
-        let c1g = c1.substitute(&sub)?;
         let ops = &self.ops;
         let (l, n) = (ops.len(), ops.degree());
-        // Digit k modulo one of its own primes i is row i of σ(c1): in NTT
-        // form, keep those rows and skip L of the forward NTTs. The digits
-        // are σ(c1) in power basis, taken out of NTT form with synod's NTT,
-        // then (several primes per digit) in Garner's mixed radix.
-        let c1_rows = crate::kernels::contiguous_rows(c1g.coefficients(), l)?.to_vec();
-        let (c1g_ntt, mut digits) = if *c1g.representation() == Representation::PowerBasis {
-            (None, c1_rows)
-        } else {
-            let mut digits = c1_rows.clone();
-            ops.par_rows(&mut digits, |_, _, ntt, row| ntt.backward(row));
-            (Some(c1_rows), digits)
-        };
-        drop(c1g);
-        // Own residues (power basis) are needed where σ(c1) came in power
-        // basis; keep them before the mixed radix overwrites the rows.
-        let own_power = (c1g_ntt.is_none() && !self.gadget.is_per_prime()).then(|| digits.clone());
+        // σ(c0), σ(c1) in NTT form: a permutation of every row.
+        let c0_view = crate::kernels::NttView::of(c0)?;
+        let c1_view = crate::kernels::NttView::of(c1)?;
+        let (c0_rows, c1_rows) = (c0_view.rows(l)?, c1_view.rows(l)?);
+        let mut c0g = vec![0u64; l * n];
+        let mut c1g = vec![0u64; l * n];
+        for (out, input) in [(&mut c0g, c0_rows), (&mut c1g, c1_rows)] {
+            out.par_chunks_mut(n)
+                .zip(input.par_chunks(n))
+                .for_each(|(o, i)| permute(&key.perm, i, o));
+        }
+        // Digit k modulo one of its own primes i is row i of σ(c1) in NTT
+        // form: keep those rows and skip their forward NTTs. The digits are
+        // σ(c1) in power basis, then (several primes per digit) in Garner's
+        // mixed radix.
+        let mut digits = c1g.clone();
+        ops.par_rows(&mut digits, |_, _, ntt, row| ntt.backward(row));
         self.gadget.mixed_radix_in_place(&mut digits, n);
-        // Per prime i (in parallel): Σ_k NTT_i(digit_k mod q_i) ⊙ key[k].
-        let mut acc0 = vec![0u64; l * n];
+        // Per prime i (in parallel): σ(c0) + Σ_k NTT_i(digit_k mod q_i) ⊙ key[k].
+        let mut acc0 = c0g;
         let mut acc1 = vec![0u64; l * n];
         acc0.par_chunks_mut(n)
             .zip(acc1.par_chunks_mut(n))
@@ -240,23 +240,13 @@ impl GaloisKeys {
             .enumerate()
             .for_each(|(i, ((a0, a1), (q, ntt)))| {
                 let mut t = vec![0u64; n];
-                let own_ntt = c1g_ntt.as_ref().and_then(|m| m.get(i * n..(i + 1) * n));
-                let own = own_power
-                    .as_deref()
-                    .unwrap_or(&digits)
-                    .get(i * n..(i + 1) * n)
-                    .unwrap_or_default();
+                let own = c1g.get(i * n..(i + 1) * n).unwrap_or_default();
                 for k in 0..self.gadget.digits() {
-                    match own_ntt {
-                        Some(own) if self.gadget.group(k).contains(&i) => t.copy_from_slice(own),
-                        _ => {
-                            if self.gadget.group(k).contains(&i) {
-                                t.copy_from_slice(own);
-                            } else {
-                                self.gadget.lift_into(&digits, k, q, &mut t);
-                            }
-                            ntt.forward(&mut t);
-                        }
+                    if self.gadget.group(k).contains(&i) {
+                        t.copy_from_slice(own);
+                    } else {
+                        self.gadget.lift_into(&digits, k, q, &mut t);
+                        ntt.forward(&mut t);
                     }
                     fn row(m: &[Vec<u64>], k: usize, i: usize, n: usize) -> &[u64] {
                         m.get(k)
@@ -273,10 +263,8 @@ impl GaloisKeys {
                 }
             });
         let to_poly = |m: Vec<u64>| crate::kernels::ntt_poly(m, ctx);
-        c0g += &to_poly(acc0)?;
-        let c1_out = to_poly(acc1)?;
         Ok(fhe::bfv::Ciphertext::new(
-            vec![c0g, c1_out],
+            vec![to_poly(acc0)?, to_poly(acc1)?],
             self.params.bfv(),
         )?)
     }
@@ -330,6 +318,39 @@ impl GaloisKeys {
             keys.push((*g, to_polys(&k.c0)?, to_polys(&k.c1)?));
         }
         glue::evaluation_key(&self.params, &keys)
+    }
+}
+
+/// The automorphism `X ↦ X^g` on a row of NTT residues (degree `n`, a
+/// power of two) as a permutation: `σ(p)[d] = p[perm[d]]`. It is fhe-math's
+/// `Poly::substitute` on NTT polynomials (the evaluation points permute;
+/// tested equal), with the table made once per key instead of per call.
+fn ntt_permutation(n: usize, g: u32) -> Result<Vec<u32>> {
+    let g = g as usize % (2 * n);
+    if !n.is_power_of_two() || g % 2 == 0 || u32::try_from(n).is_err() {
+        return Err(Error::Parameters(format!(
+            "Galois element {g} is not odd modulo 2·{n}"
+        )));
+    }
+    let shift = n.leading_zeros() + 1;
+    let mask = n - 1;
+    let mut perm = vec![0u32; n];
+    let mut power = (g - 1) / 2;
+    for t in 0..n {
+        let src = (power & mask).reverse_bits() >> shift;
+        let dst = t.reverse_bits() >> shift;
+        if let Some(slot) = perm.get_mut(dst) {
+            *slot = src as u32;
+        }
+        power += g;
+    }
+    Ok(perm)
+}
+
+/// `out[d] = row[perm[d]]`.
+fn permute(perm: &[u32], row: &[u64], out: &mut [u64]) {
+    for (o, &s) in out.iter_mut().zip(perm) {
+        *o = row.get(s as usize).copied().unwrap_or(0);
     }
 }
 
@@ -427,6 +448,7 @@ pub fn aggregate_galois_key_rows(
             })
             .collect::<Result<_>>()?;
         let mut k = KeyRows {
+            perm: ntt_permutation(ops.degree(), g)?,
             c0: Vec::new(),
             c0_shoup: Vec::new(),
             c1: Vec::new(),
@@ -509,6 +531,36 @@ mod tests {
             &theirs.rotates_columns_by(&ct, 5).unwrap()
         ));
         assert!(ours.rotate_columns(&ct, 6).is_err(), "no key for 6");
+    }
+
+    /// The permutation equals fhe-math's `Poly::substitute` on NTT
+    /// polynomials, for every element synod uses and others.
+    #[test]
+    fn ntt_permutation_is_substitution() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let ctx = params.ctx(0).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        let p = Poly::random(ctx, Representation::Ntt, &mut rng);
+        let l = params.moduli().len();
+        let mut elements = inner_sum_elements(&params);
+        elements.extend([3, 5, 4095, 2047, 1 + 2 * 2048]);
+        for g in elements {
+            let want = p
+                .substitute(&SubstitutionExponent::new(ctx, g as usize).unwrap())
+                .unwrap();
+            let perm = ntt_permutation(2048, g).unwrap();
+            let rows = crate::kernels::contiguous_rows(p.coefficients(), l).unwrap();
+            let mut got = vec![0u64; rows.len()];
+            for (o, i) in got.chunks_mut(2048).zip(rows.chunks(2048)) {
+                permute(&perm, i, o);
+            }
+            assert_eq!(
+                got,
+                crate::kernels::contiguous_rows(want.coefficients(), l).unwrap(),
+                "element {g}"
+            );
+        }
+        assert!(ntt_permutation(2048, 4).is_err());
     }
 
     /// With two primes per digit the keys have three rows, and rotations and
