@@ -9,7 +9,7 @@
 //! parties) and to synod's gadget key switching without a special prime
 //! (digits of one or more primes, `synod_he::Params::with_digit_primes`).
 //! Each formula is checked against noise measured by the test oracle
-//! (`tests/noise_model.rs`): the estimate must lie above the measured noise
+//! (`synod-local/tests/circuits.rs`): the estimate must lie above the measured noise
 //! and not far above it.
 //!
 //! Notation: N degree, n parties, σ² = 10 the library's error variance,

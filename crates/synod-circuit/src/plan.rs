@@ -14,8 +14,8 @@
 //!    level at which each aggregate can still be decrypted (smaller shares),
 //!    refusing when even level 0 cannot hold it. It first tries two primes
 //!    per key-switching digit (`synod_he::Params::with_digit_primes`: fewer
-//!    key rows, faster key generation and key switching, 2^44 more
-//!    key-switching noise) for both kinds of key, then for the rotation
+//!    key rows, faster key generation and key switching, key-switching noise
+//!    larger by about one prime) for both kinds of key, then for the rotation
 //!    keys only, then one everywhere.
 //!
 //! Outputs are lowered to *aggregates* (encrypted results, deduplicated: the
@@ -331,7 +331,7 @@ impl Plan {
             let params = Params::new(set, p_bits)?;
             // Two primes per key-switching digit where the noise budget
             // allows it (fewer key rows and NTTs per key switch), else one
-            // (fhe.rs's layout, 2^44 less key-switching noise).
+            // (fhe.rs's layout, key-switching noise smaller by a prime).
             for (relin, rotation) in DIGIT_PRIMES {
                 let params = params.clone().with_digit_primes(relin, rotation)?;
                 if let Some(&k) = rotations.iter().find(|&&k| k >= params.degree() / 2) {

@@ -118,17 +118,7 @@ fn main() {
                     .map(|(s, (&x, sk))| relin::round2(&params, s, sk, &agg, x, &mut rng).unwrap())
                     .collect();
                 let rlk = relin::relinearization_key(&params, &agg, &members, r2).unwrap();
-                let pks: Vec<_> = members
-                    .iter()
-                    .zip(&additive)
-                    .map(|(&x, sk)| {
-                        keygen::public_key_share(&params, &crs, sk, x, &mut rng).unwrap()
-                    })
-                    .collect();
-                let pk = keygen::aggregate_public_key(&params, &crs, &members, pks).unwrap();
-                let pt =
-                    Plaintext::try_encode(&[1u64, 2, 3], Encoding::simd(), params.bfv()).unwrap();
-                let ct: fhe::bfv::Ciphertext = pk.key().try_encrypt(&pt, &mut rng).unwrap();
+                let ct = sample_ciphertext(&params, &crs, &members, &additive, &mut rng);
                 let mult = relin::Multiplier::new(&params, &rlk).unwrap();
                 timed(&mut || {
                     black_box(mult.multiply(&ct, &ct).unwrap());
@@ -148,14 +138,7 @@ fn main() {
                 .map(|(&x, s)| thresholdize::receive(&params, &committee, x, s).unwrap().0)
                 .collect();
             let set = ActiveSet::new(&committee, members[..3].iter().copied()).unwrap();
-            let pks: Vec<_> = members
-                .iter()
-                .zip(&additive)
-                .map(|(&x, sk)| keygen::public_key_share(&params, &crs, sk, x, &mut rng).unwrap())
-                .collect();
-            let pk = keygen::aggregate_public_key(&params, &crs, &members, pks).unwrap();
-            let pt = Plaintext::try_encode(&[1u64, 2, 3], Encoding::simd(), params.bfv()).unwrap();
-            let ct: fhe::bfv::Ciphertext = pk.key().try_encrypt(&pt, &mut rng).unwrap();
+            let ct = sample_ciphertext(&params, &crs, &members, &additive, &mut rng);
             let flooding = Flooding::new(&params, 0, 10.0, 64, 3).unwrap();
             if step == "share" {
                 timed(&mut || {
@@ -190,14 +173,7 @@ fn main() {
                 })
                 .collect();
             let gk = galois::aggregate_galois_key_rows(&params, &crs, &members, shares).unwrap();
-            let pks: Vec<_> = members
-                .iter()
-                .zip(&additive)
-                .map(|(&x, sk)| keygen::public_key_share(&params, &crs, sk, x, &mut rng).unwrap())
-                .collect();
-            let pk = keygen::aggregate_public_key(&params, &crs, &members, pks).unwrap();
-            let pt = Plaintext::try_encode(&[1u64, 2, 3], Encoding::simd(), params.bfv()).unwrap();
-            let ct: fhe::bfv::Ciphertext = pk.key().try_encrypt(&pt, &mut rng).unwrap();
+            let ct = sample_ciphertext(&params, &crs, &members, &additive, &mut rng);
             timed(&mut || {
                 black_box(gk.rotate_columns(&ct, 1).unwrap());
             });
@@ -212,4 +188,23 @@ fn main() {
         "{step}: median {:.3} ms over {iters} iterations",
         times[times.len() / 2]
     );
+}
+
+/// A ciphertext of a few values under the collective public key of the
+/// parties' additive shares.
+fn sample_ciphertext(
+    params: &Params,
+    crs: &CommonRandomness,
+    members: &[EvaluationPoint],
+    additive: &[AdditiveKeyShare],
+    rng: &mut rand_chacha::ChaCha20Rng,
+) -> fhe::bfv::Ciphertext {
+    let pks: Vec<_> = members
+        .iter()
+        .zip(additive)
+        .map(|(&x, sk)| keygen::public_key_share(params, crs, sk, x, rng).unwrap())
+        .collect();
+    let pk = keygen::aggregate_public_key(params, crs, members, pks).unwrap();
+    let pt = Plaintext::try_encode(&[1u64, 2, 3], Encoding::simd(), params.bfv()).unwrap();
+    pk.key().try_encrypt(&pt, rng).unwrap()
 }

@@ -11,11 +11,12 @@
 //! as the NTT form, which is as uniform as any other.
 //!
 //! The polynomials of the steps every member runs in key generation (the
-//! public key's and the relinearisation key's, `1 + k` polynomials for `k`
-//! primes: 2 MB at N = 8192) are derived once and kept by the
-//! `CommonRandomness` and its clones; each is used for a member's share and
-//! again to aggregate. The Galois keys' (`k` per rotation, 21 MB for the
-//! thirteen of a plan at N = 8192) are derived where they are used.
+//! public key's and the relinearisation key's, one plus one per
+//! key-switching digit: at most 2 MB at N = 8192) are derived once and kept
+//! by the `CommonRandomness` and its clones; each is used for a member's
+//! share and again to aggregate. The Galois keys' (one per digit and
+//! rotation, 13–21 MB for the thirteen of a plan at N = 8192) are derived
+//! where they are used.
 
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};

@@ -9,17 +9,19 @@
 //! (the exact CRT value of `c`'s residues at `G_g`, by Garner's mixed radix)
 //! is reduced modulo every prime and multiplied by key row `g`; since
 //! `Σ_g X_g·w_g ≡ c (mod Q)`, the sum is `c·s' + Σ_g X_g·e_g`. This is the
-//! decomposition of Bajard, Eynard, Hasan and Zucca (SAC 2016, digits of
-//! several primes) and of Lattigo's and OpenFHE's key switching without the
-//! special modulus, which log q = 218 at N = 8192 leaves no room for (a
-//! special prime would push log QP past the 128-bit bound).
+//! digit decomposition of hybrid key switching (Han and Ki, CT-RSA 2020;
+//! Lattigo's and OpenFHE's `dnum`) without its special modulus `P`, which
+//! log q = 218 at N = 8192 leaves no room for (a special prime would push
+//! log QP past the 128-bit bound); with one prime per digit it is the RNS
+//! decomposition of Bajard, Eynard, Hasan and Zucca (SAC 2016).
 //!
-//! One prime per digit is fhe.rs's RNS gadget (`L` rows, digits below 2^44).
-//! Two primes per digit halve the rows (and the NTTs of every key switch and
-//! of both relinearisation-key rounds) at the price of digits below 2^88,
-//! i.e. key-switching noise about 2^44 times larger, which the noise model
-//! (`synod-circuit`) accounts for when a plan chooses it. The ring-LWE
-//! instance, hence security, is the same either way.
+//! One prime per digit is fhe.rs's RNS gadget (`L` rows, digits below one
+//! prime, 2^44 at N = 8192). Two primes per digit cut the rows to `⌈L/2⌉`
+//! (and the NTTs of every key switch and of both relinearisation-key
+//! rounds) at the price of digits of two primes, i.e. key-switching noise
+//! larger by about one prime (2^44 at N = 8192, 2^49 at N = 16384), which
+//! the noise model (`synod-circuit`) accounts for when a plan chooses it.
+//! The ring-LWE instance, hence security, is the same either way.
 
 use std::ops::Range;
 
@@ -200,6 +202,7 @@ mod tests {
     use num_bigint::BigUint;
     use proptest::prelude::*;
 
+    /// The N = 8192 primes (43–44 bits).
     const PRIMES: [u64; 5] = [
         0x7fffffd8001,
         0x7fffffc8001,
@@ -208,22 +211,101 @@ mod tests {
         0xfffffebc001,
     ];
 
+    /// The N = 16384 primes (48–49 bits, near the IFMA kernels' 2^50 bound).
+    const PRIMES_16384: [u64; 9] = [
+        0xfffffffd8001,
+        0xfffffffa0001,
+        0xfffffff00001,
+        0x1fffffff68001,
+        0x1fffffff50001,
+        0x1ffffffee8001,
+        0x1ffffffea0001,
+        0x1ffffffe88001,
+        0x1ffffffe48001,
+    ];
+
+    fn moduli_of(primes: &[u64]) -> Vec<Modulus> {
+        primes.iter().map(|&p| Modulus::new(p).unwrap()).collect()
+    }
+
     fn moduli() -> Vec<Modulus> {
-        PRIMES.iter().map(|&p| Modulus::new(p).unwrap()).collect()
+        moduli_of(&PRIMES)
+    }
+
+    fn product(primes: &[u64]) -> BigUint {
+        primes.iter().map(|&p| BigUint::from(p)).product()
     }
 
     /// The digit of `residues` (one coefficient, one residue per prime) as a
     /// big integer: the CRT value of the group's residues.
-    fn crt(residues: &[u64], group: Range<usize>) -> BigUint {
-        let primes: Vec<BigUint> = PRIMES[group.clone()].iter().map(|&p| p.into()).collect();
-        let q: BigUint = primes.iter().product();
+    fn crt(primes: &[u64], residues: &[u64], group: Range<usize>) -> BigUint {
+        let q = product(&primes[group.clone()]);
         let mut x = BigUint::from(0u32);
-        for (k, p) in group.zip(&primes) {
-            let rest = &q / p;
-            let inv = rest.modpow(&(p - 2u32), p);
+        for k in group {
+            let p = BigUint::from(primes[k]);
+            let rest = &q / &p;
+            let inv = rest.modpow(&(&p - 2u32), &p);
             x += BigUint::from(residues[k]) * &rest * inv;
         }
         x % q
+    }
+
+    /// Checks every digit of a random residue matrix (extreme values in the
+    /// first columns) lifted to every prime against the big-integer CRT
+    /// value, and `Σ_g X_g·w_g ≡` the coefficient (mod Q).
+    fn check_lift(primes: &[u64], digit_primes: usize, seed: u64, edge: usize) {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let (l, n) = (primes.len(), 19);
+        let moduli = moduli_of(primes);
+        let gadget = Gadget::new(&moduli, digit_primes).unwrap();
+        assert_eq!(gadget.digits(), l.div_ceil(digit_primes));
+        let mut rows = vec![0u64; l * n];
+        for (k, row) in rows.chunks_mut(n).enumerate() {
+            for (c, x) in row.iter_mut().enumerate() {
+                *x = match (c, edge) {
+                    (0, _) => 0,
+                    (1, _) => primes[k] - 1,
+                    (2, 1) => 1,
+                    _ => rng.random_range(0..primes[k]),
+                };
+            }
+        }
+        let original = rows.clone();
+        let mut radix = rows;
+        gadget.mixed_radix_in_place(&mut radix, n);
+        let q = product(primes);
+        let column = |c: usize| -> Vec<u64> { (0..l).map(|k| original[k * n + c]).collect() };
+        let mut total = vec![BigUint::from(0u32); n];
+        for g in 0..gadget.digits() {
+            let group = gadget.group(g);
+            // w_g = (Q/Q_g)·[(Q/Q_g)^{-1} mod Q_g], by Euler's theorem.
+            let q_g = product(&primes[group.clone()]);
+            let rest = &q / &q_g;
+            let totient: BigUint = primes[group.clone()]
+                .iter()
+                .map(|&p| BigUint::from(p - 1))
+                .product();
+            let w = &rest * rest.modpow(&(totient - 1u32), &q_g);
+            for (i, m) in moduli.iter().enumerate() {
+                let mut out = vec![0u64; n];
+                gadget.lift_into(&radix, g, m, &mut out);
+                for (c, &got) in out.iter().enumerate() {
+                    let x = crt(primes, &column(c), group.clone());
+                    assert_eq!(
+                        BigUint::from(got),
+                        &x % BigUint::from(primes[i]),
+                        "digit {g}, prime {i}, column {c}"
+                    );
+                    if i == 0 {
+                        total[c] += x * &w;
+                    }
+                }
+            }
+        }
+        for (c, t) in total.iter().enumerate() {
+            assert_eq!(t % &q, crt(primes, &column(c), 0..l), "column {c}");
+        }
     }
 
     proptest! {
@@ -234,65 +316,17 @@ mod tests {
             seed in any::<u64>(),
             edge in 0usize..3,
         ) {
-            use rand::{Rng, SeedableRng};
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-            let n = 19;
-            let moduli = moduli();
-            let gadget = Gadget::new(&moduli, digit_primes).unwrap();
-            prop_assert_eq!(gadget.digits(), 5usize.div_ceil(digit_primes));
-            // Residue matrix with extreme values in the first columns.
-            let mut rows = vec![0u64; 5 * n];
-            for (k, row) in rows.chunks_mut(n).enumerate() {
-                for (c, x) in row.iter_mut().enumerate() {
-                    *x = match (c, edge) {
-                        (0, _) => 0,
-                        (1, _) => PRIMES[k] - 1,
-                        (2, 1) => 1,
-                        _ => rng.random_range(0..PRIMES[k]),
-                    };
-                }
-            }
-            let original = rows.clone();
-            let mut radix = rows;
-            gadget.mixed_radix_in_place(&mut radix, n);
-            let mut total = vec![BigUint::from(0u32); n];
-            for g in 0..gadget.digits() {
-                let group = gadget.group(g);
-                for (i, q) in moduli.iter().enumerate() {
-                    let mut out = vec![0u64; n];
-                    gadget.lift_into(&radix, g, q, &mut out);
-                    for c in 0..n {
-                        let column: Vec<u64> = (0..5).map(|k| original[k * n + c]).collect();
-                        let x = crt(&column, group.clone());
-                        prop_assert_eq!(
-                            BigUint::from(out[c]),
-                            &x % BigUint::from(PRIMES[i]),
-                            "digit {}, prime {}, column {}", g, i, c
-                        );
-                        if i == 0 {
-                            // Σ_g X_g·w_g ≡ the coefficient (mod Q).
-                            let q_g: BigUint = PRIMES[group.clone()].iter().map(|&p| BigUint::from(p)).product();
-                            let rest: BigUint = PRIMES.iter().map(|&p| BigUint::from(p)).product::<BigUint>() / &q_g;
-                            let w = &rest * rest.modpow(&(totient(&group) - 1u32), &q_g);
-                            total[c] += x * w;
-                        }
-                    }
-                }
-            }
-            let q: BigUint = PRIMES.iter().map(|&p| BigUint::from(p)).product();
-            for c in 0..n {
-                let column: Vec<u64> = (0..5).map(|k| original[k * n + c]).collect();
-                prop_assert_eq!(&total[c] % &q, crt(&column, 0..5));
-            }
+            check_lift(&PRIMES, digit_primes, seed, edge);
         }
-    }
 
-    /// Euler's totient of the product of the group's primes.
-    fn totient(group: &Range<usize>) -> BigUint {
-        PRIMES[group.clone()]
-            .iter()
-            .map(|&p| BigUint::from(p - 1))
-            .product()
+        #[test]
+        fn lifted_digits_are_the_crt_values_for_49_bit_primes(
+            digit_primes in 1usize..=9,
+            seed in any::<u64>(),
+            edge in 0usize..3,
+        ) {
+            check_lift(&PRIMES_16384, digit_primes, seed, edge);
+        }
     }
 
     #[test]

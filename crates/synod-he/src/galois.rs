@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use fhe::bfv::EvaluationKey;
-use fhe_math::rq::{Poly, Representation, SubstitutionExponent};
+use fhe_math::rq::SubstitutionExponent;
 use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
@@ -303,16 +303,7 @@ impl GaloisKeys {
                 self.params.rotation_digit_primes()
             )));
         }
-        let ctx = self.params.ctx(0)?;
-        let to_polys = |rows: &[Vec<u64>]| -> Result<Vec<Poly>> {
-            rows.iter()
-                .map(|m| {
-                    let mut p = crate::kernels::ntt_poly(m.clone(), ctx)?;
-                    p.change_representation(Representation::NttShoup);
-                    Ok(p)
-                })
-                .collect()
-        };
+        let to_polys = |rows: &[Vec<u64>]| glue::shoup_polys(&self.params, rows);
         let mut keys = Vec::new();
         for (g, k) in &self.keys {
             keys.push((*g, to_polys(&k.c0)?, to_polys(&k.c1)?));
@@ -478,6 +469,7 @@ mod tests {
     use crate::secret::AdditiveKeyShare;
     use crate::ParameterSet;
     use fhe_math::rns::RnsContext;
+    use fhe_math::rq::{Poly, Representation};
     use rand::SeedableRng;
 
     /// Our key switching gives exactly fhe.rs's rotations and inner sum with
@@ -570,7 +562,6 @@ mod tests {
         use fhe::bfv::{Encoding, Plaintext};
         use fhe_traits::{FheDecoder, FheDecrypter, FheEncoder, FheEncrypter};
         let base = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
-        let grouped = base.clone().with_digit_primes(1, 2).unwrap();
         let crs = CommonRandomness::new(&base, [6; 32]);
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
         let pts: Vec<_> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
@@ -589,8 +580,7 @@ mod tests {
             assert_eq!(shares[0].keys[0].1.len(), params.rotation_digits());
             aggregate_galois_key_rows(params, &crs, &pts, shares).unwrap()
         };
-        let (ours, reference) = (keys(&grouped, &mut rng), keys(&base, &mut rng));
-        assert!(ours.to_fhe().is_err(), "fhe.rs has no such layout");
+        let reference = keys(&base, &mut rng);
         let sk = crate::oracle::WholeKey::from_shares(&base, &sks)
             .secret_key(&base)
             .unwrap();
@@ -603,12 +593,43 @@ mod tests {
         };
         let total = x.iter().fold(0u64, |acc, v| (acc + v) % p);
         let ct: fhe::bfv::Ciphertext = sk.try_encrypt(&pt, &mut rng).unwrap();
-        assert_eq!(
-            decrypt(&ours.rotate_columns(&ct, 5).unwrap()),
-            decrypt(&reference.rotate_columns(&ct, 5).unwrap()),
+        for digit_primes in [2, 3] {
+            let grouped = base.clone().with_digit_primes(1, digit_primes).unwrap();
+            let ours = keys(&grouped, &mut rng);
+            assert!(ours.to_fhe().is_err(), "fhe.rs has no such layout");
+            assert_eq!(
+                decrypt(&ours.rotate_columns(&ct, 5).unwrap()),
+                decrypt(&reference.rotate_columns(&ct, 5).unwrap()),
+                "{digit_primes} primes per digit"
+            );
+            assert_ne!(decrypt(&ours.rotate_columns(&ct, 5).unwrap()), x);
+            assert_eq!(decrypt(&ours.inner_sum(&ct).unwrap()), vec![total; 2048]);
+        }
+    }
+
+    /// A share made for another digit size is rejected and names its sender.
+    #[test]
+    fn shares_with_the_wrong_digit_count_name_their_sender() {
+        let base = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let grouped = base.clone().with_digit_primes(1, 2).unwrap();
+        let crs = CommonRandomness::new(&base, [6; 32]);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(13);
+        let pts: Vec<_> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
+        let elements = [rotation_element(&base, 1).unwrap()];
+        let shares: Vec<_> = pts
+            .iter()
+            .map(|&x| {
+                let params = if x == pts[2] { &base } else { &grouped };
+                let sk = AdditiveKeyShare::generate(&base, &mut rng).unwrap();
+                galois_key_share(params, &crs, &sk, &elements, x, &mut rng).unwrap()
+            })
+            .collect();
+        let got = aggregate_galois_key_rows(&grouped, &crs, &pts, shares);
+        assert!(
+            matches!(&got, Err(Error::Malformed { sender, .. }) if *sender == pts[2]),
+            "expected a malformed share from 3, got {:?}",
+            got.err()
         );
-        assert_ne!(decrypt(&ours.rotate_columns(&ct, 5).unwrap()), x);
-        assert_eq!(decrypt(&ours.inner_sum(&ct).unwrap()), vec![total; 2048]);
     }
 
     /// The row-wise kernel equals the textbook `Poly` computation

@@ -16,7 +16,7 @@
 //! (the product `s·s` is not linear in the shares).
 
 use fhe::bfv::RelinearizationKey;
-use fhe_math::rq::{Poly, Representation};
+use fhe_math::rq::Poly;
 use rand::{CryptoRng, RngCore};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -338,16 +338,7 @@ impl RelinKey {
                 self.params.relin_digit_primes()
             )));
         }
-        let ctx = self.params.ctx(0)?;
-        let polys = |rows: &[Vec<u64>]| -> Result<Vec<Poly>> {
-            rows.iter()
-                .map(|m| {
-                    let mut p = crate::kernels::ntt_poly(m.clone(), ctx)?;
-                    p.change_representation(Representation::NttShoup);
-                    Ok(p)
-                })
-                .collect()
-        };
+        let polys = |rows: &[Vec<u64>]| glue::shoup_polys(&self.params, rows);
         glue::relinearization_key(&self.params, &polys(&self.c0)?, &polys(&self.c1)?)
     }
 }
@@ -432,6 +423,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::{ring, ParameterSet};
+    use fhe_math::rq::Representation;
     use rand::SeedableRng;
 
     /// Round 1 as first written, with `Poly` arithmetic and the BigUint gadget.

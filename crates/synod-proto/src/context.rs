@@ -42,8 +42,9 @@ use crate::wire::fixed;
 /// 2's in rare coefficients.
 ///
 /// 4: relinearisation and rotation keys may have digits of two ciphertext primes (the plan
-/// chooses each; `synod_he::Params::with_digit_primes`), so their generation rounds carry three
-/// rows where version 3 always carried five, and the enclave set-up names both digit sizes.
+/// chooses each; `synod_he::Params::with_digit_primes`), so their generation rounds may carry
+/// `⌈L/2⌉` rows where version 3 always carried one per prime (`L`), and the enclave set-up names
+/// both digit sizes.
 pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Domain-separation tag at the start of every encoded context.

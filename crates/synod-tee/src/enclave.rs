@@ -69,21 +69,14 @@ pub struct SessionSetup {
     /// Bits of the plaintext modulus `p`.
     pub plaintext_bits: u32,
     /// Ciphertext primes per digit of the relinearisation key
-    /// (`Params::with_digit_primes`; 1 in set-ups sealed before the field
-    /// existed).
-    #[serde(default = "one_prime_per_digit")]
+    /// (`Params::with_digit_primes`).
     pub relin_digit_primes: usize,
-    /// Ciphertext primes per digit of the rotation keys (likewise).
-    #[serde(default = "one_prime_per_digit")]
+    /// Ciphertext primes per digit of the rotation keys.
     pub rotation_digit_primes: usize,
     /// This participant's permanent evaluation point.
     pub me: EvaluationPoint,
     /// The committee and threshold.
     pub committee: Committee,
-}
-
-fn one_prime_per_digit() -> usize {
-    1
 }
 
 /// A peer to deal a thresholdisation sub-share to: its point, its attested transport key and the
@@ -366,8 +359,12 @@ struct StoredShares {
     responses_with_mask: u32,
 }
 
-/// The format version of the sealed key-share state.
-pub const STORED_SHARES_FORMAT: u16 = 1;
+/// The format version of the sealed key-share state, its first field.
+///
+/// 2: the set-up names the key-switching digit sizes (protocol version 4).
+/// State of format 1 is refused with a format error, not misread: postcard
+/// is not self-describing, so the format is read before the rest.
+pub const STORED_SHARES_FORMAT: u16 = 2;
 
 impl fmt::Debug for KeyVault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -841,14 +838,15 @@ impl KeyVault {
         if self.session.is_some() {
             return Err(Error::State("this enclave already holds a session".into()));
         }
-        let stored: StoredShares = postcard::from_bytes(bytes)
+        let (format, _) = postcard::take_from_bytes::<u16>(bytes)
             .map_err(|e| Error::SealedFormat(format!("key-share state: {e}")))?;
-        if stored.format != STORED_SHARES_FORMAT {
+        if format != STORED_SHARES_FORMAT {
             return Err(Error::SealedFormat(format!(
-                "key-share state format {} (this enclave reads {STORED_SHARES_FORMAT})",
-                stored.format
+                "key-share state format {format} (this enclave reads {STORED_SHARES_FORMAT})"
             )));
         }
+        let stored: StoredShares = postcard::from_bytes(bytes)
+            .map_err(|e| Error::SealedFormat(format!("key-share state: {e}")))?;
         if stored.shares.point() != stored.setup.me
             || stored.shares.committee() != &stored.setup.committee
         {

@@ -117,6 +117,12 @@ fn a_mask_share_blinds_a_bounded_number_of_responses_even_across_a_restore() {
         assert!(err.to_string().contains("reveal its key share"), "{err}");
         v.reshare_abort().unwrap();
     }
+    // State of another format (here: the format before the set-up named
+    // its key-switching digits) is refused by its format, not misread.
+    let mut old = state.to_vec();
+    old[0] = 1;
+    let err = KeyVault::new().restore(&old).unwrap_err();
+    assert!(err.to_string().contains("format 1"), "{err}");
     // A vault holding a share refuses to draw a new one over it.
     assert!(restored
         .generate_key_share(&common::setup(SESSION, me, &committee))

@@ -62,8 +62,10 @@ pub(crate) const MAX_PRIME: u64 = super::IFMA_MAX_PRIME;
 
 /// The IFMA token, if this CPU has it and the environment variable
 /// `SYNOD_NO_IFMA` is unset (both read once). With `SYNOD_NO_IFMA` set every
-/// kernel takes its portable path, so one IFMA machine can test (and time)
-/// the code that CPUs without IFMA run.
+/// kernel of synod's takes its portable path, so one IFMA machine can test
+/// the code that CPUs without IFMA run. tfhe-ntt's NTT dispatches on its
+/// own and keeps its IFMA code, so timings under the flag are not those of
+/// a CPU without IFMA.
 pub(crate) fn token() -> Option<V4Ifma> {
     static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     if *DISABLED.get_or_init(|| std::env::var_os("SYNOD_NO_IFMA").is_some()) {
