@@ -394,7 +394,7 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
             .zip(&additive)
             .map(|(&x, sk)| galois::galois_key_share(params, &crs, sk, &[step], x, rng).unwrap())
             .collect();
-        galois::aggregate_galois_key_rows(params, &crs, &members, shares).unwrap()
+        galois::aggregate_galois_key_rows(params, &crs, &members, &[step], shares).unwrap()
     };
     let gk = rotation_keys(&params, &mut rng);
     let fhe_gk = gk.to_fhe().unwrap();

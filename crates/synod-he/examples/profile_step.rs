@@ -172,7 +172,8 @@ fn main() {
                     galois::galois_key_share(&params, &crs, sk, &[g], x, &mut rng).unwrap()
                 })
                 .collect();
-            let gk = galois::aggregate_galois_key_rows(&params, &crs, &members, shares).unwrap();
+            let gk =
+                galois::aggregate_galois_key_rows(&params, &crs, &members, &[g], shares).unwrap();
             let ct = sample_ciphertext(&params, &crs, &members, &additive, &mut rng);
             timed(&mut || {
                 black_box(gk.rotate_columns(&ct, 1).unwrap());

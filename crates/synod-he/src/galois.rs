@@ -132,14 +132,16 @@ pub fn galois_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
     Ok(GaloisKeyShare { sender, keys })
 }
 
-/// Sums the shares of exactly `expected` into an `fhe` evaluation key.
+/// Sums the shares of exactly `expected`, for exactly the Galois `elements`,
+/// into an `fhe` evaluation key.
 pub fn aggregate_galois_keys(
     params: &Params,
     crs: &CommonRandomness,
     expected: &[EvaluationPoint],
+    elements: &[u32],
     shares: impl IntoIterator<Item = GaloisKeyShare>,
 ) -> Result<EvaluationKey> {
-    aggregate_galois_key_rows(params, crs, expected, shares)?.to_fhe()
+    aggregate_galois_key_rows(params, crs, expected, elements, shares)?.to_fhe()
 }
 
 /// Galois keys held as residue matrices, with this crate's own key switching
@@ -348,11 +350,15 @@ fn permute(perm: &[u32], row: &[u64], out: &mut [u64]) {
 /// One gadget digit of a key: `c0`, its Shoup constants, `c1`, its Shoup constants.
 type DigitRows = (Vec<u64>, Vec<u64>, Vec<u64>, Vec<u64>);
 
-/// Sums the shares of exactly `expected` into [`GaloisKeys`].
+/// Sums the shares of exactly `expected` into [`GaloisKeys`] for the Galois
+/// `elements` the caller asked for (in any order, repeats ignored): a share
+/// covering any other set is rejected and names its sender, whatever the
+/// other shares cover.
 pub fn aggregate_galois_key_rows(
     params: &Params,
     crs: &CommonRandomness,
     expected: &[EvaluationPoint],
+    elements: &[u32],
     shares: impl IntoIterator<Item = GaloisKeyShare>,
 ) -> Result<GaloisKeys> {
     use rayon::prelude::*;
@@ -368,8 +374,15 @@ pub fn aggregate_galois_key_rows(
     let l = params.moduli().len();
     let gadget = crate::gadget::Gadget::rotation(params)?;
     let digits = gadget.digits();
+    let mut wanted = elements.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    // The caller's own list: each element needs its permutation.
+    let perms = wanted
+        .iter()
+        .map(|&g| ntt_permutation(ops.degree(), g))
+        .collect::<Result<Vec<_>>>()?;
     // Validate every share's shape first (errors name the sender).
-    let mut elements: Option<Vec<u32>> = None;
     for (sender, share) in &shares {
         let els: Vec<u32> = share.keys.iter().map(|(g, _)| *g).collect();
         let mut sorted = els.clone();
@@ -394,21 +407,16 @@ pub fn aggregate_galois_key_rows(
                 r.check(params, 0, *sender, WHAT)?;
             }
         }
-        match &elements {
-            None => elements = Some(sorted),
-            Some(e) if *e != sorted => {
-                return Err(Error::Malformed {
-                    sender: *sender,
-                    what: WHAT,
-                    reason: "covers other Galois elements than its peers".into(),
-                })
-            }
-            Some(_) => {}
+        if sorted != wanted {
+            return Err(Error::Malformed {
+                sender: *sender,
+                what: WHAT,
+                reason: format!("covers Galois elements {sorted:?}, not {wanted:?}"),
+            });
         }
     }
-    let elements = elements.unwrap_or_default();
     let mut keys = BTreeMap::new();
-    for g in elements {
+    for (g, perm) in wanted.into_iter().zip(perms) {
         let rows: Vec<DigitRows> = (0..digits)
             .into_par_iter()
             .map(|k| {
@@ -439,7 +447,7 @@ pub fn aggregate_galois_key_rows(
             })
             .collect::<Result<_>>()?;
         let mut k = KeyRows {
-            perm: ntt_permutation(ops.degree(), g)?,
+            perm,
             c0: Vec::new(),
             c0_shoup: Vec::new(),
             c1: Vec::new(),
@@ -489,8 +497,9 @@ mod tests {
                 galois_key_share(&params, &crs, &sk, &elements, x, &mut rng).unwrap()
             })
             .collect();
-        let ours = aggregate_galois_key_rows(&params, &crs, &pts, shares.clone()).unwrap();
-        let theirs = aggregate_galois_keys(&params, &crs, &pts, shares).unwrap();
+        let ours =
+            aggregate_galois_key_rows(&params, &crs, &pts, &elements, shares.clone()).unwrap();
+        let theirs = aggregate_galois_keys(&params, &crs, &pts, &elements, shares).unwrap();
         let ctx = params.ctx(0).unwrap();
         let ct = fhe::bfv::Ciphertext::new(
             vec![
@@ -578,7 +587,7 @@ mod tests {
                 .map(|(&x, sk)| galois_key_share(params, &crs, sk, &elements, x, rng).unwrap())
                 .collect();
             assert_eq!(shares[0].keys[0].1.len(), params.rotation_digits());
-            aggregate_galois_key_rows(params, &crs, &pts, shares).unwrap()
+            aggregate_galois_key_rows(params, &crs, &pts, &elements, shares).unwrap()
         };
         let reference = keys(&base, &mut rng);
         let sk = crate::oracle::WholeKey::from_shares(&base, &sks)
@@ -607,6 +616,37 @@ mod tests {
         }
     }
 
+    /// A share covering other elements than the ones asked for names its
+    /// sender, even when it comes first (the honest shares are not blamed
+    /// for differing from it), and an even element asked for is refused.
+    #[test]
+    fn a_share_for_other_elements_names_its_sender() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let crs = CommonRandomness::new(&params, [6; 32]);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(14);
+        let pts: Vec<_> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
+        let wanted = [rotation_element(&params, 1).unwrap()];
+        let other = [rotation_element(&params, 2).unwrap()];
+        let shares: Vec<_> = pts
+            .iter()
+            .map(|&x| {
+                let els: &[u32] = if x == pts[0] { &other } else { &wanted };
+                let sk = AdditiveKeyShare::generate(&params, &mut rng).unwrap();
+                galois_key_share(&params, &crs, &sk, els, x, &mut rng).unwrap()
+            })
+            .collect();
+        let got = aggregate_galois_key_rows(&params, &crs, &pts, &wanted, shares.clone());
+        assert!(
+            matches!(&got, Err(Error::Malformed { sender, .. }) if *sender == pts[0]),
+            "expected a malformed share from 1, got {:?}",
+            got.err()
+        );
+        assert!(matches!(
+            aggregate_galois_key_rows(&params, &crs, &pts, &[4], shares),
+            Err(Error::Parameters(_))
+        ));
+    }
+
     /// A share made for another digit size is rejected and names its sender.
     #[test]
     fn shares_with_the_wrong_digit_count_name_their_sender() {
@@ -624,7 +664,7 @@ mod tests {
                 galois_key_share(params, &crs, &sk, &elements, x, &mut rng).unwrap()
             })
             .collect();
-        let got = aggregate_galois_key_rows(&grouped, &crs, &pts, shares);
+        let got = aggregate_galois_key_rows(&grouped, &crs, &pts, &elements, shares);
         assert!(
             matches!(&got, Err(Error::Malformed { sender, .. }) if *sender == pts[2]),
             "expected a malformed share from 3, got {:?}",

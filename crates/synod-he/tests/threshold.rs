@@ -388,7 +388,8 @@ fn multiplication_rotation_and_lower_level_decrypt() {
             galois::galois_key_share(&s.params, &s.crs, &w, &elements, x, &mut rng).unwrap()
         })
         .collect();
-    let ek = galois::aggregate_galois_keys(&s.params, &s.crs, set.members(), gk_shares).unwrap();
+    let ek = galois::aggregate_galois_keys(&s.params, &s.crs, set.members(), &elements, gk_shares)
+        .unwrap();
     let summed = ek.computes_inner_sum(&prod).unwrap();
     let total = expected
         .iter()

@@ -242,7 +242,8 @@ impl EnclaveCommittee {
                 messages.push((x, share));
             }
             let shares = relay.exchange(&members, ProtocolName::GaloisKeyGen, 1, &messages)?;
-            let ek = galois::aggregate_galois_key_rows(params, &crs, &members, shares)?;
+            let ek =
+                galois::aggregate_galois_key_rows(params, &crs, &members, galois_elements, shares)?;
             phases.push(clock.lap("rotation keys", &relay));
             Some(ek)
         };

@@ -270,7 +270,13 @@ impl LocalCommittee {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let shares = relay.exchange(&members, ProtocolName::GaloisKeyGen, 1, &messages)?;
-            let keys = galois::aggregate_galois_key_rows(params, &crs, set.members(), shares)?;
+            let keys = galois::aggregate_galois_key_rows(
+                params,
+                &crs,
+                set.members(),
+                galois_elements,
+                shares,
+            )?;
             phases.push(clock.lap("rotation keys", &relay));
             Some(keys)
         };
