@@ -257,13 +257,105 @@ pub fn combine_signed(
     set: &ActiveSet,
     shares: impl IntoIterator<Item = DecryptionShare>,
 ) -> Result<Vec<i64>> {
+    combine_signed_as(params, ct, set, shares, Readout::Slots)
+}
+
+/// What [`combine_signed_as`] reads from the plaintext polynomial.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readout {
+    /// The SIMD slots (batch encoding), as [`combine_signed`].
+    Slots,
+    /// The coefficients, as [`pack_constants`] lays out a packed ciphertext.
+    Coefficients,
+}
+
+/// [`combine_signed`] with a choice of readout; values are centred in
+/// `(−p/2, p/2]`.
+pub fn combine_signed_as(
+    params: &Params,
+    ct: &Ciphertext,
+    set: &ActiveSet,
+    shares: impl IntoIterator<Item = DecryptionShare>,
+    readout: Readout,
+) -> Result<Vec<i64>> {
     let shares: Vec<DecryptionShare> = shares.into_iter().collect();
     crate::kernels::in_pool(|| {
         let (level, phase) = checked_phase(params, ct, set, shares, PhaseForm::PowerBasis)?;
         let decoder = Decoder::of(params)?;
         let w = decoder.scale(params, level, phase)?;
-        decoder.slots_signed(params, &w)
+        match readout {
+            Readout::Slots => decoder.slots_signed(params, &w),
+            Readout::Coefficients => Ok(centred(params.plaintext(), &w)),
+        }
     })
+}
+
+/// Residues mod `p` as signed values in `(−p/2, p/2]`.
+fn centred(p: u64, w: &[u64]) -> Vec<i64> {
+    w.iter().map(|&s| centre(p, s)).collect()
+}
+
+/// `s mod p` as a signed value in `(−p/2, p/2]`.
+fn centre(p: u64, s: u64) -> i64 {
+    if s > p / 2 {
+        -((p - s) as i64)
+    } else {
+        s as i64
+    }
+}
+
+/// Packs ciphertexts whose plaintexts are constant polynomials (slot sums:
+/// every slot holds the same value) into one whose plaintext holds the
+/// `i`-th constant in coefficient `i`: `Σ_i X^i·ct_i`. Multiplying by a
+/// monomial only moves (and negates) coefficients, so the packed noise is
+/// the sum of the inputs' noises and nothing more; one threshold decryption
+/// read with [`Readout::Coefficients`] then opens them all, and reveals
+/// nothing the separate decryptions would not (every other coefficient is
+/// zero). Every input must be a relinearised ciphertext at the same level;
+/// at most `N` of them. The packing is deterministic, so every participant
+/// derives the same ciphertext from the agreed outputs.
+pub fn pack_constants(params: &Params, cts: &[&Ciphertext]) -> Result<Ciphertext> {
+    let first = cts
+        .first()
+        .ok_or_else(|| Error::Parameters("nothing to pack".into()))?;
+    let level = ciphertext_level(params, first)?;
+    let ctx = params.ctx(level)?;
+    if cts.len() > params.degree() {
+        return Err(Error::Parameters(format!(
+            "{} ciphertexts do not fit in the {} coefficients of one",
+            cts.len(),
+            params.degree()
+        )));
+    }
+    let mut acc0 = Poly::zero(ctx, Representation::Ntt);
+    let mut acc1 = Poly::zero(ctx, Representation::Ntt);
+    let mut monomial = vec![0u64; params.degree()];
+    for (i, ct) in cts.iter().enumerate() {
+        if ct.len() != 2 || ciphertext_level(params, ct)? != level {
+            return Err(Error::Parameters(format!(
+                "ciphertext {i} is not a 2-polynomial ciphertext at level {level}"
+            )));
+        }
+        let (Some(c0), Some(c1)) = (ct.first(), ct.get(1)) else {
+            return Err(Error::Parameters(format!("ciphertext {i} is empty")));
+        };
+        // X^i in NTT form.
+        monomial.fill(0);
+        if let Some(m) = monomial.get_mut(i) {
+            *m = 1;
+        }
+        let mut x_i =
+            Poly::try_convert_from(monomial.as_slice(), ctx, false, Representation::PowerBasis)?;
+        x_i.change_representation(Representation::Ntt);
+        let as_ntt = |c: &Poly| -> Poly {
+            let mut c = c.clone();
+            c.change_representation(Representation::Ntt);
+            c
+        };
+        acc0 += &(&as_ntt(c0) * &x_i);
+        acc1 += &(&as_ntt(c1) * &x_i);
+    }
+    Ok(Ciphertext::new(vec![acc0, acc1], params.bfv())?)
 }
 
 /// Checks that one share came from every member of `set`, each bound to
@@ -478,11 +570,7 @@ impl Decoder {
                     .get(pos)
                     .copied()
                     .ok_or_else(|| Error::Parameters("slot order out of range".into()))?;
-                Ok(if s > p / 2 {
-                    -((p - s) as i64)
-                } else {
-                    s as i64
-                })
+                Ok(centre(p, s))
             })
             .collect()
     }
@@ -705,6 +793,87 @@ pub(crate) mod tests {
             let slots = crate::encoding::decode_signed(&params, &want).unwrap();
             prop_assert_eq!(combine_signed(&params, &ct, &set, shares).unwrap(), slots);
         }
+    }
+
+    /// Constant plaintexts packed by monomials decrypt, by threshold, to the
+    /// constants in their coefficients and zeros elsewhere, at a lower level
+    /// too, with the sum of the inputs' noises and no more; bad inputs are
+    /// refused.
+    #[cfg(feature = "insecure-test-params")]
+    #[test]
+    fn packed_constants_open_in_one_decryption() {
+        use fhe::bfv::Encoding;
+        use fhe_traits::{FheEncoder, FheEncrypter};
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(15);
+        let members: Vec<_> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
+        let committee = Committee::new(members.clone(), 2).unwrap();
+        let additive: Vec<_> = members
+            .iter()
+            .map(|_| AdditiveKeyShare::generate(&params, &mut rng).unwrap())
+            .collect();
+        let mut inbox: Vec<Vec<thresholdize::SubShare>> = vec![Vec::new(); 3];
+        for (&x, sk) in members.iter().zip(&additive) {
+            for sub in thresholdize::deal(&params, &committee, sk, x, &mut rng).unwrap() {
+                inbox[sub.recipient.get() as usize - 1].push(sub);
+            }
+        }
+        let keys: Vec<KeyShare> = members
+            .iter()
+            .zip(inbox)
+            .map(|(&x, subs)| {
+                thresholdize::receive(&params, &committee, x, subs)
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        let oracle = crate::oracle::WholeKey::from_shares(&params, &additive);
+        let sk = oracle.secret_key(&params).unwrap();
+        let p = params.plaintext();
+        // Constants (negative ones too), each in every slot.
+        let constants: Vec<i64> = (0..37).map(|i| (i * 7919 - 100_000) as i64).collect();
+        let mut cts: Vec<Ciphertext> = constants
+            .iter()
+            .map(|&c| {
+                let v = vec![c.rem_euclid(p as i64) as u64; params.degree()];
+                let pt = Plaintext::try_encode(&v, Encoding::simd(), params.bfv()).unwrap();
+                sk.try_encrypt(&pt, &mut rng).unwrap()
+            })
+            .collect();
+        for ct in cts.iter_mut() {
+            ct.switch_to_level(1).unwrap();
+        }
+        let refs: Vec<&Ciphertext> = cts.iter().collect();
+        let packed = pack_constants(&params, &refs).unwrap();
+        assert_eq!(ciphertext_level(&params, &packed).unwrap(), 1);
+        let worst = cts
+            .iter()
+            .map(|ct| oracle.noise_bits(&params, ct).unwrap())
+            .fold(0.0, f64::max);
+        let noise = oracle.noise_bits(&params, &packed).unwrap();
+        assert!(
+            noise <= worst + (cts.len() as f64).log2() / 2.0 + 4.0,
+            "{noise} vs {worst}"
+        );
+        let set = ActiveSet::new(&committee, [members[0], members[2]]).unwrap();
+        let flooding = Flooding::new(&params, 1, noise, 1, 2).unwrap();
+        let shares: Vec<_> = [&keys[0], &keys[2]]
+            .iter()
+            .map(|k| decryption_share(&params, k, &set, &packed, &flooding, &mut rng).unwrap())
+            .collect();
+        let got = combine_signed_as(&params, &packed, &set, shares, Readout::Coefficients).unwrap();
+        assert_eq!(&got[..constants.len()], &constants[..]);
+        assert!(got[constants.len()..].iter().all(|&v| v == 0));
+        // Mixed levels, too many and none are refused.
+        let fresh: Ciphertext = sk
+            .try_encrypt(
+                &Plaintext::try_encode(&[1u64], Encoding::simd(), params.bfv()).unwrap(),
+                &mut rng,
+            )
+            .unwrap();
+        assert!(pack_constants(&params, &[&cts[0], &fresh]).is_err());
+        assert!(pack_constants(&params, &vec![&fresh; params.degree() + 1]).is_err());
+        assert!(pack_constants(&params, &[]).is_err());
     }
 
     /// Both paths decrypt a real encryption to what fhe.rs's own decryption
