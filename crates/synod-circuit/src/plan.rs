@@ -149,6 +149,24 @@ pub struct PlannedOutput {
     pub finish: Finish,
 }
 
+/// One-value aggregates decrypted together: their ciphertexts (constant
+/// plaintexts, at `level`) are packed into the coefficients of one
+/// (`synod_he::decrypt::pack_constants`, aggregate `aggregates[i]` in
+/// coefficient `i`), whose noise is the sum of theirs. One threshold
+/// decryption instead of one per aggregate: at n = 100 there are 3n + 1.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConstantPack {
+    /// Indices into [`Plan::aggregates`], in coefficient order.
+    pub aggregates: Vec<usize>,
+    /// The level they are switched to and packed at.
+    pub level: usize,
+    /// log2 of the packed ciphertext's noise bound.
+    pub noise_bits: f64,
+    /// The flooding its decryption shares add.
+    #[serde(skip)]
+    pub flooding: Flooding,
+}
+
 /// Primes per key-switching digit (relinearisation key, rotation keys) a
 /// plan tries, in order of preference: fewer digits first (faster key
 /// generation and key switching). The relinearisation key's noise is
@@ -165,6 +183,7 @@ pub struct Plan {
     parties: usize,
     columns: BTreeMap<ColumnRef, (f64, u64)>,
     aggregates: Vec<Aggregate>,
+    pack: Option<ConstantPack>,
     outputs: Vec<PlannedOutput>,
     rotations: BTreeSet<usize>,
 }
@@ -357,7 +376,7 @@ impl Plan {
                     spec.max_decryptions,
                     &owner,
                 ) {
-                    Ok(aggregates) => {
+                    Ok((aggregates, pack)) => {
                         return Ok(Self {
                             spec: spec.clone(),
                             params,
@@ -365,6 +384,7 @@ impl Plan {
                             parties,
                             columns,
                             aggregates,
+                            pack,
                             outputs: planned,
                             rotations,
                         })
@@ -384,12 +404,14 @@ impl Plan {
         max_active: usize,
         max_decryptions: u64,
         owner: &dyn Fn(usize) -> String,
-    ) -> Result<Vec<Aggregate>> {
+    ) -> Result<(Vec<Aggregate>, Option<ConstantPack>)> {
         let model = NoiseModel::new(params, parties);
         let chunks = rows.div_ceil(params.degree());
         let mut out = Vec::new();
+        let mut vars = Vec::new();
         for (i, (e, f)) in aggs.iter().enumerate() {
             let var0 = noise_var(e, &model, chunks);
+            vars.push(var0);
             let bits0 = NoiseModel::bound_bits(var0);
             let flooding0 =
                 Flooding::new(params, 0, bits0, max_decryptions, max_active).map_err(|err| {
@@ -423,7 +445,68 @@ impl Plan {
                 flooding: best.2,
             });
         }
-        Ok(out)
+        let pack =
+            Self::pack_constants(params, &model, &mut out, &vars, max_decryptions, max_active);
+        Ok((out, pack))
+    }
+
+    /// Packs the one-value aggregates (constant plaintexts) into one
+    /// decryption (`synod_he::decrypt::pack_constants`) at the deepest level
+    /// where the sum of their noises still decrypts, and moves them to that
+    /// level; `None` (each decrypted alone) for fewer than two or when no
+    /// level holds them together.
+    fn pack_constants(
+        params: &Params,
+        model: &NoiseModel,
+        out: &mut [Aggregate],
+        vars: &[f64],
+        max_decryptions: u64,
+        max_active: usize,
+    ) -> Option<ConstantPack> {
+        let members: Vec<usize> = out
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.shape == Shape::Aggregate)
+            .map(|(i, _)| i)
+            .collect();
+        if members.len() < 2 || members.len() > params.degree() {
+            return None;
+        }
+        let top = members
+            .iter()
+            .filter_map(|&i| out.get(i))
+            .map(|a| a.level)
+            .min()?;
+        for level in (0..=top).rev() {
+            let var: f64 = members
+                .iter()
+                .filter_map(|&i| vars.get(i))
+                .map(|&v| {
+                    if level == 0 {
+                        v
+                    } else {
+                        model.switch_down(v, params.log_q(0), params.log_q(level))
+                    }
+                })
+                .sum();
+            let bits = NoiseModel::bound_bits(var);
+            if let Ok(flooding) = Flooding::new(params, level, bits, max_decryptions, max_active) {
+                for (i, a) in out.iter_mut().enumerate() {
+                    if members.contains(&i) {
+                        a.level = level;
+                        a.noise_bits = bits;
+                        a.flooding = flooding;
+                    }
+                }
+                return Some(ConstantPack {
+                    aggregates: members,
+                    level,
+                    noise_bits: bits,
+                    flooding,
+                });
+            }
+        }
+        None
     }
 
     /// The chosen parameters.
@@ -459,6 +542,11 @@ impl Plan {
     /// The encrypted results, in evaluation order.
     pub fn aggregates(&self) -> &[Aggregate] {
         &self.aggregates
+    }
+
+    /// The one-value aggregates decrypted together, if any.
+    pub fn pack(&self) -> Option<&ConstantPack> {
+        self.pack.as_ref()
     }
 
     /// The outputs.

@@ -442,9 +442,11 @@ impl EnclaveCommittee {
         active: &[EvaluationPoint],
     ) -> Result<Vec<Vec<i128>>> {
         let params = self.keys.params.clone();
-        crate::decrypt_aggregates(&params, plan, outputs, |ct, flooding| {
+        crate::decrypt_aggregates(&params, plan, outputs, |ct, flooding, readout| {
             let (set, shares) = self.decryption_round(active, ct, flooding)?;
-            Ok(decrypt::combine_signed(&params, ct, &set, shares)?)
+            Ok(decrypt::combine_signed_as(
+                &params, ct, &set, shares, readout,
+            )?)
         })
     }
 }

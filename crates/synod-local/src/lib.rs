@@ -27,7 +27,7 @@ use fhe::bfv::{Ciphertext, PublicKey};
 use rand::{CryptoRng, RngCore};
 use synod_circuit::{ColumnRef, EvaluatedOutputs, Plan};
 use synod_he::crp::CommonRandomness;
-use synod_he::decrypt;
+use synod_he::decrypt::{self, Readout};
 use synod_he::flooding::Flooding;
 use synod_he::secret::{AdditiveKeyShare, KeyShare, MaskShare};
 use synod_he::shamir::ActiveSet;
@@ -405,13 +405,14 @@ impl LocalCommittee {
         active: &[EvaluationPoint],
         rng: &mut R,
     ) -> Result<Vec<Vec<i128>>> {
-        decrypt_aggregates(&self.keys.params, plan, outputs, |ct, flooding| {
+        decrypt_aggregates(&self.keys.params, plan, outputs, |ct, flooding, readout| {
             let (set, shares) = self.decryption_round(active, ct, flooding, rng)?;
-            Ok(decrypt::combine_signed(
+            Ok(decrypt::combine_signed_as(
                 &self.keys.params,
                 ct,
                 &set,
                 shares,
+                readout,
             )?)
         })
     }
@@ -480,7 +481,7 @@ pub(crate) fn decrypt_aggregates(
     params: &Params,
     plan: &Plan,
     outputs: &EvaluatedOutputs,
-    mut decrypt_one: impl FnMut(&Ciphertext, &Flooding) -> Result<Vec<i64>>,
+    mut decrypt_one: impl FnMut(&Ciphertext, &Flooding, Readout) -> Result<Vec<i64>>,
 ) -> Result<Vec<Vec<i128>>> {
     let presented = synod_circuit::eval::output_hash(params, &outputs.ciphertexts)?;
     if presented != outputs.hash {
@@ -488,15 +489,47 @@ pub(crate) fn decrypt_aggregates(
             "refusing to decrypt: the ciphertexts are not the agreed evaluation's output".into(),
         ));
     }
-    let mut all = Vec::new();
-    for (agg, cts) in plan.aggregates().iter().zip(&outputs.ciphertexts) {
-        let mut values = Vec::new();
-        for ct in cts {
-            values.extend(decrypt_one(ct, &agg.flooding)?.into_iter().map(i128::from));
+    let mut all: Vec<Option<Vec<i128>>> = vec![None; plan.aggregates().len()];
+    // The one-value aggregates, packed into one ciphertext (derived from the
+    // agreed outputs the same way by every participant) and opened at once.
+    if let Some(pack) = plan.pack() {
+        let cts = pack
+            .aggregates
+            .iter()
+            .map(|&i| match outputs.ciphertexts.get(i).map(Vec::as_slice) {
+                Some([ct]) => Ok(ct),
+                _ => Err(LocalError::Other(format!(
+                    "aggregate {i} is not one ciphertext and cannot be packed"
+                ))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let packed = decrypt::pack_constants(params, &cts)?;
+        let values = decrypt_one(&packed, &pack.flooding, Readout::Coefficients)?;
+        for (&i, &v) in pack.aggregates.iter().zip(&values) {
+            if let Some(slot) = all.get_mut(i) {
+                *slot = Some(vec![i128::from(v)]);
+            }
         }
-        all.push(values);
     }
-    Ok(all)
+    plan.aggregates()
+        .iter()
+        .zip(&outputs.ciphertexts)
+        .zip(all)
+        .map(|((agg, cts), packed)| match packed {
+            Some(values) => Ok(values),
+            None => {
+                let mut values = Vec::new();
+                for ct in cts {
+                    values.extend(
+                        decrypt_one(ct, &agg.flooding, Readout::Slots)?
+                            .into_iter()
+                            .map(i128::from),
+                    );
+                }
+                Ok(values)
+            }
+        })
+        .collect()
 }
 
 /// Threshold decryption by `active` members of `committee`, through `relay`,

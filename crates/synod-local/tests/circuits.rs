@@ -137,6 +137,25 @@ fn statistics_match_the_clear_computation() {
         let n = clear[i].len();
         assert_eq!(&dec[i][..n], &clear[i][..], "aggregate {}", agg.label);
     }
+    // The one-value aggregates were packed and opened by one decryption;
+    // the row-wise output was decrypted on its own.
+    let pack = r.plan.pack().expect("one-value aggregates are packed");
+    let one_value: Vec<usize> = r
+        .plan
+        .aggregates()
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.shape == synod_circuit::plan::Shape::Aggregate)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(pack.aggregates, one_value);
+    assert!(one_value.len() >= 2 && one_value.len() < r.plan.aggregates().len());
+    assert!(one_value
+        .iter()
+        .all(|&i| r.plan.aggregates()[i].level == pack.level));
+    let single = spec(&[("a", "x", 0.0, 1.0, 1)], &[("s", "sum(a.x)")]);
+    let single = Plan::new(&single, 100, 5, 3).unwrap();
+    assert!(single.pack().is_none(), "nothing to pack one aggregate with");
     let got = r.plan.finish(&dec).unwrap();
     let want = r.plan.finish(&clear).unwrap();
     assert_eq!(got, want);

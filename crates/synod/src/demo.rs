@@ -803,6 +803,13 @@ fn print_tables(r: &Report, plan: &Plan, seed: u64) {
             a.flooding_bits()
         );
     }
+    if let Some(pack) = plan.pack() {
+        println!(
+            "the {} one-value aggregates were packed into one ciphertext (one coefficient each) \
+             and opened by one threshold decryption",
+            pack.aggregates.len()
+        );
+    }
     if !r.epochs.is_empty() {
         println!();
         println!(
