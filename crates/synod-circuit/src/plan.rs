@@ -149,8 +149,12 @@ pub struct PlannedOutput {
     pub finish: Finish,
 }
 
-/// One-value aggregates decrypted together: their ciphertexts (constant
-/// plaintexts, at `level`) are packed into the coefficients of one
+/// One-value aggregates decrypted together. Their plaintexts are constant
+/// polynomials: `sum` is the trace (every slot added into every slot), and
+/// what an aggregate allows after it (sums, products of aggregates, public
+/// constants; not public vectors or rotations, which `facts` refuses) keeps
+/// it constant. Their ciphertexts (at `level`) are packed into the
+/// coefficients of one
 /// (`synod_he::decrypt::pack_constants`, aggregate `aggregates[i]` in
 /// coefficient `i`), whose noise is the sum of theirs. One threshold
 /// decryption instead of one per aggregate: at n = 100 there are 3n + 1.

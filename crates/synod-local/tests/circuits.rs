@@ -155,7 +155,10 @@ fn statistics_match_the_clear_computation() {
         .all(|&i| r.plan.aggregates()[i].level == pack.level));
     let single = spec(&[("a", "x", 0.0, 1.0, 1)], &[("s", "sum(a.x)")]);
     let single = Plan::new(&single, 100, 5, 3).unwrap();
-    assert!(single.pack().is_none(), "nothing to pack one aggregate with");
+    assert!(
+        single.pack().is_none(),
+        "nothing to pack one aggregate with"
+    );
     let got = r.plan.finish(&dec).unwrap();
     let want = r.plan.finish(&clear).unwrap();
     assert_eq!(got, want);
