@@ -157,7 +157,8 @@ pub struct PlannedOutput {
 /// coefficients of one
 /// (`synod_he::decrypt::pack_constants`, aggregate `aggregates[i]` in
 /// coefficient `i`), whose noise is the sum of theirs. One threshold
-/// decryption instead of one per aggregate: at n = 100 there are 3n + 1.
+/// decryption per pack instead of one per aggregate (the demo has 2n + 1
+/// of them at n parties).
 #[derive(Clone, Debug, Serialize)]
 pub struct ConstantPack {
     /// Indices into [`Plan::aggregates`], in coefficient order.
@@ -187,7 +188,7 @@ pub struct Plan {
     parties: usize,
     columns: BTreeMap<ColumnRef, (f64, u64)>,
     aggregates: Vec<Aggregate>,
-    pack: Option<ConstantPack>,
+    packs: Vec<ConstantPack>,
     outputs: Vec<PlannedOutput>,
     rotations: BTreeSet<usize>,
 }
@@ -380,7 +381,7 @@ impl Plan {
                     spec.max_decryptions,
                     &owner,
                 ) {
-                    Ok((aggregates, pack)) => {
+                    Ok((aggregates, packs)) => {
                         return Ok(Self {
                             spec: spec.clone(),
                             params,
@@ -388,7 +389,7 @@ impl Plan {
                             parties,
                             columns,
                             aggregates,
-                            pack,
+                            packs,
                             outputs: planned,
                             rotations,
                         })
@@ -408,7 +409,7 @@ impl Plan {
         max_active: usize,
         max_decryptions: u64,
         owner: &dyn Fn(usize) -> String,
-    ) -> Result<(Vec<Aggregate>, Option<ConstantPack>)> {
+    ) -> Result<(Vec<Aggregate>, Vec<ConstantPack>)> {
         let model = NoiseModel::new(params, parties);
         let chunks = rows.div_ceil(params.degree());
         let mut out = Vec::new();
@@ -454,11 +455,12 @@ impl Plan {
         Ok((out, pack))
     }
 
-    /// Packs the one-value aggregates (constant plaintexts) into one
-    /// decryption (`synod_he::decrypt::pack_constants`) at the deepest level
-    /// where the sum of their noises still decrypts, and moves them to that
-    /// level; `None` (each decrypted alone) for fewer than two or when no
-    /// level holds them together.
+    /// Packs the one-value aggregates (constant plaintexts) into as few
+    /// ciphertexts as their noise allows (`synod_he::decrypt::pack_constants`;
+    /// a pack's noise is the sum of its members'), at the level that needs
+    /// the fewest decryptions (the deepest among equals), and moves them to
+    /// that level. Empty (each decrypted alone) for fewer than two, or when
+    /// no level holds even two together.
     fn pack_constants(
         params: &Params,
         model: &NoiseModel,
@@ -466,51 +468,89 @@ impl Plan {
         vars: &[f64],
         max_decryptions: u64,
         max_active: usize,
-    ) -> Option<ConstantPack> {
+    ) -> Vec<ConstantPack> {
         let members: Vec<usize> = out
             .iter()
             .enumerate()
             .filter(|(_, a)| a.shape == Shape::Aggregate)
             .map(|(i, _)| i)
             .collect();
-        if members.len() < 2 || members.len() > params.degree() {
-            return None;
-        }
-        let top = members
+        let Some(top) = members
             .iter()
             .filter_map(|&i| out.get(i))
             .map(|a| a.level)
-            .min()?;
+            .min()
+        else {
+            return Vec::new();
+        };
+        if members.len() < 2 {
+            return Vec::new();
+        }
+        let var_at = |i: usize, level: usize| -> f64 {
+            let v = vars.get(i).copied().unwrap_or(f64::INFINITY);
+            if level == 0 {
+                v
+            } else {
+                model.switch_down(v, params.log_q(0), params.log_q(level))
+            }
+        };
+        let fits = |var: f64, level: usize| {
+            Flooding::new(
+                params,
+                level,
+                NoiseModel::bound_bits(var),
+                max_decryptions,
+                max_active,
+            )
+            .is_ok()
+        };
+        // Per level, the largest pack size k whose k noisiest members fit
+        // (so any k of them fit); keep the level with the fewest packs.
+        let mut best: Option<(usize, usize)> = None;
         for level in (0..=top).rev() {
-            let var: f64 = members
-                .iter()
-                .filter_map(|&i| vars.get(i))
-                .map(|&v| {
-                    if level == 0 {
-                        v
-                    } else {
-                        model.switch_down(v, params.log_q(0), params.log_q(level))
-                    }
-                })
-                .sum();
-            let bits = NoiseModel::bound_bits(var);
-            if let Ok(flooding) = Flooding::new(params, level, bits, max_decryptions, max_active) {
-                for (i, a) in out.iter_mut().enumerate() {
-                    if members.contains(&i) {
-                        a.level = level;
-                        a.noise_bits = bits;
-                        a.flooding = flooding;
-                    }
+            let mut v: Vec<f64> = members.iter().map(|&i| var_at(i, level)).collect();
+            v.sort_by(|a, b| b.total_cmp(a));
+            let (mut k, mut acc) = (0usize, 0.0);
+            while let Some(&x) = v.get(k) {
+                if k == params.degree() || !fits(acc + x, level) {
+                    break;
                 }
-                return Some(ConstantPack {
-                    aggregates: members,
-                    level,
-                    noise_bits: bits,
-                    flooding,
-                });
+                acc += x;
+                k += 1;
+            }
+            if k >= 2
+                && best.is_none_or(|(_, bk)| members.len().div_ceil(k) < members.len().div_ceil(bk))
+            {
+                best = Some((level, k));
             }
         }
-        None
+        let Some((level, k)) = best else {
+            return Vec::new();
+        };
+        let mut packs = Vec::new();
+        for group in members.chunks(k) {
+            let var: f64 = group.iter().map(|&i| var_at(i, level)).sum();
+            let bits = NoiseModel::bound_bits(var);
+            let Ok(flooding) = Flooding::new(params, level, bits, max_decryptions, max_active)
+            else {
+                // Cannot happen (no worse than the k noisiest); decrypt these alone.
+                continue;
+            };
+            for (i, a) in out.iter_mut().enumerate() {
+                if group.contains(&i) {
+                    a.level = level;
+                    a.noise_bits = bits;
+                    a.flooding = flooding;
+                }
+            }
+            packs.push(ConstantPack {
+                aggregates: group.to_vec(),
+                level,
+                noise_bits: bits,
+                flooding,
+            });
+        }
+        packs
     }
 
     /// The chosen parameters.
@@ -548,9 +588,10 @@ impl Plan {
         &self.aggregates
     }
 
-    /// The one-value aggregates decrypted together, if any.
-    pub fn pack(&self) -> Option<&ConstantPack> {
-        self.pack.as_ref()
+    /// The one-value aggregates decrypted together, pack by pack (empty when
+    /// each is decrypted alone).
+    pub fn packs(&self) -> &[ConstantPack] {
+        &self.packs
     }
 
     /// The outputs.

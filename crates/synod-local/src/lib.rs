@@ -490,9 +490,10 @@ pub(crate) fn decrypt_aggregates(
         ));
     }
     let mut all: Vec<Option<Vec<i128>>> = vec![None; plan.aggregates().len()];
-    // The one-value aggregates, packed into one ciphertext (derived from the
-    // agreed outputs the same way by every participant) and opened at once.
-    if let Some(pack) = plan.pack() {
+    // The one-value aggregates, packed into few ciphertexts (derived from
+    // the agreed outputs the same way by every participant), one decryption
+    // per pack.
+    for pack in plan.packs() {
         let cts = pack
             .aggregates
             .iter()

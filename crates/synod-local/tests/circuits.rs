@@ -139,7 +139,12 @@ fn statistics_match_the_clear_computation() {
     }
     // The one-value aggregates were packed and opened by one decryption;
     // the row-wise output was decrypted on its own.
-    let pack = r.plan.pack().expect("one-value aggregates are packed");
+    let [pack] = r.plan.packs() else {
+        panic!(
+            "the one-value aggregates fit one pack: {:?}",
+            r.plan.packs()
+        );
+    };
     let one_value: Vec<usize> = r
         .plan
         .aggregates()
@@ -156,7 +161,7 @@ fn statistics_match_the_clear_computation() {
     let single = spec(&[("a", "x", 0.0, 1.0, 1)], &[("s", "sum(a.x)")]);
     let single = Plan::new(&single, 100, 5, 3).unwrap();
     assert!(
-        single.pack().is_none(),
+        single.packs().is_empty(),
         "nothing to pack one aggregate with"
     );
     let got = r.plan.finish(&dec).unwrap();
@@ -411,5 +416,38 @@ fn grouped_digits_when_the_noise_allows() {
         );
         // With one prime per digit the key switch would add ~2^44 less.
         assert!(measured > 80.0, "{what}: 2^{measured:.1}");
+    }
+}
+
+/// When one pack cannot hold every one-value aggregate (the demo's circuit
+/// at 50 parties: 101 of them, 64 decryptions allowed), the plan splits
+/// them into packs that each fit, every aggregate in exactly one, at one
+/// level, far fewer decryptions than aggregates.
+#[test]
+fn one_value_aggregates_split_into_packs_that_fit() {
+    let parties = 50;
+    let mut text = String::from("name = \"many\"\nmax_decryptions = 64\n");
+    for i in 1..=parties {
+        text += &format!("[[inputs]]\nparty = \"p{i}\"\ncolumn = \"x\"\nmin = -1000\nmax = 1000\n");
+    }
+    for i in 1..=parties {
+        text += &format!("[[outputs]]\nname = \"var {i}\"\nexpr = \"variance(p{i}.x)\"\n");
+    }
+    text += "[[outputs]]\nname = \"ip\"\nexpr = \"inner_product(p1.x, p2.x)\"\n";
+    let s = CircuitSpec::from_toml(&text).unwrap();
+    let plan = Plan::new(&s, 8192, parties, parties / 2 + 1).unwrap();
+    let packs = plan.packs();
+    let aggregates = plan.aggregates().len();
+    assert_eq!(aggregates, 2 * parties + 1);
+    assert!(packs.len() >= 2 && packs.len() * 4 < aggregates, "{} packs", packs.len());
+    let mut seen: Vec<usize> = packs.iter().flat_map(|p| p.aggregates.clone()).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..aggregates).collect::<Vec<_>>());
+    for p in packs {
+        assert_eq!(p.level, packs[0].level);
+        for &i in &p.aggregates {
+            let a = &plan.aggregates()[i];
+            assert_eq!((a.level, a.flooding_bits()), (p.level, p.flooding.bits()));
+        }
     }
 }

@@ -803,11 +803,13 @@ fn print_tables(r: &Report, plan: &Plan, seed: u64) {
             a.flooding_bits()
         );
     }
-    if let Some(pack) = plan.pack() {
+    let packs = plan.packs();
+    if !packs.is_empty() {
+        let packed: usize = packs.iter().map(|p| p.aggregates.len()).sum();
         println!(
-            "the {} one-value aggregates were packed into one ciphertext (one coefficient each) \
-             and opened by one threshold decryption",
-            pack.aggregates.len()
+            "{packed} one-value aggregates were packed into {} ciphertext(s), one coefficient \
+             each, and opened by as many threshold decryptions",
+            packs.len()
         );
     }
     if !r.epochs.is_empty() {
