@@ -172,6 +172,11 @@ pub struct ConstantPack {
     pub flooding: Flooding,
 }
 
+/// The fewest one-value aggregates per decryption, on average, that a
+/// layout with larger key-switching digits must allow before the plan
+/// prefers it (see `Plan::packs_well`).
+const MIN_PACK_AVERAGE: usize = 8;
+
 /// Primes per key-switching digit (relinearisation key, rotation keys) a
 /// plan tries, in order of preference: fewer digits first (faster key
 /// generation and key switching). The relinearisation key's noise is
@@ -355,7 +360,11 @@ impl Plan {
             let params = Params::new(set, p_bits)?;
             // Two primes per key-switching digit where the noise budget
             // allows it (fewer key rows and NTTs per key switch), else one
-            // (fhe.rs's layout, key-switching noise smaller by a prime).
+            // (fhe.rs's layout, key-switching noise smaller by a prime) —
+            // unless the larger digits' noise leaves the one-value
+            // aggregates too little room to share decryptions
+            // (`packs_well`); then the layout with the fewest decryptions.
+            let mut fallback: Option<(usize, Self)> = None;
             for (relin, rotation) in DIGIT_PRIMES {
                 let params = params.clone().with_digit_primes(relin, rotation)?;
                 if let Some(&k) = rotations.iter().find(|&&k| k >= params.degree() / 2) {
@@ -382,20 +391,30 @@ impl Plan {
                     &owner,
                 ) {
                     Ok((aggregates, packs)) => {
-                        return Ok(Self {
+                        let plan = Self {
                             spec: spec.clone(),
                             params,
                             rows,
                             parties,
-                            columns,
+                            columns: columns.clone(),
                             aggregates,
                             packs,
-                            outputs: planned,
-                            rotations,
-                        })
+                            outputs: planned.clone(),
+                            rotations: rotations.clone(),
+                        };
+                        if plan.packs_well() {
+                            return Ok(plan);
+                        }
+                        let d = plan.decryptions();
+                        if fallback.as_ref().is_none_or(|(best, _)| d < *best) {
+                            fallback = Some((d, plan));
+                        }
                     }
                     Err(e) => last_err = Some(e),
                 }
+            }
+            if let Some((_, plan)) = fallback {
+                return Ok(plan);
             }
         }
         Err(last_err.unwrap_or_else(|| CircuitError::Invalid("no parameter set to try".into())))
@@ -592,6 +611,35 @@ impl Plan {
     /// each is decrypted alone).
     pub fn packs(&self) -> &[ConstantPack] {
         &self.packs
+    }
+
+    /// Threshold decryptions the outputs take: one per pack, one per
+    /// ciphertext of every other aggregate.
+    pub fn decryptions(&self) -> usize {
+        let packed: usize = self.packs.iter().map(|p| p.aggregates.len()).sum();
+        let one_value = self
+            .aggregates
+            .iter()
+            .filter(|a| a.shape == Shape::Aggregate)
+            .count();
+        let per_row = (self.aggregates.len() - one_value) * self.chunks();
+        self.packs.len() + (one_value - packed.min(one_value)) + per_row
+    }
+
+    /// Whether the one-value aggregates share decryptions well: at least
+    /// [`MIN_PACK_AVERAGE`] per decryption on average (or there are fewer
+    /// than that to share). When the larger digits' key-switching noise
+    /// leaves too little room for that, one-prime digits cost less than the
+    /// decryptions they save (at 100 parties: 201 decryptions against one).
+    fn packs_well(&self) -> bool {
+        let one_value = self
+            .aggregates
+            .iter()
+            .filter(|a| a.shape == Shape::Aggregate)
+            .count();
+        let packed: usize = self.packs.iter().map(|p| p.aggregates.len()).sum();
+        let decryptions = self.packs.len() + (one_value - packed.min(one_value));
+        decryptions <= one_value.div_ceil(MIN_PACK_AVERAGE)
     }
 
     /// The outputs.

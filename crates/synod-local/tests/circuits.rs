@@ -439,10 +439,17 @@ fn one_value_aggregates_split_into_packs_that_fit() {
     let packs = plan.packs();
     let aggregates = plan.aggregates().len();
     assert_eq!(aggregates, 2 * parties + 1);
-    assert!(packs.len() >= 2 && packs.len() * 4 < aggregates, "{} packs", packs.len());
+    assert!(
+        packs.len() >= 2 && packs.len() * 4 < aggregates,
+        "{} packs",
+        packs.len()
+    );
     let mut seen: Vec<usize> = packs.iter().flat_map(|p| p.aggregates.clone()).collect();
     seen.sort_unstable();
     assert_eq!(seen, (0..aggregates).collect::<Vec<_>>());
+    // Thirteen packs of eight are enough to keep two-prime rotation digits.
+    assert_eq!(plan.params().rotation_digit_primes(), 2);
+    assert_eq!(plan.decryptions(), packs.len());
     for p in packs {
         assert_eq!(p.level, packs[0].level);
         for &i in &p.aggregates {
@@ -450,4 +457,29 @@ fn one_value_aggregates_split_into_packs_that_fit() {
             assert_eq!((a.level, a.flooding_bits()), (p.level, p.flooding.bits()));
         }
     }
+}
+
+/// At 100 parties two-prime rotation digits leave no two one-value
+/// aggregates room to share a decryption (201 decryptions); the plan takes
+/// one-prime digits instead, and all of them fit one.
+#[test]
+fn many_parties_trade_larger_digits_for_one_decryption() {
+    let parties = 100;
+    let mut text = String::from("name = \"many\"\nmax_decryptions = 64\n");
+    for i in 1..=parties {
+        text += &format!("[[inputs]]\nparty = \"p{i}\"\ncolumn = \"x\"\nmin = -1000\nmax = 1000\n");
+    }
+    for i in 1..=parties {
+        text += &format!("[[outputs]]\nname = \"var {i}\"\nexpr = \"variance(p{i}.x)\"\n");
+    }
+    let s = CircuitSpec::from_toml(&text).unwrap();
+    let plan = Plan::new(&s, 8192, parties, parties / 2 + 1).unwrap();
+    let params = plan.params();
+    assert_eq!(
+        (params.relin_digit_primes(), params.rotation_digit_primes()),
+        (1, 1)
+    );
+    assert_eq!(plan.packs().len(), 1);
+    assert_eq!(plan.decryptions(), 1);
+    assert_eq!(plan.packs()[0].aggregates.len(), 2 * parties);
 }
