@@ -158,7 +158,9 @@ pub struct PlannedOutput {
 /// (`synod_he::decrypt::pack_constants`, aggregate `aggregates[i]` in
 /// coefficient `i`), whose noise is the sum of theirs. One threshold
 /// decryption per pack instead of one per aggregate (the demo has 2n + 1
-/// of them at n parties).
+/// of them at n parties). A participant makes decryption shares only for
+/// the agreed outputs or the packs every participant derives from them by
+/// this plan (DESIGN.md §2, output).
 #[derive(Clone, Debug, Serialize)]
 pub struct ConstantPack {
     /// Indices into [`Plan::aggregates`], in coefficient order.
@@ -391,7 +393,7 @@ impl Plan {
                     &owner,
                 ) {
                     Ok((aggregates, packs)) => {
-                        let plan = Self {
+                        let candidate = Self {
                             spec: spec.clone(),
                             params,
                             rows,
@@ -402,12 +404,24 @@ impl Plan {
                             outputs: planned.clone(),
                             rotations: rotations.clone(),
                         };
-                        if plan.packs_well() {
-                            return Ok(plan);
+                        // The flooding is sized for `max_decryptions`: a
+                        // plan that needs more is not safe to run.
+                        let d = candidate.decryptions();
+                        if d > usize::try_from(spec.max_decryptions).unwrap_or(usize::MAX) {
+                            last_err = Some(CircuitError::Invalid(format!(
+                                "the outputs need {d} threshold decryptions under {}, more \
+                                 than max_decryptions = {} (the flooding is sized for that \
+                                 many); raise max_decryptions or output fewer per-row values",
+                                candidate.params.set(),
+                                spec.max_decryptions
+                            )));
+                            continue;
                         }
-                        let d = plan.decryptions();
+                        if candidate.packs_well() {
+                            return Ok(candidate);
+                        }
                         if fallback.as_ref().is_none_or(|(best, _)| d < *best) {
-                            fallback = Some((d, plan));
+                            fallback = Some((d, candidate));
                         }
                     }
                     Err(e) => last_err = Some(e),
@@ -557,8 +571,9 @@ impl Plan {
             };
             for (i, a) in out.iter_mut().enumerate() {
                 if group.contains(&i) {
+                    // Its own noise at the pack's level; the pack's flooding.
                     a.level = level;
-                    a.noise_bits = bits;
+                    a.noise_bits = NoiseModel::bound_bits(var_at(i, level));
                     a.flooding = flooding;
                 }
             }
@@ -626,9 +641,9 @@ impl Plan {
         self.packs.len() + (one_value - packed.min(one_value)) + per_row
     }
 
-    /// Whether the one-value aggregates share decryptions well: at least
-    /// [`MIN_PACK_AVERAGE`] per decryption on average (or there are fewer
-    /// than that to share). When the larger digits' key-switching noise
+    /// Whether the one-value aggregates share decryptions well: at most
+    /// `⌈m / MIN_PACK_AVERAGE⌉` decryptions for `m` of them (so a single one
+    /// for up to eight). When the larger digits' key-switching noise
     /// leaves too little room for that, one-prime digits cost less than the
     /// decryptions they save (at 100 parties: 201 decryptions against one).
     fn packs_well(&self) -> bool {
