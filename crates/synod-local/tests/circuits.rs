@@ -508,3 +508,36 @@ fn plans_needing_more_decryptions_than_allowed_are_refused() {
     let plan = Plan::with_sets(&more, rows, 5, 3, &[ParameterSet::InsecureTestN2048]).unwrap();
     assert_eq!(plan.decryptions(), 21);
 }
+
+/// Products of sums and public multiples of sums are one-value aggregates
+/// too (constant plaintexts): they go through a pack and decrypt exactly.
+#[test]
+fn products_of_sums_decrypt_through_a_pack() {
+    let s = spec(
+        &[("a", "x", -10.0, 10.0, 1), ("b", "x", -10.0, 10.0, 1)],
+        &[
+            ("product", "sum(a.x) * sum(b.x)"),
+            ("scaled", "3 * sum(a.x)"),
+            ("plain", "sum(b.x)"),
+        ],
+    );
+    let (r, _, dec) = run(&s, ParameterSet::InsecureTestN2048, 2048, 5, 3, 21);
+    let [pack] = r.plan.packs() else {
+        panic!("one pack expected: {:?}", r.plan.packs());
+    };
+    assert_eq!(pack.aggregates.len(), r.plan.aggregates().len());
+    let clear = r.plan.evaluate_clear(&r.ints).unwrap();
+    for (i, agg) in r.plan.aggregates().iter().enumerate() {
+        assert_eq!(dec[i][0], clear[i][0], "aggregate {}", agg.label);
+    }
+    let sum = |col: &str| -> i128 {
+        r.ints[&ColumnRef {
+            party: col.into(),
+            column: "x".into(),
+        }]
+            .iter()
+            .map(|&v| i128::from(v))
+            .sum()
+    };
+    assert_eq!(clear[0][0], sum("a") * sum("b"));
+}
