@@ -638,12 +638,30 @@ pub(crate) mod tests {
         params: &Params,
         rng: &mut rand_chacha::ChaCha20Rng,
     ) -> (Committee, Vec<KeyShare>) {
+        let (_, committee, _, shares) = threshold_keys(params, rng);
+        (committee, shares)
+    }
+
+    /// A 2-of-3 committee at points 1, 2, 3: its members, their additive key
+    /// shares (for the test oracle) and their Shamir key shares.
+    pub(crate) fn threshold_keys(
+        params: &Params,
+        rng: &mut rand_chacha::ChaCha20Rng,
+    ) -> (
+        Vec<EvaluationPoint>,
+        Committee,
+        Vec<AdditiveKeyShare>,
+        Vec<KeyShare>,
+    ) {
         let members: Vec<_> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
         let committee = Committee::new(members.clone(), 2).unwrap();
+        let additive: Vec<_> = members
+            .iter()
+            .map(|_| AdditiveKeyShare::generate(params, rng).unwrap())
+            .collect();
         let mut inbox: Vec<Vec<thresholdize::SubShare>> = vec![Vec::new(); 3];
-        for &x in &members {
-            let sk = AdditiveKeyShare::generate(params, rng).unwrap();
-            for sub in thresholdize::deal(params, &committee, &sk, x, rng).unwrap() {
+        for (&x, sk) in members.iter().zip(&additive) {
+            for sub in thresholdize::deal(params, &committee, sk, x, rng).unwrap() {
                 inbox[sub.recipient.get() as usize - 1].push(sub);
             }
         }
@@ -656,7 +674,7 @@ pub(crate) mod tests {
                     .0
             })
             .collect();
-        (committee, shares)
+        (members, committee, additive, shares)
     }
 
     /// The digest as first written: clone, convert, hash residue by residue.
@@ -807,27 +825,7 @@ pub(crate) mod tests {
         use fhe_traits::{FheEncoder, FheEncrypter};
         let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(15);
-        let members: Vec<_> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
-        let committee = Committee::new(members.clone(), 2).unwrap();
-        let additive: Vec<_> = members
-            .iter()
-            .map(|_| AdditiveKeyShare::generate(&params, &mut rng).unwrap())
-            .collect();
-        let mut inbox: Vec<Vec<thresholdize::SubShare>> = vec![Vec::new(); 3];
-        for (&x, sk) in members.iter().zip(&additive) {
-            for sub in thresholdize::deal(&params, &committee, sk, x, &mut rng).unwrap() {
-                inbox[sub.recipient.get() as usize - 1].push(sub);
-            }
-        }
-        let keys: Vec<KeyShare> = members
-            .iter()
-            .zip(inbox)
-            .map(|(&x, subs)| {
-                thresholdize::receive(&params, &committee, x, subs)
-                    .unwrap()
-                    .0
-            })
-            .collect();
+        let (members, committee, additive, keys) = threshold_keys(&params, &mut rng);
         let oracle = crate::oracle::WholeKey::from_shares(&params, &additive);
         let sk = oracle.secret_key(&params).unwrap();
         let p = params.plaintext();
@@ -886,27 +884,7 @@ pub(crate) mod tests {
         use fhe_traits::{FheEncoder, FheEncrypter};
         let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
-        let members: Vec<_> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
-        let committee = Committee::new(members.clone(), 2).unwrap();
-        let additive: Vec<_> = members
-            .iter()
-            .map(|_| AdditiveKeyShare::generate(&params, &mut rng).unwrap())
-            .collect();
-        let mut inbox: Vec<Vec<thresholdize::SubShare>> = vec![Vec::new(); 3];
-        for (&x, sk) in members.iter().zip(&additive) {
-            for sub in thresholdize::deal(&params, &committee, sk, x, &mut rng).unwrap() {
-                inbox[sub.recipient.get() as usize - 1].push(sub);
-            }
-        }
-        let keys: Vec<KeyShare> = members
-            .iter()
-            .zip(inbox)
-            .map(|(&x, subs)| {
-                thresholdize::receive(&params, &committee, x, subs)
-                    .unwrap()
-                    .0
-            })
-            .collect();
+        let (members, committee, additive, keys) = threshold_keys(&params, &mut rng);
         let oracle = crate::oracle::WholeKey::from_shares(&params, &additive);
         let sk = oracle.secret_key(&params).unwrap();
         let values: Vec<u64> = (0..params.degree() as u64)

@@ -202,34 +202,24 @@ mod tests {
     use num_bigint::BigUint;
     use proptest::prelude::*;
 
+    use crate::ParameterSet;
+
     /// The N = 8192 primes (43–44 bits).
-    const PRIMES: [u64; 5] = [
-        0x7fffffd8001,
-        0x7fffffc8001,
-        0xfffffffc001,
-        0xffffff6c001,
-        0xfffffebc001,
-    ];
+    fn primes_8192() -> &'static [u64] {
+        ParameterSet::Bfv8192.moduli()
+    }
 
     /// The N = 16384 primes (48–49 bits, near the IFMA kernels' 2^50 bound).
-    const PRIMES_16384: [u64; 9] = [
-        0xfffffffd8001,
-        0xfffffffa0001,
-        0xfffffff00001,
-        0x1fffffff68001,
-        0x1fffffff50001,
-        0x1ffffffee8001,
-        0x1ffffffea0001,
-        0x1ffffffe88001,
-        0x1ffffffe48001,
-    ];
+    fn primes_16384() -> &'static [u64] {
+        ParameterSet::Bfv16384.moduli()
+    }
 
     fn moduli_of(primes: &[u64]) -> Vec<Modulus> {
         primes.iter().map(|&p| Modulus::new(p).unwrap()).collect()
     }
 
     fn moduli() -> Vec<Modulus> {
-        moduli_of(&PRIMES)
+        moduli_of(primes_8192())
     }
 
     fn product(primes: &[u64]) -> BigUint {
@@ -316,7 +306,7 @@ mod tests {
             seed in any::<u64>(),
             edge in 0usize..3,
         ) {
-            check_lift(&PRIMES, digit_primes, seed, edge);
+            check_lift(primes_8192(), digit_primes, seed, edge);
         }
 
         #[test]
@@ -325,7 +315,7 @@ mod tests {
             seed in any::<u64>(),
             edge in 0usize..3,
         ) {
-            check_lift(&PRIMES_16384, digit_primes, seed, edge);
+            check_lift(primes_16384(), digit_primes, seed, edge);
         }
     }
 

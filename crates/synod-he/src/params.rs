@@ -44,7 +44,7 @@ impl ParameterSet {
     }
 
     /// The ciphertext moduli, largest level first.
-    fn moduli(self) -> &'static [u64] {
+    pub(crate) fn moduli(self) -> &'static [u64] {
         match self {
             // fhe.rs `default_parameters_128` for N = 8192 (log q = 218).
             ParameterSet::Bfv8192 => &[

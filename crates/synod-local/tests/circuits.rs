@@ -426,15 +426,7 @@ fn grouped_digits_when_the_noise_allows() {
 #[test]
 fn one_value_aggregates_split_into_packs_that_fit() {
     let parties = 50;
-    let mut text = String::from("name = \"many\"\nmax_decryptions = 64\n");
-    for i in 1..=parties {
-        text += &format!("[[inputs]]\nparty = \"p{i}\"\ncolumn = \"x\"\nmin = -1000\nmax = 1000\n");
-    }
-    for i in 1..=parties {
-        text += &format!("[[outputs]]\nname = \"var {i}\"\nexpr = \"variance(p{i}.x)\"\n");
-    }
-    text += "[[outputs]]\nname = \"ip\"\nexpr = \"inner_product(p1.x, p2.x)\"\n";
-    let s = CircuitSpec::from_toml(&text).unwrap();
+    let s = variances(parties, true);
     let plan = Plan::new(&s, 8192, parties, parties / 2 + 1).unwrap();
     let packs = plan.packs();
     let aggregates = plan.aggregates().len();
@@ -468,14 +460,7 @@ fn one_value_aggregates_split_into_packs_that_fit() {
 #[test]
 fn many_parties_trade_larger_digits_for_one_decryption() {
     let parties = 100;
-    let mut text = String::from("name = \"many\"\nmax_decryptions = 64\n");
-    for i in 1..=parties {
-        text += &format!("[[inputs]]\nparty = \"p{i}\"\ncolumn = \"x\"\nmin = -1000\nmax = 1000\n");
-    }
-    for i in 1..=parties {
-        text += &format!("[[outputs]]\nname = \"var {i}\"\nexpr = \"variance(p{i}.x)\"\n");
-    }
-    let s = CircuitSpec::from_toml(&text).unwrap();
+    let s = variances(parties, false);
     let plan = Plan::new(&s, 8192, parties, parties / 2 + 1).unwrap();
     let params = plan.params();
     assert_eq!(
@@ -540,4 +525,21 @@ fn products_of_sums_decrypt_through_a_pack() {
             .sum()
     };
     assert_eq!(clear[0][0], sum("a") * sum("b"));
+}
+
+/// The demo's kind of circuit for `parties` parties: each party's variance
+/// (two one-value aggregates each), optionally the p1·p2 inner product,
+/// 64 decryptions allowed.
+fn variances(parties: usize, inner_product: bool) -> CircuitSpec {
+    let mut text = String::from("name = \"many\"\nmax_decryptions = 64\n");
+    for i in 1..=parties {
+        text += &format!("[[inputs]]\nparty = \"p{i}\"\ncolumn = \"x\"\nmin = -1000\nmax = 1000\n");
+    }
+    for i in 1..=parties {
+        text += &format!("[[outputs]]\nname = \"var {i}\"\nexpr = \"variance(p{i}.x)\"\n");
+    }
+    if inner_product {
+        text += "[[outputs]]\nname = \"ip\"\nexpr = \"inner_product(p1.x, p2.x)\"\n";
+    }
+    CircuitSpec::from_toml(&text).unwrap()
 }
