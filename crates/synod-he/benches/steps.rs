@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fhe::bfv::{Ciphertext, Encoding, Multiplicator, Plaintext, SecretKey};
+use fhe::mbfv::round::R1Aggregated;
 use fhe::mbfv::{self, Aggregate, CommonRandomPoly, RelinKeyGenerator, RelinKeyShare};
 use fhe_traits::{FheEncoder, FheEncrypter};
 use rand::{Rng, SeedableRng};
@@ -253,64 +254,33 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
     let pk = keygen::aggregate_public_key(&params, &crs, &members, pk_shares).unwrap();
     let pk = pk.key().clone();
 
-    // --- Relinearisation key, round 1.
-    let (synod, fhe) = pair(
-        slow,
-        || relin::round1(&params, &crs, my_sk, me, &mut rng).unwrap(),
-        || {
-            let g = RelinKeyGenerator::new(&fhe_sks[0], &fhe_crps, &mut rng2).unwrap();
-            g.round_1(&mut rng2).unwrap()
-        },
-    );
-    rows.push(Row {
-        step: "relin round 1 (per party)",
-        flood: None,
-        synod,
-        fhe: Some(fhe),
-    });
-
-    let mut secrets = Vec::new();
-    let mut r1 = Vec::new();
-    for (&x, sk) in members.iter().zip(&additive) {
-        let (s, m) = relin::round1(&params, &crs, sk, x, &mut rng).unwrap();
-        secrets.push(s);
-        r1.push(m);
-    }
-    let agg = relin::aggregate_round1(&params, &members, r1).unwrap();
-
-    // --- Relinearisation key, round 2 (each repetition consumes a round-1 secret).
+    // --- Relinearisation key, both rounds, beside fhe.rs's.
     let gens: Vec<_> = fhe_sks
         .iter()
         .map(|sk| RelinKeyGenerator::new(sk, &fhe_crps, &mut rng).unwrap())
         .collect();
     let fhe_r1: Vec<_> = gens.iter().map(|g| g.round_1(&mut rng).unwrap()).collect();
-    let fhe_agg = Arc::new(RelinKeyShare::from_shares(fhe_r1).unwrap());
-    let inputs: Vec<_> = (0..slow)
-        .map(|_| {
-            (
-                relin::round1(&params, &crs, my_sk, me, &mut rng).unwrap().0,
-                (),
-            )
-        })
-        .collect();
-    let (synod, fhe) = pair_with(
-        inputs,
-        |s| relin::round2(&params, s, my_sk, &agg, me, &mut rng).unwrap(),
-        |()| gens[0].round_2(&fhe_agg, &mut rng2).unwrap(),
+    let fhe_relin = FheRelin {
+        sk: &fhe_sks[0],
+        crps: &fhe_crps,
+        generator: &gens[0],
+        aggregate: Arc::new(RelinKeyShare::from_shares(fhe_r1).unwrap()),
+    };
+    let mut committee_keys = CommitteeKeys {
+        crs: &crs,
+        members: &members,
+        additive: &additive,
+        rng: &mut rng,
+    };
+    let rlk = relin_rows(
+        &params,
+        "",
+        &mut committee_keys,
+        &fhe_relin,
+        slow,
+        &mut rng2,
+        &mut rows,
     );
-    rows.push(Row {
-        step: "relin round 2 (per party)",
-        flood: None,
-        synod,
-        fhe: Some(fhe),
-    });
-
-    let r2: Vec<_> = secrets
-        .into_iter()
-        .zip(members.iter().zip(&additive))
-        .map(|(s, (&x, sk))| relin::round2(&params, s, sk, &agg, x, &mut rng).unwrap())
-        .collect();
-    let rlk = relin::relinearization_key(&params, &agg, &members, r2).unwrap();
 
     // --- Thresholdisation: deal to the 5 members, then receive.
     let synod = time(slow, || {
@@ -414,55 +384,21 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
     //     plan chooses where the noise allows it (synod-circuit; the demo's
     //     statistics: rotation keys only). fhe.rs has one layout only.
     let params2 = params.clone().with_digit_primes(2, 2).unwrap();
-    let (synod, fhe) = pair(
+    let mut committee_keys = CommitteeKeys {
+        crs: &crs,
+        members: &members,
+        additive: &additive,
+        rng: &mut rng,
+    };
+    let rlk2 = relin_rows(
+        &params2,
+        ", 2-prime digits",
+        &mut committee_keys,
+        &fhe_relin,
         slow,
-        || relin::round1(&params2, &crs, my_sk, me, &mut rng).unwrap(),
-        || {
-            let g = RelinKeyGenerator::new(&fhe_sks[0], &fhe_crps, &mut rng2).unwrap();
-            g.round_1(&mut rng2).unwrap()
-        },
+        &mut rng2,
+        &mut rows,
     );
-    rows.push(Row {
-        step: "relin round 1, 2-prime digits (per party)",
-        flood: None,
-        synod,
-        fhe: Some(fhe),
-    });
-    let mut secrets2 = Vec::new();
-    let mut r1_2 = Vec::new();
-    for (&x, sk) in members.iter().zip(&additive) {
-        let (s, m) = relin::round1(&params2, &crs, sk, x, &mut rng).unwrap();
-        secrets2.push(s);
-        r1_2.push(m);
-    }
-    let agg2 = relin::aggregate_round1(&params2, &members, r1_2).unwrap();
-    let inputs: Vec<_> = (0..slow)
-        .map(|_| {
-            (
-                relin::round1(&params2, &crs, my_sk, me, &mut rng)
-                    .unwrap()
-                    .0,
-                (),
-            )
-        })
-        .collect();
-    let (synod, fhe) = pair_with(
-        inputs,
-        |s| relin::round2(&params2, s, my_sk, &agg2, me, &mut rng).unwrap(),
-        |()| gens[0].round_2(&fhe_agg, &mut rng2).unwrap(),
-    );
-    rows.push(Row {
-        step: "relin round 2, 2-prime digits (per party)",
-        flood: None,
-        synod,
-        fhe: Some(fhe),
-    });
-    let r2_2: Vec<_> = secrets2
-        .into_iter()
-        .zip(members.iter().zip(&additive))
-        .map(|(s, (&x, sk))| relin::round2(&params2, s, sk, &agg2, x, &mut rng).unwrap())
-        .collect();
-    let rlk2 = relin::relinearization_key(&params2, &agg2, &members, r2_2).unwrap();
     let fast_mult2 = relin::Multiplier::new(&params2, &rlk2).unwrap();
     let (synod, fhe) = pair(
         fast,
@@ -563,6 +499,83 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
         print_row(&params, r);
     }
     json_set(&params, threads, &rows)
+}
+
+/// The committee's key material and randomness for the relinearisation rounds.
+struct CommitteeKeys<'a> {
+    crs: &'a CommonRandomness,
+    members: &'a [EvaluationPoint],
+    additive: &'a [AdditiveKeyShare],
+    rng: &'a mut ChaCha20Rng,
+}
+
+/// fhe.rs's side of the relinearisation rounds (its layout is the same
+/// whatever synod's digits).
+struct FheRelin<'a> {
+    sk: &'a SecretKey,
+    crps: &'a [CommonRandomPoly],
+    generator: &'a RelinKeyGenerator<'a, 'a>,
+    aggregate: Arc<RelinKeyShare<R1Aggregated>>,
+}
+
+/// Times both relinearisation rounds of member 1 under `params` beside
+/// fhe.rs's, as rows `relin round 1{label} (per party)` and `… 2 …`, and
+/// returns the committee's key.
+fn relin_rows(
+    params: &Params,
+    label: &str,
+    keys: &mut CommitteeKeys<'_>,
+    fhe: &FheRelin<'_>,
+    reps: usize,
+    rng2: &mut ChaCha20Rng,
+    rows: &mut Vec<Row<'static>>,
+) -> relin::RelinKey {
+    let (crs, members, additive) = (keys.crs, keys.members, keys.additive);
+    let (me, my_sk) = (members[0], &additive[0]);
+    let rng = &mut *keys.rng;
+    let (synod, fhe_time) = pair(
+        reps,
+        || relin::round1(params, crs, my_sk, me, &mut *rng).unwrap(),
+        || {
+            let g = RelinKeyGenerator::new(fhe.sk, fhe.crps, &mut *rng2).unwrap();
+            g.round_1(&mut *rng2).unwrap()
+        },
+    );
+    rows.push(Row {
+        step: leak(format!("relin round 1{label} (per party)")),
+        flood: None,
+        synod,
+        fhe: Some(fhe_time),
+    });
+    let mut secrets = Vec::new();
+    let mut r1 = Vec::new();
+    for (&x, sk) in members.iter().zip(additive) {
+        let (s, m) = relin::round1(params, crs, sk, x, rng).unwrap();
+        secrets.push(s);
+        r1.push(m);
+    }
+    let agg = relin::aggregate_round1(params, members, r1).unwrap();
+    // Each repetition of round 2 consumes a round-1 secret.
+    let inputs: Vec<_> = (0..reps)
+        .map(|_| (relin::round1(params, crs, my_sk, me, rng).unwrap().0, ()))
+        .collect();
+    let (synod, fhe_time) = pair_with(
+        inputs,
+        |s| relin::round2(params, s, my_sk, &agg, me, &mut *rng).unwrap(),
+        |()| fhe.generator.round_2(&fhe.aggregate, &mut *rng2).unwrap(),
+    );
+    rows.push(Row {
+        step: leak(format!("relin round 2{label} (per party)")),
+        flood: None,
+        synod,
+        fhe: Some(fhe_time),
+    });
+    let r2: Vec<_> = secrets
+        .into_iter()
+        .zip(members.iter().zip(additive))
+        .map(|(s, (&x, sk))| relin::round2(params, s, sk, &agg, x, rng).unwrap())
+        .collect();
+    relin::relinearization_key(params, &agg, members, r2).unwrap()
 }
 
 /// synod's ct×ct: `relin::Multiplier` (HPS RNS multiplication, parallel).
