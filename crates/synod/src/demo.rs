@@ -806,10 +806,10 @@ fn print_tables(r: &Report, plan: &Plan, seed: u64) {
     let packs = plan.packs();
     if !packs.is_empty() {
         let packed: usize = packs.iter().map(|p| p.aggregates.len()).sum();
+        let (n, s) = (packs.len(), if packs.len() == 1 { "" } else { "s" });
         println!(
-            "{packed} one-value aggregates were packed into {} ciphertext(s), one coefficient \
-             each, and opened by as many threshold decryptions",
-            packs.len()
+            "{packed} one-value aggregates were packed into {n} ciphertext{s} (one coefficient \
+             each) and opened by {n} threshold decryption{s}"
         );
     }
     if !r.epochs.is_empty() {
