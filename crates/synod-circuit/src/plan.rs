@@ -631,14 +631,23 @@ impl Plan {
     /// Threshold decryptions the outputs take: one per pack, one per
     /// ciphertext of every other aggregate.
     pub fn decryptions(&self) -> usize {
-        let packed: usize = self.packs.iter().map(|p| p.aggregates.len()).sum();
+        let (one_value, decryptions) = self.one_value_decryptions();
+        decryptions + (self.aggregates.len() - one_value) * self.chunks()
+    }
+
+    /// The one-value aggregates, and the decryptions they take: one per
+    /// pack, one per aggregate left out of every pack.
+    fn one_value_decryptions(&self) -> (usize, usize) {
         let one_value = self
             .aggregates
             .iter()
             .filter(|a| a.shape == Shape::Aggregate)
             .count();
-        let per_row = (self.aggregates.len() - one_value) * self.chunks();
-        self.packs.len() + (one_value - packed.min(one_value)) + per_row
+        let packed: usize = self.packs.iter().map(|p| p.aggregates.len()).sum();
+        (
+            one_value,
+            self.packs.len() + one_value.saturating_sub(packed),
+        )
     }
 
     /// Whether the one-value aggregates share decryptions well: at most
@@ -647,13 +656,7 @@ impl Plan {
     /// leaves too little room for that, one-prime digits cost less than the
     /// decryptions they save (at 100 parties: 201 decryptions against one).
     fn packs_well(&self) -> bool {
-        let one_value = self
-            .aggregates
-            .iter()
-            .filter(|a| a.shape == Shape::Aggregate)
-            .count();
-        let packed: usize = self.packs.iter().map(|p| p.aggregates.len()).sum();
-        let decryptions = self.packs.len() + (one_value - packed.min(one_value));
+        let (one_value, decryptions) = self.one_value_decryptions();
         decryptions <= one_value.div_ceil(MIN_PACK_AVERAGE)
     }
 

@@ -348,13 +348,18 @@ pub fn pack_constants(params: &Params, cts: &[&Ciphertext]) -> Result<Ciphertext
         let mut x_i =
             Poly::try_convert_from(monomial.as_slice(), ctx, false, Representation::PowerBasis)?;
         x_i.change_representation(Representation::Ntt);
-        let as_ntt = |c: &Poly| -> Poly {
-            let mut c = c.clone();
-            c.change_representation(Representation::Ntt);
-            c
-        };
-        acc0 += &(&as_ntt(c0) * &x_i);
-        acc1 += &(&as_ntt(c1) * &x_i);
+        // fhe.rs keeps ciphertexts in NTT form; convert a copy otherwise.
+        fn as_ntt(c: &Poly) -> std::borrow::Cow<'_, Poly> {
+            if *c.representation() == Representation::Ntt {
+                std::borrow::Cow::Borrowed(c)
+            } else {
+                let mut c = c.clone();
+                c.change_representation(Representation::Ntt);
+                std::borrow::Cow::Owned(c)
+            }
+        }
+        acc0 += &(as_ntt(c0).as_ref() * &x_i);
+        acc1 += &(as_ntt(c1).as_ref() * &x_i);
     }
     Ok(Ciphertext::new(vec![acc0, acc1], params.bfv())?)
 }
