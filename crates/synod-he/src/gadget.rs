@@ -27,7 +27,8 @@ use std::ops::Range;
 
 use fhe_math::zq::Modulus;
 
-use crate::kernels::{dot_const_rows, Shoup52};
+use crate::kernels::{dot_const_rows, key_companions, mul_key_add_into, RingOps, Shoup52};
+use crate::ntt::Ntt;
 use crate::{Error, Result};
 
 /// The digits of one modulus chain (level 0).
@@ -191,6 +192,90 @@ impl Gadget {
             t.copy_from_slice(row(k));
             q.reduce_vec(&mut t);
             q.add_vec(out, &t);
+        }
+    }
+}
+
+/// A polynomial's own residues modulo one prime, as a key switch gets them.
+pub(crate) enum OwnRow<'a> {
+    /// Already in NTT form (a rotation's `σ(c1)`).
+    Ntt(&'a [u64]),
+    /// In power basis (the product's `d2` after scaling).
+    PowerBasis(&'a [u64]),
+}
+
+/// A key-switching key (relinearisation or one rotation): per digit `g`,
+/// `c0[g]`, `c1[g]` (`L × N` NTT residues at level 0, `c0[g] + s·c1[g] ≈
+/// w_g·s'`) and their Shoup companions (`kernels::key_companions`: empty
+/// where the IFMA kernels cover every prime).
+pub(crate) struct SwitchingKey {
+    pub(crate) c0: Vec<Vec<u64>>,
+    pub(crate) c1: Vec<Vec<u64>>,
+    c0_shoup: Vec<Vec<u64>>,
+    c1_shoup: Vec<Vec<u64>>,
+}
+
+impl SwitchingKey {
+    /// The key with rows `c0`, `c1` for the primes of `ops`.
+    pub(crate) fn new(ops: &RingOps, c0: Vec<Vec<u64>>, c1: Vec<Vec<u64>>) -> Self {
+        use rayon::prelude::*;
+        let companions = |rows: &[Vec<u64>]| -> Vec<Vec<u64>> {
+            rows.par_iter().map(|m| key_companions(ops, m)).collect()
+        };
+        let (c0_shoup, c1_shoup) = (companions(&c0), companions(&c1));
+        Self {
+            c0,
+            c1,
+            c0_shoup,
+            c1_shoup,
+        }
+    }
+
+    /// Number of digits (rows).
+    pub(crate) fn digits(&self) -> usize {
+        self.c0.len()
+    }
+
+    /// Adds output prime `i` (modulus `q`, transform `ntt`) of the key
+    /// switch of a polynomial into `acc0`, `acc1` (NTT form):
+    /// `Σ_g NTT_i(X_g mod q_i) ⊙ key[g]`. `radix` holds its mixed-radix
+    /// digits in power basis ([`Gadget::mixed_radix_in_place`]); where `q_i`
+    /// is one of digit `g`'s primes, `X_g mod q_i` is its own row `own`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn add_row(
+        &self,
+        gadget: &Gadget,
+        i: usize,
+        q: &Modulus,
+        ntt: &Ntt,
+        own: OwnRow<'_>,
+        radix: &[u64],
+        acc0: &mut [u64],
+        acc1: &mut [u64],
+    ) {
+        let n = acc0.len();
+        fn row(m: &[Vec<u64>], g: usize, i: usize, n: usize) -> &[u64] {
+            m.get(g)
+                .and_then(|r| r.get(i * n..(i + 1) * n))
+                .unwrap_or(&[])
+        }
+        let mut t = vec![0u64; n];
+        for g in 0..self.digits() {
+            match (&own, gadget.group(g).contains(&i)) {
+                (OwnRow::Ntt(own), true) => t.copy_from_slice(own),
+                (OwnRow::PowerBasis(own), true) => {
+                    t.copy_from_slice(own);
+                    ntt.forward(&mut t);
+                }
+                (_, false) => {
+                    gadget.lift_into(radix, g, q, &mut t);
+                    ntt.forward(&mut t);
+                }
+            }
+            let (w0, w0s) = (row(&self.c0, g, i, n), row(&self.c0_shoup, g, i, n));
+            let (w1, w1s) = (row(&self.c1, g, i, n), row(&self.c1_shoup, g, i, n));
+            mul_key_add_into(q, acc0, &t, w0, w0s);
+            mul_key_add_into(q, acc1, &t, w1, w1s);
         }
     }
 }

@@ -17,6 +17,7 @@ use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
 use crate::crp::{CommonRandomness, CrpPurpose};
+use crate::gadget::{OwnRow, SwitchingKey};
 use crate::ring::WirePoly;
 use crate::secret::LinearSecret;
 use crate::shamir::EvaluationPoint;
@@ -158,16 +159,12 @@ pub struct GaloisKeys {
     keys: BTreeMap<u32, KeyRows>,
 }
 
-/// One Galois key: per gadget digit `k`, the rows `c0[k]`, `c1[k]` (NTT,
-/// `L × N`) and their Shoup constants — left empty where the IFMA kernels
-/// cover every prime, which multiply without them.
+/// One Galois key: the automorphism's NTT permutation and the
+/// key-switching rows.
 struct KeyRows {
     /// The automorphism on NTT rows: `σ(p)[d] = p[perm[d]]`.
     perm: Vec<u32>,
-    c0: Vec<Vec<u64>>,
-    c0_shoup: Vec<Vec<u64>>,
-    c1: Vec<Vec<u64>>,
-    c1_shoup: Vec<Vec<u64>>,
+    key: crate::gadget::SwitchingKey,
 }
 
 impl std::fmt::Debug for GaloisKeys {
@@ -241,28 +238,9 @@ impl GaloisKeys {
             .zip(ops.moduli().par_iter().zip(ops.ntt().par_iter()))
             .enumerate()
             .for_each(|(i, ((a0, a1), (q, ntt)))| {
-                let mut t = vec![0u64; n];
-                let own = c1g.get(i * n..(i + 1) * n).unwrap_or_default();
-                for k in 0..self.gadget.digits() {
-                    if self.gadget.group(k).contains(&i) {
-                        t.copy_from_slice(own);
-                    } else {
-                        self.gadget.lift_into(&digits, k, q, &mut t);
-                        ntt.forward(&mut t);
-                    }
-                    fn row(m: &[Vec<u64>], k: usize, i: usize, n: usize) -> &[u64] {
-                        m.get(k)
-                            .and_then(|r| r.get(i * n..(i + 1) * n))
-                            .unwrap_or(&[])
-                    }
-                    for (acc, w, ws) in [
-                        (&mut *a0, &key.c0, &key.c0_shoup),
-                        (&mut *a1, &key.c1, &key.c1_shoup),
-                    ] {
-                        let (w, ws) = (row(w, k, i, n), row(ws, k, i, n));
-                        crate::kernels::mul_key_add_into(q, acc, &t, w, ws);
-                    }
-                }
+                let own = OwnRow::Ntt(c1g.get(i * n..(i + 1) * n).unwrap_or_default());
+                key.key
+                    .add_row(&self.gadget, i, q, ntt, own, &digits, a0, a1);
             });
         let to_poly = |m: Vec<u64>| crate::kernels::ntt_poly(m, ctx);
         Ok(fhe::bfv::Ciphertext::new(
@@ -308,7 +286,7 @@ impl GaloisKeys {
         let to_polys = |rows: &[Vec<u64>]| glue::shoup_polys(&self.params, rows);
         let mut keys = Vec::new();
         for (g, k) in &self.keys {
-            keys.push((*g, to_polys(&k.c0)?, to_polys(&k.c1)?));
+            keys.push((*g, to_polys(&k.key.c0)?, to_polys(&k.key.c1)?));
         }
         glue::evaluation_key(&self.params, &keys)
     }
@@ -346,9 +324,6 @@ fn permute(perm: &[u32], row: &[u64], out: &mut [u64]) {
         *o = row.get(s as usize).copied().unwrap_or(0);
     }
 }
-
-/// One gadget digit of a key: `c0`, its Shoup constants, `c1`, its Shoup constants.
-type DigitRows = (Vec<u64>, Vec<u64>, Vec<u64>, Vec<u64>);
 
 /// Sums the shares of exactly `expected` into [`GaloisKeys`] for the Galois
 /// `elements` the caller asked for (in any order, repeats ignored): a share
@@ -417,7 +392,7 @@ pub fn aggregate_galois_key_rows(
     }
     let mut keys = BTreeMap::new();
     for (g, perm) in wanted.into_iter().zip(perms) {
-        let rows: Vec<DigitRows> = (0..digits)
+        let rows: Vec<(Vec<u64>, Vec<u64>)> = (0..digits)
             .into_par_iter()
             .map(|k| {
                 let mut c0 = vec![0u64; l * ops.degree()];
@@ -441,24 +416,14 @@ pub fn aggregate_galois_key_rows(
                     row: u32::try_from(k).unwrap_or(u32::MAX),
                 })?;
                 let c1 = crate::kernels::contiguous_rows(a.coefficients(), l)?.to_vec();
-                let c0s = crate::kernels::key_companions(&ops, &c0);
-                let c1s = crate::kernels::key_companions(&ops, &c1);
-                Ok((c0, c0s, c1, c1s))
+                Ok((c0, c1))
             })
             .collect::<Result<_>>()?;
-        let mut k = KeyRows {
+        let (c0, c1): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
+        let k = KeyRows {
             perm,
-            c0: Vec::new(),
-            c0_shoup: Vec::new(),
-            c1: Vec::new(),
-            c1_shoup: Vec::new(),
+            key: SwitchingKey::new(&ops, c0, c1),
         };
-        for (c0, c0s, c1, c1s) in rows {
-            k.c0.push(c0);
-            k.c0_shoup.push(c0s);
-            k.c1.push(c1);
-            k.c1_shoup.push(c1s);
-        }
         keys.insert(g, k);
     }
     Ok(GaloisKeys {

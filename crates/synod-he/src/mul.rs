@@ -21,10 +21,10 @@ use fhe::bfv::{BfvParameters, Ciphertext};
 use fhe_math::rq::{Context, Poly};
 use rayon::prelude::*;
 
-use crate::gadget::Gadget;
+use crate::gadget::{Gadget, OwnRow, SwitchingKey};
 use crate::relin::RelinKey;
 
-use crate::kernels::{mul_key_add_into, NttView, RingOps};
+use crate::kernels::{NttView, RingOps};
 use crate::rns::{BaseConverter, ScaleDown, Scratch};
 use crate::{Error, Params, Result};
 
@@ -50,13 +50,8 @@ pub(crate) struct FastMul {
     to_q: BaseConverter,
     /// The key's digits.
     gadget: Gadget,
-    /// Key rows `c0[g]`, `c1[g]` per digit `g` (NTT, `k × N` each).
-    key0: Vec<Vec<u64>>,
-    key1: Vec<Vec<u64>>,
-    /// Their Shoup companions (`kernels::key_companions`: empty where the
-    /// IFMA kernels cover every prime).
-    key0_shoup: Vec<Vec<u64>>,
-    key1_shoup: Vec<Vec<u64>>,
+    /// The relinearisation key (`None` for [`Self::tables`] alone).
+    key: Option<SwitchingKey>,
 }
 
 impl FastMul {
@@ -79,14 +74,7 @@ impl FastMul {
                 "relinearisation key rows of the wrong shape".into(),
             ));
         }
-        let ops_base = &me.ops_base;
-        let companions = |rows: &[Vec<u64>]| -> Vec<Vec<u64>> {
-            rows.iter()
-                .map(|m| crate::kernels::key_companions(ops_base, m))
-                .collect()
-        };
-        let (key0_shoup, key1_shoup) = (companions(&key0), companions(&key1));
-        (me.key0, me.key1, me.key0_shoup, me.key1_shoup) = (key0, key1, key0_shoup, key1_shoup);
+        me.key = Some(SwitchingKey::new(&me.ops_base, key0, key1));
         Ok(me)
     }
 
@@ -134,10 +122,7 @@ impl FastMul {
             down: ScaleDown::new(&q, &p, params.plaintext())?,
             to_q: BaseConverter::new(&p, &q)?,
             gadget: Gadget::relin(params)?,
-            key0: Vec::new(),
-            key1: Vec::new(),
-            key0_shoup: Vec::new(),
-            key1_shoup: Vec::new(),
+            key: None,
         })
     }
 
@@ -149,9 +134,9 @@ impl FastMul {
 
     pub(crate) fn multiply(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
         let n = self.ops_base.degree();
-        if self.key0.len() != self.gadget.digits() || self.key0.is_empty() {
+        let Some(key) = self.key.as_ref() else {
             return Err(Error::Parameters("no relinearisation key".into()));
-        }
+        };
         let [mut d0, mut d1, d2] = self.scaled_tensor(a, b)?;
 
         // 4. Relinearise: key-switch d2 with the gadget (digit g of d2,
@@ -168,12 +153,13 @@ impl FastMul {
         let ob = &self.ops_base;
         d0.par_chunks_mut(n)
             .zip(d1.par_chunks_mut(n))
-            .zip(ob.ntt().par_iter())
+            .zip(ob.moduli().par_iter().zip(ob.ntt().par_iter()))
             .enumerate()
-            .for_each(|(j, ((r0, r1), ntt))| {
+            .for_each(|(j, ((r0, r1), (q, ntt)))| {
                 ntt.forward(r0);
                 ntt.forward(r1);
-                self.key_switch_row(j, &d2, radix, r0, r1);
+                let own = OwnRow::PowerBasis(ob.row(&d2, j));
+                key.add_row(&self.gadget, j, q, ntt, own, radix, r0, r1);
             });
         let to_poly = |m: Vec<u64>| crate::kernels::ntt_poly(m, &self.base);
         Ok(Ciphertext::new(
@@ -272,39 +258,6 @@ impl FastMul {
             .collect::<Result<_>>()?;
         <[Vec<u64>; 3]>::try_from(scaled)
             .map_err(|_| Error::Parameters("internal: three scaled parts".into()))
-    }
-
-    /// Adds output prime `j` of the key switch of `d2` (power basis,
-    /// `k × N`; `radix` its mixed-radix digits, [`Gadget`]) into `acc0`,
-    /// `acc1` (NTT form).
-    fn key_switch_row(
-        &self,
-        j: usize,
-        d2: &[u64],
-        radix: &[u64],
-        acc0: &mut [u64],
-        acc1: &mut [u64],
-    ) {
-        let ob = &self.ops_base;
-        let (Some(q), Some(ntt)) = (ob.moduli().get(j), ob.ntt().get(j)) else {
-            return;
-        };
-        let mut t = vec![0u64; acc0.len()];
-        let keys = self.key0.iter().zip(&self.key0_shoup);
-        for (g, ((k0, k0s), (k1, k1s))) in
-            keys.zip(self.key1.iter().zip(&self.key1_shoup)).enumerate()
-        {
-            // Digit g modulo q_j: d2's own residue where q_j is one of the
-            // digit's primes, else the digit's value reduced modulo q_j.
-            if self.gadget.group(g).contains(&j) {
-                t.copy_from_slice(ob.row(d2, j));
-            } else {
-                self.gadget.lift_into(radix, g, q, &mut t);
-            }
-            ntt.forward(&mut t);
-            mul_key_add_into(q, acc0, &t, ob.row(k0, j), ob.row(k0s, j));
-            mul_key_add_into(q, acc1, &t, ob.row(k1, j), ob.row(k1s, j));
-        }
     }
 
     /// Runs `f` on column blocks of the power-basis matrix `input` (any
