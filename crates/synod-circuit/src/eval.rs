@@ -51,9 +51,16 @@ impl<'a> Evaluator<'a> {
                 "this circuit sums or rotates slots and needs Galois keys".into(),
             ));
         }
+        if rlk.params() != plan.params() {
+            return Err(CircuitError::Inputs(format!(
+                "the relinearisation key was made for {:?}, the plan needs {:?}",
+                rlk.params(),
+                plan.params()
+            )));
+        }
         Ok(Self {
             plan,
-            mult: synod_he::relin::Multiplier::new(plan.params(), rlk)?,
+            mult: synod_he::relin::Multiplier::new(rlk)?,
             galois,
         })
     }

@@ -82,7 +82,7 @@ fn main() {
     let a: Ciphertext = pk.try_encrypt(&pt, &mut rng).unwrap();
     let b: Ciphertext = pk.try_encrypt(&pt, &mut rng).unwrap();
 
-    let ours = relin::Multiplier::new(&params, &rlk).unwrap();
+    let ours = relin::Multiplier::new(&rlk).unwrap();
     let theirs = Multiplicator::default(&rlk.to_fhe().unwrap()).unwrap();
     black_box(ours.multiply(&a, &b).unwrap());
     black_box(theirs.multiply(&a, &b).unwrap());

@@ -341,7 +341,7 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
         fhe: None,
     });
     let mult = Multiplicator::default(&rlk.to_fhe().unwrap()).unwrap();
-    let fast_mult = relin::Multiplier::new(&params, &rlk).unwrap();
+    let fast_mult = relin::Multiplier::new(&rlk).unwrap();
     let (synod, fhe) = pair(
         fast,
         || synod_he_mul(&fast_mult, &ca, &cb),
@@ -399,7 +399,7 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
         &mut rng2,
         &mut rows,
     );
-    let fast_mult2 = relin::Multiplier::new(&params2, &rlk2).unwrap();
+    let fast_mult2 = relin::Multiplier::new(&rlk2).unwrap();
     let (synod, fhe) = pair(
         fast,
         || synod_he_mul(&fast_mult2, &ca, &cb),

@@ -119,7 +119,7 @@ fn main() {
                     .collect();
                 let rlk = relin::relinearization_key(&params, &agg, &members, r2).unwrap();
                 let ct = sample_ciphertext(&params, &crs, &members, &additive, &mut rng);
-                let mult = relin::Multiplier::new(&params, &rlk).unwrap();
+                let mult = relin::Multiplier::new(&rlk).unwrap();
                 timed(&mut || {
                     black_box(mult.multiply(&ct, &ct).unwrap());
                 });

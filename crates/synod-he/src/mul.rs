@@ -55,14 +55,8 @@ pub(crate) struct FastMul {
 }
 
 impl FastMul {
-    pub(crate) fn new(params: &Params, rlk: &RelinKey) -> Result<Self> {
-        let mut me = Self::tables(params)?;
-        if rlk.params() != params {
-            return Err(Error::Parameters(format!(
-                "the relinearisation key was made for {:?}, not {params:?}",
-                rlk.params()
-            )));
-        }
+    pub(crate) fn new(rlk: &RelinKey) -> Result<Self> {
+        let mut me = Self::tables(rlk.params())?;
         let (key0, key1) = rlk.rows();
         let (key0, key1) = (key0.to_vec(), key1.to_vec());
         let size = me.k * me.ops_base.degree();

@@ -382,6 +382,17 @@ fn grouped_digits_when_the_noise_allows() {
         (1, 2)
     );
 
+    // Keys made for other parameters are refused by an evaluator.
+    let keys = r.committee.keys();
+    let refused = synod_circuit::Evaluator::new(&plan, keys.relin_key(), keys.galois_key());
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("relinearisation key was made for")),
+        "{:?}",
+        refused.err()
+    );
+
     // Level 0: a product and a rotation with the two-prime keys, measured
     // against the model.
     let model = NoiseModel::new(&params, 5);
@@ -391,7 +402,7 @@ fn grouped_digits_when_the_noise_allows() {
     let pt = Plaintext::try_encode(&x, Encoding::simd(), params.bfv()).unwrap();
     let a: fhe::bfv::Ciphertext = keys.public_key().try_encrypt(&pt, &mut rng).unwrap();
     let b: fhe::bfv::Ciphertext = keys.public_key().try_encrypt(&pt, &mut rng).unwrap();
-    let mult = synod_he::relin::Multiplier::new(&params, keys.relin_key()).unwrap();
+    let mult = synod_he::relin::Multiplier::new(keys.relin_key()).unwrap();
     let product = mult.multiply(&a, &b).unwrap();
     let fresh = model.fresh();
     let cases = [
