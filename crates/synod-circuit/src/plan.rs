@@ -483,8 +483,7 @@ impl Plan {
                 flooding: best.2,
             });
         }
-        let pack =
-            Self::pack_constants(params, &model, &mut out, &vars, max_decryptions, max_active);
+        let pack = Self::plan_packs(params, &model, &mut out, &vars, max_decryptions, max_active);
         Ok((out, pack))
     }
 
@@ -494,7 +493,7 @@ impl Plan {
     /// the fewest decryptions (the deepest among equals), and moves them to
     /// that level. Empty (each decrypted alone) for fewer than two, or when
     /// no level holds even two together.
-    fn pack_constants(
+    fn plan_packs(
         params: &Params,
         model: &NoiseModel,
         out: &mut [Aggregate],
