@@ -320,7 +320,6 @@ pub fn pack_constants(params: &Params, cts: &[&Ciphertext]) -> Result<Ciphertext
         .first()
         .ok_or_else(|| Error::Parameters("nothing to pack".into()))?;
     let level = ciphertext_level(params, first)?;
-    let ctx = params.ctx(level)?;
     if cts.len() > params.degree() {
         return Err(Error::Parameters(format!(
             "{} ciphertexts do not fit in the {} coefficients of one",
@@ -328,40 +327,52 @@ pub fn pack_constants(params: &Params, cts: &[&Ciphertext]) -> Result<Ciphertext
             params.degree()
         )));
     }
-    let mut acc0 = Poly::zero(ctx, Representation::Ntt);
-    let mut acc1 = Poly::zero(ctx, Representation::Ntt);
-    let mut monomial = vec![0u64; params.degree()];
+    let mut acc: Option<Ciphertext> = None;
     for (i, ct) in cts.iter().enumerate() {
-        if ct.len() != 2 || ciphertext_level(params, ct)? != level {
+        if ciphertext_level(params, ct)? != level {
             return Err(Error::Parameters(format!(
-                "ciphertext {i} is not a 2-polynomial ciphertext at level {level}"
+                "ciphertext {i} is not at level {level}"
             )));
         }
-        let (Some(c0), Some(c1)) = (ct.first(), ct.get(1)) else {
-            return Err(Error::Parameters(format!("ciphertext {i} is empty")));
-        };
-        // X^i in NTT form.
-        monomial.fill(0);
-        if let Some(m) = monomial.get_mut(i) {
-            *m = 1;
+        let moved = times_monomial(params, ct, i)?;
+        match acc.as_mut() {
+            Some(acc) => *acc += &moved,
+            None => acc = Some(moved),
         }
-        let mut x_i =
-            Poly::try_convert_from(monomial.as_slice(), ctx, false, Representation::PowerBasis)?;
-        x_i.change_representation(Representation::Ntt);
-        // fhe.rs keeps ciphertexts in NTT form; convert a copy otherwise.
-        fn as_ntt(c: &Poly) -> std::borrow::Cow<'_, Poly> {
-            if *c.representation() == Representation::Ntt {
-                std::borrow::Cow::Borrowed(c)
-            } else {
-                let mut c = c.clone();
-                c.change_representation(Representation::Ntt);
-                std::borrow::Cow::Owned(c)
-            }
-        }
-        acc0 += &(as_ntt(c0).as_ref() * &x_i);
-        acc1 += &(as_ntt(c1).as_ref() * &x_i);
     }
-    Ok(Ciphertext::new(vec![acc0, acc1], params.bfv())?)
+    acc.ok_or_else(|| Error::Parameters("nothing to pack".into()))
+}
+
+/// `X^power · ct` for a relinearised ciphertext (`power < N`): every
+/// coefficient of the plaintext and of the noise moves up by `power`, those
+/// that wrap past `X^N` negated. Computed in NTT form (a product by the
+/// monomial's NTT, per polynomial).
+pub(crate) fn times_monomial(params: &Params, ct: &Ciphertext, power: usize) -> Result<Ciphertext> {
+    let level = ciphertext_level(params, ct)?;
+    let ctx = params.ctx(level)?;
+    let (Some(c0), Some(c1), 2) = (ct.first(), ct.get(1), ct.len()) else {
+        return Err(Error::Parameters(format!(
+            "only 2-polynomial ciphertexts can be packed, this one has {}",
+            ct.len()
+        )));
+    };
+    let mut monomial = vec![0u64; params.degree()];
+    *monomial.get_mut(power).ok_or_else(|| {
+        Error::Parameters(format!("X^{power} is not below X^{}", params.degree()))
+    })? = 1;
+    let mut x =
+        Poly::try_convert_from(monomial.as_slice(), ctx, false, Representation::PowerBasis)?;
+    x.change_representation(Representation::Ntt);
+    // fhe.rs keeps ciphertexts in NTT form; convert a copy otherwise.
+    let times = |c: &Poly| {
+        let mut c = c.clone();
+        if *c.representation() != Representation::Ntt {
+            c.change_representation(Representation::Ntt);
+        }
+        c *= &x;
+        c
+    };
+    Ok(Ciphertext::new(vec![times(c0), times(c1)], params.bfv())?)
 }
 
 /// Checks that one share came from every member of `set`, each bound to

@@ -37,6 +37,27 @@ pub fn inner_sum_elements(params: &Params) -> Vec<u32> {
     out
 }
 
+/// The Galois elements `2^j + 1`, `j = 1..=log2 N`, of the field trace
+/// ([`GaloisKeys::trace`]) and of packing traces ([`GaloisKeys::pack_traces`]).
+pub fn trace_elements(params: &Params) -> Vec<u32> {
+    (1..=params.degree().trailing_zeros())
+        .map(|j| (1u32 << j) + 1)
+        .collect()
+}
+
+/// The distance between the coefficients that [`GaloisKeys::pack_traces`]
+/// gives `count` inputs: input `i`'s trace lands in coefficient
+/// `i·stride`, with `stride = N / 2^⌈log2 count⌉`.
+pub fn trace_pack_stride(params: &Params, count: usize) -> Result<usize> {
+    let n = params.degree();
+    if count == 0 || count > n {
+        return Err(Error::Parameters(format!(
+            "{count} traces cannot be packed into the {n} coefficients of one ciphertext"
+        )));
+    }
+    Ok(n >> count.next_power_of_two().trailing_zeros())
+}
+
 /// The Galois element that rotates the columns left by `steps` (`0 < steps < N/2`).
 pub fn rotation_element(params: &Params, steps: usize) -> Result<u32> {
     let n = params.degree();
@@ -272,6 +293,96 @@ impl GaloisKeys {
         let r = self.apply(&out, (2 * n - 1) as u32)?;
         out += &r;
         Ok(out)
+    }
+
+    /// The trace `Tr(m) = Σ_σ σ(m)` over all `N` automorphisms, in `log2 N`
+    /// steps `ct + σ_{2^j+1}(ct)`, `j = log2 N, …, 1` (keys for
+    /// [`trace_elements`]). For a batched plaintext it is the constant
+    /// polynomial `N·m_0`, which is the sum of all slots in every slot: what
+    /// [`Self::inner_sum`] computes with fhe.rs's rotation elements.
+    pub fn trace(&self, ct: &fhe::bfv::Ciphertext) -> Result<fhe::bfv::Ciphertext> {
+        self.partial_trace(ct.clone(), 0)
+    }
+
+    /// `Tr_{K/K_{2^ℓ}}`: the steps `ct + σ_{2^j+1}(ct)` for
+    /// `j = log2 N, …, ℓ + 1`. It keeps the coefficients at multiples of
+    /// `N/2^ℓ` (times `N/2^ℓ`) and zeroes the others.
+    fn partial_trace(
+        &self,
+        mut ct: fhe::bfv::Ciphertext,
+        ell: u32,
+    ) -> Result<fhe::bfv::Ciphertext> {
+        for j in (ell + 1..=self.params.degree().trailing_zeros()).rev() {
+            let r = self.apply(&ct, (1u32 << j) + 1)?;
+            ct += &r;
+        }
+        Ok(ct)
+    }
+
+    /// The traces of several ciphertexts in one: input `i`'s trace
+    /// `N·m_i(0)` (its slot sum) lands in coefficient `i·stride`
+    /// ([`trace_pack_stride`]) and every other coefficient of the plaintext
+    /// is zero, so one threshold decryption opens them all and reveals
+    /// nothing more. This is `PackLWEs` followed by a partial trace (Chen,
+    /// Dai, Kim and Song, "Efficient Homomorphic Conversion Between (Ring)
+    /// LWE Ciphertexts", ACNS 2021, Algorithms 1 and 2), applied to RLWE
+    /// inputs, whose constant coefficients are the LWE ciphertexts there:
+    /// with `k ≤ 2^ℓ` inputs, `k − 1 + log2 N − ℓ` automorphisms at most
+    /// instead of the `k·log2 N` of `k` traces. Merging two halves
+    /// `a`, `b` at depth `ℓ'` computes `(a + X^{N/2^ℓ'}·b) +
+    /// σ_{2^ℓ'+1}(a − X^{N/2^ℓ'}·b)`: the automorphism fixes the
+    /// coefficients at even multiples of `N/2^ℓ'` and negates those at odd
+    /// multiples, so `a`'s values and `b`'s shifted values double and the
+    /// other half cancels. The maps are exact over the integers, so the
+    /// noise of input `i` reaches its coefficient as `N·e_i(0)`, exactly as
+    /// in a separate trace; the automorphisms' key-switching noise reaches
+    /// each kept coefficient through one merge per depth and the partial
+    /// trace, with variance at most that of one full trace's. Inputs must be
+    /// level-0 relinearised ciphertexts (keys for [`trace_elements`]).
+    pub fn pack_traces(&self, cts: &[fhe::bfv::Ciphertext]) -> Result<fhe::bfv::Ciphertext> {
+        let stride = trace_pack_stride(&self.params, cts.len())?;
+        let ell = (self.params.degree() / stride).trailing_zeros();
+        let mut leaves: Vec<Option<&fhe::bfv::Ciphertext>> = cts.iter().map(Some).collect();
+        leaves.resize(1 << ell, None);
+        let packed = self
+            .merge(&leaves, ell)?
+            .ok_or_else(|| Error::Parameters("nothing to pack".into()))?;
+        self.partial_trace(packed, ell)
+    }
+
+    /// PackLWEs' recursion on `2^ell` leaves (`None` for padding): the even
+    /// and the odd leaves, each packed with stride `N/2^(ell−1)`, merged.
+    fn merge(
+        &self,
+        leaves: &[Option<&fhe::bfv::Ciphertext>],
+        ell: u32,
+    ) -> Result<Option<fhe::bfv::Ciphertext>> {
+        if ell == 0 {
+            return Ok(leaves.first().copied().flatten().cloned());
+        }
+        let even: Vec<_> = leaves.iter().step_by(2).copied().collect();
+        let odd: Vec<_> = leaves.iter().skip(1).step_by(2).copied().collect();
+        let (a, b) = rayon::join(|| self.merge(&even, ell - 1), || self.merge(&odd, ell - 1));
+        let shift = self.params.degree() >> ell;
+        let xb = b?
+            .map(|b| crate::decrypt::times_monomial(&self.params, &b, shift))
+            .transpose()?;
+        let g = (1u32 << ell) + 1;
+        Ok(match (a?, xb) {
+            (None, None) => None,
+            (Some(a), None) => {
+                let r = self.apply(&a, g)?;
+                Some(&a + &r)
+            }
+            (None, Some(xb)) => {
+                let r = self.apply(&xb, g)?;
+                Some(&xb - &r)
+            }
+            (Some(a), Some(xb)) => {
+                let r = self.apply(&(&a - &xb), g)?;
+                Some(&(&a + &xb) + &r)
+            }
+        })
     }
 
     /// The same keys as an fhe.rs `EvaluationKey` (through its protobuf
@@ -579,6 +690,85 @@ mod tests {
             assert_ne!(decrypt(&ours.rotate_columns(&ct, 5).unwrap()), x);
             assert_eq!(decrypt(&ours.inner_sum(&ct).unwrap()), vec![total; 2048]);
         }
+    }
+
+    /// `pack_traces` puts input `i`'s slot sum in coefficient `i·stride` and
+    /// zeroes the rest, for counts that are and are not powers of two, with
+    /// noise no larger than separate traces'; `trace` sums the slots.
+    #[test]
+    fn packed_traces_open_as_slot_sums() {
+        use fhe::bfv::{Encoding, Plaintext};
+        use fhe_traits::{FheDecoder, FheDecrypter, FheEncoder, FheEncrypter};
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let crs = CommonRandomness::new(&params, [8; 32]);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(15);
+        let pts: Vec<_> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
+        let sks: Vec<_> = pts
+            .iter()
+            .map(|_| AdditiveKeyShare::generate(&params, &mut rng).unwrap())
+            .collect();
+        let elements = trace_elements(&params);
+        assert_eq!(elements.len(), 11);
+        let shares: Vec<_> = pts
+            .iter()
+            .zip(&sks)
+            .map(|(&x, sk)| galois_key_share(&params, &crs, sk, &elements, x, &mut rng).unwrap())
+            .collect();
+        let keys = aggregate_galois_key_rows(&params, &crs, &pts, &elements, shares).unwrap();
+        let whole = crate::oracle::WholeKey::from_shares(&params, &sks);
+        let sk = whole.secret_key(&params).unwrap();
+        let p = params.plaintext();
+        let inputs: Vec<Vec<u64>> = (0..11u64)
+            .map(|i| (0..2048u64).map(|j| (j * j * (i + 3) + i) % p).collect())
+            .collect();
+        let cts: Vec<fhe::bfv::Ciphertext> = inputs
+            .iter()
+            .map(|x| {
+                let pt = Plaintext::try_encode(x, Encoding::simd(), params.bfv()).unwrap();
+                sk.try_encrypt(&pt, &mut rng).unwrap()
+            })
+            .collect();
+        let sums: Vec<u64> = inputs
+            .iter()
+            .map(|x| x.iter().fold(0, |acc, v| (acc + v) % p))
+            .collect();
+        let traced = keys.trace(&cts[0]).unwrap();
+        let slots = |ct: &fhe::bfv::Ciphertext| {
+            Vec::<u64>::try_decode(&sk.try_decrypt(ct).unwrap(), Encoding::simd()).unwrap()
+        };
+        assert_eq!(slots(&traced), vec![sums[0]; 2048]);
+        let separate = whole.noise_bits(&params, &traced).unwrap();
+        for count in [1, 2, 3, 4, 5, 8, 11] {
+            let packed = keys.pack_traces(&cts[..count]).unwrap();
+            let stride = trace_pack_stride(&params, count).unwrap();
+            assert_eq!(stride, 2048 / count.next_power_of_two());
+            let coeffs =
+                Vec::<u64>::try_decode(&sk.try_decrypt(&packed).unwrap(), Encoding::poly())
+                    .unwrap();
+            let mut want = vec![0u64; 2048];
+            for (i, sum) in sums.iter().take(count).enumerate() {
+                want[i * stride] = *sum;
+            }
+            assert_eq!(coeffs, want, "{count} traces");
+            // Each coefficient carries one input's noise, as a separate
+            // trace does, plus key-switching noise; the measure is the
+            // largest coefficient, so allow the spread of a few samples.
+            let noise = whole.noise_bits(&params, &packed).unwrap();
+            assert!(noise < separate + 2.0, "{count}: {noise} vs {separate}");
+        }
+        assert!(keys.pack_traces(&[]).is_err());
+        assert!(trace_pack_stride(&params, 2049).is_err());
+        let missing = aggregate_galois_key_rows(
+            &params,
+            &crs,
+            &pts[..1],
+            &elements[..1],
+            vec![
+                galois_key_share(&params, &crs, &sks[0], &elements[..1], pts[0], &mut rng).unwrap(),
+            ],
+        )
+        .unwrap();
+        assert!(missing.pack_traces(&cts[..2]).is_err(), "keys missing");
     }
 
     /// A share covering other elements than the ones asked for names its
