@@ -15,17 +15,21 @@ use synod_he::relin::RelinKey;
 use synod_he::Params;
 
 use crate::expr::{ColumnRef, Expr};
-use crate::plan::{Plan, Shape};
+use crate::plan::{PackKind, Plan, Shape};
 use crate::{CircuitError, Result};
 
 /// The encrypted results of a plan, switched to their decryption levels.
 #[derive(Clone, Debug)]
 pub struct EvaluatedOutputs {
     /// Per aggregate (in [`Plan::aggregates`] order), its ciphertexts: one for
-    /// an aggregate, one per N rows for a per-row result.
+    /// an aggregate, one per N rows for a per-row result, none for an
+    /// aggregate in a pack.
     pub ciphertexts: Vec<Vec<Ciphertext>>,
-    /// BLAKE3 over the digests of every ciphertext, in order: the value the
-    /// participants compare before decrypting.
+    /// Per pack (in [`Plan::packs`] order), the one ciphertext that holds
+    /// its members ([`crate::plan::ConstantPack::coefficient`]).
+    pub packs: Vec<Ciphertext>,
+    /// BLAKE3 over the digests of every ciphertext, in order, packs last:
+    /// the value the participants compare before decrypting.
     pub hash: [u8; 32],
 }
 
@@ -92,15 +96,35 @@ impl<'a> Evaluator<'a> {
                 }
             }
         }
+        // Members of a traced pack are evaluated up to their trace (the
+        // sum's operand, chunks added), which the pack takes over.
+        let traced: Vec<bool> = (0..self.plan.aggregates().len())
+            .map(|i| {
+                self.plan
+                    .packs()
+                    .iter()
+                    .any(|p| matches!(p.kind, PackKind::Traces { .. }) && p.aggregates.contains(&i))
+            })
+            .collect();
         // The aggregates are independent: evaluated in parallel (a rotation
         // or a product parallelises only over the RNS primes, which leaves
         // threads idle), collected in plan order.
         use rayon::prelude::*;
-        let ciphertexts = self
+        let mut ciphertexts = self
             .plan
             .aggregates()
             .par_iter()
-            .map(|agg| {
+            .zip(&traced)
+            .map(|(agg, &traced)| {
+                if traced {
+                    let Expr::Sum(operand) = &agg.expr else {
+                        return Err(CircuitError::Invalid(format!(
+                            "`{}` is packed by its trace but is not a sum",
+                            agg.label
+                        )));
+                    };
+                    return Ok(vec![add_chunks(self.enc(operand, inputs)?)?]);
+                }
                 let mut cts = match self.eval(&agg.expr, inputs)? {
                     Value::Enc(c) => c,
                     _ => return Err(CircuitError::Invalid(format!("`{}` is public", agg.label))),
@@ -114,8 +138,45 @@ impl<'a> Evaluator<'a> {
                 Ok(cts)
             })
             .collect::<Result<Vec<_>>>()?;
-        let hash = output_hash(params, &ciphertexts)?;
-        Ok(EvaluatedOutputs { ciphertexts, hash })
+        let packs = self
+            .plan
+            .packs()
+            .par_iter()
+            .map(|pack| {
+                let members = pack
+                    .aggregates
+                    .iter()
+                    .map(|&i| match ciphertexts.get(i).map(Vec::as_slice) {
+                        Some([ct]) => Ok(ct),
+                        _ => Err(CircuitError::Invalid(format!(
+                            "aggregate {i} is not one ciphertext and cannot be packed"
+                        ))),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let mut ct = match pack.kind {
+                    PackKind::Traces { .. } => {
+                        let members: Vec<Ciphertext> = members.into_iter().cloned().collect();
+                        self.galois_key()?.pack_traces(&members)?
+                    }
+                    PackKind::Constants => synod_he::decrypt::pack_constants(params, &members)?,
+                };
+                ct.switch_to_level(pack.level)?;
+                Ok(ct)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for pack in self.plan.packs() {
+            for &i in &pack.aggregates {
+                if let Some(cts) = ciphertexts.get_mut(i) {
+                    cts.clear();
+                }
+            }
+        }
+        let hash = output_hash(params, &ciphertexts, &packs)?;
+        Ok(EvaluatedOutputs {
+            ciphertexts,
+            packs,
+            hash,
+        })
     }
 
     fn eval(&self, e: &Expr, inputs: &BTreeMap<ColumnRef, Vec<Ciphertext>>) -> Result<Value> {
@@ -175,15 +236,7 @@ impl<'a> Evaluator<'a> {
             }
             Expr::Sum(a) => {
                 let gk = self.galois_key()?;
-                let cts = self.enc(a, inputs)?;
-                let mut iter = cts.into_iter();
-                let mut acc = iter
-                    .next()
-                    .ok_or_else(|| CircuitError::Inputs("empty column".into()))?;
-                for ct in iter {
-                    acc += &ct;
-                }
-                Value::Enc(vec![gk.inner_sum(&acc)?])
+                Value::Enc(vec![gk.trace(&add_chunks(self.enc(a, inputs)?)?)?])
             }
         })
     }
@@ -208,10 +261,14 @@ impl<'a> Evaluator<'a> {
 }
 
 /// The hash of an evaluation's output: BLAKE3 over the digest of every
-/// ciphertext, aggregate by aggregate. Participants compare it before they
-/// contribute decryption shares.
-pub fn output_hash(params: &Params, ciphertexts: &[Vec<Ciphertext>]) -> Result<[u8; 32]> {
-    let mut hasher = blake3::Hasher::new_derive_key("synod/evaluation/v1");
+/// ciphertext, aggregate by aggregate, then pack by pack. Participants
+/// compare it before they contribute decryption shares.
+pub fn output_hash(
+    params: &Params,
+    ciphertexts: &[Vec<Ciphertext>],
+    packs: &[Ciphertext],
+) -> Result<[u8; 32]> {
+    let mut hasher = blake3::Hasher::new_derive_key("synod/evaluation/v2");
     for (i, cts) in ciphertexts.iter().enumerate() {
         hasher.update(&(i as u64).to_le_bytes());
         hasher.update(&(cts.len() as u64).to_le_bytes());
@@ -219,7 +276,23 @@ pub fn output_hash(params: &Params, ciphertexts: &[Vec<Ciphertext>]) -> Result<[
             hasher.update(&synod_he::decrypt::ciphertext_digest(params, ct)?);
         }
     }
+    hasher.update(&(packs.len() as u64).to_le_bytes());
+    for ct in packs {
+        hasher.update(&synod_he::decrypt::ciphertext_digest(params, ct)?);
+    }
     Ok(*hasher.finalize().as_bytes())
+}
+
+/// The chunks of a column-shaped value added into one ciphertext.
+fn add_chunks(cts: Vec<Ciphertext>) -> Result<Ciphertext> {
+    let mut iter = cts.into_iter();
+    let mut acc = iter
+        .next()
+        .ok_or_else(|| CircuitError::Inputs("empty column".into()))?;
+    for ct in iter {
+        acc += &ct;
+    }
+    Ok(acc)
 }
 
 fn pairwise(

@@ -20,5 +20,5 @@ pub mod spec;
 pub use error::{CircuitError, Result};
 pub use eval::{EvaluatedOutputs, Evaluator};
 pub use expr::{ColumnRef, Expr};
-pub use plan::{Aggregate, ConstantPack, Finish, OutputValue, Plan};
+pub use plan::{Aggregate, ConstantPack, Finish, OutputValue, PackKind, Plan};
 pub use spec::{CircuitSpec, InputSpec, OutputSpec};

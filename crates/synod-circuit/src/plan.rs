@@ -153,25 +153,52 @@ pub struct PlannedOutput {
 /// polynomials: `sum` is the trace (every slot added into every slot), and
 /// what an aggregate allows after it (sums, products of aggregates, public
 /// constants; not public vectors or rotations, which `facts` refuses) keeps
-/// it constant. Their ciphertexts (at `level`) are packed into the
-/// coefficients of one
-/// (`synod_he::decrypt::pack_constants`, aggregate `aggregates[i]` in
-/// coefficient `i`), whose noise is the sum of theirs. One threshold
-/// decryption per pack instead of one per aggregate (the demo has 2n + 1
-/// of them at n parties). A participant makes decryption shares only for
-/// the agreed outputs or the packs every participant derives from them by
-/// this plan (DESIGN.md §2, output).
+/// it constant. The evaluator puts them into the coefficients of one
+/// ciphertext ([`PackKind`]), whose noise is at most the sum of theirs: one
+/// threshold decryption per pack instead of one per aggregate (the demo has
+/// 2n + 1 of them at n parties), which reveals nothing more (every other
+/// coefficient is zero). A participant makes decryption shares only for
+/// the agreed outputs, packs included (DESIGN.md §2, output).
 #[derive(Clone, Debug, Serialize)]
 pub struct ConstantPack {
     /// Indices into [`Plan::aggregates`], in coefficient order.
     pub aggregates: Vec<usize>,
-    /// The level they are switched to and packed at.
+    /// How the pack is made, and so where each member lands.
+    pub kind: PackKind,
+    /// The level the pack is switched to and decrypted at.
     pub level: usize,
     /// log2 of the packed ciphertext's noise bound.
     pub noise_bits: f64,
     /// The flooding its decryption shares add.
     #[serde(skip)]
     pub flooding: Flooding,
+}
+
+/// How a [`ConstantPack`] is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum PackKind {
+    /// Aggregates that are slot sums `sum(e)`: the members' `e` (chunks
+    /// added) go through `synod_he::galois::GaloisKeys::pack_traces`, which
+    /// traces them together (`k − 1 + log2(N/k)` automorphisms instead of
+    /// `k·log2 N`); member `i` lands in coefficient `i·stride`.
+    Traces {
+        /// Coefficients between members (`synod_he::galois::trace_pack_stride`).
+        stride: usize,
+    },
+    /// Other one-value aggregates, each evaluated and switched to the pack's
+    /// level, then `synod_he::decrypt::pack_constants`: member `i` in
+    /// coefficient `i`.
+    Constants,
+}
+
+impl ConstantPack {
+    /// The coefficient that holds member `i` (the `i`-th of `aggregates`).
+    pub fn coefficient(&self, i: usize) -> usize {
+        match self.kind {
+            PackKind::Traces { stride } => i * stride,
+            PackKind::Constants => i,
+        }
+    }
 }
 
 /// The fewest one-value aggregates per decryption, on average, that a
@@ -488,11 +515,12 @@ impl Plan {
     }
 
     /// Packs the one-value aggregates (constant plaintexts) into as few
-    /// ciphertexts as their noise allows (`synod_he::decrypt::pack_constants`;
-    /// a pack's noise is the sum of its members'), at the level that needs
-    /// the fewest decryptions (the deepest among equals), and moves them to
-    /// that level. Empty (each decrypted alone) for fewer than two, or when
-    /// no level holds even two together.
+    /// ciphertexts as their noise allows (a pack's noise is at most the sum
+    /// of its members'), at the level that needs the fewest decryptions (the
+    /// deepest among equals), and moves them to that level. Slot sums pack
+    /// by their traces ([`PackKind::Traces`]), the others as constants; a
+    /// lone slot sum joins the constants. Empty (each decrypted alone) for
+    /// fewer than two, or when no level holds even two together.
     fn plan_packs(
         params: &Params,
         model: &NoiseModel,
@@ -501,12 +529,48 @@ impl Plan {
         max_decryptions: u64,
         max_active: usize,
     ) -> Vec<ConstantPack> {
-        let members: Vec<usize> = out
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a.shape == Shape::Aggregate)
-            .map(|(i, _)| i)
-            .collect();
+        let (mut traces, mut constants) = (Vec::new(), Vec::new());
+        for (i, a) in out.iter().enumerate() {
+            if a.shape == Shape::Aggregate {
+                match a.expr {
+                    Expr::Sum(_) => traces.push(i),
+                    _ => constants.push(i),
+                }
+            }
+        }
+        if traces.len() < 2 {
+            constants.append(&mut traces);
+            constants.sort_unstable();
+        }
+        let group = |members: &[usize], out: &mut [Aggregate], traced: bool| {
+            Self::pack_group(
+                params,
+                model,
+                out,
+                vars,
+                members,
+                traced,
+                max_decryptions,
+                max_active,
+            )
+        };
+        let mut packs = group(&traces, out, true);
+        packs.extend(group(&constants, out, false));
+        packs
+    }
+
+    /// [`Self::plan_packs`] for one kind of pack.
+    #[allow(clippy::too_many_arguments)]
+    fn pack_group(
+        params: &Params,
+        model: &NoiseModel,
+        out: &mut [Aggregate],
+        vars: &[f64],
+        members: &[usize],
+        traced: bool,
+        max_decryptions: u64,
+        max_active: usize,
+    ) -> Vec<ConstantPack> {
         let Some(top) = members
             .iter()
             .filter_map(|&i| out.get(i))
@@ -518,6 +582,9 @@ impl Plan {
         if members.len() < 2 {
             return Vec::new();
         }
+        // A traced pack is switched down once, as one ciphertext; the
+        // members' own switches over-count its rounding noise, which keeps
+        // the bound safe.
         let var_at = |i: usize, level: usize| -> f64 {
             let v = vars.get(i).copied().unwrap_or(f64::INFINITY);
             if level == 0 {
@@ -568,6 +635,15 @@ impl Plan {
                 // Cannot happen (no worse than the k noisiest); decrypt these alone.
                 continue;
             };
+            // Cannot fail either (at most N members).
+            let kind = if traced {
+                match synod_he::galois::trace_pack_stride(params, group.len()) {
+                    Ok(stride) => PackKind::Traces { stride },
+                    Err(_) => continue,
+                }
+            } else {
+                PackKind::Constants
+            };
             for (i, a) in out.iter_mut().enumerate() {
                 if group.contains(&i) {
                     // Its own noise at the pack's level; the pack's flooding.
@@ -578,6 +654,7 @@ impl Plan {
             }
             packs.push(ConstantPack {
                 aggregates: group.to_vec(),
+                kind,
                 level,
                 noise_bits: bits,
                 flooding,
@@ -664,8 +741,8 @@ impl Plan {
         &self.outputs
     }
 
-    /// Whether any aggregate sums over slots (needs the inner-sum Galois keys).
-    pub fn needs_inner_sum(&self) -> bool {
+    /// Whether any aggregate sums over slots (needs the trace's Galois keys).
+    pub fn sums_slots(&self) -> bool {
         self.aggregates.iter().any(|a| contains_sum(&a.expr))
     }
 
@@ -677,8 +754,8 @@ impl Plan {
     /// The Galois elements the evaluation keys must cover.
     pub fn galois_elements(&self) -> Result<Vec<u32>> {
         let mut out = BTreeSet::new();
-        if self.needs_inner_sum() {
-            out.extend(synod_he::galois::inner_sum_elements(&self.params));
+        if self.sums_slots() {
+            out.extend(synod_he::galois::trace_elements(&self.params));
         }
         for &k in &self.rotations {
             out.insert(synod_he::galois::rotation_element(&self.params, k)?);

@@ -265,7 +265,8 @@ pub fn combine_signed(
 pub enum Readout {
     /// The SIMD slots (batch encoding), as [`combine_signed`].
     Slots,
-    /// The coefficients, as [`pack_constants`] lays out a packed ciphertext.
+    /// The coefficients, where [`pack_constants`] and
+    /// [`crate::galois::GaloisKeys::pack_traces`] put packed values.
     Coefficients,
 }
 

@@ -737,7 +737,12 @@ mod tests {
             Vec::<u64>::try_decode(&sk.try_decrypt(ct).unwrap(), Encoding::simd()).unwrap()
         };
         assert_eq!(slots(&traced), vec![sums[0]; 2048]);
-        let separate = whole.noise_bits(&params, &traced).unwrap();
+        // The noise of each input's own trace (fhe.rs draws part of an
+        // encryption's randomness itself, so these vary from run to run).
+        let separate: Vec<f64> = cts
+            .iter()
+            .map(|ct| whole.noise_bits(&params, &keys.trace(ct).unwrap()).unwrap())
+            .collect();
         for count in [1, 2, 3, 4, 5, 8, 11] {
             let packed = keys.pack_traces(&cts[..count]).unwrap();
             let stride = trace_pack_stride(&params, count).unwrap();
@@ -750,11 +755,15 @@ mod tests {
                 want[i * stride] = *sum;
             }
             assert_eq!(coeffs, want, "{count} traces");
-            // Each coefficient carries one input's noise, as a separate
-            // trace does, plus key-switching noise; the measure is the
-            // largest coefficient, so allow the spread of a few samples.
+            // Coefficient i·stride carries input i's noise exactly as its
+            // own trace does (N·e_i(0)), plus key-switching noise of about
+            // the trace's variance (×(1 + 1/k²)). The largest coefficient of
+            // one sample moves by a couple of bits from run to run, so this
+            // only catches growth with the pack (the noise model is checked
+            // against packs in synod-local's circuit tests).
             let noise = whole.noise_bits(&params, &packed).unwrap();
-            assert!(noise < separate + 2.0, "{count}: {noise} vs {separate}");
+            let worst = separate[..count].iter().copied().fold(0.0, f64::max);
+            assert!(noise < worst + 4.0, "{count}: 2^{noise:.1} vs 2^{worst:.1}");
         }
         assert!(keys.pack_traces(&[]).is_err());
         assert!(trace_pack_stride(&params, 2049).is_err());

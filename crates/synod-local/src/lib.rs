@@ -483,32 +483,30 @@ pub(crate) fn decrypt_aggregates(
     outputs: &EvaluatedOutputs,
     mut decrypt_one: impl FnMut(&Ciphertext, &Flooding, Readout) -> Result<Vec<i64>>,
 ) -> Result<Vec<Vec<i128>>> {
-    let presented = synod_circuit::eval::output_hash(params, &outputs.ciphertexts)?;
+    let presented = synod_circuit::eval::output_hash(params, &outputs.ciphertexts, &outputs.packs)?;
     if presented != outputs.hash {
         return Err(LocalError::Other(
             "refusing to decrypt: the ciphertexts are not the agreed evaluation's output".into(),
         ));
     }
+    if outputs.packs.len() != plan.packs().len() {
+        return Err(LocalError::Other(format!(
+            "the outputs have {} packs, the plan {}",
+            outputs.packs.len(),
+            plan.packs().len()
+        )));
+    }
     let mut all: Vec<Option<Vec<i128>>> = vec![None; plan.aggregates().len()];
-    // The one-value aggregates, packed into few ciphertexts (derived from
-    // the agreed outputs the same way by every participant), one decryption
-    // per pack.
-    for pack in plan.packs() {
-        let cts = pack
-            .aggregates
-            .iter()
-            .map(|&i| match outputs.ciphertexts.get(i).map(Vec::as_slice) {
-                Some([ct]) => Ok(ct),
-                _ => Err(LocalError::Other(format!(
-                    "aggregate {i} is not one ciphertext and cannot be packed"
-                ))),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let packed = decrypt::pack_constants(params, &cts)?;
-        let values = decrypt_one(&packed, &pack.flooding, Readout::Coefficients)?;
-        for (&i, &v) in pack.aggregates.iter().zip(&values) {
+    // The one-value aggregates, packed into few ciphertexts by the
+    // evaluation: one decryption per pack.
+    for (pack, ct) in plan.packs().iter().zip(&outputs.packs) {
+        let values = decrypt_one(ct, &pack.flooding, Readout::Coefficients)?;
+        for (k, &i) in pack.aggregates.iter().enumerate() {
+            let v = values.get(pack.coefficient(k)).ok_or_else(|| {
+                LocalError::Other(format!("no coefficient {} in a pack", pack.coefficient(k)))
+            })?;
             if let Some(slot) = all.get_mut(i) {
-                *slot = Some(vec![i128::from(v)]);
+                *slot = Some(vec![i128::from(*v)]);
             }
         }
     }

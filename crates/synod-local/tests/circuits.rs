@@ -79,14 +79,18 @@ fn run(
     // Every participant re-evaluates: byte-identical, same hash.
     let again = committee.keys().evaluate(&plan, &cts).unwrap();
     assert_eq!(out.hash, again.hash);
-    // Presented ciphertexts that are not the agreed output are refused.
-    let mut swapped = again.clone();
-    if swapped.ciphertexts.len() > 1 {
-        swapped.ciphertexts.swap(0, 1);
-        assert!(committee
-            .decrypt_outputs(&plan, &swapped, &points(n)[..t], &mut rng)
-            .is_err());
-    }
+    // Presented ciphertexts that are not the agreed output are refused: a
+    // pack, or else an aggregate's ciphertext, changed.
+    let mut changed = again.clone();
+    let first = changed
+        .packs
+        .first_mut()
+        .or_else(|| changed.ciphertexts.iter_mut().flatten().next())
+        .unwrap();
+    *first = &*first + &*first;
+    assert!(committee
+        .decrypt_outputs(&plan, &changed, &points(n)[..t], &mut rng)
+        .is_err());
     let mut fresh_input = again;
     fresh_input.ciphertexts[0] = cts.values().next().unwrap().clone();
     assert!(committee
@@ -154,6 +158,13 @@ fn statistics_match_the_clear_computation() {
         .map(|(i, _)| i)
         .collect();
     assert_eq!(pack.aggregates, one_value);
+    // All of them are slot sums: packed by their traces, spread out.
+    assert_eq!(
+        pack.kind,
+        synod_circuit::PackKind::Traces {
+            stride: 2048 / one_value.len().next_power_of_two()
+        }
+    );
     assert!(one_value.len() >= 2 && one_value.len() < r.plan.aggregates().len());
     assert!(one_value
         .iter()
@@ -228,26 +239,45 @@ fn noise_model_bounds_the_measured_noise() {
         ],
     );
     let (r, out, _) = run(&s, ParameterSet::InsecureTestN2048, 2048, 5, 3, 9);
-    for (agg, cts) in r.plan.aggregates().iter().zip(&out.ciphertexts) {
+    // Packed aggregates are measured in their pack, against its bound.
+    let packed = r.plan.packs().iter().zip(&out.packs).map(|(p, ct)| {
+        (
+            format!("pack of {}", p.aggregates.len()),
+            p.level,
+            p.noise_bits,
+            std::slice::from_ref(ct),
+        )
+    });
+    let single = r
+        .plan
+        .aggregates()
+        .iter()
+        .zip(&out.ciphertexts)
+        .filter(|(_, cts)| !cts.is_empty())
+        .map(|(a, cts)| (a.label.clone(), a.level, a.noise_bits, cts.as_slice()));
+    let measured: Vec<_> = packed.chain(single).collect();
+    assert!(
+        measured.len() >= 3,
+        "{} ciphertexts measured",
+        measured.len()
+    );
+    for (label, level, noise_bits, cts) in measured {
         let measured = cts
             .iter()
             .map(|ct| r.committee.oracle.noise_bits(r.plan.params(), ct).unwrap())
             .fold(0.0, f64::max);
-        eprintln!(
-            "{:30} level {} estimate 2^{:.1} measured 2^{measured:.1}",
-            agg.label, agg.level, agg.noise_bits
-        );
+        eprintln!("{label:30} level {level} estimate 2^{noise_bits:.1} measured 2^{measured:.1}");
         assert!(
-            measured <= agg.noise_bits,
+            measured <= noise_bits,
             "{}: measured 2^{measured:.1} above estimate 2^{:.1}",
-            agg.label,
-            agg.noise_bits
+            label,
+            noise_bits
         );
         assert!(
-            agg.noise_bits - measured < 24.0,
+            noise_bits - measured < 24.0,
             "{}: estimate 2^{:.1} is far above measured 2^{measured:.1}",
-            agg.label,
-            agg.noise_bits
+            label,
+            noise_bits
         );
     }
 }
@@ -405,12 +435,22 @@ fn grouped_digits_when_the_noise_allows() {
     let mult = synod_he::relin::Multiplier::new(keys.relin_key()).unwrap();
     let product = mult.multiply(&a, &b).unwrap();
     let fresh = model.fresh();
+    // Five slot sums traced together: the plan bounds a pack by the sum of
+    // its members' bounds.
+    let five: Vec<fhe::bfv::Ciphertext> = (0..5)
+        .map(|_| keys.public_key().try_encrypt(&pt, &mut rng).unwrap())
+        .collect();
     let cases = [
         ("product", product, model.mul(fresh, fresh)),
         (
             "slot sum",
-            keys.galois_key().unwrap().inner_sum(&a).unwrap(),
+            keys.galois_key().unwrap().trace(&a).unwrap(),
             model.sum_slots(fresh, 1),
+        ),
+        (
+            "five packed slot sums",
+            keys.galois_key().unwrap().pack_traces(&five).unwrap(),
+            5.0 * model.sum_slots(fresh, 1),
         ),
     ];
     for (what, ct, var) in cases {
@@ -522,6 +562,8 @@ fn products_of_sums_decrypt_through_a_pack() {
         panic!("one pack expected: {:?}", r.plan.packs());
     };
     assert_eq!(pack.aggregates.len(), r.plan.aggregates().len());
+    // Not all are sums, and the lone sum joins the others.
+    assert_eq!(pack.kind, synod_circuit::PackKind::Constants);
     let clear = r.plan.evaluate_clear(&r.ints).unwrap();
     for (i, agg) in r.plan.aggregates().iter().enumerate() {
         assert_eq!(dec[i][0], clear[i][0], "aggregate {}", agg.label);

@@ -43,7 +43,7 @@ fn committee() -> &'static LocalCommittee {
     static C: OnceLock<LocalCommittee> = OnceLock::new();
     C.get_or_init(|| {
         let p = plan("sum(a.x)");
-        let mut elements = synod_he::galois::inner_sum_elements(p.params());
+        let mut elements = synod_he::galois::trace_elements(p.params());
         for k in ROTATIONS {
             elements.push(synod_he::galois::rotation_element(p.params(), k).unwrap());
         }

@@ -45,7 +45,12 @@ use crate::wire::fixed;
 /// chooses each; `synod_he::Params::with_digit_primes`), so their generation rounds may carry
 /// `⌈L/2⌉` rows where version 3 always carried one per prime (`L`), and the enclave set-up names
 /// both digit sizes.
-pub const PROTOCOL_VERSION: u16 = 4;
+///
+/// 5: slot sums are traces by the Galois elements `2^j + 1` (not fhe.rs's rotation elements), so
+/// the rotation-key rounds cover other elements; the evaluation output carries packs (one-value
+/// outputs traced together, `synod_he::galois::GaloisKeys::pack_traces`) and its hash is
+/// `synod/evaluation/v2`, which covers them.
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Domain-separation tag at the start of every encoded context.
 const CONTEXT_TAG: &[u8; 12] = b"synod/ctx/v1";

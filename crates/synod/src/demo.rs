@@ -806,10 +806,20 @@ fn print_tables(r: &Report, plan: &Plan, seed: u64) {
     let packs = plan.packs();
     if !packs.is_empty() {
         let packed: usize = packs.iter().map(|p| p.aggregates.len()).sum();
+        let traced: usize = packs
+            .iter()
+            .filter(|p| matches!(p.kind, synod_circuit::PackKind::Traces { .. }))
+            .map(|p| p.aggregates.len())
+            .sum();
         let (n, s) = (packs.len(), if packs.len() == 1 { "" } else { "s" });
+        let how = match traced {
+            0 => String::new(),
+            t if t == packed => " (slot sums traced together)".to_string(),
+            t => format!(" ({t} slot sums traced together)"),
+        };
         println!(
-            "{packed} one-value aggregates were packed into {n} ciphertext{s} (one coefficient \
-             each) and opened by {n} threshold decryption{s}"
+            "{packed} one-value aggregates were packed into {n} ciphertext{s}{how}, one \
+             coefficient each, and opened by {n} threshold decryption{s}"
         );
     }
     if !r.epochs.is_empty() {
