@@ -328,6 +328,9 @@ pub fn pack_constants(params: &Params, cts: &[&Ciphertext]) -> Result<Ciphertext
             params.degree()
         )));
     }
+    // X^i in NTT form, one pointwise product from X^(i−1).
+    let x = monomial_ntt(params, level, 1)?;
+    let mut x_i = monomial_ntt(params, level, 0)?;
     let mut acc: Option<Ciphertext> = None;
     for (i, ct) in cts.iter().enumerate() {
         if ciphertext_level(params, ct)? != level {
@@ -335,7 +338,10 @@ pub fn pack_constants(params: &Params, cts: &[&Ciphertext]) -> Result<Ciphertext
                 "ciphertext {i} is not at level {level}"
             )));
         }
-        let moved = times_monomial(params, ct, i)?;
+        if i > 0 {
+            x_i *= &x;
+        }
+        let moved = times_ntt(params, ct, &x_i)?;
         match acc.as_mut() {
             Some(acc) => *acc += &moved,
             None => acc = Some(moved),
@@ -344,33 +350,47 @@ pub fn pack_constants(params: &Params, cts: &[&Ciphertext]) -> Result<Ciphertext
     acc.ok_or_else(|| Error::Parameters("nothing to pack".into()))
 }
 
-/// `X^power · ct` for a relinearised ciphertext (`power < N`): every
-/// coefficient of the plaintext and of the noise moves up by `power`, those
-/// that wrap past `X^N` negated. Computed in NTT form (a product by the
-/// monomial's NTT, per polynomial).
-pub(crate) fn times_monomial(params: &Params, ct: &Ciphertext, power: usize) -> Result<Ciphertext> {
-    let level = ciphertext_level(params, ct)?;
-    let ctx = params.ctx(level)?;
+/// The monomial `X^power` (`power < N`) at `level`, in NTT form.
+pub(crate) fn monomial_ntt(params: &Params, level: usize, power: usize) -> Result<Poly> {
+    let mut monomial = vec![0u64; params.degree()];
+    *monomial.get_mut(power).ok_or_else(|| {
+        Error::Parameters(format!("X^{power} is not below X^{}", params.degree()))
+    })? = 1;
+    let mut x = Poly::try_convert_from(
+        monomial.as_slice(),
+        params.ctx(level)?,
+        false,
+        Representation::PowerBasis,
+    )?;
+    x.change_representation(Representation::Ntt);
+    Ok(x)
+}
+
+/// `x · ct` for a relinearised ciphertext and a polynomial `x` in NTT form
+/// at its level. With a monomial `X^k` ([`monomial_ntt`]) every
+/// coefficient of the plaintext and of the noise moves up by `k`, those
+/// that wrap past `X^N` negated.
+pub(crate) fn times_ntt(params: &Params, ct: &Ciphertext, x: &Poly) -> Result<Ciphertext> {
     let (Some(c0), Some(c1), 2) = (ct.first(), ct.get(1), ct.len()) else {
         return Err(Error::Parameters(format!(
             "only 2-polynomial ciphertexts can be packed, this one has {}",
             ct.len()
         )));
     };
-    let mut monomial = vec![0u64; params.degree()];
-    *monomial.get_mut(power).ok_or_else(|| {
-        Error::Parameters(format!("X^{power} is not below X^{}", params.degree()))
-    })? = 1;
-    let mut x =
-        Poly::try_convert_from(monomial.as_slice(), ctx, false, Representation::PowerBasis)?;
-    x.change_representation(Representation::Ntt);
+    // By pointer first: comparing contexts field by field costs about an NTT.
+    let same = |c: &Poly| std::sync::Arc::ptr_eq(c.ctx(), x.ctx()) || c.ctx() == x.ctx();
+    if !same(c0) || !same(c1) {
+        return Err(Error::Parameters(
+            "a ciphertext and a polynomial at different levels".into(),
+        ));
+    }
     // fhe.rs keeps ciphertexts in NTT form; convert a copy otherwise.
     let times = |c: &Poly| {
         let mut c = c.clone();
         if *c.representation() != Representation::Ntt {
             c.change_representation(Representation::Ntt);
         }
-        c *= &x;
+        c *= x;
         c
     };
     Ok(Ciphertext::new(vec![times(c0), times(c1)], params.bfv())?)

@@ -344,28 +344,40 @@ impl GaloisKeys {
         let ell = (self.params.degree() / stride).trailing_zeros();
         let mut leaves: Vec<Option<&fhe::bfv::Ciphertext>> = cts.iter().map(Some).collect();
         leaves.resize(1 << ell, None);
+        // X^(N/2^d) in NTT form for each merge depth d = 1..=ell.
+        let n = self.params.degree();
+        let monomials = (1..=ell)
+            .map(|d| crate::decrypt::monomial_ntt(&self.params, 0, n >> d))
+            .collect::<Result<Vec<_>>>()?;
         let packed = self
-            .merge(&leaves, ell)?
+            .merge(&leaves, ell, &monomials)?
             .ok_or_else(|| Error::Parameters("nothing to pack".into()))?;
         self.partial_trace(packed, ell)
     }
 
     /// PackLWEs' recursion on `2^ell` leaves (`None` for padding): the even
     /// and the odd leaves, each packed with stride `N/2^(ell−1)`, merged.
+    /// `monomials[d − 1]` is `X^(N/2^d)` in NTT form.
     fn merge(
         &self,
         leaves: &[Option<&fhe::bfv::Ciphertext>],
         ell: u32,
+        monomials: &[fhe_math::rq::Poly],
     ) -> Result<Option<fhe::bfv::Ciphertext>> {
         if ell == 0 {
             return Ok(leaves.first().copied().flatten().cloned());
         }
         let even: Vec<_> = leaves.iter().step_by(2).copied().collect();
         let odd: Vec<_> = leaves.iter().skip(1).step_by(2).copied().collect();
-        let (a, b) = rayon::join(|| self.merge(&even, ell - 1), || self.merge(&odd, ell - 1));
-        let shift = self.params.degree() >> ell;
+        let (a, b) = rayon::join(
+            || self.merge(&even, ell - 1, monomials),
+            || self.merge(&odd, ell - 1, monomials),
+        );
+        let x = monomials
+            .get(ell as usize - 1)
+            .ok_or_else(|| Error::Parameters(format!("no monomial for depth {ell}")))?;
         let xb = b?
-            .map(|b| crate::decrypt::times_monomial(&self.params, &b, shift))
+            .map(|b| crate::decrypt::times_ntt(&self.params, &b, x))
             .transpose()?;
         let g = (1u32 << ell) + 1;
         Ok(match (a?, xb) {
