@@ -8,7 +8,8 @@
 //! ```
 //!
 //! `STEP` is one of `pk`, `relin1`, `relin2`, `mul`, `share`, `combine`,
-//! `rotate`
+//! `rotate`, `traces` (eleven slot sums traced one by one, then packed as
+//! constants), `pack_traces` (the same traced together)
 //! (default `relin1`); `ITERS` (default 200); `GAP_MS` (default 0) busy-waits
 //! between repetitions, as another system's step would; `DIGIT_PRIMES`
 //! (default 1) sets the primes per key-switching digit. Not part of CI.
@@ -179,8 +180,39 @@ fn main() {
                 black_box(gk.rotate_columns(&ct, 1).unwrap());
             });
         }
+        "traces" | "pack_traces" => {
+            // The demo's eleven slot sums: traced one by one and packed as
+            // constants, or traced together.
+            let elements = galois::trace_elements(&params);
+            let shares: Vec<_> = members
+                .iter()
+                .zip(&additive)
+                .map(|(&x, sk)| {
+                    galois::galois_key_share(&params, &crs, sk, &elements, x, &mut rng).unwrap()
+                })
+                .collect();
+            let gk = galois::aggregate_galois_key_rows(&params, &crs, &members, &elements, shares)
+                .unwrap();
+            let cts: Vec<_> = (0..11)
+                .map(|_| sample_ciphertext(&params, &crs, &members, &additive, &mut rng))
+                .collect();
+            if step == "traces" {
+                timed(&mut || {
+                    let traced: Vec<_> = cts.iter().map(|ct| gk.trace(ct).unwrap()).collect();
+                    let refs: Vec<_> = traced.iter().collect();
+                    black_box(decrypt::pack_constants(&params, &refs).unwrap());
+                });
+            } else {
+                timed(&mut || {
+                    black_box(gk.pack_traces(&cts).unwrap());
+                });
+            }
+        }
         other => {
-            eprintln!("unknown STEP {other}: pk, relin1, relin2, mul, share, combine, rotate");
+            eprintln!(
+                "unknown STEP {other}: pk, relin1, relin2, mul, share, combine, rotate, \
+                 traces, pack_traces"
+            );
             std::process::exit(2);
         }
     }
