@@ -154,10 +154,7 @@ impl<'a> Evaluator<'a> {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let mut ct = match pack.kind {
-                    PackKind::Traces { .. } => {
-                        let members: Vec<Ciphertext> = members.into_iter().cloned().collect();
-                        self.galois_key()?.pack_traces(&members)?
-                    }
+                    PackKind::Traces(_) => self.galois_key()?.pack_traces(&members)?,
                     PackKind::Constants => synod_he::decrypt::pack_constants(params, &members)?,
                 };
                 ct.switch_to_level(pack.level)?;

@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use synod_he::flooding::Flooding;
+use synod_he::galois::TraceLayout;
 use synod_he::params::{MAX_PLAINTEXT_BITS, MIN_PLAINTEXT_BITS};
 use synod_he::{ParameterSet, Params};
 
@@ -179,12 +180,9 @@ pub struct ConstantPack {
 pub enum PackKind {
     /// Aggregates that are slot sums `sum(e)`: the members' `e` (chunks
     /// added) go through `synod_he::galois::GaloisKeys::pack_traces`, which
-    /// traces them together (`k − 1 + log2(N/k)` automorphisms instead of
-    /// `k·log2 N`); member `i` lands in coefficient `i·stride`.
-    Traces {
-        /// Coefficients between members (`synod_he::galois::trace_pack_stride`).
-        stride: usize,
-    },
+    /// traces them together (for the demo's 11, 21 automorphisms instead of
+    /// 143); member `i` lands where the layout says.
+    Traces(TraceLayout),
     /// Other one-value aggregates, each evaluated and switched to the pack's
     /// level, then `synod_he::decrypt::pack_constants`: member `i` in
     /// coefficient `i`.
@@ -192,11 +190,12 @@ pub enum PackKind {
 }
 
 impl ConstantPack {
-    /// The coefficient that holds member `i` (the `i`-th of `aggregates`).
-    pub fn coefficient(&self, i: usize) -> usize {
+    /// The coefficient that holds member `i` (the `i`-th of `aggregates`;
+    /// `None` past them).
+    pub fn coefficient(&self, i: usize) -> Option<usize> {
         match self.kind {
-            PackKind::Traces { stride } => i * stride,
-            PackKind::Constants => i,
+            PackKind::Traces(layout) => layout.coefficient(i),
+            PackKind::Constants => (i < self.aggregates.len()).then_some(i),
         }
     }
 }
@@ -519,7 +518,8 @@ impl Plan {
     /// of its members'), at the level that needs the fewest decryptions (the
     /// deepest among equals), and moves them to that level. Slot sums pack
     /// by their traces ([`PackKind::Traces`]), the others as constants; a
-    /// lone slot sum joins the constants. Empty (each decrypted alone) for
+    /// lone slot sum joins the constants, and all join them when packing
+    /// the two kinds apart would take more decryptions. Empty (each decrypted alone) for
     /// fewer than two, or when no level holds even two together.
     fn plan_packs(
         params: &Params,
@@ -554,9 +554,30 @@ impl Plan {
                 max_active,
             )
         };
-        let mut packs = group(&traces, out, true);
-        packs.extend(group(&constants, out, false));
-        packs
+        // Slot sums traced together, the others packed apart; unless that
+        // takes more decryptions than packing them all as constants (a
+        // circuit that mixes the two kinds), which the decryption budget
+        // counts and compute time does not.
+        let decryptions = |packs: &[ConstantPack], members: usize| {
+            let packed: usize = packs.iter().map(|p| p.aggregates.len()).sum();
+            packs.len() + members - packed
+        };
+        let members = traces.len() + constants.len();
+        let mut split_out = out.to_vec();
+        let mut split = group(&traces, &mut split_out, true);
+        split.extend(group(&constants, &mut split_out, false));
+        if !traces.is_empty() && !constants.is_empty() {
+            let mut all: Vec<usize> = traces.iter().chain(&constants).copied().collect();
+            all.sort_unstable();
+            let mut joint_out = out.to_vec();
+            let joint = group(&all, &mut joint_out, false);
+            if decryptions(&joint, members) < decryptions(&split, members) {
+                out.clone_from_slice(&joint_out);
+                return joint;
+            }
+        }
+        out.clone_from_slice(&split_out);
+        split
     }
 
     /// [`Self::plan_packs`] for one kind of pack.
@@ -637,8 +658,8 @@ impl Plan {
             };
             // Cannot fail either (at most N members).
             let kind = if traced {
-                match synod_he::galois::trace_pack_stride(params, group.len()) {
-                    Ok(stride) => PackKind::Traces { stride },
+                match TraceLayout::new(params, group.len()) {
+                    Ok(layout) => PackKind::Traces(layout),
                     Err(_) => continue,
                 }
             } else {

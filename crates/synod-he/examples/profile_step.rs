@@ -204,7 +204,7 @@ fn main() {
                 });
             } else {
                 timed(&mut || {
-                    black_box(gk.pack_traces(&cts).unwrap());
+                    black_box(gk.pack_traces(&cts.iter().collect::<Vec<_>>()).unwrap());
                 });
             }
         }

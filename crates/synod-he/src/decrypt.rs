@@ -314,8 +314,8 @@ fn centre(p: u64, s: u64) -> i64 {
 /// nothing the separate decryptions would not (every other coefficient is
 /// zero). Every input must be a relinearised ciphertext at the same level;
 /// at most `N` of them. The packing is deterministic, so every participant
-/// derives the same ciphertext from the agreed outputs, and checks that it
-/// did before making a share (the caller's duty, as for any output).
+/// who evaluates the circuit gets the same packed ciphertext, which is part
+/// of the output it compares before making a share.
 pub fn pack_constants(params: &Params, cts: &[&Ciphertext]) -> Result<Ciphertext> {
     let first = cts
         .first()

@@ -1,8 +1,8 @@
 //! The serialised form of a residue vector: bit-packed at the width of its
 //! largest residue (≈ 44 bits for the N = 8192 primes), little-endian, with
 //! the count and width in front. About 5.5 bytes per residue instead of 8 (or
-//! ~6.3 for varints), and an encoder and decoder of about a nanosecond per
-//! residue. Decoding checks
+//! ~6.3 for varints), and an encoder and decoder of about two nanoseconds per
+//! residue on the development VM. Decoding checks
 //! the width and the length and never panics on hostile bytes.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

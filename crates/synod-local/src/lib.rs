@@ -502,9 +502,12 @@ pub(crate) fn decrypt_aggregates(
     for (pack, ct) in plan.packs().iter().zip(&outputs.packs) {
         let values = decrypt_one(ct, &pack.flooding, Readout::Coefficients)?;
         for (k, &i) in pack.aggregates.iter().enumerate() {
-            let v = values.get(pack.coefficient(k)).ok_or_else(|| {
-                LocalError::Other(format!("no coefficient {} in a pack", pack.coefficient(k)))
-            })?;
+            let v = pack
+                .coefficient(k)
+                .and_then(|c| values.get(c))
+                .ok_or_else(|| {
+                    LocalError::Other(format!("no coefficient for member {k} of a pack"))
+                })?;
             if let Some(slot) = all.get_mut(i) {
                 *slot = Some(vec![i128::from(*v)]);
             }

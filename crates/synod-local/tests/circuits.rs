@@ -159,11 +159,11 @@ fn statistics_match_the_clear_computation() {
         .collect();
     assert_eq!(pack.aggregates, one_value);
     // All of them are slot sums: packed by their traces, spread out.
-    assert_eq!(
-        pack.kind,
-        synod_circuit::PackKind::Traces {
-            stride: 2048 / one_value.len().next_power_of_two()
-        }
+    assert!(
+        matches!(pack.kind, synod_circuit::PackKind::Traces(l)
+            if l.stride == 2048 / one_value.len().next_power_of_two()),
+        "{:?}",
+        pack.kind
     );
     assert!(one_value.len() >= 2 && one_value.len() < r.plan.aggregates().len());
     assert!(one_value
@@ -449,7 +449,10 @@ fn grouped_digits_when_the_noise_allows() {
         ),
         (
             "five packed slot sums",
-            keys.galois_key().unwrap().pack_traces(&five).unwrap(),
+            keys.galois_key()
+                .unwrap()
+                .pack_traces(&five.iter().collect::<Vec<_>>())
+                .unwrap(),
             5.0 * model.sum_slots(fresh, 1),
         ),
     ];
@@ -595,4 +598,39 @@ fn variances(parties: usize, inner_product: bool) -> CircuitSpec {
         text += "[[outputs]]\nname = \"ip\"\nexpr = \"inner_product(p1.x, p2.x)\"\n";
     }
     CircuitSpec::from_toml(&text).unwrap()
+}
+
+/// Slot sums are traced together, apart from the other one-value outputs;
+/// when that would take more decryptions than packing everything as
+/// constants (here two against one, over a budget of one), the plan packs
+/// them all as constants.
+#[test]
+fn mixed_one_value_outputs_keep_one_decryption() {
+    let mut s = spec(
+        &[("a", "x", -10.0, 10.0, 1), ("b", "x", -10.0, 10.0, 1)],
+        &[
+            ("product", "sum(a.x) * sum(b.x)"),
+            ("a", "sum(a.x)"),
+            ("b", "sum(b.x)"),
+        ],
+    );
+    s.max_decryptions = 1;
+    let plan = Plan::new(&s, 8192, 5, 3).unwrap();
+    let [pack] = plan.packs() else {
+        panic!("one pack expected: {:?}", plan.packs());
+    };
+    assert_eq!(pack.kind, synod_circuit::PackKind::Constants);
+    assert_eq!(pack.aggregates.len(), plan.aggregates().len());
+    assert_eq!(plan.decryptions(), 1);
+    // Without the product, the sums are traced together.
+    let sums = spec(
+        &[("a", "x", -10.0, 10.0, 1), ("b", "x", -10.0, 10.0, 1)],
+        &[("a", "sum(a.x)"), ("b", "sum(b.x)")],
+    );
+    let plan = Plan::new(&sums, 8192, 5, 3).unwrap();
+    assert!(
+        matches!(plan.packs(), [p] if matches!(p.kind, synod_circuit::PackKind::Traces(_))),
+        "{:?}",
+        plan.packs()
+    );
 }

@@ -808,7 +808,7 @@ fn print_tables(r: &Report, plan: &Plan, seed: u64) {
         let packed: usize = packs.iter().map(|p| p.aggregates.len()).sum();
         let traced: usize = packs
             .iter()
-            .filter(|p| matches!(p.kind, synod_circuit::PackKind::Traces { .. }))
+            .filter(|p| matches!(p.kind, synod_circuit::PackKind::Traces(_)))
             .map(|p| p.aggregates.len())
             .sum();
         let (n, s) = (packs.len(), if packs.len() == 1 { "" } else { "s" });
