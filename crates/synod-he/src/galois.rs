@@ -701,6 +701,19 @@ mod tests {
         assert!(ntt_permutation(2048, 4).is_err());
     }
 
+    /// Three participants (points 1, 2, 3) and their additive key shares.
+    fn three_parties(
+        params: &Params,
+        rng: &mut rand_chacha::ChaCha20Rng,
+    ) -> (Vec<EvaluationPoint>, Vec<AdditiveKeyShare>) {
+        let pts: Vec<_> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
+        let sks = pts
+            .iter()
+            .map(|_| AdditiveKeyShare::generate(params, rng).unwrap())
+            .collect();
+        (pts, sks)
+    }
+
     /// With two primes per digit the keys have three rows, and rotations and
     /// the inner sum decrypt to what one prime per digit gives.
     #[test]
@@ -710,11 +723,7 @@ mod tests {
         let base = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
         let crs = CommonRandomness::new(&base, [6; 32]);
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
-        let pts: Vec<_> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
-        let sks: Vec<_> = pts
-            .iter()
-            .map(|_| AdditiveKeyShare::generate(&base, &mut rng).unwrap())
-            .collect();
+        let (pts, sks) = three_parties(&base, &mut rng);
         let mut elements = inner_sum_elements(&base);
         elements.push(rotation_element(&base, 5).unwrap());
         let keys = |params: &Params, rng: &mut rand_chacha::ChaCha20Rng| {
@@ -753,9 +762,10 @@ mod tests {
         }
     }
 
-    /// `pack_traces` puts input `i`'s slot sum in coefficient `i·stride` and
-    /// zeroes the rest, for counts that are and are not powers of two, with
-    /// noise no larger than separate traces'; `trace` sums the slots.
+    /// `pack_traces` puts input `i`'s slot sum in its layout's coefficient
+    /// and zeroes the rest, for counts that are and are not powers of two,
+    /// with noise like separate traces'; inputs of another level are
+    /// refused; `trace` sums the slots.
     #[test]
     fn packed_traces_open_as_slot_sums() {
         use fhe::bfv::{Encoding, Plaintext};
@@ -763,11 +773,7 @@ mod tests {
         let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
         let crs = CommonRandomness::new(&params, [8; 32]);
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(15);
-        let pts: Vec<_> = (1..=3).map(|x| EvaluationPoint::new(x).unwrap()).collect();
-        let sks: Vec<_> = pts
-            .iter()
-            .map(|_| AdditiveKeyShare::generate(&params, &mut rng).unwrap())
-            .collect();
+        let (pts, sks) = three_parties(&params, &mut rng);
         let elements = trace_elements(&params);
         assert_eq!(elements.len(), 11);
         let shares: Vec<_> = pts
