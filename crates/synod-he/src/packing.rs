@@ -58,11 +58,18 @@ fn pack_words(values: &[u64], bits: u32, out: &mut [u8]) {
     }
 }
 
-/// Unpacks `count` values of `bits` bits; `None` if the lengths disagree.
+/// The most values one packed vector may hold: far above any parameter
+/// set's `primes × N` (at most about 2^18), and low enough that a hostile
+/// header (narrow values, huge count) cannot make decoding allocate more
+/// than 32 MiB.
+const MAX_VALUES: usize = 1 << 22;
+
+/// Unpacks `count` values of `bits` bits; `None` if the lengths disagree or
+/// `count` exceeds [`MAX_VALUES`].
 /// Value `i` starts at bit `i·bits`: read from the 16 bytes at its first
 /// byte (zero-padded at the end), without a running state.
 fn unpack(bytes: &[u8], count: usize, bits: u32) -> Option<Vec<u64>> {
-    if !(1..=64).contains(&bits) || bytes.len() != packed_len(count, bits) {
+    if !(1..=64).contains(&bits) || count > MAX_VALUES || bytes.len() != packed_len(count, bits) {
         return None;
     }
     let mask = u64::MAX >> (64 - bits);
@@ -128,6 +135,17 @@ mod tests {
             let bytes = pack(&values, bits);
             prop_assert_eq!(bytes.len(), packed_len(values.len(), bits));
             prop_assert_eq!(unpack(&bytes, values.len(), bits).unwrap(), values);
+        }
+
+        #[test]
+        fn oversized_counts_are_refused(extra in 1usize..1000) {
+            // One-bit values: a small message could otherwise ask for a huge
+            // vector.
+            let count = MAX_VALUES + extra;
+            let bytes = vec![0u8; packed_len(count, 1)];
+            prop_assert!(unpack(&bytes, count, 1).is_none());
+            let fits = vec![0u8; packed_len(MAX_VALUES, 1)];
+            prop_assert_eq!(unpack(&fits, MAX_VALUES, 1).map(|v| v.len()), Some(MAX_VALUES));
         }
 
         #[test]
