@@ -96,16 +96,29 @@ impl<'a> Evaluator<'a> {
                 }
             }
         }
-        // Members of a traced pack are evaluated up to their trace (the
-        // sum's operand, chunks added), which the pack takes over.
-        let traced: Vec<bool> = (0..self.plan.aggregates().len())
-            .map(|i| {
-                self.plan
-                    .packs()
-                    .iter()
-                    .any(|p| matches!(p.kind, PackKind::Traces { .. }) && p.aggregates.contains(&i))
-            })
-            .collect();
+        // Slot sums traced with their pack are evaluated up to their trace
+        // (the sum's operand, chunks added), which the pack takes over; the
+        // other members of a traced pack stay at level 0 to be added to it.
+        #[derive(Clone, Copy, PartialEq)]
+        enum Role {
+            Alone,
+            Traced,
+            AddedAtLevel0,
+        }
+        let mut roles = vec![Role::Alone; self.plan.aggregates().len()];
+        for pack in self.plan.packs() {
+            if matches!(pack.kind, PackKind::Traces(_)) {
+                for (k, &i) in pack.aggregates.iter().enumerate() {
+                    if let Some(r) = roles.get_mut(i) {
+                        *r = if pack.traces_member(k) {
+                            Role::Traced
+                        } else {
+                            Role::AddedAtLevel0
+                        };
+                    }
+                }
+            }
+        }
         // The aggregates are independent: evaluated in parallel (a rotation
         // or a product parallelises only over the RNS primes, which leaves
         // threads idle), collected in plan order.
@@ -114,9 +127,9 @@ impl<'a> Evaluator<'a> {
             .plan
             .aggregates()
             .par_iter()
-            .zip(&traced)
-            .map(|(agg, &traced)| {
-                if traced {
+            .zip(&roles)
+            .map(|(agg, &role)| {
+                if role == Role::Traced {
                     let Expr::Sum(operand) = &agg.expr else {
                         return Err(CircuitError::Invalid(format!(
                             "`{}` is packed by its trace but is not a sum",
@@ -132,8 +145,10 @@ impl<'a> Evaluator<'a> {
                 if agg.shape == Shape::Aggregate {
                     cts.truncate(1);
                 }
-                for ct in cts.iter_mut() {
-                    ct.switch_to_level(agg.level)?;
+                if role == Role::Alone {
+                    for ct in cts.iter_mut() {
+                        ct.switch_to_level(agg.level)?;
+                    }
                 }
                 Ok(cts)
             })
@@ -154,7 +169,10 @@ impl<'a> Evaluator<'a> {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let mut ct = match pack.kind {
-                    PackKind::Traces(_) => self.galois_key()?.pack_traces(&members)?,
+                    PackKind::Traces(layout) => {
+                        let (traced, added) = members.split_at(layout.count.min(members.len()));
+                        self.galois_key()?.pack_traces_with(traced, added)?
+                    }
                     PackKind::Constants => synod_he::decrypt::pack_constants(params, &members)?,
                 };
                 ct.switch_to_level(pack.level)?;

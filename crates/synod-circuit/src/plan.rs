@@ -178,10 +178,12 @@ pub struct ConstantPack {
 /// How a [`ConstantPack`] is made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum PackKind {
-    /// Aggregates that are slot sums `sum(e)`: the members' `e` (chunks
-    /// added) go through `synod_he::galois::GaloisKeys::pack_traces`, which
-    /// traces them together (for the demo's 11, 21 automorphisms instead of
-    /// 143); member `i` lands where the layout says.
+    /// The first `layout.count` members are slot sums `sum(e)`: their `e`
+    /// (chunks added) go through `synod_he::galois::GaloisKeys::pack_traces`,
+    /// which traces them together (for the demo's 11, 21 automorphisms
+    /// instead of 143), each where the layout says. Any further members
+    /// (other one-value outputs, constant plaintexts) are added at the
+    /// layout's free coefficients, where the traced plaintext is zero.
     Traces(TraceLayout),
     /// Other one-value aggregates, each evaluated and switched to the pack's
     /// level, then `synod_he::decrypt::pack_constants`: member `i` in
@@ -193,10 +195,20 @@ impl ConstantPack {
     /// The coefficient that holds member `i` (the `i`-th of `aggregates`;
     /// `None` past them).
     pub fn coefficient(&self, i: usize) -> Option<usize> {
-        match self.kind {
-            PackKind::Traces(layout) => layout.coefficient(i),
-            PackKind::Constants => (i < self.aggregates.len()).then_some(i),
+        if i >= self.aggregates.len() {
+            return None;
         }
+        match self.kind {
+            PackKind::Traces(layout) if i < layout.count => layout.coefficient(i),
+            PackKind::Traces(layout) => layout.free_coefficient(i - layout.count),
+            PackKind::Constants => Some(i),
+        }
+    }
+
+    /// Whether member `i` is traced with the pack (else it is evaluated
+    /// whole and added as a constant).
+    pub fn traces_member(&self, i: usize) -> bool {
+        matches!(self.kind, PackKind::Traces(layout) if i < layout.count)
     }
 }
 
@@ -517,10 +529,11 @@ impl Plan {
     /// ciphertexts as their noise allows (a pack's noise is at most the sum
     /// of its members'), at the level that needs the fewest decryptions (the
     /// deepest among equals), and moves them to that level. Slot sums pack
-    /// by their traces ([`PackKind::Traces`]), the others as constants; a
-    /// lone slot sum joins the constants, and all join them when packing
-    /// the two kinds apart would take more decryptions. Empty (each decrypted alone) for
-    /// fewer than two, or when no level holds even two together.
+    /// by their traces ([`PackKind::Traces`]), with the other one-value
+    /// outputs added where the traced plaintext is zero; a lone slot sum is
+    /// packed as a constant ([`PackKind::Constants`]). Empty (each
+    /// decrypted alone) for fewer than two, or when no level holds even two
+    /// together.
     fn plan_packs(
         params: &Params,
         model: &NoiseModel,
@@ -538,49 +551,29 @@ impl Plan {
                 }
             }
         }
-        if traces.len() < 2 {
-            constants.append(&mut traces);
-            constants.sort_unstable();
+        // Slot sums first, traced together; the other one-value outputs in
+        // the coefficients their traced pack leaves zero. A lone slot sum
+        // is packed as a constant (its trace costs the same either way).
+        let traced = if traces.len() < 2 { 0 } else { traces.len() };
+        let mut members = traces;
+        members.append(&mut constants);
+        if traced == 0 {
+            members.sort_unstable();
         }
-        let group = |members: &[usize], out: &mut [Aggregate], traced: bool| {
-            Self::pack_group(
-                params,
-                model,
-                out,
-                vars,
-                members,
-                traced,
-                max_decryptions,
-                max_active,
-            )
-        };
-        // Slot sums traced together, the others packed apart; unless that
-        // takes more decryptions than packing them all as constants (a
-        // circuit that mixes the two kinds), which the decryption budget
-        // counts and compute time does not.
-        let decryptions = |packs: &[ConstantPack], members: usize| {
-            let packed: usize = packs.iter().map(|p| p.aggregates.len()).sum();
-            packs.len() + members - packed
-        };
-        let members = traces.len() + constants.len();
-        let mut split_out = out.to_vec();
-        let mut split = group(&traces, &mut split_out, true);
-        split.extend(group(&constants, &mut split_out, false));
-        if !traces.is_empty() && !constants.is_empty() {
-            let mut all: Vec<usize> = traces.iter().chain(&constants).copied().collect();
-            all.sort_unstable();
-            let mut joint_out = out.to_vec();
-            let joint = group(&all, &mut joint_out, false);
-            if decryptions(&joint, members) < decryptions(&split, members) {
-                out.clone_from_slice(&joint_out);
-                return joint;
-            }
-        }
-        out.clone_from_slice(&split_out);
-        split
+        Self::pack_group(
+            params,
+            model,
+            out,
+            vars,
+            &members,
+            traced,
+            max_decryptions,
+            max_active,
+        )
     }
 
-    /// [`Self::plan_packs`] for one kind of pack.
+    /// [`Self::plan_packs`] for `members`, of which the first `traced` are
+    /// slot sums to trace together.
     #[allow(clippy::too_many_arguments)]
     fn pack_group(
         params: &Params,
@@ -588,7 +581,7 @@ impl Plan {
         out: &mut [Aggregate],
         vars: &[f64],
         members: &[usize],
-        traced: bool,
+        traced: usize,
         max_decryptions: u64,
         max_active: usize,
     ) -> Vec<ConstantPack> {
@@ -648,7 +641,7 @@ impl Plan {
             return Vec::new();
         };
         let mut packs = Vec::new();
-        for group in members.chunks(k) {
+        for (c, group) in members.chunks(k).enumerate() {
             let var: f64 = group.iter().map(|&i| var_at(i, level)).sum();
             let bits = NoiseModel::bound_bits(var);
             let Ok(flooding) = Flooding::new(params, level, bits, max_decryptions, max_active)
@@ -657,13 +650,16 @@ impl Plan {
                 continue;
             };
             // Cannot fail either (at most N members).
-            let kind = if traced {
-                match TraceLayout::new(params, group.len()) {
-                    Ok(layout) => PackKind::Traces(layout),
-                    Err(_) => continue,
+            // Traced if the chunk holds slot sums and their layout leaves
+            // room for its other members; else every member as a constant
+            // (always correct: a slot sum evaluated alone is its trace).
+            let sums = traced.saturating_sub(c * k).min(group.len());
+            let extra = group.len() - sums;
+            let kind = match TraceLayout::new(params, sums) {
+                Ok(layout) if extra == 0 || layout.free_coefficient(extra - 1).is_some() => {
+                    PackKind::Traces(layout)
                 }
-            } else {
-                PackKind::Constants
+                _ => PackKind::Constants,
             };
             for (i, a) in out.iter_mut().enumerate() {
                 if group.contains(&i) {

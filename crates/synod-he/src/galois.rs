@@ -88,6 +88,15 @@ impl TraceLayout {
     pub fn coefficient(&self, i: usize) -> Option<usize> {
         self.leaf(i).map(|r| r * self.stride)
     }
+
+    /// The `j`-th coefficient that is not a multiple of `stride`, where the
+    /// packed plaintext is zero, so that something else may be added there
+    /// (`None` when there are fewer).
+    pub fn free_coefficient(&self, j: usize) -> Option<usize> {
+        let per_gap = self.stride.checked_sub(1).filter(|&g| g > 0)?;
+        let c = (j / per_gap) * self.stride + 1 + j % per_gap;
+        (c < self.stride << self.depth).then_some(c)
+    }
 }
 
 /// The Galois element that rotates the columns left by `steps` (`0 < steps < N/2`).
@@ -376,13 +385,49 @@ impl GaloisKeys {
     /// Inputs must be level-0 relinearised ciphertexts (keys for
     /// [`trace_elements`]).
     pub fn pack_traces(&self, cts: &[&fhe::bfv::Ciphertext]) -> Result<fhe::bfv::Ciphertext> {
+        self.pack_traces_with(cts, &[])
+    }
+
+    /// [`Self::pack_traces`] of `cts`, plus `constants`, ciphertexts whose
+    /// plaintexts are constant polynomials (a slot sum already traced, a
+    /// product of such), added as `X^c·ct` at the layout's free coefficients
+    /// ([`TraceLayout::free_coefficient`]`(j)` for the `j`-th), where the
+    /// traced plaintext is zero: a monomial only moves coefficients, so
+    /// each adds its own noise and nothing else. All level 0 and
+    /// relinearised.
+    pub fn pack_traces_with(
+        &self,
+        cts: &[&fhe::bfv::Ciphertext],
+        constants: &[&fhe::bfv::Ciphertext],
+    ) -> Result<fhe::bfv::Ciphertext> {
+        let mut packed = self.traced_pack(cts)?;
+        let layout = TraceLayout::new(&self.params, cts.len())?;
+        for (j, &c) in constants.iter().enumerate() {
+            let at = layout.free_coefficient(j).ok_or_else(|| {
+                Error::Parameters(format!(
+                    "no free coefficient for constant {j} beside {} traces",
+                    cts.len()
+                ))
+            })?;
+            if ciphertext_is_level0(&self.params, c).is_err() {
+                return Err(Error::Parameters(format!(
+                    "constant {j} is not a relinearised level-0 ciphertext of these parameters"
+                )));
+            }
+            let x = crate::decrypt::monomial_ntt(&self.params, 0, at)?;
+            packed += &crate::decrypt::times_ntt(&self.params, c, &x)?;
+        }
+        Ok(packed)
+    }
+
+    /// The traces of `cts` packed ([`Self::pack_traces`]).
+    fn traced_pack(&self, cts: &[&fhe::bfv::Ciphertext]) -> Result<fhe::bfv::Ciphertext> {
         let layout = TraceLayout::new(&self.params, cts.len())?;
         let ell = layout.depth;
-        let ctx = self.params.ctx(0)?;
         let mut leaves: Vec<Option<&fhe::bfv::Ciphertext>> = vec![None; 1 << ell];
         for (i, &ct) in cts.iter().enumerate() {
             // Checked before any arithmetic (fhe.rs's operators assert).
-            if ct.len() != 2 || ct.iter().any(|p| !std::sync::Arc::ptr_eq(p.ctx(), ctx)) {
+            if ciphertext_is_level0(&self.params, ct).is_err() {
                 return Err(Error::Parameters(format!(
                     "input {i} is not a relinearised level-0 ciphertext of these parameters"
                 )));
@@ -462,6 +507,18 @@ impl GaloisKeys {
         }
         glue::evaluation_key(&self.params, &keys)
     }
+}
+
+/// `Ok` for a 2-polynomial ciphertext whose polynomials are at level 0 of
+/// `params` (by context pointer, as every ciphertext made with them is).
+fn ciphertext_is_level0(params: &Params, ct: &fhe::bfv::Ciphertext) -> Result<()> {
+    let ctx = params.ctx(0)?;
+    if ct.len() != 2 || ct.iter().any(|p| !std::sync::Arc::ptr_eq(p.ctx(), ctx)) {
+        return Err(Error::Parameters(
+            "not a relinearised level-0 ciphertext".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The automorphism `X ↦ X^g` on a row of NTT residues (degree `n`, a
@@ -825,6 +882,11 @@ mod tests {
                 want[c] = *sum;
             }
             assert_eq!(layout.coefficient(count), None);
+            // The free coefficients are exactly the others, in order.
+            let free: Vec<usize> = (0..).map_while(|j| layout.free_coefficient(j)).collect();
+            assert_eq!(free.len(), 2048 - 2048 / layout.stride);
+            assert!(free.windows(2).all(|w| w[0] < w[1]));
+            assert!(free.iter().all(|c| c % layout.stride != 0));
             assert_eq!(coeffs, want, "{count} traces");
             // Coefficient `coefficient(i)` carries input i's noise exactly
             // as its own trace does (N·e_i(0)), plus key-switching noise of
@@ -837,6 +899,23 @@ mod tests {
             let worst = separate[..count].iter().copied().fold(0.0, f64::max);
             assert!(noise < worst + 6.0, "{count}: 2^{noise:.1} vs 2^{worst:.1}");
         }
+        // Traced slot sums with already-traced ones (constant plaintexts)
+        // added at the free coefficients.
+        let done: Vec<_> = cts[3..5].iter().map(|ct| keys.trace(ct).unwrap()).collect();
+        let mixed = keys
+            .pack_traces_with(&refs[..3], &[&done[0], &done[1]])
+            .unwrap();
+        let layout = TraceLayout::new(&params, 3).unwrap();
+        let coeffs =
+            Vec::<u64>::try_decode(&sk.try_decrypt(&mixed).unwrap(), Encoding::poly()).unwrap();
+        let mut want = vec![0u64; 2048];
+        for i in 0..3 {
+            want[layout.coefficient(i).unwrap()] = sums[i];
+        }
+        for j in 0..2 {
+            want[layout.free_coefficient(j).unwrap()] = sums[3 + j];
+        }
+        assert_eq!(coeffs, want, "three traced, two added");
         assert!(keys.pack_traces(&[]).is_err());
         assert!(TraceLayout::new(&params, 2049).is_err());
         // Inputs of another level or size are refused, not asserted on.

@@ -600,12 +600,11 @@ fn variances(parties: usize, inner_product: bool) -> CircuitSpec {
     CircuitSpec::from_toml(&text).unwrap()
 }
 
-/// Slot sums are traced together, apart from the other one-value outputs;
-/// when that would take more decryptions than packing everything as
-/// constants (here two against one, over a budget of one), the plan packs
-/// them all as constants.
+/// Slot sums are traced together, and the other one-value outputs (here a
+/// product of sums) are added to the same pack where its plaintext is zero:
+/// one decryption, exact results, even with a budget of one.
 #[test]
-fn mixed_one_value_outputs_keep_one_decryption() {
+fn mixed_one_value_outputs_share_a_traced_pack() {
     let mut s = spec(
         &[("a", "x", -10.0, 10.0, 1), ("b", "x", -10.0, 10.0, 1)],
         &[
@@ -615,22 +614,20 @@ fn mixed_one_value_outputs_keep_one_decryption() {
         ],
     );
     s.max_decryptions = 1;
-    let plan = Plan::new(&s, 8192, 5, 3).unwrap();
-    let [pack] = plan.packs() else {
-        panic!("one pack expected: {:?}", plan.packs());
+    let (r, _, dec) = run(&s, ParameterSet::InsecureTestN2048, 2048, 5, 3, 23);
+    let [pack] = r.plan.packs() else {
+        panic!("one pack expected: {:?}", r.plan.packs());
     };
-    assert_eq!(pack.kind, synod_circuit::PackKind::Constants);
-    assert_eq!(pack.aggregates.len(), plan.aggregates().len());
-    assert_eq!(plan.decryptions(), 1);
-    // Without the product, the sums are traced together.
-    let sums = spec(
-        &[("a", "x", -10.0, 10.0, 1), ("b", "x", -10.0, 10.0, 1)],
-        &[("a", "sum(a.x)"), ("b", "sum(b.x)")],
-    );
-    let plan = Plan::new(&sums, 8192, 5, 3).unwrap();
     assert!(
-        matches!(plan.packs(), [p] if matches!(p.kind, synod_circuit::PackKind::Traces(_))),
+        matches!(pack.kind, synod_circuit::PackKind::Traces(l) if l.count == 2),
         "{:?}",
-        plan.packs()
+        pack.kind
     );
+    assert_eq!(pack.aggregates.len(), r.plan.aggregates().len());
+    assert!(!pack.traces_member(2) && pack.traces_member(1));
+    assert_eq!(r.plan.decryptions(), 1);
+    let clear = r.plan.evaluate_clear(&r.ints).unwrap();
+    for (i, agg) in r.plan.aggregates().iter().enumerate() {
+        assert_eq!(dec[i][0], clear[i][0], "aggregate {}", agg.label);
+    }
 }
