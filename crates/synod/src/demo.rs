@@ -808,8 +808,10 @@ fn print_tables(r: &Report, plan: &Plan, seed: u64) {
         let packed: usize = packs.iter().map(|p| p.aggregates.len()).sum();
         let traced: usize = packs
             .iter()
-            .filter(|p| matches!(p.kind, synod_circuit::PackKind::Traces(_)))
-            .map(|p| p.aggregates.len())
+            .map(|p| match p.kind {
+                synod_circuit::PackKind::Traces(layout) => layout.count,
+                synod_circuit::PackKind::Constants => 0,
+            })
             .sum();
         let (n, s) = (packs.len(), if packs.len() == 1 { "" } else { "s" });
         let how = match traced {
