@@ -94,7 +94,9 @@ impl TraceLayout {
     /// (`None` when there are fewer).
     pub fn free_coefficient(&self, j: usize) -> Option<usize> {
         let per_gap = self.stride.checked_sub(1).filter(|&g| g > 0)?;
-        let c = (j / per_gap) * self.stride + 1 + j % per_gap;
+        let c = (j / per_gap)
+            .checked_mul(self.stride)?
+            .checked_add(1 + j % per_gap)?;
         (c < self.stride << self.depth).then_some(c)
     }
 }
@@ -887,6 +889,7 @@ mod tests {
             assert_eq!(free.len(), 2048 - 2048 / layout.stride);
             assert!(free.windows(2).all(|w| w[0] < w[1]));
             assert!(free.iter().all(|c| c % layout.stride != 0));
+            assert_eq!(layout.free_coefficient(usize::MAX), None);
             assert_eq!(coeffs, want, "{count} traces");
             // Coefficient `coefficient(i)` carries input i's noise exactly
             // as its own trace does (N·e_i(0)), plus key-switching noise of
