@@ -402,8 +402,9 @@ impl GaloisKeys {
         cts: &[&fhe::bfv::Ciphertext],
         constants: &[&fhe::bfv::Ciphertext],
     ) -> Result<fhe::bfv::Ciphertext> {
-        let mut packed = self.traced_pack(cts)?;
+        // Every input is checked before the (long) traced part starts.
         let layout = TraceLayout::new(&self.params, cts.len())?;
+        let mut added = Vec::with_capacity(constants.len());
         for (j, &c) in constants.iter().enumerate() {
             let at = layout.free_coefficient(j).ok_or_else(|| {
                 Error::Parameters(format!(
@@ -416,15 +417,22 @@ impl GaloisKeys {
                     "constant {j} is not a relinearised level-0 ciphertext of these parameters"
                 )));
             }
+            added.push((at, c));
+        }
+        let mut packed = self.traced_pack(cts, layout)?;
+        for (at, c) in added {
             let x = crate::decrypt::monomial_ntt(&self.params, 0, at)?;
             packed += &crate::decrypt::times_ntt(&self.params, c, &x)?;
         }
         Ok(packed)
     }
 
-    /// The traces of `cts` packed ([`Self::pack_traces`]).
-    fn traced_pack(&self, cts: &[&fhe::bfv::Ciphertext]) -> Result<fhe::bfv::Ciphertext> {
-        let layout = TraceLayout::new(&self.params, cts.len())?;
+    /// The traces of `cts` packed by `layout` ([`Self::pack_traces`]).
+    fn traced_pack(
+        &self,
+        cts: &[&fhe::bfv::Ciphertext],
+        layout: TraceLayout,
+    ) -> Result<fhe::bfv::Ciphertext> {
         let ell = layout.depth;
         let mut leaves: Vec<Option<&fhe::bfv::Ciphertext>> = vec![None; 1 << ell];
         for (i, &ct) in cts.iter().enumerate() {
