@@ -48,10 +48,17 @@ STEPS = [
     ("ct x ct + relinearise, 2-prime digits", "ct x ct + relinearise, 2-prime digits",
      "ct x ct + relinearise"),
     ("rotate columns, 2-prime digits", "rotate columns, 2-prime digits", None),
+    # synod hashes each output ciphertext once (its output-hash check) and
+    # binds the shares and their combination to that digest; the peers bind
+    # nothing, so the row has no peer.
+    ("ciphertext digest, once per output (fresh)",
+     "ciphertext digest, once per output (fresh)", None),
     ("decryption share (fresh)", "decryption share (fresh)", "decryption share (fresh)"),
     ("combine shares (fresh) [3; OpenFHE: all 5]", "combine 3 decryption shares (fresh)",
      "combine 5 decryption shares (fresh, n-of-n fusion)"),
     ("key-switch share (fresh)", "key-switch share (fresh)", None),
+    ("ciphertext digest, once per output (product)",
+     "ciphertext digest, once per output (product)", None),
     ("decryption share (product)", "decryption share (product)", "decryption share (product)"),
     ("combine shares (product) [3; OpenFHE: all 5]", "combine 3 decryption shares (product)",
      "combine 5 decryption shares (product, n-of-n fusion)"),

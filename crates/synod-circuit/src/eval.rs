@@ -283,19 +283,71 @@ pub fn output_hash(
     ciphertexts: &[Vec<Ciphertext>],
     packs: &[Ciphertext],
 ) -> Result<[u8; 32]> {
-    let mut hasher = blake3::Hasher::new_derive_key("synod/evaluation/v2");
-    for (i, cts) in ciphertexts.iter().enumerate() {
-        hasher.update(&(i as u64).to_le_bytes());
-        hasher.update(&(cts.len() as u64).to_le_bytes());
-        for ct in cts {
-            hasher.update(&synod_he::decrypt::ciphertext_digest(params, ct)?);
+    Ok(OutputDigests::of(params, ciphertexts, packs)?.hash())
+}
+
+/// The digest ([`synod_he::decrypt::ciphertext_digest`]) of every
+/// ciphertext of an evaluation's output, in [`EvaluatedOutputs`]' order:
+/// what [`output_hash`] folds, kept so that the decryption shares and
+/// their combination bind each ciphertext without hashing it again
+/// ([`synod_he::decrypt::Digested`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputDigests {
+    /// Per aggregate, one digest per ciphertext.
+    pub aggregates: Vec<Vec<[u8; 32]>>,
+    /// Per pack, its ciphertext's digest.
+    pub packs: Vec<[u8; 32]>,
+}
+
+impl OutputDigests {
+    /// Hashes every ciphertext (in parallel).
+    pub fn of(
+        params: &Params,
+        ciphertexts: &[Vec<Ciphertext>],
+        packs: &[Ciphertext],
+    ) -> Result<Self> {
+        use rayon::prelude::*;
+        let digest = |ct: &Ciphertext| synod_he::decrypt::ciphertext_digest(params, ct);
+        let (aggregates, packs) = rayon::join(
+            || {
+                ciphertexts
+                    .par_iter()
+                    .map(|cts| {
+                        cts.par_iter()
+                            .map(digest)
+                            .collect::<std::result::Result<Vec<_>, _>>()
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            },
+            || {
+                packs
+                    .par_iter()
+                    .map(digest)
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            },
+        );
+        Ok(Self {
+            aggregates: aggregates?,
+            packs: packs?,
+        })
+    }
+
+    /// The output hash ([`output_hash`]).
+    pub fn hash(&self) -> [u8; 32] {
+        let mut hasher = blake3::Hasher::new_derive_key("synod/evaluation/v2");
+        for (i, digests) in self.aggregates.iter().enumerate() {
+            hasher.update(&(i as u64).to_le_bytes());
+            hasher.update(&(digests.len() as u64).to_le_bytes());
+            for d in digests {
+                hasher.update(d);
+            }
         }
+        hasher.update(&(self.packs.len() as u64).to_le_bytes());
+        for d in &self.packs {
+            hasher.update(d);
+        }
+        *hasher.finalize().as_bytes()
     }
-    hasher.update(&(packs.len() as u64).to_le_bytes());
-    for ct in packs {
-        hasher.update(&synod_he::decrypt::ciphertext_digest(params, ct)?);
-    }
-    Ok(*hasher.finalize().as_bytes())
 }
 
 /// The chunks of a column-shaped value added into one ciphertext.

@@ -440,9 +440,27 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
         );
         let mine = &shares[0];
         let ct_arc = Arc::new(ct.clone());
+        // A participant hashes each output ciphertext once, when it checks
+        // the evaluation's output hash (made of these digests); its share
+        // and the combination bind that digest without hashing again. The
+        // hashing is its own row, with no peer counterpart (the peers bind
+        // nothing).
+        let synod = time(fast, || decrypt::Digested::new(&params, ct).unwrap());
+        rows.push(Row {
+            step: leak(format!("ciphertext digest, once per output ({what})")),
+            flood: None,
+            synod,
+            fhe: None,
+        });
+        let digested = decrypt::Digested::new(&params, ct).unwrap();
         let (synod, fhe) = pair(
             fast,
-            || decrypt::decryption_share(&params, mine, &set, ct, &flooding, &mut rng).unwrap(),
+            || {
+                decrypt::decryption_share_digested(
+                    &params, mine, &set, digested, &flooding, &mut rng,
+                )
+                .unwrap()
+            },
             || mbfv::DecryptionShare::new(&fhe_sks[0], &ct_arc, &mut rng2).unwrap(),
         );
         rows.push(Row {
@@ -473,7 +491,10 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
             inputs,
             // synod's output path: the shares straight to slot values
             // (fhe.rs's row stops at a plaintext, before decoding).
-            |s| decrypt::combine_signed(&params, ct, &set, s).unwrap(),
+            |s| {
+                decrypt::combine_digested_as(&params, digested, &set, s, decrypt::Readout::Slots)
+                    .unwrap()
+            },
             |f| Plaintext::from_shares(f).unwrap(),
         );
         rows.push(Row {
@@ -483,8 +504,10 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
             fhe: Some(fhe_combine),
         });
         let synod = time(fast, || {
-            keyswitch::key_switch_share(&params, mine, &set, ct, &recipient, &flooding, &mut rng)
-                .unwrap()
+            keyswitch::key_switch_share_digested(
+                &params, mine, &set, digested, &recipient, &flooding, &mut rng,
+            )
+            .unwrap()
         });
         rows.push(Row {
             step: leak(format!("key-switch share ({what})")),

@@ -48,6 +48,45 @@ pub fn ciphertext_digest(params: &Params, ct: &Ciphertext) -> Result<[u8; 32]> {
     Ok(*h.finalize().as_bytes())
 }
 
+/// A ciphertext with its [`ciphertext_digest`], computed once: a participant
+/// hashes an output when it checks the evaluation's output hash (made of
+/// these digests), and its share and the combination reuse the digest
+/// instead of hashing the ciphertext again.
+#[derive(Clone, Copy)]
+pub struct Digested<'a> {
+    ct: &'a Ciphertext,
+    digest: [u8; 32],
+}
+
+impl<'a> Digested<'a> {
+    /// Hashes `ct`.
+    pub fn new(params: &Params, ct: &'a Ciphertext) -> Result<Self> {
+        Ok(Self {
+            ct,
+            digest: ciphertext_digest(params, ct)?,
+        })
+    }
+
+    /// `ct` with the digest the caller computed for it with
+    /// [`ciphertext_digest`]. The digest is a label that lets combiners
+    /// refuse shares of another ciphertext, not a secret: a wrong one makes
+    /// this participant's shares carry a digest the others refuse (naming
+    /// it), and a combination under a wrong one refuses the honest shares.
+    pub fn with_digest(ct: &'a Ciphertext, digest: [u8; 32]) -> Self {
+        Self { ct, digest }
+    }
+
+    /// The ciphertext.
+    pub fn ciphertext(&self) -> &'a Ciphertext {
+        self.ct
+    }
+
+    /// Its digest.
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
+    }
+}
+
 /// The level of `ct` in `params`' modulus chain.
 pub fn ciphertext_level(params: &Params, ct: &Ciphertext) -> Result<usize> {
     let first = ct
@@ -105,11 +144,39 @@ pub struct DecryptionShare {
 }
 
 /// Participant `key.point()`'s share for decrypting `ct` with active set `set`.
+///
+/// Hashes `ct` for the share's binding; where the digest is already known
+/// (the participant hashed the output when it checked the evaluation's
+/// hash), [`decryption_share_digested`] reuses it.
 pub fn decryption_share<R: RngCore + CryptoRng>(
     params: &Params,
     key: &KeyShare,
     set: &ActiveSet,
     ct: &Ciphertext,
+    flooding: &Flooding,
+    rng: &mut R,
+) -> Result<DecryptionShare> {
+    share_with(params, key, set, ct, None, flooding, rng)
+}
+
+/// [`decryption_share`] of a ciphertext whose digest is already known.
+pub fn decryption_share_digested<R: RngCore + CryptoRng>(
+    params: &Params,
+    key: &KeyShare,
+    set: &ActiveSet,
+    ct: Digested<'_>,
+    flooding: &Flooding,
+    rng: &mut R,
+) -> Result<DecryptionShare> {
+    share_with(params, key, set, ct.ct, Some(ct.digest), flooding, rng)
+}
+
+fn share_with<R: RngCore + CryptoRng>(
+    params: &Params,
+    key: &KeyShare,
+    set: &ActiveSet,
+    ct: &Ciphertext,
+    digest: Option<[u8; 32]>,
     flooding: &Flooding,
     rng: &mut R,
 ) -> Result<DecryptionShare> {
@@ -120,12 +187,11 @@ pub fn decryption_share<R: RngCore + CryptoRng>(
         .get(1)
         .ok_or_else(|| Error::Parameters("ciphertext without c1".into()))?;
     let noise = flooding.limbs(params.degree(), rng);
+    let product = || flooded_key_product(key, set, c1, &ops, &noise, |_, _, _, _| {});
     // The digest is independent of the share: hash while the share is computed.
-    let (digest, h) = crate::kernels::in_pool(|| {
-        rayon::join(
-            || ciphertext_digest(params, ct),
-            || flooded_key_product(key, set, c1, &ops, &noise, |_, _, _, _| {}),
-        )
+    let (digest, h) = crate::kernels::in_pool(|| match digest {
+        Some(digest) => (Ok(digest), product()),
+        None => rayon::join(|| ciphertext_digest(params, ct), product),
     });
     Ok(DecryptionShare {
         sender: key.point(),
@@ -236,7 +302,7 @@ pub fn combine(
 ) -> Result<Plaintext> {
     let shares: Vec<DecryptionShare> = shares.into_iter().collect();
     let (level, mut acc) =
-        crate::kernels::in_pool(|| checked_phase(params, ct, set, shares, PhaseForm::Ntt))?;
+        crate::kernels::in_pool(|| checked_phase(params, ct, None, set, shares, PhaseForm::Ntt))?;
     let phase = crate::kernels::ntt_poly(std::mem::take(&mut *acc), params.ctx(level)?)?;
     decode_phase(params, phase, ct)
 }
@@ -279,9 +345,31 @@ pub fn combine_signed_as(
     shares: impl IntoIterator<Item = DecryptionShare>,
     readout: Readout,
 ) -> Result<Vec<i64>> {
+    signed_with(params, ct, None, set, shares, readout)
+}
+
+/// [`combine_signed_as`] for a ciphertext whose digest is already known.
+pub fn combine_digested_as(
+    params: &Params,
+    ct: Digested<'_>,
+    set: &ActiveSet,
+    shares: impl IntoIterator<Item = DecryptionShare>,
+    readout: Readout,
+) -> Result<Vec<i64>> {
+    signed_with(params, ct.ct, Some(ct.digest), set, shares, readout)
+}
+
+fn signed_with(
+    params: &Params,
+    ct: &Ciphertext,
+    digest: Option<[u8; 32]>,
+    set: &ActiveSet,
+    shares: impl IntoIterator<Item = DecryptionShare>,
+    readout: Readout,
+) -> Result<Vec<i64>> {
     let shares: Vec<DecryptionShare> = shares.into_iter().collect();
     crate::kernels::in_pool(|| {
-        let (level, phase) = checked_phase(params, ct, set, shares, PhaseForm::PowerBasis)?;
+        let (level, phase) = checked_phase(params, ct, digest, set, shares, PhaseForm::PowerBasis)?;
         let decoder = Decoder::of(params)?;
         let w = decoder.scale(params, level, phase)?;
         match readout {
@@ -397,13 +485,15 @@ pub(crate) fn times_ntt(params: &Params, ct: &Ciphertext, x: &Poly) -> Result<Ci
 }
 
 /// Checks that one share came from every member of `set`, each bound to
-/// `set` and `ct` and well formed (reporting the first problem in sender
-/// order, binding before shape), and returns the level and the phase
+/// `set` and `ct` (whose digest is `digest` where the caller knows it) and
+/// well formed (reporting the first problem in sender order, binding before
+/// shape), and returns the level and the phase
 /// `c0 + Σ h_j` (residues, row-major) in the form asked for (taken out of
 /// NTT form row by row in the summing pass).
 fn checked_phase(
     params: &Params,
     ct: &Ciphertext,
+    digest: Option<[u8; 32]>,
     set: &ActiveSet,
     shares: impl IntoIterator<Item = DecryptionShare>,
     form: PhaseForm,
@@ -424,7 +514,8 @@ fn checked_phase(
     let ops = RingOps::of(params.ctx(level)?)?;
     let list: Vec<(&EvaluationPoint, &DecryptionShare)> = shares.iter().collect();
     // Level and length now; the residues are scanned for values ≥ q while
-    // they are summed, prime by prime, in parallel with hashing `ct`.
+    // they are summed, prime by prime (in parallel with hashing `ct` when its
+    // digest is not known).
     let shapes: Vec<Result<()>> = list
         .iter()
         .map(|(sender, share)| {
@@ -441,29 +532,30 @@ fn checked_phase(
     let c0_rows = c0_view.rows(ops.len())?;
     // Summed whatever the shapes (a malformed share's missing rows add
     // nothing): its shape error is reported below, before the sum is used.
-    let (digest, (acc, unreduced)) = rayon::join(
-        || ciphertext_digest(params, ct),
-        || {
-            let mut acc = Zeroizing::new(vec![0u64; c0_rows.len()]);
-            // Per prime, per term (c0 first): whether it held a value ≥ q.
-            let unreduced: Vec<Vec<bool>> = acc
-                .par_chunks_mut(ops.degree())
-                .zip(ops.moduli().par_iter().zip(ops.ntt().par_iter()))
-                .enumerate()
-                .map(|(i, (row, (q, ntt)))| {
-                    let terms: Vec<&[u64]> = std::iter::once(ops.row(c0_rows, i))
-                        .chain(list.iter().map(|(_, share)| ops.row(&share.h.residues, i)))
-                        .collect();
-                    let flags = crate::kernels::sum_into(q, row, &terms);
-                    if form == PhaseForm::PowerBasis {
-                        ntt.backward(row);
-                    }
-                    flags
-                })
-                .collect();
-            (acc, unreduced)
-        },
-    );
+    let sum = || {
+        let mut acc = Zeroizing::new(vec![0u64; c0_rows.len()]);
+        // Per prime, per term (c0 first): whether it held a value ≥ q.
+        let unreduced: Vec<Vec<bool>> = acc
+            .par_chunks_mut(ops.degree())
+            .zip(ops.moduli().par_iter().zip(ops.ntt().par_iter()))
+            .enumerate()
+            .map(|(i, (row, (q, ntt)))| {
+                let terms: Vec<&[u64]> = std::iter::once(ops.row(c0_rows, i))
+                    .chain(list.iter().map(|(_, share)| ops.row(&share.h.residues, i)))
+                    .collect();
+                let flags = crate::kernels::sum_into(q, row, &terms);
+                if form == PhaseForm::PowerBasis {
+                    ntt.backward(row);
+                }
+                flags
+            })
+            .collect();
+        (acc, unreduced)
+    };
+    let (digest, (acc, unreduced)) = match digest {
+        Some(digest) => (Ok(digest), sum()),
+        None => rayon::join(|| ciphertext_digest(params, ct), sum),
+    };
     let digest = digest?;
     // The first problem in sender order: binding, then shape, then an
     // unreduced residue (named by the full check).
@@ -849,6 +941,66 @@ pub(crate) mod tests {
             let slots = crate::encoding::decode_signed(&params, &want).unwrap();
             prop_assert_eq!(combine_signed(&params, &ct, &set, shares).unwrap(), slots);
         }
+    }
+
+    /// With the digest computed once ([`Digested`]) the shares and the
+    /// combination are those of the hashing paths, bit for bit; a share
+    /// labelled with another ciphertext's digest is refused, naming its
+    /// sender, and so are honest shares under a combiner's wrong digest.
+    #[test]
+    fn digested_paths_match_and_bind() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(31);
+        let (committee, keys) = key_shares(&params, &mut rng);
+        let set = ActiveSet::new(&committee, keys.iter().take(2).map(|k| k.point())).unwrap();
+        let ct = random_ct(&params, 0, &mut rng);
+        let other = random_ct(&params, 0, &mut rng);
+        let flooding = Flooding::new(&params, 0, 1.0, 1, 2).unwrap();
+        let digested = Digested::new(&params, &ct).unwrap();
+        assert_eq!(*digested.digest(), reference_digest(&params, &ct));
+        let shares: Vec<_> = keys
+            .iter()
+            .take(2)
+            .enumerate()
+            .map(|(i, k)| {
+                let seed = 100 + i as u64;
+                let mut a = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+                let mut b = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+                let plain = decryption_share(&params, k, &set, &ct, &flooding, &mut a).unwrap();
+                let fast = decryption_share_digested(&params, k, &set, digested, &flooding, &mut b)
+                    .unwrap();
+                assert_eq!(plain, fast);
+                fast
+            })
+            .collect();
+        for readout in [Readout::Slots, Readout::Coefficients] {
+            assert_eq!(
+                combine_digested_as(&params, digested, &set, shares.clone(), readout).unwrap(),
+                combine_signed_as(&params, &ct, &set, shares.clone(), readout).unwrap()
+            );
+        }
+        // A share labelled with another ciphertext's digest.
+        let mislabelled = Digested::with_digest(&ct, reference_digest(&params, &other));
+        let mut b = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        let bad =
+            decryption_share_digested(&params, &keys[1], &set, mislabelled, &flooding, &mut b)
+                .unwrap();
+        let mixed = vec![shares[0].clone(), bad];
+        let got = combine_digested_as(&params, digested, &set, mixed.clone(), Readout::Slots);
+        assert!(
+            matches!(got, Err(Error::WrongCiphertext { sender }) if sender == keys[1].point()),
+            "{got:?}"
+        );
+        assert!(matches!(
+            combine_signed(&params, &ct, &set, mixed),
+            Err(Error::WrongCiphertext { .. })
+        ));
+        // Honest shares, combined under a wrong digest.
+        let got = combine_digested_as(&params, mislabelled, &set, shares, Readout::Slots);
+        assert!(
+            matches!(got, Err(Error::WrongCiphertext { sender }) if sender == keys[0].point()),
+            "{got:?}"
+        );
     }
 
     /// Constant plaintexts packed by monomials decrypt, by threshold, to the

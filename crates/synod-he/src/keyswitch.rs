@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decrypt::{
     check_decryptable, check_membership, check_share_binding, ciphertext_digest, ciphertext_level,
-    flooded_key_product,
+    flooded_key_product, Digested,
 };
 use crate::flooding::Flooding;
 use crate::kernels::{mul_add_into, sample_small, NttView, RingOps};
@@ -57,12 +57,50 @@ pub struct KeySwitchShare {
     pub h1: WirePoly,
 }
 
-/// Participant `key.point()`'s share for switching `ct` to `recipient`.
+/// Participant `key.point()`'s share for switching `ct` to `recipient`
+/// (hashing `ct` for the binding; see [`key_switch_share_digested`]).
 pub fn key_switch_share<R: RngCore + CryptoRng>(
     params: &Params,
     key: &KeyShare,
     set: &ActiveSet,
     ct: &Ciphertext,
+    recipient: &RecipientKey,
+    flooding: &Flooding,
+    rng: &mut R,
+) -> Result<KeySwitchShare> {
+    share_with(params, key, set, ct, None, recipient, flooding, rng)
+}
+
+/// [`key_switch_share`] of a ciphertext whose digest is already known.
+pub fn key_switch_share_digested<R: RngCore + CryptoRng>(
+    params: &Params,
+    key: &KeyShare,
+    set: &ActiveSet,
+    ct: Digested<'_>,
+    recipient: &RecipientKey,
+    flooding: &Flooding,
+    rng: &mut R,
+) -> Result<KeySwitchShare> {
+    let digest = Some(*ct.digest());
+    share_with(
+        params,
+        key,
+        set,
+        ct.ciphertext(),
+        digest,
+        recipient,
+        flooding,
+        rng,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn share_with<R: RngCore + CryptoRng>(
+    params: &Params,
+    key: &KeyShare,
+    set: &ActiveSet,
+    ct: &Ciphertext,
+    digest: Option<[u8; 32]>,
     recipient: &RecipientKey,
     flooding: &Flooding,
     rng: &mut R,
@@ -85,22 +123,23 @@ pub fn key_switch_share<R: RngCore + CryptoRng>(
     let p1_view = NttView::of(&recipient.p1)?;
     let p1 = p1_view.rows(k)?;
     let u_ntt = ops.small_to_ntt(&u);
-    let (digest, (h0, h1)) = rayon::join(
-        || ciphertext_digest(params, ct),
-        || {
-            // h0 = λ_j·S_j·c1 + E_j + u·p0
-            let h0 = flooded_key_product(key, set, c1, &ops, &noise, |i, q, _, row| {
-                mul_add_into(q, row, ops.row(&u_ntt, i), ops.row(p0, i));
-            });
-            // h1 = u·p1 + e
-            let mut h1 = ops.small_matrix(&e);
-            ops.par_rows(&mut h1, |i, q, ntt, row| {
-                ntt.forward(row);
-                mul_add_into(q, row, ops.row(&u_ntt, i), ops.row(p1, i));
-            });
-            (h0, h1)
-        },
-    );
+    let shares = || {
+        // h0 = λ_j·S_j·c1 + E_j + u·p0
+        let h0 = flooded_key_product(key, set, c1, &ops, &noise, |i, q, _, row| {
+            mul_add_into(q, row, ops.row(&u_ntt, i), ops.row(p0, i));
+        });
+        // h1 = u·p1 + e
+        let mut h1 = ops.small_matrix(&e);
+        ops.par_rows(&mut h1, |i, q, ntt, row| {
+            ntt.forward(row);
+            mul_add_into(q, row, ops.row(&u_ntt, i), ops.row(p1, i));
+        });
+        (h0, h1)
+    };
+    let (digest, (h0, h1)) = match digest {
+        Some(digest) => (Ok(digest), shares()),
+        None => rayon::join(|| ciphertext_digest(params, ct), shares),
+    };
     Ok(KeySwitchShare {
         sender: key.point(),
         set: set.clone(),
@@ -119,6 +158,18 @@ pub fn combine_key_switch(
     set: &ActiveSet,
     shares: impl IntoIterator<Item = KeySwitchShare>,
 ) -> Result<Ciphertext> {
+    combine_key_switch_digested(params, Digested::new(params, ct)?, set, shares)
+}
+
+/// [`combine_key_switch`] for a ciphertext whose digest is already known.
+pub fn combine_key_switch_digested(
+    params: &Params,
+    ct: Digested<'_>,
+    set: &ActiveSet,
+    shares: impl IntoIterator<Item = KeySwitchShare>,
+) -> Result<Ciphertext> {
+    let digest = *ct.digest();
+    let ct = ct.ciphertext();
     const WHAT: &str = "key-switch share";
     if ct.len() != 2 {
         return Err(Error::Parameters(
@@ -126,7 +177,6 @@ pub fn combine_key_switch(
         ));
     }
     let level = ciphertext_level(params, ct)?;
-    let digest = ciphertext_digest(params, ct)?;
     let shares = round::collect(
         set.members(),
         shares.into_iter().map(|s| (s.sender, s)),
@@ -212,5 +262,58 @@ mod tests {
             assert_eq!(fast.h1, WirePoly::from_poly(&h1, level));
             assert_eq!(fast.ciphertext, reference_digest(&params, &ct));
         }
+    }
+
+    /// With the digest computed once the share and the combination are
+    /// those of the hashing paths; a share made under another digest is
+    /// refused, naming its sender.
+    #[test]
+    fn digested_paths_match_and_bind() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(25);
+        let (committee, keys) = key_shares(&params, &mut rng);
+        let set = ActiveSet::new(&committee, [keys[0].point(), keys[2].point()]).unwrap();
+        let sk = fhe::bfv::SecretKey::random(params.bfv(), &mut rng);
+        let recipient = RecipientKey::new(&params, &PublicKey::new(&sk, &mut rng)).unwrap();
+        let ct = random_ct(&params, 0, &mut rng);
+        let flooding = Flooding::new(&params, 0, 10.0, 16, 3).unwrap();
+        let digested = Digested::new(&params, &ct).unwrap();
+        let shares: Vec<_> = [&keys[0], &keys[2]]
+            .into_iter()
+            .map(|k| {
+                let mut a = rand_chacha::ChaCha20Rng::seed_from_u64(u64::from(k.point().get()));
+                let mut b = a.clone();
+                let plain =
+                    key_switch_share(&params, k, &set, &ct, &recipient, &flooding, &mut a).unwrap();
+                let fast = key_switch_share_digested(
+                    &params, k, &set, digested, &recipient, &flooding, &mut b,
+                )
+                .unwrap();
+                assert_eq!(plain, fast);
+                fast
+            })
+            .collect();
+        assert_eq!(
+            combine_key_switch_digested(&params, digested, &set, shares.clone()).unwrap(),
+            combine_key_switch(&params, &ct, &set, shares.clone()).unwrap()
+        );
+        let other = random_ct(&params, 0, &mut rng);
+        let mislabelled = Digested::with_digest(&ct, reference_digest(&params, &other));
+        let bad = key_switch_share_digested(
+            &params,
+            &keys[2],
+            &set,
+            mislabelled,
+            &recipient,
+            &flooding,
+            &mut rng,
+        )
+        .unwrap();
+        let got =
+            combine_key_switch_digested(&params, digested, &set, vec![shares[0].clone(), bad]);
+        assert!(
+            matches!(got, Err(Error::WrongCiphertext { sender }) if sender == keys[2].point()),
+            "{got:?}"
+        );
     }
 }

@@ -443,8 +443,10 @@ impl EnclaveCommittee {
     ) -> Result<Vec<Vec<i128>>> {
         let params = self.keys.params.clone();
         crate::decrypt_aggregates(&params, plan, outputs, |ct, flooding, readout| {
-            let (set, shares) = self.decryption_round(active, ct, flooding)?;
-            Ok(decrypt::combine_signed_as(
+            // The enclaves hash the ciphertext they are given themselves;
+            // the combination reuses the digest of the output check.
+            let (set, shares) = self.decryption_round(active, ct.ciphertext(), flooding)?;
+            Ok(decrypt::combine_digested_as(
                 &params, ct, &set, shares, readout,
             )?)
         })

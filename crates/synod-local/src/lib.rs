@@ -25,9 +25,10 @@ use std::time::Instant;
 
 use fhe::bfv::{Ciphertext, PublicKey};
 use rand::{CryptoRng, RngCore};
+use synod_circuit::eval::OutputDigests;
 use synod_circuit::{ColumnRef, EvaluatedOutputs, Plan};
 use synod_he::crp::CommonRandomness;
-use synod_he::decrypt::{self, Readout};
+use synod_he::decrypt::{self, Digested, Readout};
 use synod_he::flooding::Flooding;
 use synod_he::secret::{AdditiveKeyShare, KeyShare, MaskShare};
 use synod_he::shamir::ActiveSet;
@@ -339,7 +340,8 @@ impl LocalCommittee {
         flooding: &Flooding,
         rng: &mut R,
     ) -> Result<fhe::bfv::Plaintext> {
-        let (set, shares) = self.decryption_round(active, ct, flooding, rng)?;
+        let digested = Digested::new(&self.keys.params, ct)?;
+        let (set, shares) = self.decryption_round(active, digested, flooding, rng)?;
         Ok(decrypt::combine(&self.keys.params, ct, &set, shares)?)
     }
 
@@ -347,7 +349,7 @@ impl LocalCommittee {
     fn decryption_round<R: RngCore + CryptoRng>(
         &self,
         active: &[EvaluationPoint],
-        ct: &Ciphertext,
+        ct: Digested<'_>,
         flooding: &Flooding,
         rng: &mut R,
     ) -> Result<(ActiveSet, Vec<decrypt::DecryptionShare>)> {
@@ -407,7 +409,7 @@ impl LocalCommittee {
     ) -> Result<Vec<Vec<i128>>> {
         decrypt_aggregates(&self.keys.params, plan, outputs, |ct, flooding, readout| {
             let (set, shares) = self.decryption_round(active, ct, flooding, rng)?;
-            Ok(decrypt::combine_signed_as(
+            Ok(decrypt::combine_digested_as(
                 &self.keys.params,
                 ct,
                 &set,
@@ -481,10 +483,12 @@ pub(crate) fn decrypt_aggregates(
     params: &Params,
     plan: &Plan,
     outputs: &EvaluatedOutputs,
-    mut decrypt_one: impl FnMut(&Ciphertext, &Flooding, Readout) -> Result<Vec<i64>>,
+    mut decrypt_one: impl FnMut(Digested<'_>, &Flooding, Readout) -> Result<Vec<i64>>,
 ) -> Result<Vec<Vec<i128>>> {
-    let presented = synod_circuit::eval::output_hash(params, &outputs.ciphertexts, &outputs.packs)?;
-    if presented != outputs.hash {
+    // Each ciphertext is hashed once: the digests make the hash compared
+    // here and bind the shares and their combination.
+    let digests = OutputDigests::of(params, &outputs.ciphertexts, &outputs.packs)?;
+    if digests.hash() != outputs.hash {
         return Err(LocalError::Other(
             "refusing to decrypt: the ciphertexts are not the agreed evaluation's output".into(),
         ));
@@ -499,7 +503,8 @@ pub(crate) fn decrypt_aggregates(
     let mut all: Vec<Option<Vec<i128>>> = vec![None; plan.aggregates().len()];
     // The one-value aggregates, packed into few ciphertexts by the
     // evaluation: one decryption per pack.
-    for (pack, ct) in plan.packs().iter().zip(&outputs.packs) {
+    for ((pack, ct), digest) in plan.packs().iter().zip(&outputs.packs).zip(&digests.packs) {
+        let ct = Digested::with_digest(ct, *digest);
         let values = decrypt_one(ct, &pack.flooding, Readout::Coefficients)?;
         for (k, &i) in pack.aggregates.iter().enumerate() {
             let v = pack
@@ -516,12 +521,14 @@ pub(crate) fn decrypt_aggregates(
     plan.aggregates()
         .iter()
         .zip(&outputs.ciphertexts)
+        .zip(&digests.aggregates)
         .zip(all)
-        .map(|((agg, cts), packed)| match packed {
+        .map(|(((agg, cts), digests), packed)| match packed {
             Some(values) => Ok(values),
             None => {
                 let mut values = Vec::new();
-                for ct in cts {
+                for (ct, digest) in cts.iter().zip(digests) {
+                    let ct = Digested::with_digest(ct, *digest);
                     values.extend(
                         decrypt_one(ct, &agg.flooding, Readout::Slots)?
                             .into_iter()
@@ -547,6 +554,7 @@ pub(crate) fn threshold_decrypt<R: RngCore + CryptoRng>(
     flooding: &Flooding,
     rng: &mut R,
 ) -> Result<Vec<i64>> {
+    let ct = Digested::new(params, ct)?;
     let (set, shares) = decryption_round(
         params,
         committee,
@@ -557,7 +565,13 @@ pub(crate) fn threshold_decrypt<R: RngCore + CryptoRng>(
         flooding,
         rng,
     )?;
-    Ok(decrypt::combine_signed(params, ct, &set, shares)?)
+    Ok(decrypt::combine_digested_as(
+        params,
+        ct,
+        &set,
+        shares,
+        Readout::Slots,
+    )?)
 }
 
 /// The active members' decryption shares of `ct`, exchanged as signed
@@ -569,7 +583,7 @@ fn decryption_round<R: RngCore + CryptoRng>(
     participants: &[Participant],
     relay: &mut Relay,
     active: &[EvaluationPoint],
-    ct: &Ciphertext,
+    ct: Digested<'_>,
     flooding: &Flooding,
     rng: &mut R,
 ) -> Result<(ActiveSet, Vec<decrypt::DecryptionShare>)> {
@@ -580,7 +594,8 @@ fn decryption_round<R: RngCore + CryptoRng>(
             .iter()
             .find(|p| p.point == x)
             .ok_or_else(|| LocalError::Other(format!("{x} is not a participant")))?;
-        let share = decrypt::decryption_share(params, &p.key_share, &set, ct, flooding, rng)?;
+        let share =
+            decrypt::decryption_share_digested(params, &p.key_share, &set, ct, flooding, rng)?;
         messages.push((x, share));
     }
     let shares = relay.exchange(set.members(), ProtocolName::Decrypt, 1, &messages)?;
