@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::flooding::Flooding;
-use crate::kernels::{mul_add_into, scalar_mul_into, BlockHasher, FloodLimbs, NttView, RingOps};
+use crate::kernels::{scaled_mul_add_into, BlockHasher, FloodLimbs, NttView, RingOps};
 use crate::ntt::Ntt;
 use crate::ring::WirePoly;
 use crate::secret::KeyShare;
@@ -202,10 +202,6 @@ fn share_with<R: RngCore + CryptoRng>(
     })
 }
 
-/// Coefficients per pass of [`flooded_key_product`]'s `λ_j·S_j·c1`
-/// (8 KiB of temporary).
-const PRODUCT_CHUNK: usize = 1024;
-
 /// `λ_j^T·S_j·c1 + E_j` at the level of `ops` (NTT residues, row-major),
 /// computed per prime in parallel without forming `λ_j^T·S_j`; then
 /// `extra(i, q, ntt, row)` runs on each row (key switching adds `u·p0`).
@@ -230,19 +226,10 @@ where
     let mut h = vec![0u64; k * ops.degree()];
     ops.par_rows(&mut h, |i, q, ntt, row| {
         noise.ntt_row(q, ntt, row);
-        // λ_j·S_j·c1 for this prime, with constant-time vector kernels,
-        // through a small temporary that stays in the L1 cache.
+        // λ_j·S_j·c1 for this prime, in one constant-time pass (λ_j·S_j is
+        // never stored).
         let lambda = lambda.get(i).copied().unwrap_or(0);
-        let mut t = Zeroizing::new([0u64; PRODUCT_CHUNK]);
-        let chunks = row
-            .chunks_mut(PRODUCT_CHUNK)
-            .zip(ops.row(s, i).chunks(PRODUCT_CHUNK))
-            .zip(ops.row(c1, i).chunks(PRODUCT_CHUNK));
-        for ((row, s), c1) in chunks {
-            let t = t.get_mut(..row.len()).unwrap_or_default();
-            scalar_mul_into(q, t, s, lambda);
-            mul_add_into(q, row, t, c1);
-        }
+        scaled_mul_add_into(q, row, ops.row(s, i), lambda, ops.row(c1, i));
         extra(i, q, ntt, row);
     });
     Ok(h)

@@ -182,21 +182,35 @@ mod tests {
         }
     }
 
-    /// The straightforward sampler (bit by bit from the word stream, then
-    /// u128 `%` per limb and prime, then `Poly` conversion): the fast one
-    /// must give the same polynomial from the same random stream.
+    /// The straightforward sampler (the limbs read from the random words as
+    /// documented on `FloodLimbs`, then u128 `%` per limb and prime, then
+    /// `Poly` conversion): the fast one must give the same polynomial from
+    /// the same random stream.
     fn reference_sample(bits: u32, n: usize, ctx: &Arc<Context>, rng: &mut impl RngCore) -> Poly {
         let total = bits as usize + 1;
         let limbs = total.div_ceil(64);
-        let words: Vec<u64> = (0..(n * total).div_ceil(64))
-            .map(|_| rng.next_u64())
+        let top_bits = total - 64 * (limbs - 1);
+        let top_bytes = [1usize, 2, 4, 8]
+            .into_iter()
+            .find(|b| 8 * b >= top_bits)
+            .unwrap();
+        let lower: Vec<u64> = (0..(limbs - 1) * n).map(|_| rng.next_u64()).collect();
+        let packed: Vec<u8> = (0..n * top_bytes / 8)
+            .flat_map(|_| rng.next_u64().to_le_bytes())
             .collect();
-        let bit = |i: usize| (words[i / 64] >> (i % 64)) & 1;
         let mut all = vec![0u64; n * limbs];
         for (j, coeff) in all.chunks_mut(limbs).enumerate() {
-            for b in 0..total {
-                coeff[b / 64] |= bit(j * total + b) << (b % 64);
+            for (l, limb) in coeff.iter_mut().enumerate().take(limbs - 1) {
+                *limb = lower[l * n + j];
             }
+            let mut top = 0u64;
+            for (k, &b) in packed[j * top_bytes..(j + 1) * top_bytes]
+                .iter()
+                .enumerate()
+            {
+                top |= u64::from(b) << (8 * k);
+            }
+            coeff[limbs - 1] = top & (u64::MAX >> (64 - top_bits));
         }
         let mut residues = Array2::<u64>::zeros((ctx.moduli().len(), n));
         for (mut row, &q) in residues.outer_iter_mut().zip(ctx.moduli()) {

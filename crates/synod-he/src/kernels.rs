@@ -281,6 +281,25 @@ pub(crate) fn has_ifma() -> bool {
     }
 }
 
+/// [`dot_const_rows`] plus `init` (`< p`) in every lane.
+fn dot_const_rows_from(
+    p: u64,
+    init: u64,
+    out: &mut [u64],
+    rows: &[&[u64]],
+    consts: &[Shoup52],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        ifma::dot_const_rows_from(p, init, out, rows, consts)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (p, init, out, rows, consts);
+        false
+    }
+}
+
 /// `out[k] = Σ_i rows[i][k]·consts[i] mod p` with IFMA (`rows[i][k] < 2^52`,
 /// `p < 2^50`, slices as long as `out`): the exact residue. `false`
 /// (nothing done) without IFMA or with a shape it does not take.
@@ -296,16 +315,25 @@ pub(crate) fn dot_const_rows(p: u64, out: &mut [u64], rows: &[&[u64]], consts: &
     }
 }
 
-/// `out[k] = x[k]·c mod q` (`x[k] < q`, `c < q`): a 52-bit Shoup product
-/// with IFMA, else fhe-math's constant-time `scalar_mul_vec`.
-pub(crate) fn scalar_mul_into(q: &Modulus, out: &mut [u64], x: &[u64], c: u64) {
+/// `row[k] += (a[k]·c mod q)·b[k] mod q` (all below `q`) in one pass: with
+/// IFMA a 52-bit Shoup product and a Barrett product per lane, else
+/// fhe-math's constant-time products.
+pub(crate) fn scaled_mul_add_into(q: &Modulus, row: &mut [u64], a: &[u64], c: u64, b: &[u64]) {
+    debug_assert!(a.len() == row.len() && b.len() == row.len());
+    #[cfg(target_arch = "x86_64")]
     if let Some(w) = Shoup52::new(c, **q) {
-        if dot_const_rows(**q, out, &[x], &[w]) {
+        if ifma::scaled_mul_add_into(q, row, a, w, b) {
             return;
         }
     }
-    out.copy_from_slice(x);
-    q.scalar_mul_vec(out, c);
+    dispatch(
+        #[inline(always)]
+        || {
+            for ((r, &x), &y) in row.iter_mut().zip(a).zip(b) {
+                *r = q.add(*r, q.mul(q.mul(x, c), y));
+            }
+        },
+    )
 }
 
 /// Runs `f` on a rayon worker thread: one hand-over to the pool for a whole
@@ -698,27 +726,20 @@ impl BlockHasher {
     }
 }
 
-/// Bits `start .. start + 64` of the little-endian number in `words` (zero
-/// beyond its end). The positions are public; no branch depends on values.
-fn window64(words: &[u64], start: usize) -> u64 {
-    let (word, offset) = (start / 64, start % 64);
-    let lo = words.get(word).copied().unwrap_or(0);
-    let hi = words.get(word + 1).copied().unwrap_or(0);
-    ((u128::from(hi) << 64 | u128::from(lo)) >> offset) as u64
-}
-
-/// Uniform flooding noise on `[−2^bits, 2^bits)`: the random words, drawn
-/// from `rng` before any parallel work (the caller's RNG need not be `Send`).
-/// Coefficient `j` is bits `j·(bits+1) .. (j+1)·(bits+1)` of the word stream
-/// (least significant bit first).
+/// Uniform flooding noise on `[−2^bits, 2^bits)`: coefficient `j` is
+/// `Σ_l rows64[l][j]·2^(64·l) − 2^bits`, the top row masked to the bits that
+/// remain. The random words are drawn from `rng` before any parallel work
+/// (the caller's RNG need not be `Send`): whole 64-bit words for every row
+/// but the top, then the top limbs packed in the fewest of 1, 2, 4 or 8
+/// bytes that hold them, little-endian (80 random bits per coefficient for
+/// 73 flooding bits, not 128). Every limb is a fixed-position field, so the 52-bit limbs
+/// of the IFMA kernels are made by shifts that vectorise.
 pub(crate) struct FloodLimbs {
     bits: u32,
     degree: usize,
     per_coeff: usize,
-    stream: Zeroizing<Vec<u64>>,
-    /// The values in 64-bit limbs (`per_coeff` per coefficient, least
-    /// significant first), for the scalar reduction; made on first use.
-    limbs: OnceLock<Zeroizing<Vec<u64>>>,
+    /// `per_coeff` rows of `degree` 64-bit limbs, least significant first.
+    rows64: Zeroizing<Vec<u64>>,
     /// The values in 52-bit limbs, one row of `degree` per limb (least
     /// significant first), for the IFMA kernels (`None` without IFMA); made
     /// on first use, inside the parallel part of a share, not on the
@@ -728,23 +749,38 @@ pub(crate) struct FloodLimbs {
 
 impl FloodLimbs {
     pub(crate) fn sample<R: RngCore + CryptoRng>(bits: u32, degree: usize, rng: &mut R) -> Self {
+        use rand::Rng;
         let total = bits as usize + 1;
-        // 74 bits per coefficient for 73 flooding bits, not two whole
-        // words. Written once into fresh memory, allocated once (the secret
-        // values are never moved).
-        let stream: Zeroizing<Vec<u64>> = Zeroizing::new(
-            (0..(degree * total).div_ceil(64))
-                .map(|_| rng.next_u64())
-                .collect(),
-        );
+        let per_coeff = total.div_ceil(64);
+        let top_bits = total - 64 * (per_coeff - 1);
+        let lane_bytes = top_bits.div_ceil(8).next_power_of_two();
+        let lanes = 8 / lane_bytes;
+        let top_mask = u64::MAX >> (64 - top_bits);
+        // Allocated once at its final size: the secret limbs are never moved.
+        let mut rows64 = Zeroizing::new(vec![0u64; per_coeff * degree]);
+        let mut packed = Zeroizing::new(vec![0u64; degree.div_ceil(lanes)]);
+        let (lower, top) = rows64.split_at_mut((per_coeff - 1) * degree);
+        rng.fill(lower);
+        rng.fill(packed.as_mut_slice());
+        for (w, out) in packed.iter().zip(top.chunks_mut(lanes)) {
+            for (k, o) in out.iter_mut().enumerate() {
+                *o = (w >> (8 * lane_bytes * k)) & top_mask;
+            }
+        }
         Self {
             bits,
             degree,
-            per_coeff: total.div_ceil(64),
-            stream,
-            limbs: OnceLock::new(),
+            per_coeff,
+            rows64,
             rows52: OnceLock::new(),
         }
+    }
+
+    /// 64-bit limb row `l` (empty beyond the top).
+    fn row64(&self, l: usize) -> &[u64] {
+        self.rows64
+            .get(l * self.degree..(l + 1) * self.degree)
+            .unwrap_or_default()
     }
 
     /// The values in 52-bit limbs (see the field).
@@ -756,36 +792,26 @@ impl FloodLimbs {
                     let rows = total.div_ceil(52);
                     let mut out = Zeroizing::new(Vec::with_capacity(rows * self.degree));
                     for r in 0..rows {
-                        let width = (total - 52 * r).min(52);
-                        let mask = u64::MAX >> (64 - width);
-                        out.extend(
-                            (0..self.degree)
-                                .map(|j| window64(&self.stream, j * total + 52 * r) & mask),
-                        );
+                        let start = 52 * r;
+                        let (word, offset) = (start / 64, start % 64);
+                        let mask = u64::MAX >> (64 - (total - start).min(52));
+                        let lo = self.row64(word);
+                        let hi = self.row64(word + 1);
+                        if offset == 0 || hi.is_empty() {
+                            out.extend(lo.iter().map(|&l| (l >> offset) & mask));
+                        } else {
+                            out.extend(
+                                lo.iter()
+                                    .zip(hi)
+                                    .map(|(&l, &h)| ((l >> offset) | (h << (64 - offset))) & mask),
+                            );
+                        }
                     }
                     out
                 })
             })
             .as_deref()
             .map(|v| v.as_slice())
-    }
-
-    /// The values in 64-bit limbs (see the field).
-    fn limbs(&self) -> &[u64] {
-        self.limbs.get_or_init(|| {
-            let total = self.bits as usize + 1;
-            let top_bits = total - 64 * (self.per_coeff - 1);
-            let top_mask = u64::MAX >> (64 - top_bits);
-            let mut limbs = Zeroizing::new(Vec::with_capacity(self.degree * self.per_coeff));
-            for start in (0..self.degree).map(|j| j * total) {
-                for l in 0..self.per_coeff - 1 {
-                    limbs.push(window64(&self.stream, start + 64 * l));
-                }
-                let top = start + 64 * (self.per_coeff - 1);
-                limbs.push(window64(&self.stream, top) & top_mask);
-            }
-            limbs
-        })
     }
 
     /// `row[k] = (value_k − 2^bits) mod q` in coefficient form, constant time.
@@ -821,35 +847,27 @@ impl FloodLimbs {
             power = (0..52).fold(power, |acc, _| q.add(acc, acc));
         }
         let rows: Vec<&[u64]> = rows52.chunks(n).collect();
-        if !dot_const_rows(p, row, &rows, &consts) {
-            return false;
-        }
+        // − 2^bits, added as p − (2^bits mod p) in the same pass.
         let offset = (0..self.bits).fold(1u64 % p, |acc, _| q.add(acc, acc));
-        dispatch(
-            #[inline(always)]
-            || row.iter_mut().for_each(|r| *r = q.sub(*r, offset)),
-        );
-        true
+        dot_const_rows_from(p, q.neg(offset), row, &rows, &consts)
     }
 
     #[inline(always)]
     fn reduce_block(&self, q: &Modulus, row: &mut [u64]) {
         // 2^bits mod q.
         let offset = (0..self.bits).fold(1u64 % **q, |acc, _| q.add(acc, acc));
-        for (out, coeff) in row.iter_mut().zip(self.limbs().chunks(self.per_coeff)) {
+        let per = self.per_coeff;
+        let limb = |l: usize, j: usize| self.row64(l).get(j).copied().unwrap_or(0);
+        for (j, out) in row.iter_mut().enumerate() {
             // Horner from the top: the top two limbs form one u128 (Barrett
             // reduces any u128), then acc < q < 2^62 so acc·2^64 + limb fits.
-            let mut limbs = coeff.iter().rev();
-            let top = limbs.next().copied().unwrap_or(0);
-            let acc = match coeff.len() {
+            let top = limb(per - 1, j);
+            let acc = match per {
                 1 => q.reduce(top),
-                _ => {
-                    let next = limbs.next().copied().unwrap_or(0);
-                    q.reduce_u128((u128::from(top) << 64) | u128::from(next))
-                }
+                _ => q.reduce_u128((u128::from(top) << 64) | u128::from(limb(per - 2, j))),
             };
-            let acc = limbs.fold(acc, |acc, &limb| {
-                q.reduce_u128((u128::from(acc) << 64) | u128::from(limb))
+            let acc = (0..per.saturating_sub(2)).rev().fold(acc, |acc, l| {
+                q.reduce_u128((u128::from(acc) << 64) | u128::from(limb(l, j)))
             });
             *out = q.sub(acc, offset);
         }
@@ -1057,33 +1075,46 @@ mod tests {
         }
     }
 
-    /// Flooding coefficients are consecutive, disjoint windows of the RNG's
-    /// word stream: coefficient `j` is bits `j·(b+1) .. (j+1)·(b+1)`.
+    /// Flooding coefficients are the RNG's words, read as documented: rows
+    /// of whole words, then the top limbs packed in the fewest of 1, 2, 4 or
+    /// 8 bytes, masked; values on `[0, 2^(b+1))`.
     #[test]
-    fn flood_limbs_are_consecutive_windows_of_the_stream() {
+    fn flood_limbs_are_the_rng_words_in_rows() {
         use num_bigint::BigUint;
-        for bits in [1u32, 51, 63, 64, 73, 127, 190] {
+        use rand::Rng;
+        for bits in [1u32, 7, 8, 51, 63, 64, 73, 127, 190] {
             let degree = 64;
             let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(u64::from(bits));
             let mut copy = rng.clone();
             let limbs = FloodLimbs::sample(bits, degree, &mut rng);
             let total = bits as usize + 1;
-            let words: Vec<u64> = (0..(degree * total).div_ceil(64))
-                .map(|_| copy.next_u64())
-                .collect();
-            // The RNG is left where the stream ends.
+            let per = total.div_ceil(64);
+            let top_bytes = match total - 64 * (per - 1) {
+                0..=8 => 1,
+                9..=16 => 2,
+                17..=32 => 4,
+                _ => 8,
+            };
+            let mut lower = vec![0u64; (per - 1) * degree];
+            copy.fill(lower.as_mut_slice());
+            let mut packed = vec![0u64; degree * top_bytes / 8];
+            copy.fill(packed.as_mut_slice());
+            // The RNG is left where the words end.
             assert_eq!(rng.next_u64(), copy.next_u64());
-            let stream = words
-                .iter()
-                .rev()
-                .fold(BigUint::from(0u8), |acc, &w| (acc << 64) + w);
+            let packed: Vec<u8> = packed.iter().flat_map(|w| w.to_le_bytes()).collect();
             let mask = (BigUint::from(1u8) << total) - 1u8;
-            for (j, coeff) in limbs.limbs().chunks(limbs.per_coeff).enumerate() {
-                let got = coeff
-                    .iter()
+            for j in 0..degree {
+                let mut want = BigUint::from(0u8);
+                for l in 0..per - 1 {
+                    want += BigUint::from(lower[l * degree + j]) << (64 * l);
+                }
+                let top = BigUint::from_bytes_le(&packed[j * top_bytes..(j + 1) * top_bytes]);
+                want += (top << (64 * (per - 1))) & &mask;
+                let got = (0..per)
                     .rev()
-                    .fold(BigUint::from(0u8), |acc, &w| (acc << 64) + w);
-                assert_eq!(got, (&stream >> (j * total)) & &mask, "bits {bits}, j {j}");
+                    .fold(BigUint::from(0u8), |acc, l| (acc << 64) + limbs.row64(l)[j]);
+                assert_eq!(got, want, "bits {bits}, j {j}");
+                assert!(got <= mask);
             }
         }
     }
@@ -1108,14 +1139,14 @@ mod tests {
                 assert_eq!(row, scalar, "bits {bits}, q {}", **q);
                 assert_eq!(limbs.rows52().is_some(), has_ifma());
                 let qb = BigInt::from(**q);
-                for (k, coeff) in limbs.limbs().chunks(limbs.per_coeff).enumerate() {
+                for (k, &got) in row.iter().enumerate() {
                     let mut v = BigInt::from(0);
-                    for (i, l) in coeff.iter().enumerate() {
-                        v += BigInt::from(*l) << (64 * i);
+                    for i in 0..limbs.per_coeff {
+                        v += BigInt::from(limbs.row64(i)[k]) << (64 * i);
                     }
                     assert!(v < BigInt::from(1) << (bits + 1));
                     let r = ((v - (BigInt::from(1) << bits)) % &qb + &qb) % &qb;
-                    assert_eq!(BigInt::from(row[k]), r, "bits {bits}, q {}", **q);
+                    assert_eq!(BigInt::from(got), r, "bits {bits}, q {}", **q);
                 }
             }
         }

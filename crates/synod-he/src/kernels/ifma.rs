@@ -246,6 +246,41 @@ pub(crate) fn mul_sub_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) -
 
 use super::Shoup52;
 
+/// `row[k] += (a[k]·c mod q)·b[k] mod q` in one pass with IFMA (all values
+/// below `q`); `false` (nothing done) without IFMA, with `q ≥ 2^50` or
+/// slices of different lengths.
+pub(crate) fn scaled_mul_add_into(
+    q: &Modulus,
+    row: &mut [u64],
+    a: &[u64],
+    c: Shoup52,
+    b: &[u64],
+) -> bool {
+    let (Some(simd), Some(bc)) = (token(), Barrett::new(**q)) else {
+        return false;
+    };
+    if a.len() != row.len() || b.len() != row.len() {
+        return false;
+    }
+    let p = **q;
+    simd.vectorize(
+        #[inline(always)]
+        || {
+            let (row8, row_tail) = pulp::as_arrays_mut::<8, u64>(row);
+            let (a8, a_tail) = pulp::as_arrays::<8, u64>(a);
+            let (b8, b_tail) = pulp::as_arrays::<8, u64>(b);
+            for ((r, x), y) in row8.iter_mut().zip(a8).zip(b8) {
+                let t = simd.mul_const(p, c, cast(*x));
+                *r = cast(simd.mul_acc(&bc, Accumulate::Add, cast(*r), cast(t), cast(*y)));
+            }
+            for ((r, &x), &y) in row_tail.iter_mut().zip(a_tail).zip(b_tail) {
+                *r = q.add(*r, q.mul(q.mul(x, c.w), y));
+            }
+        },
+    );
+    true
+}
+
 impl V4Ifma {
     /// `x·c mod p` for eight lanes with `x < 2^52`, fully reduced.
     #[inline(always)]
@@ -276,10 +311,23 @@ impl V4Ifma {
 /// done) without IFMA. The value is the exact residue, as a scalar
 /// `Σ x·w mod p` gives it.
 pub(crate) fn dot_const_rows(p: u64, out: &mut [u64], rows: &[&[u64]], consts: &[Shoup52]) -> bool {
+    dot_const_rows_from(p, 0, out, rows, consts)
+}
+
+/// [`dot_const_rows`] plus `init` (`< p`) in every lane: one pass where a
+/// constant is also added.
+pub(crate) fn dot_const_rows_from(
+    p: u64,
+    init: u64,
+    out: &mut [u64],
+    rows: &[&[u64]],
+    consts: &[Shoup52],
+) -> bool {
     let Some(simd) = token() else {
         return false;
     };
     if !(3..MAX_PRIME).contains(&p)
+        || init >= p
         || rows.len() != consts.len()
         || rows.iter().any(|r| r.len() != out.len())
     {
@@ -296,8 +344,9 @@ pub(crate) fn dot_const_rows(p: u64, out: &mut [u64], rows: &[&[u64]], consts: &
                 .map(|r| pulp::as_arrays::<8, u64>(r).0)
                 .collect();
             let (out8, out_tail) = pulp::as_arrays_mut::<8, u64>(out);
+            let start_acc = f._mm512_set1_epi64(init as i64);
             for (lane, o) in out8.iter_mut().enumerate() {
-                let mut acc = f._mm512_setzero_si512();
+                let mut acc = start_acc;
                 for (row, &c) in rows8.iter().zip(consts) {
                     let x = row.get(lane).copied().unwrap_or([0; 8]);
                     let r = simd.mul_const(p, c, cast(x));
@@ -310,7 +359,7 @@ pub(crate) fn dot_const_rows(p: u64, out: &mut [u64], rows: &[&[u64]], consts: &
             // scalar arithmetic: no division, no branch on the values.
             let start = len - out_tail.len();
             for (k, o) in out_tail.iter_mut().enumerate() {
-                *o = rows.iter().zip(consts).fold(0u64, |acc, (row, c)| {
+                *o = rows.iter().zip(consts).fold(init, |acc, (row, c)| {
                     let x = row.get(start + k).copied().unwrap_or(0);
                     let quotient = (u128::from(x) * u128::from(c.companion)) >> 52;
                     let r = (u128::from(x) * u128::from(c.w) - quotient * u128::from(p)) as u64;
@@ -520,6 +569,46 @@ mod tests {
             let mut draw = || (0..len).map(|_| rng.random_range(0..p)).collect::<Vec<u64>>();
             let (row, a, b) = (draw(), draw(), draw());
             check(p, row, a, b);
+        }
+
+        /// The fused `row + (a·c)·b` and the constant-started dot product
+        /// equal their scalar definitions (lengths off the eight-lane grid
+        /// too, and the edge constants 0 and p − 1).
+        #[test]
+        fn fused_kernels_match_the_scalar_products(
+            which in 0usize..PRIMES.len(),
+            seed in any::<u64>(),
+            len in 0usize..100,
+            edge in 0usize..3,
+        ) {
+            use rand::{Rng, SeedableRng};
+            let p = PRIMES[which];
+            let q = Modulus::new(p).unwrap();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let c = [0, p - 1, rng.random_range(0..p)][edge];
+            let init = [p - 1, 0, rng.random_range(0..p)][edge];
+            let mut draw = || (0..len).map(|_| rng.random_range(0..p)).collect::<Vec<u64>>();
+            let (row, a, b) = (draw(), draw(), draw());
+            let w = Shoup52::new(c, p).unwrap();
+            let mut got = row.clone();
+            if scaled_mul_add_into(&q, &mut got, &a, w, &b) {
+                let want: Vec<u64> = row
+                    .iter()
+                    .zip(&a)
+                    .zip(&b)
+                    .map(|((&r, &x), &y)| q.add(r, q.mul(q.mul(x, c), y)))
+                    .collect();
+                prop_assert_eq!(got, want);
+            }
+            let mut out = vec![0u64; len];
+            if dot_const_rows_from(p, init, &mut out, &[&a, &b], &[w, w]) {
+                let want: Vec<u64> = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(&x, &y)| q.add(init, q.add(q.mul(x, c), q.mul(y, c))))
+                    .collect();
+                prop_assert_eq!(out, want);
+            }
         }
     }
 }
