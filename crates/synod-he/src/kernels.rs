@@ -281,25 +281,6 @@ pub(crate) fn has_ifma() -> bool {
     }
 }
 
-/// [`dot_const_rows`] plus `init` (`< p`) in every lane.
-fn dot_const_rows_from(
-    p: u64,
-    init: u64,
-    out: &mut [u64],
-    rows: &[&[u64]],
-    consts: &[Shoup52],
-) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        ifma::dot_const_rows_from(p, init, out, rows, consts)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (p, init, out, rows, consts);
-        false
-    }
-}
-
 /// `out[k] = Σ_i rows[i][k]·consts[i] mod p` with IFMA (`rows[i][k] < 2^52`,
 /// `p < 2^50`, slices as long as `out`): the exact residue. `false`
 /// (nothing done) without IFMA or with a shape it does not take.
@@ -732,19 +713,14 @@ impl BlockHasher {
 /// (the caller's RNG need not be `Send`): whole 64-bit words for every row
 /// but the top, then the top limbs packed in the fewest of 1, 2, 4 or 8
 /// bytes that hold them, little-endian (80 random bits per coefficient for
-/// 73 flooding bits, not 128). Every limb is a fixed-position field, so the 52-bit limbs
-/// of the IFMA kernels are made by shifts that vectorise.
+/// 73 flooding bits, not 128). Every limb is a fixed-position field, so the
+/// IFMA reduction cuts its 52-bit limbs in registers.
 pub(crate) struct FloodLimbs {
     bits: u32,
     degree: usize,
     per_coeff: usize,
     /// `per_coeff` rows of `degree` 64-bit limbs, least significant first.
     rows64: Zeroizing<Vec<u64>>,
-    /// The values in 52-bit limbs, one row of `degree` per limb (least
-    /// significant first), for the IFMA kernels (`None` without IFMA); made
-    /// on first use, inside the parallel part of a share, not on the
-    /// caller's thread while it holds the RNG.
-    rows52: OnceLock<Option<Zeroizing<Vec<u64>>>>,
 }
 
 impl FloodLimbs {
@@ -772,7 +748,6 @@ impl FloodLimbs {
             degree,
             per_coeff,
             rows64,
-            rows52: OnceLock::new(),
         }
     }
 
@@ -783,43 +758,10 @@ impl FloodLimbs {
             .unwrap_or_default()
     }
 
-    /// The values in 52-bit limbs (see the field).
-    fn rows52(&self) -> Option<&[u64]> {
-        self.rows52
-            .get_or_init(|| {
-                has_ifma().then(|| {
-                    let total = self.bits as usize + 1;
-                    let rows = total.div_ceil(52);
-                    let mut out = Zeroizing::new(Vec::with_capacity(rows * self.degree));
-                    for r in 0..rows {
-                        let start = 52 * r;
-                        let (word, offset) = (start / 64, start % 64);
-                        let mask = u64::MAX >> (64 - (total - start).min(52));
-                        let lo = self.row64(word);
-                        let hi = self.row64(word + 1);
-                        if offset == 0 || hi.is_empty() {
-                            out.extend(lo.iter().map(|&l| (l >> offset) & mask));
-                        } else {
-                            out.extend(
-                                lo.iter()
-                                    .zip(hi)
-                                    .map(|(&l, &h)| ((l >> offset) | (h << (64 - offset))) & mask),
-                            );
-                        }
-                    }
-                    out
-                })
-            })
-            .as_deref()
-            .map(|v| v.as_slice())
-    }
-
     /// `row[k] = (value_k − 2^bits) mod q` in coefficient form, constant time.
     pub(crate) fn reduce_into(&self, q: &Modulus, row: &mut [u64]) {
-        if let Some(rows52) = self.rows52() {
-            if self.reduce_ifma(q, rows52, row) {
-                return;
-            }
+        if self.reduce_ifma(q, row) {
+            return;
         }
         dispatch(
             #[inline(always)]
@@ -827,29 +769,38 @@ impl FloodLimbs {
         )
     }
 
-    /// [`Self::reduce_into`] with the IFMA kernels: `Σ_j limb_j·[2^{52j}]_q`
-    /// by 52-bit Shoup products, then `− 2^bits`; `false` (nothing done)
-    /// when `q ≥ 2^50`. Constant time: the kernels do not branch on values.
-    fn reduce_ifma(&self, q: &Modulus, rows52: &[u64], row: &mut [u64]) -> bool {
-        let p = **q;
-        let n = row.len();
-        // One output per coefficient: the limb rows are `degree` long.
-        if n == 0 || n != self.degree || rows52.len() % n != 0 {
-            return false;
-        }
-        let mut power = 1 % p;
-        let mut consts = Vec::with_capacity(rows52.len() / n);
-        for _ in 0..rows52.len() / n {
-            match Shoup52::new(power, p) {
-                Some(c) => consts.push(c),
-                None => return false,
+    /// [`Self::reduce_into`] with IFMA: `Σ_l limb_l·[2^{52l}]_q` over the
+    /// value's 52-bit limbs (cut from the 64-bit rows in registers) by
+    /// 52-bit Shoup products, plus `−2^bits`, in one pass; `false` (nothing
+    /// done) without IFMA or when `q ≥ 2^50`. Constant time: the kernel
+    /// does not branch on values.
+    fn reduce_ifma(&self, q: &Modulus, row: &mut [u64]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let p = **q;
+            if row.len() != self.degree || self.per_coeff > ifma::MAX_LIMB_ROWS {
+                return false;
             }
-            power = (0..52).fold(power, |acc, _| q.add(acc, acc));
+            let limbs = (self.bits as usize + 1).div_ceil(52);
+            let mut power = 1 % p;
+            let mut consts = Vec::with_capacity(limbs);
+            for _ in 0..limbs {
+                match Shoup52::new(power, p) {
+                    Some(c) => consts.push(c),
+                    None => return false,
+                }
+                power = (0..52).fold(power, |acc, _| q.add(acc, acc));
+            }
+            let rows: Vec<&[u64]> = (0..self.per_coeff).map(|l| self.row64(l)).collect();
+            // − 2^bits, added as p − (2^bits mod p) in the same pass.
+            let offset = (0..self.bits).fold(1u64 % p, |acc, _| q.add(acc, acc));
+            ifma::dot_const_limbs64(p, q.neg(offset), row, &rows, &consts)
         }
-        let rows: Vec<&[u64]> = rows52.chunks(n).collect();
-        // − 2^bits, added as p − (2^bits mod p) in the same pass.
-        let offset = (0..self.bits).fold(1u64 % p, |acc, _| q.add(acc, acc));
-        dot_const_rows_from(p, q.neg(offset), row, &rows, &consts)
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (q, row);
+            false
+        }
     }
 
     #[inline(always)]
@@ -1137,7 +1088,6 @@ mod tests {
                 let mut scalar = vec![0u64; 2048];
                 limbs.reduce_block(q, &mut scalar);
                 assert_eq!(row, scalar, "bits {bits}, q {}", **q);
-                assert_eq!(limbs.rows52().is_some(), has_ifma());
                 let qb = BigInt::from(**q);
                 for (k, &got) in row.iter().enumerate() {
                     let mut v = BigInt::from(0);

@@ -306,6 +306,132 @@ impl V4Ifma {
     }
 }
 
+/// The most 64-bit rows [`dot_const_limbs64`] takes (numbers below 2^256).
+pub(crate) const MAX_LIMB_ROWS: usize = 4;
+
+/// `out[k] = init + Σ_l limb_l(k)·consts[l] mod p`, where `limb_l(k)` is
+/// bits `52·l .. 52·l + 52` of the number `Σ_r rows[r][k]·2^(64·r)` (zero
+/// beyond its top row): the 52-bit limbs are cut from the 64-bit ones in
+/// registers, by shifts at public positions. `init < p`, `p < 2^50`, at
+/// most [`MAX_LIMB_ROWS`] rows, each as long as `out`; `false` (nothing
+/// done) otherwise or without IFMA.
+pub(crate) fn dot_const_limbs64(
+    p: u64,
+    init: u64,
+    out: &mut [u64],
+    rows: &[&[u64]],
+    consts: &[Shoup52],
+) -> bool {
+    let Some(simd) = token() else {
+        return false;
+    };
+    if !(3..MAX_PRIME).contains(&p)
+        || init >= p
+        || rows.is_empty()
+        || rows.len() > MAX_LIMB_ROWS
+        || rows.iter().any(|r| r.len() != out.len())
+    {
+        return false;
+    }
+    // One kernel per shape, so that the limb loop unrolls with constant
+    // shifts: every flooding width up to 255 bits.
+    match (rows.len(), consts.len()) {
+        (1, 1) => limbs64::<1, 1>(simd, p, init, out, rows, consts),
+        (1, 2) => limbs64::<1, 2>(simd, p, init, out, rows, consts),
+        (2, 2) => limbs64::<2, 2>(simd, p, init, out, rows, consts),
+        (2, 3) => limbs64::<2, 3>(simd, p, init, out, rows, consts),
+        (3, 3) => limbs64::<3, 3>(simd, p, init, out, rows, consts),
+        (3, 4) => limbs64::<3, 4>(simd, p, init, out, rows, consts),
+        (4, 4) => limbs64::<4, 4>(simd, p, init, out, rows, consts),
+        (4, 5) => limbs64::<4, 5>(simd, p, init, out, rows, consts),
+        _ => return false,
+    }
+    true
+}
+
+/// [`dot_const_limbs64`] for `R` rows and `L` limbs (checked by the caller).
+fn limbs64<const R: usize, const L: usize>(
+    simd: V4Ifma,
+    p: u64,
+    init: u64,
+    out: &mut [u64],
+    rows: &[&[u64]],
+    consts: &[Shoup52],
+) {
+    let consts: [Shoup52; L] = core::array::from_fn(|l| {
+        consts
+            .get(l)
+            .copied()
+            .unwrap_or(Shoup52 { w: 0, companion: 0 })
+    });
+    simd.vectorize(
+        #[inline(always)]
+        || {
+            let f = simd.avx512f;
+            let pv = f._mm512_set1_epi64(p as i64);
+            let mask = f._mm512_set1_epi64(MASK52 as i64);
+            let zero = f._mm512_setzero_si512();
+            let start_acc = f._mm512_set1_epi64(init as i64);
+            let len = out.len();
+            let rows8: [&[[u64; 8]]; R] = core::array::from_fn(|r| {
+                rows.get(r)
+                    .map_or(&[][..], |row| pulp::as_arrays::<8, u64>(row).0)
+            });
+            let (out8, out_tail) = pulp::as_arrays_mut::<8, u64>(out);
+            for (lane, o) in out8.iter_mut().enumerate() {
+                let w: [core::arch::x86_64::__m512i; R] = core::array::from_fn(|r| {
+                    cast(
+                        rows8
+                            .get(r)
+                            .and_then(|row| row.get(lane))
+                            .copied()
+                            .unwrap_or([0; 8]),
+                    )
+                });
+                let mut acc = start_acc;
+                for (l, &c) in consts.iter().enumerate() {
+                    let (word, shift) = ((52 * l) / 64, ((52 * l) % 64) as i64);
+                    let lo = w.get(word).copied().unwrap_or(zero);
+                    let hi = w.get(word + 1).copied().unwrap_or(zero);
+                    // A shift by 64 (shift = 0) gives zero, as wanted.
+                    let x = f._mm512_and_si512(
+                        f._mm512_or_si512(
+                            f._mm512_srlv_epi64(lo, f._mm512_set1_epi64(shift)),
+                            f._mm512_sllv_epi64(hi, f._mm512_set1_epi64(64 - shift)),
+                        ),
+                        mask,
+                    );
+                    let r = simd.mul_const(p, c, x);
+                    let s = f._mm512_add_epi64(acc, r);
+                    acc = f._mm512_min_epu64(s, f._mm512_sub_epi64(s, pv));
+                }
+                *o = cast(acc);
+            }
+            // The tail (shorter than eight) by the same formulas in scalar
+            // arithmetic: no division, no branch on the values.
+            let start = len - out_tail.len();
+            for (k, o) in out_tail.iter_mut().enumerate() {
+                let word = |r: usize| {
+                    rows.get(r)
+                        .and_then(|row| row.get(start + k))
+                        .copied()
+                        .unwrap_or(0)
+                };
+                *o = consts.iter().enumerate().fold(init, |acc, (l, c)| {
+                    let (r, shift) = ((52 * l) / 64, (52 * l) % 64);
+                    let wide = u128::from(word(r)) | u128::from(word(r + 1)) << 64;
+                    let x = ((wide >> shift) as u64) & MASK52;
+                    let quotient = (u128::from(x) * u128::from(c.companion)) >> 52;
+                    let v = (u128::from(x) * u128::from(c.w) - quotient * u128::from(p)) as u64;
+                    let v = v.min(v.wrapping_sub(p));
+                    let s = acc + v;
+                    s.min(s.wrapping_sub(p))
+                });
+            }
+        },
+    );
+}
+
 /// `out[k] = Σ_i rows[i][k]·consts[i] mod p` (every `rows[i][k] < 2^52`,
 /// `p < 2^50`, all slices as long as `out`) with IFMA; `false` (nothing
 /// done) without IFMA. The value is the exact residue, as a scalar
@@ -569,6 +695,51 @@ mod tests {
             let mut draw = || (0..len).map(|_| rng.random_range(0..p)).collect::<Vec<u64>>();
             let (row, a, b) = (draw(), draw(), draw());
             check(p, row, a, b);
+        }
+
+        /// The limbs cut in registers give `init + Σ_l limb_l·c_l mod p`
+        /// over the 52-bit limbs of the multi-word numbers, on and off the
+        /// eight-lane grid.
+        #[test]
+        fn limbs64_match_a_big_integer_reference(
+            which in 0usize..PRIMES.len(),
+            seed in any::<u64>(),
+            len in 0usize..40,
+            rows in 1usize..=MAX_LIMB_ROWS,
+            extra_limbs in 0usize..2,
+        ) {
+            use num_bigint::BigUint;
+            use rand::{Rng, SeedableRng};
+            let p = PRIMES[which];
+            let q = Modulus::new(p).unwrap();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let words: Vec<Vec<u64>> = (0..rows)
+                .map(|_| (0..len).map(|_| rng.random::<u64>()).collect())
+                .collect();
+            // Every shape the kernel takes: R rows, R or R + 1 limbs.
+            let limbs = rows + extra_limbs;
+            let consts: Vec<Shoup52> = (0..limbs)
+                .map(|_| Shoup52::new(rng.random_range(0..p), p).unwrap())
+                .collect();
+            let init = rng.random_range(0..p);
+            let views: Vec<&[u64]> = words.iter().map(|w| w.as_slice()).collect();
+            let mut out = vec![0u64; len];
+            let took = dot_const_limbs64(p, init, &mut out, &views, &consts);
+            prop_assert_eq!(took, token().is_some());
+            if took {
+                for (k, &got) in out.iter().enumerate() {
+                    let value = words
+                        .iter()
+                        .rev()
+                        .fold(BigUint::from(0u8), |acc, w| (acc << 64) + w[k]);
+                    let want = consts.iter().enumerate().fold(init, |acc, (l, c)| {
+                        let limb = (&value >> (52 * l)) & BigUint::from(MASK52);
+                        let limb = limb.to_u64_digits().first().copied().unwrap_or(0);
+                        q.add(acc, q.mul(q.reduce(limb), c.w))
+                    });
+                    prop_assert_eq!(got, want, "k {}", k);
+                }
+            }
         }
 
         /// The fused `row + (a·c)·b` and the constant-started dot product
