@@ -173,17 +173,25 @@ impl SignedEnvelope {
 
     /// [`verify`](Self::verify), then refuses a replayed sequence number and records this one in
     /// `guard`. Only verified envelopes are recorded, so a forger cannot burn sequence numbers.
+    /// The [`Verified`] it returns carries the payload hash the check computed, for
+    /// [`Transcript::record_verified`](crate::Transcript::record_verified).
     pub fn verify_and_record(
         &self,
         expected: &ExpectedContext,
         sender_key: &IdentityPublicKey,
         guard: &mut ReplayGuard,
-    ) -> Result<(), EnvelopeError> {
-        // The signed string holds the payload's hash: built once, it serves
-        // the signature check and the digest the guard keeps.
-        let message = signed_bytes(&self.context, &self.prev_round_hash, &self.payload);
+    ) -> Result<Verified<'_>, EnvelopeError> {
+        // The signed string holds the payload's hash: computed once, it
+        // serves the signature check, the digest the guard keeps and the
+        // transcript.
+        let payload_hash = *blake3::hash(&self.payload).as_bytes();
+        let message = signed_bytes_with(&self.context, &self.prev_round_hash, &payload_hash);
         self.verify_signed(&message, expected, sender_key)?;
-        guard.record(self, *blake3::hash(&message).as_bytes())
+        guard.record(self, *blake3::hash(&message).as_bytes())?;
+        Ok(Verified {
+            envelope: self,
+            payload_hash,
+        })
     }
 
     /// The context the signature binds.
@@ -258,13 +266,42 @@ impl SignedEnvelope {
     }
 }
 
+/// An envelope that passed [`SignedEnvelope::verify_and_record`], with the hash of its payload
+/// computed by that check: recording it in a transcript does not hash the payload again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verified<'a> {
+    envelope: &'a SignedEnvelope,
+    payload_hash: [u8; 32],
+}
+
+impl<'a> Verified<'a> {
+    /// The envelope.
+    pub fn envelope(&self) -> &'a SignedEnvelope {
+        self.envelope
+    }
+
+    /// BLAKE3 of its payload.
+    pub(crate) fn payload_hash(&self) -> [u8; 32] {
+        self.payload_hash
+    }
+}
+
 /// The string an envelope's signature covers (see the module docs).
 fn signed_bytes(context: &MessageContext, prev_round_hash: &RoundHash, payload: &[u8]) -> Vec<u8> {
+    signed_bytes_with(context, prev_round_hash, blake3::hash(payload).as_bytes())
+}
+
+/// [`signed_bytes`] given the payload's hash.
+fn signed_bytes_with(
+    context: &MessageContext,
+    prev_round_hash: &RoundHash,
+    payload_hash: &[u8; 32],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(ENVELOPE_TAG.len() + MessageContext::ENCODED_LEN + 64);
     out.extend_from_slice(ENVELOPE_TAG);
     out.extend_from_slice(&context.encode());
     out.extend_from_slice(&prev_round_hash.0);
-    out.extend_from_slice(blake3::hash(payload).as_bytes());
+    out.extend_from_slice(payload_hash);
     out
 }
 
@@ -432,6 +469,31 @@ mod tests {
         assert_eq!(env.verify(&expected, &k.public_key()), Ok(()));
     }
 
+    /// The transcript entry of a verified envelope, recorded with the payload hash its check
+    /// computed, is the entry of the envelope recorded from its bytes; a refused envelope gives
+    /// no [`Verified`].
+    #[test]
+    fn verified_envelopes_record_as_their_bytes() {
+        let (k, env, expected) = sample();
+        let mut guard = ReplayGuard::default();
+        let verified = env
+            .verify_and_record(&expected, &k.public_key(), &mut guard)
+            .unwrap();
+        assert_eq!(verified.envelope(), &env);
+        let mut from_bytes = crate::Transcript::new(env.context().session);
+        let mut from_check = crate::Transcript::new(env.context().session);
+        from_bytes.record_envelope(&env).unwrap();
+        from_check.record_verified(&verified).unwrap();
+        assert_eq!(from_bytes.end_round(), from_check.end_round());
+        let mut other = crate::Transcript::new(env.context().session);
+        other.record(env.context(), b"another payload").unwrap();
+        assert_ne!(other.end_round(), from_check.round_hash());
+        let mut fresh = ReplayGuard::default();
+        assert!(env
+            .verify_and_record(&expected, &key(2).public_key(), &mut fresh)
+            .is_err());
+    }
+
     #[test]
     fn wrong_key_fails() {
         let (_, env, expected) = sample();
@@ -537,7 +599,9 @@ mod tests {
         };
         let mut guard = ReplayGuard::new();
         assert_eq!(
-            at(5, b"a").verify_and_record(&expected, &pk, &mut guard),
+            at(5, b"a")
+                .verify_and_record(&expected, &pk, &mut guard)
+                .map(|_| ()),
             Ok(())
         );
         assert_eq!(
@@ -549,7 +613,9 @@ mod tests {
             guard.last.get(&(expected.session, expected.sender)),
             Some(&(SequenceNumber(5), at(5, b"a").digest()))
         );
-        let same = at(5, b"a").verify_and_record(&expected, &pk, &mut guard);
+        let same = at(5, b"a")
+            .verify_and_record(&expected, &pk, &mut guard)
+            .map(|_| ());
         assert_eq!(
             same,
             Err(EnvelopeError::Replay {
@@ -559,9 +625,13 @@ mod tests {
             })
         );
         assert!(same.unwrap_err().culprits().is_empty());
-        let lower = at(4, b"b").verify_and_record(&expected, &pk, &mut guard);
+        let lower = at(4, b"b")
+            .verify_and_record(&expected, &pk, &mut guard)
+            .map(|_| ());
         assert!(matches!(lower, Err(EnvelopeError::Replay { .. })));
-        let equivocation = at(5, b"c").verify_and_record(&expected, &pk, &mut guard);
+        let equivocation = at(5, b"c")
+            .verify_and_record(&expected, &pk, &mut guard)
+            .map(|_| ());
         assert_eq!(
             equivocation,
             Err(EnvelopeError::Equivocation {
@@ -571,7 +641,9 @@ mod tests {
         );
         assert_eq!(equivocation.unwrap_err().culprits(), vec![expected.sender]);
         assert_eq!(
-            at(9, b"d").verify_and_record(&expected, &pk, &mut guard),
+            at(9, b"d")
+                .verify_and_record(&expected, &pk, &mut guard)
+                .map(|_| ()),
             Ok(())
         );
 
@@ -586,7 +658,9 @@ mod tests {
             .verify_and_record(&expected, &pk, &mut guard)
             .is_err());
         assert_eq!(
-            at(10, b"e").verify_and_record(&expected, &pk, &mut guard),
+            at(10, b"e")
+                .verify_and_record(&expected, &pk, &mut guard)
+                .map(|_| ()),
             Ok(())
         );
 
@@ -601,13 +675,16 @@ mod tests {
         let env2 = SignedEnvelope::sign(&k2, ctx2, expected.prev_round_hash, vec![]);
         let exp2 = expected_for(&ctx2, expected.prev_round_hash);
         assert_eq!(
-            env2.verify_and_record(&exp2, &k2.public_key(), &mut guard),
+            env2.verify_and_record(&exp2, &k2.public_key(), &mut guard)
+                .map(|_| ()),
             Ok(())
         );
         guard.forget_session(expected.session);
         assert_eq!(guard.last_accepted(expected.session, expected.sender), None);
         assert_eq!(
-            at(1, b"f").verify_and_record(&expected, &pk, &mut guard),
+            at(1, b"f")
+                .verify_and_record(&expected, &pk, &mut guard)
+                .map(|_| ()),
             Ok(())
         );
     }

@@ -17,7 +17,7 @@ mod wire;
 pub use context::{
     ContextDecodeError, ContextField, ExpectedContext, MessageContext, PROTOCOL_VERSION,
 };
-pub use envelope::{EnvelopeError, ReplayGuard, SignedEnvelope};
+pub use envelope::{EnvelopeError, ReplayGuard, SignedEnvelope, Verified};
 pub use identity::{IdentityKey, IdentityPublicKey, Signature};
 pub use ids::{
     Epoch, ParticipantId, ProtocolName, Recipient, Round, SequenceNumber, SessionId,

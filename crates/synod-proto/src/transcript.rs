@@ -22,7 +22,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::context::MessageContext;
-use crate::envelope::SignedEnvelope;
+use crate::envelope::{SignedEnvelope, Verified};
 use crate::ids::{ParticipantId, SequenceNumber, SessionId};
 use crate::wire::fixed;
 
@@ -119,6 +119,21 @@ impl Transcript {
         context: &MessageContext,
         payload: &[u8],
     ) -> Result<(), TranscriptError> {
+        self.record_hash(context, *blake3::hash(payload).as_bytes())
+    }
+
+    /// [`record_envelope`](Self::record_envelope) for an envelope whose verification hashed its
+    /// payload already.
+    pub fn record_verified(&mut self, verified: &Verified<'_>) -> Result<(), TranscriptError> {
+        self.record_hash(verified.envelope().context(), verified.payload_hash())
+    }
+
+    /// [`record`](Self::record) given the payload's BLAKE3 hash.
+    fn record_hash(
+        &mut self,
+        context: &MessageContext,
+        payload_hash: [u8; 32],
+    ) -> Result<(), TranscriptError> {
         if context.session != self.session {
             return Err(TranscriptError::WrongSession {
                 sender: context.sender,
@@ -126,7 +141,6 @@ impl Transcript {
                 found: context.session,
             });
         }
-        let payload_hash = *blake3::hash(payload).as_bytes();
         match self.pending.get(&context.encode()) {
             Some(existing) if *existing != payload_hash => Err(TranscriptError::Conflict {
                 sender: context.sender,
