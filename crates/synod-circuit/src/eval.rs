@@ -308,27 +308,23 @@ impl OutputDigests {
     ) -> Result<Self> {
         use rayon::prelude::*;
         let digest = |ct: &Ciphertext| synod_he::decrypt::ciphertext_digest(params, ct);
-        let (aggregates, packs) = rayon::join(
+        // Hashed in parallel, checked in order: the first bad ciphertext
+        // is the one reported, whatever the scheduling.
+        let (aggregates, packs): (Vec<Vec<_>>, Vec<_>) = rayon::join(
             || {
                 ciphertexts
                     .par_iter()
-                    .map(|cts| {
-                        cts.par_iter()
-                            .map(digest)
-                            .collect::<std::result::Result<Vec<_>, _>>()
-                    })
-                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map(|cts| cts.par_iter().map(digest).collect())
+                    .collect()
             },
-            || {
-                packs
-                    .par_iter()
-                    .map(digest)
-                    .collect::<std::result::Result<Vec<_>, _>>()
-            },
+            || packs.par_iter().map(digest).collect(),
         );
         Ok(Self {
-            aggregates: aggregates?,
-            packs: packs?,
+            aggregates: aggregates
+                .into_iter()
+                .map(|d| d.into_iter().collect::<std::result::Result<Vec<_>, _>>())
+                .collect::<std::result::Result<_, _>>()?,
+            packs: packs.into_iter().collect::<std::result::Result<_, _>>()?,
         })
     }
 

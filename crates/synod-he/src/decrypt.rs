@@ -52,7 +52,7 @@ pub fn ciphertext_digest(params: &Params, ct: &Ciphertext) -> Result<[u8; 32]> {
 /// hashes an output when it checks the evaluation's output hash (made of
 /// these digests), and its share and the combination reuse the digest
 /// instead of hashing the ciphertext again.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct Digested<'a> {
     ct: &'a Ciphertext,
     digest: [u8; 32],
@@ -287,9 +287,29 @@ pub fn combine(
     set: &ActiveSet,
     shares: impl IntoIterator<Item = DecryptionShare>,
 ) -> Result<Plaintext> {
+    plaintext_with(params, ct, None, set, shares)
+}
+
+/// [`combine`] for a ciphertext whose digest is already known.
+pub fn combine_digested(
+    params: &Params,
+    ct: Digested<'_>,
+    set: &ActiveSet,
+    shares: impl IntoIterator<Item = DecryptionShare>,
+) -> Result<Plaintext> {
+    plaintext_with(params, ct.ct, Some(ct.digest), set, shares)
+}
+
+fn plaintext_with(
+    params: &Params,
+    ct: &Ciphertext,
+    digest: Option<[u8; 32]>,
+    set: &ActiveSet,
+    shares: impl IntoIterator<Item = DecryptionShare>,
+) -> Result<Plaintext> {
     let shares: Vec<DecryptionShare> = shares.into_iter().collect();
     let (level, mut acc) =
-        crate::kernels::in_pool(|| checked_phase(params, ct, None, set, shares, PhaseForm::Ntt))?;
+        crate::kernels::in_pool(|| checked_phase(params, ct, digest, set, shares, PhaseForm::Ntt))?;
     let phase = crate::kernels::ntt_poly(std::mem::take(&mut *acc), params.ctx(level)?)?;
     decode_phase(params, phase, ct)
 }
@@ -960,6 +980,10 @@ pub(crate) mod tests {
                 fast
             })
             .collect();
+        assert_eq!(
+            combine_digested(&params, digested, &set, shares.clone()).unwrap(),
+            combine(&params, &ct, &set, shares.clone()).unwrap()
+        );
         for readout in [Readout::Slots, Readout::Coefficients] {
             assert_eq!(
                 combine_digested_as(&params, digested, &set, shares.clone(), readout).unwrap(),

@@ -120,8 +120,9 @@ impl Flooding {
 
 /// Every coefficient uniform on `[−2^bits, 2^bits)`, reduced into each prime
 /// of `ctx` without big integers (52-bit limbs and IFMA Shoup products
-/// where the CPU has IFMA and the prime is below 2^50, else 64-bit limbs
-/// and `fhe-math`'s constant-time Barrett reduction), then taken to NTT form.
+/// where the CPU has IFMA, the prime is below 2^50 and `bits` below 255,
+/// else 64-bit limbs and `fhe-math`'s constant-time Barrett reduction),
+/// then taken to NTT form.
 fn sample_uniform_pow2<R: RngCore + CryptoRng>(
     bits: u32,
     n: usize,
@@ -195,7 +196,7 @@ mod tests {
             .find(|b| 8 * b >= top_bits)
             .unwrap();
         let lower: Vec<u64> = (0..(limbs - 1) * n).map(|_| rng.next_u64()).collect();
-        let packed: Vec<u8> = (0..n * top_bytes / 8)
+        let packed: Vec<u8> = (0..(n * top_bytes).div_ceil(8))
             .flat_map(|_| rng.next_u64().to_le_bytes())
             .collect();
         let mut all = vec![0u64; n * limbs];
@@ -236,7 +237,9 @@ mod tests {
         let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
         for level in [0, 3] {
             let ctx = params.ctx(level).unwrap();
-            for bits in [1u32, 3, 62, 63, 64, 100, 127, 128, 150, 200] {
+            for bits in [
+                1u32, 3, 20, 62, 63, 64, 85, 100, 127, 128, 150, 200, 255, 256, 300,
+            ] {
                 let mut a = rand_chacha::ChaCha20Rng::seed_from_u64(u64::from(bits));
                 let mut b = a.clone();
                 let fast = sample_uniform_pow2(bits, 2048, ctx, &mut a).unwrap();

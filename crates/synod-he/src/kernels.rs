@@ -760,6 +760,7 @@ impl FloodLimbs {
 
     /// `row[k] = (value_k − 2^bits) mod q` in coefficient form, constant time.
     pub(crate) fn reduce_into(&self, q: &Modulus, row: &mut [u64]) {
+        debug_assert_eq!(row.len(), self.degree);
         if self.reduce_ifma(q, row) {
             return;
         }
@@ -772,8 +773,9 @@ impl FloodLimbs {
     /// [`Self::reduce_into`] with IFMA: `Σ_l limb_l·[2^{52l}]_q` over the
     /// value's 52-bit limbs (cut from the 64-bit rows in registers) by
     /// 52-bit Shoup products, plus `−2^bits`, in one pass; `false` (nothing
-    /// done) without IFMA or when `q ≥ 2^50`. Constant time: the kernel
-    /// does not branch on values.
+    /// done: the scalar path runs) without IFMA, when `q ≥ 2^50` or beyond
+    /// 255 flooding bits. Constant time: the kernel does not branch on
+    /// values.
     fn reduce_ifma(&self, q: &Modulus, row: &mut [u64]) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
@@ -1033,8 +1035,24 @@ mod tests {
     fn flood_limbs_are_the_rng_words_in_rows() {
         use num_bigint::BigUint;
         use rand::Rng;
-        for bits in [1u32, 7, 8, 51, 63, 64, 73, 127, 190] {
-            let degree = 64;
+        // Top lanes of 1, 2, 4 and 8 bytes; one to five 64-bit rows; a
+        // degree off the lane grid too.
+        for (bits, degree) in [
+            (1u32, 64),
+            (7, 61),
+            (8, 64),
+            (20, 61),
+            (51, 64),
+            (63, 64),
+            (64, 61),
+            (73, 64),
+            (85, 64),
+            (95, 61),
+            (127, 64),
+            (190, 64),
+            (256, 61),
+            (300, 64),
+        ] {
             let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(u64::from(bits));
             let mut copy = rng.clone();
             let limbs = FloodLimbs::sample(bits, degree, &mut rng);
@@ -1048,7 +1066,7 @@ mod tests {
             };
             let mut lower = vec![0u64; (per - 1) * degree];
             copy.fill(lower.as_mut_slice());
-            let mut packed = vec![0u64; degree * top_bytes / 8];
+            let mut packed = vec![0u64; (degree * top_bytes).div_ceil(8)];
             copy.fill(packed.as_mut_slice());
             // The RNG is left where the words end.
             assert_eq!(rng.next_u64(), copy.next_u64());
@@ -1078,7 +1096,11 @@ mod tests {
         let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
         let ops = RingOps::of(params.ctx(0).unwrap()).unwrap();
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
-        for bits in [1u32, 40, 51, 63, 64, 65, 103, 127, 128, 129, 190] {
+        // Every shape of the IFMA kernel (up to 255 bits) and the scalar
+        // path beyond it.
+        for bits in [
+            1u32, 20, 40, 51, 63, 64, 65, 85, 103, 127, 128, 129, 190, 254, 255, 256, 300,
+        ] {
             let limbs = FloodLimbs::sample(bits, 2048, &mut rng);
             for q in ops.moduli() {
                 let mut row = vec![0u64; 2048];

@@ -158,6 +158,12 @@ pub fn combine_key_switch(
     set: &ActiveSet,
     shares: impl IntoIterator<Item = KeySwitchShare>,
 ) -> Result<Ciphertext> {
+    // The shape first: no hashing of a ciphertext that cannot be switched.
+    if ct.len() != 2 {
+        return Err(Error::Parameters(
+            "ciphertext must have 2 polynomials".into(),
+        ));
+    }
     combine_key_switch_digested(params, Digested::new(params, ct)?, set, shares)
 }
 

@@ -342,7 +342,12 @@ impl LocalCommittee {
     ) -> Result<fhe::bfv::Plaintext> {
         let digested = Digested::new(&self.keys.params, ct)?;
         let (set, shares) = self.decryption_round(active, digested, flooding, rng)?;
-        Ok(decrypt::combine(&self.keys.params, ct, &set, shares)?)
+        Ok(decrypt::combine_digested(
+            &self.keys.params,
+            digested,
+            &set,
+            shares,
+        )?)
     }
 
     /// The decryption shares of `ct` by `active`, exchanged through the relay.
