@@ -93,19 +93,38 @@ fn unpack(bytes: &[u8], count: usize, bits: u32) -> Option<Vec<u64>> {
 
 /// `serde(with)` entry point: serialise.
 pub(crate) fn serialize<S: Serializer>(values: &[u64], s: S) -> Result<S::Ok, S::Error> {
-    let bits = values
-        .iter()
-        .map(|v| 64 - v.leading_zeros())
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let count = u32::try_from(values.len()).map_err(serde::ser::Error::custom)?;
+    let (count, bits) = header(values)?;
     Packed {
         count,
         bits: bits as u8,
         bytes: std::borrow::Cow::Owned(pack(values, bits)),
     }
     .serialize(s)
+}
+
+/// [`serialize`] for **secret** residues: the same bytes, packed into a
+/// buffer that is zeroized when dropped.
+pub(crate) fn serialize_zeroizing<S: Serializer>(values: &[u64], s: S) -> Result<S::Ok, S::Error> {
+    let (count, bits) = header(values)?;
+    let bytes = zeroize::Zeroizing::new(pack(values, bits));
+    Packed {
+        count,
+        bits: bits as u8,
+        bytes: std::borrow::Cow::Borrowed(bytes.as_slice()),
+    }
+    .serialize(s)
+}
+
+/// The count and the bit width every value fits in (at least 1).
+fn header<E: serde::ser::Error>(values: &[u64]) -> Result<(u32, u32), E> {
+    let bits = values
+        .iter()
+        .map(|v| 64 - v.leading_zeros())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let count = u32::try_from(values.len()).map_err(E::custom)?;
+    Ok((count, bits))
 }
 
 /// `serde(with)` entry point: deserialise.

@@ -165,12 +165,16 @@ pub enum SubShareValues {
     /// The values themselves.
     Explicit {
         /// `g_i(x_j)`.
+        #[serde(serialize_with = "crate::ring::serialize_secret")]
         key: WirePoly,
         /// `h_i(x_j)`.
+        #[serde(serialize_with = "crate::ring::serialize_secret")]
         mask: WirePoly,
         /// `W_i(x_j)`.
+        #[serde(serialize_with = "crate::ring::serialize_secret")]
         key_blind: WirePoly,
         /// `V_i(x_j)`.
+        #[serde(serialize_with = "crate::ring::serialize_secret")]
         mask_blind: WirePoly,
     },
     /// The ChaCha20 seed the four values are drawn from.

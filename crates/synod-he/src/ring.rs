@@ -27,6 +27,33 @@ pub struct WirePoly {
     pub residues: Vec<u64>,
 }
 
+/// `serde(serialize_with)` for a **secret** polynomial (a sub-share, a
+/// sealable share): the bytes of [`WirePoly`]'s own encoding, with the
+/// packed residues in a buffer zeroized when dropped. (Decoding needs no
+/// counterpart: the residues land in the value, which zeroizes itself.)
+pub(crate) fn serialize_secret<S: serde::Serializer>(
+    poly: &WirePoly,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    struct Residues<'a>(&'a [u64]);
+    impl Serialize for Residues<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            crate::packing::serialize_zeroizing(self.0, s)
+        }
+    }
+    /// Field for field [`WirePoly`].
+    #[derive(Serialize)]
+    struct Secret<'a> {
+        level: u8,
+        residues: Residues<'a>,
+    }
+    Secret {
+        level: poly.level,
+        residues: Residues(&poly.residues),
+    }
+    .serialize(s)
+}
+
 impl std::fmt::Debug for WirePoly {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -210,6 +237,36 @@ pub fn error_ntt<R: rand::RngCore + rand::CryptoRng>(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+
+    /// A secret polynomial is written with the very bytes of the public
+    /// encoding (so either parses it), for every width and length.
+    #[test]
+    fn secret_encoding_is_the_public_one() {
+        #[derive(serde::Serialize)]
+        struct Secret<'a>(#[serde(serialize_with = "serialize_secret")] &'a WirePoly);
+        for (len, top) in [
+            (0usize, 1u64),
+            (1, 1),
+            (9, 3),
+            (1000, (1 << 44) - 7),
+            (4096, u64::MAX),
+        ] {
+            let poly = WirePoly {
+                level: 2,
+                residues: (0..len as u64)
+                    .map(|i| i.wrapping_mul(0x9e37_79b9) % top)
+                    .collect(),
+            };
+            let public = postcard::to_allocvec(&poly).unwrap();
+            assert_eq!(
+                postcard::to_allocvec(&Secret(&poly)).unwrap(),
+                public,
+                "{len}"
+            );
+            let back: WirePoly = postcard::from_bytes(&public).unwrap();
+            assert_eq!(back, poly);
+        }
+    }
     use crate::ParameterSet;
     use rand::SeedableRng;
 

@@ -24,7 +24,9 @@ pub struct SealableShares {
     point: EvaluationPoint,
     committee: Committee,
     epoch: u64,
+    #[serde(serialize_with = "crate::ring::serialize_secret")]
     key: WirePoly,
+    #[serde(serialize_with = "crate::ring::serialize_secret")]
     mask: WirePoly,
 }
 

@@ -56,8 +56,10 @@ pub enum SubShareValues {
     /// The values themselves.
     Explicit {
         /// `f_i(x_j)`: the dealer's key sub-share.
+        #[serde(serialize_with = "crate::ring::serialize_secret")]
         key: WirePoly,
         /// `h_i(x_j)`: the dealer's mask sub-share.
+        #[serde(serialize_with = "crate::ring::serialize_secret")]
         mask: WirePoly,
     },
     /// The ChaCha20 seed the two values are drawn from.

@@ -19,7 +19,6 @@ use synod_proto::{
     ProtocolName, Recipient, ReplayGuard, Round, SealedPayload, SequenceNumber, SessionId,
     SignedEnvelope, Transcript, TransportKey, TransportPublicKey, Verified,
 };
-use zeroize::Zeroizing;
 
 use crate::{LocalError, Result};
 
@@ -42,6 +41,11 @@ pub(crate) struct Relay {
     /// records what it accepts, and all of them record the same messages.
     recorded: std::collections::BTreeSet<[u8; MessageContext::ENCODED_LEN]>,
     bytes: u64,
+    /// The size of the last broadcast payload per protocol and round: the
+    /// next one of the same round (the same shape from another sender) is
+    /// encoded into a buffer of that size instead of one grown by doubling
+    /// (each regrowth copies the bytes and touches fresh pages).
+    size_hints: BTreeMap<(ProtocolName, u16), usize>,
 }
 
 fn id_of(point: EvaluationPoint) -> Result<ParticipantId> {
@@ -82,6 +86,7 @@ impl Relay {
             directory,
             recorded: std::collections::BTreeSet::new(),
             bytes: 0,
+            size_hints: BTreeMap::new(),
         })
     }
 
@@ -180,7 +185,14 @@ impl Relay {
         round: u16,
         msg: &T,
     ) -> Result<SignedEnvelope> {
-        let payload = postcard::to_stdvec(msg).map_err(|e| LocalError::Other(e.to_string()))?;
+        let hint = self
+            .size_hints
+            .get(&(protocol, round))
+            .copied()
+            .unwrap_or(0);
+        let payload = postcard::to_extend(msg, Vec::with_capacity(hint))
+            .map_err(|e| LocalError::Other(e.to_string()))?;
+        self.size_hints.insert((protocol, round), payload.len());
         let (ctx, _) = self.context(from, protocol, round, Recipient::Broadcast)?;
         self.sign(ctx, from, payload)
     }
@@ -256,9 +268,7 @@ impl Relay {
         let out: Vec<(EvaluationPoint, SignedEnvelope)> = jobs
             .into_par_iter()
             .map(|(to, msg, ctx, transport, seed)| {
-                let plain = Zeroizing::new(
-                    postcard::to_stdvec(msg).map_err(|e| LocalError::Other(e.to_string()))?,
-                );
+                let plain = synod_proto::encode_secret(msg, "sealed message")?;
                 let mut rng = rand_chacha::ChaCha20Rng::from_seed(seed);
                 let sealed = synod_proto::seal(&ctx, &transport, &plain, &mut rng)?;
                 let env = SignedEnvelope::sign(identity, ctx, prev, sealed.to_bytes()?);

@@ -25,4 +25,4 @@ pub use ids::{
 };
 pub use transcript::{RoundHash, Transcript, TranscriptError};
 pub use transport::{open, seal, SealedPayload, TransportError, TransportKey, TransportPublicKey};
-pub use wire::WireError;
+pub use wire::{encode_secret, WireError};

@@ -6,6 +6,7 @@
 //! trailing bytes, and reports every failure as a [`WireError`]; nothing here panics on input.
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::context::ContextDecodeError;
 
@@ -54,6 +55,57 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     what: &'static str,
 ) -> Result<Vec<u8>, WireError> {
     postcard::to_allocvec(value).map_err(|source| WireError::Encode { what, source })
+}
+
+/// Serialises a **secret** `value` with postcard into a buffer that is
+/// zeroized when dropped, and so is every smaller buffer the encoding
+/// outgrew: `postcard::to_stdvec` grows its `Vec` by reallocation, which
+/// frees each outgrown copy of the bytes without clearing it. For the
+/// plaintext of a sealed message and for state about to be sealed.
+pub fn encode_secret<T: Serialize + ?Sized>(
+    value: &T,
+    what: &'static str,
+) -> Result<Zeroizing<Vec<u8>>, WireError> {
+    postcard::serialize_with_flavor(value, ZeroizingVec::default())
+        .map_err(|source| WireError::Encode { what, source })
+}
+
+/// A postcard output whose every buffer is zeroized on drop.
+#[derive(Default)]
+struct ZeroizingVec(Zeroizing<Vec<u8>>);
+
+impl ZeroizingVec {
+    /// Room for `extra` more bytes: a bigger buffer (at least double)
+    /// takes the bytes, and the old one is zeroized as it is dropped.
+    fn reserve(&mut self, extra: usize) {
+        let (len, capacity) = (self.0.len(), self.0.capacity());
+        if capacity - len < extra {
+            let wanted = (len + extra).max(2 * capacity).max(64);
+            let mut bigger = Zeroizing::new(Vec::with_capacity(wanted));
+            bigger.extend_from_slice(&self.0);
+            self.0 = bigger;
+        }
+    }
+}
+
+impl postcard::ser_flavors::Flavor for ZeroizingVec {
+    type Output = Zeroizing<Vec<u8>>;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.reserve(data.len());
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.reserve(1);
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Self::Output> {
+        Ok(self.0)
+    }
 }
 
 /// Deserialises exactly one `T` from `bytes`, refusing trailing bytes.
@@ -171,5 +223,42 @@ pub(crate) mod byte_vec {
         }
 
         deserializer.deserialize_byte_buf(BytesVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Mixed {
+        tag: u8,
+        #[serde(serialize_with = "byte_vec::serialize")]
+        blob: Vec<u8>,
+        words: Vec<u64>,
+        name: String,
+    }
+
+    /// The zeroizing encoder writes exactly postcard's bytes, small or
+    /// grown many times over (bytes pushed one by one and in slices).
+    #[test]
+    fn secret_encoding_is_postcards() {
+        for size in [0usize, 1, 63, 64, 65, 1000, 300_000] {
+            let value = Mixed {
+                tag: 7,
+                blob: (0..size).map(|i| (i * 31 % 251) as u8).collect(),
+                words: (0..size as u64 / 3)
+                    .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                    .collect(),
+                name: "x".repeat(size % 97),
+            };
+            let secret = encode_secret(&value, "test").unwrap();
+            assert_eq!(
+                *secret,
+                postcard::to_allocvec(&value).unwrap(),
+                "size {size}"
+            );
+        }
     }
 }

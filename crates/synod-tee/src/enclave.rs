@@ -828,9 +828,10 @@ impl KeyVault {
             shares: SealableShares::new(key, mask)?,
             responses_with_mask: s.responses_with_mask,
         };
-        Ok(Some(Zeroizing::new(postcard::to_stdvec(&stored).map_err(
-            |e| Error::Protocol(format!("encoding the key-share state: {e}")),
-        )?)))
+        Ok(Some(
+            synod_proto::encode_secret(&stored, "key-share state")
+                .map_err(|e| Error::Protocol(format!("encoding the key-share state: {e}")))?,
+        ))
     }
 
     /// Restores what [`sealable_state`](Self::sealable_state) returned (after unsealing it).
@@ -902,8 +903,8 @@ fn seal_each<T: Serialize>(
             .iter()
             .find(|r| r.point == point)
             .ok_or_else(|| Error::State(format!("no attested transport key for {point}")))?;
-        let plain =
-            Zeroizing::new(postcard::to_stdvec(item).map_err(|e| Error::Protocol(e.to_string()))?);
+        let plain = synod_proto::encode_secret(item, "sealed item")
+            .map_err(|e| Error::Protocol(e.to_string()))?;
         out.push((
             point,
             synod_proto::seal(&to.context, &to.transport_key, &plain, rng)?,
