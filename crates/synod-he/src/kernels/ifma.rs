@@ -306,6 +306,17 @@ impl V4Ifma {
     }
 }
 
+/// `acc + x·c mod p` in scalar arithmetic (`acc < p`, `x < 2^52`): the
+/// Shoup formula of [`V4Ifma::mul_const`], for the kernels' tails; no
+/// division, no branch on the values.
+fn shoup_add(p: u64, c: Shoup52, acc: u64, x: u64) -> u64 {
+    let quotient = (u128::from(x) * u128::from(c.companion)) >> 52;
+    let r = (u128::from(x) * u128::from(c.w) - quotient * u128::from(p)) as u64;
+    let r = r.min(r.wrapping_sub(p));
+    let s = acc + r;
+    s.min(s.wrapping_sub(p))
+}
+
 /// The most 64-bit rows [`dot_const_limbs64`] takes (numbers below 2^256).
 pub(crate) const MAX_LIMB_ROWS: usize = 4;
 
@@ -420,12 +431,7 @@ fn limbs64<const R: usize, const L: usize>(
                 *o = consts.iter().enumerate().fold(init, |acc, (l, c)| {
                     let (r, shift) = ((52 * l) / 64, (52 * l) % 64);
                     let wide = u128::from(word(r)) | u128::from(word(r + 1)) << 64;
-                    let x = ((wide >> shift) as u64) & MASK52;
-                    let quotient = (u128::from(x) * u128::from(c.companion)) >> 52;
-                    let v = (u128::from(x) * u128::from(c.w) - quotient * u128::from(p)) as u64;
-                    let v = v.min(v.wrapping_sub(p));
-                    let s = acc + v;
-                    s.min(s.wrapping_sub(p))
+                    shoup_add(p, *c, acc, ((wide >> shift) as u64) & MASK52)
                 });
             }
         },
@@ -437,23 +443,10 @@ fn limbs64<const R: usize, const L: usize>(
 /// done) without IFMA. The value is the exact residue, as a scalar
 /// `Σ x·w mod p` gives it.
 pub(crate) fn dot_const_rows(p: u64, out: &mut [u64], rows: &[&[u64]], consts: &[Shoup52]) -> bool {
-    dot_const_rows_from(p, 0, out, rows, consts)
-}
-
-/// [`dot_const_rows`] plus `init` (`< p`) in every lane: one pass where a
-/// constant is also added.
-pub(crate) fn dot_const_rows_from(
-    p: u64,
-    init: u64,
-    out: &mut [u64],
-    rows: &[&[u64]],
-    consts: &[Shoup52],
-) -> bool {
     let Some(simd) = token() else {
         return false;
     };
     if !(3..MAX_PRIME).contains(&p)
-        || init >= p
         || rows.len() != consts.len()
         || rows.iter().any(|r| r.len() != out.len())
     {
@@ -470,9 +463,8 @@ pub(crate) fn dot_const_rows_from(
                 .map(|r| pulp::as_arrays::<8, u64>(r).0)
                 .collect();
             let (out8, out_tail) = pulp::as_arrays_mut::<8, u64>(out);
-            let start_acc = f._mm512_set1_epi64(init as i64);
             for (lane, o) in out8.iter_mut().enumerate() {
-                let mut acc = start_acc;
+                let mut acc = f._mm512_setzero_si512();
                 for (row, &c) in rows8.iter().zip(consts) {
                     let x = row.get(lane).copied().unwrap_or([0; 8]);
                     let r = simd.mul_const(p, c, cast(x));
@@ -485,13 +477,8 @@ pub(crate) fn dot_const_rows_from(
             // scalar arithmetic: no division, no branch on the values.
             let start = len - out_tail.len();
             for (k, o) in out_tail.iter_mut().enumerate() {
-                *o = rows.iter().zip(consts).fold(init, |acc, (row, c)| {
-                    let x = row.get(start + k).copied().unwrap_or(0);
-                    let quotient = (u128::from(x) * u128::from(c.companion)) >> 52;
-                    let r = (u128::from(x) * u128::from(c.w) - quotient * u128::from(p)) as u64;
-                    let r = r.min(r.wrapping_sub(p));
-                    let s = acc + r;
-                    s.min(s.wrapping_sub(p))
+                *o = rows.iter().zip(consts).fold(0, |acc, (row, c)| {
+                    shoup_add(p, *c, acc, row.get(start + k).copied().unwrap_or(0))
                 });
             }
         },
@@ -742,7 +729,7 @@ mod tests {
             }
         }
 
-        /// The fused `row + (a·c)·b` and the constant-started dot product
+        /// The fused `row + (a·c)·b` and the dot product with constants
         /// equal their scalar definitions (lengths off the eight-lane grid
         /// too, and the edge constants 0 and p − 1).
         #[test]
@@ -757,7 +744,6 @@ mod tests {
             let q = Modulus::new(p).unwrap();
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
             let c = [0, p - 1, rng.random_range(0..p)][edge];
-            let init = [p - 1, 0, rng.random_range(0..p)][edge];
             let mut draw = || (0..len).map(|_| rng.random_range(0..p)).collect::<Vec<u64>>();
             let (row, a, b) = (draw(), draw(), draw());
             let w = Shoup52::new(c, p).unwrap();
@@ -772,11 +758,11 @@ mod tests {
                 prop_assert_eq!(got, want);
             }
             let mut out = vec![0u64; len];
-            if dot_const_rows_from(p, init, &mut out, &[&a, &b], &[w, w]) {
+            if dot_const_rows(p, &mut out, &[&a, &b], &[w, w]) {
                 let want: Vec<u64> = a
                     .iter()
                     .zip(&b)
-                    .map(|(&x, &y)| q.add(init, q.add(q.mul(x, c), q.mul(y, c))))
+                    .map(|(&x, &y)| q.add(q.mul(x, c), q.mul(y, c)))
                     .collect();
                 prop_assert_eq!(out, want);
             }
