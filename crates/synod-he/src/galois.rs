@@ -927,6 +927,20 @@ mod tests {
             want[layout.free_coefficient(j).unwrap()] = sums[3 + j];
         }
         assert_eq!(coeffs, want, "three traced, two added");
+        // One traced slot sum with two added (a chunk of a larger pack that
+        // holds a single sum).
+        let single = keys
+            .pack_traces_with(&refs[..1], &[&done[0], &done[1]])
+            .unwrap();
+        let layout = TraceLayout::new(&params, 1).unwrap();
+        let coeffs =
+            Vec::<u64>::try_decode(&sk.try_decrypt(&single).unwrap(), Encoding::poly()).unwrap();
+        let mut want = vec![0u64; 2048];
+        want[layout.coefficient(0).unwrap()] = sums[0];
+        for j in 0..2 {
+            want[layout.free_coefficient(j).unwrap()] = sums[3 + j];
+        }
+        assert_eq!(coeffs, want, "one traced, two added");
         assert!(keys.pack_traces(&[]).is_err());
         assert!(TraceLayout::new(&params, 2049).is_err());
         // Inputs of another level or size are refused, not asserted on.
