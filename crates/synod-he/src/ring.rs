@@ -29,8 +29,11 @@ pub struct WirePoly {
 
 /// `serde(serialize_with)` for a **secret** polynomial (a sub-share, a
 /// sealable share): the bytes of [`WirePoly`]'s own encoding, with the
-/// packed residues in a buffer zeroized when dropped. (Decoding needs no
-/// counterpart: the residues land in the value, which zeroizes itself.)
+/// packed residues in a buffer zeroized when dropped. Decoding has no
+/// counterpart: the residues land in the value, which zeroizes itself once
+/// it is whole; a message that fails to decode after a secret field drops
+/// that field's residues uncleared (only its sender, who wrote them, can
+/// cause that).
 pub(crate) fn serialize_secret<S: serde::Serializer>(
     poly: &WirePoly,
     s: S,
@@ -41,8 +44,9 @@ pub(crate) fn serialize_secret<S: serde::Serializer>(
             crate::packing::serialize_zeroizing(self.0, s)
         }
     }
-    /// Field for field [`WirePoly`].
+    /// Field for field (and name for name) [`WirePoly`].
     #[derive(Serialize)]
+    #[serde(rename = "WirePoly")]
     struct Secret<'a> {
         level: u8,
         residues: Residues<'a>,

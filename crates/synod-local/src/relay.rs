@@ -41,11 +41,11 @@ pub(crate) struct Relay {
     /// records what it accepts, and all of them record the same messages.
     recorded: std::collections::BTreeSet<[u8; MessageContext::ENCODED_LEN]>,
     bytes: u64,
-    /// The size of the last broadcast payload per protocol and round: the
-    /// next one of the same round (the same shape from another sender) is
+    /// The size of the last broadcast payload per protocol, round and
+    /// message type: the next one (the same shape from another sender) is
     /// encoded into a buffer of that size instead of one grown by doubling
     /// (each regrowth copies the bytes and touches fresh pages).
-    size_hints: BTreeMap<(ProtocolName, u16), usize>,
+    size_hints: BTreeMap<(ProtocolName, u16, &'static str), usize>,
 }
 
 fn id_of(point: EvaluationPoint) -> Result<ParticipantId> {
@@ -185,14 +185,11 @@ impl Relay {
         round: u16,
         msg: &T,
     ) -> Result<SignedEnvelope> {
-        let hint = self
-            .size_hints
-            .get(&(protocol, round))
-            .copied()
-            .unwrap_or(0);
+        let key = (protocol, round, std::any::type_name::<T>());
+        let hint = self.size_hints.get(&key).copied().unwrap_or(0);
         let payload = postcard::to_extend(msg, Vec::with_capacity(hint))
             .map_err(|e| LocalError::Other(e.to_string()))?;
-        self.size_hints.insert((protocol, round), payload.len());
+        self.size_hints.insert(key, payload.len());
         let (ctx, _) = self.context(from, protocol, round, Recipient::Broadcast)?;
         self.sign(ctx, from, payload)
     }

@@ -830,7 +830,7 @@ impl KeyVault {
         };
         Ok(Some(
             synod_proto::encode_secret(&stored, "key-share state")
-                .map_err(|e| Error::Protocol(format!("encoding the key-share state: {e}")))?,
+                .map_err(|e| Error::Protocol(e.to_string()))?,
         ))
     }
 

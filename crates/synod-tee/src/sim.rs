@@ -575,11 +575,16 @@ struct Frame<T> {
 }
 
 fn write_frame<T: Serialize>(stream: &mut UnixStream, body: T) -> Result<()> {
-    let bytes = postcard::to_stdvec(&Frame {
-        version: API_VERSION,
-        body,
-    })
-    .map_err(|e| Error::Protocol(format!("encode: {e}")))?;
+    // Frames can carry plaintexts to seal or unsealed: encoded into
+    // buffers that are zeroized when outgrown or dropped.
+    let bytes = synod_proto::encode_secret(
+        &Frame {
+            version: API_VERSION,
+            body,
+        },
+        "frame",
+    )
+    .map_err(|e| Error::Protocol(e.to_string()))?;
     let len = u32::try_from(bytes.len())
         .ok()
         .filter(|&l| l <= MAX_FRAME)
