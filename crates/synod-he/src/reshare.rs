@@ -63,7 +63,7 @@ mod dealing;
 use dealing::{combine_nodes, inverse};
 pub(crate) use dealing::{draw_from_seed, draw_seeds, node_values, random_residues, Dealing};
 
-use crate::ring::{self, WirePoly};
+use crate::ring::{self, SecretWirePoly};
 use crate::secret::{KeyShare, MaskShare};
 use crate::shamir::{lagrange_weight_residues, Committee, EvaluationPoint};
 use crate::{Error, Params, Result};
@@ -165,17 +165,13 @@ pub enum SubShareValues {
     /// The values themselves.
     Explicit {
         /// `g_i(x_j)`.
-        #[serde(serialize_with = "crate::ring::serialize_secret")]
-        key: WirePoly,
+        key: SecretWirePoly,
         /// `h_i(x_j)`.
-        #[serde(serialize_with = "crate::ring::serialize_secret")]
-        mask: WirePoly,
+        mask: SecretWirePoly,
         /// `W_i(x_j)`.
-        #[serde(serialize_with = "crate::ring::serialize_secret")]
-        key_blind: WirePoly,
+        key_blind: SecretWirePoly,
         /// `V_i(x_j)`.
-        #[serde(serialize_with = "crate::ring::serialize_secret")]
-        mask_blind: WirePoly,
+        mask_blind: SecretWirePoly,
     },
     /// The ChaCha20 seed the four values are drawn from.
     Seeded([u8; 32]),
@@ -677,7 +673,7 @@ impl ResharingDealing {
             None => {
                 let values = values.unwrap_or_else(|| core.values_at(x));
                 let [mut key, mask, key_blind, mask_blind] =
-                    values.map(|r| WirePoly::from_residues(0, r));
+                    values.map(|r| SecretWirePoly::from_residues(0, r));
                 if cheat {
                     if let (Some(r), Some(q)) = (key.residues.first_mut(), core.moduli.first()) {
                         *r = q.add(*r, 1);
@@ -1958,7 +1954,7 @@ mod tests {
             let w = crate::shamir::lagrange_weight(d, &verdict.qualified, ctx.modulus()).unwrap();
             let [key, mask, ..] = &received()[&d].0;
             let parse = |v: &Vec<u64>| {
-                WirePoly::from_residues(0, v.clone())
+                ring::WirePoly::from_residues(0, v.clone())
                     .parse(&params, 0, d, "v")
                     .unwrap()
             };

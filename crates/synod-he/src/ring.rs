@@ -27,14 +27,68 @@ pub struct WirePoly {
     pub residues: Vec<u64>,
 }
 
+/// A [`WirePoly`] of **secret** residues (a dealt sub-share, a sealable
+/// share): zeroized on drop, which covers a message that fails to decode
+/// after it (the derived decoders drop the fields already decoded),
+/// encoded with the bytes of a `WirePoly` through a zeroized buffer, and
+/// printed without its residues. It reads as the `WirePoly` it wraps.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretWirePoly(WirePoly);
+
+impl SecretWirePoly {
+    /// Wraps secret residues already in NTT form, `primes(level) × N`,
+    /// row-major.
+    pub fn from_residues(level: usize, residues: Vec<u64>) -> Self {
+        Self(WirePoly::from_residues(level, residues))
+    }
+
+    /// Wraps `poly` (converted to NTT form if needed) at `level`.
+    pub fn from_poly(poly: &Poly, level: usize) -> Self {
+        Self(WirePoly::from_poly(poly, level))
+    }
+}
+
+impl std::ops::Deref for SecretWirePoly {
+    type Target = WirePoly;
+    fn deref(&self) -> &WirePoly {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SecretWirePoly {
+    fn deref_mut(&mut self) -> &mut WirePoly {
+        &mut self.0
+    }
+}
+
+impl Drop for SecretWirePoly {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0.residues);
+    }
+}
+
+impl std::fmt::Debug for SecretWirePoly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SecretWirePoly {{ level: {}, residues: [redacted] }}",
+            self.0.level
+        )
+    }
+}
+
+impl Serialize for SecretWirePoly {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        serialize_secret(&self.0, s)
+    }
+}
+
 /// `serde(serialize_with)` for a **secret** polynomial (a sub-share, a
 /// sealable share): the bytes of [`WirePoly`]'s own encoding, with the
-/// packed residues in a buffer zeroized when dropped. Decoding has no
-/// counterpart: the residues land in the value, which zeroizes itself once
-/// it is whole; a message that fails to decode after a secret field drops
-/// that field's residues uncleared (only its sender, who wrote them, can
-/// cause that).
-pub(crate) fn serialize_secret<S: serde::Serializer>(
+/// packed residues in a buffer zeroized when dropped ([`SecretWirePoly`]'s
+/// encoding).
+fn serialize_secret<S: serde::Serializer>(
     poly: &WirePoly,
     s: S,
 ) -> std::result::Result<S::Ok, S::Error> {
@@ -243,11 +297,10 @@ mod tests {
     use super::*;
 
     /// A secret polynomial is written with the very bytes of the public
-    /// encoding (so either parses it), for every width and length.
+    /// encoding (so either parses it), for every width and length, reads
+    /// back as itself, and prints without its residues.
     #[test]
     fn secret_encoding_is_the_public_one() {
-        #[derive(serde::Serialize)]
-        struct Secret<'a>(#[serde(serialize_with = "serialize_secret")] &'a WirePoly);
         for (len, top) in [
             (0usize, 1u64),
             (1, 1),
@@ -255,22 +308,23 @@ mod tests {
             (1000, (1 << 44) - 7),
             (4096, u64::MAX),
         ] {
-            let poly = WirePoly {
-                level: 2,
-                residues: (0..len as u64)
-                    .map(|i| i.wrapping_mul(0x9e37_79b9) % top)
-                    .collect(),
-            };
+            let residues: Vec<u64> = (0..len as u64)
+                .map(|i| i.wrapping_mul(0x9e37_79b9) % top)
+                .collect();
+            let poly = WirePoly::from_residues(2, residues.clone());
+            let secret = SecretWirePoly::from_residues(2, residues);
             let public = postcard::to_allocvec(&poly).unwrap();
-            assert_eq!(
-                postcard::to_allocvec(&Secret(&poly)).unwrap(),
-                public,
-                "{len}"
+            assert_eq!(postcard::to_allocvec(&secret).unwrap(), public, "{len}");
+            let back: SecretWirePoly = postcard::from_bytes(&public).unwrap();
+            assert_eq!(*back, poly);
+            let shown = format!("{secret:?}");
+            assert!(
+                shown.contains("redacted") && !shown.contains(", 1,"),
+                "{shown}"
             );
-            let back: WirePoly = postcard::from_bytes(&public).unwrap();
-            assert_eq!(back, poly);
         }
     }
+
     use crate::ParameterSet;
     use rand::SeedableRng;
 

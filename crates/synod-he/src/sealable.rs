@@ -13,7 +13,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
-use crate::ring::WirePoly;
+use crate::ring::SecretWirePoly;
 use crate::secret::{KeyShare, MaskShare};
 use crate::shamir::{Committee, EvaluationPoint};
 use crate::{Error, Params, Result};
@@ -24,10 +24,8 @@ pub struct SealableShares {
     point: EvaluationPoint,
     committee: Committee,
     epoch: u64,
-    #[serde(serialize_with = "crate::ring::serialize_secret")]
-    key: WirePoly,
-    #[serde(serialize_with = "crate::ring::serialize_secret")]
-    mask: WirePoly,
+    key: SecretWirePoly,
+    mask: SecretWirePoly,
 }
 
 impl Drop for SealableShares {
@@ -63,8 +61,8 @@ impl SealableShares {
             point: key.point(),
             committee: key.committee().clone(),
             epoch: key.epoch(),
-            key: WirePoly::from_poly(key.poly(), 0),
-            mask: WirePoly::from_poly(mask.poly(), 0),
+            key: SecretWirePoly::from_poly(key.poly(), 0),
+            mask: SecretWirePoly::from_poly(mask.poly(), 0),
         })
     }
 

@@ -21,7 +21,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::kernels::NttView;
 use crate::reshare::{draw_from_seed, draw_seeds, node_values, random_residues, Dealing};
-use crate::ring::WirePoly;
+use crate::ring::SecretWirePoly;
 use crate::secret::{AdditiveKeyShare, KeyShare, MaskShare};
 use crate::shamir::{Committee, EvaluationPoint};
 use crate::{Error, Params, Result};
@@ -56,11 +56,9 @@ pub enum SubShareValues {
     /// The values themselves.
     Explicit {
         /// `f_i(x_j)`: the dealer's key sub-share.
-        #[serde(serialize_with = "crate::ring::serialize_secret")]
-        key: WirePoly,
+        key: SecretWirePoly,
         /// `h_i(x_j)`: the dealer's mask sub-share.
-        #[serde(serialize_with = "crate::ring::serialize_secret")]
-        mask: WirePoly,
+        mask: SecretWirePoly,
     },
     /// The ChaCha20 seed the two values are drawn from.
     Seeded([u8; 32]),
@@ -163,8 +161,8 @@ pub fn deal<R: RngCore + CryptoRng>(
             let values = match (values, dealing.seed_at(u64::from(recipient.get()))) {
                 (_, Some(seed)) => SubShareValues::Seeded(*seed),
                 (Some([key, mask]), None) => SubShareValues::Explicit {
-                    key: WirePoly::from_residues(0, key),
-                    mask: WirePoly::from_residues(0, mask),
+                    key: SecretWirePoly::from_residues(0, key),
+                    mask: SecretWirePoly::from_residues(0, mask),
                 },
                 (None, None) => {
                     return Err(Error::Parameters("a member without values".into()));

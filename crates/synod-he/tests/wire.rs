@@ -142,6 +142,11 @@ fn wp(level: u8, residues: &[u64]) -> WirePoly {
     }
 }
 
+/// A secret polynomial (sub-shares): the same encoding as [`wp`]'s.
+fn secret(level: u8, residues: &[u64]) -> synod_he::ring::SecretWirePoly {
+    synod_he::ring::SecretWirePoly::from_residues(usize::from(level), residues.to_vec())
+}
+
 fn snapshot<T: Serialize>(name: &str, value: &T, expected: &str) {
     let hex = hex::encode(postcard::to_stdvec(value).unwrap());
     assert_eq!(hex, expected, "wire format of {name} changed");
@@ -225,8 +230,8 @@ fn wire_formats_are_pinned() {
             recipient: x(7),
             epoch: 0,
             values: thresholdize::SubShareValues::Explicit {
-                key: wp(0, &[3]),
-                mask: wp(0, &[4]),
+                key: secret(0, &[3]),
+                mask: secret(0, &[4]),
             },
         },
         "0107000000010201030001030104",
@@ -247,10 +252,10 @@ fn wire_formats_are_pinned() {
         recipient: x(30),
         epoch: 2,
         values: reshare::SubShareValues::Explicit {
-            key: wp(0, &[1]),
-            mask: wp(0, &[2]),
-            key_blind: wp(0, &[3]),
-            mask_blind: wp(0, &[4]),
+            key: secret(0, &[1]),
+            mask: secret(0, &[2]),
+            key_blind: secret(0, &[3]),
+            mask_blind: secret(0, &[4]),
         },
         salt: [5; 32],
     };
