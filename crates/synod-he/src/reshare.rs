@@ -186,18 +186,9 @@ impl Drop for ReshareSubShare {
 
 impl Drop for SubShareValues {
     fn drop(&mut self) {
-        match self {
-            SubShareValues::Explicit {
-                key,
-                mask,
-                key_blind,
-                mask_blind,
-            } => {
-                for w in [key, mask, key_blind, mask_blind] {
-                    w.residues.zeroize();
-                }
-            }
-            SubShareValues::Seeded(seed) => seed.zeroize(),
+        // Explicit values zeroize themselves (`SecretWirePoly`).
+        if let SubShareValues::Seeded(seed) = self {
+            seed.zeroize();
         }
     }
 }

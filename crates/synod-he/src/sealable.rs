@@ -2,7 +2,8 @@
 //! an enclave that must **seal** them to disk so that a restarted enclave
 //! keeps its share (synod-tee's simulated enclave; DESIGN.md §1).
 //!
-//! [`SealableShares`] is secret: it zeroizes on drop and prints as
+//! [`SealableShares`] is secret: it zeroizes on drop (its polynomials are
+//! [`crate::ring::SecretWirePoly`]) and prints as
 //! `[redacted]`. Its only intended use is to be serialised straight into an
 //! authenticated, encrypted sealed blob and parsed back from one; nothing in
 //! synod sends it anywhere. The key types themselves stay without
@@ -11,7 +12,6 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroize;
 
 use crate::ring::SecretWirePoly;
 use crate::secret::{KeyShare, MaskShare};
@@ -26,13 +26,6 @@ pub struct SealableShares {
     epoch: u64,
     key: SecretWirePoly,
     mask: SecretWirePoly,
-}
-
-impl Drop for SealableShares {
-    fn drop(&mut self) {
-        self.key.residues.zeroize();
-        self.mask.residues.zeroize();
-    }
 }
 
 impl fmt::Debug for SealableShares {

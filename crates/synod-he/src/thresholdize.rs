@@ -66,12 +66,9 @@ pub enum SubShareValues {
 
 impl Drop for SubShareValues {
     fn drop(&mut self) {
-        match self {
-            SubShareValues::Explicit { key, mask } => {
-                key.residues.zeroize();
-                mask.residues.zeroize();
-            }
-            SubShareValues::Seeded(seed) => seed.zeroize(),
+        // Explicit values zeroize themselves (`SecretWirePoly`).
+        if let SubShareValues::Seeded(seed) = self {
+            seed.zeroize();
         }
     }
 }
