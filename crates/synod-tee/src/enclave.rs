@@ -149,7 +149,7 @@ pub trait Enclave {
     /// Seals `plaintext` under `key_id` to this enclave's measurement and SVN.
     fn seal(&mut self, key_id: &KeyId, plaintext: &[u8]) -> Result<SealedBlob>;
     /// Unseals a blob sealed by this enclave (or an older SVN of it).
-    fn unseal(&mut self, blob: &SealedBlob) -> Result<(KeyId, Vec<u8>)>;
+    fn unseal(&mut self, blob: &SealedBlob) -> Result<(KeyId, Zeroizing<Vec<u8>>)>;
 
     /// Draws the additive key share inside the enclave and returns its public-key share.
     fn generate_key_share(&mut self, setup: &SessionSetup) -> Result<PublicKeyShare>;

@@ -368,9 +368,8 @@ impl Enclave for SimulatedEnclave {
     fn seal(&mut self, key_id: &KeyId, plaintext: &[u8]) -> Result<SealedBlob> {
         self.sealer.seal(key_id, plaintext, &mut rand::rng())
     }
-    fn unseal(&mut self, blob: &SealedBlob) -> Result<(KeyId, Vec<u8>)> {
-        let (id, pt) = self.sealer.unseal(blob)?;
-        Ok((id, pt.to_vec()))
+    fn unseal(&mut self, blob: &SealedBlob) -> Result<(KeyId, Zeroizing<Vec<u8>>)> {
+        self.sealer.unseal(blob)
     }
     fn generate_key_share(&mut self, setup: &SessionSetup) -> Result<PublicKeyShare> {
         self.vault.generate_key_share(setup)
@@ -478,7 +477,7 @@ pub enum Request {
     /// Evidence for this report data (64 bytes).
     Attest(Vec<u8>),
     /// Seal these bytes under this key id.
-    Seal(String, Vec<u8>),
+    Seal(String, SecretBytes),
     /// Unseal this blob.
     Unseal(Vec<u8>),
     /// [`Enclave::generate_key_share`].
@@ -537,7 +536,7 @@ pub enum Response {
     /// A sealed blob.
     Sealed(Vec<u8>),
     /// An unsealed plaintext with its key id.
-    Unsealed(String, Vec<u8>),
+    Unsealed(String, SecretBytes),
     /// A public-key share.
     PublicKeyShare(PublicKeyShare),
     /// A relinearisation round-1 share.
@@ -566,6 +565,32 @@ pub enum Response {
     Openings(Vec<Opening>),
     /// The verdict a member's enclave reached.
     Verdict(Verdict),
+}
+
+/// Plaintext bytes crossing the socket (to seal, or unsealed): zeroized on
+/// drop and redacted in `Debug` (requests and responses are `Debug`, and an
+/// unexpected response is printed into an error).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    /// The bytes, moved out (no copy is left behind).
+    fn take(&mut self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(std::mem::take(&mut self.0))
+    }
+}
+
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[redacted; {} bytes]", self.0.len())
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -637,12 +662,14 @@ fn handle(enclave: &mut SimulatedEnclave, request: Request) -> Result<Response> 
             Response::Evidence(enclave.attest(&ReportData(data))?)
         }
         Request::Seal(id, plaintext) => {
-            let plaintext = Zeroizing::new(plaintext);
-            Response::Sealed(enclave.seal(&KeyId::new(id)?, &plaintext)?.0)
+            Response::Sealed(enclave.seal(&KeyId::new(id)?, &plaintext.0)?.0)
         }
         Request::Unseal(blob) => {
-            let (id, pt) = enclave.unseal(&SealedBlob(blob))?;
-            Response::Unsealed(id.as_str().to_owned(), pt)
+            let (id, mut pt) = enclave.unseal(&SealedBlob(blob))?;
+            Response::Unsealed(
+                id.as_str().to_owned(),
+                SecretBytes(std::mem::take(&mut *pt)),
+            )
         }
         Request::GenerateKeyShare(setup) => {
             Response::PublicKeyShare(enclave.generate_key_share(&setup)?)
@@ -876,12 +903,12 @@ impl Enclave for EnclaveClient {
         answer!(self.call(request)?, Response::Evidence(e) => e)
     }
     fn seal(&mut self, key_id: &KeyId, plaintext: &[u8]) -> Result<SealedBlob> {
-        let request = Request::Seal(key_id.as_str().to_owned(), plaintext.to_vec());
+        let request = Request::Seal(key_id.as_str().to_owned(), SecretBytes(plaintext.to_vec()));
         answer!(self.call(request)?, Response::Sealed(b) => SealedBlob(b))
     }
-    fn unseal(&mut self, blob: &SealedBlob) -> Result<(KeyId, Vec<u8>)> {
+    fn unseal(&mut self, blob: &SealedBlob) -> Result<(KeyId, Zeroizing<Vec<u8>>)> {
         let request = Request::Unseal(blob.0.clone());
-        answer!(self.call(request)?, Response::Unsealed(id, pt) => (KeyId::new(id)?, pt))
+        answer!(self.call(request)?, Response::Unsealed(id, mut pt) => (KeyId::new(id)?, pt.take()))
     }
     fn generate_key_share(&mut self, setup: &SessionSetup) -> Result<PublicKeyShare> {
         let request = Request::GenerateKeyShare(setup.clone());
@@ -986,6 +1013,33 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
     use super::*;
+
+    /// Plaintexts crossing the socket travel as plain bytes (the frame
+    /// layout of a `Vec<u8>`) but never print: a request or response, or an
+    /// error made from an unexpected one, shows only their length.
+    #[test]
+    fn plaintexts_on_the_socket_are_redacted() {
+        let secret = b"the key-share state".to_vec();
+        let request = Request::Seal("state".into(), SecretBytes(secret.clone()));
+        let response = Response::Unsealed("state".into(), SecretBytes(secret.clone()));
+        for shown in [format!("{request:?}"), format!("{response:?}")] {
+            assert!(shown.contains("redacted"), "{shown}");
+            assert!(!shown.contains("116, 104, 101"), "{shown}");
+        }
+        let error = unexpected(&response).to_string();
+        assert!(!error.contains("116, 104, 101"), "{error}");
+        assert_eq!(
+            postcard::to_allocvec(&SecretBytes(secret.clone())).unwrap(),
+            postcard::to_allocvec(&secret).unwrap()
+        );
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        write_frame(&mut a, response).unwrap();
+        let back: Response = read_frame(&mut b).unwrap().unwrap();
+        assert!(matches!(back, Response::Unsealed(..)), "{back:?}");
+        if let Response::Unsealed(_, mut pt) = back {
+            assert_eq!(*pt.take(), secret);
+        }
+    }
 
     /// Pins the frame layout: length prefix, API version, request tag.
     #[test]
