@@ -456,10 +456,8 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
         let (synod, fhe) = pair(
             fast,
             || {
-                decrypt::decryption_share_digested(
-                    &params, mine, &set, digested, &flooding, &mut rng,
-                )
-                .unwrap()
+                decrypt::decryption_share(&params, mine, &set, digested, &flooding, &mut rng)
+                    .unwrap()
             },
             || mbfv::DecryptionShare::new(&fhe_sks[0], &ct_arc, &mut rng2).unwrap(),
         );
@@ -492,7 +490,7 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
             // synod's output path: the shares straight to slot values
             // (fhe.rs's row stops at a plaintext, before decoding).
             |s| {
-                decrypt::combine_digested_as(&params, digested, &set, s, decrypt::Readout::Slots)
+                decrypt::combine_signed_as(&params, digested, &set, s, decrypt::Readout::Slots)
                     .unwrap()
             },
             |f| Plaintext::from_shares(f).unwrap(),
@@ -504,7 +502,7 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
             fhe: Some(fhe_combine),
         });
         let synod = time(fast, || {
-            keyswitch::key_switch_share_digested(
+            keyswitch::key_switch_share(
                 &params, mine, &set, digested, &recipient, &flooding, &mut rng,
             )
             .unwrap()

@@ -147,7 +147,7 @@ fn main() {
             if step == "share" {
                 timed(&mut || {
                     black_box(
-                        decrypt::decryption_share_digested(
+                        decrypt::decryption_share(
                             &params, &keys[0], &set, digested, &flooding, &mut rng,
                         )
                         .unwrap(),
@@ -164,7 +164,7 @@ fn main() {
                 timed(&mut || {
                     let s = shares.clone();
                     black_box(
-                        decrypt::combine_digested_as(
+                        decrypt::combine_signed_as(
                             &params,
                             digested,
                             &set,

@@ -51,7 +51,8 @@ pub fn ciphertext_digest(params: &Params, ct: &Ciphertext) -> Result<[u8; 32]> {
 /// A ciphertext with its [`ciphertext_digest`], computed once: a participant
 /// hashes an output when it checks the evaluation's output hash (made of
 /// these digests), and its share and the combination reuse the digest
-/// instead of hashing the ciphertext again.
+/// instead of hashing the ciphertext again (pass it where a [`Bound`] is
+/// taken).
 #[derive(Clone, Copy, Debug)]
 pub struct Digested<'a> {
     ct: &'a Ciphertext,
@@ -84,6 +85,58 @@ impl<'a> Digested<'a> {
     /// Its digest.
     pub fn digest(&self) -> &[u8; 32] {
         &self.digest
+    }
+}
+
+/// The ciphertext a share or a combination binds, as every function here
+/// that binds one takes it (`impl Into<Bound>`): a `&Ciphertext`, hashed
+/// beside the work, or a [`Digested`] one, whose digest is reused.
+#[derive(Clone, Copy, Debug)]
+pub struct Bound<'a> {
+    ct: &'a Ciphertext,
+    digest: Option<[u8; 32]>,
+}
+
+impl<'a> From<&'a Ciphertext> for Bound<'a> {
+    fn from(ct: &'a Ciphertext) -> Self {
+        Self { ct, digest: None }
+    }
+}
+
+impl<'a> From<Digested<'a>> for Bound<'a> {
+    fn from(d: Digested<'a>) -> Self {
+        Self {
+            ct: d.ct,
+            digest: Some(d.digest),
+        }
+    }
+}
+
+impl<'a> Bound<'a> {
+    /// The ciphertext.
+    pub fn ciphertext(&self) -> &'a Ciphertext {
+        self.ct
+    }
+
+    /// The digest: the one known, or the ciphertext hashed now.
+    pub(crate) fn digest(&self, params: &Params) -> Result<[u8; 32]> {
+        match self.digest {
+            Some(d) => Ok(d),
+            None => ciphertext_digest(params, self.ct),
+        }
+    }
+
+    /// `work()` and the digest: the one known, or the ciphertext hashed
+    /// beside the work (in parallel where the pool has a second thread).
+    pub(crate) fn digest_beside<T: Send>(
+        &self,
+        params: &Params,
+        work: impl FnOnce() -> T + Send,
+    ) -> (Result<[u8; 32]>, T) {
+        match self.digest {
+            Some(d) => (Ok(d), work()),
+            None => rayon::join(|| ciphertext_digest(params, self.ct), work),
+        }
     }
 }
 
@@ -144,54 +197,27 @@ pub struct DecryptionShare {
 }
 
 /// Participant `key.point()`'s share for decrypting `ct` with active set `set`.
-///
-/// Hashes `ct` for the share's binding; where the digest is already known
-/// (the participant hashed the output when it checked the evaluation's
-/// hash), [`decryption_share_digested`] reuses it.
-pub fn decryption_share<R: RngCore + CryptoRng>(
+pub fn decryption_share<'a, R: RngCore + CryptoRng>(
     params: &Params,
     key: &KeyShare,
     set: &ActiveSet,
-    ct: &Ciphertext,
+    ct: impl Into<Bound<'a>>,
     flooding: &Flooding,
     rng: &mut R,
 ) -> Result<DecryptionShare> {
-    share_with(params, key, set, ct, None, flooding, rng)
-}
-
-/// [`decryption_share`] of a ciphertext whose digest is already known.
-pub fn decryption_share_digested<R: RngCore + CryptoRng>(
-    params: &Params,
-    key: &KeyShare,
-    set: &ActiveSet,
-    ct: Digested<'_>,
-    flooding: &Flooding,
-    rng: &mut R,
-) -> Result<DecryptionShare> {
-    share_with(params, key, set, ct.ct, Some(ct.digest), flooding, rng)
-}
-
-fn share_with<R: RngCore + CryptoRng>(
-    params: &Params,
-    key: &KeyShare,
-    set: &ActiveSet,
-    ct: &Ciphertext,
-    digest: Option<[u8; 32]>,
-    flooding: &Flooding,
-    rng: &mut R,
-) -> Result<DecryptionShare> {
-    let level = check_decryptable(params, ct, flooding)?;
+    let ct = ct.into();
+    let level = check_decryptable(params, ct.ciphertext(), flooding)?;
     check_membership(key, set)?;
     let ops = RingOps::of(params.ctx(level)?)?;
     let c1 = ct
+        .ciphertext()
         .get(1)
         .ok_or_else(|| Error::Parameters("ciphertext without c1".into()))?;
     let noise = flooding.limbs(params.degree(), rng);
-    let product = || flooded_key_product(key, set, c1, &ops, &noise, |_, _, _, _| {});
-    // The digest is independent of the share: hash while the share is computed.
-    let (digest, h) = crate::kernels::in_pool(|| match digest {
-        Some(digest) => (Ok(digest), product()),
-        None => rayon::join(|| ciphertext_digest(params, ct), product),
+    let (digest, h) = crate::kernels::in_pool(|| {
+        ct.digest_beside(params, || {
+            flooded_key_product(key, set, c1, &ops, &noise, |_, _, _, _| {})
+        })
     });
     Ok(DecryptionShare {
         sender: key.point(),
@@ -281,37 +307,18 @@ pub(crate) fn check_share_binding(
 /// Bit-identical to fhe.rs's decryption of `(c0 + Σ h_j, 0)`: the same
 /// plaintext values, level and (absent) encoding. Where only the slots are
 /// wanted, [`combine_signed`] gives them faster.
-pub fn combine(
+pub fn combine<'a>(
     params: &Params,
-    ct: &Ciphertext,
+    ct: impl Into<Bound<'a>>,
     set: &ActiveSet,
     shares: impl IntoIterator<Item = DecryptionShare>,
 ) -> Result<Plaintext> {
-    plaintext_with(params, ct, None, set, shares)
-}
-
-/// [`combine`] for a ciphertext whose digest is already known.
-pub fn combine_digested(
-    params: &Params,
-    ct: Digested<'_>,
-    set: &ActiveSet,
-    shares: impl IntoIterator<Item = DecryptionShare>,
-) -> Result<Plaintext> {
-    plaintext_with(params, ct.ct, Some(ct.digest), set, shares)
-}
-
-fn plaintext_with(
-    params: &Params,
-    ct: &Ciphertext,
-    digest: Option<[u8; 32]>,
-    set: &ActiveSet,
-    shares: impl IntoIterator<Item = DecryptionShare>,
-) -> Result<Plaintext> {
+    let ct = ct.into();
     let shares: Vec<DecryptionShare> = shares.into_iter().collect();
     let (level, mut acc) =
-        crate::kernels::in_pool(|| checked_phase(params, ct, digest, set, shares, PhaseForm::Ntt))?;
+        crate::kernels::in_pool(|| checked_phase(params, ct, set, shares, PhaseForm::Ntt))?;
     let phase = crate::kernels::ntt_poly(std::mem::take(&mut *acc), params.ctx(level)?)?;
-    decode_phase(params, phase, ct)
+    decode_phase(params, phase, ct.ciphertext())
 }
 
 /// Combines one share from every member of `set` and decodes the slots as
@@ -324,9 +331,9 @@ fn plaintext_with(
 /// computes, as the fraction is the noise over `Δ`, far from one half) over
 /// the coefficients in parallel, and the slots are read with one NTT
 /// modulo `t`.
-pub fn combine_signed(
+pub fn combine_signed<'a>(
     params: &Params,
-    ct: &Ciphertext,
+    ct: impl Into<Bound<'a>>,
     set: &ActiveSet,
     shares: impl IntoIterator<Item = DecryptionShare>,
 ) -> Result<Vec<i64>> {
@@ -345,38 +352,17 @@ pub enum Readout {
 
 /// [`combine_signed`] with a choice of readout; values are centred in
 /// `(−p/2, p/2]`.
-pub fn combine_signed_as(
+pub fn combine_signed_as<'a>(
     params: &Params,
-    ct: &Ciphertext,
+    ct: impl Into<Bound<'a>>,
     set: &ActiveSet,
     shares: impl IntoIterator<Item = DecryptionShare>,
     readout: Readout,
 ) -> Result<Vec<i64>> {
-    signed_with(params, ct, None, set, shares, readout)
-}
-
-/// [`combine_signed_as`] for a ciphertext whose digest is already known.
-pub fn combine_digested_as(
-    params: &Params,
-    ct: Digested<'_>,
-    set: &ActiveSet,
-    shares: impl IntoIterator<Item = DecryptionShare>,
-    readout: Readout,
-) -> Result<Vec<i64>> {
-    signed_with(params, ct.ct, Some(ct.digest), set, shares, readout)
-}
-
-fn signed_with(
-    params: &Params,
-    ct: &Ciphertext,
-    digest: Option<[u8; 32]>,
-    set: &ActiveSet,
-    shares: impl IntoIterator<Item = DecryptionShare>,
-    readout: Readout,
-) -> Result<Vec<i64>> {
+    let ct = ct.into();
     let shares: Vec<DecryptionShare> = shares.into_iter().collect();
     crate::kernels::in_pool(|| {
-        let (level, phase) = checked_phase(params, ct, digest, set, shares, PhaseForm::PowerBasis)?;
+        let (level, phase) = checked_phase(params, ct, set, shares, PhaseForm::PowerBasis)?;
         let decoder = Decoder::of(params)?;
         let w = decoder.scale(params, level, phase)?;
         match readout {
@@ -492,20 +478,19 @@ pub(crate) fn times_ntt(params: &Params, ct: &Ciphertext, x: &Poly) -> Result<Ci
 }
 
 /// Checks that one share came from every member of `set`, each bound to
-/// `set` and `ct` (whose digest is `digest` where the caller knows it) and
-/// well formed (reporting the first problem in sender order, binding before
+/// `set` and `bound`'s ciphertext and well formed (reporting the first problem in sender order, binding before
 /// shape), and returns the level and the phase
 /// `c0 + Σ h_j` (residues, row-major) in the form asked for (taken out of
 /// NTT form row by row in the summing pass).
 fn checked_phase(
     params: &Params,
-    ct: &Ciphertext,
-    digest: Option<[u8; 32]>,
+    bound: Bound<'_>,
     set: &ActiveSet,
     shares: impl IntoIterator<Item = DecryptionShare>,
     form: PhaseForm,
 ) -> Result<(usize, Zeroizing<Vec<u64>>)> {
     const WHAT: &str = "decryption share";
+    let ct = bound.ciphertext();
     let level = ciphertext_level(params, ct)?;
     if ct.len() != 2 {
         return Err(Error::Parameters(
@@ -559,10 +544,7 @@ fn checked_phase(
             .collect();
         (acc, unreduced)
     };
-    let (digest, (acc, unreduced)) = match digest {
-        Some(digest) => (Ok(digest), sum()),
-        None => rayon::join(|| ciphertext_digest(params, ct), sum),
-    };
+    let (digest, (acc, unreduced)) = bound.digest_beside(params, sum);
     let digest = digest?;
     // The first problem in sender order: binding, then shape, then an
     // unreduced residue (named by the full check).
@@ -974,19 +956,18 @@ pub(crate) mod tests {
                 let mut a = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
                 let mut b = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
                 let plain = decryption_share(&params, k, &set, &ct, &flooding, &mut a).unwrap();
-                let fast = decryption_share_digested(&params, k, &set, digested, &flooding, &mut b)
-                    .unwrap();
+                let fast = decryption_share(&params, k, &set, digested, &flooding, &mut b).unwrap();
                 assert_eq!(plain, fast);
                 fast
             })
             .collect();
         assert_eq!(
-            combine_digested(&params, digested, &set, shares.clone()).unwrap(),
+            combine(&params, digested, &set, shares.clone()).unwrap(),
             combine(&params, &ct, &set, shares.clone()).unwrap()
         );
         for readout in [Readout::Slots, Readout::Coefficients] {
             assert_eq!(
-                combine_digested_as(&params, digested, &set, shares.clone(), readout).unwrap(),
+                combine_signed_as(&params, digested, &set, shares.clone(), readout).unwrap(),
                 combine_signed_as(&params, &ct, &set, shares.clone(), readout).unwrap()
             );
         }
@@ -994,10 +975,9 @@ pub(crate) mod tests {
         let mislabelled = Digested::with_digest(&ct, reference_digest(&params, &other));
         let mut b = rand_chacha::ChaCha20Rng::seed_from_u64(7);
         let bad =
-            decryption_share_digested(&params, &keys[1], &set, mislabelled, &flooding, &mut b)
-                .unwrap();
+            decryption_share(&params, &keys[1], &set, mislabelled, &flooding, &mut b).unwrap();
         let mixed = vec![shares[0].clone(), bad];
-        let got = combine_digested_as(&params, digested, &set, mixed.clone(), Readout::Slots);
+        let got = combine_signed_as(&params, digested, &set, mixed.clone(), Readout::Slots);
         assert!(
             matches!(got, Err(Error::WrongCiphertext { sender }) if sender == keys[1].point()),
             "{got:?}"
@@ -1007,7 +987,7 @@ pub(crate) mod tests {
             Err(Error::WrongCiphertext { .. })
         ));
         // Honest shares, combined under a wrong digest.
-        let got = combine_digested_as(&params, mislabelled, &set, shares, Readout::Slots);
+        let got = combine_signed_as(&params, mislabelled, &set, shares, Readout::Slots);
         assert!(
             matches!(got, Err(Error::WrongCiphertext { sender }) if sender == keys[0].point()),
             "{got:?}"

@@ -15,8 +15,8 @@ use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
 use crate::decrypt::{
-    check_decryptable, check_membership, check_share_binding, ciphertext_digest, ciphertext_level,
-    flooded_key_product, Digested,
+    check_decryptable, check_membership, check_share_binding, ciphertext_level,
+    flooded_key_product, Bound,
 };
 use crate::flooding::Flooding;
 use crate::kernels::{mul_add_into, sample_small, NttView, RingOps};
@@ -57,54 +57,18 @@ pub struct KeySwitchShare {
     pub h1: WirePoly,
 }
 
-/// Participant `key.point()`'s share for switching `ct` to `recipient`
-/// (hashing `ct` for the binding; see [`key_switch_share_digested`]).
-pub fn key_switch_share<R: RngCore + CryptoRng>(
+/// Participant `key.point()`'s share for switching `ct` to `recipient`.
+pub fn key_switch_share<'a, R: RngCore + CryptoRng>(
     params: &Params,
     key: &KeyShare,
     set: &ActiveSet,
-    ct: &Ciphertext,
+    ct: impl Into<Bound<'a>>,
     recipient: &RecipientKey,
     flooding: &Flooding,
     rng: &mut R,
 ) -> Result<KeySwitchShare> {
-    share_with(params, key, set, ct, None, recipient, flooding, rng)
-}
-
-/// [`key_switch_share`] of a ciphertext whose digest is already known.
-pub fn key_switch_share_digested<R: RngCore + CryptoRng>(
-    params: &Params,
-    key: &KeyShare,
-    set: &ActiveSet,
-    ct: Digested<'_>,
-    recipient: &RecipientKey,
-    flooding: &Flooding,
-    rng: &mut R,
-) -> Result<KeySwitchShare> {
-    let digest = Some(*ct.digest());
-    share_with(
-        params,
-        key,
-        set,
-        ct.ciphertext(),
-        digest,
-        recipient,
-        flooding,
-        rng,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn share_with<R: RngCore + CryptoRng>(
-    params: &Params,
-    key: &KeyShare,
-    set: &ActiveSet,
-    ct: &Ciphertext,
-    digest: Option<[u8; 32]>,
-    recipient: &RecipientKey,
-    flooding: &Flooding,
-    rng: &mut R,
-) -> Result<KeySwitchShare> {
+    let bound = ct.into();
+    let ct = bound.ciphertext();
     let level = check_decryptable(params, ct, flooding)?;
     check_membership(key, set)?;
     let ops = RingOps::of(params.ctx(level)?)?;
@@ -136,10 +100,7 @@ fn share_with<R: RngCore + CryptoRng>(
         });
         (h0, h1)
     };
-    let (digest, (h0, h1)) = match digest {
-        Some(digest) => (Ok(digest), shares()),
-        None => rayon::join(|| ciphertext_digest(params, ct), shares),
-    };
+    let (digest, (h0, h1)) = bound.digest_beside(params, shares);
     Ok(KeySwitchShare {
         sender: key.point(),
         set: set.clone(),
@@ -152,30 +113,14 @@ fn share_with<R: RngCore + CryptoRng>(
 
 /// Combines one share from every member of `set` into a ciphertext under the
 /// recipient's key.
-pub fn combine_key_switch(
+pub fn combine_key_switch<'a>(
     params: &Params,
-    ct: &Ciphertext,
+    ct: impl Into<Bound<'a>>,
     set: &ActiveSet,
     shares: impl IntoIterator<Item = KeySwitchShare>,
 ) -> Result<Ciphertext> {
-    // The shape first: no hashing of a ciphertext that cannot be switched.
-    if ct.len() != 2 {
-        return Err(Error::Parameters(
-            "ciphertext must have 2 polynomials".into(),
-        ));
-    }
-    combine_key_switch_digested(params, Digested::new(params, ct)?, set, shares)
-}
-
-/// [`combine_key_switch`] for a ciphertext whose digest is already known.
-pub fn combine_key_switch_digested(
-    params: &Params,
-    ct: Digested<'_>,
-    set: &ActiveSet,
-    shares: impl IntoIterator<Item = KeySwitchShare>,
-) -> Result<Ciphertext> {
-    let digest = *ct.digest();
-    let ct = ct.ciphertext();
+    let bound = ct.into();
+    let ct = bound.ciphertext();
     const WHAT: &str = "key-switch share";
     if ct.len() != 2 {
         return Err(Error::Parameters(
@@ -183,6 +128,8 @@ pub fn combine_key_switch_digested(
         ));
     }
     let level = ciphertext_level(params, ct)?;
+    // After the shape: no hashing of a ciphertext that cannot be switched.
+    let digest = bound.digest(params)?;
     let shares = round::collect(
         set.members(),
         shares.into_iter().map(|s| (s.sender, s)),
@@ -283,7 +230,7 @@ mod tests {
         let recipient = RecipientKey::new(&params, &PublicKey::new(&sk, &mut rng)).unwrap();
         let ct = random_ct(&params, 0, &mut rng);
         let flooding = Flooding::new(&params, 0, 10.0, 16, 3).unwrap();
-        let digested = Digested::new(&params, &ct).unwrap();
+        let digested = crate::decrypt::Digested::new(&params, &ct).unwrap();
         let shares: Vec<_> = [&keys[0], &keys[2]]
             .into_iter()
             .map(|k| {
@@ -291,21 +238,21 @@ mod tests {
                 let mut b = a.clone();
                 let plain =
                     key_switch_share(&params, k, &set, &ct, &recipient, &flooding, &mut a).unwrap();
-                let fast = key_switch_share_digested(
-                    &params, k, &set, digested, &recipient, &flooding, &mut b,
-                )
-                .unwrap();
+                let fast =
+                    key_switch_share(&params, k, &set, digested, &recipient, &flooding, &mut b)
+                        .unwrap();
                 assert_eq!(plain, fast);
                 fast
             })
             .collect();
         assert_eq!(
-            combine_key_switch_digested(&params, digested, &set, shares.clone()).unwrap(),
+            combine_key_switch(&params, digested, &set, shares.clone()).unwrap(),
             combine_key_switch(&params, &ct, &set, shares.clone()).unwrap()
         );
         let other = random_ct(&params, 0, &mut rng);
-        let mislabelled = Digested::with_digest(&ct, reference_digest(&params, &other));
-        let bad = key_switch_share_digested(
+        let mislabelled =
+            crate::decrypt::Digested::with_digest(&ct, reference_digest(&params, &other));
+        let bad = key_switch_share(
             &params,
             &keys[2],
             &set,
@@ -315,8 +262,7 @@ mod tests {
             &mut rng,
         )
         .unwrap();
-        let got =
-            combine_key_switch_digested(&params, digested, &set, vec![shares[0].clone(), bad]);
+        let got = combine_key_switch(&params, digested, &set, vec![shares[0].clone(), bad]);
         assert!(
             matches!(got, Err(Error::WrongCiphertext { sender }) if sender == keys[2].point()),
             "{got:?}"

@@ -446,7 +446,7 @@ impl EnclaveCommittee {
             // The enclaves hash the ciphertext they are given themselves;
             // the combination reuses the digest of the output check.
             let (set, shares) = self.decryption_round(active, ct.ciphertext(), flooding)?;
-            Ok(decrypt::combine_digested_as(
+            Ok(decrypt::combine_signed_as(
                 &params, ct, &set, shares, readout,
             )?)
         })

@@ -342,12 +342,7 @@ impl LocalCommittee {
     ) -> Result<fhe::bfv::Plaintext> {
         let digested = Digested::new(&self.keys.params, ct)?;
         let (set, shares) = self.decryption_round(active, digested, flooding, rng)?;
-        Ok(decrypt::combine_digested(
-            &self.keys.params,
-            digested,
-            &set,
-            shares,
-        )?)
+        Ok(decrypt::combine(&self.keys.params, digested, &set, shares)?)
     }
 
     /// The decryption shares of `ct` by `active`, exchanged through the relay.
@@ -414,7 +409,7 @@ impl LocalCommittee {
     ) -> Result<Vec<Vec<i128>>> {
         decrypt_aggregates(&self.keys.params, plan, outputs, |ct, flooding, readout| {
             let (set, shares) = self.decryption_round(active, ct, flooding, rng)?;
-            Ok(decrypt::combine_digested_as(
+            Ok(decrypt::combine_signed_as(
                 &self.keys.params,
                 ct,
                 &set,
@@ -570,7 +565,7 @@ pub(crate) fn threshold_decrypt<R: RngCore + CryptoRng>(
         flooding,
         rng,
     )?;
-    Ok(decrypt::combine_digested_as(
+    Ok(decrypt::combine_signed_as(
         params,
         ct,
         &set,
@@ -599,8 +594,7 @@ fn decryption_round<R: RngCore + CryptoRng>(
             .iter()
             .find(|p| p.point == x)
             .ok_or_else(|| LocalError::Other(format!("{x} is not a participant")))?;
-        let share =
-            decrypt::decryption_share_digested(params, &p.key_share, &set, ct, flooding, rng)?;
+        let share = decrypt::decryption_share(params, &p.key_share, &set, ct, flooding, rng)?;
         messages.push((x, share));
     }
     let shares = relay.exchange(set.members(), ProtocolName::Decrypt, 1, &messages)?;
