@@ -31,6 +31,8 @@
 use fhe_math::zq::Modulus;
 use pulp::{cast, u64x8};
 
+use super::Shoup52;
+
 pulp::simd_type! {
     /// AVX-512 with IFMA (Ice Lake and later, Zen 4 and later).
     pub(crate) struct V4Ifma {
@@ -157,16 +159,26 @@ impl V4Ifma {
     }
 }
 
-/// `row[k] ± a[k]·b[k] mod q` with IFMA; `false` (nothing done) when the
-/// CPU lacks IFMA or `q ≥ 2^50`, for the caller's scalar path. All values
-/// must be below `q` and the slices of equal length.
-fn mul_acc_into(q: &Modulus, op: Accumulate, row: &mut [u64], a: &[u64], b: &[u64]) -> bool {
+/// `row[k] ± a'[k]·b[k] mod q` with IFMA, where `a' = a` or, with a
+/// `scale` `c`, `a' = a·c mod q` (a 52-bit Shoup product in the same pass);
+/// `false` (nothing done) when the CPU lacks IFMA or `q ≥ 2^50`, for the
+/// caller's scalar path. All values must be below `q` and the slices of
+/// equal length.
+fn mul_acc_into(
+    q: &Modulus,
+    op: Accumulate,
+    row: &mut [u64],
+    a: &[u64],
+    scale: Option<Shoup52>,
+    b: &[u64],
+) -> bool {
     let (Some(simd), Some(c)) = (token(), Barrett::new(**q)) else {
         return false;
     };
     if a.len() != row.len() || b.len() != row.len() {
         return false;
     }
+    let p = **q;
     simd.vectorize(
         #[inline(always)]
         || {
@@ -174,10 +186,15 @@ fn mul_acc_into(q: &Modulus, op: Accumulate, row: &mut [u64], a: &[u64], b: &[u6
             let (a8, a_tail) = pulp::as_arrays::<8, u64>(a);
             let (b8, b_tail) = pulp::as_arrays::<8, u64>(b);
             for ((r, x), y) in row8.iter_mut().zip(a8).zip(b8) {
-                let v = simd.mul_acc(&c, op, cast(*r), cast(*x), cast(*y));
+                let x = match scale {
+                    Some(w) => cast(simd.mul_const(p, w, cast(*x))),
+                    None => cast(*x),
+                };
+                let v = simd.mul_acc(&c, op, cast(*r), x, cast(*y));
                 *r = cast(v);
             }
             for ((r, &x), &y) in row_tail.iter_mut().zip(a_tail).zip(b_tail) {
+                let x = scale.map_or(x, |w| q.mul(x, w.w));
                 *r = match op {
                     Accumulate::Add => q.add(*r, q.mul(x, y)),
                     Accumulate::Sub => q.sub(*r, q.mul(x, y)),
@@ -236,15 +253,13 @@ pub(crate) fn tensor_in_place(
 
 /// `row[k] += a[k]·b[k] mod q` with IFMA, or `false` (see [`mul_acc_into`]).
 pub(crate) fn mul_add_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) -> bool {
-    mul_acc_into(q, Accumulate::Add, row, a, b)
+    mul_acc_into(q, Accumulate::Add, row, a, None, b)
 }
 
 /// `row[k] −= a[k]·b[k] mod q` with IFMA, or `false` (see [`mul_acc_into`]).
 pub(crate) fn mul_sub_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) -> bool {
-    mul_acc_into(q, Accumulate::Sub, row, a, b)
+    mul_acc_into(q, Accumulate::Sub, row, a, None, b)
 }
-
-use super::Shoup52;
 
 /// `row[k] += (a[k]·c mod q)·b[k] mod q` in one pass with IFMA (all values
 /// below `q`); `false` (nothing done) without IFMA, with `q ≥ 2^50` or
@@ -256,29 +271,7 @@ pub(crate) fn scaled_mul_add_into(
     c: Shoup52,
     b: &[u64],
 ) -> bool {
-    let (Some(simd), Some(bc)) = (token(), Barrett::new(**q)) else {
-        return false;
-    };
-    if a.len() != row.len() || b.len() != row.len() {
-        return false;
-    }
-    let p = **q;
-    simd.vectorize(
-        #[inline(always)]
-        || {
-            let (row8, row_tail) = pulp::as_arrays_mut::<8, u64>(row);
-            let (a8, a_tail) = pulp::as_arrays::<8, u64>(a);
-            let (b8, b_tail) = pulp::as_arrays::<8, u64>(b);
-            for ((r, x), y) in row8.iter_mut().zip(a8).zip(b8) {
-                let t = simd.mul_const(p, c, cast(*x));
-                *r = cast(simd.mul_acc(&bc, Accumulate::Add, cast(*r), cast(t), cast(*y)));
-            }
-            for ((r, &x), &y) in row_tail.iter_mut().zip(a_tail).zip(b_tail) {
-                *r = q.add(*r, q.mul(q.mul(x, c.w), y));
-            }
-        },
-    );
-    true
+    mul_acc_into(q, Accumulate::Add, row, a, Some(c), b)
 }
 
 impl V4Ifma {
@@ -573,7 +566,7 @@ mod tests {
         for op in [Accumulate::Add, Accumulate::Sub] {
             let want = scalar(&q, op, &row, &a, &b);
             let mut got = row.clone();
-            if mul_acc_into(&q, op, &mut got, &a, &b) {
+            if mul_acc_into(&q, op, &mut got, &a, None, &b) {
                 assert_eq!(got, want, "q = {p:#x}");
             } else if std::env::var_os("CI").is_some() && p < MAX_PRIME {
                 // The kernels are only reachable on IFMA hardware: say so
@@ -748,7 +741,9 @@ mod tests {
             let (row, a, b) = (draw(), draw(), draw());
             let w = Shoup52::new(c, p).unwrap();
             let mut got = row.clone();
-            if scaled_mul_add_into(&q, &mut got, &a, w, &b) {
+            let took = scaled_mul_add_into(&q, &mut got, &a, w, &b);
+            prop_assert_eq!(took, token().is_some());
+            if took {
                 let want: Vec<u64> = row
                     .iter()
                     .zip(&a)
@@ -758,7 +753,9 @@ mod tests {
                 prop_assert_eq!(got, want);
             }
             let mut out = vec![0u64; len];
-            if dot_const_rows(p, &mut out, &[&a, &b], &[w, w]) {
+            let took = dot_const_rows(p, &mut out, &[&a, &b], &[w, w]);
+            prop_assert_eq!(took, token().is_some());
+            if took {
                 let want: Vec<u64> = a
                     .iter()
                     .zip(&b)
