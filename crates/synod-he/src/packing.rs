@@ -94,23 +94,22 @@ fn unpack(bytes: &[u8], count: usize, bits: u32) -> Option<Vec<u64>> {
 /// `serde(with)` entry point: serialise.
 pub(crate) fn serialize<S: Serializer>(values: &[u64], s: S) -> Result<S::Ok, S::Error> {
     let (count, bits) = header(values)?;
-    Packed {
-        count,
-        bits: bits as u8,
-        bytes: std::borrow::Cow::Owned(pack(values, bits)),
-    }
-    .serialize(s)
+    write(count, bits, &pack(values, bits), s)
 }
 
 /// [`serialize`] for **secret** residues: the same bytes, packed into a
 /// buffer that is zeroized when dropped.
 pub(crate) fn serialize_zeroizing<S: Serializer>(values: &[u64], s: S) -> Result<S::Ok, S::Error> {
     let (count, bits) = header(values)?;
-    let bytes = zeroize::Zeroizing::new(pack(values, bits));
+    write(count, bits, &zeroize::Zeroizing::new(pack(values, bits)), s)
+}
+
+/// The wire form of `count` values of `bits` bits, packed in `bytes`.
+fn write<S: Serializer>(count: u32, bits: u32, bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
     Packed {
         count,
         bits: bits as u8,
-        bytes: std::borrow::Cow::Borrowed(bytes.as_slice()),
+        bytes: std::borrow::Cow::Borrowed(bytes),
     }
     .serialize(s)
 }

@@ -78,38 +78,32 @@ impl std::fmt::Debug for SecretWirePoly {
     }
 }
 
+/// The bytes of [`WirePoly`]'s own encoding, with the packed residues in a
+/// buffer zeroized when dropped.
 impl Serialize for SecretWirePoly {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        serialize_secret(&self.0, s)
-    }
-}
-
-/// `serde(serialize_with)` for a **secret** polynomial (a sub-share, a
-/// sealable share): the bytes of [`WirePoly`]'s own encoding, with the
-/// packed residues in a buffer zeroized when dropped ([`SecretWirePoly`]'s
-/// encoding).
-fn serialize_secret<S: serde::Serializer>(
-    poly: &WirePoly,
-    s: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    struct Residues<'a>(&'a [u64]);
-    impl Serialize for Residues<'_> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-            crate::packing::serialize_zeroizing(self.0, s)
+        struct Residues<'a>(&'a [u64]);
+        impl Serialize for Residues<'_> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                crate::packing::serialize_zeroizing(self.0, s)
+            }
         }
+        /// Field for field (and name for name) [`WirePoly`].
+        #[derive(Serialize)]
+        #[serde(rename = "WirePoly")]
+        struct Secret<'a> {
+            level: u8,
+            residues: Residues<'a>,
+        }
+        Secret {
+            level: self.0.level,
+            residues: Residues(&self.0.residues),
+        }
+        .serialize(s)
     }
-    /// Field for field (and name for name) [`WirePoly`].
-    #[derive(Serialize)]
-    #[serde(rename = "WirePoly")]
-    struct Secret<'a> {
-        level: u8,
-        residues: Residues<'a>,
-    }
-    Secret {
-        level: poly.level,
-        residues: Residues(&poly.residues),
-    }
-    .serialize(s)
 }
 
 impl std::fmt::Debug for WirePoly {
