@@ -17,7 +17,7 @@ use synod_he::EvaluationPoint;
 use synod_proto::{
     Epoch, ExpectedContext, IdentityKey, IdentityPublicKey, MessageContext, ParticipantId,
     ProtocolName, Recipient, ReplayGuard, Round, SealedPayload, SequenceNumber, SessionId,
-    SignedEnvelope, Transcript, TransportKey, TransportPublicKey, Verified,
+    SignedEnvelope, Transcript, TransportKey, TransportPublicKey,
 };
 
 use crate::{LocalError, Result};
@@ -369,37 +369,21 @@ impl Relay {
             .filter(|(p, _)| receivers.contains(p))
             .map(|(_, m)| m)
             .collect();
-        // Per receiver, the envelopes it verified (their payload hashes
-        // computed by the check).
-        let verified: Vec<Vec<(usize, Verified<'_>)>> = guards
-            .par_iter_mut()
-            .map(|m| {
-                let mut mine = Vec::with_capacity(checks.len());
-                // A participant does not verify the message it signed itself.
-                for (i, (env, expected, key)) in checks.iter().enumerate() {
-                    if env.context().sender != m.id {
-                        mine.push((i, env.verify_and_record(expected, key, &mut m.guard)?));
-                    }
-                }
-                Ok::<_, LocalError>(mine)
-            })
-            .collect::<Result<_>>()?;
-        // The transcript records each envelope once, with the payload hash
-        // of any receiver's check (one process stands for every node; a
-        // node records what it verified itself).
-        let mut first: Vec<Option<Verified<'_>>> = vec![None; envelopes.len()];
-        for (i, v) in verified.into_iter().flatten() {
-            if let Some(slot @ None) = first.get_mut(i) {
-                *slot = Some(v);
+        guards.par_iter_mut().try_for_each(|m| {
+            // A participant does not verify the message it signed itself.
+            for (env, expected, key) in checks.iter().filter(|(e, _, _)| e.context().sender != m.id)
+            {
+                env.verify_and_record(expected, key, &mut m.guard)?;
             }
-        }
+            Ok::<(), LocalError>(())
+        })?;
+        // One transcript stands for every node here: it hashes each payload
+        // once for all of them (a node records what it verified itself,
+        // `Transcript::record_verified`).
         let mut out = Vec::with_capacity(envelopes.len());
-        for (env, verified) in envelopes.iter().zip(first) {
+        for env in envelopes {
             if self.recorded.insert(env.context().encode()) {
-                match verified {
-                    Some(v) => self.transcript.record_verified(&v)?,
-                    None => self.transcript.record_envelope(env)?,
-                }
+                self.transcript.record_envelope(env)?;
             }
             out.push(
                 postcard::from_bytes(env.payload()).map_err(|e| LocalError::Decode {
