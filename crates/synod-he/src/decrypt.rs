@@ -213,9 +213,10 @@ pub fn decryption_share<'a, R: RngCore + CryptoRng>(
         .ciphertext()
         .get(1)
         .ok_or_else(|| Error::Parameters("ciphertext without c1".into()))?;
-    let noise = flooding.limbs(params.degree(), rng);
+    let noise = flooding.seed(rng);
     let (digest, h) = crate::kernels::in_pool(|| {
         ct.digest_beside(params, || {
+            let noise = noise.expand(params.degree());
             flooded_key_product(key, set, c1, &ops, &noise, |_, _, _, _| {})
         })
     });

@@ -28,7 +28,7 @@ use fhe_math::rq::{Context, Poly};
 use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{FloodLimbs, RingOps};
+use crate::kernels::{FloodLimbs, FloodSeed, RingOps};
 use crate::{Error, Params, Result};
 
 /// The statistical security of flooding, in bits (DESIGN.md §4).
@@ -111,10 +111,10 @@ impl Flooding {
         sample_uniform_pow2(self.bits, params.degree(), ctx, rng)
     }
 
-    /// The random limbs of one flooding polynomial, drawn from `rng` now and
-    /// reduced per prime later (in parallel) by the share computations.
-    pub(crate) fn limbs<R: RngCore + CryptoRng>(&self, degree: usize, rng: &mut R) -> FloodLimbs {
-        FloodLimbs::sample(self.bits, degree, rng)
+    /// The seed of one flooding polynomial, drawn from `rng` now; the share
+    /// computations expand it and reduce it per prime later, in parallel.
+    pub(crate) fn seed<R: RngCore + CryptoRng>(&self, rng: &mut R) -> FloodSeed {
+        FloodSeed::draw(self.bits, rng)
     }
 }
 
@@ -184,10 +184,14 @@ mod tests {
     }
 
     /// The straightforward sampler (the limbs read from the random words as
-    /// documented on `FloodLimbs`, then u128 `%` per limb and prime, then
-    /// `Poly` conversion): the fast one must give the same polynomial from
-    /// the same random stream.
+    /// documented on `FloodLimbs`: a seed from the caller's RNG, then its
+    /// ChaCha20 stream read in order; then u128 `%` per limb and prime,
+    /// then `Poly` conversion): the fast one must give the same polynomial
+    /// from the same caller's RNG.
     fn reference_sample(bits: u32, n: usize, ctx: &Arc<Context>, rng: &mut impl RngCore) -> Poly {
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        let rng = &mut rand_chacha::ChaCha20Rng::from_seed(seed);
         let total = bits as usize + 1;
         let limbs = total.div_ceil(64);
         let top_bits = total - 64 * (limbs - 1);

@@ -707,14 +707,55 @@ impl BlockHasher {
     }
 }
 
+/// The stream flooding noise is expanded from: ChaCha20 (`rand_chacha`),
+/// keyed by a seed drawn from the caller's RNG.
+type FloodStream = rand_chacha::ChaCha20Rng;
+
+/// 64-bit words per block of the flooding stream expanded by one task
+/// (32 KiB: a few blocks per polynomial, enough to split over threads).
+const FLOOD_BLOCK: usize = 4096;
+
+/// Fills `out` with the 64-bit words `at, at + 1, …` of the flooding stream
+/// of `seed` (little-endian pairs of its 32-bit words).
+fn stream_words(seed: &[u8; 32], at: usize, out: &mut [u64]) {
+    use rand::{Rng, SeedableRng};
+    let mut stream = FloodStream::from_seed(*seed);
+    stream.set_word_pos(2 * at as u128);
+    stream.fill(out);
+}
+
+/// The seed of one flooding polynomial, drawn from the caller's RNG on the
+/// caller's thread (which need not be in the pool, nor the RNG `Send`) and
+/// expanded later, inside the step's parallel section. Wiped on drop.
+pub(crate) struct FloodSeed {
+    bits: u32,
+    seed: Zeroizing<[u8; 32]>,
+}
+
+impl FloodSeed {
+    pub(crate) fn draw<R: RngCore + CryptoRng>(bits: u32, rng: &mut R) -> Self {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(seed.as_mut());
+        Self { bits, seed }
+    }
+
+    /// The noise of `degree` coefficients ([`FloodLimbs`]).
+    pub(crate) fn expand(&self, degree: usize) -> FloodLimbs {
+        FloodLimbs::expand(self.bits, degree, &self.seed)
+    }
+}
+
 /// Uniform flooding noise on `[−2^bits, 2^bits)`: coefficient `j` is
 /// `Σ_l rows64[l][j]·2^(64·l) − 2^bits`, the top row masked to the bits that
-/// remain. The random words are drawn from `rng` before any parallel work
-/// (the caller's RNG need not be `Send`): whole 64-bit words for every row
-/// but the top, then the top limbs packed in the fewest of 1, 2, 4 or 8
-/// bytes that hold them, little-endian (80 random bits per coefficient for
-/// 73 flooding bits, not 128). Every limb is a fixed-position field, so the
-/// IFMA reduction cuts its 52-bit limbs in registers.
+/// remain. The caller's RNG (which need not be `Send`) gives a 32-byte seed;
+/// the words are the ChaCha20 stream of that seed ([`FloodStream`]), cut
+/// into blocks that are expanded in parallel, each from its own word
+/// position, so the noise is the same at every thread count: whole 64-bit
+/// words for every row but the top, then the top limbs packed in the fewest
+/// of 1, 2, 4 or 8 bytes that hold them, little-endian (80 random bits per
+/// coefficient for 73 flooding bits, not 128). Every limb is a
+/// fixed-position field, so the IFMA reduction cuts its 52-bit limbs in
+/// registers.
 pub(crate) struct FloodLimbs {
     bits: u32,
     degree: usize,
@@ -724,8 +765,13 @@ pub(crate) struct FloodLimbs {
 }
 
 impl FloodLimbs {
+    /// [`FloodSeed::draw`] then [`FloodSeed::expand`].
     pub(crate) fn sample<R: RngCore + CryptoRng>(bits: u32, degree: usize, rng: &mut R) -> Self {
-        use rand::Rng;
+        FloodSeed::draw(bits, rng).expand(degree)
+    }
+
+    /// The noise of `seed`, expanded in parallel blocks.
+    fn expand(bits: u32, degree: usize, seed: &[u8; 32]) -> Self {
         let total = bits as usize + 1;
         let per_coeff = total.div_ceil(64);
         let top_bits = total - 64 * (per_coeff - 1);
@@ -736,13 +782,28 @@ impl FloodLimbs {
         let mut rows64 = Zeroizing::new(vec![0u64; per_coeff * degree]);
         let mut packed = Zeroizing::new(vec![0u64; degree.div_ceil(lanes)]);
         let (lower, top) = rows64.split_at_mut((per_coeff - 1) * degree);
-        rng.fill(lower);
-        rng.fill(packed.as_mut_slice());
-        for (w, out) in packed.iter().zip(top.chunks_mut(lanes)) {
-            for (k, o) in out.iter_mut().enumerate() {
-                *o = (w >> (8 * lane_bytes * k)) & top_mask;
-            }
-        }
+        let lower_words = lower.len();
+        let fill_lower = || {
+            lower
+                .par_chunks_mut(FLOOD_BLOCK)
+                .enumerate()
+                .for_each(|(b, block)| stream_words(seed, b * FLOOD_BLOCK, block));
+        };
+        let fill_top = || {
+            packed
+                .par_chunks_mut(FLOOD_BLOCK)
+                .zip(top.par_chunks_mut(FLOOD_BLOCK * lanes))
+                .enumerate()
+                .for_each(|(b, (words, out))| {
+                    stream_words(seed, lower_words + b * FLOOD_BLOCK, words);
+                    for (w, out) in words.iter().zip(out.chunks_mut(lanes)) {
+                        for (k, o) in out.iter_mut().enumerate() {
+                            *o = (w >> (8 * lane_bytes * k)) & top_mask;
+                        }
+                    }
+                });
+        };
+        rayon::join(fill_lower, fill_top);
         Self {
             bits,
             degree,
@@ -1028,15 +1089,18 @@ mod tests {
         }
     }
 
-    /// Flooding coefficients are the RNG's words, read as documented: rows
-    /// of whole words, then the top limbs packed in the fewest of 1, 2, 4 or
-    /// 8 bytes, masked; values on `[0, 2^(b+1))`.
+    /// Flooding coefficients are the words of the ChaCha20 stream of a seed
+    /// drawn from the RNG, read as documented: rows of whole words, then the
+    /// top limbs packed in the fewest of 1, 2, 4 or 8 bytes, masked; values
+    /// on `[0, 2^(b+1))`. The blocks expanded in parallel are that one
+    /// stream, whatever the number of threads.
     #[test]
-    fn flood_limbs_are_the_rng_words_in_rows() {
+    fn flood_limbs_are_the_seeded_stream_in_rows() {
         use num_bigint::BigUint;
-        use rand::Rng;
+        use rand::{Rng, SeedableRng};
         // Top lanes of 1, 2, 4 and 8 bytes; one to five 64-bit rows; a
-        // degree off the lane grid too.
+        // degree off the lane grid too; rows and packed words of several
+        // parallel blocks.
         for (bits, degree) in [
             (1u32, 64),
             (7, 61),
@@ -1052,10 +1116,24 @@ mod tests {
             (190, 64),
             (256, 61),
             (300, 64),
+            (73, 8192),
+            (7, 3 * FLOOD_BLOCK + 5),
+            (190, 2 * FLOOD_BLOCK + 3),
         ] {
             let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(u64::from(bits));
-            let mut copy = rng.clone();
+            let mut caller = rng.clone();
             let limbs = FloodLimbs::sample(bits, degree, &mut rng);
+            let mut seed = [0u8; 32];
+            caller.fill_bytes(&mut seed);
+            // The caller's RNG gave the seed and nothing more.
+            assert_eq!(rng.next_u64(), caller.next_u64());
+            let mut copy = FloodStream::from_seed(seed);
+            let single = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap();
+            let alone = single.install(|| FloodLimbs::expand(bits, degree, &seed));
+            assert_eq!(*alone.rows64, *limbs.rows64, "bits {bits}: thread count");
             let total = bits as usize + 1;
             let per = total.div_ceil(64);
             let top_bytes = match total - 64 * (per - 1) {
@@ -1068,8 +1146,6 @@ mod tests {
             copy.fill(lower.as_mut_slice());
             let mut packed = vec![0u64; (degree * top_bytes).div_ceil(8)];
             copy.fill(packed.as_mut_slice());
-            // The RNG is left where the words end.
-            assert_eq!(rng.next_u64(), copy.next_u64());
             let packed: Vec<u8> = packed.iter().flat_map(|w| w.to_le_bytes()).collect();
             let mask = (BigUint::from(1u8) << total) - 1u8;
             for j in 0..degree {

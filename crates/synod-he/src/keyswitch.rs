@@ -80,7 +80,7 @@ pub fn key_switch_share<'a, R: RngCore + CryptoRng>(
     // Randomness in the order of the straightforward computation: u, the
     // flooding noise, then e.
     let u = sample_small(n, params.variance(), rng)?;
-    let noise = flooding.limbs(n, rng);
+    let noise = flooding.seed(rng);
     let e = sample_small(n, params.variance(), rng)?;
     let p0_view = NttView::of(&recipient.p0)?;
     let p0 = p0_view.rows(k)?;
@@ -88,6 +88,7 @@ pub fn key_switch_share<'a, R: RngCore + CryptoRng>(
     let p1 = p1_view.rows(k)?;
     let u_ntt = ops.small_to_ntt(&u);
     let shares = || {
+        let noise = noise.expand(n);
         // h0 = λ_j·S_j·c1 + E_j + u·p0
         let h0 = flooded_key_product(key, set, c1, &ops, &noise, |i, q, _, row| {
             mul_add_into(q, row, ops.row(&u_ntt, i), ops.row(p0, i));
