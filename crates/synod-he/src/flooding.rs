@@ -21,6 +21,15 @@
 //! roughly 40 + 13 + log2 D ≈ 60 bits above the circuit's own noise at
 //! N = 8192. [`Flooding::new`] refuses when that does not fit, before any share
 //! is made.
+//!
+//! **Randomness.** Each noise polynomial takes a 32-byte seed from the
+//! caller's cryptographic RNG and expands it with BLAKE3 in keyed mode, read
+//! as an extendable output: keyed BLAKE3 is specified as a pseudorandom
+//! function with extendable output (O'Connor et al., "BLAKE3", 2020;
+//! draft-aumasson-blake3). The uniform distribution above is then
+//! computationally, not statistically, what the shares carry, as with any
+//! CSPRNG. The seed and the XOF state are wiped after use. The expansion
+//! can seek, so the blocks of one polynomial are drawn in parallel.
 
 use std::sync::Arc;
 
@@ -185,13 +194,20 @@ mod tests {
 
     /// The straightforward sampler (the limbs read from the random words as
     /// documented on `FloodLimbs`: a seed from the caller's RNG, then its
-    /// ChaCha20 stream read in order; then u128 `%` per limb and prime,
+    /// BLAKE3 keyed XOF read in order; then u128 `%` per limb and prime,
     /// then `Poly` conversion): the fast one must give the same polynomial
     /// from the same caller's RNG.
     fn reference_sample(bits: u32, n: usize, ctx: &Arc<Context>, rng: &mut impl RngCore) -> Poly {
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
-        let rng = &mut rand_chacha::ChaCha20Rng::from_seed(seed);
+        let mut hasher = blake3::Hasher::new_keyed(&seed);
+        hasher.update(b"synod flooding noise");
+        let mut xof = hasher.finalize_xof();
+        let mut next_u64 = || {
+            let mut w = [0u8; 8];
+            xof.fill(&mut w);
+            u64::from_le_bytes(w)
+        };
         let total = bits as usize + 1;
         let limbs = total.div_ceil(64);
         let top_bits = total - 64 * (limbs - 1);
@@ -199,9 +215,9 @@ mod tests {
             .into_iter()
             .find(|b| 8 * b >= top_bits)
             .unwrap();
-        let lower: Vec<u64> = (0..(limbs - 1) * n).map(|_| rng.next_u64()).collect();
+        let lower: Vec<u64> = (0..(limbs - 1) * n).map(|_| next_u64()).collect();
         let packed: Vec<u8> = (0..(n * top_bytes).div_ceil(8))
-            .flat_map(|_| rng.next_u64().to_le_bytes())
+            .flat_map(|_| next_u64().to_le_bytes())
             .collect();
         let mut all = vec![0u64; n * limbs];
         for (j, coeff) in all.chunks_mut(limbs).enumerate() {

@@ -707,21 +707,29 @@ impl BlockHasher {
     }
 }
 
-/// The stream flooding noise is expanded from: ChaCha20 (`rand_chacha`),
-/// keyed by a seed drawn from the caller's RNG.
-type FloodStream = rand_chacha::ChaCha20Rng;
+/// The domain of the flooding stream: BLAKE3 in keyed mode (a PRF) under
+/// the seed, over this label, read as an extendable output.
+const FLOOD_LABEL: &[u8] = b"synod flooding noise";
 
 /// 64-bit words per block of the flooding stream expanded by one task
 /// (32 KiB: a few blocks per polynomial, enough to split over threads).
 const FLOOD_BLOCK: usize = 4096;
 
 /// Fills `out` with the 64-bit words `at, at + 1, …` of the flooding stream
-/// of `seed` (little-endian pairs of its 32-bit words).
+/// of `seed` (its bytes `8·at, …`, little-endian words). The XOF state is
+/// wiped after use.
 fn stream_words(seed: &[u8; 32], at: usize, out: &mut [u64]) {
-    use rand::{Rng, SeedableRng};
-    let mut stream = FloodStream::from_seed(*seed);
-    stream.set_word_pos(2 * at as u128);
-    stream.fill(out);
+    use zeroize::Zeroize;
+    let mut hasher = blake3::Hasher::new_keyed(seed);
+    hasher.update(FLOOD_LABEL);
+    let mut xof = hasher.finalize_xof();
+    hasher.zeroize();
+    xof.set_position(8 * at as u64);
+    xof.fill(bytemuck::cast_slice_mut(out));
+    xof.zeroize();
+    for w in out.iter_mut() {
+        *w = u64::from_le(*w);
+    }
 }
 
 /// The seed of one flooding polynomial, drawn from the caller's RNG on the
@@ -748,9 +756,10 @@ impl FloodSeed {
 /// Uniform flooding noise on `[−2^bits, 2^bits)`: coefficient `j` is
 /// `Σ_l rows64[l][j]·2^(64·l) − 2^bits`, the top row masked to the bits that
 /// remain. The caller's RNG (which need not be `Send`) gives a 32-byte seed;
-/// the words are the ChaCha20 stream of that seed ([`FloodStream`]), cut
-/// into blocks that are expanded in parallel, each from its own word
-/// position, so the noise is the same at every thread count: whole 64-bit
+/// the words are the BLAKE3 keyed XOF of that seed ([`FLOOD_LABEL`]; about
+/// three times as fast as ChaCha20 here, with AVX-512), cut into blocks
+/// that are expanded in parallel, each from its own position, so the noise
+/// is the same at every thread count: whole 64-bit
 /// words for every row but the top, then the top limbs packed in the fewest
 /// of 1, 2, 4 or 8 bytes that hold them, little-endian (80 random bits per
 /// coefficient for 73 flooding bits, not 128). Every limb is a
@@ -1089,7 +1098,7 @@ mod tests {
         }
     }
 
-    /// Flooding coefficients are the words of the ChaCha20 stream of a seed
+    /// Flooding coefficients are the words of the BLAKE3 keyed XOF of a seed
     /// drawn from the RNG, read as documented: rows of whole words, then the
     /// top limbs packed in the fewest of 1, 2, 4 or 8 bytes, masked; values
     /// on `[0, 2^(b+1))`. The blocks expanded in parallel are that one
@@ -1097,7 +1106,7 @@ mod tests {
     #[test]
     fn flood_limbs_are_the_seeded_stream_in_rows() {
         use num_bigint::BigUint;
-        use rand::{Rng, SeedableRng};
+        use rand::SeedableRng;
         // Top lanes of 1, 2, 4 and 8 bytes; one to five 64-bit rows; a
         // degree off the lane grid too; rows and packed words of several
         // parallel blocks.
@@ -1127,7 +1136,14 @@ mod tests {
             caller.fill_bytes(&mut seed);
             // The caller's RNG gave the seed and nothing more.
             assert_eq!(rng.next_u64(), caller.next_u64());
-            let mut copy = FloodStream::from_seed(seed);
+            let mut hasher = blake3::Hasher::new_keyed(&seed);
+            hasher.update(b"synod flooding noise");
+            let mut xof = hasher.finalize_xof();
+            let mut next_word = || {
+                let mut w = [0u8; 8];
+                xof.fill(&mut w);
+                u64::from_le_bytes(w)
+            };
             let single = rayon::ThreadPoolBuilder::new()
                 .num_threads(1)
                 .build()
@@ -1142,10 +1158,10 @@ mod tests {
                 17..=32 => 4,
                 _ => 8,
             };
-            let mut lower = vec![0u64; (per - 1) * degree];
-            copy.fill(lower.as_mut_slice());
-            let mut packed = vec![0u64; (degree * top_bytes).div_ceil(8)];
-            copy.fill(packed.as_mut_slice());
+            let lower: Vec<u64> = (0..(per - 1) * degree).map(|_| next_word()).collect();
+            let packed: Vec<u64> = (0..(degree * top_bytes).div_ceil(8))
+                .map(|_| next_word())
+                .collect();
             let packed: Vec<u8> = packed.iter().flat_map(|w| w.to_le_bytes()).collect();
             let mask = (BigUint::from(1u8) << total) - 1u8;
             for j in 0..degree {
