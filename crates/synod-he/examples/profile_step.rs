@@ -12,7 +12,10 @@
 //! constants), `pack_traces` (the same traced together)
 //! (default `relin1`); `ITERS` (default 200); `GAP_MS` (default 0) busy-waits
 //! between repetitions, as another system's step would; `DIGIT_PRIMES`
-//! (default 1) sets the primes per key-switching digit. Not part of CI.
+//! (default 1) sets the primes per key-switching digit; `NOISE_BITS` (default
+//! 10) the ciphertext noise that sizes the flooding of `share` and
+//! `combine` (61 gives the steps bench's product, 124 flooding bits). Not
+//! part of CI.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 
 /// mimalloc keeps freed pages for reuse (see the workspace Cargo.toml).
@@ -140,7 +143,8 @@ fn main() {
                 .collect();
             let set = ActiveSet::new(&committee, members[..3].iter().copied()).unwrap();
             let ct = sample_ciphertext(&params, &crs, &members, &additive, &mut rng);
-            let flooding = Flooding::new(&params, 0, 10.0, 64, 3).unwrap();
+            let nu = std::env::var("NOISE_BITS").map_or(10.0, |v| v.parse().unwrap());
+            let flooding = Flooding::new(&params, 0, nu, 64, 3).unwrap();
             // The digest is made once per output ciphertext (as the
             // session does, and as the `steps` bench times it).
             let digested = decrypt::Digested::new(&params, &ct).unwrap();

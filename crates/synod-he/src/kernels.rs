@@ -732,6 +732,25 @@ fn stream_words(seed: &[u8; 32], at: usize, out: &mut [u64]) {
     }
 }
 
+/// `out[LANES·i + k] = (words[i] >> (64/LANES)·k) & mask`: the top limbs
+/// packed `LANES` to a word, little-endian (unrolled per lane count).
+fn unpack_lanes<const LANES: usize>(words: &[u64], out: &mut [u64], mask: u64) {
+    let shift = 64 / LANES;
+    let full = out.len() / LANES;
+    let mut whole = out.chunks_exact_mut(LANES);
+    for (w, lane) in words.iter().zip(&mut whole) {
+        for (k, o) in lane.iter_mut().enumerate() {
+            *o = (w >> (shift * k)) & mask;
+        }
+    }
+    let rest = whole.into_remainder();
+    if let Some(w) = words.get(full) {
+        for (k, o) in rest.iter_mut().enumerate() {
+            *o = (w >> (shift * k)) & mask;
+        }
+    }
+}
+
 /// The seed of one flooding polynomial, drawn from the caller's RNG on the
 /// caller's thread (which need not be in the pool, nor the RNG `Send`) and
 /// expanded later, inside the step's parallel section. Wiped on drop.
@@ -784,12 +803,10 @@ impl FloodLimbs {
         let total = bits as usize + 1;
         let per_coeff = total.div_ceil(64);
         let top_bits = total - 64 * (per_coeff - 1);
-        let lane_bytes = top_bits.div_ceil(8).next_power_of_two();
-        let lanes = 8 / lane_bytes;
+        let lanes = 8 / top_bits.div_ceil(8).next_power_of_two();
         let top_mask = u64::MAX >> (64 - top_bits);
         // Allocated once at its final size: the secret limbs are never moved.
         let mut rows64 = Zeroizing::new(vec![0u64; per_coeff * degree]);
-        let mut packed = Zeroizing::new(vec![0u64; degree.div_ceil(lanes)]);
         let (lower, top) = rows64.split_at_mut((per_coeff - 1) * degree);
         let lower_words = lower.len();
         let fill_lower = || {
@@ -799,16 +816,27 @@ impl FloodLimbs {
                 .for_each(|(b, block)| stream_words(seed, b * FLOOD_BLOCK, block));
         };
         let fill_top = || {
+            if lanes == 1 {
+                // Whole words: drawn in place and masked.
+                top.par_chunks_mut(FLOOD_BLOCK)
+                    .enumerate()
+                    .for_each(|(b, block)| {
+                        stream_words(seed, lower_words + b * FLOOD_BLOCK, block);
+                        block.iter_mut().for_each(|w| *w &= top_mask);
+                    });
+                return;
+            }
+            let mut packed = Zeroizing::new(vec![0u64; degree.div_ceil(lanes)]);
             packed
                 .par_chunks_mut(FLOOD_BLOCK)
                 .zip(top.par_chunks_mut(FLOOD_BLOCK * lanes))
                 .enumerate()
                 .for_each(|(b, (words, out))| {
                     stream_words(seed, lower_words + b * FLOOD_BLOCK, words);
-                    for (w, out) in words.iter().zip(out.chunks_mut(lanes)) {
-                        for (k, o) in out.iter_mut().enumerate() {
-                            *o = (w >> (8 * lane_bytes * k)) & top_mask;
-                        }
+                    match lanes {
+                        2 => unpack_lanes::<2>(words, out, top_mask),
+                        4 => unpack_lanes::<4>(words, out, top_mask),
+                        _ => unpack_lanes::<8>(words, out, top_mask),
                     }
                 });
         };
