@@ -454,9 +454,10 @@ pub(crate) fn shoup_vec(q: &Modulus, w: &[u64]) -> Vec<u64> {
 
 /// Samples one small polynomial's coefficients: centred binomial with
 /// `variance` (`1 ..= 16`), exactly `fhe_util::sample_vec_cbd`'s algorithm
-/// and output for the same `rng` (so `Poly::small`'s), compiled under
-/// [`dispatch`]: fhe-util is built for baseline x86-64, which has no
-/// `popcnt` instruction, and its bit counts then dominate the sampling.
+/// (so `Poly::small`'s) run on the [`Stream::Small`] expansion of a seed
+/// drawn from `rng`, compiled under [`dispatch`]: fhe-util is built for
+/// baseline x86-64, which has no `popcnt` instruction, and its bit counts
+/// then dominate the sampling.
 pub(crate) fn sample_small<R: RngCore + CryptoRng>(
     degree: usize,
     variance: usize,
@@ -465,18 +466,18 @@ pub(crate) fn sample_small<R: RngCore + CryptoRng>(
     Ok(SmallWords::draw(degree, variance, rng)?.coeffs())
 }
 
-/// The random words of one small polynomial ([`sample_small`]), drawn
-/// from the caller's RNG in fhe-util's order; the counting into
-/// coefficients ([`Self::coeffs`]) is left for later, so that it can run
-/// in parallel while only the drawing is sequential. Wiped on drop.
+/// The seed of one small polynomial ([`sample_small`]), drawn from the
+/// caller's RNG on the caller's thread; its words are expanded and counted
+/// into coefficients ([`Self::coeffs`]) later, in parallel jobs. Wiped on
+/// drop.
 pub(crate) struct SmallWords {
     degree: usize,
     variance: usize,
-    stream: Zeroizing<Vec<u64>>,
+    seed: Zeroizing<[u8; 32]>,
 }
 
 impl SmallWords {
-    /// Draws the words for `degree` coefficients of `variance` (`1 ..= 16`).
+    /// Draws the seed for `degree` coefficients of `variance` (`1 ..= 16`).
     pub(crate) fn draw<R: RngCore + CryptoRng>(
         degree: usize,
         variance: usize,
@@ -487,13 +488,12 @@ impl SmallWords {
                 "centred-binomial variance {variance} is not between 1 and 16"
             )));
         }
-        // As many words as fhe-util's pool consumes, in the same order.
-        let words = (degree * 4 * variance).div_ceil(64);
-        let stream = Zeroizing::new((0..words).map(|_| rng.next_u64()).collect());
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(seed.as_mut());
         Ok(Self {
             degree,
             variance,
-            stream,
+            seed,
         })
     }
 
@@ -503,7 +503,10 @@ impl SmallWords {
     /// fhe-util's shifting pool reads it; each window is read on its own,
     /// so the loop carries no dependency.
     pub(crate) fn coeffs(&self) -> Zeroizing<Vec<i64>> {
-        let (variance, stream) = (self.variance, &self.stream);
+        let variance = self.variance;
+        // As many words as fhe-util's pool consumes, in the same order.
+        let mut stream = Zeroizing::new(vec![0u64; (self.degree * 4 * variance).div_ceil(64)]);
+        Stream::Small.words(&self.seed, 0, &mut stream);
         let bits = 4 * variance;
         let mask_add = u64::MAX >> (64 - 2 * variance);
         let mask_sub = mask_add << (2 * variance);
@@ -707,29 +710,94 @@ impl BlockHasher {
     }
 }
 
-/// The domain of the flooding stream: BLAKE3 in keyed mode (a PRF) under
-/// the seed, over this label, read as an extendable output.
-const FLOOD_LABEL: &[u8] = b"synod flooding noise";
+/// The domains of secret randomness expanded from a seed: BLAKE3 in keyed
+/// mode (a PRF) under the seed, over the label, read as an extendable
+/// output. One label per use, so one seed never feeds two of them.
+#[derive(Clone, Copy)]
+pub(crate) enum Stream {
+    /// Flooding noise ([`FloodLimbs`]).
+    Flooding,
+    /// Centred-binomial small polynomials ([`SmallWords`]).
+    Small,
+}
+
+impl Stream {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Self::Flooding => b"synod flooding noise",
+            Self::Small => b"synod centred binomial",
+        }
+    }
+
+    /// The keyed XOF of `seed` in this domain, at its start.
+    pub(crate) fn reader(self, seed: &[u8; 32]) -> blake3::OutputReader {
+        use zeroize::Zeroize;
+        let mut hasher = blake3::Hasher::new_keyed(seed);
+        hasher.update(self.label());
+        let xof = hasher.finalize_xof();
+        hasher.zeroize();
+        xof
+    }
+
+    /// Fills `out` with the 64-bit words `at, at + 1, …` of the stream of
+    /// `seed` (its bytes `8·at, …`, little-endian words). The XOF state is
+    /// wiped after use.
+    fn words(self, seed: &[u8; 32], at: usize, out: &mut [u64]) {
+        use zeroize::Zeroize;
+        let mut xof = self.reader(seed);
+        xof.set_position(8 * at as u64);
+        xof.fill(bytemuck::cast_slice_mut(out));
+        xof.zeroize();
+        for w in out.iter_mut() {
+            *w = u64::from_le(*w);
+        }
+    }
+}
+
+/// For tests whose reference calls `Poly::small` or fhe-util directly: the
+/// RNG [`sample_small`] runs fhe-util's algorithm on (a seed taken from the
+/// caller's RNG, then its [`Stream::Small`] words, little-endian).
+#[cfg(test)]
+pub(crate) struct SmallStreamRng(blake3::OutputReader);
+
+#[cfg(test)]
+impl SmallStreamRng {
+    pub(crate) fn from_caller<R: RngCore>(rng: &mut R) -> Self {
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        Self(Stream::Small.reader(&seed))
+    }
+}
+
+#[cfg(test)]
+impl RngCore for SmallStreamRng {
+    fn next_u32(&mut self) -> u32 {
+        let mut w = [0u8; 4];
+        self.0.fill(&mut w);
+        u32::from_le_bytes(w)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let mut w = [0u8; 8];
+        self.0.fill(&mut w);
+        u64::from_le_bytes(w)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.0.fill(dest);
+    }
+}
+
+#[cfg(test)]
+impl CryptoRng for SmallStreamRng {}
 
 /// 64-bit words per block of the flooding stream expanded by one task
 /// (32 KiB: a few blocks per polynomial, enough to split over threads).
 const FLOOD_BLOCK: usize = 4096;
 
-/// Fills `out` with the 64-bit words `at, at + 1, …` of the flooding stream
-/// of `seed` (its bytes `8·at, …`, little-endian words). The XOF state is
-/// wiped after use.
+/// Fills `out` with the words `at, …` of the flooding stream of `seed`.
 fn stream_words(seed: &[u8; 32], at: usize, out: &mut [u64]) {
-    use zeroize::Zeroize;
-    let mut hasher = blake3::Hasher::new_keyed(seed);
-    hasher.update(FLOOD_LABEL);
-    let mut xof = hasher.finalize_xof();
-    hasher.zeroize();
-    xof.set_position(8 * at as u64);
-    xof.fill(bytemuck::cast_slice_mut(out));
-    xof.zeroize();
-    for w in out.iter_mut() {
-        *w = u64::from_le(*w);
-    }
+    Stream::Flooding.words(seed, at, out);
 }
 
 /// `out[LANES·i + k] = (words[i] >> (64/LANES)·k) & mask`: the top limbs
@@ -775,7 +843,7 @@ impl FloodSeed {
 /// Uniform flooding noise on `[−2^bits, 2^bits)`: coefficient `j` is
 /// `Σ_l rows64[l][j]·2^(64·l) − 2^bits`, the top row masked to the bits that
 /// remain. The caller's RNG (which need not be `Send`) gives a 32-byte seed;
-/// the words are the BLAKE3 keyed XOF of that seed ([`FLOOD_LABEL`]; about
+/// the words are the BLAKE3 keyed XOF of that seed ([`Stream::Flooding`]; about
 /// three times as fast as ChaCha20 here, with AVX-512), cut into blocks
 /// that are expanded in parallel, each from its own position, so the noise
 /// is the same at every thread count: whole 64-bit
@@ -984,8 +1052,8 @@ mod tests {
         }
     }
 
-    /// The dispatched sampler is fhe-util's, value for value, and leaves the
-    /// RNG where fhe-util leaves it.
+    /// The dispatched sampler is fhe-util's on the seed's stream, value for
+    /// value; it takes only the seed from the caller's RNG; two draws differ.
     #[test]
     fn small_samples_equal_fhe_util() {
         for variance in [1, 3, 7, 10, 16] {
@@ -993,9 +1061,13 @@ mod tests {
                 let mut a = rand_chacha::ChaCha20Rng::seed_from_u64(variance as u64);
                 let mut b = a.clone();
                 let ours = sample_small(degree, variance, &mut a).unwrap();
-                let theirs = fhe_util::sample_vec_cbd(degree, variance, &mut b).unwrap();
+                let mut stream = SmallStreamRng::from_caller(&mut b);
+                let theirs = fhe_util::sample_vec_cbd(degree, variance, &mut stream).unwrap();
                 assert_eq!(*ours, theirs, "variance {variance}, degree {degree}");
                 assert_eq!(a.next_u64(), b.next_u64());
+                if degree >= 2048 {
+                    assert_ne!(*sample_small(degree, variance, &mut a).unwrap(), theirs);
+                }
             }
         }
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);

@@ -126,7 +126,8 @@ mod tests {
         let share = public_key_share(&params, &crs, &sk, me, &mut a_rng).unwrap();
         let a = crs.poly(CrpPurpose::PublicKey).unwrap();
         let mut want = -(a.as_ref() * sk.ntt());
-        want += &Poly::small(ctx, Representation::Ntt, params.variance(), &mut b_rng).unwrap();
+        let mut small = crate::kernels::SmallStreamRng::from_caller(&mut b_rng);
+        want += &Poly::small(ctx, Representation::Ntt, params.variance(), &mut small).unwrap();
         assert_eq!(share.p0.parse(&params, 0, me, "p0").unwrap(), want);
         assert_eq!(share.sender, me);
     }
