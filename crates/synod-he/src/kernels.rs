@@ -463,20 +463,20 @@ pub(crate) fn sample_small<R: RngCore + CryptoRng>(
     variance: usize,
     rng: &mut R,
 ) -> Result<Zeroizing<Vec<i64>>> {
-    Ok(SmallWords::draw(degree, variance, rng)?.coeffs())
+    Ok(SmallSeed::draw(degree, variance, rng)?.coeffs())
 }
 
 /// The seed of one small polynomial ([`sample_small`]), drawn from the
 /// caller's RNG on the caller's thread; its words are expanded and counted
 /// into coefficients ([`Self::coeffs`]) later, in parallel jobs. Wiped on
 /// drop.
-pub(crate) struct SmallWords {
+pub(crate) struct SmallSeed {
     degree: usize,
     variance: usize,
     seed: Zeroizing<[u8; 32]>,
 }
 
-impl SmallWords {
+impl SmallSeed {
     /// Draws the seed for `degree` coefficients of `variance` (`1 ..= 16`).
     pub(crate) fn draw<R: RngCore + CryptoRng>(
         degree: usize,
@@ -717,7 +717,7 @@ impl BlockHasher {
 pub(crate) enum Stream {
     /// Flooding noise ([`FloodLimbs`]).
     Flooding,
-    /// Centred-binomial small polynomials ([`SmallWords`]).
+    /// Centred-binomial small polynomials ([`SmallSeed`]).
     Small,
 }
 
@@ -794,11 +794,6 @@ impl CryptoRng for SmallStreamRng {}
 /// 64-bit words per block of the flooding stream expanded by one task
 /// (32 KiB: a few blocks per polynomial, enough to split over threads).
 const FLOOD_BLOCK: usize = 4096;
-
-/// Fills `out` with the words `at, …` of the flooding stream of `seed`.
-fn stream_words(seed: &[u8; 32], at: usize, out: &mut [u64]) {
-    Stream::Flooding.words(seed, at, out);
-}
 
 /// `out[LANES·i + k] = (words[i] >> (64/LANES)·k) & mask`: the top limbs
 /// packed `LANES` to a word, little-endian (unrolled per lane count).
@@ -881,7 +876,7 @@ impl FloodLimbs {
             lower
                 .par_chunks_mut(FLOOD_BLOCK)
                 .enumerate()
-                .for_each(|(b, block)| stream_words(seed, b * FLOOD_BLOCK, block));
+                .for_each(|(b, block)| Stream::Flooding.words(seed, b * FLOOD_BLOCK, block));
         };
         let fill_top = || {
             if lanes == 1 {
@@ -889,7 +884,7 @@ impl FloodLimbs {
                 top.par_chunks_mut(FLOOD_BLOCK)
                     .enumerate()
                     .for_each(|(b, block)| {
-                        stream_words(seed, lower_words + b * FLOOD_BLOCK, block);
+                        Stream::Flooding.words(seed, lower_words + b * FLOOD_BLOCK, block);
                         block.iter_mut().for_each(|w| *w &= top_mask);
                     });
                 return;
@@ -900,11 +895,14 @@ impl FloodLimbs {
                 .zip(top.par_chunks_mut(FLOOD_BLOCK * lanes))
                 .enumerate()
                 .for_each(|(b, (words, out))| {
-                    stream_words(seed, lower_words + b * FLOOD_BLOCK, words);
+                    Stream::Flooding.words(seed, lower_words + b * FLOOD_BLOCK, words);
                     match lanes {
                         2 => unpack_lanes::<2>(words, out, top_mask),
                         4 => unpack_lanes::<4>(words, out, top_mask),
-                        _ => unpack_lanes::<8>(words, out, top_mask),
+                        _ => {
+                            debug_assert_eq!(lanes, 8);
+                            unpack_lanes::<8>(words, out, top_mask)
+                        }
                     }
                 });
         };
@@ -1061,7 +1059,13 @@ mod tests {
                 let mut a = rand_chacha::ChaCha20Rng::seed_from_u64(variance as u64);
                 let mut b = a.clone();
                 let ours = sample_small(degree, variance, &mut a).unwrap();
-                let mut stream = SmallStreamRng::from_caller(&mut b);
+                // The stream read independently: a seed from the caller,
+                // BLAKE3 keyed by it over the label, little-endian words.
+                let mut seed = [0u8; 32];
+                b.fill_bytes(&mut seed);
+                let mut hasher = blake3::Hasher::new_keyed(&seed);
+                hasher.update(b"synod centred binomial");
+                let mut stream = SmallStreamRng(hasher.finalize_xof());
                 let theirs = fhe_util::sample_vec_cbd(degree, variance, &mut stream).unwrap();
                 assert_eq!(*ours, theirs, "variance {variance}, degree {degree}");
                 assert_eq!(a.next_u64(), b.next_u64());
@@ -1226,7 +1230,8 @@ mod tests {
             (256, 61),
             (300, 64),
             (73, 8192),
-            (7, 3 * FLOOD_BLOCK + 5),
+            (7, 8 * FLOOD_BLOCK + 5),
+            (20, 2 * FLOOD_BLOCK + 3),
             (190, 2 * FLOOD_BLOCK + 3),
         ] {
             let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(u64::from(bits));
@@ -1244,12 +1249,17 @@ mod tests {
                 xof.fill(&mut w);
                 u64::from_le_bytes(w)
             };
-            let single = rayon::ThreadPoolBuilder::new()
-                .num_threads(1)
-                .build()
-                .unwrap();
-            let alone = single.install(|| FloodLimbs::expand(bits, degree, &seed));
-            assert_eq!(*alone.rows64, *limbs.rows64, "bits {bits}: thread count");
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let again = pool.install(|| FloodLimbs::expand(bits, degree, &seed));
+                assert_eq!(
+                    *again.rows64, *limbs.rows64,
+                    "bits {bits}, {threads} threads"
+                );
+            }
             let total = bits as usize + 1;
             let per = total.div_ceil(64);
             let top_bytes = match total - 64 * (per - 1) {

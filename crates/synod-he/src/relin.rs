@@ -25,7 +25,7 @@ use zeroize::Zeroizing;
 use crate::crp::{CommonRandomness, CrpPurpose};
 use crate::gadget::Gadget;
 use crate::kernels::{
-    contiguous_rows, mul_add_into, mul_sub_into, sample_small, NttView, RingOps, SmallWords,
+    contiguous_rows, mul_add_into, mul_sub_into, sample_small, NttView, RingOps, SmallSeed,
 };
 use crate::ring::WirePoly;
 use crate::secret::AdditiveKeyShare;
@@ -161,15 +161,15 @@ pub fn round1<R: RngCore + CryptoRng>(
     Ok((Round1Secret { u }, Round1Share { sender, h0, h1 }))
 }
 
-/// The random words of `count` error polynomials, drawn in order; each
-/// job counts its own into coefficients ([`SmallWords::coeffs`]).
+/// The seeds of `count` error polynomials, drawn in order; each job
+/// expands and counts its own into coefficients ([`SmallSeed::coeffs`]).
 pub(crate) fn sample_errors<R: RngCore + CryptoRng>(
     params: &Params,
     count: usize,
     rng: &mut R,
-) -> Result<Vec<SmallWords>> {
+) -> Result<Vec<SmallSeed>> {
     (0..count)
-        .map(|_| SmallWords::draw(params.degree(), params.variance(), rng))
+        .map(|_| SmallSeed::draw(params.degree(), params.variance(), rng))
         .collect()
 }
 
