@@ -1,6 +1,6 @@
-//! Ring helpers over `fhe_math::rq::Poly`: the wire form of a polynomial, the
-//! parse that turns untrusted bytes into a `Poly` without panicking, and the
-//! few scalar operations the protocols need.
+//! Ring helpers over `fhe_math::rq::Poly`: the wire form of a polynomial
+//! (and of a ciphertext), the parse that turns untrusted bytes into a `Poly`
+//! without panicking, and the few scalar operations the protocols need.
 //!
 //! `fhe-math` asserts (panics) on mismatched contexts or representations, so
 //! every polynomial that came from another participant passes through
@@ -231,6 +231,56 @@ impl WirePoly {
     }
 }
 
+/// A ciphertext as it travels: its polynomials as [`WirePoly`]s at its
+/// level (NTT residues, bit-packed), the encoding of every other synod
+/// message. fhe.rs's own `to_bytes` (protobuf of per-coefficient
+/// serialisations) took about 3 ms to write and 2 ms to read a fresh
+/// N = 8192 ciphertext; this takes a copy and the packing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireCiphertext {
+    /// `c0, c1`, at the ciphertext's level.
+    pub polys: Vec<WirePoly>,
+}
+
+impl WireCiphertext {
+    /// Captures `ct`, a ciphertext under `params`.
+    pub fn from_ciphertext(params: &Params, ct: &fhe::bfv::Ciphertext) -> Result<Self> {
+        let level = crate::decrypt::ciphertext_level(params, ct)?;
+        Ok(Self {
+            polys: ct.iter().map(|p| WirePoly::from_poly(p, level)).collect(),
+        })
+    }
+
+    /// Parses a ciphertext of two polynomials (a fresh encryption or a
+    /// relinearised product) at `expected_level`, each checked as
+    /// [`WirePoly::parse`] checks it, naming `sender` in every error.
+    pub fn parse(
+        &self,
+        params: &Params,
+        expected_level: usize,
+        sender: EvaluationPoint,
+        what: &'static str,
+    ) -> Result<fhe::bfv::Ciphertext> {
+        let malformed = |reason: String| Error::Malformed {
+            sender,
+            what,
+            reason,
+        };
+        if self.polys.len() != 2 {
+            return Err(malformed(format!(
+                "{} polynomials where 2 were expected",
+                self.polys.len()
+            )));
+        }
+        let polys = self
+            .polys
+            .iter()
+            .map(|p| p.parse(params, expected_level, sender, what))
+            .collect::<Result<Vec<_>>>()?;
+        fhe::bfv::Ciphertext::new(polys, params.bfv()).map_err(|e| malformed(e.to_string()))
+    }
+}
+
 /// Restricts a level-0 polynomial to the primes of `ctx` (a lower level) by
 /// keeping the matching rows of residues. Unlike `mod_switch_down`, this does
 /// not rescale, which is what a key share needs: `S mod q_ℓ`.
@@ -289,6 +339,41 @@ pub fn error_ntt<R: rand::RngCore + rand::CryptoRng>(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+
+    /// A ciphertext crosses the wire as itself at its level; anything else
+    /// is refused with the sender named: a third polynomial, another level,
+    /// an unreduced residue.
+    #[test]
+    fn wire_ciphertext_round_trips_and_refuses() {
+        use rand::SeedableRng;
+        let params = Params::new(crate::ParameterSet::InsecureTestN2048, 20).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
+        let sender = EvaluationPoint::new(3).unwrap();
+        for level in [0, 2] {
+            let ct = crate::decrypt::tests::random_ct(&params, level, &mut rng);
+            let wire = WireCiphertext::from_ciphertext(&params, &ct).unwrap();
+            let bytes = postcard::to_stdvec(&wire).unwrap();
+            let back: WireCiphertext = postcard::from_bytes(&bytes).unwrap();
+            assert_eq!(back.parse(&params, level, sender, "ct").unwrap(), ct);
+            let refused = |w: &WireCiphertext, at: usize| {
+                let got = w.parse(&params, at, sender, "ct");
+                assert!(
+                    matches!(got, Err(Error::Malformed { sender: s, .. }) if s == sender),
+                    "{got:?}"
+                );
+            };
+            refused(&back, level + 1);
+            let mut three = back.clone();
+            three.polys.push(back.polys[0].clone());
+            refused(&three, level);
+            let mut one = back.clone();
+            one.polys.pop();
+            refused(&one, level);
+            let mut unreduced = back.clone();
+            unreduced.polys[1].residues[5] = params.moduli()[0];
+            refused(&unreduced, level);
+        }
+    }
 
     /// A secret polynomial is written with the very bytes of the public
     /// encoding (so either parses it), for every width and length, reads

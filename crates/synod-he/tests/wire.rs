@@ -162,6 +162,13 @@ fn wire_formats_are_pinned() {
         &wp(1, &[1, 300, u64::MAX]),
         "0103401801000000000000002c01000000000000ffffffffffffffff",
     );
+    snapshot(
+        "WireCiphertext",
+        &synod_he::ring::WireCiphertext {
+            polys: vec![wp(0, &[1]), wp(0, &[2, 3])],
+        },
+        "020001010101000202010e",
+    );
     snapshot("EvaluationPoint", &x(300), "ac02");
     snapshot("Committee", &committee, "0301020702");
     snapshot("ActiveSet", &set, "020207");

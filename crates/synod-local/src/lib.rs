@@ -434,17 +434,20 @@ pub(crate) fn upload_inputs<R: RngCore + CryptoRng>(
     owners: &BTreeMap<String, EvaluationPoint>,
     rng: &mut R,
 ) -> Result<BTreeMap<ColumnRef, Vec<Ciphertext>>> {
-    use fhe_traits::{DeserializeParametrized, Serialize as _};
+    use synod_he::ring::WireCiphertext;
     let mut uploads = Vec::new();
     for (c, v) in columns {
         let owner = *owners
             .get(&c.party)
             .ok_or_else(|| LocalError::Other(format!("no participant owns {c}")))?;
         let cts = synod_he::encoding::encrypt_signed(params, pk, v, rng)?;
-        let bytes: Vec<Vec<u8>> = cts.iter().map(|ct| ct.to_bytes()).collect();
+        let wire = cts
+            .iter()
+            .map(|ct| WireCiphertext::from_ciphertext(params, ct))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         uploads.push((
             c.clone(),
-            relay.broadcast(owner, ProtocolName::Input, 1, &(c, bytes))?,
+            relay.broadcast(owner, ProtocolName::Input, 1, &(c, wire))?,
         ));
     }
     let evaluator = *committee
@@ -453,7 +456,7 @@ pub(crate) fn upload_inputs<R: RngCore + CryptoRng>(
         .ok_or_else(|| LocalError::Other("empty committee".into()))?;
     let mut out = BTreeMap::new();
     for (c, env) in uploads {
-        let (claimed, bytes): (ColumnRef, Vec<Vec<u8>>) =
+        let (claimed, wire): (ColumnRef, Vec<WireCiphertext>) =
             relay.accept(evaluator, &env, ProtocolName::Input, 1)?;
         if claimed != c
             || owners.get(&claimed.party).map(|p| p.get()) != Some(env.context().sender.get())
@@ -463,14 +466,11 @@ pub(crate) fn upload_inputs<R: RngCore + CryptoRng>(
                 env.context().sender
             )));
         }
-        let cts = bytes
+        let sender = EvaluationPoint::new(env.context().sender.get())?;
+        let cts = wire
             .iter()
-            .map(|b| Ciphertext::from_bytes(b, params.bfv()))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| LocalError::Decode {
-                sender: env.context().sender.get(),
-                reason: e.to_string(),
-            })?;
+            .map(|w| w.parse(params, 0, sender, "input ciphertext"))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         out.insert(c, cts);
     }
     relay.end_round();

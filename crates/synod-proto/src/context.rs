@@ -50,7 +50,10 @@ use crate::wire::fixed;
 /// the rotation-key rounds cover other elements; the evaluation output carries packs (one-value
 /// outputs traced together, `synod_he::galois::GaloisKeys::pack_traces`) and its hash is
 /// `synod/evaluation/v2`, which covers them.
-pub const PROTOCOL_VERSION: u16 = 5;
+///
+/// 6: input uploads carry their ciphertexts as `synod_he::ring::WireCiphertext` (bit-packed NTT
+/// residues, like every other polynomial on the wire), not fhe.rs's protobuf `to_bytes`.
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Domain-separation tag at the start of every encoded context.
 const CONTEXT_TAG: &[u8; 12] = b"synod/ctx/v1";
