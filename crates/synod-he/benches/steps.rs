@@ -251,8 +251,8 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
         .zip(&additive)
         .map(|(&x, sk)| keygen::public_key_share(&params, &crs, sk, x, &mut rng).unwrap())
         .collect();
-    let pk = keygen::aggregate_public_key(&params, &crs, &members, pk_shares).unwrap();
-    let pk = pk.key().clone();
+    let cpk = keygen::aggregate_public_key(&params, &crs, &members, pk_shares).unwrap();
+    let pk = cpk.key().clone();
 
     // --- Relinearisation key, both rounds, beside fhe.rs's.
     let gens: Vec<_> = fhe_sks
@@ -324,12 +324,17 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
         .map(|_| rng.random_range(0..params.plaintext()))
         .collect();
     let pt = Plaintext::try_encode(&values, Encoding::simd(), par).unwrap();
-    let synod = time(fast, || pk.try_encrypt(&pt, &mut rng).unwrap());
+    // synod's kernels against fhe.rs's own encryption, same key and plaintext.
+    let (synod, fhe) = pair(
+        fast,
+        || cpk.encrypt(&params, &pt, &mut rng).unwrap(),
+        || pk.try_encrypt(&pt, &mut rng2).unwrap(),
+    );
     rows.push(Row {
         step: "encrypt (public key)",
         flood: None,
         synod,
-        fhe: None,
+        fhe: Some(fhe),
     });
     let ca: Ciphertext = pk.try_encrypt(&pt, &mut rng).unwrap();
     let cb: Ciphertext = pk.try_encrypt(&pt, &mut rng).unwrap();

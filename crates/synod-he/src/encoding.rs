@@ -7,10 +7,11 @@
 //! integers with a declared scale: `x` is encoded as `round(x · scale)`, and a
 //! product of two such values carries `scale²`, which the circuit tracks.
 
-use fhe::bfv::{Encoding, Plaintext, PublicKey};
-use fhe_traits::{FheDecoder, FheEncoder, FheEncrypter};
+use fhe::bfv::{Encoding, Plaintext};
+use fhe_traits::{FheDecoder, FheEncoder};
 use rand::{CryptoRng, RngCore};
 
+use crate::keygen::CollectivePublicKey;
 use crate::{Ciphertext, Error, Params, Result};
 
 /// Largest magnitude a signed slot value can have: `(p−1)/2`.
@@ -72,16 +73,17 @@ pub fn decode_signed(params: &Params, pt: &Plaintext) -> Result<Vec<i64>> {
         .collect())
 }
 
-/// Encrypts `values` under `pk`, one ciphertext per N values.
+/// Encrypts `values` under `pk`, one ciphertext per N values
+/// ([`CollectivePublicKey::encrypt`]).
 pub fn encrypt_signed<R: RngCore + CryptoRng>(
     params: &Params,
-    pk: &PublicKey,
+    pk: &CollectivePublicKey,
     values: &[i64],
     rng: &mut R,
 ) -> Result<Vec<Ciphertext>> {
     encode_signed(params, values)?
         .iter()
-        .map(|pt| Ok(pk.try_encrypt(pt, rng)?))
+        .map(|pt| pk.encrypt(params, pt, rng))
         .collect()
 }
 

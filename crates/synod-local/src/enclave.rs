@@ -326,7 +326,7 @@ impl EnclaveCommittee {
                 params: params.clone(),
                 committee,
                 crs,
-                public_key: pk.key().clone(),
+                public_key: pk,
                 relin_key,
                 galois_key,
             },
@@ -763,7 +763,8 @@ impl EnclaveCommittee {
 
         // Test decryption of a transcript-derived ciphertext with the pending shares.
         let transcript = self.relay.transcript_hash();
-        let (ct, expected) = reshare::test_ciphertext(&params, &self.keys.public_key, &transcript)?;
+        let (ct, expected) =
+            reshare::test_ciphertext(&params, self.keys.public_key.key(), &transcript)?;
         let decryptors: Vec<EvaluationPoint> = receivers.iter().copied().take(t_new).collect();
         let noise = synod_circuit::noise::NoiseModel::bound_bits(
             synod_circuit::noise::NoiseModel::new(&params, self.keys.committee.len()).fresh(),

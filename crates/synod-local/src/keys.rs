@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use fhe::bfv::{Ciphertext, PublicKey};
+use fhe::bfv::Ciphertext;
 use synod_circuit::{ColumnRef, EvaluatedOutputs, Evaluator, Plan};
 use synod_he::crp::CommonRandomness;
 use synod_he::galois::GaloisKeys;
+use synod_he::keygen::CollectivePublicKey;
 use synod_he::relin::RelinKey;
 use synod_he::{Committee, Params};
 
@@ -18,7 +19,7 @@ pub struct SessionKeys {
     pub(crate) params: Params,
     pub(crate) committee: Committee,
     pub(crate) crs: CommonRandomness,
-    pub(crate) public_key: PublicKey,
+    pub(crate) public_key: CollectivePublicKey,
     pub(crate) relin_key: RelinKey,
     pub(crate) galois_key: Option<GaloisKeys>,
 }
@@ -40,7 +41,7 @@ impl SessionKeys {
     }
 
     /// The collective public key.
-    pub fn public_key(&self) -> &PublicKey {
+    pub fn public_key(&self) -> &CollectivePublicKey {
         &self.public_key
     }
 

@@ -23,13 +23,14 @@ pub use reshare::{EpochCertificate, EpochReport, ReshareFaults};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use fhe::bfv::{Ciphertext, PublicKey};
+use fhe::bfv::Ciphertext;
 use rand::{CryptoRng, RngCore};
 use synod_circuit::eval::OutputDigests;
 use synod_circuit::{ColumnRef, EvaluatedOutputs, Plan};
 use synod_he::crp::CommonRandomness;
 use synod_he::decrypt::{self, Digested, Readout};
 use synod_he::flooding::Flooding;
+use synod_he::keygen::CollectivePublicKey;
 use synod_he::secret::{AdditiveKeyShare, KeyShare, MaskShare};
 use synod_he::shamir::ActiveSet;
 use synod_he::{galois, keygen, relin, thresholdize, Committee, EvaluationPoint, Params};
@@ -287,7 +288,7 @@ impl LocalCommittee {
                 params: params.clone(),
                 committee,
                 crs,
-                public_key: pk.key().clone(),
+                public_key: pk,
                 relin_key,
                 galois_key,
             },
@@ -427,7 +428,7 @@ impl LocalCommittee {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn upload_inputs<R: RngCore + CryptoRng>(
     params: &Params,
-    pk: &PublicKey,
+    pk: &CollectivePublicKey,
     committee: &Committee,
     relay: &mut Relay,
     columns: &BTreeMap<ColumnRef, Vec<i64>>,

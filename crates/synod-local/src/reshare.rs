@@ -343,7 +343,8 @@ impl LocalCommittee {
         stage("verdict and new shares");
         // Test decryption of a transcript-derived ciphertext by t' new members.
         let transcript = relay.transcript_hash();
-        let (ct, expected) = reshare::test_ciphertext(&params, &self.keys.public_key, &transcript)?;
+        let (ct, expected) =
+            reshare::test_ciphertext(&params, self.keys.public_key.key(), &transcript)?;
         let signers: Vec<EvaluationPoint> = receivers
             .iter()
             .copied()

@@ -430,15 +430,15 @@ fn grouped_digits_when_the_noise_allows() {
     let mut rng = ChaCha20Rng::seed_from_u64(5);
     let x: Vec<u64> = (0..2048u64).map(|i| i % 200).collect();
     let pt = Plaintext::try_encode(&x, Encoding::simd(), params.bfv()).unwrap();
-    let a: fhe::bfv::Ciphertext = keys.public_key().try_encrypt(&pt, &mut rng).unwrap();
-    let b: fhe::bfv::Ciphertext = keys.public_key().try_encrypt(&pt, &mut rng).unwrap();
+    let a: fhe::bfv::Ciphertext = keys.public_key().key().try_encrypt(&pt, &mut rng).unwrap();
+    let b: fhe::bfv::Ciphertext = keys.public_key().key().try_encrypt(&pt, &mut rng).unwrap();
     let mult = synod_he::relin::Multiplier::new(keys.relin_key()).unwrap();
     let product = mult.multiply(&a, &b).unwrap();
     let fresh = model.fresh();
     // Five slot sums traced together: the plan bounds a pack by the sum of
     // its members' bounds.
     let five: Vec<fhe::bfv::Ciphertext> = (0..5)
-        .map(|_| keys.public_key().try_encrypt(&pt, &mut rng).unwrap())
+        .map(|_| keys.public_key().key().try_encrypt(&pt, &mut rng).unwrap())
         .collect();
     let cases = [
         ("product", product, model.mul(fresh, fresh)),

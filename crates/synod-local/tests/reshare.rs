@@ -49,7 +49,7 @@ fn decrypts(c: &LocalCommittee, active: &[EvaluationPoint], rng: &mut ChaCha20Rn
         .map(|_| rng.random_range(0..params.plaintext()))
         .collect();
     let pt = Plaintext::try_encode(&values, Encoding::simd(), params.bfv()).unwrap();
-    let ct = c.keys().public_key().try_encrypt(&pt, rng).unwrap();
+    let ct = c.keys().public_key().key().try_encrypt(&pt, rng).unwrap();
     let flooding = Flooding::new(params, 0, 20.0, 64, active.len()).unwrap();
     match c.decrypt(active, &ct, &flooding, rng) {
         Ok(pt) => Vec::<u64>::try_decode(&pt, Encoding::simd()).unwrap() == values,
@@ -121,7 +121,12 @@ fn shares_of_different_epochs_do_not_combine() {
         .map(|_| rng.random_range(0..params.plaintext()))
         .collect();
     let pt = Plaintext::try_encode(&values, Encoding::simd(), params.bfv()).unwrap();
-    let ct = c.keys().public_key().try_encrypt(&pt, &mut rng).unwrap();
+    let ct = c
+        .keys()
+        .public_key()
+        .key()
+        .try_encrypt(&pt, &mut rng)
+        .unwrap();
     let flooding = Flooding::new(&params, 0, 20.0, 64, 4).unwrap();
     let t_set = pts(&[1, 2, 3, 4]);
     // t−1 = 2 old shares, weighted for {1,2,3,4} in the old committee.

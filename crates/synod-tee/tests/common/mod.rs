@@ -146,7 +146,7 @@ pub fn assert_decrypts<E: Enclave>(
     values: &[i64],
 ) {
     let params = params();
-    let ct = synod_he::encoding::encrypt_signed(&params, pk.key(), values, &mut rand::rng())
+    let ct = synod_he::encoding::encrypt_signed(&params, pk, values, &mut rand::rng())
         .unwrap()
         .remove(0);
     let set = ActiveSet::new(committee, active.iter().copied()).unwrap();
