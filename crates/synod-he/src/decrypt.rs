@@ -826,7 +826,8 @@ pub(crate) mod tests {
     }
 
     /// The share kernels (IFMA products) need residues below their primes.
-    /// Ciphertexts reach a node as bytes, and fhe.rs's parsing reduces them:
+    /// Ciphertexts reach an enclave as fhe.rs's bytes (input uploads as
+    /// `WireCiphertext`, checked by `WirePoly::check`), and fhe.rs's parsing reduces them:
     /// a residue equal to its prime, made in-process, comes back as 0. If a
     /// later fhe.rs stopped reducing, this fails and the shares would need
     /// a range check.

@@ -78,7 +78,7 @@ impl CollectivePublicKey {
     /// `Δ·m = (−t)⁻¹·([Q]_t·m mod t)` mod each prime), computed with synod's
     /// kernels; the same ciphertext for the same `u, e1, e2` (tested). The
     /// small polynomials are drawn as every small polynomial in synod is
-    /// ([`crate::kernels::SmallSeed`]), in fhe.rs's order. `Δ·m` is added
+    /// (a seed from `rng`, expanded with BLAKE3), in fhe.rs's order. `Δ·m` is added
     /// before the NTT, so it costs no NTT of its own: 15 NTTs in all.
     /// A plaintext below level 0 goes to fhe.rs (which switches the key
     /// down).
@@ -118,9 +118,17 @@ impl CollectivePublicKey {
             .moduli()
             .iter()
             .fold(1 % *t, |acc, &q| t.mul(acc, q % *t));
+        let values = m.coefficients();
+        let values = values.row(0);
+        // A plaintext of other parameters (another t, the same primes) would
+        // pass the context check: its coefficients must be below t.
+        if values.iter().fold(false, |acc, &v| acc | (v >= *t)) {
+            return Err(crate::Error::Parameters(
+                "the plaintext was not encoded for these parameters".into(),
+            ));
+        }
         let m_t = Zeroizing::new(
-            m.coefficients()
-                .row(0)
+            values
                 .iter()
                 .map(|&v| t.mul(v, q_mod_t))
                 .collect::<Vec<u64>>(),
@@ -266,7 +274,8 @@ mod tests {
                 .map(|(&x, sk)| public_key_share(&params, &crs, sk, x, &mut rng).unwrap())
                 .collect();
             let pk = aggregate_public_key(&params, &crs, &members, shares).unwrap();
-            let values: Vec<i64> = (0..2048).map(|i| (i * 7919) % 1000 - 500).collect();
+            let n = params.degree();
+            let values: Vec<i64> = (0..n as i64).map(|i| (i * 7919) % 1000 - 500).collect();
             let pt = crate::encoding::encode_signed(&params, &values)
                 .unwrap()
                 .remove(0);
@@ -277,11 +286,12 @@ mod tests {
                 streams: (0..3)
                     .map(|_| crate::kernels::SmallStreamRng::from_caller(&mut b))
                     .collect(),
-                words_each: (2048 * 4 * params.variance()).div_ceil(64),
+                words_each: (n * 4 * params.variance()).div_ceil(64),
                 used: 0,
             };
             let theirs = pk.key().try_encrypt(&pt, &mut chained).unwrap();
             assert_eq!(a.next_u64(), b.next_u64());
+            assert_eq!(ours.len(), theirs.len());
             for (x, y) in ours.iter().zip(theirs.iter()) {
                 assert_eq!(x.coefficients(), y.coefficients(), "p = {p_bits} bits");
             }

@@ -1608,7 +1608,9 @@ impl MemberState {
 /// under the (unchanged) public key, with randomness derived from it too, so
 /// every member computes the same ciphertext and nobody can substitute an
 /// arbitrary one (DESIGN.md §2, output). Returns the ciphertext and the
-/// values it must decrypt to.
+/// values it must decrypt to. It uses fhe.rs's `try_encrypt` on the derived
+/// randomness: moving it to `CollectivePublicKey::encrypt` would change the
+/// ciphertext every member derives, a protocol change.
 pub fn test_ciphertext(
     params: &Params,
     pk: &fhe::bfv::PublicKey,
