@@ -200,14 +200,7 @@ mod tests {
     fn reference_sample(bits: u32, n: usize, ctx: &Arc<Context>, rng: &mut impl RngCore) -> Poly {
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
-        let mut hasher = blake3::Hasher::new_keyed(&seed);
-        hasher.update(b"synod flooding noise");
-        let mut xof = hasher.finalize_xof();
-        let mut next_u64 = || {
-            let mut w = [0u8; 8];
-            xof.fill(&mut w);
-            u64::from_le_bytes(w)
-        };
+        let mut next_u64 = crate::kernels::tests::flood_stream_reference(&seed);
         let total = bits as usize + 1;
         let limbs = total.div_ceil(64);
         let top_bits = total - 64 * (limbs - 1);

@@ -998,7 +998,7 @@ impl FloodLimbs {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::{ParameterSet, Params};
@@ -1202,6 +1202,20 @@ mod tests {
         }
     }
 
+    /// The flooding stream of `seed` read independently of [`Stream`]:
+    /// BLAKE3 keyed by the seed over the label, little-endian 64-bit words
+    /// in order (pins the construction and the label).
+    pub(crate) fn flood_stream_reference(seed: &[u8; 32]) -> impl FnMut() -> u64 {
+        let mut hasher = blake3::Hasher::new_keyed(seed);
+        hasher.update(b"synod flooding noise");
+        let mut xof = hasher.finalize_xof();
+        move || {
+            let mut w = [0u8; 8];
+            xof.fill(&mut w);
+            u64::from_le_bytes(w)
+        }
+    }
+
     /// Flooding coefficients are the words of the BLAKE3 keyed XOF of a seed
     /// drawn from the RNG, read as documented: rows of whole words, then the
     /// top limbs packed in the fewest of 1, 2, 4 or 8 bytes, masked; values
@@ -1241,14 +1255,7 @@ mod tests {
             caller.fill_bytes(&mut seed);
             // The caller's RNG gave the seed and nothing more.
             assert_eq!(rng.next_u64(), caller.next_u64());
-            let mut hasher = blake3::Hasher::new_keyed(&seed);
-            hasher.update(b"synod flooding noise");
-            let mut xof = hasher.finalize_xof();
-            let mut next_word = || {
-                let mut w = [0u8; 8];
-                xof.fill(&mut w);
-                u64::from_le_bytes(w)
-            };
+            let mut next_word = flood_stream_reference(&seed);
             for threads in [1, 3] {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
