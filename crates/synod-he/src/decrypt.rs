@@ -825,35 +825,6 @@ pub(crate) mod tests {
         Ciphertext::new(c, params.bfv()).unwrap()
     }
 
-    /// The share kernels (IFMA products) need residues below their primes.
-    /// Ciphertexts reach an enclave as fhe.rs's bytes (input uploads as
-    /// `WireCiphertext`, checked by `WirePoly::check`), and fhe.rs's parsing reduces them:
-    /// a residue equal to its prime, made in-process, comes back as 0. If a
-    /// later fhe.rs stopped reducing, this fails and the shares would need
-    /// a range check.
-    #[test]
-    fn parsed_ciphertexts_are_reduced() {
-        use fhe_math::rq::traits::TryConvertFrom;
-        use fhe_traits::{DeserializeParametrized, Serialize};
-        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
-        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(23);
-        let ct = random_ct(&params, 0, &mut rng);
-        let ctx = params.ctx(0).unwrap();
-        let last = ctx.moduli().len() - 1;
-        for (row, col) in [(0, 0), (last, params.degree() - 1)] {
-            let mut c1 = ct[1].coefficients().to_owned();
-            c1[[row, col]] = ctx.moduli()[row];
-            let c1 = Poly::try_convert_from(c1, ctx, false, Representation::Ntt).unwrap();
-            let bad = Ciphertext::new(vec![ct[0].clone(), c1], params.bfv()).unwrap();
-            let back = Ciphertext::from_bytes(&bad.to_bytes(), params.bfv()).unwrap();
-            for p in back.iter() {
-                for (r, &q) in p.coefficients().outer_iter().zip(ctx.moduli()) {
-                    assert!(r.iter().all(|&x| x < q), "row {row}, column {col}");
-                }
-            }
-        }
-    }
-
     /// The fast share equals the straightforward `Poly` computation
     /// `c1 · (λ_j·S_j restricted) + flooding` from the same random stream.
     #[test]

@@ -415,7 +415,8 @@ impl EnclaveCommittee {
         flooding: &Flooding,
     ) -> Result<(ActiveSet, Vec<decrypt::DecryptionShare>)> {
         let set = ActiveSet::new(&self.keys.committee, active.iter().copied())?;
-        let bytes = ciphertext_bytes(ct);
+        let bytes = ciphertext_bytes(&self.keys.params, ct)
+            .map_err(|e| LocalError::Other(format!("encoding the ciphertext: {e}")))?;
         let mut messages = Vec::new();
         for &x in set.members() {
             let e = self
@@ -772,7 +773,8 @@ impl EnclaveCommittee {
         let flooding = Flooding::new(&params, 0, noise, 1, t_new)?;
         self.relay.set_epoch(new_epoch);
         let set = ActiveSet::new(&proposal.new, decryptors.iter().copied())?;
-        let bytes = ciphertext_bytes(&ct);
+        let bytes = ciphertext_bytes(&params, &ct)
+            .map_err(|e| LocalError::Other(format!("encoding the ciphertext: {e}")))?;
         let mut messages = Vec::new();
         for &x in set.members() {
             let share = self

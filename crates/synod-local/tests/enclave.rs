@@ -188,7 +188,7 @@ fn reshare_with_every_share_in_an_enclave() {
     let flooding = Flooding::new(&params(), 0, 20.0, 16, 5).unwrap();
     let e1 = c.enclave_mut(pts(&[1])[0]).unwrap();
     let err = e1
-        .decryption_share(&set, &ciphertext_bytes(&ct), &flooding)
+        .decryption_share(&set, &ciphertext_bytes(&params(), &ct).unwrap(), &flooding)
         .unwrap_err();
     assert!(err.to_string().contains("no Shamir share"), "{err}");
     assert!(!dir.path().join("state-1/key-share.sealed").exists());
@@ -213,7 +213,7 @@ fn reshare_with_every_share_in_an_enclave() {
         .connect(&[2, 4, 5])
         .into_iter()
         .map(|(_, mut e)| {
-            e.decryption_share(&set, &ciphertext_bytes(&ct), &flooding)
+            e.decryption_share(&set, &ciphertext_bytes(&params, &ct).unwrap(), &flooding)
                 .unwrap()
         })
         .collect();

@@ -151,7 +151,7 @@ pub fn assert_decrypts<E: Enclave>(
         .remove(0);
     let set = ActiveSet::new(committee, active.iter().copied()).unwrap();
     let flooding = Flooding::new(&params, 0, 20.0, 16, enclaves.len()).unwrap();
-    let bytes = ciphertext_bytes(&ct);
+    let bytes = ciphertext_bytes(&params, &ct).unwrap();
     let shares: Vec<_> = active
         .iter()
         .map(|a| {
