@@ -52,7 +52,8 @@ use crate::wire::fixed;
 /// `synod/evaluation/v2`, which covers them.
 ///
 /// 6: input uploads carry their ciphertexts as `synod_he::ring::WireCiphertext` (bit-packed NTT
-/// residues, like every other polynomial on the wire), not fhe.rs's protobuf `to_bytes`.
+/// residues, like every other polynomial on the wire), not fhe.rs's protobuf `to_bytes`; so do the
+/// ciphertexts a host hands its enclave to decrypt.
 pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Domain-separation tag at the start of every encoded context.
