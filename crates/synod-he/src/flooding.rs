@@ -37,7 +37,7 @@ use fhe_math::rq::{Context, Poly};
 use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{FloodLimbs, FloodSeed, RingOps};
+use crate::kernels::{FloodSeed, RingOps};
 use crate::{Error, Params, Result};
 
 /// The statistical security of flooding, in bits (DESIGN.md §4).
@@ -139,7 +139,7 @@ fn sample_uniform_pow2<R: RngCore + CryptoRng>(
     rng: &mut R,
 ) -> Result<Poly> {
     let ops = RingOps::of(ctx)?;
-    let limbs = FloodLimbs::sample(bits, n, rng);
+    let limbs = FloodSeed::draw(bits, rng).expand(n);
     let mut residues = ops.secret_matrix();
     ops.par_rows(&mut residues, |_, q, ntt, row| limbs.ntt_row(q, ntt, row));
     crate::kernels::ntt_poly(std::mem::take(&mut *residues), ctx)

@@ -754,14 +754,16 @@ impl Stream {
     }
 }
 
-/// For tests whose reference calls `Poly::small` or fhe-util directly: the
-/// RNG [`sample_small`] runs fhe-util's algorithm on (a seed taken from the
-/// caller's RNG, then its [`Stream::Small`] words, little-endian).
+/// For tests: an extendable output read as an RNG (little-endian words).
+/// [`XofRng::from_caller`] is the RNG [`sample_small`] runs fhe-util's
+/// algorithm on (a seed taken from the caller's RNG, then its
+/// [`Stream::Small`] words), for references that call `Poly::small` or
+/// fhe-util directly.
 #[cfg(test)]
-pub(crate) struct SmallStreamRng(blake3::OutputReader);
+pub(crate) struct XofRng(blake3::OutputReader);
 
 #[cfg(test)]
-impl SmallStreamRng {
+impl XofRng {
     pub(crate) fn from_caller<R: RngCore>(rng: &mut R) -> Self {
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
@@ -770,7 +772,7 @@ impl SmallStreamRng {
 }
 
 #[cfg(test)]
-impl RngCore for SmallStreamRng {
+impl RngCore for XofRng {
     fn next_u32(&mut self) -> u32 {
         let mut w = [0u8; 4];
         self.0.fill(&mut w);
@@ -789,7 +791,7 @@ impl RngCore for SmallStreamRng {
 }
 
 #[cfg(test)]
-impl CryptoRng for SmallStreamRng {}
+impl CryptoRng for XofRng {}
 
 /// 64-bit words per block of the flooding stream expanded by one task
 /// (32 KiB: a few blocks per polynomial, enough to split over threads).
@@ -856,11 +858,6 @@ pub(crate) struct FloodLimbs {
 }
 
 impl FloodLimbs {
-    /// [`FloodSeed::draw`] then [`FloodSeed::expand`].
-    pub(crate) fn sample<R: RngCore + CryptoRng>(bits: u32, degree: usize, rng: &mut R) -> Self {
-        FloodSeed::draw(bits, rng).expand(degree)
-    }
-
     /// The noise of `seed`, expanded in parallel blocks.
     fn expand(bits: u32, degree: usize, seed: &[u8; 32]) -> Self {
         let total = bits as usize + 1;
@@ -1063,9 +1060,7 @@ pub(crate) mod tests {
                 // BLAKE3 keyed by it over the label, little-endian words.
                 let mut seed = [0u8; 32];
                 b.fill_bytes(&mut seed);
-                let mut hasher = blake3::Hasher::new_keyed(&seed);
-                hasher.update(b"synod centred binomial");
-                let mut stream = SmallStreamRng(hasher.finalize_xof());
+                let mut stream = XofRng(reference_reader(&seed, b"synod centred binomial"));
                 let theirs = fhe_util::sample_vec_cbd(degree, variance, &mut stream).unwrap();
                 assert_eq!(*ours, theirs, "variance {variance}, degree {degree}");
                 assert_eq!(a.next_u64(), b.next_u64());
@@ -1202,18 +1197,19 @@ pub(crate) mod tests {
         }
     }
 
-    /// The flooding stream of `seed` read independently of [`Stream`]:
-    /// BLAKE3 keyed by the seed over the label, little-endian 64-bit words
-    /// in order (pins the construction and the label).
-    pub(crate) fn flood_stream_reference(seed: &[u8; 32]) -> impl FnMut() -> u64 {
+    /// A stream of `seed` read independently of [`Stream`]: BLAKE3 keyed by
+    /// the seed over `label` (written out by each caller, which pins it),
+    /// as an extendable output.
+    fn reference_reader(seed: &[u8; 32], label: &[u8]) -> blake3::OutputReader {
         let mut hasher = blake3::Hasher::new_keyed(seed);
-        hasher.update(b"synod flooding noise");
-        let mut xof = hasher.finalize_xof();
-        move || {
-            let mut w = [0u8; 8];
-            xof.fill(&mut w);
-            u64::from_le_bytes(w)
-        }
+        hasher.update(label);
+        hasher.finalize_xof()
+    }
+
+    /// The flooding stream of `seed`, little-endian 64-bit words in order.
+    pub(crate) fn flood_stream_reference(seed: &[u8; 32]) -> impl FnMut() -> u64 {
+        let mut xof = XofRng(reference_reader(seed, b"synod flooding noise"));
+        move || xof.next_u64()
     }
 
     /// Flooding coefficients are the words of the BLAKE3 keyed XOF of a seed
@@ -1250,7 +1246,7 @@ pub(crate) mod tests {
         ] {
             let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(u64::from(bits));
             let mut caller = rng.clone();
-            let limbs = FloodLimbs::sample(bits, degree, &mut rng);
+            let limbs = FloodSeed::draw(bits, &mut rng).expand(degree);
             let mut seed = [0u8; 32];
             caller.fill_bytes(&mut seed);
             // The caller's RNG gave the seed and nothing more.
@@ -1310,7 +1306,7 @@ pub(crate) mod tests {
         for bits in [
             1u32, 20, 40, 51, 63, 64, 65, 85, 103, 127, 128, 129, 190, 254, 255, 256, 300,
         ] {
-            let limbs = FloodLimbs::sample(bits, 2048, &mut rng);
+            let limbs = FloodSeed::draw(bits, &mut rng).expand(2048);
             for q in ops.moduli() {
                 let mut row = vec![0u64; 2048];
                 limbs.reduce_into(q, &mut row);

@@ -946,10 +946,14 @@ fn parse_ciphertext(params: &Params, bytes: &[u8]) -> Result<Ciphertext> {
         .first()
         .map(|p| usize::from(p.level))
         .ok_or_else(|| refused("no polynomials".into()))?;
-    // The host is the sender; the evaluation point only labels the error.
+    // The host, not a participant, sent it: the parse needs a sender to
+    // name, so keep only the reason (the point would be a made-up one).
     let host = EvaluationPoint::new(1).map_err(|e| refused(e.to_string()))?;
-    wire.parse(params, level, host, "ciphertext from the host")
-        .map_err(|e| refused(e.to_string()))
+    wire.parse(params, level, host, "ciphertext")
+        .map_err(|e| match e {
+            synod_he::Error::Malformed { reason, .. } => refused(reason),
+            other => refused(other.to_string()),
+        })
 }
 
 /// Encodes a ciphertext for [`Enclave::decryption_share`]: a postcard
@@ -995,7 +999,10 @@ mod tests {
             assert!(parse_ciphertext(&params, b"not a ciphertext").is_err());
             let mut wire = WireCiphertext::from_ciphertext(&params, &ct).unwrap();
             wire.polys[0].residues[3] = params.moduli()[0];
-            assert!(parse_ciphertext(&params, &postcard::to_stdvec(&wire).unwrap()).is_err());
+            let err = parse_ciphertext(&params, &postcard::to_stdvec(&wire).unwrap()).unwrap_err();
+            // The reason, and no participant blamed for the host's bytes.
+            assert!(err.to_string().contains("not reduced"), "{err}");
+            assert!(!err.to_string().contains("participant"), "{err}");
             wire.polys[0].residues[3] = 0;
             wire.polys.push(wire.polys[1].clone());
             assert!(parse_ciphertext(&params, &postcard::to_stdvec(&wire).unwrap()).is_err());
