@@ -631,3 +631,58 @@ fn mixed_one_value_outputs_share_a_traced_pack() {
         assert_eq!(dec[i][0], clear[i][0], "aggregate {}", agg.label);
     }
 }
+
+/// When the one-value outputs need several packs, a later pack can hold the
+/// last slot sums traced together and a product of sums in a coefficient
+/// their layout leaves zero: every pack decrypts once, every output exactly.
+/// (Products of sums of ±100 values have noise enough that three fit one
+/// decryption under the insecure N = 2048 parameters.)
+#[test]
+fn several_packs_one_mixing_traced_sums_and_products() {
+    let columns = ["a.x", "a.y", "b.x", "b.y", "c.x", "c.y", "d.x", "d.y"];
+    let mut outputs: Vec<(String, String)> = columns
+        .iter()
+        .map(|c| (format!("sum {c}"), format!("sum({c})")))
+        .collect();
+    for (i, c) in columns.iter().enumerate() {
+        let next = columns[(i + 2) % columns.len()];
+        outputs.push((format!("{c}·{next}"), format!("sum({c}) * sum({next})")));
+    }
+    let outputs: Vec<(&str, &str)> = outputs
+        .iter()
+        .map(|(n, e)| (n.as_str(), e.as_str()))
+        .collect();
+    let inputs: Vec<(&str, &str, f64, f64, u64)> = columns
+        .iter()
+        .map(|c| {
+            let (party, column) = c.split_once('.').unwrap();
+            (party, column, -100.0, 100.0, 1)
+        })
+        .collect();
+    let mut s = spec(&inputs, &outputs);
+    s.max_decryptions = 64;
+    let (r, _, dec) = run(&s, ParameterSet::InsecureTestN2048, 2048, 5, 3, 29);
+    let packs = r.plan.packs();
+    assert!(packs.len() >= 3, "{packs:?}");
+    let mixed = packs
+        .iter()
+        .position(|p| {
+            matches!(p.kind, synod_circuit::PackKind::Traces(l)
+                if l.count >= 2 && l.count < p.aggregates.len())
+        })
+        .unwrap_or_else(|| panic!("no pack mixes traced sums and products: {packs:?}"));
+    assert!(mixed > 0, "the mixed pack is the first: {packs:?}");
+    eprintln!(
+        "{:?}",
+        packs
+            .iter()
+            .map(|p| (p.aggregates.clone(), p.kind))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(r.plan.decryptions(), packs.len());
+    let clear = r.plan.evaluate_clear(&r.ints).unwrap();
+    assert_eq!(clear.len(), 16);
+    for (i, agg) in r.plan.aggregates().iter().enumerate() {
+        assert_eq!(dec[i][0], clear[i][0], "aggregate {}", agg.label);
+    }
+}
