@@ -672,13 +672,6 @@ fn several_packs_one_mixing_traced_sums_and_products() {
         })
         .unwrap_or_else(|| panic!("no pack mixes traced sums and products: {packs:?}"));
     assert!(mixed > 0, "the mixed pack is the first: {packs:?}");
-    eprintln!(
-        "{:?}",
-        packs
-            .iter()
-            .map(|p| (p.aggregates.clone(), p.kind))
-            .collect::<Vec<_>>()
-    );
     assert_eq!(r.plan.decryptions(), packs.len());
     let clear = r.plan.evaluate_clear(&r.ints).unwrap();
     assert_eq!(clear.len(), 16);
