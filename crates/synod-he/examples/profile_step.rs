@@ -7,7 +7,8 @@
 //! STEP=relin1 RAYON_NUM_THREADS=1 perf record -g target/release/examples/profile_step
 //! ```
 //!
-//! `STEP` is one of `pk`, `relin1`, `relin2`, `mul`, `share`, `combine`,
+//! `STEP` is one of `pk`, `relin1`, `relin2`, `mul`, `deal` and `receive`
+//! (thresholdisation, as member 1), `share`, `combine`,
 //! `rotate`, `traces` (eleven slot sums traced one by one, then packed as
 //! constants), `pack_traces` (the same traced together)
 //! (default `relin1`); `ITERS` (default 200); `GAP_MS` (default 0) busy-waits
@@ -129,6 +130,21 @@ fn main() {
                 });
             }
         }
+        "deal" => timed(&mut || {
+            black_box(thresholdize::deal(&params, &committee, &additive[0], me, &mut rng).unwrap());
+        }),
+        "receive" => {
+            // Member 1 sits at a node of every dealer's polynomials (t = 3):
+            // each of its five sub-shares is a seed it expands.
+            let mut inbox = Vec::new();
+            for (&x, sk) in members.iter().zip(&additive) {
+                let subs = thresholdize::deal(&params, &committee, sk, x, &mut rng).unwrap();
+                inbox.extend(subs.into_iter().filter(|s| s.recipient == me));
+            }
+            timed(&mut || {
+                black_box(thresholdize::receive(&params, &committee, me, inbox.clone()).unwrap());
+            });
+        }
         "share" | "combine" => {
             let mut inbox: Vec<Vec<thresholdize::SubShare>> = vec![Vec::new(); 5];
             for (&x, sk) in members.iter().zip(&additive) {
@@ -226,8 +242,8 @@ fn main() {
         }
         other => {
             eprintln!(
-                "unknown STEP {other}: pk, relin1, relin2, mul, share, combine, rotate, \
-                 traces, pack_traces"
+                "unknown STEP {other}: pk, relin1, relin2, mul, deal, receive, share, \
+                 combine, rotate, traces, pack_traces"
             );
             std::process::exit(2);
         }
