@@ -710,15 +710,21 @@ impl BlockHasher {
     }
 }
 
-/// The domains of secret randomness expanded from a seed: BLAKE3 in keyed
-/// mode (a PRF) under the seed, over the label, read as an extendable
-/// output. One label per use, so one seed never feeds two of them.
+/// The domains of randomness expanded from a seed: BLAKE3 in keyed mode (a
+/// PRF) under the seed, over the label, read as an extendable output. One
+/// label per use, so one seed never feeds two of them.
 #[derive(Clone, Copy)]
 pub(crate) enum Stream {
     /// Flooding noise ([`FloodLimbs`]).
     Flooding,
     /// Centred-binomial small polynomials ([`SmallSeed`]).
     Small,
+    /// A dealer's Shamir values at one node, expanded by the member the
+    /// seed is sent to (`reshare::draw_from_seed`): part of the protocol.
+    Dealt,
+    /// The public projection vectors of a resharing challenge, from a seed
+    /// derived from the transcript: part of the protocol.
+    Projection,
 }
 
 impl Stream {
@@ -726,6 +732,8 @@ impl Stream {
         match self {
             Self::Flooding => b"synod flooding noise",
             Self::Small => b"synod centred binomial",
+            Self::Dealt => b"synod dealt shamir values",
+            Self::Projection => b"synod reshare projections",
         }
     }
 
@@ -754,24 +762,36 @@ impl Stream {
     }
 }
 
-/// For tests: an extendable output read as an RNG (little-endian words).
-/// [`XofRng::from_caller`] is the RNG [`sample_small`] runs fhe-util's
-/// algorithm on (a seed taken from the caller's RNG, then its
-/// [`Stream::Small`] words), for references that call `Poly::small` or
-/// fhe-util directly.
-#[cfg(test)]
+/// A [`Stream`] read as an RNG (little-endian words, bytes in order), for
+/// samplers written against `RngCore`. Read it in large blocks: BLAKE3
+/// computes a whole 64-byte output block for every read, however short.
+/// The XOF state is wiped on drop. [`XofRng::from_caller`] is the RNG
+/// [`sample_small`] runs fhe-util's algorithm on (a seed taken from the
+/// caller's RNG, then its [`Stream::Small`] words), for test references that
+/// call `Poly::small` or fhe-util directly.
 pub(crate) struct XofRng(blake3::OutputReader);
 
-#[cfg(test)]
 impl XofRng {
+    /// The stream of `seed` in `domain`, from its start.
+    pub(crate) fn new(domain: Stream, seed: &[u8; 32]) -> Self {
+        Self(domain.reader(seed))
+    }
+
+    #[cfg(test)]
     pub(crate) fn from_caller<R: RngCore>(rng: &mut R) -> Self {
-        let mut seed = [0u8; 32];
-        rng.fill_bytes(&mut seed);
-        Self(Stream::Small.reader(&seed))
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(seed.as_mut());
+        Self::new(Stream::Small, &seed)
     }
 }
 
-#[cfg(test)]
+impl Drop for XofRng {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.0.zeroize();
+    }
+}
+
 impl RngCore for XofRng {
     fn next_u32(&mut self) -> u32 {
         let mut w = [0u8; 4];
@@ -790,7 +810,7 @@ impl RngCore for XofRng {
     }
 }
 
-#[cfg(test)]
+/// A PRF's output under a secret seed.
 impl CryptoRng for XofRng {}
 
 /// 64-bit words per block of the flooding stream expanded by one task

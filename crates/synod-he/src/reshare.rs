@@ -63,6 +63,7 @@ mod dealing;
 use dealing::{combine_nodes, inverse};
 pub(crate) use dealing::{draw_from_seed, draw_seeds, node_values, random_residues, Dealing};
 
+use crate::kernels::{Stream, XofRng};
 use crate::ring::{self, SecretWirePoly};
 use crate::secret::{KeyShare, MaskShare};
 use crate::shamir::{lagrange_weight_residues, Committee, EvaluationPoint};
@@ -413,14 +414,15 @@ impl Challenge {
         }
     }
 
+    /// `κ` uniform residue matrices ([`random_residues`]) from the
+    /// [`Stream::Projection`] expansion of the projection seed, cut into
+    /// rows.
     fn expand(&self, params: &Params) -> Vec<Vec<u64>> {
-        let mut rng = rand_chacha::ChaCha20Rng::from_seed(self.projection_seed);
-        let n = params.degree();
-        let mut out = Vec::new();
+        let mut rng = XofRng::new(Stream::Projection, &self.projection_seed);
+        let mut out = Vec::with_capacity(self.kappa * params.moduli().len());
         for _ in 0..self.kappa {
-            for &q in params.moduli() {
-                out.push((0..n).map(|_| uniform_below(&mut rng, q)).collect());
-            }
+            let m = random_residues(params, &mut rng);
+            out.extend(m.chunks_exact(params.degree()).map(<[u64]>::to_vec));
         }
         out
     }
@@ -777,8 +779,8 @@ fn deal_inner<R: RngCore + CryptoRng>(
     // the secret exists.
     use rayon::prelude::*;
     let mut seeds = draw_seeds(d, rng);
-    let h = random_residues(params, rng)?;
-    let v = random_residues(params, rng)?;
+    let h = random_residues(params, rng);
+    let v = random_residues(params, rng);
     let mut secret = Zeroizing::new(key.poly().clone());
     if behaviour == Behaviour::WrongConstant {
         let one = ring::small_to_ntt(&[1], ctx)?;
@@ -1747,9 +1749,7 @@ mod tests {
             .map(|&q| Modulus::new(q).unwrap())
             .collect();
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
-        let coeffs: Vec<Vec<u64>> = (0..5)
-            .map(|_| random_residues(&params, &mut rng).unwrap())
-            .collect();
+        let coeffs: Vec<Vec<u64>> = (0..5).map(|_| random_residues(&params, &mut rng)).collect();
         for x in [1u64, 2, 77, (1 << 14) - 1, 1 << 14, 1 << 31] {
             let fast = eval_residues(&params, &moduli, &coeffs, x).unwrap();
             let mut slow = coeffs.last().unwrap().clone();
@@ -1831,7 +1831,7 @@ mod tests {
             let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
             let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
             let coeffs: Vec<Vec<u64>> = (0..t)
-                .map(|_| random_residues(&params, &mut rng).unwrap())
+                .map(|_| random_residues(&params, &mut rng))
                 .collect();
             let members: Vec<u32> = (1..=dense)
                 .chain(far.iter().copied().filter(|&x| x > dense))
@@ -1893,7 +1893,7 @@ mod tests {
         let projections = challenge.projections(&params);
         let n = params.degree();
         for _ in 0..3 {
-            let v = random_residues(&params, &mut rng).unwrap();
+            let v = random_residues(&params, &mut rng);
             let got = project(&s, &projections, &v).unwrap();
             for (idx, r) in projections.iter().enumerate() {
                 let q = u128::from(params.moduli()[idx % s.l]);
@@ -1987,7 +1987,7 @@ mod tests {
         let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(13);
         let n = params.degree();
-        let v = random_residues(&params, &mut rng).unwrap();
+        let v = random_residues(&params, &mut rng);
         assert_eq!(v.len(), n * params.moduli().len());
         for (row, &q) in v.chunks(n).zip(params.moduli()) {
             assert!(row.iter().all(|x| *x < q));
@@ -1998,7 +1998,7 @@ mod tests {
                 "top quarter reached"
             );
         }
-        assert_ne!(v, random_residues(&params, &mut rng).unwrap());
+        assert_ne!(v, random_residues(&params, &mut rng));
     }
 
     /// With primes near 2^62 the 128-bit sums must be reduced in batches;
@@ -2134,13 +2134,65 @@ mod tests {
         }
     }
 
+    /// `count` residue matrices read from `xof` as the protocol describes
+    /// them, written out independently of `random_residues`: per prime,
+    /// blocks of 4200 bytes, each read as candidates of as many
+    /// little-endian bytes as the prime needs, masked to its bit length and
+    /// kept if below it; a prime's last block is dropped after its N-th
+    /// value.
+    fn reference_residues(
+        params: &Params,
+        xof: &mut blake3::OutputReader,
+        count: usize,
+    ) -> Vec<Vec<u64>> {
+        (0..count)
+            .map(|_| {
+                let mut out = Vec::new();
+                for &q in params.moduli() {
+                    let bits = 64 - q.leading_zeros();
+                    let width = bits.div_ceil(8) as usize;
+                    let mut row = Vec::new();
+                    while row.len() < params.degree() {
+                        let mut block = [0u8; 4200];
+                        xof.fill(&mut block);
+                        for c in block.chunks(width) {
+                            let mut w = [0u8; 8];
+                            w[..width].copy_from_slice(c);
+                            let x = u64::from_le_bytes(w) & ((1u64 << bits) - 1);
+                            if x < q && row.len() < params.degree() {
+                                row.push(x);
+                            }
+                        }
+                    }
+                    out.extend(row);
+                }
+                out
+            })
+            .collect()
+    }
+
+    fn keyed_xof(seed: &[u8; 32], label: &[u8]) -> blake3::OutputReader {
+        let mut hasher = blake3::Hasher::new_keyed(seed);
+        hasher.update(label);
+        hasher.finalize_xof()
+    }
+
     /// A seed expands to the same values on every node and in every build:
-    /// the draw (ChaCha20, 6-byte candidates below 2^48, rejection) is part
-    /// of the wire protocol. Pinned by a digest of the four values.
+    /// the draw is part of the wire protocol. It is the BLAKE3 keyed XOF of
+    /// the seed over "synod dealt shamir values", read as
+    /// [`reference_residues`] describes; also pinned by a digest of the four
+    /// values.
     #[test]
     fn seed_expansion_is_pinned() {
         let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
-        let values = draw_from_seed::<4>(&params, &[7; 32]).unwrap();
+        let seed = [7; 32];
+        let values = draw_from_seed::<4>(&params, &seed).unwrap();
+        let mut xof = keyed_xof(&seed, b"synod dealt shamir values");
+        assert_eq!(
+            values.to_vec(),
+            reference_residues(&params, &mut xof, 4),
+            "the dealt values are not the protocol's"
+        );
         let mut h = blake3::Hasher::new();
         for v in &values {
             for x in v {
@@ -2149,8 +2201,28 @@ mod tests {
         }
         assert_eq!(
             h.finalize().to_hex().as_str(),
-            "08245463c56fc419404d0b1476e4c37088d7bc2021092e78fecbe5dc8cf39f0a"
+            "56aa498dc51f6d23da81642fa9d25f6612fdcc645f5ede8adc87c08e3deac4ec"
         );
+    }
+
+    /// A challenge's projection vectors are the BLAKE3 keyed XOF of its
+    /// projection seed over "synod reshare projections", `κ` residue
+    /// matrices read as [`reference_residues`] describes, row by row.
+    #[test]
+    fn projections_are_the_protocol_stream() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let challenge = Challenge {
+            gammas: vec![1; kappa(&params) * params.moduli().len()],
+            projection_seed: [9; 32],
+            kappa: kappa(&params),
+            expanded: std::sync::OnceLock::new(),
+        };
+        let mut xof = keyed_xof(&[9; 32], b"synod reshare projections");
+        let expected: Vec<Vec<u64>> = reference_residues(&params, &mut xof, kappa(&params))
+            .iter()
+            .flat_map(|m| m.chunks(params.degree()).map(<[u64]>::to_vec))
+            .collect();
+        assert_eq!(challenge.projections(&params).as_ref(), expected.as_slice());
     }
 
     /// Commitments made for another proposal (another session or epoch) are

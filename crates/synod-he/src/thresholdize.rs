@@ -139,7 +139,7 @@ pub fn deal<R: RngCore + CryptoRng>(
     let l = params.moduli().len();
     let d = committee.threshold().get() - 1;
     let mut seeds = draw_seeds(d, rng);
-    let mask = random_residues(params, rng)?;
+    let mask = random_residues(params, rng);
     let key = NttView::of(sk.ntt())?.rows(l)?.to_vec();
     let values = node_values(params, [key, mask], &seeds)?;
     let points = committee.members();

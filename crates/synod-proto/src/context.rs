@@ -54,7 +54,11 @@ use crate::wire::fixed;
 /// 6: input uploads carry their ciphertexts as `synod_he::ring::WireCiphertext` (bit-packed NTT
 /// residues, like every other polynomial on the wire), not fhe.rs's protobuf `to_bytes`; so do the
 /// ciphertexts a host hands its enclave to decrypt.
-pub const PROTOCOL_VERSION: u16 = 6;
+///
+/// 7: the Shamir values a dealer sends as a seed (thresholdisation and resharing) and the
+/// projection vectors of a resharing challenge are expanded from their seeds with BLAKE3's keyed
+/// extendable output (`synod dealt shamir values`, `synod reshare projections`), not ChaCha20.
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// Domain-separation tag at the start of every encoded context.
 const CONTEXT_TAG: &[u8; 12] = b"synod/ctx/v1";

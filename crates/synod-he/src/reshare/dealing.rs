@@ -6,22 +6,24 @@
 //! the same distribution as drawing coefficients.
 
 use fhe_math::zq::Modulus;
-use rand::{CryptoRng, RngCore, SeedableRng};
+use rand::{CryptoRng, RngCore};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::kernels::{Stream, XofRng};
 use crate::shamir::EvaluationPoint;
 use crate::{Error, Params, Result};
 
-/// `P` uniform residue matrices drawn, in order, from a ChaCha20 stream
-/// seeded with `seed` (a dealer's values at one node, sent as the seed).
+/// `P` uniform residue matrices drawn, in order, by [`random_residues`] from
+/// the [`Stream::Dealt`] expansion of `seed` (a dealer's values at one node,
+/// sent as the seed).
 pub(crate) fn draw_from_seed<const P: usize>(
     params: &Params,
     seed: &[u8; 32],
 ) -> Result<[Vec<u64>; P]> {
-    let mut rng = rand_chacha::ChaCha20Rng::from_seed(*seed);
+    let mut rng = XofRng::new(Stream::Dealt, seed);
     let mut out: [Vec<u64>; P] = std::array::from_fn(|_| Vec::new());
     for v in out.iter_mut() {
-        *v = random_residues(params, &mut rng)?;
+        *v = random_residues(params, &mut rng);
     }
     Ok(out)
 }
@@ -70,10 +72,7 @@ pub(crate) fn node_values<const P: usize>(
 /// the bit length of each prime (as for the challenge's projections), from
 /// the RNG's keystream in blocks, taking only as many bytes per candidate as
 /// the prime needs (6 for primes below 2^48) rather than 8.
-pub(crate) fn random_residues<R: RngCore + CryptoRng>(
-    params: &Params,
-    rng: &mut R,
-) -> Result<Vec<u64>> {
+pub(crate) fn random_residues<R: RngCore + CryptoRng>(params: &Params, rng: &mut R) -> Vec<u64> {
     let n = params.degree();
     let mut v = Vec::with_capacity(n * params.moduli().len());
     // 840 is a multiple of every width 1..=8, so no candidate straddles fills.
@@ -101,7 +100,7 @@ pub(crate) fn random_residues<R: RngCore + CryptoRng>(
             }
         }
     }
-    Ok(v)
+    v
 }
 
 /// A dealer's `P` polynomials of degree `≤ d` (for resharing the four
