@@ -27,7 +27,9 @@ use std::ops::Range;
 
 use fhe_math::zq::Modulus;
 
-use crate::kernels::{dot_const_rows, key_companions, mul_key_add_into, RingOps, Shoup52};
+use crate::kernels::{
+    dot2_add_into, dot_const_rows, key_companions, mul_key_add_into, RingOps, Shoup52,
+};
 use crate::ntt::Ntt;
 use crate::{Error, Result};
 
@@ -259,23 +261,32 @@ impl SwitchingKey {
                 .and_then(|r| r.get(i * n..(i + 1) * n))
                 .unwrap_or(&[])
         }
-        let mut t = vec![0u64; n];
-        for g in 0..self.digits() {
+        // Every digit's row first (lifted, in NTT form), then the products
+        // with both key halves in one pass.
+        let mut t = vec![0u64; n * self.digits()];
+        for (g, t) in t.chunks_exact_mut(n).enumerate() {
             match (&own, gadget.group(g).contains(&i)) {
                 (OwnRow::Ntt(own), true) => t.copy_from_slice(own),
                 (OwnRow::PowerBasis(own), true) => {
                     t.copy_from_slice(own);
-                    ntt.forward(&mut t);
+                    ntt.forward(t);
                 }
                 (_, false) => {
-                    gadget.lift_into(radix, g, q, &mut t);
-                    ntt.forward(&mut t);
+                    gadget.lift_into(radix, g, q, t);
+                    ntt.forward(t);
                 }
             }
-            let (w0, w0s) = (row(&self.c0, g, i, n), row(&self.c0_shoup, g, i, n));
-            let (w1, w1s) = (row(&self.c1, g, i, n), row(&self.c1_shoup, g, i, n));
-            mul_key_add_into(q, acc0, &t, w0, w0s);
-            mul_key_add_into(q, acc1, &t, w1, w1s);
+        }
+        let x: Vec<&[u64]> = t.chunks_exact(n).collect();
+        let w0: Vec<&[u64]> = (0..self.digits()).map(|g| row(&self.c0, g, i, n)).collect();
+        let w1: Vec<&[u64]> = (0..self.digits()).map(|g| row(&self.c1, g, i, n)).collect();
+        if dot2_add_into(q, acc0, acc1, &x, &w0, &w1) {
+            return;
+        }
+        for (g, t) in x.iter().enumerate() {
+            let (w0s, w1s) = (row(&self.c0_shoup, g, i, n), row(&self.c1_shoup, g, i, n));
+            mul_key_add_into(q, acc0, t, row(&self.c0, g, i, n), w0s);
+            mul_key_add_into(q, acc1, t, row(&self.c1, g, i, n), w1s);
         }
     }
 }

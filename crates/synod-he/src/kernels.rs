@@ -50,6 +50,29 @@ fn ifma_mul_acc(q: &Modulus, subtract: bool, row: &mut [u64], a: &[u64], b: &[u6
     }
 }
 
+/// `acc0 += Σ_g x[g]⊙w0[g]`, `acc1 += Σ_g x[g]⊙w1[g]` modulo `q` in one
+/// IFMA pass, reduced lazily (`true`), or nothing (`false`: the caller takes
+/// the products one at a time). All values below `q`; every row as long as
+/// the accumulators, and as many rows of each.
+pub(crate) fn dot2_add_into(
+    q: &Modulus,
+    acc0: &mut [u64],
+    acc1: &mut [u64],
+    x: &[&[u64]],
+    w0: &[&[u64]],
+    w1: &[&[u64]],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        ifma::dot2_add_into(q, acc0, acc1, x, w0, w1)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (q, acc0, acc1, x, w0, w1);
+        false
+    }
+}
+
 /// In place, `a0 ← a0·b0`, `b0 ← a0·b1 + a1·b0`, `a1 ← a1·b1` modulo `q` in
 /// one IFMA pass, or `false` (nothing written; the caller computes it
 /// otherwise).

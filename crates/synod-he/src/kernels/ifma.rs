@@ -251,6 +251,132 @@ pub(crate) fn tensor_in_place(
     true
 }
 
+impl V4Ifma {
+    /// `P mod q` for eight lanes of `P = hi·2^52 + lo` (`hi`, `lo` the sums
+    /// of `madd52hi`/`madd52lo` over at most [`lazy_group`] products of
+    /// residues below `q`): the carry of `lo` above 52 bits moves into `hi`,
+    /// then Barrett's reduction as in [`Self::mul_mod`].
+    #[inline(always)]
+    fn reduce_sum(
+        self,
+        c: &Barrett,
+        hi: core::arch::x86_64::__m512i,
+        lo: core::arch::x86_64::__m512i,
+    ) -> core::arch::x86_64::__m512i {
+        let f = self.avx512f;
+        let m = self.avx512ifma;
+        let zero = f._mm512_setzero_si512();
+        let mask = f._mm512_set1_epi64(MASK52 as i64);
+        let hi = f._mm512_add_epi64(hi, f._mm512_srli_epi64::<52>(lo));
+        let lo = f._mm512_and_si512(lo, mask);
+        let t = f._mm512_or_si512(
+            f._mm512_sllv_epi64(hi, f._mm512_set1_epi64(c.hi_shift as i64)),
+            f._mm512_srlv_epi64(lo, f._mm512_set1_epi64(c.lo_shift as i64)),
+        );
+        let q = f._mm512_set1_epi64(c.q as i64);
+        let quotient = m._mm512_madd52hi_epu64(zero, t, f._mm512_set1_epi64(c.mu as i64));
+        let r = f._mm512_and_si512(
+            f._mm512_sub_epi64(lo, m._mm512_madd52lo_epu64(zero, quotient, q)),
+            mask,
+        );
+        let r = f._mm512_min_epu64(r, f._mm512_sub_epi64(r, q));
+        f._mm512_min_epu64(r, f._mm512_sub_epi64(r, q))
+    }
+}
+
+/// How many products of residues below a `b`-bit `q` one lazy sum may take
+/// before [`V4Ifma::reduce_sum`]: `2^(50−b)`, at most 2048. For `P < G·q²`
+/// the Barrett analysis of the module doc holds unchanged when
+/// `P/2^(b+51) < 1/2`, that is `G ≤ 2^(50−b)`; then also `T < 2^51`. The
+/// cap keeps the lanes' `lo` sums (each term below `2^52`) below `2^63`.
+/// 64 for the N = 8192 primes (44 bits), 2 for the 49-bit ones.
+fn lazy_group(c: &Barrett) -> usize {
+    // lo_shift = b − 1.
+    1 << 49u64.saturating_sub(c.lo_shift).min(11)
+}
+
+/// `acc0[k] += Σ_g x[g][k]·w0[g][k]` and `acc1[k] += Σ_g x[g][k]·w1[g][k]`
+/// (mod `q`) with IFMA: a key switch's inner products with both halves of
+/// the key, each `x[g]` row read once, the sums held in registers as their
+/// `madd52lo`/`madd52hi` halves and reduced once per [`lazy_group`]
+/// products (lazy reduction) instead of once per product. Bit-for-bit the
+/// products reduced one by one (tested). `false` (nothing done) without
+/// IFMA, with `q ≥ 2^50`, or rows of other lengths or counts. All values
+/// must be below `q`.
+pub(crate) fn dot2_add_into(
+    q: &Modulus,
+    acc0: &mut [u64],
+    acc1: &mut [u64],
+    x: &[&[u64]],
+    w0: &[&[u64]],
+    w1: &[&[u64]],
+) -> bool {
+    let (Some(simd), Some(c)) = (token(), Barrett::new(**q)) else {
+        return false;
+    };
+    let n = acc0.len();
+    let rows_fit = |rows: &[&[u64]]| rows.len() == x.len() && rows.iter().all(|r| r.len() == n);
+    if acc1.len() != n || !rows_fit(x) || !rows_fit(w0) || !rows_fit(w1) {
+        return false;
+    }
+    let group = lazy_group(&c);
+    simd.vectorize(
+        #[inline(always)]
+        || {
+            let f = simd.avx512f;
+            let m = simd.avx512ifma;
+            let qv = f._mm512_set1_epi64(c.q as i64);
+            // Per digit: its rows of `x`, `w0` and `w1` as 8-lane arrays.
+            let digits: Vec<[&[[u64; 8]]; 3]> = x
+                .iter()
+                .zip(w0.iter().zip(w1))
+                .map(|(a, (b, d))| [a, b, d].map(|r| pulp::as_arrays::<8, u64>(r).0))
+                .collect();
+            let (acc0_8, acc0_t) = pulp::as_arrays_mut::<8, u64>(acc0);
+            let (acc1_8, acc1_t) = pulp::as_arrays_mut::<8, u64>(acc1);
+            let add = |s: core::arch::x86_64::__m512i, r: core::arch::x86_64::__m512i| {
+                let s = f._mm512_add_epi64(s, r);
+                f._mm512_min_epu64(s, f._mm512_sub_epi64(s, qv))
+            };
+            for (j, (a0, a1)) in acc0_8.iter_mut().zip(acc1_8.iter_mut()).enumerate() {
+                let (mut s0, mut s1) = (cast(*a0), cast(*a1));
+                for chunk in digits.chunks(group) {
+                    let zero = f._mm512_setzero_si512();
+                    let (mut lo0, mut hi0, mut lo1, mut hi1) = (zero, zero, zero, zero);
+                    for [xg, w0g, w1g] in chunk {
+                        let (Some(xv), Some(u), Some(v)) = (xg.get(j), w0g.get(j), w1g.get(j))
+                        else {
+                            continue;
+                        };
+                        let (xv, u, v) = (cast(*xv), cast(*u), cast(*v));
+                        lo0 = m._mm512_madd52lo_epu64(lo0, xv, u);
+                        hi0 = m._mm512_madd52hi_epu64(hi0, xv, u);
+                        lo1 = m._mm512_madd52lo_epu64(lo1, xv, v);
+                        hi1 = m._mm512_madd52hi_epu64(hi1, xv, v);
+                    }
+                    s0 = add(s0, simd.reduce_sum(&c, hi0, lo0));
+                    s1 = add(s1, simd.reduce_sum(&c, hi1, lo1));
+                }
+                *a0 = cast(s0);
+                *a1 = cast(s1);
+            }
+            let tail = n - acc0_t.len();
+            for (k, (a0, a1)) in acc0_t.iter_mut().zip(acc1_t.iter_mut()).enumerate() {
+                for ((xg, w0g), w1g) in x.iter().zip(w0).zip(w1) {
+                    let (Some(&xv), Some(&u), Some(&v)) =
+                        (xg.get(tail + k), w0g.get(tail + k), w1g.get(tail + k))
+                    else {
+                        continue;
+                    };
+                    *a0 = q.add(*a0, q.mul(xv, u));
+                    *a1 = q.add(*a1, q.mul(xv, v));
+                }
+            }
+        },
+    );
+    true
+}
+
 /// `row[k] += a[k]·b[k] mod q` with IFMA, or `false` (see [`mul_acc_into`]).
 pub(crate) fn mul_add_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) -> bool {
     mul_acc_into(q, Accumulate::Add, row, a, None, b)
@@ -613,6 +739,53 @@ mod tests {
             );
             assert_eq!(model(&c, x, y), Modulus::new(p).unwrap().mul(x, y));
             check(p, vec![p - 1; 13], vec![x; 13], vec![y; 13]);
+        }
+    }
+
+    /// The lazily reduced inner products equal the products reduced one by
+    /// one, for every prime size (so every group length, down to one
+    /// product per reduction at 50 bits), from one digit to more than a
+    /// group of the 49-bit primes, at the extremes (every value `q − 1`,
+    /// the largest sums) and on random residues, with a tail.
+    #[test]
+    fn lazy_inner_products_match_the_scalar_ones() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for p in PRIMES {
+            let q = Modulus::new(p).unwrap();
+            let n = 8 * 5 + 3;
+            for digits in [1, 2, 3, 5, 9, 13] {
+                for extreme in [true, false] {
+                    let mut draw = || -> Vec<u64> {
+                        if extreme {
+                            vec![p - 1; n]
+                        } else {
+                            (0..n).map(|_| rng.random_range(0..p)).collect()
+                        }
+                    };
+                    let (acc0, acc1) = (draw(), draw());
+                    let x: Vec<Vec<u64>> = (0..digits).map(|_| draw()).collect();
+                    let w0: Vec<Vec<u64>> = (0..digits).map(|_| draw()).collect();
+                    let w1: Vec<Vec<u64>> = (0..digits).map(|_| draw()).collect();
+                    let (mut want0, mut want1) = (acc0.clone(), acc1.clone());
+                    for g in 0..digits {
+                        for k in 0..n {
+                            want0[k] = q.add(want0[k], q.mul(x[g][k], w0[g][k]));
+                            want1[k] = q.add(want1[k], q.mul(x[g][k], w1[g][k]));
+                        }
+                    }
+                    fn rows(m: &[Vec<u64>]) -> Vec<&[u64]> {
+                        m.iter().map(Vec::as_slice).collect()
+                    }
+                    let (mut got0, mut got1) = (acc0, acc1);
+                    let (xr, w0r, w1r) = (rows(&x), rows(&w0), rows(&w1));
+                    if dot2_add_into(&q, &mut got0, &mut got1, &xr, &w0r, &w1r) {
+                        assert_eq!((got0, got1), (want0, want1), "q = {p:#x}, {digits} digits");
+                    } else {
+                        assert!(token().is_none() || p >= MAX_PRIME, "refused q = {p:#x}");
+                    }
+                }
+            }
         }
     }
 
