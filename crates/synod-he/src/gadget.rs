@@ -255,15 +255,39 @@ impl SwitchingKey {
         acc0: &mut [u64],
         acc1: &mut [u64],
     ) {
-        let n = acc0.len();
-        fn row(m: &[Vec<u64>], g: usize, i: usize, n: usize) -> &[u64] {
-            m.get(g)
-                .and_then(|r| r.get(i * n..(i + 1) * n))
-                .unwrap_or(&[])
-        }
         // Every digit's row first (lifted, in NTT form), then the products
-        // with both key halves in one pass.
-        let mut t = vec![0u64; n * self.digits()];
+        // with both key halves in one pass. The rows (ciphertext data, not
+        // secret) go in this thread's scratch buffer, reused from call to
+        // call: no fresh zeroed pages per prime.
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut t) => self.add_row_with(gadget, i, q, ntt, own, radix, acc0, acc1, &mut t),
+            // Re-entered on this thread (not expected): a buffer of its own.
+            Err(_) => {
+                let mut t = Vec::new();
+                self.add_row_with(gadget, i, q, ntt, own, radix, acc0, acc1, &mut t);
+            }
+        });
+    }
+
+    /// [`Self::add_row`] with `t` as the digits' buffer (resized to fit).
+    #[allow(clippy::too_many_arguments)]
+    fn add_row_with(
+        &self,
+        gadget: &Gadget,
+        i: usize,
+        q: &Modulus,
+        ntt: &Ntt,
+        own: OwnRow<'_>,
+        radix: &[u64],
+        acc0: &mut [u64],
+        acc1: &mut [u64],
+        t: &mut Vec<u64>,
+    ) {
+        let n = acc0.len();
+        t.resize(n * self.digits(), 0);
         for (g, t) in t.chunks_exact_mut(n).enumerate() {
             match (&own, gadget.group(g).contains(&i)) {
                 (OwnRow::Ntt(own), true) => t.copy_from_slice(own),
@@ -289,6 +313,14 @@ impl SwitchingKey {
             mul_key_add_into(q, acc1, t, row(&self.c1, g, i, n), w1s);
         }
     }
+}
+
+/// Row `i` (of length `n`) of digit `g`'s residue matrix in `m`; empty if
+/// there is none.
+fn row(m: &[Vec<u64>], g: usize, i: usize, n: usize) -> &[u64] {
+    m.get(g)
+        .and_then(|r| r.get(i * n..(i + 1) * n))
+        .unwrap_or(&[])
 }
 
 #[cfg(test)]
