@@ -319,6 +319,28 @@ pub(crate) fn dot_const_rows(p: u64, out: &mut [u64], rows: &[&[u64]], consts: &
     }
 }
 
+/// [`dot_const_rows`] for rows known to lie below `bounds` (one per row):
+/// reduced once per value instead of once per product where the bounds
+/// allow it (see the IFMA kernel). `false` (nothing done) without IFMA or
+/// with a shape it does not take.
+pub(crate) fn dot_const_rows_below(
+    p: u64,
+    out: &mut [u64],
+    rows: &[&[u64]],
+    consts: &[Shoup52],
+    bounds: &[u64],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        ifma::dot_const_rows_below(p, out, rows, consts, bounds)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (p, out, rows, consts, bounds);
+        false
+    }
+}
+
 /// `row[k] += (a[k]·c mod q)·b[k] mod q` (all below `q`) in one pass: with
 /// IFMA a 52-bit Shoup product and a Barrett product per lane, else
 /// fhe-math's constant-time products.

@@ -23,11 +23,14 @@
 //!
 //! On CPUs with AVX-512 IFMA, when every prime involved is below 2^50
 //! (synod's ciphertext and extension primes are), both run row by row on
-//! eight coefficients at a time: each product of a residue and a
-//! precomputed constant is a 52-bit Shoup multiplication
-//! (`kernels::dot_const_rows`), and the floating-point sums are taken in
-//! the same order as the scalar code, so the results are the same bits
-//! (tested against the scalar path and against big integers).
+//! eight coefficients at a time: each output residue is a sum of products
+//! of bounded rows and precomputed constants, accumulated in IFMA's 52-bit
+//! halves and reduced once where the rows' bounds keep the sum below
+//! `2^(b+51)` (`kernels::dot_const_rows_below`: the conversion into the
+//! 50-bit extension primes and the scaling), else product by product in
+//! Shoup's form; the floating-point sums are taken in the same order as the
+//! scalar code, so the results are the same bits (tested against the scalar
+//! path and against big integers).
 //!
 //! Every operand here is public (ciphertexts and key material that is
 //! published anyway), so variable-time code is acceptable. Tests check both
@@ -36,7 +39,7 @@
 use num_bigint::BigUint;
 use num_traits::{One, ToPrimitive, Zero};
 
-use crate::kernels::{dot_const_rows, has_ifma, Shoup52};
+use crate::kernels::{dot_const_rows, dot_const_rows_below, has_ifma, Shoup52};
 use crate::{Error, Result};
 
 /// A prime with the constants for Barrett reduction of 128-bit values and
@@ -301,8 +304,15 @@ impl BaseConverter {
         }
         let mut rows: Vec<&[u64]> = y.chunks(len.max(1)).take(k).collect();
         rows.push(rounded);
+        // y_i < q_i, and v = round(Σ y_i/q_i) ≤ k.
+        let bounds: Vec<u64> = self
+            .from
+            .iter()
+            .map(|pr| pr.p)
+            .chain([k as u64 + 1])
+            .collect();
         for (o, (pj, consts)) in out.iter_mut().zip(self.to.iter().zip(&c.hat)) {
-            if !dot_const_rows(pj.p, o, &rows, consts) {
+            if !dot_const_rows_below(pj.p, o, &rows, consts, &bounds) {
                 return Err(Error::Parameters(
                     "internal: IFMA conversion refused".into(),
                 ));
@@ -513,12 +523,24 @@ impl ScaleDown {
         for (r, &f) in rounded.iter_mut().zip(f.iter()) {
             *r = (f + 0.5) as u64;
         }
+        // Bounds on the rows: a residue x < q_i splits into x >> s_i and
+        // x mod 2^{s_i}; the rounded sum of their fractional products is at
+        // most the sum of the halves' bounds; the own residue is below p_j.
+        let mut bounds: Vec<u64> = self
+            .q
+            .iter()
+            .zip(&self.split)
+            .flat_map(|(qi, &(s, _, _))| [((qi.p - 1) >> s) + 1, 1 << s])
+            .collect();
+        let rounded_bound = bounds.iter().sum::<u64>() + 1;
         let own_rows = input.get(k..).unwrap_or(&[]);
         for ((o, (pj, c)), own) in out.iter_mut().zip(self.p.iter().zip(consts)).zip(own_rows) {
             let mut rows: Vec<&[u64]> = halves.chunks(len.max(1)).take(2 * k).collect();
             rows.push(own);
             rows.push(rounded);
-            if !dot_const_rows(pj.p, o, &rows, c) {
+            bounds.truncate(2 * k);
+            bounds.extend([pj.p, rounded_bound]);
+            if !dot_const_rows_below(pj.p, o, &rows, c, &bounds) {
                 return Err(Error::Parameters("internal: IFMA scaling refused".into()));
             }
         }

@@ -24,8 +24,19 @@
 //! callers' results are bit-for-bit the scalar ones (tested). No branch or
 //! memory access depends on the residues.
 //!
-//! Products with a precomputed constant (the RNS base conversions and
-//! scalings) use Shoup's form instead ([`super::Shoup52`]): three IFMA
+//! **Sums reduced once.** The same steps reduce a sum of products
+//! `P = Σ x_g·y_g` accumulated as its `madd52lo` and `madd52hi` halves (the
+//! carry of the low half above 52 bits moved into the high one), as long as
+//! `P < 2^(b+51)`: then `T < 2^52` (so `madd52hi` reads all of it), the two
+//! truncations lose less than `T/2^52 + 2^(b−1)/q < 2`, and the quotient is
+//! again at most two short. Key switching sums a digit's products this way
+//! (at most `2^(50−b)` of them, each below `q²`), and so do the base
+//! conversion and scaling where their callers bound the rows
+//! (`dot_const_rows_below`): two IFMA products per term and one reduction
+//! per sum, instead of a reduction and a modular addition per term.
+//!
+//! Products with a precomputed constant whose sum may not stay below that
+//! bound use Shoup's form instead ([`super::Shoup52`]): three IFMA
 //! products and one conditional subtraction.
 
 use fhe_math::zq::Modulus;
@@ -605,6 +616,75 @@ pub(crate) fn dot_const_rows(p: u64, out: &mut [u64], rows: &[&[u64]], consts: &
     true
 }
 
+/// [`dot_const_rows`] where every `rows[i][k] < bounds[i]` is known: when
+/// `Σ_i (bounds[i] − 1)·consts[i] < 2^(b+51)` for the `b`-bit `p` (with at
+/// most 2048 rows, every bound at most `2^52`), the products are summed as
+/// their `madd52lo`/`madd52hi` halves and reduced once
+/// ([`V4Ifma::reduce_sum`]: the sum bounds `T` below `2^52`, which is all
+/// the module doc's analysis needs for a quotient at most two short) —
+/// two IFMA products per term instead of a Shoup product and a modular
+/// addition. Otherwise it is [`dot_const_rows`]. The value is the same
+/// exact residue either way; a caller's bound that does not hold gives a
+/// wrong residue, never undefined behaviour.
+pub(crate) fn dot_const_rows_below(
+    p: u64,
+    out: &mut [u64],
+    rows: &[&[u64]],
+    consts: &[Shoup52],
+    bounds: &[u64],
+) -> bool {
+    let (Some(simd), Some(c)) = (token(), Barrett::new(p)) else {
+        return false;
+    };
+    let sum_bound = bounds.iter().zip(consts).try_fold(0u128, |acc, (&b, w)| {
+        (b <= 1 << 52).then(|| acc + u128::from(b.saturating_sub(1)) * u128::from(w.w))
+    });
+    // lo_shift = b − 1, so 2^(b+51) = 2^(lo_shift + 52).
+    let fits = sum_bound.is_some_and(|s| s < 1u128 << (c.lo_shift + 52));
+    if !fits
+        || rows.len() > 2048
+        || bounds.len() != rows.len()
+        || rows.len() != consts.len()
+        || rows.iter().any(|r| r.len() != out.len())
+    {
+        return dot_const_rows(p, out, rows, consts);
+    }
+    simd.vectorize(
+        #[inline(always)]
+        || {
+            let f = simd.avx512f;
+            let m = simd.avx512ifma;
+            let len = out.len();
+            let rows8: Vec<&[[u64; 8]]> = rows
+                .iter()
+                .map(|r| pulp::as_arrays::<8, u64>(r).0)
+                .collect();
+            let ws: Vec<core::arch::x86_64::__m512i> = consts
+                .iter()
+                .map(|w| f._mm512_set1_epi64(w.w as i64))
+                .collect();
+            let (out8, out_tail) = pulp::as_arrays_mut::<8, u64>(out);
+            for (lane, o) in out8.iter_mut().enumerate() {
+                let zero = f._mm512_setzero_si512();
+                let (mut lo, mut hi) = (zero, zero);
+                for (row, &w) in rows8.iter().zip(&ws) {
+                    let x = cast(row.get(lane).copied().unwrap_or([0; 8]));
+                    lo = m._mm512_madd52lo_epu64(lo, x, w);
+                    hi = m._mm512_madd52hi_epu64(hi, x, w);
+                }
+                *o = cast(simd.reduce_sum(&c, hi, lo));
+            }
+            let start = len - out_tail.len();
+            for (k, o) in out_tail.iter_mut().enumerate() {
+                *o = rows.iter().zip(consts).fold(0, |acc, (row, c)| {
+                    shoup_add(p, *c, acc, row.get(start + k).copied().unwrap_or(0))
+                });
+            }
+        },
+    );
+    true
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -783,6 +863,69 @@ mod tests {
                         assert_eq!((got0, got1), (want0, want1), "q = {p:#x}, {digits} digits");
                     } else {
                         assert!(token().is_none() || p >= MAX_PRIME, "refused q = {p:#x}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sums of products with constants, reduced once where the rows'
+    /// bounds allow it, equal the exact `Σ x·w mod p`: rows of residues
+    /// below `p` (up to the largest sums the once-reduction takes: two
+    /// terms of `(p − 1)²` at 50 bits put `T` just below `2^52`), of small
+    /// halves, of 52-bit values (which fall back to the Shoup products),
+    /// at the extremes and at random, with a tail.
+    #[test]
+    fn bounded_constant_dots_are_exact() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
+        for p in PRIMES {
+            let n = 8 * 3 + 5;
+            for rows_count in [1, 2, 3, 6, 12] {
+                for bound in [p, 1 << 22, 1 << 52] {
+                    for extreme in [true, false] {
+                        let rows: Vec<Vec<u64>> = (0..rows_count)
+                            .map(|_| {
+                                (0..n)
+                                    .map(|_| {
+                                        if extreme {
+                                            bound - 1
+                                        } else {
+                                            rng.random_range(0..bound)
+                                        }
+                                    })
+                                    .collect()
+                            })
+                            .collect();
+                        let ws: Vec<u64> = (0..rows_count)
+                            .map(|_| {
+                                if extreme {
+                                    p - 1
+                                } else {
+                                    rng.random_range(0..p)
+                                }
+                            })
+                            .collect();
+                        let consts: Vec<Shoup52> =
+                            ws.iter().map(|&w| Shoup52::new(w, p).unwrap()).collect();
+                        let want: Vec<u64> = (0..n)
+                            .map(|k| {
+                                let sum: u128 = rows
+                                    .iter()
+                                    .zip(&ws)
+                                    .map(|(r, &w)| u128::from(r[k]) * u128::from(w) % u128::from(p))
+                                    .sum();
+                                (sum % u128::from(p)) as u64
+                            })
+                            .collect();
+                        let refs: Vec<&[u64]> = rows.iter().map(Vec::as_slice).collect();
+                        let bounds = vec![bound; rows_count];
+                        let mut got = vec![0; n];
+                        if dot_const_rows_below(p, &mut got, &refs, &consts, &bounds) {
+                            assert_eq!(got, want, "p = {p:#x}, {rows_count} rows below {bound:#x}");
+                        } else {
+                            assert!(token().is_none(), "refused p = {p:#x}");
+                        }
                     }
                 }
             }
