@@ -996,9 +996,9 @@ impl FloodLimbs {
         )
     }
 
-    /// [`Self::reduce_into`] with IFMA: `Σ_l limb_l·[2^{52l}]_q` over the
-    /// value's 52-bit limbs (cut from the 64-bit rows in registers) by
-    /// 52-bit Shoup products, plus `−2^bits`, in one pass; `false` (nothing
+    /// [`Self::reduce_into`] with IFMA: `Σ_l limb_l·[2^{48l}]_q` over the
+    /// value's 48-bit limbs (cut from the 64-bit rows in registers), plus
+    /// `−2^bits`, summed and reduced once, in one pass; `false` (nothing
     /// done: the scalar path runs) without IFMA, when `q ≥ 2^50` or beyond
     /// 255 flooding bits. Constant time: the kernel does not branch on
     /// values.
@@ -1009,7 +1009,7 @@ impl FloodLimbs {
             if row.len() != self.degree || self.per_coeff > ifma::MAX_LIMB_ROWS {
                 return false;
             }
-            let limbs = (self.bits as usize + 1).div_ceil(52);
+            let limbs = (self.bits as usize + 1).div_ceil(ifma::LIMB_BITS);
             let mut power = 1 % p;
             let mut consts = Vec::with_capacity(limbs);
             for _ in 0..limbs {
@@ -1017,7 +1017,7 @@ impl FloodLimbs {
                     Some(c) => consts.push(c),
                     None => return false,
                 }
-                power = (0..52).fold(power, |acc, _| q.add(acc, acc));
+                power = (0..ifma::LIMB_BITS).fold(power, |acc, _| q.add(acc, acc));
             }
             let rows: Vec<&[u64]> = (0..self.per_coeff).map(|l| self.row64(l)).collect();
             // − 2^bits, added as p − (2^bits mod p) in the same pass.

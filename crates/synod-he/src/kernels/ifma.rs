@@ -450,12 +450,22 @@ fn shoup_add(p: u64, c: Shoup52, acc: u64, x: u64) -> u64 {
 /// The most 64-bit rows [`dot_const_limbs64`] takes (numbers below 2^256).
 pub(crate) const MAX_LIMB_ROWS: usize = 4;
 
+/// The width of the limbs [`dot_const_limbs64`] cuts: with limbs below
+/// `2^48` and constants below `p < 2^50`, up to six products (a number below
+/// `2^288`) and `init` sum to less than `2^(b+51)`, so the sum is reduced
+/// once (the module doc's sums).
+pub(crate) const LIMB_BITS: usize = 48;
+
+const LIMB_MASK: u64 = (1 << LIMB_BITS) - 1;
+
 /// `out[k] = init + Σ_l limb_l(k)·consts[l] mod p`, where `limb_l(k)` is
-/// bits `52·l .. 52·l + 52` of the number `Σ_r rows[r][k]·2^(64·r)` (zero
-/// beyond its top row): the 52-bit limbs are cut from the 64-bit ones in
-/// registers, by shifts at public positions. `init < p`, `p < 2^50`, at
-/// most [`MAX_LIMB_ROWS`] rows, each as long as `out`; `false` (nothing
-/// done) otherwise or without IFMA.
+/// bits `48·l .. 48·l + 48` of the number `Σ_r rows[r][k]·2^(64·r)` (zero
+/// beyond its top row): the limbs are cut from the 64-bit words in
+/// registers, by shifts at public positions, and their products summed in
+/// IFMA's halves and reduced once. `init < p`, `p < 2^50`, at most
+/// [`MAX_LIMB_ROWS`] rows, each as long as `out`, and `⌈64·R/48⌉` or one
+/// fewer limbs for `R` rows; `false` (nothing done) otherwise or without
+/// IFMA.
 pub(crate) fn dot_const_limbs64(
     p: u64,
     init: u64,
@@ -466,8 +476,10 @@ pub(crate) fn dot_const_limbs64(
     let Some(simd) = token() else {
         return false;
     };
-    if !(3..MAX_PRIME).contains(&p)
-        || init >= p
+    let Some(c) = Barrett::new(p) else {
+        return false;
+    };
+    if init >= p
         || rows.is_empty()
         || rows.len() > MAX_LIMB_ROWS
         || rows.iter().any(|r| r.len() != out.len())
@@ -477,14 +489,14 @@ pub(crate) fn dot_const_limbs64(
     // One kernel per shape, so that the limb loop unrolls with constant
     // shifts: every flooding width up to 255 bits.
     match (rows.len(), consts.len()) {
-        (1, 1) => limbs64::<1, 1>(simd, p, init, out, rows, consts),
-        (1, 2) => limbs64::<1, 2>(simd, p, init, out, rows, consts),
-        (2, 2) => limbs64::<2, 2>(simd, p, init, out, rows, consts),
-        (2, 3) => limbs64::<2, 3>(simd, p, init, out, rows, consts),
-        (3, 3) => limbs64::<3, 3>(simd, p, init, out, rows, consts),
-        (3, 4) => limbs64::<3, 4>(simd, p, init, out, rows, consts),
-        (4, 4) => limbs64::<4, 4>(simd, p, init, out, rows, consts),
-        (4, 5) => limbs64::<4, 5>(simd, p, init, out, rows, consts),
+        (1, 1) => limbs64::<1, 1>(simd, &c, init, out, rows, consts),
+        (1, 2) => limbs64::<1, 2>(simd, &c, init, out, rows, consts),
+        (2, 2) => limbs64::<2, 2>(simd, &c, init, out, rows, consts),
+        (2, 3) => limbs64::<2, 3>(simd, &c, init, out, rows, consts),
+        (3, 3) => limbs64::<3, 3>(simd, &c, init, out, rows, consts),
+        (3, 4) => limbs64::<3, 4>(simd, &c, init, out, rows, consts),
+        (4, 5) => limbs64::<4, 5>(simd, &c, init, out, rows, consts),
+        (4, 6) => limbs64::<4, 6>(simd, &c, init, out, rows, consts),
         _ => return false,
     }
     true
@@ -493,12 +505,13 @@ pub(crate) fn dot_const_limbs64(
 /// [`dot_const_limbs64`] for `R` rows and `L` limbs (checked by the caller).
 fn limbs64<const R: usize, const L: usize>(
     simd: V4Ifma,
-    p: u64,
+    c: &Barrett,
     init: u64,
     out: &mut [u64],
     rows: &[&[u64]],
     consts: &[Shoup52],
 ) {
+    let p = c.q;
     let consts: [Shoup52; L] = core::array::from_fn(|l| {
         consts
             .get(l)
@@ -509,10 +522,12 @@ fn limbs64<const R: usize, const L: usize>(
         #[inline(always)]
         || {
             let f = simd.avx512f;
-            let pv = f._mm512_set1_epi64(p as i64);
-            let mask = f._mm512_set1_epi64(MASK52 as i64);
+            let m = simd.avx512ifma;
+            let mask = f._mm512_set1_epi64(LIMB_MASK as i64);
             let zero = f._mm512_setzero_si512();
-            let start_acc = f._mm512_set1_epi64(init as i64);
+            let start = f._mm512_set1_epi64(init as i64);
+            let ws: [core::arch::x86_64::__m512i; L] =
+                core::array::from_fn(|l| f._mm512_set1_epi64(consts[l].w as i64));
             let len = out.len();
             let rows8: [&[[u64; 8]]; R] = core::array::from_fn(|r| {
                 rows.get(r)
@@ -529,26 +544,25 @@ fn limbs64<const R: usize, const L: usize>(
                             .unwrap_or([0; 8]),
                     )
                 });
-                let mut acc = start_acc;
-                for (l, &c) in consts.iter().enumerate() {
-                    let (word, shift) = ((52 * l) / 64, ((52 * l) % 64) as i64);
-                    let lo = w.get(word).copied().unwrap_or(zero);
-                    let hi = w.get(word + 1).copied().unwrap_or(zero);
+                let (mut lo, mut hi) = (start, zero);
+                for (l, &c) in ws.iter().enumerate() {
+                    let (word, shift) = ((LIMB_BITS * l) / 64, ((LIMB_BITS * l) % 64) as i64);
+                    let low = w.get(word).copied().unwrap_or(zero);
+                    let high = w.get(word + 1).copied().unwrap_or(zero);
                     // A shift by 64 (shift = 0) gives zero, as wanted.
                     let x = f._mm512_and_si512(
                         f._mm512_or_si512(
-                            f._mm512_srlv_epi64(lo, f._mm512_set1_epi64(shift)),
-                            f._mm512_sllv_epi64(hi, f._mm512_set1_epi64(64 - shift)),
+                            f._mm512_srlv_epi64(low, f._mm512_set1_epi64(shift)),
+                            f._mm512_sllv_epi64(high, f._mm512_set1_epi64(64 - shift)),
                         ),
                         mask,
                     );
-                    let r = simd.mul_const(p, c, x);
-                    let s = f._mm512_add_epi64(acc, r);
-                    acc = f._mm512_min_epu64(s, f._mm512_sub_epi64(s, pv));
+                    lo = m._mm512_madd52lo_epu64(lo, x, c);
+                    hi = m._mm512_madd52hi_epu64(hi, x, c);
                 }
-                *o = cast(acc);
+                *o = cast(simd.reduce_sum(c, hi, lo));
             }
-            // The tail (shorter than eight) by the same formulas in scalar
+            // The tail (shorter than eight) by Shoup products in scalar
             // arithmetic: no division, no branch on the values.
             let start = len - out_tail.len();
             for (k, o) in out_tail.iter_mut().enumerate() {
@@ -559,9 +573,9 @@ fn limbs64<const R: usize, const L: usize>(
                         .unwrap_or(0)
                 };
                 *o = consts.iter().enumerate().fold(init, |acc, (l, c)| {
-                    let (r, shift) = ((52 * l) / 64, (52 * l) % 64);
+                    let (r, shift) = ((LIMB_BITS * l) / 64, (LIMB_BITS * l) % 64);
                     let wide = u128::from(word(r)) | u128::from(word(r + 1)) << 64;
-                    shoup_add(p, *c, acc, ((wide >> shift) as u64) & MASK52)
+                    shoup_add(p, *c, acc, ((wide >> shift) as u64) & LIMB_MASK)
                 });
             }
         },
@@ -994,7 +1008,7 @@ mod tests {
         }
 
         /// The limbs cut in registers give `init + Σ_l limb_l·c_l mod p`
-        /// over the 52-bit limbs of the multi-word numbers, on and off the
+        /// over the 48-bit limbs of the multi-word numbers, on and off the
         /// eight-lane grid.
         #[test]
         fn limbs64_match_a_big_integer_reference(
@@ -1012,8 +1026,9 @@ mod tests {
             let words: Vec<Vec<u64>> = (0..rows)
                 .map(|_| (0..len).map(|_| rng.random::<u64>()).collect())
                 .collect();
-            // Every shape the kernel takes: R rows, R or R + 1 limbs.
-            let limbs = rows + extra_limbs;
+            // Every shape the kernel takes: R rows, ⌈64·R/48⌉ limbs or one
+            // fewer.
+            let limbs = (64 * rows).div_ceil(LIMB_BITS) - extra_limbs;
             let consts: Vec<Shoup52> = (0..limbs)
                 .map(|_| Shoup52::new(rng.random_range(0..p), p).unwrap())
                 .collect();
@@ -1029,7 +1044,7 @@ mod tests {
                         .rev()
                         .fold(BigUint::from(0u8), |acc, w| (acc << 64) + w[k]);
                     let want = consts.iter().enumerate().fold(init, |acc, (l, c)| {
-                        let limb = (&value >> (52 * l)) & BigUint::from(MASK52);
+                        let limb = (&value >> (LIMB_BITS * l)) & BigUint::from(LIMB_MASK);
                         let limb = limb.to_u64_digits().first().copied().unwrap_or(0);
                         q.add(acc, q.mul(q.reduce(limb), c.w))
                     });
