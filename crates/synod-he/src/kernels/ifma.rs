@@ -527,7 +527,7 @@ fn limbs64<const R: usize, const L: usize>(
             let zero = f._mm512_setzero_si512();
             let start = f._mm512_set1_epi64(init as i64);
             let ws: [core::arch::x86_64::__m512i; L] =
-                core::array::from_fn(|l| f._mm512_set1_epi64(consts[l].w as i64));
+                consts.map(|c| f._mm512_set1_epi64(c.w as i64));
             let len = out.len();
             let rows8: [&[[u64; 8]]; R] = core::array::from_fn(|r| {
                 rows.get(r)
