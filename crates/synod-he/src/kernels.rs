@@ -319,6 +319,21 @@ pub(crate) fn dot_const_rows(p: u64, out: &mut [u64], rows: &[&[u64]], consts: &
     }
 }
 
+/// Whether [`dot_const_rows_below`] reduces once per value for these
+/// constants and bounds (false without IFMA).
+#[cfg(test)]
+pub(crate) fn sums_lazily(p: u64, consts: &[Shoup52], bounds: &[u64]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        ifma::sums_lazily(p, consts, bounds)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (p, consts, bounds);
+        false
+    }
+}
+
 /// [`dot_const_rows`] for rows known to lie below `bounds` (one per row):
 /// reduced once per value instead of once per product where the bounds
 /// allow it (see the IFMA kernel). `false` (nothing done) without IFMA or
@@ -912,7 +927,7 @@ impl FloodSeed {
 /// words for every row but the top, then the top limbs packed in the fewest
 /// of 1, 2, 4 or 8 bytes that hold them, little-endian (80 random bits per
 /// coefficient for 73 flooding bits, not 128). Every limb is a
-/// fixed-position field, so the IFMA reduction cuts its 52-bit limbs in
+/// fixed-position field, so the IFMA reduction cuts its 48-bit limbs in
 /// registers.
 pub(crate) struct FloodLimbs {
     bits: u32,

@@ -304,13 +304,7 @@ impl BaseConverter {
         }
         let mut rows: Vec<&[u64]> = y.chunks(len.max(1)).take(k).collect();
         rows.push(rounded);
-        // y_i < q_i, and v = round(Σ y_i/q_i) ≤ k.
-        let bounds: Vec<u64> = self
-            .from
-            .iter()
-            .map(|pr| pr.p)
-            .chain([k as u64 + 1])
-            .collect();
+        let bounds = self.row_bounds();
         for (o, (pj, consts)) in out.iter_mut().zip(self.to.iter().zip(&c.hat)) {
             if !dot_const_rows_below(pj.p, o, &rows, consts, &bounds) {
                 return Err(Error::Parameters(
@@ -319,6 +313,13 @@ impl BaseConverter {
             }
         }
         Ok(())
+    }
+
+    /// Exclusive bounds on the rows of the output sums: `y_i < q_i`, and
+    /// `v = round(Σ y_i/q_i) ≤ k`.
+    fn row_bounds(&self) -> Vec<u64> {
+        let k = self.from.len() as u64;
+        self.from.iter().map(|pr| pr.p).chain([k + 1]).collect()
     }
 
     /// Converts one block of coefficients: `input` has one slice per input
@@ -523,28 +524,32 @@ impl ScaleDown {
         for (r, &f) in rounded.iter_mut().zip(f.iter()) {
             *r = (f + 0.5) as u64;
         }
-        // Bounds on the rows: a residue x < q_i splits into x >> s_i and
-        // x mod 2^{s_i}; the rounded sum of their fractional products is at
-        // most the sum of the halves' bounds; the own residue is below p_j.
+        let own_rows = input.get(k..).unwrap_or(&[]);
+        for ((o, (pj, c)), own) in out.iter_mut().zip(self.p.iter().zip(consts)).zip(own_rows) {
+            let mut rows: Vec<&[u64]> = halves.chunks(len.max(1)).take(2 * k).collect();
+            rows.push(own);
+            rows.push(rounded);
+            if !dot_const_rows_below(pj.p, o, &rows, c, &self.row_bounds(pj.p)) {
+                return Err(Error::Parameters("internal: IFMA scaling refused".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Exclusive bounds on the rows of the output sum for the prime `pj` of
+    /// `P`: a residue `x < q_i` splits into `x >> s_i` and `x mod 2^{s_i}`;
+    /// the own residue is below `p_j`; the rounded sum of the halves'
+    /// fractional products is at most the sum of the halves' bounds.
+    fn row_bounds(&self, pj: u64) -> Vec<u64> {
         let mut bounds: Vec<u64> = self
             .q
             .iter()
             .zip(&self.split)
             .flat_map(|(qi, &(s, _, _))| [((qi.p - 1) >> s) + 1, 1 << s])
             .collect();
-        let rounded_bound = bounds.iter().sum::<u64>() + 1;
-        let own_rows = input.get(k..).unwrap_or(&[]);
-        for ((o, (pj, c)), own) in out.iter_mut().zip(self.p.iter().zip(consts)).zip(own_rows) {
-            let mut rows: Vec<&[u64]> = halves.chunks(len.max(1)).take(2 * k).collect();
-            rows.push(own);
-            rows.push(rounded);
-            bounds.truncate(2 * k);
-            bounds.extend([pj.p, rounded_bound]);
-            if !dot_const_rows_below(pj.p, o, &rows, c, &bounds) {
-                return Err(Error::Parameters("internal: IFMA scaling refused".into()));
-            }
-        }
-        Ok(())
+        let rounded = bounds.iter().sum::<u64>() + 1;
+        bounds.extend([pj, rounded]);
+        bounds
     }
 
     /// Scales one block: `input` has one slice per prime of `Q` then one per
@@ -961,6 +966,42 @@ mod tests {
                     u128::from(pr.mul_shoup(x, w, pr.shoup(w))),
                     u128::from(x) * u128::from(w) % u128::from(p)
                 );
+            }
+        }
+    }
+
+    /// The bounds the IFMA path passes keep the N = 8192 product's
+    /// conversion into the extension primes and every set's scaling on the
+    /// once-reduced sums (so a change that loosened them would show here,
+    /// not only as a slower product); N = 16384's conversion, ten terms of
+    /// 49 × 50 bits, does not fit and takes the Shoup products.
+    #[test]
+    fn the_product_sums_its_conversion_and_scaling_lazily() {
+        use crate::kernels::sums_lazily;
+        if !has_ifma() {
+            eprintln!("no IFMA here: the once-reduced sums were not checked");
+            return;
+        }
+        for set in [
+            crate::ParameterSet::InsecureTestN2048,
+            crate::ParameterSet::Bfv8192,
+            crate::ParameterSet::Bfv16384,
+        ] {
+            let params = crate::Params::new(set, 30).unwrap();
+            let q = params.moduli().to_vec();
+            let p = crate::mul::FastMul::tables(&params)
+                .unwrap()
+                .extension_primes();
+            let conv = BaseConverter::new(&q, &p).unwrap();
+            let consts = conv.ifma.as_ref().unwrap();
+            let lazy = p
+                .iter()
+                .zip(&consts.hat)
+                .all(|(&pj, c)| sums_lazily(pj, c, &conv.row_bounds()));
+            assert_eq!(lazy, set != crate::ParameterSet::Bfv16384, "{set:?}");
+            let down = ScaleDown::new(&q, &p, params.plaintext()).unwrap();
+            for (&pj, c) in p.iter().zip(down.ifma.as_ref().unwrap()) {
+                assert!(sums_lazily(pj, c, &down.row_bounds(pj)), "{set:?}");
             }
         }
     }

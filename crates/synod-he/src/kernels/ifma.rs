@@ -28,8 +28,8 @@
 //! `P = Σ x_g·y_g` accumulated as its `madd52lo` and `madd52hi` halves (the
 //! carry of the low half above 52 bits moved into the high one), as long as
 //! `P < 2^(b+51)`: then `T < 2^52` (so `madd52hi` reads all of it), the two
-//! truncations lose less than `T/2^52 + 2^(b−1)/q < 2`, and the quotient is
-//! again at most two short. Key switching sums a digit's products this way
+//! truncations lose less than `P/2^(b+51) + 2^(b−1)/q < 1 + 1`, and the
+//! quotient is again at most two short. Key switching sums a digit's products this way
 //! (at most `2^(50−b)` of them, each below `q²`), and so do the base
 //! conversion and scaling where their callers bound the rows
 //! (`dot_const_rows_below`): two IFMA products per term and one reduction
@@ -137,6 +137,21 @@ impl V4Ifma {
         let (x, y) = (cast(x), cast(y));
         let lo = m._mm512_madd52lo_epu64(zero, x, y);
         let hi = m._mm512_madd52hi_epu64(zero, x, y);
+        cast(self.barrett(c, hi, lo))
+    }
+
+    /// `P mod q` for eight lanes of `P = hi·2^52 + lo` with `lo < 2^52` and
+    /// `P < 2^(b+51)`: Barrett's reduction as the module doc states it.
+    #[inline(always)]
+    fn barrett(
+        self,
+        c: &Barrett,
+        hi: core::arch::x86_64::__m512i,
+        lo: core::arch::x86_64::__m512i,
+    ) -> core::arch::x86_64::__m512i {
+        let f = self.avx512f;
+        let m = self.avx512ifma;
+        let zero = f._mm512_setzero_si512();
         let t = f._mm512_or_si512(
             f._mm512_sllv_epi64(hi, f._mm512_set1_epi64(c.hi_shift as i64)),
             f._mm512_srlv_epi64(lo, f._mm512_set1_epi64(c.lo_shift as i64)),
@@ -148,7 +163,7 @@ impl V4Ifma {
             f._mm512_set1_epi64(MASK52 as i64),
         );
         let r = f._mm512_min_epu64(r, f._mm512_sub_epi64(r, q));
-        cast(f._mm512_min_epu64(r, f._mm512_sub_epi64(r, q)))
+        f._mm512_min_epu64(r, f._mm512_sub_epi64(r, q))
     }
 
     /// `acc ± x·y mod q` for eight lanes (all below `q`).
@@ -263,10 +278,10 @@ pub(crate) fn tensor_in_place(
 }
 
 impl V4Ifma {
-    /// `P mod q` for eight lanes of `P = hi·2^52 + lo` (`hi`, `lo` the sums
-    /// of `madd52hi`/`madd52lo` over at most [`lazy_group`] products of
-    /// residues below `q`): the carry of `lo` above 52 bits moves into `hi`,
-    /// then Barrett's reduction as in [`Self::mul_mod`].
+    /// `P mod q` for eight lanes of `P = hi·2^52 + lo`, where `hi` and `lo`
+    /// are the sums of `madd52hi` and `madd52lo` over products whose total
+    /// is below `2^(b+51)` (the module doc's sums; `lo` below `2^63`): the
+    /// carry of `lo` above 52 bits moves into `hi`, then [`Self::barrett`].
     #[inline(always)]
     fn reduce_sum(
         self,
@@ -275,23 +290,9 @@ impl V4Ifma {
         lo: core::arch::x86_64::__m512i,
     ) -> core::arch::x86_64::__m512i {
         let f = self.avx512f;
-        let m = self.avx512ifma;
-        let zero = f._mm512_setzero_si512();
-        let mask = f._mm512_set1_epi64(MASK52 as i64);
         let hi = f._mm512_add_epi64(hi, f._mm512_srli_epi64::<52>(lo));
-        let lo = f._mm512_and_si512(lo, mask);
-        let t = f._mm512_or_si512(
-            f._mm512_sllv_epi64(hi, f._mm512_set1_epi64(c.hi_shift as i64)),
-            f._mm512_srlv_epi64(lo, f._mm512_set1_epi64(c.lo_shift as i64)),
-        );
-        let q = f._mm512_set1_epi64(c.q as i64);
-        let quotient = m._mm512_madd52hi_epu64(zero, t, f._mm512_set1_epi64(c.mu as i64));
-        let r = f._mm512_and_si512(
-            f._mm512_sub_epi64(lo, m._mm512_madd52lo_epu64(zero, quotient, q)),
-            mask,
-        );
-        let r = f._mm512_min_epu64(r, f._mm512_sub_epi64(r, q));
-        f._mm512_min_epu64(r, f._mm512_sub_epi64(r, q))
+        let lo = f._mm512_and_si512(lo, f._mm512_set1_epi64(MASK52 as i64));
+        self.barrett(c, hi, lo)
     }
 }
 
@@ -445,6 +446,18 @@ fn shoup_add(p: u64, c: Shoup52, acc: u64, x: u64) -> u64 {
     let r = r.min(r.wrapping_sub(p));
     let s = acc + r;
     s.min(s.wrapping_sub(p))
+}
+
+/// The tail of a dot product with constants (the last `out_tail.len()`
+/// coefficients of rows of length `len`, fewer than eight) by the Shoup
+/// formula in scalar arithmetic: no division, no branch on the values.
+fn shoup_tail(p: u64, out_tail: &mut [u64], len: usize, rows: &[&[u64]], consts: &[Shoup52]) {
+    let start = len - out_tail.len();
+    for (k, o) in out_tail.iter_mut().enumerate() {
+        *o = rows.iter().zip(consts).fold(0, |acc, (row, c)| {
+            shoup_add(p, *c, acc, row.get(start + k).copied().unwrap_or(0))
+        });
+    }
 }
 
 /// The most 64-bit rows [`dot_const_limbs64`] takes (numbers below 2^256).
@@ -617,17 +630,28 @@ pub(crate) fn dot_const_rows(p: u64, out: &mut [u64], rows: &[&[u64]], consts: &
                 }
                 *o = cast(acc);
             }
-            // The tail (shorter than eight) by the same Shoup formula in
-            // scalar arithmetic: no division, no branch on the values.
-            let start = len - out_tail.len();
-            for (k, o) in out_tail.iter_mut().enumerate() {
-                *o = rows.iter().zip(consts).fold(0, |acc, (row, c)| {
-                    shoup_add(p, *c, acc, row.get(start + k).copied().unwrap_or(0))
-                });
-            }
+            shoup_tail(p, out_tail, len, rows, consts);
         },
     );
     true
+}
+
+/// Whether rows below `bounds` (each at most `2^52`, at most 2048 rows)
+/// times `consts` always sum below `2^(b+51)` for the prime of `c`: the
+/// condition for [`V4Ifma::reduce_sum`].
+fn lazy_fits(c: &Barrett, consts: &[Shoup52], bounds: &[u64]) -> bool {
+    let sum_bound = bounds.iter().zip(consts).try_fold(0u128, |acc, (&b, w)| {
+        (b <= 1 << 52).then(|| acc + u128::from(b.saturating_sub(1)) * u128::from(w.w))
+    });
+    // lo_shift = b − 1, so 2^(b+51) = 2^(lo_shift + 52).
+    bounds.len() <= 2048 && sum_bound.is_some_and(|s| s < 1u128 << (c.lo_shift + 52))
+}
+
+/// Whether [`dot_const_rows_below`] sums rows below `bounds` times `consts`
+/// modulo `p` with one reduction (for tests of the callers' bounds).
+#[cfg(test)]
+pub(crate) fn sums_lazily(p: u64, consts: &[Shoup52], bounds: &[u64]) -> bool {
+    Barrett::new(p).is_some_and(|c| lazy_fits(&c, consts, bounds))
 }
 
 /// [`dot_const_rows`] where every `rows[i][k] < bounds[i]` is known: when
@@ -650,13 +674,7 @@ pub(crate) fn dot_const_rows_below(
     let (Some(simd), Some(c)) = (token(), Barrett::new(p)) else {
         return false;
     };
-    let sum_bound = bounds.iter().zip(consts).try_fold(0u128, |acc, (&b, w)| {
-        (b <= 1 << 52).then(|| acc + u128::from(b.saturating_sub(1)) * u128::from(w.w))
-    });
-    // lo_shift = b − 1, so 2^(b+51) = 2^(lo_shift + 52).
-    let fits = sum_bound.is_some_and(|s| s < 1u128 << (c.lo_shift + 52));
-    if !fits
-        || rows.len() > 2048
+    if !lazy_fits(&c, consts, bounds)
         || bounds.len() != rows.len()
         || rows.len() != consts.len()
         || rows.iter().any(|r| r.len() != out.len())
@@ -688,12 +706,7 @@ pub(crate) fn dot_const_rows_below(
                 }
                 *o = cast(simd.reduce_sum(&c, hi, lo));
             }
-            let start = len - out_tail.len();
-            for (k, o) in out_tail.iter_mut().enumerate() {
-                *o = rows.iter().zip(consts).fold(0, |acc, (row, c)| {
-                    shoup_add(p, *c, acc, row.get(start + k).copied().unwrap_or(0))
-                });
-            }
+            shoup_tail(p, out_tail, len, rows, consts);
         },
     );
     true
@@ -944,6 +957,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The once-reduction's condition at its edge: two products of
+    /// `(p − 1)²` at 50 bits sum below `2^101`, three do not; at 44 bits
+    /// sixty-four such products fit; bounds above `2^52` never do.
+    #[test]
+    fn lazy_sums_are_taken_exactly_up_to_the_bound() {
+        let p50 = (1u64 << 50) - 27;
+        let top = Shoup52::new(p50 - 1, p50).unwrap();
+        assert!(sums_lazily(p50, &[top; 2], &[p50; 2]));
+        assert!(!sums_lazily(p50, &[top; 3], &[p50; 3]));
+        let p44 = 0xfffffffc001;
+        let top = Shoup52::new(p44 - 1, p44).unwrap();
+        assert!(sums_lazily(p44, &[top; 64], &[p44; 64]));
+        assert!(!sums_lazily(p44, &[top; 1], &[(1 << 52) + 1]));
     }
 
     #[test]
