@@ -157,9 +157,10 @@ pub struct ReshareSubShare {
 ///
 /// A member whose point is one of the dealer's drawn nodes `1 … t'−1` gets
 /// values that are uniformly random by construction (dealing by values), so
-/// the dealer draws them from a fresh 32-byte seed with ChaCha20 and sends
-/// the seed: 64 bytes instead of `4·L·N` residues, the same values for the
-/// member (expanded by `random_residues`, in the order `g, h, W, V`).
+/// the dealer draws them from a fresh 32-byte seed (BLAKE3's keyed XOF,
+/// `kernels::Stream::Dealt`, since protocol 7) and sends the seed: 64 bytes
+/// instead of `4·L·N` residues, the same values for the member (expanded by
+/// `random_residues`, in the order `g, h, W, V`).
 /// Committing to and opening the seed commits to and opens the values.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub enum SubShareValues {
@@ -174,7 +175,7 @@ pub enum SubShareValues {
         /// `V_i(x_j)`.
         mask_blind: SecretWirePoly,
     },
-    /// The ChaCha20 seed the four values are drawn from.
+    /// The seed the four values are expanded from.
     Seeded([u8; 32]),
 }
 
@@ -222,8 +223,8 @@ impl Drop for Values {
 }
 
 /// The four values drawn from `seed`, in the order `g, h, W, V`.
-fn seeded_values(params: &Params, seed: &[u8; 32]) -> Result<Values> {
-    Ok(Values(draw_from_seed(params, seed)?))
+fn seeded_values(params: &Params, seed: &[u8; 32]) -> Values {
+    Values(draw_from_seed(params, seed))
 }
 
 impl ReshareSubShare {
@@ -282,7 +283,7 @@ impl ReshareSubShare {
                 }
                 Ok(Values(out))
             }
-            SubShareValues::Seeded(seed) => seeded_values(params, seed),
+            SubShareValues::Seeded(seed) => Ok(seeded_values(params, seed)),
         }
     }
 }
@@ -779,8 +780,8 @@ fn deal_inner<R: RngCore + CryptoRng>(
     // the secret exists.
     use rayon::prelude::*;
     let mut seeds = draw_seeds(d, rng);
-    let h = random_residues(params, rng);
-    let v = random_residues(params, rng);
+    let mut h = Zeroizing::new(random_residues(params, rng));
+    let mut v = Zeroizing::new(random_residues(params, rng));
     let mut secret = Zeroizing::new(key.poly().clone());
     if behaviour == Behaviour::WrongConstant {
         let one = ring::small_to_ntt(&[1], ctx)?;
@@ -789,6 +790,7 @@ fn deal_inner<R: RngCore + CryptoRng>(
     let g = poly_residues(&secret);
     drop(secret);
     let w = poly_residues(mask.poly());
+    let (h, v) = (std::mem::take(&mut *h), std::mem::take(&mut *v));
     let values = node_values(params, [g, h, w, v], &seeds)?;
     // One commitment salt per member, in the members' order.
     let mut salts = Zeroizing::new(vec![[0u8; 32]; proposal.new.members().len()]);
@@ -1934,7 +1936,7 @@ mod tests {
             p.dealers
                 .iter()
                 .zip(&seeds)
-                .map(|(&d, seed)| (d, seeded_values(&params, seed).unwrap()))
+                .map(|(&d, seed)| (d, seeded_values(&params, seed)))
                 .collect()
         };
         let verdict = Verdict {
@@ -2186,7 +2188,7 @@ mod tests {
     fn seed_expansion_is_pinned() {
         let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
         let seed = [7; 32];
-        let values = draw_from_seed::<4>(&params, &seed).unwrap();
+        let values = draw_from_seed::<4>(&params, &seed);
         let mut xof = keyed_xof(&seed, b"synod dealt shamir values");
         assert_eq!(
             values.to_vec(),

@@ -49,8 +49,9 @@ pub struct SubShare {
 /// `f_i(x_j), h_i(x_j)` in one of two forms. A recipient whose point is one
 /// of the dealer's nodes `1 … t−1` gets values that are uniformly random by
 /// construction (dealing by values), drawn by the dealer from a fresh
-/// 32-byte seed with ChaCha20: it is sent the seed and draws them itself
-/// (key first, then mask), as in resharing (`docs/resharing.md`).
+/// 32-byte seed (BLAKE3's keyed XOF, since protocol 7): it is sent the seed
+/// and draws them itself (key first, then mask), as in resharing
+/// (`docs/resharing.md`).
 #[derive(Clone, Serialize, Deserialize)]
 pub enum SubShareValues {
     /// The values themselves.
@@ -60,7 +61,7 @@ pub enum SubShareValues {
         /// `h_i(x_j)`: the dealer's mask sub-share.
         mask: SecretWirePoly,
     },
-    /// The ChaCha20 seed the two values are drawn from.
+    /// The seed the two values are expanded from.
     Seeded([u8; 32]),
 }
 
@@ -102,7 +103,7 @@ impl SubShare {
                 // Drawn below each prime: moved into polynomials, not parsed.
                 let ctx = params.ctx(0)?;
                 // Each taken out of the wiped-on-drop array only when it moves.
-                let mut drawn = Zeroizing::new(draw_from_seed::<2>(params, seed)?);
+                let mut drawn = Zeroizing::new(draw_from_seed::<2>(params, seed));
                 let [key, mask] = &mut *drawn;
                 let key = Zeroizing::new(crate::kernels::ntt_poly(std::mem::take(key), ctx)?);
                 let mask = Zeroizing::new(crate::kernels::ntt_poly(std::mem::take(mask), ctx)?);
@@ -139,9 +140,9 @@ pub fn deal<R: RngCore + CryptoRng>(
     let l = params.moduli().len();
     let d = committee.threshold().get() - 1;
     let mut seeds = draw_seeds(d, rng);
-    let mask = random_residues(params, rng);
+    let mut mask = Zeroizing::new(random_residues(params, rng));
     let key = NttView::of(sk.ntt())?.rows(l)?.to_vec();
-    let values = node_values(params, [key, mask], &seeds)?;
+    let values = node_values(params, [key, std::mem::take(&mut *mask)], &seeds)?;
     let points = committee.members();
     let dealing = Dealing::from_nodes(
         params,

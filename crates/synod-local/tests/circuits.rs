@@ -632,9 +632,10 @@ fn mixed_one_value_outputs_share_a_traced_pack() {
     }
 }
 
-/// When the one-value outputs need several packs, a later pack can hold the
-/// last slot sums traced together and a product of sums in a coefficient
-/// their layout leaves zero: every pack decrypts once, every output exactly.
+/// When the one-value outputs need several packs, a later pack (not the
+/// first) can hold slot sums traced together and a product of sums in a
+/// coefficient their layout leaves zero: every pack decrypts once, every
+/// output exactly.
 /// (Products of sums of ±100 values have noise enough that three fit one
 /// decryption under the insecure N = 2048 parameters.)
 #[test]

@@ -16,16 +16,13 @@ use crate::{Error, Params, Result};
 /// `P` uniform residue matrices drawn, in order, by [`random_residues`] from
 /// the [`Stream::Dealt`] expansion of `seed` (a dealer's values at one node,
 /// sent as the seed).
-pub(crate) fn draw_from_seed<const P: usize>(
-    params: &Params,
-    seed: &[u8; 32],
-) -> Result<[Vec<u64>; P]> {
+pub(crate) fn draw_from_seed<const P: usize>(params: &Params, seed: &[u8; 32]) -> [Vec<u64>; P] {
     let mut rng = XofRng::new(Stream::Dealt, seed);
     let mut out: [Vec<u64>; P] = std::array::from_fn(|_| Vec::new());
     for v in out.iter_mut() {
         *v = random_residues(params, &mut rng);
     }
-    Ok(out)
+    out
 }
 
 /// Fresh seeds for the nodes `1, …, d`, drawn from `rng` in order (filled
@@ -53,8 +50,8 @@ pub(crate) fn node_values<const P: usize>(
     let mut constants = Zeroizing::new(constants);
     let drawn: Vec<Zeroizing<[Vec<u64>; P]>> = seeds
         .par_iter()
-        .map(|seed| draw_from_seed::<P>(params, seed).map(Zeroizing::new))
-        .collect::<Result<_>>()?;
+        .map(|seed| Zeroizing::new(draw_from_seed::<P>(params, seed)))
+        .collect();
     let mut values: [Vec<Vec<u64>>; P] =
         std::array::from_fn(|_| Vec::with_capacity(seeds.len() + 1));
     for (set, constant) in values.iter_mut().zip(constants.iter_mut()) {
