@@ -216,6 +216,21 @@ impl<'a> Evaluator<'a> {
                 self.enc(b, inputs)?,
                 |x, y| x - y,
             )?),
+            Expr::Mul(a, b) if a == b => match self.eval(a, inputs)? {
+                // A square: one evaluation of the factor, and each
+                // ciphertext multiplied by itself (the multiplier extends
+                // it once).
+                Value::Enc(x) => Value::Enc(
+                    x.iter()
+                        .map(|c| self.mult.multiply(c, c))
+                        .collect::<std::result::Result<_, _>>()?,
+                ),
+                _ => {
+                    return Err(CircuitError::Invalid(format!(
+                        "`{e}` multiplies public values"
+                    )))
+                }
+            },
             Expr::Mul(a, b) => {
                 let (va, vb) = (self.eval(a, inputs)?, self.eval(b, inputs)?);
                 match (va, vb) {

@@ -178,7 +178,16 @@ impl FastMul {
                 ));
             }
         }
-        let inputs: Vec<&Poly> = a.iter().chain(b.iter()).collect();
+        // A square (`a` and `b` the same ciphertext, not just equal ones)
+        // extends its two polynomials once and copies them as `b`'s: the
+        // same tensor as for a copy of `a`, without two of the four
+        // extensions (ten inverse and twelve forward NTTs at N = 8192).
+        let square = std::ptr::eq(a, b);
+        let inputs: Vec<&Poly> = if square {
+            a.iter().collect()
+        } else {
+            a.iter().chain(b.iter()).collect()
+        };
         let views: Vec<NttView<'_>> = inputs
             .iter()
             .map(|p| NttView::of(p))
@@ -206,8 +215,15 @@ impl FastMul {
                 Ok(out)
             })
             .collect::<Result<_>>()?;
-        let [mut c0, mut c2, mut c1, b1] = <[Vec<u64>; 4]>::try_from(extended)
-            .map_err(|_| Error::Parameters("internal: four extended inputs".into()))?;
+        let [mut c0, mut c2, mut c1, b1] = if square {
+            let [a0, a1] = <[Vec<u64>; 2]>::try_from(extended)
+                .map_err(|_| Error::Parameters("internal: two extended inputs".into()))?;
+            let (b0, b1) = (a0.clone(), a1.clone());
+            [a0, a1, b0, b1]
+        } else {
+            <[Vec<u64>; 4]>::try_from(extended)
+                .map_err(|_| Error::Parameters("internal: four extended inputs".into()))?
+        };
 
         // 2. Tensor product in Q ∪ P, in place (a0 becomes c0 = a0·b0, a1
         //    becomes c2 = a1·b1, b0 becomes c1 = a0·b1 + a1·b0; with IFMA
@@ -457,5 +473,28 @@ mod tests {
         }
         // Without a key, only the tensor is available.
         assert!(tables.multiply(&a, &b).is_err());
+    }
+
+    /// A ciphertext multiplied by itself (one extension, copied) gives the
+    /// tensor of it and an equal copy (two extensions), so the same product
+    /// (the rest of `multiply` depends on the tensor alone; the circuits'
+    /// variances decrypt through this path end to end).
+    #[test]
+    fn a_square_is_the_product_with_a_copy() {
+        use fhe::bfv::{Encoding, Plaintext, SecretKey};
+        use fhe_traits::{FheEncoder, FheEncrypter};
+        use rand::SeedableRng;
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(10);
+        let sk = SecretKey::random(params.bfv(), &mut rng);
+        let pt =
+            Plaintext::try_encode(&[3u64, 1, 4, 1, 5], Encoding::simd(), params.bfv()).unwrap();
+        let a: Ciphertext = sk.try_encrypt(&pt, &mut rng).unwrap();
+        let copy = a.clone();
+        let tables = FastMul::tables(&params).unwrap();
+        let square = tables.scaled_tensor(&a, &a).unwrap();
+        assert!(square == tables.scaled_tensor(&a, &copy).unwrap());
+        let other: Ciphertext = sk.try_encrypt(&pt, &mut rng).unwrap();
+        assert!(square != tables.scaled_tensor(&a, &other).unwrap());
     }
 }
