@@ -434,18 +434,11 @@ pub fn pack_constants(params: &Params, cts: &[&Ciphertext]) -> Result<Ciphertext
 
 /// The monomial `X^power` (`power < N`) at `level`, in NTT form.
 pub(crate) fn monomial_ntt(params: &Params, level: usize, power: usize) -> Result<Poly> {
-    let mut monomial = vec![0u64; params.degree()];
+    let mut monomial = vec![0i64; params.degree()];
     *monomial.get_mut(power).ok_or_else(|| {
         Error::Parameters(format!("X^{power} is not below X^{}", params.degree()))
     })? = 1;
-    let mut x = Poly::try_convert_from(
-        monomial.as_slice(),
-        params.ctx(level)?,
-        false,
-        Representation::PowerBasis,
-    )?;
-    x.change_representation(Representation::Ntt);
-    Ok(x)
+    crate::ring::small_to_ntt(&monomial, params.ctx(level)?)
 }
 
 /// `x · ct` for a relinearised ciphertext and a polynomial `x` in NTT form

@@ -314,11 +314,14 @@ pub fn scalar_mul(poly: &Poly, scalar: &BigUint) -> Poly {
     out
 }
 
-/// A small integer vector (errors, secrets) as a polynomial in NTT form.
+/// A small integer vector (errors, secrets, monomials; every `|c|` below
+/// every prime, at most `N` of them) as a polynomial in NTT form, with
+/// synod's NTT (the same residues as fhe-math's conversion, about three
+/// times faster). The intermediate residues are wiped.
 pub fn small_to_ntt(coeffs: &[i64], ctx: &Arc<Context>) -> Result<Poly> {
-    let mut p = Poly::try_convert_from(coeffs, ctx, false, Representation::PowerBasis)?;
-    p.change_representation(Representation::Ntt);
-    Ok(p)
+    let ops = crate::kernels::RingOps::of(ctx)?;
+    let mut m = ops.small_to_ntt(coeffs);
+    crate::kernels::ntt_poly(std::mem::take(&mut *m), ctx)
 }
 
 /// Samples a fresh error polynomial in NTT form (centred binomial, the
@@ -339,6 +342,32 @@ pub fn error_ntt<R: rand::RngCore + rand::CryptoRng>(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+
+    /// `small_to_ntt` (synod's NTT) gives fhe-math's conversion of the same
+    /// signed coefficients, short vectors padded with zeros, at every level.
+    #[test]
+    fn small_to_ntt_is_fhe_maths_conversion() {
+        use rand::{Rng, SeedableRng};
+        let params = Params::new(crate::ParameterSet::InsecureTestN2048, 20).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+        for level in [0, 1] {
+            let ctx = params.ctx(level).unwrap();
+            let mut monomial = vec![0i64; 2048];
+            monomial[5] = 1;
+            let random: Vec<i64> = (0..2048).map(|_| rng.random_range(-20..=20)).collect();
+            for coeffs in [vec![1i64], monomial, random] {
+                let mut want = Poly::try_convert_from(
+                    coeffs.as_slice(),
+                    ctx,
+                    false,
+                    Representation::PowerBasis,
+                )
+                .unwrap();
+                want.change_representation(Representation::Ntt);
+                assert!(small_to_ntt(&coeffs, ctx).unwrap() == want, "level {level}");
+            }
+        }
+    }
 
     /// A ciphertext crosses the wire as itself at its level; anything else
     /// is refused with the sender named: a third polynomial, another level,
