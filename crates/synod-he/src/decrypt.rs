@@ -459,16 +459,22 @@ pub(crate) fn times_ntt(params: &Params, ct: &Ciphertext, x: &Poly) -> Result<Ci
             "a ciphertext and a polynomial at different levels".into(),
         ));
     }
-    // fhe.rs keeps ciphertexts in NTT form; convert a copy otherwise.
-    let times = |c: &Poly| {
-        let mut c = c.clone();
-        if *c.representation() != Representation::Ntt {
-            c.change_representation(Representation::Ntt);
-        }
-        c *= x;
-        c
+    // One pass per prime into a fresh matrix (fhe.rs keeps ciphertexts in
+    // NTT form; a power-basis one is viewed through a converted copy).
+    let ops = RingOps::of(x.ctx())?;
+    let l = ops.len();
+    let x_view = NttView::of(x)?;
+    let xr = x_view.rows(l)?;
+    let times = |c: &Poly| -> Result<Poly> {
+        let view = NttView::of(c)?;
+        let cr = view.rows(l)?;
+        let mut out = vec![0u64; cr.len()];
+        ops.par_rows(&mut out, |i, q, _, row| {
+            crate::kernels::mul_add_into(q, row, ops.row(cr, i), ops.row(xr, i));
+        });
+        crate::kernels::ntt_poly(out, x.ctx())
     };
-    Ok(Ciphertext::new(vec![times(c0), times(c1)], params.bfv())?)
+    Ok(Ciphertext::new(vec![times(c0)?, times(c1)?], params.bfv())?)
 }
 
 /// Checks that one share came from every member of `set`, each bound to
@@ -743,6 +749,44 @@ pub(crate) mod tests {
     use crate::secret::AdditiveKeyShare;
     use crate::shamir::Committee;
     use crate::{thresholdize, ParameterSet};
+
+    /// `times_ntt` is fhe-math's product of each polynomial with the
+    /// monomial, at both levels, for NTT-form and power-basis ciphertexts.
+    #[test]
+    fn times_ntt_is_the_polynomial_product() {
+        use fhe_traits::{FheEncoder, FheEncrypter};
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(14);
+        let sk = SecretKey::random(params.bfv(), &mut rng);
+        let pt =
+            Plaintext::try_encode(&[7u64, 8, 9], fhe::bfv::Encoding::simd(), params.bfv()).unwrap();
+        let mut ct: Ciphertext = sk.try_encrypt(&pt, &mut rng).unwrap();
+        for level in [0, 1] {
+            if level == 1 {
+                ct.switch_down().unwrap();
+            }
+            let x = monomial_ntt(&params, level, 37).unwrap();
+            let want: Vec<Poly> = ct
+                .iter()
+                .map(|c| {
+                    let mut c = c.clone();
+                    c *= &x;
+                    c
+                })
+                .collect();
+            // The residues (fhe.rs's flags, such as variable time, may differ).
+            let same =
+                |got: &Ciphertext| (0..2).all(|i| got[i].coefficients() == want[i].coefficients());
+            let got = times_ntt(&params, &ct, &x).unwrap();
+            assert!(same(&got), "level {level}");
+            let mut power_basis = ct.clone();
+            for c in power_basis.iter_mut() {
+                c.change_representation(Representation::PowerBasis);
+            }
+            let got = times_ntt(&params, &power_basis, &x).unwrap();
+            assert!(same(&got), "level {level}, power basis");
+        }
+    }
 
     /// Key shares of a 2-of-3 committee at points 1, 2, 3 (the key itself is
     /// irrelevant to these tests).
