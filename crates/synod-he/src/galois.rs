@@ -484,19 +484,24 @@ impl GaloisKeys {
             .map(|b| crate::decrypt::times_ntt(&self.params, &b, x))
             .transpose()?;
         let g = (1u32 << ell) + 1;
+        // Sums in place into the owned halves (fhe.rs's `a + b` copies `a`).
         Ok(match (a?, xb) {
             (None, None) => None,
-            (Some(a), None) => {
+            (Some(mut a), None) => {
                 let r = self.apply(&a, g)?;
-                Some(&a + &r)
+                a += &r;
+                Some(a)
             }
-            (None, Some(xb)) => {
+            (None, Some(mut xb)) => {
                 let r = self.apply(&xb, g)?;
-                Some(&xb - &r)
+                xb -= &r;
+                Some(xb)
             }
-            (Some(a), Some(xb)) => {
+            (Some(mut a), Some(xb)) => {
                 let r = self.apply(&(&a - &xb), g)?;
-                Some(&(&a + &xb) + &r)
+                a += &xb;
+                a += &r;
+                Some(a)
             }
         })
     }
