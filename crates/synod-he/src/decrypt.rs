@@ -442,7 +442,8 @@ pub(crate) fn monomial_ntt(params: &Params, level: usize, power: usize) -> Resul
 }
 
 /// `x · ct` for a relinearised ciphertext and a polynomial `x` in NTT form
-/// at its level. With a monomial `X^k` ([`monomial_ntt`]) every
+/// at its level (made by synod's kernels: fhe-math's variable-time flag is
+/// off on the result, as on every ciphertext they make). With a monomial `X^k` ([`monomial_ntt`]) every
 /// coefficient of the plaintext and of the noise moves up by `k`, those
 /// that wrap past `X^N` negated.
 pub(crate) fn times_ntt(params: &Params, ct: &Ciphertext, x: &Poly) -> Result<Ciphertext> {

@@ -322,6 +322,13 @@ pub fn scalar_mul(poly: &Poly, scalar: &BigUint) -> Poly {
 /// which reduces them first. The choice reads only the largest `|c|`.
 pub fn small_to_ntt(coeffs: &[i64], ctx: &Arc<Context>) -> Result<Poly> {
     let ops = crate::kernels::RingOps::of(ctx)?;
+    if coeffs.len() > ops.degree() {
+        return Err(Error::Parameters(format!(
+            "{} coefficients for a polynomial of degree {}",
+            coeffs.len(),
+            ops.degree()
+        )));
+    }
     let largest = coeffs.iter().fold(0, |m, c| m.max(c.unsigned_abs()));
     if ops.moduli().iter().all(|q| largest < **q) {
         let mut m = ops.small_to_ntt(coeffs);
@@ -376,6 +383,9 @@ mod tests {
                 want.change_representation(Representation::Ntt);
                 assert!(small_to_ntt(&coeffs, ctx).unwrap() == want, "level {level}");
             }
+            // More coefficients than the degree: refused, small or large.
+            assert!(small_to_ntt(&[1; 2049], ctx).is_err());
+            assert!(small_to_ntt(&[i64::MAX; 2049], ctx).is_err());
         }
     }
 
