@@ -262,56 +262,41 @@ impl SwitchingKey {
         thread_local! {
             static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut t) => self.add_row_with(gadget, i, q, ntt, own, radix, acc0, acc1, &mut t),
+        SCRATCH.with(|scratch| {
             // Re-entered on this thread (not expected): a buffer of its own.
-            Err(_) => {
-                let mut t = Vec::new();
-                self.add_row_with(gadget, i, q, ntt, own, radix, acc0, acc1, &mut t);
+            let mut own_buffer = Vec::new();
+            let mut borrowed = scratch.try_borrow_mut();
+            let t = match borrowed.as_deref_mut() {
+                Ok(t) => t,
+                Err(_) => &mut own_buffer,
+            };
+            let n = acc0.len();
+            t.resize(n * self.digits(), 0);
+            for (g, t) in t.chunks_exact_mut(n).enumerate() {
+                match (&own, gadget.group(g).contains(&i)) {
+                    (OwnRow::Ntt(own), true) => t.copy_from_slice(own),
+                    (OwnRow::PowerBasis(own), true) => {
+                        t.copy_from_slice(own);
+                        ntt.forward(t);
+                    }
+                    (_, false) => {
+                        gadget.lift_into(radix, g, q, t);
+                        ntt.forward(t);
+                    }
+                }
+            }
+            let x: Vec<&[u64]> = t.chunks_exact(n).collect();
+            let w0: Vec<&[u64]> = (0..self.digits()).map(|g| row(&self.c0, g, i, n)).collect();
+            let w1: Vec<&[u64]> = (0..self.digits()).map(|g| row(&self.c1, g, i, n)).collect();
+            if dot2_add_into(q, acc0, acc1, &x, &w0, &w1) {
+                return;
+            }
+            for (g, t) in x.iter().enumerate() {
+                let (w0s, w1s) = (row(&self.c0_shoup, g, i, n), row(&self.c1_shoup, g, i, n));
+                mul_key_add_into(q, acc0, t, row(&self.c0, g, i, n), w0s);
+                mul_key_add_into(q, acc1, t, row(&self.c1, g, i, n), w1s);
             }
         });
-    }
-
-    /// [`Self::add_row`] with `t` as the digits' buffer (resized to fit).
-    #[allow(clippy::too_many_arguments)]
-    fn add_row_with(
-        &self,
-        gadget: &Gadget,
-        i: usize,
-        q: &Modulus,
-        ntt: &Ntt,
-        own: OwnRow<'_>,
-        radix: &[u64],
-        acc0: &mut [u64],
-        acc1: &mut [u64],
-        t: &mut Vec<u64>,
-    ) {
-        let n = acc0.len();
-        t.resize(n * self.digits(), 0);
-        for (g, t) in t.chunks_exact_mut(n).enumerate() {
-            match (&own, gadget.group(g).contains(&i)) {
-                (OwnRow::Ntt(own), true) => t.copy_from_slice(own),
-                (OwnRow::PowerBasis(own), true) => {
-                    t.copy_from_slice(own);
-                    ntt.forward(t);
-                }
-                (_, false) => {
-                    gadget.lift_into(radix, g, q, t);
-                    ntt.forward(t);
-                }
-            }
-        }
-        let x: Vec<&[u64]> = t.chunks_exact(n).collect();
-        let w0: Vec<&[u64]> = (0..self.digits()).map(|g| row(&self.c0, g, i, n)).collect();
-        let w1: Vec<&[u64]> = (0..self.digits()).map(|g| row(&self.c1, g, i, n)).collect();
-        if dot2_add_into(q, acc0, acc1, &x, &w0, &w1) {
-            return;
-        }
-        for (g, t) in x.iter().enumerate() {
-            let (w0s, w1s) = (row(&self.c0_shoup, g, i, n), row(&self.c1_shoup, g, i, n));
-            mul_key_add_into(q, acc0, t, row(&self.c0, g, i, n), w0s);
-            mul_key_add_into(q, acc1, t, row(&self.c1, g, i, n), w1s);
-        }
     }
 }
 

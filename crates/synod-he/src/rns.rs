@@ -196,6 +196,9 @@ pub(crate) struct BaseConverter {
     /// Per output prime: `[Q/q_i]_{p_j}` for every `i`, then `[−Q]_{p_j}`.
     hat: Vec<Vec<u64>>,
     neg_q: Vec<u64>,
+    /// Exclusive bounds on the rows of the output sums: `y_i < q_i`, and
+    /// `v = round(Σ y_i/q_i) ≤ k`.
+    row_bounds: Vec<u64>,
     /// The same constants for the IFMA kernels, when this CPU has them and
     /// every prime is below 2^50.
     ifma: Option<ConvertConsts>,
@@ -259,6 +262,11 @@ impl BaseConverter {
             .flatten();
         Ok(Self {
             inv: from.iter().map(|&p| 1.0 / p as f64).collect(),
+            row_bounds: from
+                .iter()
+                .copied()
+                .chain([from.len() as u64 + 1])
+                .collect(),
             from: from_p,
             hat_inv,
             to: primes(to)?,
@@ -304,22 +312,14 @@ impl BaseConverter {
         }
         let mut rows: Vec<&[u64]> = y.chunks(len.max(1)).take(k).collect();
         rows.push(rounded);
-        let bounds = self.row_bounds();
         for (o, (pj, consts)) in out.iter_mut().zip(self.to.iter().zip(&c.hat)) {
-            if !dot_const_rows_below(pj.p, o, &rows, consts, &bounds) {
+            if !dot_const_rows_below(pj.p, o, &rows, consts, &self.row_bounds) {
                 return Err(Error::Parameters(
                     "internal: IFMA conversion refused".into(),
                 ));
             }
         }
         Ok(())
-    }
-
-    /// Exclusive bounds on the rows of the output sums: `y_i < q_i`, and
-    /// `v = round(Σ y_i/q_i) ≤ k`.
-    fn row_bounds(&self) -> Vec<u64> {
-        let k = self.from.len() as u64;
-        self.from.iter().map(|pr| pr.p).chain([k + 1]).collect()
     }
 
     /// Converts one block of coefficients: `input` has one slice per input
@@ -412,6 +412,11 @@ pub(crate) struct ScaleDown {
     /// every prime of `P` is below 2^50): `whole`'s constants, then the
     /// own-residue factor, then 1 (for the rounded fraction sum).
     ifma: Option<Vec<Vec<Shoup52>>>,
+    /// Per prime `p_j` of `P`, exclusive bounds on the rows of its output
+    /// sum: a residue `x < q_i` splits into `x >> s_i` and `x mod 2^{s_i}`;
+    /// the own residue is below `p_j`; the rounded sum of the halves'
+    /// fractional products is at most the sum of the halves' bounds.
+    row_bounds: Vec<Vec<u64>>,
 }
 
 impl ScaleDown {
@@ -474,8 +479,19 @@ impl ScaleDown {
                     .collect::<Option<Vec<_>>>()
             })
             .flatten();
+        let halves_bounds: Vec<u64> = q
+            .iter()
+            .zip(&split)
+            .flat_map(|(&qi, &(s, _, _))| [((qi - 1) >> s) + 1, 1 << s])
+            .collect();
+        let rounded = halves_bounds.iter().sum::<u64>() + 1;
+        let row_bounds = p
+            .iter()
+            .map(|&pj| halves_bounds.iter().copied().chain([pj, rounded]).collect())
+            .collect();
         Ok(Self {
             q: primes(q)?,
+            row_bounds,
             split,
             p: p_primes,
             whole,
@@ -525,31 +541,16 @@ impl ScaleDown {
             *r = (f + 0.5) as u64;
         }
         let own_rows = input.get(k..).unwrap_or(&[]);
-        for ((o, (pj, c)), own) in out.iter_mut().zip(self.p.iter().zip(consts)).zip(own_rows) {
+        let outputs = out.iter_mut().zip(self.p.iter().zip(consts)).zip(own_rows);
+        for (((o, (pj, c)), own), bounds) in outputs.zip(&self.row_bounds) {
             let mut rows: Vec<&[u64]> = halves.chunks(len.max(1)).take(2 * k).collect();
             rows.push(own);
             rows.push(rounded);
-            if !dot_const_rows_below(pj.p, o, &rows, c, &self.row_bounds(pj.p)) {
+            if !dot_const_rows_below(pj.p, o, &rows, c, bounds) {
                 return Err(Error::Parameters("internal: IFMA scaling refused".into()));
             }
         }
         Ok(())
-    }
-
-    /// Exclusive bounds on the rows of the output sum for the prime `pj` of
-    /// `P`: a residue `x < q_i` splits into `x >> s_i` and `x mod 2^{s_i}`;
-    /// the own residue is below `p_j`; the rounded sum of the halves'
-    /// fractional products is at most the sum of the halves' bounds.
-    fn row_bounds(&self, pj: u64) -> Vec<u64> {
-        let mut bounds: Vec<u64> = self
-            .q
-            .iter()
-            .zip(&self.split)
-            .flat_map(|(qi, &(s, _, _))| [((qi.p - 1) >> s) + 1, 1 << s])
-            .collect();
-        let rounded = bounds.iter().sum::<u64>() + 1;
-        bounds.extend([pj, rounded]);
-        bounds
     }
 
     /// Scales one block: `input` has one slice per prime of `Q` then one per
@@ -997,11 +998,15 @@ mod tests {
             let lazy = p
                 .iter()
                 .zip(&consts.hat)
-                .all(|(&pj, c)| sums_lazily(pj, c, &conv.row_bounds()));
+                .all(|(&pj, c)| sums_lazily(pj, c, &conv.row_bounds));
             assert_eq!(lazy, set != crate::ParameterSet::Bfv16384, "{set:?}");
             let down = ScaleDown::new(&q, &p, params.plaintext()).unwrap();
-            for (&pj, c) in p.iter().zip(down.ifma.as_ref().unwrap()) {
-                assert!(sums_lazily(pj, c, &down.row_bounds(pj)), "{set:?}");
+            for ((&pj, c), b) in p
+                .iter()
+                .zip(down.ifma.as_ref().unwrap())
+                .zip(&down.row_bounds)
+            {
+                assert!(sums_lazily(pj, c, b), "{set:?}");
             }
         }
     }
