@@ -1280,7 +1280,7 @@ pub(crate) mod tests {
     /// A stream of `seed` read independently of [`Stream`]: BLAKE3 keyed by
     /// the seed over `label` (written out by each caller, which pins it),
     /// as an extendable output.
-    fn reference_reader(seed: &[u8; 32], label: &[u8]) -> blake3::OutputReader {
+    pub(crate) fn reference_reader(seed: &[u8; 32], label: &[u8]) -> blake3::OutputReader {
         let mut hasher = blake3::Hasher::new_keyed(seed);
         hasher.update(label);
         hasher.finalize_xof()

@@ -2173,12 +2173,6 @@ mod tests {
             .collect()
     }
 
-    fn keyed_xof(seed: &[u8; 32], label: &[u8]) -> blake3::OutputReader {
-        let mut hasher = blake3::Hasher::new_keyed(seed);
-        hasher.update(label);
-        hasher.finalize_xof()
-    }
-
     /// A seed expands to the same values on every node and in every build:
     /// the draw is part of the wire protocol. It is the BLAKE3 keyed XOF of
     /// the seed over "synod dealt shamir values", read as
@@ -2189,7 +2183,7 @@ mod tests {
         let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
         let seed = [7; 32];
         let values = draw_from_seed::<4>(&params, &seed);
-        let mut xof = keyed_xof(&seed, b"synod dealt shamir values");
+        let mut xof = crate::kernels::tests::reference_reader(&seed, b"synod dealt shamir values");
         assert_eq!(
             values.to_vec(),
             reference_residues(&params, &mut xof, 4),
@@ -2219,7 +2213,8 @@ mod tests {
             kappa: kappa(&params),
             expanded: std::sync::OnceLock::new(),
         };
-        let mut xof = keyed_xof(&[9; 32], b"synod reshare projections");
+        let mut xof =
+            crate::kernels::tests::reference_reader(&[9; 32], b"synod reshare projections");
         let expected: Vec<Vec<u64>> = reference_residues(&params, &mut xof, kappa(&params))
             .iter()
             .flat_map(|m| m.chunks(params.degree()).map(<[u64]>::to_vec))
