@@ -15,19 +15,33 @@
 use fhe_math::ntt::NttOperator;
 use fhe_math::zq::Modulus;
 
+#[cfg(target_arch = "x86_64")]
+mod fma;
+
 /// Forward and backward NTT of size `N` modulo one prime.
 pub(crate) enum Ntt {
     /// `tfhe-ntt` 0.7's plan.
     Tfhe(tfhe_ntt::prime64::Plan),
     /// `fhe-math`'s operator, for primes `tfhe-ntt` has no plan for.
     FheMath(Box<NttOperator>),
+    /// The AVX2 + FMA double-precision transform, on CPUs without IFMA.
+    #[cfg(target_arch = "x86_64")]
+    Fma(Box<fma::FmaNtt>),
 }
 
 impl Ntt {
     /// The NTT of size `degree` modulo `q`, if `q ≡ 1 mod 2·degree`.
     pub(crate) fn new(q: &Modulus, degree: usize) -> Option<Self> {
         match tfhe_ntt::prime64::Plan::try_new(degree, **q) {
-            Some(plan) => Some(Self::Tfhe(plan)),
+            Some(plan) => {
+                #[cfg(target_arch = "x86_64")]
+                if !tfhe_uses_ifma() {
+                    if let Some(fma) = fma_plan(&plan) {
+                        return Some(Self::Fma(Box::new(fma)));
+                    }
+                }
+                Some(Self::Tfhe(plan))
+            }
             None => NttOperator::new(q, degree).map(|op| Self::FheMath(Box::new(op))),
         }
     }
@@ -37,6 +51,8 @@ impl Ntt {
         match self {
             Self::Tfhe(plan) => plan.fwd(a),
             Self::FheMath(op) => op.forward(a),
+            #[cfg(target_arch = "x86_64")]
+            Self::Fma(plan) => plan.forward(a),
         }
     }
 
@@ -48,8 +64,30 @@ impl Ntt {
                 plan.normalize(a);
             }
             Self::FheMath(op) => op.backward(a),
+            #[cfg(target_arch = "x86_64")]
+            Self::Fma(plan) => plan.backward(a),
         }
     }
+}
+
+/// Whether `tfhe-ntt` runs its AVX-512 IFMA butterflies on this CPU (faster
+/// than [`fma::FmaNtt`]; it dispatches on the CPU alone, so `SYNOD_NO_IFMA`
+/// does not change this).
+#[cfg(target_arch = "x86_64")]
+fn tfhe_uses_ifma() -> bool {
+    std::arch::is_x86_feature_detected!("avx512ifma")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+}
+
+/// The double-precision transform with `plan`'s root of unity: the forward
+/// NTT of `X` holds `ψ` at index 0 (bit-reversed order, `X(ψ^{2·0+1})`).
+#[cfg(target_arch = "x86_64")]
+fn fma_plan(plan: &tfhe_ntt::prime64::Plan) -> Option<fma::FmaNtt> {
+    let n = plan.ntt_size();
+    let mut x = vec![0u64; n];
+    *x.get_mut(1)? = 1;
+    plan.fwd(&mut x);
+    fma::FmaNtt::new(plan.modulus(), n, *x.first()?)
 }
 
 #[cfg(test)]
@@ -82,9 +120,9 @@ mod tests {
             for q in primes {
                 let m = Modulus::new(q).unwrap();
                 let ours = Ntt::new(&m, n).unwrap();
-                assert!(matches!(ours, Ntt::Tfhe(_)), "tfhe-ntt plans {q}");
+                assert!(!matches!(ours, Ntt::FheMath(_)), "synod plans {q}");
                 let theirs = NttOperator::new(&m, n).unwrap();
-                for input in [m.random_vec(n, &mut rng), vec![q - 1; n], vec![0; n]] {
+                for input in inputs(q, n, &mut rng) {
                     let (mut a, mut b) = (input.clone(), input.clone());
                     ours.forward(&mut a);
                     theirs.forward(&mut b);
@@ -94,6 +132,76 @@ mod tests {
                     assert_eq!(a, b, "backward mod {q} (N = {n})");
                     assert_eq!(a, input, "round trip mod {q}");
                 }
+            }
+        }
+    }
+
+    /// Random residues, the largest residue everywhere, zero, and
+    /// alternating extremes.
+    fn inputs(q: u64, n: usize, rng: &mut rand_chacha::ChaCha20Rng) -> Vec<Vec<u64>> {
+        let m = Modulus::new(q).unwrap();
+        vec![
+            m.random_vec(n, rng),
+            vec![q - 1; n],
+            vec![0; n],
+            (0..n).map(|i| if i % 2 == 0 { q - 1 } else { 0 }).collect(),
+            (0..n).map(|i| if i % 3 == 0 { 1 } else { q - 1 }).collect(),
+        ]
+    }
+
+    /// The AVX2 + FMA transform (built directly, so that CPUs with IFMA test
+    /// it too) is bit for bit `tfhe-ntt`'s, both ways, for every prime of
+    /// every parameter set and for primes just below 2^50 and 2^30.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn fma_transform_equals_tfhe_ntt() {
+        if pulp::x86::V3::try_new().is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs on AVX2 + FMA CPUs"
+            );
+            eprintln!("skipped: this CPU lacks AVX2 or FMA");
+            return;
+        }
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
+        let mut cases: Vec<(u64, usize)> = Vec::new();
+        for set in [
+            ParameterSet::InsecureTestN2048,
+            ParameterSet::Bfv8192,
+            ParameterSet::Bfv16384,
+        ] {
+            let params = Params::new(set, 20).unwrap();
+            let n = params.degree();
+            let mut primes: Vec<u64> = params.moduli().to_vec();
+            primes.extend(
+                crate::mul::FastMul::tables(&params)
+                    .unwrap()
+                    .extension_primes(),
+            );
+            cases.extend(primes.into_iter().map(|q| (q, n)));
+        }
+        // The largest NTT-friendly primes below 2^50 and 2^30 for N = 2048.
+        for bits in [50u32, 30] {
+            let q = (1..)
+                .map(|k| (1u64 << bits) + 1 - 4096 * k)
+                .find(|&q| fhe_util::is_prime(q))
+                .unwrap();
+            cases.push((q, 16));
+            cases.push((q, 2048));
+        }
+        for (q, n) in cases {
+            let tfhe = tfhe_ntt::prime64::Plan::try_new(n, q).unwrap();
+            let fma = fma_plan(&tfhe).unwrap();
+            for input in inputs(q, n, &mut rng) {
+                let (mut a, mut b) = (input.clone(), input.clone());
+                fma.forward(&mut a);
+                tfhe.fwd(&mut b);
+                assert_eq!(a, b, "forward mod {q} (N = {n})");
+                fma.backward(&mut a);
+                tfhe.inv(&mut b);
+                tfhe.normalize(&mut b);
+                assert_eq!(a, b, "backward mod {q} (N = {n})");
+                assert_eq!(a, input, "round trip mod {q}");
             }
         }
     }

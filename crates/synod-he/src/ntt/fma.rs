@@ -1,0 +1,605 @@
+//! The negacyclic NTT modulo a prime below 2^50 in double precision with
+//! AVX2 and FMA, for CPUs without AVX-512 IFMA.
+//!
+//! Without IFMA, `tfhe-ntt` runs 64-bit Shoup butterflies on AVX2, whose
+//! 64 × 64-bit products are each built from four 32-bit multiplications.
+//! For primes below 2^50 every residue is an exact `f64`, and a product's
+//! remainder comes from two FMA instructions. This is van der Hoeven, Lecerf
+//! and Quintin's modular multiplication ("Modular SIMD arithmetic in
+//! Mathemagix", ACM TOMS 43(1), 2016, §3): for exact integers `x`, `w`,
+//!
+//! ```text
+//! h = fl(x·w)            l = fma(x, w, −h)        (x·w = h + l exactly)
+//! c = round(fl(h·(1/p)))                          (the quotient, nearly)
+//! r = fma(−c, p, h) + l                           (= x·w − c·p, exactly)
+//! ```
+//!
+//! The three roundings of `c`'s estimate cost at most `3.01·2^-53·|x·w/p|`,
+//! so for `|x| ≤ B` and `0 ≤ w < p`, `|r| ≤ p·(1/2 + 3.01·2^-53·B)` (about
+//! `p/2`); `x·w − c·p` is an integer below `2^53` whenever `B ≤ 2^52`, so the
+//! FMA and the final addition are exact. Values are signed and only
+//! partially reduced between levels (Harvey's lazy butterflies, "Faster
+//! arithmetic for number-theoretic transforms", JSC 60, 2014): a level's
+//! outputs grow by at most that bound, and [`Schedule`] reduces a level's
+//! outputs (`x − round(x/p)·p`, three instructions) only where the next
+//! level could otherwise exceed `2^52`. For primes below about 2^45 that
+//! never happens in the forward transform.
+//!
+//! The loops are Longa and Naehrig's ("Speeding up the Number Theoretic
+//! Transform for Faster Ideal Lattice-Based Cryptography", CANS 2016,
+//! Algorithms 1 and 2): Cooley–Tukey forward from natural to bit-reversed
+//! order, Gentleman–Sande back, with `N^{-1}` folded into the last inverse
+//! level. With the same `2N`-th root of unity (taken from `tfhe-ntt`'s plan
+//! by the caller), the fully reduced output is bit for bit `tfhe-ntt`'s and
+//! `fhe-math`'s (tested for every prime of every parameter set).
+//!
+//! Between levels the caller's buffer holds the `f64` bit patterns; the
+//! first level converts from `u64` (exact below 2^52) and the last level
+//! writes canonical residues in `[0, p)`. Every instruction takes the same
+//! time whatever the residues (no branches, no subnormal numbers: every
+//! value is an integer), so secret polynomials may pass through.
+
+use core::arch::x86_64::{__m256d, __m256i};
+
+use pulp::cast;
+use pulp::x86::V3;
+
+/// `2^52`: the largest magnitude a value may reach between levels, and the
+/// bias that turns integers below it into `f64` bit patterns and back.
+const BOUND: f64 = 4_503_599_627_370_496.0;
+const BIAS_BITS: i64 = 0x4330_0000_0000_0000;
+
+/// Primes (exclusive) this transform supports.
+pub(crate) const MAX_PRIME: u64 = 1 << 50;
+
+/// Where the transform reduces a level's outputs, from the bounds above.
+struct Schedule;
+
+impl Schedule {
+    /// `|x·w mod± p| ` after the FMA product of `|x| ≤ b`, `w < p`.
+    fn product(p: f64, b: f64) -> f64 {
+        p * (0.5 + 3.01 * b / (2.0 * BOUND)) + 1.0
+    }
+
+    /// `|x − round(x/p)·p|` for `|x| ≤ b`.
+    fn reduced(p: f64, b: f64) -> f64 {
+        p * 0.5 + 2.01 * b / (2.0 * BOUND) + 1.0
+    }
+
+    /// Per forward level (`t = N/2` first): whether it reduces its outputs.
+    /// A Cooley–Tukey level maps bound `b` to `b + product(b)`.
+    fn forward(p: f64, levels: usize) -> Vec<bool> {
+        let step = |b: f64| b + Self::product(p, b);
+        let mut b = p;
+        (0..levels)
+            .map(|_| {
+                b = step(b);
+                let reduce = step(b) > BOUND;
+                if reduce {
+                    b = Self::reduced(p, b);
+                }
+                reduce
+            })
+            .collect()
+    }
+
+    /// Per inverse level (`t = 1` first): whether it reduces its outputs. A
+    /// Gentleman–Sande level maps `b` to `max(2b, product(2b))`.
+    fn inverse(p: f64, levels: usize) -> Vec<bool> {
+        let mut b = p;
+        (0..levels)
+            .map(|_| {
+                let out = (2.0 * b).max(Self::product(p, 2.0 * b));
+                let reduce = 2.0 * out > BOUND;
+                b = if reduce { Self::reduced(p, out) } else { out };
+                reduce
+            })
+            .collect()
+    }
+}
+
+/// Forward and inverse negacyclic NTT of one size modulo one prime.
+pub(crate) struct FmaNtt {
+    simd: V3,
+    p: f64,
+    p_inv: f64,
+    log_n: u32,
+    /// `ψ^{brv(k)}` at `k`, for the levels with `t ≥ 4`.
+    fwd: Vec<f64>,
+    /// The `t = 2` and `t = 1` levels' twiddles, laid out per 8 values as
+    /// the shuffled lanes need them.
+    fwd2: Vec<[f64; 4]>,
+    fwd1: Vec<[f64; 4]>,
+    /// `ψ^{−brv(k)}` at `k`, for the levels with `t ≥ 4` (the last one
+    /// excepted, whose one twiddle is `last`).
+    inv: Vec<f64>,
+    inv1: Vec<[f64; 4]>,
+    inv2: Vec<[f64; 4]>,
+    /// `N^{-1}` and `ψ^{−brv(1)}·N^{-1}` modulo `p`.
+    n_inv: f64,
+    last: f64,
+    fwd_reduce: Vec<bool>,
+    inv_reduce: Vec<bool>,
+}
+
+fn mul_mod(a: u64, b: u64, p: u64) -> u64 {
+    (u128::from(a) * u128::from(b) % u128::from(p)) as u64
+}
+
+fn pow_mod(mut a: u64, mut e: u64, p: u64) -> u64 {
+    let mut r = 1;
+    while e > 0 {
+        if e & 1 == 1 {
+            r = mul_mod(r, a, p);
+        }
+        a = mul_mod(a, a, p);
+        e >>= 1;
+    }
+    r
+}
+
+impl FmaNtt {
+    /// The transform of size `n` modulo `p` with the primitive `2n`-th root
+    /// of unity `psi`, if this CPU has AVX2 and FMA, `p < 2^50`, `n` is a
+    /// power of two of at least 16 and `psi` is such a root.
+    pub(crate) fn new(p: u64, n: usize, psi: u64) -> Option<Self> {
+        let simd = V3::try_new()?;
+        if !(3..MAX_PRIME).contains(&p) || n < 16 || !n.is_power_of_two() || psi >= p {
+            return None;
+        }
+        let n64 = n as u64;
+        if pow_mod(psi, n64, p) != p - 1 {
+            return None;
+        }
+        let log_n = n.trailing_zeros();
+        let brv = |k: usize| k.reverse_bits() >> (usize::BITS - log_n);
+        let psi_inv = pow_mod(psi, 2 * n64 - 1, p);
+        let powers = |root: u64| {
+            let mut pw = Vec::with_capacity(n);
+            let mut x = 1;
+            for _ in 0..n {
+                pw.push(x);
+                x = mul_mod(x, root, p);
+            }
+            (0..n)
+                .map(|k| pw.get(brv(k)).copied())
+                .collect::<Option<Vec<u64>>>()
+        };
+        let (fwd_u, inv_u) = (powers(psi)?, powers(psi_inv)?);
+        let f = |x: u64| x as f64;
+        // t = 2: groups n/4 + g; per 8 values two groups.
+        let lanes2 = |tw: &[u64]| -> Option<Vec<[f64; 4]>> {
+            let (pairs, _) = pulp::as_arrays::<2, u64>(tw.get(n / 4..n / 2)?);
+            Some(
+                pairs
+                    .iter()
+                    .map(|&[a, b]| [f(a), f(a), f(b), f(b)])
+                    .collect(),
+            )
+        };
+        // t = 1: groups n/2 + g; per 8 values four groups, lanes (0, 2, 1, 3).
+        let lanes1 = |tw: &[u64]| -> Option<Vec<[f64; 4]>> {
+            let (fours, _) = pulp::as_arrays::<4, u64>(tw.get(n / 2..n)?);
+            Some(
+                fours
+                    .iter()
+                    .map(|&[a, b, c, d]| [f(a), f(c), f(b), f(d)])
+                    .collect(),
+            )
+        };
+        let (fwd2, fwd1) = (lanes2(&fwd_u)?, lanes1(&fwd_u)?);
+        let (inv2, inv1) = (lanes2(&inv_u)?, lanes1(&inv_u)?);
+        let n_inv = pow_mod(n64 % p, p - 2, p);
+        let last = mul_mod(*inv_u.get(1)?, n_inv, p);
+        let levels = log_n as usize;
+        Some(Self {
+            simd,
+            p: f(p),
+            p_inv: 1.0 / f(p),
+            log_n,
+            fwd: fwd_u.iter().map(|&x| f(x)).collect(),
+            fwd2,
+            fwd1,
+            inv: inv_u.iter().map(|&x| f(x)).collect(),
+            inv1,
+            inv2,
+            n_inv: f(n_inv),
+            last: f(last),
+            fwd_reduce: Schedule::forward(f(p), levels),
+            inv_reduce: Schedule::inverse(f(p), levels),
+        })
+    }
+
+    /// In place, from coefficients below `p` to the NTT in bit-reversed
+    /// order, canonical residues. Two levels per pass over the buffer, and
+    /// the last three (`t = 4, 2, 1`) in one.
+    pub(crate) fn forward(&self, a: &mut [u64]) {
+        let n = 1usize << self.log_n;
+        if a.len() != n {
+            return;
+        }
+        self.simd.vectorize(Levels {
+            plan: self,
+            a,
+            forward: true,
+        });
+    }
+
+    /// Level `level`'s reduction flag (reducing is always correct, so a
+    /// missing entry reduces).
+    #[inline(always)]
+    fn reduces(flags: &[bool], level: usize) -> bool {
+        flags.get(level).copied().unwrap_or(true)
+    }
+
+    /// The `count` twiddles from index `from` of `table`.
+    #[inline(always)]
+    fn twiddles(table: &[f64], from: usize, count: usize) -> &[f64] {
+        table.get(from..from + count).unwrap_or_default()
+    }
+
+    #[inline(always)]
+    fn forward_levels(&self, a: &mut [u64]) {
+        let n = a.len();
+        let k = Kernel::new(self.simd, self.p, self.p_inv);
+        let r = |level| Self::reduces(&self.fwd_reduce, level);
+        // Level `level` has half-width `t` and `m` groups, twiddles from `m`.
+        let (mut t, mut m, mut level) = (n / 2, 1, 0);
+        while t >= 8 {
+            let first = level == 0;
+            let w1s = Self::twiddles(&self.fwd, m, m);
+            if t >= 16 {
+                let (r1, r2) = (r(level), r(level + 1));
+                let (w2s, _) = pulp::as_arrays::<2, f64>(Self::twiddles(&self.fwd, 2 * m, 2 * m));
+                for ((block, &w1), &[w2a, w2b]) in a.chunks_exact_mut(2 * t).zip(w1s).zip(w2s) {
+                    let (w1, w2a, w2b) = (k.splat(w1), k.splat(w2a), k.splat(w2b));
+                    let [q0, q1, q2, q3] = quarters(block);
+                    for (((x0, x1), x2), x3) in q0.iter_mut().zip(q1).zip(q2).zip(q3) {
+                        let (y0, y2) = k.ct(k.load(x0, first), k.load(x2, first), w1, r1);
+                        let (y1, y3) = k.ct(k.load(x1, first), k.load(x3, first), w1, r1);
+                        let (y0, y1) = k.ct(y0, y1, w2a, r2);
+                        let (y2, y3) = k.ct(y2, y3, w2b, r2);
+                        (*x0, *x1, *x2, *x3) = (cast(y0), cast(y1), cast(y2), cast(y3));
+                    }
+                }
+                (t, m, level) = (t / 4, m * 4, level + 2);
+            } else {
+                let r1 = r(level);
+                for (block, &w) in a.chunks_exact_mut(2 * t).zip(w1s) {
+                    let w = k.splat(w);
+                    let (lo, hi) = block.split_at_mut(t);
+                    let (lo, _) = pulp::as_arrays_mut::<4, u64>(lo);
+                    let (hi, _) = pulp::as_arrays_mut::<4, u64>(hi);
+                    for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
+                        let (u, v) = k.ct(k.load(x, first), k.load(y, first), w, r1);
+                        (*x, *y) = (cast(u), cast(v));
+                    }
+                }
+                (t, m, level) = (t / 2, m * 2, level + 1);
+            }
+        }
+        debug_assert_eq!((t, level + 3), (4, self.log_n as usize));
+        let (r4, r2) = (r(level), r(level + 1));
+        let (a4, _) = pulp::as_arrays_mut::<4, u64>(a);
+        let w4s = Self::twiddles(&self.fwd, m, m);
+        let twiddles = w4s.iter().zip(&self.fwd2).zip(&self.fwd1);
+        for (c, ((&w4, w2), w1)) in a4.chunks_exact_mut(2).zip(twiddles) {
+            let [lo, hi] = c else { continue };
+            // t = 4: the two halves of these eight values.
+            let (x, y) = k.ct(k.load(lo, false), k.load(hi, false), k.splat(w4), r4);
+            // t = 2: pairs (0, 2), (1, 3) within each four.
+            let (u, v) = (k.lo128(x, y), k.hi128(x, y));
+            let (u, v) = k.ct(u, v, cast(*w2), r2);
+            let (x, y) = (k.lo128(u, v), k.hi128(u, v));
+            // t = 1: neighbours.
+            let (u, v) = (k.unpack_lo(x, y), k.unpack_hi(x, y));
+            let (u, v) = k.ct(u, v, cast(*w1), false);
+            let (u, v) = (k.canonical(u), k.canonical(v));
+            let (x, y) = (k.unpack_lo(u, v), k.unpack_hi(u, v));
+            *lo = cast(k.to_bits(x));
+            *hi = cast(k.to_bits(y));
+        }
+    }
+
+    /// In place, from the NTT in bit-reversed order (residues below `p`)
+    /// back to coefficients, canonical residues. The first three levels
+    /// (`t = 1, 2, 4`) in one pass, then two per pass.
+    pub(crate) fn backward(&self, a: &mut [u64]) {
+        let n = 1usize << self.log_n;
+        if a.len() != n {
+            return;
+        }
+        self.simd.vectorize(Levels {
+            plan: self,
+            a,
+            forward: false,
+        });
+    }
+
+    #[inline(always)]
+    fn backward_levels(&self, a: &mut [u64]) {
+        let n = a.len();
+        let k = Kernel::new(self.simd, self.p, self.p_inv);
+        let r = |level| Self::reduces(&self.inv_reduce, level);
+        let levels = self.log_n as usize;
+        let (r1, r2, r4) = (r(0), r(1), r(2));
+        let (a4, _) = pulp::as_arrays_mut::<4, u64>(a);
+        let w4s = Self::twiddles(&self.inv, n / 8, n / 8);
+        let twiddles = self.inv1.iter().zip(&self.inv2).zip(w4s);
+        for (c, ((w1, w2), &w4)) in a4.chunks_exact_mut(2).zip(twiddles) {
+            let [lo, hi] = c else { continue };
+            let (x, y) = (k.load(lo, true), k.load(hi, true));
+            let (u, v) = (k.unpack_lo(x, y), k.unpack_hi(x, y));
+            let (u, v) = k.gs(u, v, cast(*w1), r1);
+            let (x, y) = (k.unpack_lo(u, v), k.unpack_hi(u, v));
+            let (u, v) = (k.lo128(x, y), k.hi128(x, y));
+            let (u, v) = k.gs(u, v, cast(*w2), r2);
+            let (x, y) = (k.lo128(u, v), k.hi128(u, v));
+            let (x, y) = k.gs(x, y, k.splat(w4), r4);
+            *lo = cast(x);
+            *hi = cast(y);
+        }
+        // Level `level` has half-width `t` and `m` groups, twiddles from `m`.
+        let (mut t, mut m, mut level) = (8, n / 16, 3);
+        let (n_inv, last) = (k.splat(self.n_inv), k.splat(self.last));
+        while level + 2 <= levels {
+            let (r1, r2) = (r(level), r(level + 1));
+            let scale = level + 2 == levels;
+            let (w1s, _) = pulp::as_arrays::<2, f64>(Self::twiddles(&self.inv, m, m));
+            let w2s = Self::twiddles(&self.inv, m / 2, m / 2);
+            for ((block, &[wa, wb]), &wc) in a.chunks_exact_mut(4 * t).zip(w1s).zip(w2s) {
+                let (wa, wb, wc) = (k.splat(wa), k.splat(wb), k.splat(wc));
+                let [q0, q1, q2, q3] = quarters(block);
+                for (((x0, x1), x2), x3) in q0.iter_mut().zip(q1).zip(q2).zip(q3) {
+                    let (y0, y1) = k.gs(k.load(x0, false), k.load(x1, false), wa, r1);
+                    let (y2, y3) = k.gs(k.load(x2, false), k.load(x3, false), wb, r1);
+                    if scale {
+                        let (y0, y2) = k.gs_last(y0, y2, n_inv, last);
+                        let (y1, y3) = k.gs_last(y1, y3, n_inv, last);
+                        (*x0, *x1, *x2, *x3) = (cast(y0), cast(y1), cast(y2), cast(y3));
+                    } else {
+                        let (y0, y2) = k.gs(y0, y2, wc, r2);
+                        let (y1, y3) = k.gs(y1, y3, wc, r2);
+                        (*x0, *x1, *x2, *x3) = (cast(y0), cast(y1), cast(y2), cast(y3));
+                    }
+                }
+            }
+            (t, m, level) = (t * 4, m / 4, level + 2);
+        }
+        if level < levels {
+            // The last level alone.
+            let (lo, hi) = a.split_at_mut(t);
+            let (lo, _) = pulp::as_arrays_mut::<4, u64>(lo);
+            let (hi, _) = pulp::as_arrays_mut::<4, u64>(hi);
+            for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
+                let (u, v) = k.gs_last(k.load(x, false), k.load(y, false), n_inv, last);
+                (*x, *y) = (cast(u), cast(v));
+            }
+        }
+    }
+}
+
+/// One transform as pulp's vectorised operation: a closure's `call_once`
+/// shim is only an inlining hint, and with a body this large the compiler
+/// declines it, which leaves every intrinsic an out-of-line call.
+struct Levels<'a> {
+    plan: &'a FmaNtt,
+    a: &'a mut [u64],
+    forward: bool,
+}
+
+impl pulp::NullaryFnOnce for Levels<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        if self.forward {
+            self.plan.forward_levels(self.a);
+        } else {
+            self.plan.backward_levels(self.a);
+        }
+    }
+}
+
+/// A block's four quarters, as arrays of four values.
+#[inline(always)]
+fn quarters(block: &mut [u64]) -> [&mut [[u64; 4]]; 4] {
+    let q = block.len() / 4;
+    let (h0, h1) = block.split_at_mut(2 * q);
+    let (q0, q1) = h0.split_at_mut(q);
+    let (q2, q3) = h1.split_at_mut(q);
+    [
+        pulp::as_arrays_mut::<4, u64>(q0).0,
+        pulp::as_arrays_mut::<4, u64>(q1).0,
+        pulp::as_arrays_mut::<4, u64>(q2).0,
+        pulp::as_arrays_mut::<4, u64>(q3).0,
+    ]
+}
+
+/// The vector operations, with the prime's constants in registers.
+#[derive(Clone, Copy)]
+struct Kernel {
+    simd: V3,
+    p: __m256d,
+    p_inv: __m256d,
+}
+
+impl Kernel {
+    #[inline(always)]
+    fn new(simd: V3, p: f64, p_inv: f64) -> Self {
+        Self {
+            simd,
+            p: simd.avx._mm256_set1_pd(p),
+            p_inv: simd.avx._mm256_set1_pd(p_inv),
+        }
+    }
+
+    #[inline(always)]
+    fn splat(self, x: f64) -> __m256d {
+        self.simd.avx._mm256_set1_pd(x)
+    }
+
+    /// Four values: `u64` residues below 2^52 when `from_int`, else the
+    /// `f64` bit patterns an earlier level stored.
+    #[inline(always)]
+    fn load(self, x: &[u64; 4], from_int: bool) -> __m256d {
+        let avx = self.simd.avx;
+        let bits: __m256i = cast(*x);
+        if from_int {
+            let biased = self
+                .simd
+                .avx2
+                ._mm256_or_si256(bits, avx._mm256_set1_epi64x(BIAS_BITS));
+            avx._mm256_sub_pd(avx._mm256_castsi256_pd(biased), avx._mm256_set1_pd(BOUND))
+        } else {
+            avx._mm256_castsi256_pd(bits)
+        }
+    }
+
+    /// Integers in `[0, 2^52)` as `u64` bit patterns.
+    #[inline(always)]
+    fn to_bits(self, x: __m256d) -> __m256i {
+        let avx = self.simd.avx;
+        let biased = avx._mm256_castpd_si256(avx._mm256_add_pd(x, avx._mm256_set1_pd(BOUND)));
+        self.simd
+            .avx2
+            ._mm256_xor_si256(biased, avx._mm256_set1_epi64x(BIAS_BITS))
+    }
+
+    #[inline(always)]
+    fn add(self, x: __m256d, y: __m256d) -> __m256d {
+        self.simd.avx._mm256_add_pd(x, y)
+    }
+
+    #[inline(always)]
+    fn sub(self, x: __m256d, y: __m256d) -> __m256d {
+        self.simd.avx._mm256_sub_pd(x, y)
+    }
+
+    /// `x·w − round(x·w/p)·p`, exact (module doc).
+    #[inline(always)]
+    fn mul(self, x: __m256d, w: __m256d) -> __m256d {
+        let (avx, fma) = (self.simd.avx, self.simd.fma);
+        let h = avx._mm256_mul_pd(x, w);
+        let l = fma._mm256_fmsub_pd(x, w, h);
+        let c = avx._mm256_round_pd::<0x08>(avx._mm256_mul_pd(h, self.p_inv));
+        avx._mm256_add_pd(fma._mm256_fnmadd_pd(c, self.p, h), l)
+    }
+
+    /// `x − round(x/p)·p`.
+    #[inline(always)]
+    fn reduce(self, x: __m256d) -> __m256d {
+        let (avx, fma) = (self.simd.avx, self.simd.fma);
+        let c = avx._mm256_round_pd::<0x08>(avx._mm256_mul_pd(x, self.p_inv));
+        fma._mm256_fnmadd_pd(c, self.p, x)
+    }
+
+    /// The residue in `[0, p)`.
+    #[inline(always)]
+    fn canonical(self, x: __m256d) -> __m256d {
+        let avx = self.simd.avx;
+        let r = self.reduce(x);
+        let negative = avx._mm256_cmp_pd::<0x11>(r, avx._mm256_setzero_pd());
+        avx._mm256_add_pd(r, avx._mm256_and_pd(negative, self.p))
+    }
+
+    /// Cooley–Tukey: `(u + v·w, u − v·w)`.
+    #[inline(always)]
+    fn ct(self, u: __m256d, v: __m256d, w: __m256d, reduce: bool) -> (__m256d, __m256d) {
+        let vw = self.mul(v, w);
+        let (x, y) = (self.add(u, vw), self.sub(u, vw));
+        if reduce {
+            (self.reduce(x), self.reduce(y))
+        } else {
+            (x, y)
+        }
+    }
+
+    /// Gentleman–Sande: `(u + v, (u − v)·w)`.
+    #[inline(always)]
+    fn gs(self, u: __m256d, v: __m256d, w: __m256d, reduce: bool) -> (__m256d, __m256d) {
+        let s = self.add(u, v);
+        let d = self.mul(self.sub(u, v), w);
+        if reduce {
+            (self.reduce(s), self.reduce(d))
+        } else {
+            (s, d)
+        }
+    }
+
+    /// The last inverse level, times `N^{-1}`: `(u + v)·N^{-1}` and
+    /// `(u − v)·ψ^{−brv(1)}·N^{-1}`, canonical, as `u64` bit patterns.
+    #[inline(always)]
+    fn gs_last(self, u: __m256d, v: __m256d, n_inv: __m256d, last: __m256d) -> (__m256i, __m256i) {
+        let s = self.mul(self.add(u, v), n_inv);
+        let d = self.mul(self.sub(u, v), last);
+        (
+            self.to_bits(self.canonical(s)),
+            self.to_bits(self.canonical(d)),
+        )
+    }
+
+    /// `[x0, x1, y0, y1]`.
+    #[inline(always)]
+    fn lo128(self, x: __m256d, y: __m256d) -> __m256d {
+        self.simd.avx._mm256_permute2f128_pd::<0x20>(x, y)
+    }
+
+    /// `[x2, x3, y2, y3]`.
+    #[inline(always)]
+    fn hi128(self, x: __m256d, y: __m256d) -> __m256d {
+        self.simd.avx._mm256_permute2f128_pd::<0x31>(x, y)
+    }
+
+    /// `[x0, y0, x2, y2]`.
+    #[inline(always)]
+    fn unpack_lo(self, x: __m256d, y: __m256d) -> __m256d {
+        self.simd.avx._mm256_unpacklo_pd(x, y)
+    }
+
+    /// `[x1, y1, x3, y3]`.
+    #[inline(always)]
+    fn unpack_hi(self, x: __m256d, y: __m256d) -> __m256d {
+        self.simd.avx._mm256_unpackhi_pd(x, y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    /// Replaying the bounds with the chosen reductions keeps every level's
+    /// inputs and outputs within 2^52, for 14 levels (N = 16384); the
+    /// forward transform of primes up to 2^45 needs no reduction, and the
+    /// inverse of large primes does.
+    #[test]
+    fn schedules_stay_within_the_bound() {
+        for bits in [30u32, 43, 44, 45, 49, 50] {
+            let p = ((1u64 << bits) - 1) as f64;
+            let mut b = p;
+            let fwd = Schedule::forward(p, 14);
+            for &reduce in &fwd {
+                b += Schedule::product(p, b);
+                assert!(b <= BOUND, "{bits}-bit forward");
+                if reduce {
+                    b = Schedule::reduced(p, b);
+                }
+            }
+            let mut b = p;
+            let inv = Schedule::inverse(p, 14);
+            for &reduce in &inv {
+                assert!(2.0 * b <= BOUND, "{bits}-bit inverse");
+                let out = (2.0 * b).max(Schedule::product(p, 2.0 * b));
+                b = if reduce {
+                    Schedule::reduced(p, out)
+                } else {
+                    out
+                };
+            }
+            assert!(2.0 * b <= BOUND, "{bits}-bit inverse, last level");
+            assert_eq!(fwd.iter().any(|&r| r), bits >= 49, "{bits}-bit forward");
+            assert_eq!(inv.iter().any(|&r| r), bits > 38, "{bits}-bit inverse");
+        }
+    }
+}
