@@ -30,7 +30,45 @@ use crate::ntt::Ntt;
 use crate::{Error, Result};
 
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod fma;
+#[cfg(target_arch = "x86_64")]
 mod ifma;
+
+/// `row ± a'·b mod q` (`a' = a`, or `a·c mod q` with a `scale` `c`) with
+/// AVX2 + FMA double-precision products (`true`), or nothing (`false`: no
+/// such CPU, or `q ≥ 2^50`; the caller's scalar loop runs).
+fn fma_mul_acc(
+    q: &Modulus,
+    subtract: bool,
+    row: &mut [u64],
+    a: &[u64],
+    scale: Option<u64>,
+    b: &[u64],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        fma::mul_acc_into(**q, subtract, row, a, scale, b)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (q, subtract, row, a, scale, b);
+        false
+    }
+}
+
+/// Whether the AVX2 + FMA row products run for every one of these primes
+/// (this CPU has AVX2 and FMA, and every prime is below 2^50).
+pub(crate) fn fma_covers(moduli: &[Modulus]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        fma::token().is_some() && moduli.iter().all(|q| **q < fma::MAX_PRIME)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = moduli;
+        false
+    }
+}
 
 /// `row ± a·b mod q` with AVX-512 IFMA when this CPU has it and `q < 2^50`
 /// (`true`), else nothing (`false`, the caller's scalar loop runs).
@@ -357,8 +395,9 @@ pub(crate) fn dot_const_rows_below(
 }
 
 /// `row[k] += (a[k]·c mod q)·b[k] mod q` (all below `q`) in one pass: with
-/// IFMA a 52-bit Shoup product and a Barrett product per lane, else
-/// fhe-math's constant-time products.
+/// IFMA a 52-bit Shoup product and a Barrett product per lane, with AVX2 +
+/// FMA two double-precision products, else fhe-math's constant-time
+/// products.
 pub(crate) fn scaled_mul_add_into(q: &Modulus, row: &mut [u64], a: &[u64], c: u64, b: &[u64]) {
     debug_assert!(a.len() == row.len() && b.len() == row.len());
     #[cfg(target_arch = "x86_64")]
@@ -366,6 +405,9 @@ pub(crate) fn scaled_mul_add_into(q: &Modulus, row: &mut [u64], a: &[u64], c: u6
         if ifma::scaled_mul_add_into(q, row, a, w, b) {
             return;
         }
+    }
+    if fma_mul_acc(q, false, row, a, Some(c), b) {
+        return;
     }
     dispatch(
         #[inline(always)]
@@ -420,7 +462,7 @@ pub(crate) fn sum_into(q: &Modulus, out: &mut [u64], rows: &[&[u64]]) -> Vec<boo
 /// `row[k] −= a[k]·b[k] mod q`, in one pass (no temporary vector).
 pub(crate) fn mul_sub_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) {
     debug_assert!(a.len() == row.len() && b.len() == row.len());
-    if ifma_mul_acc(q, true, row, a, b) {
+    if ifma_mul_acc(q, true, row, a, b) || fma_mul_acc(q, true, row, a, None, b) {
         return;
     }
     dispatch(
@@ -436,7 +478,7 @@ pub(crate) fn mul_sub_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) {
 /// `row[k] += a[k]·b[k] mod q`, in one pass (no temporary vector).
 pub(crate) fn mul_add_into(q: &Modulus, row: &mut [u64], a: &[u64], b: &[u64]) {
     debug_assert!(a.len() == row.len() && b.len() == row.len());
-    if ifma_mul_acc(q, false, row, a, b) {
+    if ifma_mul_acc(q, false, row, a, b) || fma_mul_acc(q, false, row, a, None, b) {
         return;
     }
     dispatch(
@@ -466,9 +508,10 @@ pub(crate) fn mul_shoup_add_into(q: &Modulus, acc: &mut [u64], a: &[u64], w: &[u
 
 /// The Shoup companions of a key matrix (rows of `N` modulo the primes of
 /// `ops`, [`shoup_vec`] row by row) for [`mul_key_add_into`], or nothing
-/// where [`ifma_covers`] the primes (the IFMA products need none).
+/// where [`ifma_covers`] or [`fma_covers`] the primes (those products need
+/// none).
 pub(crate) fn key_companions(ops: &RingOps, m: &[u64]) -> Vec<u64> {
-    if ifma_covers(&ops.moduli) {
+    if ifma_covers(&ops.moduli) || fma_covers(&ops.moduli) {
         return Vec::new();
     }
     m.chunks(ops.degree.max(1))
@@ -478,7 +521,7 @@ pub(crate) fn key_companions(ops: &RingOps, m: &[u64]) -> Vec<u64> {
 }
 
 /// `acc[k] += a[k]·w[k] mod q` for a key row `w` with its companions `ws`
-/// from [`key_companions`] (empty: the IFMA products).
+/// from [`key_companions`] (empty: the IFMA or FMA products).
 pub(crate) fn mul_key_add_into(q: &Modulus, acc: &mut [u64], a: &[u64], w: &[u64], ws: &[u64]) {
     match ws {
         [] => mul_add_into(q, acc, a, w),

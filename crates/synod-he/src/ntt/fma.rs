@@ -44,13 +44,7 @@ use core::arch::x86_64::{__m256d, __m256i};
 use pulp::cast;
 use pulp::x86::V3;
 
-/// `2^52`: the largest magnitude a value may reach between levels, and the
-/// bias that turns integers below it into `f64` bit patterns and back.
-const BOUND: f64 = 4_503_599_627_370_496.0;
-const BIAS_BITS: i64 = 0x4330_0000_0000_0000;
-
-/// Primes (exclusive) this transform supports.
-pub(crate) const MAX_PRIME: u64 = 1 << 50;
+use crate::kernels::fma::{Lanes, BOUND, MAX_PRIME};
 
 /// Where the transform reduces a level's outputs, from the bounds above.
 struct Schedule;
@@ -241,7 +235,7 @@ impl FmaNtt {
     #[inline(always)]
     fn forward_levels(&self, a: &mut [u64]) {
         let n = a.len();
-        let k = Kernel::new(self.simd, self.p, self.p_inv);
+        let k = Lanes::new(self.simd, self.p, self.p_inv);
         let r = |level| Self::reduces(&self.fwd_reduce, level);
         // Level `level` has half-width `t` and `m` groups, twiddles from `m`.
         let (mut t, mut m, mut level) = (n / 2, 1, 0);
@@ -319,7 +313,7 @@ impl FmaNtt {
     #[inline(always)]
     fn backward_levels(&self, a: &mut [u64]) {
         let n = a.len();
-        let k = Kernel::new(self.simd, self.p, self.p_inv);
+        let k = Lanes::new(self.simd, self.p, self.p_inv);
         let r = |level| Self::reduces(&self.inv_reduce, level);
         let levels = self.log_n as usize;
         let (r1, r2, r4) = (r(0), r(1), r(2));
@@ -416,93 +410,7 @@ fn quarters(block: &mut [u64]) -> [&mut [[u64; 4]]; 4] {
     ]
 }
 
-/// The vector operations, with the prime's constants in registers.
-#[derive(Clone, Copy)]
-struct Kernel {
-    simd: V3,
-    p: __m256d,
-    p_inv: __m256d,
-}
-
-impl Kernel {
-    #[inline(always)]
-    fn new(simd: V3, p: f64, p_inv: f64) -> Self {
-        Self {
-            simd,
-            p: simd.avx._mm256_set1_pd(p),
-            p_inv: simd.avx._mm256_set1_pd(p_inv),
-        }
-    }
-
-    #[inline(always)]
-    fn splat(self, x: f64) -> __m256d {
-        self.simd.avx._mm256_set1_pd(x)
-    }
-
-    /// Four values: `u64` residues below 2^52 when `from_int`, else the
-    /// `f64` bit patterns an earlier level stored.
-    #[inline(always)]
-    fn load(self, x: &[u64; 4], from_int: bool) -> __m256d {
-        let avx = self.simd.avx;
-        let bits: __m256i = cast(*x);
-        if from_int {
-            let biased = self
-                .simd
-                .avx2
-                ._mm256_or_si256(bits, avx._mm256_set1_epi64x(BIAS_BITS));
-            avx._mm256_sub_pd(avx._mm256_castsi256_pd(biased), avx._mm256_set1_pd(BOUND))
-        } else {
-            avx._mm256_castsi256_pd(bits)
-        }
-    }
-
-    /// Integers in `[0, 2^52)` as `u64` bit patterns.
-    #[inline(always)]
-    fn to_bits(self, x: __m256d) -> __m256i {
-        let avx = self.simd.avx;
-        let biased = avx._mm256_castpd_si256(avx._mm256_add_pd(x, avx._mm256_set1_pd(BOUND)));
-        self.simd
-            .avx2
-            ._mm256_xor_si256(biased, avx._mm256_set1_epi64x(BIAS_BITS))
-    }
-
-    #[inline(always)]
-    fn add(self, x: __m256d, y: __m256d) -> __m256d {
-        self.simd.avx._mm256_add_pd(x, y)
-    }
-
-    #[inline(always)]
-    fn sub(self, x: __m256d, y: __m256d) -> __m256d {
-        self.simd.avx._mm256_sub_pd(x, y)
-    }
-
-    /// `x·w − round(x·w/p)·p`, exact (module doc).
-    #[inline(always)]
-    fn mul(self, x: __m256d, w: __m256d) -> __m256d {
-        let (avx, fma) = (self.simd.avx, self.simd.fma);
-        let h = avx._mm256_mul_pd(x, w);
-        let l = fma._mm256_fmsub_pd(x, w, h);
-        let c = avx._mm256_round_pd::<0x08>(avx._mm256_mul_pd(h, self.p_inv));
-        avx._mm256_add_pd(fma._mm256_fnmadd_pd(c, self.p, h), l)
-    }
-
-    /// `x − round(x/p)·p`.
-    #[inline(always)]
-    fn reduce(self, x: __m256d) -> __m256d {
-        let (avx, fma) = (self.simd.avx, self.simd.fma);
-        let c = avx._mm256_round_pd::<0x08>(avx._mm256_mul_pd(x, self.p_inv));
-        fma._mm256_fnmadd_pd(c, self.p, x)
-    }
-
-    /// The residue in `[0, p)`.
-    #[inline(always)]
-    fn canonical(self, x: __m256d) -> __m256d {
-        let avx = self.simd.avx;
-        let r = self.reduce(x);
-        let negative = avx._mm256_cmp_pd::<0x11>(r, avx._mm256_setzero_pd());
-        avx._mm256_add_pd(r, avx._mm256_and_pd(negative, self.p))
-    }
-
+impl Lanes {
     /// Cooley–Tukey: `(u + v·w, u − v·w)`.
     #[inline(always)]
     fn ct(self, u: __m256d, v: __m256d, w: __m256d, reduce: bool) -> (__m256d, __m256d) {

@@ -1,0 +1,281 @@
+//! Modular arithmetic on four residues at a time in double precision with
+//! AVX2 and FMA, for primes below 2^50 on CPUs without AVX-512 IFMA (where
+//! the [`super::ifma`] kernels take these products).
+//!
+//! Every residue below 2^50 is an exact `f64`, and a product's remainder
+//! comes from two FMA instructions: van der Hoeven, Lecerf and Quintin's
+//! modular multiplication ("Modular SIMD arithmetic in Mathemagix", ACM
+//! TOMS 43(1), 2016, §3). For exact integers `x`, `w`:
+//!
+//! ```text
+//! h = fl(x·w)            l = fma(x, w, −h)        (x·w = h + l exactly)
+//! c = round(fl(h·(1/p)))                          (the quotient, nearly)
+//! r = fma(−c, p, h) + l                           (= x·w − c·p, exactly)
+//! ```
+//!
+//! The three roundings of `c`'s estimate cost at most `3.01·2^-53·|x·w/p|`,
+//! so for `|x| ≤ B` and `0 ≤ w < p`, `|r| ≤ p·(1/2 + 3.01·2^-53·B)`, about
+//! `p/2`: a signed, nearly reduced residue. `x·w − c·p` is an integer below
+//! `2^53` whenever `B ≤ 2^52`, so the FMA and the addition are exact.
+//! [`Lanes::canonical`] brings any `|x| ≤ 2^52` to `[0, p)`, so the row
+//! kernels here return the same residues as the scalar code (tested).
+//!
+//! Every instruction takes the same time whatever the values (no branches;
+//! every value is an integer, so no subnormal numbers), so secret rows may
+//! pass through.
+
+use core::arch::x86_64::{__m256d, __m256i};
+
+use pulp::cast;
+use pulp::x86::V3;
+
+/// `2^52`: the largest magnitude an operand may have, and the bias that
+/// turns integers below it into `f64` bit patterns and back.
+pub(crate) const BOUND: f64 = 4_503_599_627_370_496.0;
+const BIAS_BITS: i64 = 0x4330_0000_0000_0000;
+
+/// Primes (exclusive) these kernels support.
+pub(crate) const MAX_PRIME: u64 = 1 << 50;
+
+/// The AVX2 + FMA token, if this CPU has both.
+pub(crate) fn token() -> Option<V3> {
+    V3::try_new()
+}
+
+/// The vector operations, with the prime's constants in registers.
+#[derive(Clone, Copy)]
+pub(crate) struct Lanes {
+    pub(crate) simd: V3,
+    p: __m256d,
+    p_inv: __m256d,
+}
+
+impl Lanes {
+    #[inline(always)]
+    pub(crate) fn new(simd: V3, p: f64, p_inv: f64) -> Self {
+        Self {
+            simd,
+            p: simd.avx._mm256_set1_pd(p),
+            p_inv: simd.avx._mm256_set1_pd(p_inv),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn splat(self, x: f64) -> __m256d {
+        self.simd.avx._mm256_set1_pd(x)
+    }
+
+    /// Four values: `u64` residues below 2^52 when `from_int`, else the
+    /// `f64` bit patterns an earlier level stored.
+    #[inline(always)]
+    pub(crate) fn load(self, x: &[u64; 4], from_int: bool) -> __m256d {
+        let avx = self.simd.avx;
+        let bits: __m256i = cast(*x);
+        if from_int {
+            let biased = self
+                .simd
+                .avx2
+                ._mm256_or_si256(bits, avx._mm256_set1_epi64x(BIAS_BITS));
+            avx._mm256_sub_pd(avx._mm256_castsi256_pd(biased), avx._mm256_set1_pd(BOUND))
+        } else {
+            avx._mm256_castsi256_pd(bits)
+        }
+    }
+
+    /// Integers in `[0, 2^52)` as `u64` bit patterns.
+    #[inline(always)]
+    pub(crate) fn to_bits(self, x: __m256d) -> __m256i {
+        let avx = self.simd.avx;
+        let biased = avx._mm256_castpd_si256(avx._mm256_add_pd(x, avx._mm256_set1_pd(BOUND)));
+        self.simd
+            .avx2
+            ._mm256_xor_si256(biased, avx._mm256_set1_epi64x(BIAS_BITS))
+    }
+
+    #[inline(always)]
+    pub(crate) fn add(self, x: __m256d, y: __m256d) -> __m256d {
+        self.simd.avx._mm256_add_pd(x, y)
+    }
+
+    #[inline(always)]
+    pub(crate) fn sub(self, x: __m256d, y: __m256d) -> __m256d {
+        self.simd.avx._mm256_sub_pd(x, y)
+    }
+
+    /// `x·w − round(x·w/p)·p`, exact (module doc).
+    #[inline(always)]
+    pub(crate) fn mul(self, x: __m256d, w: __m256d) -> __m256d {
+        let (avx, fma) = (self.simd.avx, self.simd.fma);
+        let h = avx._mm256_mul_pd(x, w);
+        let l = fma._mm256_fmsub_pd(x, w, h);
+        let c = avx._mm256_round_pd::<0x08>(avx._mm256_mul_pd(h, self.p_inv));
+        avx._mm256_add_pd(fma._mm256_fnmadd_pd(c, self.p, h), l)
+    }
+
+    /// `x − round(x/p)·p`.
+    #[inline(always)]
+    pub(crate) fn reduce(self, x: __m256d) -> __m256d {
+        let (avx, fma) = (self.simd.avx, self.simd.fma);
+        let c = avx._mm256_round_pd::<0x08>(avx._mm256_mul_pd(x, self.p_inv));
+        fma._mm256_fnmadd_pd(c, self.p, x)
+    }
+
+    /// The residue in `[0, p)`.
+    #[inline(always)]
+    pub(crate) fn canonical(self, x: __m256d) -> __m256d {
+        let avx = self.simd.avx;
+        let r = self.reduce(x);
+        let negative = avx._mm256_cmp_pd::<0x11>(r, avx._mm256_setzero_pd());
+        avx._mm256_add_pd(r, avx._mm256_and_pd(negative, self.p))
+    }
+}
+
+/// `row[k] ± a'[k]·b[k] mod q` where `a' = a` or, with `scale` `c`,
+/// `a' = a·c mod q`; `false` (nothing written) without AVX2 + FMA, for
+/// `q ≥ 2^50` or slices of different lengths. Inputs below `q`.
+pub(crate) fn mul_acc_into(
+    q: u64,
+    subtract: bool,
+    row: &mut [u64],
+    a: &[u64],
+    scale: Option<u64>,
+    b: &[u64],
+) -> bool {
+    let Some(simd) = token() else {
+        return false;
+    };
+    if !(3..MAX_PRIME).contains(&q) || a.len() != row.len() || b.len() != row.len() {
+        return false;
+    }
+    if scale.is_some_and(|c| c >= q) {
+        return false;
+    }
+    simd.vectorize(MulAcc {
+        lanes: Lanes::new(simd, q as f64, 1.0 / q as f64),
+        q,
+        subtract,
+        row,
+        a,
+        scale,
+        b,
+    });
+    true
+}
+
+/// [`mul_acc_into`] as pulp's vectorised operation (a struct, not a
+/// closure: a closure's `call_once` shim is only an inlining hint, and an
+/// intrinsic left out of line is a function call per instruction).
+struct MulAcc<'a> {
+    lanes: Lanes,
+    q: u64,
+    subtract: bool,
+    row: &'a mut [u64],
+    a: &'a [u64],
+    scale: Option<u64>,
+    b: &'a [u64],
+}
+
+impl pulp::NullaryFnOnce for MulAcc<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        let Self {
+            lanes: k,
+            q,
+            subtract,
+            row,
+            a,
+            scale,
+            b,
+        } = self;
+        let (row4, row_tail) = pulp::as_arrays_mut::<4, u64>(row);
+        let (a4, a_tail) = pulp::as_arrays::<4, u64>(a);
+        let (b4, b_tail) = pulp::as_arrays::<4, u64>(b);
+        let c = k.splat(scale.unwrap_or(0) as f64);
+        for ((r, x), y) in row4.iter_mut().zip(a4).zip(b4) {
+            let mut x = k.load(x, true);
+            if scale.is_some() {
+                x = k.mul(x, c);
+            }
+            let xy = k.mul(x, k.load(y, true));
+            let r0 = k.load(r, true);
+            let s = if subtract {
+                k.sub(r0, xy)
+            } else {
+                k.add(r0, xy)
+            };
+            *r = cast(k.to_bits(k.canonical(s)));
+        }
+        let m = |x: u64, y: u64| (u128::from(x) * u128::from(y) % u128::from(q)) as u64;
+        for ((r, &x), &y) in row_tail.iter_mut().zip(a_tail).zip(b_tail) {
+            let x = scale.map_or(x, |c| m(x, c));
+            let xy = m(x, y);
+            *r = if subtract {
+                (*r + q - xy) % q
+            } else {
+                (*r + xy) % q
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use fhe_math::zq::Modulus;
+    use rand::SeedableRng;
+
+    /// Row products, plain and scaled, adding and subtracting, equal
+    /// fhe-math's scalar ones, on random and extreme residues, for primes
+    /// of 30 to 50 bits and lengths with a tail.
+    #[test]
+    fn row_products_match_the_scalar_ones() {
+        if token().is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs on AVX2 + FMA CPUs"
+            );
+            return;
+        }
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        for q in [
+            (1u64 << 30) - 35,
+            (1u64 << 44) - 21,
+            (1u64 << 49) - 81,
+            (1u64 << 50) - 27,
+        ] {
+            let m = Modulus::new(q).unwrap();
+            for len in [0usize, 3, 64, 1027] {
+                let rows = [m.random_vec(len, &mut rng), vec![q - 1; len], vec![0; len]];
+                for (a, b, r) in [(0, 1, 2), (1, 1, 1), (1, 1, 2), (0, 0, 0), (2, 1, 0)] {
+                    let (a, b, r) = (&rows[a], &rows[b], &rows[r]);
+                    for scale in [None, Some(q - 1), Some(m.random_vec(1, &mut rng)[0])] {
+                        for subtract in [false, true] {
+                            let mut ours = r.clone();
+                            assert!(
+                                mul_acc_into(q, subtract, &mut ours, a, scale, b),
+                                "q {q} len {len}"
+                            );
+                            let theirs: Vec<u64> = r
+                                .iter()
+                                .zip(a)
+                                .zip(b)
+                                .map(|((&r, &x), &y)| {
+                                    let x = scale.map_or(x, |c| m.mul(x, c));
+                                    if subtract {
+                                        m.sub(r, m.mul(x, y))
+                                    } else {
+                                        m.add(r, m.mul(x, y))
+                                    }
+                                })
+                                .collect();
+                            assert_eq!(ours, theirs, "q {q}, len {len}, {scale:?}, {subtract}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
