@@ -330,6 +330,19 @@ pub(crate) fn ifma_covers(moduli: &[Modulus]) -> bool {
     has_ifma() && moduli.iter().all(|q| **q < IFMA_MAX_PRIME)
 }
 
+/// Whether [`dot_const_rows`] and [`dot_const_rows_below`] have a vector
+/// kernel on this CPU (IFMA, or AVX2 + FMA).
+pub(crate) fn has_vector_dots() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        has_ifma() || fma::token().is_some()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Whether the IFMA kernels run on this CPU (AVX-512 IFMA, detected once).
 pub(crate) fn has_ifma() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -342,13 +355,14 @@ pub(crate) fn has_ifma() -> bool {
     }
 }
 
-/// `out[k] = Σ_i rows[i][k]·consts[i] mod p` with IFMA (`rows[i][k] < 2^52`,
-/// `p < 2^50`, slices as long as `out`): the exact residue. `false`
-/// (nothing done) without IFMA or with a shape it does not take.
+/// `out[k] = Σ_i rows[i][k]·consts[i] mod p` with IFMA, else with AVX2 +
+/// FMA (`rows[i][k] < 2^52`, `p < 2^50`, slices as long as `out`): the
+/// exact residue. `false` (nothing done) without either or with a shape
+/// they do not take.
 pub(crate) fn dot_const_rows(p: u64, out: &mut [u64], rows: &[&[u64]], consts: &[Shoup52]) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        ifma::dot_const_rows(p, out, rows, consts)
+        ifma::dot_const_rows(p, out, rows, consts) || fma::dot_const_rows(p, out, rows, consts)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -374,8 +388,9 @@ pub(crate) fn sums_lazily(p: u64, consts: &[Shoup52], bounds: &[u64]) -> bool {
 
 /// [`dot_const_rows`] for rows known to lie below `bounds` (one per row):
 /// reduced once per value instead of once per product where the bounds
-/// allow it (see the IFMA kernel). `false` (nothing done) without IFMA or
-/// with a shape it does not take.
+/// allow it (see the IFMA kernel; the FMA kernel reduces every second
+/// product whatever the bounds). `false` (nothing done) without IFMA or
+/// AVX2 + FMA, or with a shape they do not take.
 pub(crate) fn dot_const_rows_below(
     p: u64,
     out: &mut [u64],
@@ -386,6 +401,7 @@ pub(crate) fn dot_const_rows_below(
     #[cfg(target_arch = "x86_64")]
     {
         ifma::dot_const_rows_below(p, out, rows, consts, bounds)
+            || fma::dot_const_rows(p, out, rows, consts)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

@@ -28,9 +28,11 @@
 //! halves and reduced once where the rows' bounds keep the sum below
 //! `2^(b+51)` (`kernels::dot_const_rows_below`: the conversion into the
 //! 50-bit extension primes and the scaling), else product by product in
-//! Shoup's form; the floating-point sums are taken in the same order as the
-//! scalar code, so the results are the same bits (tested against the scalar
-//! path and against big integers).
+//! Shoup's form. On CPUs with AVX2 and FMA but no IFMA the same row sums
+//! run on four coefficients at a time in double precision
+//! (`kernels::fma`). Either way the floating-point sums are taken in the
+//! same order as the scalar code, so the results are the same bits (tested
+//! against the scalar path and against big integers).
 //!
 //! Every operand here is public (ciphertexts and key material that is
 //! published anyway), so variable-time code is acceptable. Tests check both
@@ -39,7 +41,7 @@
 use num_bigint::BigUint;
 use num_traits::{One, ToPrimitive, Zero};
 
-use crate::kernels::{dot_const_rows, dot_const_rows_below, has_ifma, Shoup52};
+use crate::kernels::{dot_const_rows, dot_const_rows_below, has_vector_dots, Shoup52};
 use crate::{Error, Result};
 
 /// A prime with the constants for Barrett reduction of 128-bit values and
@@ -201,7 +203,7 @@ pub(crate) struct BaseConverter {
     row_bounds: Vec<u64>,
     /// The same constants for the IFMA kernels, when this CPU has them and
     /// every prime is below 2^50.
-    ifma: Option<ConvertConsts>,
+    vector: Option<ConvertConsts>,
 }
 
 /// [`BaseConverter`]'s constants as [`Shoup52`]s: `[(Q/q_i)^{-1}]_{q_i}` per
@@ -239,7 +241,7 @@ impl BaseConverter {
         let neg_q: Vec<u64> = to.iter().map(|&pj| (pj - residue(&q, pj)) % pj).collect();
         let hat: Vec<Vec<u64>> = hat;
         let hat_inv: Vec<(u64, u64)> = hat_inv;
-        let ifma = has_ifma()
+        let vector = has_vector_dots()
             .then(|| {
                 Some(ConvertConsts {
                     hat_inv: from
@@ -272,7 +274,7 @@ impl BaseConverter {
             to: primes(to)?,
             hat,
             neg_q,
-            ifma,
+            vector,
         })
     }
 
@@ -300,7 +302,7 @@ impl BaseConverter {
         {
             if !dot_const_rows(pr.p, y, &[x], &[w]) {
                 return Err(Error::Parameters(
-                    "internal: IFMA conversion refused".into(),
+                    "internal: vector conversion refused".into(),
                 ));
             }
             for (v, &y) in v.iter_mut().zip(y.iter()) {
@@ -315,7 +317,7 @@ impl BaseConverter {
         for (o, (pj, consts)) in out.iter_mut().zip(self.to.iter().zip(&c.hat)) {
             if !dot_const_rows_below(pj.p, o, &rows, consts, &self.row_bounds) {
                 return Err(Error::Parameters(
-                    "internal: IFMA conversion refused".into(),
+                    "internal: vector conversion refused".into(),
                 ));
             }
         }
@@ -332,7 +334,7 @@ impl BaseConverter {
     ) -> Result<()> {
         crate::kernels::dispatch(
             #[inline(always)]
-            || match &self.ifma {
+            || match &self.vector {
                 Some(c) => self.convert_rows(c, input, out, scratch),
                 None => self.convert_block(input, out, scratch),
             },
@@ -411,7 +413,7 @@ pub(crate) struct ScaleDown {
     /// Per prime of `P`, for the IFMA kernels (when this CPU has them and
     /// every prime of `P` is below 2^50): `whole`'s constants, then the
     /// own-residue factor, then 1 (for the rounded fraction sum).
-    ifma: Option<Vec<Vec<Shoup52>>>,
+    vector: Option<Vec<Vec<Shoup52>>>,
     /// Per prime `p_j` of `P`, exclusive bounds on the rows of its output
     /// sum: a residue `x < q_i` splits into `x >> s_i` and `x mod 2^{s_i}`;
     /// the own residue is below `p_j`; the rounded sum of the halves'
@@ -466,7 +468,7 @@ impl ScaleDown {
         let halves = split.iter().map(|&(s, _, _)| s).max().unwrap_or(64);
         let whole: Vec<Vec<u64>> = whole;
         let own: Vec<(u64, u64)> = own;
-        let ifma = (has_ifma() && halves < 52)
+        let vector = (has_vector_dots() && halves < 52)
             .then(|| {
                 p.iter()
                     .zip(whole.iter().zip(&own))
@@ -496,7 +498,7 @@ impl ScaleDown {
             p: p_primes,
             whole,
             own,
-            ifma,
+            vector,
         })
     }
 
@@ -547,7 +549,7 @@ impl ScaleDown {
             rows.push(own);
             rows.push(rounded);
             if !dot_const_rows_below(pj.p, o, &rows, c, bounds) {
-                return Err(Error::Parameters("internal: IFMA scaling refused".into()));
+                return Err(Error::Parameters("internal: vector scaling refused".into()));
             }
         }
         Ok(())
@@ -563,7 +565,7 @@ impl ScaleDown {
     ) -> Result<()> {
         crate::kernels::dispatch(
             #[inline(always)]
-            || match &self.ifma {
+            || match &self.vector {
                 Some(c) => self.scale_rows(c, input, out, scratch),
                 None => self.scale_block(input, out, scratch),
             },
@@ -827,11 +829,11 @@ mod tests {
             let p = ntt_primes(bits_p, m, &q);
             let conv = BaseConverter::new(&q, &p).unwrap();
             assert_eq!(
-                conv.ifma.is_some(),
-                has_ifma() && bits_q <= 50 && bits_p <= 50
+                conv.vector.is_some(),
+                has_vector_dots() && bits_q <= 50 && bits_p <= 50
             );
             let mut scalar = BaseConverter::new(&q, &p).unwrap();
-            scalar.ifma = None;
+            scalar.vector = None;
             [(q.clone(), p.clone(), conv), (q, p, scalar)]
         });
         for (q, p, conv) in convs {
@@ -889,7 +891,7 @@ mod tests {
             let q = ntt_primes(bits_q, k, &[]);
             let p = ntt_primes(bits_p, m, &q);
             let scale = ScaleDown::new(&q, &p, t).unwrap();
-            assert_eq!(scale.ifma.is_some(), has_ifma() && bits_p <= 50);
+            assert_eq!(scale.vector.is_some(), has_vector_dots() && bits_p <= 50);
             let (big_q, big_p) = (product(&q), product(&p));
             let qp = &big_q * &big_p;
             let qp_all: Vec<u64> = q.iter().chain(&p).copied().collect();
@@ -906,7 +908,7 @@ mod tests {
                 .scale(&refs, &mut outs, &mut Scratch::default())
                 .unwrap();
             let mut scalar = ScaleDown::new(&q, &p, t).unwrap();
-            scalar.ifma = None;
+            scalar.vector = None;
             let mut out_scalar = vec![vec![0u64; xs.len()]; m];
             let mut outs: Vec<&mut [u64]> =
                 out_scalar.iter_mut().map(|r| r.as_mut_slice()).collect();
@@ -979,7 +981,7 @@ mod tests {
     #[test]
     fn the_product_sums_its_conversion_and_scaling_lazily() {
         use crate::kernels::sums_lazily;
-        if !has_ifma() {
+        if !crate::kernels::has_ifma() {
             eprintln!("no IFMA here: the once-reduced sums were not checked");
             return;
         }
@@ -994,7 +996,7 @@ mod tests {
                 .unwrap()
                 .extension_primes();
             let conv = BaseConverter::new(&q, &p).unwrap();
-            let consts = conv.ifma.as_ref().unwrap();
+            let consts = conv.vector.as_ref().unwrap();
             let lazy = p
                 .iter()
                 .zip(&consts.hat)
@@ -1003,7 +1005,7 @@ mod tests {
             let down = ScaleDown::new(&q, &p, params.plaintext()).unwrap();
             for ((&pj, c), b) in p
                 .iter()
-                .zip(down.ifma.as_ref().unwrap())
+                .zip(down.vector.as_ref().unwrap())
                 .zip(&down.row_bounds)
             {
                 assert!(sums_lazily(pj, c, b), "{set:?}");

@@ -29,6 +29,8 @@ use core::arch::x86_64::{__m256d, __m256i};
 use pulp::cast;
 use pulp::x86::V3;
 
+use super::Shoup52;
+
 /// `2^52`: the largest magnitude an operand may have, and the bias that
 /// turns integers below it into `f64` bit patterns and back.
 pub(crate) const BOUND: f64 = 4_503_599_627_370_496.0;
@@ -220,6 +222,82 @@ impl pulp::NullaryFnOnce for MulAcc<'_> {
     }
 }
 
+/// `out[k] = Σ_i rows[i][k]·consts[i] mod p` (`rows[i][k] < 2^52`, every
+/// row as long as `out`), canonical; `false` (nothing written) without
+/// AVX2 + FMA, for `p ≥ 2^50` or rows of other lengths or number. Each
+/// product is nearly reduced (below `2p` in magnitude for inputs below
+/// 2^52), and the sum is reduced after every second product, so it stays
+/// below `2^52`.
+pub(crate) fn dot_const_rows(p: u64, out: &mut [u64], rows: &[&[u64]], consts: &[Shoup52]) -> bool {
+    let Some(simd) = token() else {
+        return false;
+    };
+    if !(3..MAX_PRIME).contains(&p)
+        || rows.len() != consts.len()
+        || rows.iter().any(|r| r.len() != out.len())
+        || consts.iter().any(|c| c.w >= p)
+    {
+        return false;
+    }
+    simd.vectorize(Dot {
+        lanes: Lanes::new(simd, p as f64, 1.0 / p as f64),
+        p,
+        out,
+        rows,
+        consts,
+    });
+    true
+}
+
+/// [`dot_const_rows`] as pulp's vectorised operation (see [`MulAcc`]).
+struct Dot<'a> {
+    lanes: Lanes,
+    p: u64,
+    out: &'a mut [u64],
+    rows: &'a [&'a [u64]],
+    consts: &'a [Shoup52],
+}
+
+impl pulp::NullaryFnOnce for Dot<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        let Self {
+            lanes: k,
+            p,
+            out,
+            rows,
+            consts,
+        } = self;
+        let (out4, out_tail) = pulp::as_arrays_mut::<4, u64>(out);
+        let rows4: Vec<&[[u64; 4]]> = rows
+            .iter()
+            .map(|r| pulp::as_arrays::<4, u64>(r).0)
+            .collect();
+        let weights: Vec<f64> = consts.iter().map(|c| c.w as f64).collect();
+        for (c, o) in out4.iter_mut().enumerate() {
+            let mut acc = k.splat(0.0);
+            for (i, (row, &w)) in rows4.iter().zip(&weights).enumerate() {
+                let x = row.get(c).map_or(k.splat(0.0), |x| k.load(x, true));
+                acc = k.add(acc, k.mul(x, k.splat(w)));
+                if i % 2 == 1 {
+                    acc = k.reduce(acc);
+                }
+            }
+            *o = cast(k.to_bits(k.canonical(acc)));
+        }
+        let done = out4.len() * 4;
+        for (j, o) in out_tail.iter_mut().enumerate() {
+            let sum = rows.iter().zip(consts).fold(0u128, |acc, (row, c)| {
+                let x = row.get(done + j).copied().unwrap_or(0);
+                (acc + u128::from(x) * u128::from(c.w)) % u128::from(p)
+            });
+            *o = sum as u64;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -273,6 +351,49 @@ mod tests {
                                 .collect();
                             assert_eq!(ours, theirs, "q {q}, len {len}, {scale:?}, {subtract}");
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Constant dots equal the exact sums, for rows up to 2^52 and up to
+    /// fourteen terms, with and without a tail.
+    #[test]
+    fn constant_dots_match_exact_sums() {
+        if token().is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs on AVX2 + FMA CPUs"
+            );
+            return;
+        }
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(10);
+        for p in [(1u64 << 44) - 21, (1u64 << 50) - 27] {
+            let m = Modulus::new(p).unwrap();
+            for terms in [1usize, 2, 5, 14] {
+                for len in [7usize, 64] {
+                    let rows: Vec<Vec<u64>> = (0..terms)
+                        .map(|i| match i % 3 {
+                            0 => vec![(1 << 52) - 1; len],
+                            1 => m.random_vec(len, &mut rng),
+                            _ => vec![p - 1; len],
+                        })
+                        .collect();
+                    let ws = m.random_vec(terms, &mut rng);
+                    let consts: Vec<Shoup52> = ws
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &w)| Shoup52::new(if i == 0 { p - 1 } else { w }, p).unwrap())
+                        .collect();
+                    let refs: Vec<&[u64]> = rows.iter().map(Vec::as_slice).collect();
+                    let mut out = vec![0; len];
+                    assert!(dot_const_rows(p, &mut out, &refs, &consts));
+                    for (c, &o) in out.iter().enumerate() {
+                        let exact = rows.iter().zip(&consts).fold(0u128, |acc, (r, w)| {
+                            acc + u128::from(r[c]) * u128::from(w.w)
+                        }) % u128::from(p);
+                        assert_eq!(u128::from(o), exact, "p {p}, {terms} terms, column {c}");
                     }
                 }
             }
