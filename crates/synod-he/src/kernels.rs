@@ -89,8 +89,8 @@ fn ifma_mul_acc(q: &Modulus, subtract: bool, row: &mut [u64], a: &[u64], b: &[u6
 }
 
 /// `acc0 += Σ_g x[g]⊙w0[g]`, `acc1 += Σ_g x[g]⊙w1[g]` modulo `q` in one
-/// IFMA pass, reduced lazily (`true`), or nothing (`false`: the caller takes
-/// the products one at a time). All values below `q`; every row as long as
+/// IFMA pass, reduced lazily, or one AVX2 + FMA pass (`true`), or nothing
+/// (`false`: the caller takes the products one at a time). All values below `q`; every row as long as
 /// the accumulators, and as many rows of each.
 pub(crate) fn dot2_add_into(
     q: &Modulus,
@@ -103,6 +103,7 @@ pub(crate) fn dot2_add_into(
     #[cfg(target_arch = "x86_64")]
     {
         ifma::dot2_add_into(q, acc0, acc1, x, w0, w1)
+            || fma::dot2_add_into(**q, acc0, acc1, x, w0, w1)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

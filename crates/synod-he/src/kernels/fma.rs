@@ -271,10 +271,7 @@ impl pulp::NullaryFnOnce for Dot<'_> {
             consts,
         } = self;
         let (out4, out_tail) = pulp::as_arrays_mut::<4, u64>(out);
-        let rows4: Vec<&[[u64; 4]]> = rows
-            .iter()
-            .map(|r| pulp::as_arrays::<4, u64>(r).0)
-            .collect();
+        let rows4 = quads(rows);
         let weights: Vec<f64> = consts.iter().map(|c| c.w as f64).collect();
         for (c, o) in out4.iter_mut().enumerate() {
             let mut acc = k.splat(0.0);
@@ -294,6 +291,107 @@ impl pulp::NullaryFnOnce for Dot<'_> {
                 (acc + u128::from(x) * u128::from(c.w)) % u128::from(p)
             });
             *o = sum as u64;
+        }
+    }
+}
+
+/// `acc0 += Σ_g x[g]⊙w0[g]`, `acc1 += Σ_g x[g]⊙w1[g]` modulo `q` in one
+/// pass (the key switch's products with both key halves): each sum is held
+/// in a register and reduced after every second product, and written once.
+/// `false` (nothing written) without AVX2 + FMA, for `q ≥ 2^50` or rows
+/// of other lengths or number. All values below `q`.
+pub(crate) fn dot2_add_into(
+    q: u64,
+    acc0: &mut [u64],
+    acc1: &mut [u64],
+    x: &[&[u64]],
+    w0: &[&[u64]],
+    w1: &[&[u64]],
+) -> bool {
+    let Some(simd) = token() else {
+        return false;
+    };
+    let n = acc0.len();
+    if !(3..MAX_PRIME).contains(&q)
+        || acc1.len() != n
+        || w0.len() != x.len()
+        || w1.len() != x.len()
+        || x.iter().chain(w0).chain(w1).any(|r| r.len() != n)
+    {
+        return false;
+    }
+    simd.vectorize(Dot2 {
+        lanes: Lanes::new(simd, q as f64, 1.0 / q as f64),
+        q,
+        acc0,
+        acc1,
+        x,
+        w0,
+        w1,
+    });
+    true
+}
+
+/// Rows as arrays of four (tails left out).
+#[inline(always)]
+fn quads<'a>(rows: &[&'a [u64]]) -> Vec<&'a [[u64; 4]]> {
+    rows.iter()
+        .map(|r| pulp::as_arrays::<4, u64>(r).0)
+        .collect()
+}
+
+/// [`dot2_add_into`] as pulp's vectorised operation (see [`MulAcc`]).
+struct Dot2<'a> {
+    lanes: Lanes,
+    q: u64,
+    acc0: &'a mut [u64],
+    acc1: &'a mut [u64],
+    x: &'a [&'a [u64]],
+    w0: &'a [&'a [u64]],
+    w1: &'a [&'a [u64]],
+}
+
+impl pulp::NullaryFnOnce for Dot2<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        let Self {
+            lanes: k,
+            q,
+            acc0,
+            acc1,
+            x,
+            w0,
+            w1,
+        } = self;
+        let (x4, w04, w14) = (quads(x), quads(w0), quads(w1));
+        let (a04, tail0) = pulp::as_arrays_mut::<4, u64>(acc0);
+        let (a14, tail1) = pulp::as_arrays_mut::<4, u64>(acc1);
+        for (c, (a0, a1)) in a04.iter_mut().zip(a14.iter_mut()).enumerate() {
+            let (mut s0, mut s1) = (k.load(a0, true), k.load(a1, true));
+            for (g, ((xr, w0r), w1r)) in x4.iter().zip(&w04).zip(&w14).enumerate() {
+                let (Some(xv), Some(u), Some(v)) = (xr.get(c), w0r.get(c), w1r.get(c)) else {
+                    continue;
+                };
+                let xv = k.load(xv, true);
+                s0 = k.add(s0, k.mul(xv, k.load(u, true)));
+                s1 = k.add(s1, k.mul(xv, k.load(v, true)));
+                if g % 2 == 1 {
+                    (s0, s1) = (k.reduce(s0), k.reduce(s1));
+                }
+            }
+            *a0 = cast(k.to_bits(k.canonical(s0)));
+            *a1 = cast(k.to_bits(k.canonical(s1)));
+        }
+        let done = a04.len() * 4;
+        let m = |a: u64, b: u64| u128::from(a) * u128::from(b);
+        for (j, (t0, t1)) in tail0.iter_mut().zip(tail1.iter_mut()).enumerate() {
+            let at = |r: &&[u64]| r.get(done + j).copied().unwrap_or(0);
+            for ((xr, u), v) in x.iter().zip(w0).zip(w1) {
+                *t0 = ((u128::from(*t0) + m(at(xr), at(u))) % u128::from(q)) as u64;
+                *t1 = ((u128::from(*t1) + m(at(xr), at(v))) % u128::from(q)) as u64;
+            }
         }
     }
 }
@@ -394,6 +492,64 @@ mod tests {
                             acc + u128::from(r[c]) * u128::from(w.w)
                         }) % u128::from(p);
                         assert_eq!(u128::from(o), exact, "p {p}, {terms} terms, column {c}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn refs(m: &[Vec<u64>]) -> Vec<&[u64]> {
+        m.iter().map(Vec::as_slice).collect()
+    }
+
+    /// The key switch's double dot product equals the products added one by
+    /// one, for 1 to 7 digits, at the extremes and on random residues.
+    #[test]
+    fn double_dots_match_the_products_one_by_one() {
+        if token().is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs on AVX2 + FMA CPUs"
+            );
+            return;
+        }
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+        for q in [(1u64 << 44) - 21, (1u64 << 50) - 27] {
+            let m = Modulus::new(q).unwrap();
+            for digits in [1usize, 2, 7] {
+                for len in [6usize, 64] {
+                    let draw = |rng: &mut rand_chacha::ChaCha20Rng, extreme: bool| {
+                        if extreme {
+                            vec![q - 1; len]
+                        } else {
+                            m.random_vec(len, rng)
+                        }
+                    };
+                    for extreme in [false, true] {
+                        let x: Vec<Vec<u64>> =
+                            (0..digits).map(|_| draw(&mut rng, extreme)).collect();
+                        let w0: Vec<Vec<u64>> =
+                            (0..digits).map(|_| draw(&mut rng, extreme)).collect();
+                        let w1: Vec<Vec<u64>> =
+                            (0..digits).map(|_| draw(&mut rng, false)).collect();
+                        let (a0, a1) = (draw(&mut rng, extreme), draw(&mut rng, false));
+                        let (mut o0, mut o1) = (a0.clone(), a1.clone());
+                        assert!(dot2_add_into(
+                            q,
+                            &mut o0,
+                            &mut o1,
+                            &refs(&x),
+                            &refs(&w0),
+                            &refs(&w1)
+                        ));
+                        let (mut e0, mut e1) = (a0, a1);
+                        for g in 0..digits {
+                            for c in 0..len {
+                                e0[c] = m.add(e0[c], m.mul(x[g][c], w0[g][c]));
+                                e1[c] = m.add(e1[c], m.mul(x[g][c], w1[g][c]));
+                            }
+                        }
+                        assert_eq!((o0, o1), (e0, e1), "q {q}, {digits} digits, len {len}");
                     }
                 }
             }
