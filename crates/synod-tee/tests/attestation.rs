@@ -14,7 +14,23 @@ use std::path::PathBuf;
 use synod_tee::verify::{dcap, snp, verify_evidence};
 use synod_tee::{Claims, EnclaveKind, Error, Evidence, Policy, ReportData, TcbStatus, UnixTime};
 
-/// The source directory of a dependency, from `cargo metadata`.
+/// The host's target triple, from `rustc -vV`.
+fn host_triple() -> String {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = std::process::Command::new(rustc)
+        .arg("-vV")
+        .output()
+        .expect("rustc -vV runs");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .expect("rustc -vV names the host")
+}
+
+/// The source directory of a dependency, from `cargo metadata`. Offline and
+/// for this host only: the resolve also holds other platforms' packages
+/// (Windows console crates, say), whose sources a fresh cache lacks.
 fn package_dir(name: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
@@ -24,6 +40,8 @@ fn package_dir(name: &str) -> PathBuf {
             "--format-version",
             "1",
             "--offline",
+            "--filter-platform",
+            &host_triple(),
             "--manifest-path",
             manifest,
         ])
