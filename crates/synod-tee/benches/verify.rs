@@ -10,38 +10,15 @@
     missing_docs
 )]
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+#[path = "../tests/samples/mod.rs"]
+mod samples;
+
+use samples::package_dir;
 
 use synod_tee::verify::{dcap, snp};
 use synod_tee::UnixTime;
-
-fn package_dir(name: &str) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-    let out = std::process::Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--offline",
-            "--manifest-path",
-            manifest,
-        ])
-        .output()
-        .unwrap();
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let path = meta["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .unwrap()["manifest_path"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    PathBuf::from(path).parent().unwrap().to_path_buf()
-}
 
 fn time(label: &str, mut f: impl FnMut()) {
     f(); // warm-up
