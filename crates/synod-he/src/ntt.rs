@@ -110,37 +110,43 @@ mod tests {
     #[test]
     fn equals_fhe_math_for_every_prime() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
-        for set in [
+        for (q, n) in every_prime() {
+            let m = Modulus::new(q).unwrap();
+            let ours = Ntt::new(&m, n).unwrap();
+            assert!(!matches!(ours, Ntt::FheMath(_)), "synod plans {q}");
+            let theirs = NttOperator::new(&m, n).unwrap();
+            for input in inputs(q, n, &mut rng) {
+                let (mut a, mut b) = (input.clone(), input.clone());
+                ours.forward(&mut a);
+                theirs.forward(&mut b);
+                assert_eq!(a, b, "forward mod {q} (N = {n})");
+                ours.backward(&mut a);
+                theirs.backward(&mut b);
+                assert_eq!(a, b, "backward mod {q} (N = {n})");
+                assert_eq!(a, input, "round trip mod {q}");
+            }
+        }
+    }
+
+    /// Every prime synod transforms modulo, with its degree: each parameter
+    /// set's ciphertext primes, the multiplication's extension primes and
+    /// the plaintext prime.
+    fn every_prime() -> Vec<(u64, usize)> {
+        let sets = [
             ParameterSet::InsecureTestN2048,
             ParameterSet::Bfv8192,
             ParameterSet::Bfv16384,
-        ] {
-            let params = Params::new(set, 20).unwrap();
-            let n = params.degree();
-            let mut primes: Vec<u64> = params.moduli().to_vec();
-            primes.extend(
-                crate::mul::FastMul::tables(&params)
-                    .unwrap()
-                    .extension_primes(),
-            );
-            primes.push(params.plaintext());
-            for q in primes {
-                let m = Modulus::new(q).unwrap();
-                let ours = Ntt::new(&m, n).unwrap();
-                assert!(!matches!(ours, Ntt::FheMath(_)), "synod plans {q}");
-                let theirs = NttOperator::new(&m, n).unwrap();
-                for input in inputs(q, n, &mut rng) {
-                    let (mut a, mut b) = (input.clone(), input.clone());
-                    ours.forward(&mut a);
-                    theirs.forward(&mut b);
-                    assert_eq!(a, b, "forward mod {q} (N = {n})");
-                    ours.backward(&mut a);
-                    theirs.backward(&mut b);
-                    assert_eq!(a, b, "backward mod {q} (N = {n})");
-                    assert_eq!(a, input, "round trip mod {q}");
-                }
-            }
-        }
+        ];
+        sets.into_iter()
+            .flat_map(|set| {
+                let params = Params::new(set, 20).unwrap();
+                let mut primes: Vec<u64> = params.moduli().to_vec();
+                let tables = crate::mul::FastMul::tables(&params).unwrap();
+                primes.extend(tables.extension_primes());
+                primes.push(params.plaintext());
+                primes.into_iter().map(move |q| (q, params.degree()))
+            })
+            .collect()
     }
 
     /// Random residues, the largest residue everywhere, zero, and
@@ -158,7 +164,8 @@ mod tests {
 
     /// The AVX2 + FMA transform (built directly, so that CPUs with IFMA test
     /// it too) is bit for bit `tfhe-ntt`'s, both ways, for every prime of
-    /// every parameter set and for primes just below 2^50 and 2^30.
+    /// every parameter set (the plaintext prime included) and for primes
+    /// just below 2^50 and 2^30.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn fma_transform_equals_tfhe_ntt() {
@@ -171,22 +178,7 @@ mod tests {
             return;
         }
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
-        let mut cases: Vec<(u64, usize)> = Vec::new();
-        for set in [
-            ParameterSet::InsecureTestN2048,
-            ParameterSet::Bfv8192,
-            ParameterSet::Bfv16384,
-        ] {
-            let params = Params::new(set, 20).unwrap();
-            let n = params.degree();
-            let mut primes: Vec<u64> = params.moduli().to_vec();
-            primes.extend(
-                crate::mul::FastMul::tables(&params)
-                    .unwrap()
-                    .extension_primes(),
-            );
-            cases.extend(primes.into_iter().map(|q| (q, n)));
-        }
+        let mut cases = every_prime();
         // The largest NTT-friendly primes below 2^50 and 2^30 for N = 2048.
         for bits in [50u32, 30] {
             let q = (1..)
