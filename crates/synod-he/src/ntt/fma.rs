@@ -3,27 +3,16 @@
 //!
 //! Without IFMA, `tfhe-ntt` runs 64-bit Shoup butterflies on AVX2, whose
 //! 64 × 64-bit products are each built from four 32-bit multiplications.
-//! For primes below 2^50 every residue is an exact `f64`, and a product's
-//! remainder comes from two FMA instructions. This is van der Hoeven, Lecerf
-//! and Quintin's modular multiplication ("Modular SIMD arithmetic in
-//! Mathemagix", ACM TOMS 43(1), 2016, §3): for exact integers `x`, `w`,
-//!
-//! ```text
-//! h = fl(x·w)            l = fma(x, w, −h)        (x·w = h + l exactly)
-//! c = round(fl(h·(1/p)))                          (the quotient, nearly)
-//! r = fma(−c, p, h) + l                           (= x·w − c·p, exactly)
-//! ```
-//!
-//! The three roundings of `c`'s estimate cost at most `3.01·2^-53·|x·w/p|`,
-//! so for `|x| ≤ B` and `0 ≤ w < p`, `|r| ≤ p·(1/2 + 3.01·2^-53·B)` (about
-//! `p/2`); `x·w − c·p` is an integer below `2^53` whenever `B ≤ 2^52`, so the
-//! FMA and the final addition are exact. Values are signed and only
-//! partially reduced between levels (Harvey's lazy butterflies, "Faster
-//! arithmetic for number-theoretic transforms", JSC 60, 2014): a level's
-//! outputs grow by at most that bound, and [`Schedule`] reduces a level's
-//! outputs (`x − round(x/p)·p`, three instructions) only where the next
-//! level could otherwise exceed `2^52`. For primes below about 2^45 that
-//! never happens in the forward transform.
+//! Here each twiddle product is `kernels::fma`'s double-precision one (van
+//! der Hoeven, Lecerf and Quintin): for `|x| ≤ B ≤ 2^52` and `0 ≤ w < p`
+//! it returns the exact `x·w − c·p` with `|x·w − c·p| ≤ p·(1/2 +
+//! 3.01·2^-53·B)`, about `p/2`. Values are signed and only partially
+//! reduced between levels (Harvey's lazy butterflies, "Faster arithmetic
+//! for number-theoretic transforms", JSC 60, 2014): a level's outputs grow
+//! by at most that bound, and [`Schedule`] reduces a level's outputs
+//! (`x − round(x/p)·p`, three instructions) only where the next level could
+//! otherwise exceed `2^52`. For primes up to 2^45 that never happens in the
+//! forward transform.
 //!
 //! The loops are Longa and Naehrig's ("Speeding up the Number Theoretic
 //! Transform for Faster Ideal Lattice-Based Cryptography", CANS 2016,
