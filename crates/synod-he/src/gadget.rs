@@ -160,7 +160,7 @@ impl Gadget {
         out: &mut [u64],
     ) {
         let row = |k: usize| radix.get(k * n..(k + 1) * n).unwrap_or_default();
-        // With IFMA: one pass, `Σ_m v_m·(p_0···p_{m−1} mod q)` (every
+        // With IFMA or AVX2 + FMA: one pass, `Σ_m v_m·(p_0···p_{m−1} mod q)` (every
         // `v_m < 2^50`, Shoup constants modulo `q < 2^50`).
         let mut prefix = 1u64;
         let consts: Option<Vec<Shoup52>> = range
@@ -209,7 +209,7 @@ pub(crate) enum OwnRow<'a> {
 /// A key-switching key (relinearisation or one rotation): per digit `g`,
 /// `c0[g]`, `c1[g]` (`L × N` NTT residues at level 0, `c0[g] + s·c1[g] ≈
 /// w_g·s'`) and their Shoup companions (`kernels::key_companions`: empty
-/// where the IFMA kernels cover every prime).
+/// where the IFMA or the AVX2 + FMA kernels cover every prime).
 pub(crate) struct SwitchingKey {
     pub(crate) c0: Vec<Vec<u64>>,
     pub(crate) c1: Vec<Vec<u64>>,

@@ -82,8 +82,12 @@ impl Ntt {
 /// does not change this).
 #[cfg(target_arch = "x86_64")]
 fn tfhe_uses_ifma() -> bool {
-    std::arch::is_x86_feature_detected!("avx512ifma")
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512cd")
         && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("avx512ifma")
 }
 
 /// The double-precision transform with `plan`'s root of unity: the forward

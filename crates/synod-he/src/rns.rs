@@ -201,8 +201,8 @@ pub(crate) struct BaseConverter {
     /// Exclusive bounds on the rows of the output sums: `y_i < q_i`, and
     /// `v = round(Σ y_i/q_i) ≤ k`.
     row_bounds: Vec<u64>,
-    /// The same constants for the IFMA kernels, when this CPU has them and
-    /// every prime is below 2^50.
+    /// The same constants for the vector kernels (IFMA, or AVX2 + FMA),
+    /// when this CPU has them and every prime is below 2^50.
     vector: Option<ConvertConsts>,
 }
 
@@ -278,7 +278,7 @@ impl BaseConverter {
         })
     }
 
-    /// [`Self::convert`] row by row with the IFMA kernels: the same values
+    /// [`Self::convert`] row by row with the vector kernels: the same values
     /// (`v` summed in the same order, every residue exact).
     #[inline(always)]
     fn convert_rows(
@@ -410,7 +410,7 @@ pub(crate) struct ScaleDown {
     /// `[(QP/p_j)^{-1}·t·P/p_j]_{p_j}` with its companion.
     whole: Vec<Vec<u64>>,
     own: Vec<(u64, u64)>,
-    /// Per prime of `P`, for the IFMA kernels (when this CPU has them and
+    /// Per prime of `P`, for the vector kernels (when this CPU has them and
     /// every prime of `P` is below 2^50): `whole`'s constants, then the
     /// own-residue factor, then 1 (for the rounded fraction sum).
     vector: Option<Vec<Vec<Shoup52>>>,
@@ -502,7 +502,7 @@ impl ScaleDown {
         })
     }
 
-    /// [`Self::scale`] row by row with the IFMA kernels: the same values
+    /// [`Self::scale`] row by row with the vector kernels: the same values
     /// (the fraction sum in the same order, every residue exact). The
     /// halves are below `2^{s_i} < 2^52`, the own residues below `p_j`, the
     /// rounded sum below `2k·2^{s_i}`: all within the kernels' input range.

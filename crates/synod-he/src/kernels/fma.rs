@@ -225,9 +225,11 @@ impl pulp::NullaryFnOnce for MulAcc<'_> {
 /// `out[k] = Σ_i rows[i][k]·consts[i] mod p` (`rows[i][k] < 2^52`, every
 /// row as long as `out`), canonical; `false` (nothing written) without
 /// AVX2 + FMA, for `p ≥ 2^50` or rows of other lengths or number. Each
-/// product is nearly reduced (below `2p` in magnitude for inputs below
-/// 2^52), and the sum is reduced after every second product, so it stays
-/// below `2^52`.
+/// product is nearly reduced (at most about `2.01p` in magnitude for inputs
+/// below 2^52, `0.88p` below 2^50), and the sum is reduced after every
+/// second product, so it stays below `4.6p < 2^53`: every intermediate is
+/// an integer that `f64` holds exactly, and the reduction's error bound
+/// needs no more.
 pub(crate) fn dot_const_rows(p: u64, out: &mut [u64], rows: &[&[u64]], consts: &[Shoup52]) -> bool {
     let Some(simd) = token() else {
         return false;

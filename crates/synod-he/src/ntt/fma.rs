@@ -195,12 +195,10 @@ impl FmaNtt {
 
     /// In place, from coefficients below `p` to the NTT in bit-reversed
     /// order, canonical residues. Two levels per pass over the buffer, and
-    /// the last three (`t = 4, 2, 1`) in one.
+    /// the last three (`t = 4, 2, 1`) in one. Panics on a buffer of another
+    /// length, as `tfhe-ntt`'s plans do.
     pub(crate) fn forward(&self, a: &mut [u64]) {
-        let n = 1usize << self.log_n;
-        if a.len() != n {
-            return;
-        }
+        assert_eq!(a.len(), 1usize << self.log_n, "NTT of the wrong length");
         self.simd.vectorize(Levels {
             plan: self,
             a,
@@ -286,12 +284,10 @@ impl FmaNtt {
 
     /// In place, from the NTT in bit-reversed order (residues below `p`)
     /// back to coefficients, canonical residues. The first three levels
-    /// (`t = 1, 2, 4`) in one pass, then two per pass.
+    /// (`t = 1, 2, 4`) in one pass, then two per pass. Panics on a buffer
+    /// of another length, as `tfhe-ntt`'s plans do.
     pub(crate) fn backward(&self, a: &mut [u64]) {
-        let n = 1usize << self.log_n;
-        if a.len() != n {
-            return;
-        }
+        assert_eq!(a.len(), 1usize << self.log_n, "NTT of the wrong length");
         self.simd.vectorize(Levels {
             plan: self,
             a,
