@@ -47,7 +47,7 @@ fn fma_mul_acc(
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        fma::mul_acc_into(**q, subtract, row, a, scale, b)
+        fma::mul_acc_into(q, subtract, row, a, scale, b)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -90,8 +90,9 @@ fn ifma_mul_acc(q: &Modulus, subtract: bool, row: &mut [u64], a: &[u64], b: &[u6
 
 /// `acc0 += Σ_g x[g]⊙w0[g]`, `acc1 += Σ_g x[g]⊙w1[g]` modulo `q` in one
 /// IFMA pass, reduced lazily, or one AVX2 + FMA pass (`true`), or nothing
-/// (`false`: the caller takes the products one at a time). All values below `q`; every row as long as
-/// the accumulators, and as many rows of each.
+/// (`false`: the caller takes the products one at a time). All values
+/// below `q`; every row as long as the accumulators, and as many rows of
+/// each.
 pub(crate) fn dot2_add_into(
     q: &Modulus,
     acc0: &mut [u64],

@@ -20,14 +20,18 @@
 //! [`Lanes::canonical`] brings any `|x| ≤ 2^52` to `[0, p)`, so the row
 //! kernels here return the same residues as the scalar code (tested).
 //!
-//! Every instruction takes the same time whatever the values (no branches;
-//! every value is an integer, so no subnormal numbers), so secret rows may
-//! pass through.
+//! Every vector instruction takes the same time whatever the values (no
+//! branches; every value is an integer, so no subnormal numbers), and the
+//! row products' scalar tails use fhe-math's constant-time products, so
+//! secret rows may pass through them. The dot products' tails (public
+//! ciphertext and key data only) use plain 128-bit remainders.
 
 use core::arch::x86_64::{__m256d, __m256i};
 
 use pulp::cast;
 use pulp::x86::V3;
+
+use fhe_math::zq::Modulus;
 
 use super::Shoup52;
 
@@ -136,7 +140,7 @@ impl Lanes {
 /// `a' = a·c mod q`; `false` (nothing written) without AVX2 + FMA, for
 /// `q ≥ 2^50` or slices of different lengths. Inputs below `q`.
 pub(crate) fn mul_acc_into(
-    q: u64,
+    modulus: &Modulus,
     subtract: bool,
     row: &mut [u64],
     a: &[u64],
@@ -146,6 +150,7 @@ pub(crate) fn mul_acc_into(
     let Some(simd) = token() else {
         return false;
     };
+    let q = **modulus;
     if !(3..MAX_PRIME).contains(&q) || a.len() != row.len() || b.len() != row.len() {
         return false;
     }
@@ -154,7 +159,7 @@ pub(crate) fn mul_acc_into(
     }
     simd.vectorize(MulAcc {
         lanes: Lanes::new(simd, q as f64, 1.0 / q as f64),
-        q,
+        q: modulus,
         subtract,
         row,
         a,
@@ -169,7 +174,7 @@ pub(crate) fn mul_acc_into(
 /// intrinsic left out of line is a function call per instruction).
 struct MulAcc<'a> {
     lanes: Lanes,
-    q: u64,
+    q: &'a Modulus,
     subtract: bool,
     row: &'a mut [u64],
     a: &'a [u64],
@@ -209,14 +214,14 @@ impl pulp::NullaryFnOnce for MulAcc<'_> {
             };
             *r = cast(k.to_bits(k.canonical(s)));
         }
-        let m = |x: u64, y: u64| (u128::from(x) * u128::from(y) % u128::from(q)) as u64;
+        // The tail with fhe-math's constant-time products (rows may be
+        // secret).
         for ((r, &x), &y) in row_tail.iter_mut().zip(a_tail).zip(b_tail) {
-            let x = scale.map_or(x, |c| m(x, c));
-            let xy = m(x, y);
+            let xy = q.mul(scale.map_or(x, |c| q.mul(x, c)), y);
             *r = if subtract {
-                (*r + q - xy) % q
+                q.sub(*r, xy)
             } else {
-                (*r + xy) % q
+                q.add(*r, xy)
             };
         }
     }
@@ -402,7 +407,6 @@ impl pulp::NullaryFnOnce for Dot2<'_> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
-    use fhe_math::zq::Modulus;
     use rand::SeedableRng;
 
     /// Row products, plain and scaled, adding and subtracting, equal
@@ -433,7 +437,7 @@ mod tests {
                         for subtract in [false, true] {
                             let mut ours = r.clone();
                             assert!(
-                                mul_acc_into(q, subtract, &mut ours, a, scale, b),
+                                mul_acc_into(&m, subtract, &mut ours, a, scale, b),
                                 "q {q} len {len}"
                             );
                             let theirs: Vec<u64> = r

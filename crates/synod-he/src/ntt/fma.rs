@@ -87,14 +87,15 @@ pub(crate) struct FmaNtt {
     p: f64,
     p_inv: f64,
     log_n: u32,
-    /// `ψ^{brv(k)}` at `k`, for the levels with `t ≥ 4`.
+    /// `ψ^{brv(k)}` at `k < N/4`, for the levels with `t ≥ 4` (the `t = 2`
+    /// and `t = 1` levels read `fwd2` and `fwd1`).
     fwd: Vec<f64>,
     /// The `t = 2` and `t = 1` levels' twiddles, laid out per 8 values as
     /// the shuffled lanes need them.
     fwd2: Vec<[f64; 4]>,
     fwd1: Vec<[f64; 4]>,
-    /// `ψ^{−brv(k)}` at `k`, for the levels with `t ≥ 4` (the last one
-    /// excepted, whose one twiddle is `last`).
+    /// `ψ^{−brv(k)}` at `k < N/4`, for the levels with `t ≥ 4` (the last
+    /// one excepted, whose one twiddle is `last`).
     inv: Vec<f64>,
     inv1: Vec<[f64; 4]>,
     inv2: Vec<[f64; 4]>,
@@ -180,10 +181,10 @@ impl FmaNtt {
             p: f(p),
             p_inv: 1.0 / f(p),
             log_n,
-            fwd: fwd_u.iter().map(|&x| f(x)).collect(),
+            fwd: fwd_u.get(..n / 4)?.iter().map(|&x| f(x)).collect(),
             fwd2,
             fwd1,
-            inv: inv_u.iter().map(|&x| f(x)).collect(),
+            inv: inv_u.get(..n / 4)?.iter().map(|&x| f(x)).collect(),
             inv1,
             inv2,
             n_inv: f(n_inv),
