@@ -1063,7 +1063,7 @@ impl FloodLimbs {
     /// `row[k] = (value_k − 2^bits) mod q` in coefficient form, constant time.
     pub(crate) fn reduce_into(&self, q: &Modulus, row: &mut [u64]) {
         debug_assert_eq!(row.len(), self.degree);
-        if self.reduce_ifma(q, row) {
+        if self.reduce_vector(q, row) {
             return;
         }
         dispatch(
@@ -1072,39 +1072,55 @@ impl FloodLimbs {
         )
     }
 
-    /// [`Self::reduce_into`] with IFMA: `Σ_l limb_l·[2^{48l}]_q` over the
-    /// value's 48-bit limbs (cut from the 64-bit rows in registers), plus
-    /// `−2^bits`, summed and reduced once, in one pass; `false` (nothing
-    /// done: the scalar path runs) without IFMA, when `q ≥ 2^50` or beyond
-    /// 255 flooding bits. Constant time: the kernel does not branch on
-    /// values.
-    fn reduce_ifma(&self, q: &Modulus, row: &mut [u64]) -> bool {
+    /// [`Self::reduce_into`] with IFMA, else AVX2 + FMA: `Σ_l
+    /// limb_l·[2^{48l}]_q` over the value's 48-bit limbs (cut from the
+    /// 64-bit rows in registers), plus `−2^bits`, in one pass; `false`
+    /// (nothing done: the scalar path runs) without either, when `q ≥ 2^50`
+    /// or beyond 255 flooding bits. Constant time: the kernels do not
+    /// branch on values.
+    fn reduce_vector(&self, q: &Modulus, row: &mut [u64]) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            let p = **q;
-            if row.len() != self.degree || self.per_coeff > ifma::MAX_LIMB_ROWS {
-                return false;
-            }
-            let limbs = (self.bits as usize + 1).div_ceil(ifma::LIMB_BITS);
-            let mut power = 1 % p;
-            let mut consts = Vec::with_capacity(limbs);
-            for _ in 0..limbs {
-                match Shoup52::new(power, p) {
-                    Some(c) => consts.push(c),
-                    None => return false,
-                }
-                power = (0..ifma::LIMB_BITS).fold(power, |acc, _| q.add(acc, acc));
-            }
-            let rows: Vec<&[u64]> = (0..self.per_coeff).map(|l| self.row64(l)).collect();
-            // − 2^bits, added as p − (2^bits mod p) in the same pass.
-            let offset = (0..self.bits).fold(1u64 % p, |acc, _| q.add(acc, acc));
-            ifma::dot_const_limbs64(p, q.neg(offset), row, &rows, &consts)
+            self.limb_dot(q, row, |p, init, out, rows, consts| {
+                ifma::dot_const_limbs64(p, init, out, rows, consts)
+                    || fma::dot_const_limbs64(p, init, out, rows, consts)
+            })
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
             let _ = (q, row);
             false
         }
+    }
+
+    /// Runs `kernel(p, init, row, rows, consts)`, a `dot_const_limbs64`,
+    /// on this noise's rows for prime `q`: the constants `2^{48l} mod q`
+    /// and `init = −2^bits mod q`.
+    #[cfg(target_arch = "x86_64")]
+    fn limb_dot(
+        &self,
+        q: &Modulus,
+        row: &mut [u64],
+        kernel: impl FnOnce(u64, u64, &mut [u64], &[&[u64]], &[Shoup52]) -> bool,
+    ) -> bool {
+        let p = **q;
+        if row.len() != self.degree || self.per_coeff > ifma::MAX_LIMB_ROWS {
+            return false;
+        }
+        let limbs = (self.bits as usize + 1).div_ceil(ifma::LIMB_BITS);
+        let mut power = 1 % p;
+        let mut consts = Vec::with_capacity(limbs);
+        for _ in 0..limbs {
+            match Shoup52::new(power, p) {
+                Some(c) => consts.push(c),
+                None => return false,
+            }
+            power = (0..ifma::LIMB_BITS).fold(power, |acc, _| q.add(acc, acc));
+        }
+        let rows: Vec<&[u64]> = (0..self.per_coeff).map(|l| self.row64(l)).collect();
+        // − 2^bits, added as p − (2^bits mod p) in the same pass.
+        let offset = (0..self.bits).fold(1u64 % p, |acc, _| q.add(acc, acc));
+        kernel(p, q.neg(offset), row, &rows, &consts)
     }
 
     #[inline(always)]
@@ -1452,10 +1468,24 @@ pub(crate) mod tests {
                 let mut row = vec![0u64; 2048];
                 limbs.reduce_into(q, &mut row);
                 // The scalar path gives the same values (the IFMA one, where
-                // the CPU has it, ran above).
+                // the CPU has it, ran above), and so does the FMA one.
                 let mut scalar = vec![0u64; 2048];
                 limbs.reduce_block(q, &mut scalar);
                 assert_eq!(row, scalar, "bits {bits}, q {}", **q);
+                #[cfg(target_arch = "x86_64")]
+                if fma::token().is_some() {
+                    let mut vector = vec![0u64; 2048];
+                    let ran = limbs.limb_dot(q, &mut vector, fma::dot_const_limbs64);
+                    assert_eq!(ran, bits < 256, "bits {bits}");
+                    if ran {
+                        assert_eq!(vector, scalar, "FMA: bits {bits}, q {}", **q);
+                    }
+                } else {
+                    assert!(
+                        std::env::var_os("CI").is_none(),
+                        "CI runs on AVX2 + FMA CPUs"
+                    );
+                }
                 let qb = BigInt::from(**q);
                 for (k, &got) in row.iter().enumerate() {
                     let mut v = BigInt::from(0);

@@ -33,6 +33,7 @@ use pulp::x86::V3;
 
 use fhe_math::zq::Modulus;
 
+use super::ifma::{shoup_add, LIMB_BITS, LIMB_MASK, MAX_LIMB_ROWS};
 use super::Shoup52;
 
 /// `2^52`: the largest magnitude an operand may have, and the bias that
@@ -78,14 +79,21 @@ impl Lanes {
         let avx = self.simd.avx;
         let bits: __m256i = cast(*x);
         if from_int {
-            let biased = self
-                .simd
-                .avx2
-                ._mm256_or_si256(bits, avx._mm256_set1_epi64x(BIAS_BITS));
-            avx._mm256_sub_pd(avx._mm256_castsi256_pd(biased), avx._mm256_set1_pd(BOUND))
+            self.int_to_f64(bits)
         } else {
             avx._mm256_castsi256_pd(bits)
         }
+    }
+
+    /// Four `u64` integers below 2^52, as `f64`.
+    #[inline(always)]
+    pub(crate) fn int_to_f64(self, bits: __m256i) -> __m256d {
+        let avx = self.simd.avx;
+        let biased = self
+            .simd
+            .avx2
+            ._mm256_or_si256(bits, avx._mm256_set1_epi64x(BIAS_BITS));
+        avx._mm256_sub_pd(avx._mm256_castsi256_pd(biased), avx._mm256_set1_pd(BOUND))
     }
 
     /// Integers in `[0, 2^52)` as `u64` bit patterns.
@@ -302,6 +310,145 @@ impl pulp::NullaryFnOnce for Dot<'_> {
     }
 }
 
+/// [`super::ifma::dot_const_limbs64`] in double precision: `out[k] = init +
+/// Σ_l limb_l(k)·consts[l] mod p`, canonical, where `limb_l(k)` is bits
+/// `48·l .. 48·l + 48` of the number `Σ_r rows[r][k]·2^(64·r)`, cut from
+/// the words in registers by shifts at public positions. Each product of a
+/// limb (below 2^48) is at most `0.6p` in magnitude, and the sum is reduced
+/// after every second one, so it stays below `2.2p`. `init < p < 2^50`, at
+/// most [`MAX_LIMB_ROWS`] rows, each as long as `out`, and `⌈64·R/48⌉` or
+/// one fewer limbs for `R` rows; `false` (nothing done) otherwise or
+/// without AVX2 + FMA. Constant time: no branch on the values, and the
+/// scalar tail takes Shoup products.
+pub(crate) fn dot_const_limbs64(
+    p: u64,
+    init: u64,
+    out: &mut [u64],
+    rows: &[&[u64]],
+    consts: &[Shoup52],
+) -> bool {
+    let Some(simd) = token() else {
+        return false;
+    };
+    if !(3..MAX_PRIME).contains(&p)
+        || init >= p
+        || rows.is_empty()
+        || rows.len() > MAX_LIMB_ROWS
+        || rows.iter().any(|r| r.len() != out.len())
+        || consts.iter().any(|c| c.w >= p)
+    {
+        return false;
+    }
+    let lanes = Lanes::new(simd, p as f64, 1.0 / p as f64);
+    macro_rules! run {
+        ($r:literal, $l:literal) => {
+            simd.vectorize(Limbs::<$r, $l> {
+                lanes,
+                p,
+                init,
+                out,
+                rows,
+                consts,
+            })
+        };
+    }
+    // One kernel per shape, so that the limb loop unrolls with constant
+    // shifts: every flooding width up to 255 bits.
+    match (rows.len(), consts.len()) {
+        (1, 1) => run!(1, 1),
+        (1, 2) => run!(1, 2),
+        (2, 2) => run!(2, 2),
+        (2, 3) => run!(2, 3),
+        (3, 3) => run!(3, 3),
+        (3, 4) => run!(3, 4),
+        (4, 5) => run!(4, 5),
+        (4, 6) => run!(4, 6),
+        _ => return false,
+    }
+    true
+}
+
+/// [`dot_const_limbs64`] for `R` rows and `L` limbs, as pulp's vectorised
+/// operation (see [`MulAcc`]).
+struct Limbs<'a, const R: usize, const L: usize> {
+    lanes: Lanes,
+    p: u64,
+    init: u64,
+    out: &'a mut [u64],
+    rows: &'a [&'a [u64]],
+    consts: &'a [Shoup52],
+}
+
+impl<const R: usize, const L: usize> pulp::NullaryFnOnce for Limbs<'_, R, L> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        let Self {
+            lanes: k,
+            p,
+            init,
+            out,
+            rows,
+            consts,
+        } = self;
+        let avx2 = k.simd.avx2;
+        let zero = k.simd.avx._mm256_setzero_si256();
+        let mask = k.simd.avx._mm256_set1_epi64x(LIMB_MASK as i64);
+        let ws: [__m256d; L] =
+            core::array::from_fn(|l| k.splat(consts.get(l).map_or(0.0, |c| c.w as f64)));
+        let rows4: [&[[u64; 4]]; R] = core::array::from_fn(|r| {
+            rows.get(r)
+                .map_or(&[][..], |row| pulp::as_arrays::<4, u64>(row).0)
+        });
+        let len = out.len();
+        let (out4, out_tail) = pulp::as_arrays_mut::<4, u64>(out);
+        for (lane, o) in out4.iter_mut().enumerate() {
+            let w: [__m256i; R] = core::array::from_fn(|r| {
+                rows4
+                    .get(r)
+                    .and_then(|row| row.get(lane))
+                    .map_or(zero, |x| cast(*x))
+            });
+            let mut acc = k.splat(init as f64);
+            for (l, &c) in ws.iter().enumerate() {
+                let (word, shift) = ((LIMB_BITS * l) / 64, ((LIMB_BITS * l) % 64) as i64);
+                let low = w.get(word).copied().unwrap_or(zero);
+                let high = w.get(word + 1).copied().unwrap_or(zero);
+                // A shift by 64 (shift = 0) gives zero, as wanted.
+                let x = avx2._mm256_and_si256(
+                    avx2._mm256_or_si256(
+                        avx2._mm256_srlv_epi64(low, k.simd.avx._mm256_set1_epi64x(shift)),
+                        avx2._mm256_sllv_epi64(high, k.simd.avx._mm256_set1_epi64x(64 - shift)),
+                    ),
+                    mask,
+                );
+                acc = k.add(acc, k.mul(k.int_to_f64(x), c));
+                if l % 2 == 1 {
+                    acc = k.reduce(acc);
+                }
+            }
+            *o = cast(k.to_bits(k.canonical(acc)));
+        }
+        // The tail (shorter than four) by Shoup products in scalar
+        // arithmetic: no division, no branch on the values.
+        let start = len - out_tail.len();
+        for (j, o) in out_tail.iter_mut().enumerate() {
+            let word = |r: usize| {
+                rows.get(r)
+                    .and_then(|row| row.get(start + j))
+                    .copied()
+                    .unwrap_or(0)
+            };
+            *o = consts.iter().enumerate().fold(init, |acc, (l, c)| {
+                let (r, shift) = ((LIMB_BITS * l) / 64, (LIMB_BITS * l) % 64);
+                let wide = u128::from(word(r)) | u128::from(word(r + 1)) << 64;
+                shoup_add(p, *c, acc, ((wide >> shift) as u64) & LIMB_MASK)
+            });
+        }
+    }
+}
+
 /// `acc0 += Σ_g x[g]⊙w0[g]`, `acc1 += Σ_g x[g]⊙w1[g]` modulo `q` in one
 /// pass (the key switch's products with both key halves): each sum is held
 /// in a register and reduced after every second product, and written once.
@@ -407,7 +554,7 @@ impl pulp::NullaryFnOnce for Dot2<'_> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
-    use rand::SeedableRng;
+    use rand::{RngCore, SeedableRng};
 
     /// Row products, plain and scaled, adding and subtracting, equal
     /// fhe-math's scalar ones, on random and extreme residues, for primes
@@ -501,6 +648,75 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Limb dots equal the exact sums for every shape, on random words and
+    /// on all-ones words with the largest constants and start.
+    #[test]
+    fn limb_dots_match_exact_sums() {
+        if token().is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs on AVX2 + FMA CPUs"
+            );
+            return;
+        }
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
+        for p in [(1u64 << 30) - 35, (1u64 << 50) - 27] {
+            let m = Modulus::new(p).unwrap();
+            for (r, l) in [
+                (1, 1),
+                (1, 2),
+                (2, 2),
+                (2, 3),
+                (3, 3),
+                (3, 4),
+                (4, 5),
+                (4, 6),
+            ] {
+                for extreme in [false, true] {
+                    let len = 67;
+                    let rows: Vec<Vec<u64>> = (0..r)
+                        .map(|_| {
+                            (0..len)
+                                .map(|_| if extreme { u64::MAX } else { rng.next_u64() })
+                                .collect()
+                        })
+                        .collect();
+                    let ws = if extreme {
+                        vec![p - 1; l]
+                    } else {
+                        m.random_vec(l, &mut rng)
+                    };
+                    let consts: Vec<Shoup52> =
+                        ws.iter().map(|&w| Shoup52::new(w, p).unwrap()).collect();
+                    let init = if extreme { p - 1 } else { p / 3 };
+                    let mut out = vec![0; len];
+                    assert!(dot_const_limbs64(p, init, &mut out, &refs(&rows), &consts));
+                    for (c, &o) in out.iter().enumerate() {
+                        let word = |i: usize| rows.get(i).map_or(0, |row| row[c]);
+                        let exact = (0..l).fold(u128::from(init), |acc, i| {
+                            let (w, shift) = ((48 * i) / 64, (48 * i) % 64);
+                            let wide = u128::from(word(w)) | u128::from(word(w + 1)) << 64;
+                            let limb = (wide >> shift) & ((1 << 48) - 1);
+                            (acc + limb * u128::from(ws[i])) % u128::from(p)
+                        });
+                        assert_eq!(u128::from(o), exact, "p {p}, shape ({r}, {l}), column {c}");
+                    }
+                }
+            }
+            let mut out = vec![0; 8];
+            let one = [vec![0u64; 8]];
+            let c = [Shoup52::new(1, p).unwrap(); 3];
+            assert!(
+                !dot_const_limbs64(p, 0, &mut out, &refs(&one), &c),
+                "shape (1, 3)"
+            );
+            assert!(
+                !dot_const_limbs64(p, p, &mut out, &refs(&one), &c[..1]),
+                "init p"
+            );
         }
     }
 

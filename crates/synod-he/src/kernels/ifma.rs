@@ -440,7 +440,7 @@ impl V4Ifma {
 /// `acc + x·c mod p` in scalar arithmetic (`acc < p`, `x < 2^52`): the
 /// Shoup formula of [`V4Ifma::mul_const`], for the kernels' tails; no
 /// division, no branch on the values.
-fn shoup_add(p: u64, c: Shoup52, acc: u64, x: u64) -> u64 {
+pub(super) fn shoup_add(p: u64, c: Shoup52, acc: u64, x: u64) -> u64 {
     let quotient = (u128::from(x) * u128::from(c.companion)) >> 52;
     let r = (u128::from(x) * u128::from(c.w) - quotient * u128::from(p)) as u64;
     let r = r.min(r.wrapping_sub(p));
@@ -469,7 +469,7 @@ pub(crate) const MAX_LIMB_ROWS: usize = 4;
 /// once (the module doc's sums).
 pub(crate) const LIMB_BITS: usize = 48;
 
-const LIMB_MASK: u64 = (1 << LIMB_BITS) - 1;
+pub(super) const LIMB_MASK: u64 = (1 << LIMB_BITS) - 1;
 
 /// `out[k] = init + Σ_l limb_l(k)·consts[l] mod p`, where `limb_l(k)` is
 /// bits `48·l .. 48·l + 48` of the number `Σ_r rows[r][k]·2^(64·r)` (zero
