@@ -23,13 +23,16 @@
 //! is made.
 //!
 //! **Randomness.** Each noise polynomial takes a 32-byte seed from the
-//! caller's cryptographic RNG and expands it with BLAKE3 in keyed mode, read
-//! as an extendable output: keyed BLAKE3 is specified as a pseudorandom
-//! function with extendable output (O'Connor et al., "BLAKE3", 2020;
-//! draft-aumasson-blake3). The uniform distribution above is then
-//! computationally, not statistically, what the shares carry, as with any
-//! CSPRNG. The seed and the XOF state are wiped after use. The expansion
-//! can seek, so the blocks of one polynomial are drawn in parallel.
+//! caller's cryptographic RNG and expands it with a PRF: on CPUs with
+//! AVX-512, BLAKE3 in keyed mode read as an extendable output (keyed BLAKE3
+//! is specified as a pseudorandom function with extendable output;
+//! O'Connor et al., "BLAKE3", 2020; draft-aumasson-blake3); elsewhere,
+//! where that XOF is slower, the ChaCha20 keystream (RFC 8439) under a key
+//! that keyed BLAKE3 derives from the seed (`kernels::Stream`). The uniform
+//! distribution above is then computationally, not statistically, what the
+//! shares carry, as with any CSPRNG. The seed and the generator's state are
+//! wiped after use. The expansion can seek, so the blocks of one polynomial
+//! are drawn in parallel.
 
 use std::sync::Arc;
 

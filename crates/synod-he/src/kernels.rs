@@ -831,9 +831,21 @@ impl BlockHasher {
     }
 }
 
-/// The domains of randomness expanded from a seed: BLAKE3 in keyed mode (a
-/// PRF) under the seed, over the label, read as an extendable output. One
-/// label per use, so one seed never feeds two of them.
+/// The domains of randomness expanded from a seed. One label per use, so
+/// one seed never feeds two of them.
+///
+/// - The protocol's streams ([`Stream::Dealt`], [`Stream::Projection`]),
+///   which other members expand too: BLAKE3 in keyed mode (a PRF) under the
+///   seed, over the label, read as an extendable output.
+/// - A member's own streams ([`Stream::Flooding`], [`Stream::Small`]), which
+///   no one else expands, take the faster of two PRFs on this CPU: with
+///   AVX-512, the same keyed BLAKE3 XOF (about three times ChaCha20's
+///   speed there); without it, where BLAKE3 computes its output blocks one
+///   by one, the ChaCha20 keystream (RFC 8439, nonce zero) under the key
+///   `BLAKE3-keyed(seed, label)`, a fresh key per seed and label (about
+///   twice the XOF's speed with AVX2). A seed of these streams is expanded
+///   within the call that draws it, never stored, so the choice never has
+///   to agree across machines.
 #[derive(Clone, Copy)]
 pub(crate) enum Stream {
     /// Flooding noise ([`FloodLimbs`]).
@@ -858,41 +870,111 @@ impl Stream {
         }
     }
 
-    /// The keyed XOF of `seed` in this domain, at its start.
-    pub(crate) fn reader(self, seed: &[u8; 32]) -> blake3::OutputReader {
+    /// The stream of `seed` in this domain, at its start.
+    fn reader(self, seed: &[u8; 32]) -> StreamReader {
+        self.reader_with(seed, own_streams_use_chacha())
+    }
+
+    /// [`Self::reader`], with ChaCha20 for a member's own streams when
+    /// `chacha`.
+    fn reader_with(self, seed: &[u8; 32], chacha: bool) -> StreamReader {
+        use chacha20::cipher::KeyIvInit;
         use zeroize::Zeroize;
         let mut hasher = blake3::Hasher::new_keyed(seed);
         hasher.update(self.label());
-        let xof = hasher.finalize_xof();
+        let own = matches!(self, Self::Flooding | Self::Small);
+        let reader = match self {
+            _ if !(own && chacha) => StreamReader::Xof(hasher.finalize_xof()),
+            _ => {
+                let mut key = hasher.finalize();
+                let cipher = chacha20::ChaCha20::new(key.as_bytes().into(), &[0u8; 12].into());
+                key.zeroize();
+                StreamReader::ChaCha(cipher)
+            }
+        };
         hasher.zeroize();
-        xof
+        reader
     }
 
     /// Fills `out` with the 64-bit words `at, at + 1, …` of the stream of
-    /// `seed` (its bytes `8·at, …`, little-endian words). The XOF state is
-    /// wiped after use.
+    /// `seed` (its bytes `8·at, …`, little-endian words). The stream's
+    /// state is wiped after use.
     fn words(self, seed: &[u8; 32], at: usize, out: &mut [u64]) {
-        use zeroize::Zeroize;
-        let mut xof = self.reader(seed);
-        xof.set_position(8 * at as u64);
-        xof.fill(bytemuck::cast_slice_mut(out));
-        xof.zeroize();
+        let mut reader = self.reader(seed);
+        reader.seek(8 * at as u64);
+        reader.fill(bytemuck::cast_slice_mut(out));
         for w in out.iter_mut() {
             *w = u64::from_le(*w);
         }
     }
 }
 
+/// Whether a member's own streams take ChaCha20 rather than BLAKE3's XOF:
+/// on CPUs without AVX-512 (detected once).
+pub(crate) fn own_streams_use_chacha() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static CHACHA: OnceLock<bool> = OnceLock::new();
+        *CHACHA.get_or_init(|| {
+            !(std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl"))
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        true
+    }
+}
+
+/// A [`Stream`]'s generator; its state is wiped on drop.
+enum StreamReader {
+    Xof(blake3::OutputReader),
+    ChaCha(chacha20::ChaCha20),
+}
+
+impl StreamReader {
+    /// The next `out.len()` bytes.
+    fn fill(&mut self, out: &mut [u8]) {
+        use chacha20::cipher::StreamCipher;
+        match self {
+            Self::Xof(xof) => xof.fill(out),
+            Self::ChaCha(cipher) => {
+                out.fill(0);
+                cipher.apply_keystream(out);
+            }
+        }
+    }
+
+    /// Moves to byte `position` of the stream.
+    fn seek(&mut self, position: u64) {
+        use chacha20::cipher::StreamCipherSeek;
+        match self {
+            Self::Xof(xof) => xof.set_position(position),
+            Self::ChaCha(cipher) => cipher.seek(position),
+        }
+    }
+}
+
+impl Drop for StreamReader {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        match self {
+            Self::Xof(xof) => xof.zeroize(),
+            // chacha20's `zeroize` feature wipes the cipher's state on drop.
+            Self::ChaCha(_) => {}
+        }
+    }
+}
+
 /// A [`Stream`] read as an RNG (little-endian words, bytes in order), for
-/// samplers written against `RngCore`. Read it in large blocks: BLAKE3
-/// computes a whole 64-byte output block for every read, however short.
-/// The XOF state is wiped on drop. [`XofRng::from_caller`] is the RNG
+/// samplers written against `RngCore`. Read it in large blocks: both
+/// generators compute a whole 64-byte block for every read, however short.
+/// The state is wiped on drop. [`StreamRng::from_caller`] is the RNG
 /// [`sample_small`] runs fhe-util's algorithm on (a seed taken from the
 /// caller's RNG, then its [`Stream::Small`] words), for test references that
 /// call `Poly::small` or fhe-util directly.
-pub(crate) struct XofRng(blake3::OutputReader);
+pub(crate) struct StreamRng(StreamReader);
 
-impl XofRng {
+impl StreamRng {
     /// The stream of `seed` in `domain`, from its start.
     pub(crate) fn new(domain: Stream, seed: &[u8; 32]) -> Self {
         Self(domain.reader(seed))
@@ -906,14 +988,7 @@ impl XofRng {
     }
 }
 
-impl Drop for XofRng {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        self.0.zeroize();
-    }
-}
-
-impl RngCore for XofRng {
+impl RngCore for StreamRng {
     fn next_u32(&mut self) -> u32 {
         let mut w = [0u8; 4];
         self.0.fill(&mut w);
@@ -932,7 +1007,7 @@ impl RngCore for XofRng {
 }
 
 /// A PRF's output under a secret seed.
-impl CryptoRng for XofRng {}
+impl CryptoRng for StreamRng {}
 
 /// 64-bit words per block of the flooding stream expanded by one task
 /// (32 KiB: a few blocks per polynomial, enough to split over threads).
@@ -981,8 +1056,8 @@ impl FloodSeed {
 /// Uniform flooding noise on `[−2^bits, 2^bits)`: coefficient `j` is
 /// `Σ_l rows64[l][j]·2^(64·l) − 2^bits`, the top row masked to the bits that
 /// remain. The caller's RNG (which need not be `Send`) gives a 32-byte seed;
-/// the words are the BLAKE3 keyed XOF of that seed ([`Stream::Flooding`]; about
-/// three times as fast as ChaCha20 here, with AVX-512), cut into blocks
+/// the words are that seed's [`Stream::Flooding`] (keyed BLAKE3's XOF with
+/// AVX-512, else ChaCha20 keyed from the seed), cut into blocks
 /// that are expanded in parallel, each from its own position, so the noise
 /// is the same at every thread count: whole 64-bit
 /// words for every row but the top, then the top limbs packed in the fewest
@@ -1214,10 +1289,11 @@ pub(crate) mod tests {
                 let mut b = a.clone();
                 let ours = sample_small(degree, variance, &mut a).unwrap();
                 // The stream read independently: a seed from the caller,
-                // BLAKE3 keyed by it over the label, little-endian words.
+                // then this CPU's generator under it (keyed BLAKE3 over the
+                // label, or ChaCha20 keyed so), little-endian words.
                 let mut seed = [0u8; 32];
                 b.fill_bytes(&mut seed);
-                let mut stream = XofRng(reference_reader(&seed, b"synod centred binomial"));
+                let mut stream = own_stream_reference(&seed, b"synod centred binomial");
                 let theirs = fhe_util::sample_vec_cbd(degree, variance, &mut stream).unwrap();
                 assert_eq!(*ours, theirs, "variance {variance}, degree {degree}");
                 assert_eq!(a.next_u64(), b.next_u64());
@@ -1354,22 +1430,95 @@ pub(crate) mod tests {
         }
     }
 
-    /// A stream of `seed` read independently of [`Stream`]: BLAKE3 keyed by
-    /// the seed over `label` (written out by each caller, which pins it),
-    /// as an extendable output.
+    /// A protocol stream of `seed` read independently of [`Stream`]:
+    /// BLAKE3 keyed by the seed over `label` (written out by each caller,
+    /// which pins it), as an extendable output.
     pub(crate) fn reference_reader(seed: &[u8; 32], label: &[u8]) -> blake3::OutputReader {
         let mut hasher = blake3::Hasher::new_keyed(seed);
         hasher.update(label);
         hasher.finalize_xof()
     }
 
-    /// The flooding stream of `seed`, little-endian 64-bit words in order.
-    pub(crate) fn flood_stream_reference(seed: &[u8; 32]) -> impl FnMut() -> u64 {
-        let mut xof = XofRng(reference_reader(seed, b"synod flooding noise"));
-        move || xof.next_u64()
+    /// A member's own stream of `seed` read independently of [`Stream`],
+    /// with another crate's ChaCha20 (rand_chacha's original variant, whose
+    /// keystream with nonce zero and a block counter below 2^32 is RFC
+    /// 8439's): keyed by BLAKE3 keyed by the seed over `label`.
+    pub(crate) fn chacha_reference(seed: &[u8; 32], label: &[u8]) -> rand_chacha::ChaCha20Rng {
+        use rand::SeedableRng;
+        rand_chacha::ChaCha20Rng::from_seed(*blake3::keyed_hash(seed, label).as_bytes())
     }
 
-    /// Flooding coefficients are the words of the BLAKE3 keyed XOF of a seed
+    /// A member's own stream of `seed` over `label`, read independently of
+    /// [`Stream`], with the generator this CPU takes.
+    pub(crate) fn own_stream_reference(seed: &[u8; 32], label: &[u8]) -> Box<dyn CryptoRng> {
+        if own_streams_use_chacha() {
+            Box::new(chacha_reference(seed, label))
+        } else {
+            Box::new(ReferenceXof(reference_reader(seed, label)))
+        }
+    }
+
+    /// A BLAKE3 XOF read as an RNG (little-endian words).
+    pub(crate) struct ReferenceXof(pub(crate) blake3::OutputReader);
+
+    impl RngCore for ReferenceXof {
+        fn next_u32(&mut self) -> u32 {
+            let mut w = [0u8; 4];
+            self.0.fill(&mut w);
+            u32::from_le_bytes(w)
+        }
+
+        fn next_u64(&mut self) -> u64 {
+            let mut w = [0u8; 8];
+            self.0.fill(&mut w);
+            u64::from_le_bytes(w)
+        }
+
+        fn fill_bytes(&mut self, dest: &mut [u8]) {
+            self.0.fill(dest);
+        }
+    }
+
+    impl CryptoRng for ReferenceXof {}
+
+    /// The flooding stream of `seed`, little-endian 64-bit words in order.
+    pub(crate) fn flood_stream_reference(seed: &[u8; 32]) -> impl FnMut() -> u64 {
+        let mut stream = own_stream_reference(seed, b"synod flooding noise");
+        move || stream.next_u64()
+    }
+
+    /// Both generators of a member's own streams are their references, from
+    /// any position, whichever this CPU takes; the protocol's streams stay
+    /// BLAKE3's XOF.
+    #[test]
+    fn streams_are_their_references() {
+        let seed = [5u8; 32];
+        let mut want = vec![0u8; 4096];
+        for chacha in [false, true] {
+            for (stream, label) in [
+                (Stream::Flooding, &b"synod flooding noise"[..]),
+                (Stream::Small, b"synod centred binomial"),
+                (Stream::Dealt, b"synod dealt shamir values"),
+                (Stream::Projection, b"synod reshare projections"),
+            ] {
+                let own = matches!(stream, Stream::Flooding | Stream::Small);
+                if own && chacha {
+                    chacha_reference(&seed, label).fill_bytes(&mut want);
+                } else {
+                    reference_reader(&seed, label).fill(&mut want);
+                }
+                for at in [0usize, 1, 63, 64, 100] {
+                    let mut got = vec![0u8; 4096 - at];
+                    let mut reader = stream.reader_with(&seed, chacha);
+                    reader.seek(at as u64);
+                    reader.fill(&mut got);
+                    assert_eq!(got, want[at..], "{label:?}, ChaCha20 {chacha}, at {at}");
+                }
+            }
+        }
+    }
+
+    /// Flooding coefficients are the words of the flooding stream of a seed
     /// drawn from the RNG, read as documented: rows of whole words, then the
     /// top limbs packed in the fewest of 1, 2, 4 or 8 bytes, masked; values
     /// on `[0, 2^(b+1))`. The blocks expanded in parallel are that one

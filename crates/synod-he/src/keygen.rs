@@ -217,7 +217,7 @@ mod tests {
         let share = public_key_share(&params, &crs, &sk, me, &mut a_rng).unwrap();
         let a = crs.poly(CrpPurpose::PublicKey).unwrap();
         let mut want = -(a.as_ref() * sk.ntt());
-        let mut small = crate::kernels::XofRng::from_caller(&mut b_rng);
+        let mut small = crate::kernels::StreamRng::from_caller(&mut b_rng);
         want += &Poly::small(ctx, Representation::Ntt, params.variance(), &mut small).unwrap();
         assert_eq!(share.p0.parse(&params, 0, me, "p0").unwrap(), want);
         assert_eq!(share.sender, me);
@@ -226,7 +226,7 @@ mod tests {
     /// fhe.rs's `try_encrypt` fed the three small polynomials of
     /// [`CollectivePublicKey::encrypt`] (each seed's stream in turn).
     struct ThreeStreams {
-        streams: Vec<crate::kernels::XofRng>,
+        streams: Vec<crate::kernels::StreamRng>,
         words_each: usize,
         used: usize,
     }
@@ -284,7 +284,7 @@ mod tests {
             let ours = pk.encrypt(&params, &pt, &mut a).unwrap();
             let mut chained = ThreeStreams {
                 streams: (0..3)
-                    .map(|_| crate::kernels::XofRng::from_caller(&mut b))
+                    .map(|_| crate::kernels::StreamRng::from_caller(&mut b))
                     .collect(),
                 words_each: (n * 4 * params.variance()).div_ceil(64),
                 used: 0,

@@ -204,7 +204,7 @@ mod tests {
                 key_switch_share(&params, key, &set, &ct, &recipient, &flooding, &mut a).unwrap();
             let ctx = params.ctx(level).unwrap();
             let w = key.weighted(&params, &set, level).unwrap();
-            let mut small = crate::kernels::XofRng::from_caller(&mut b);
+            let mut small = crate::kernels::StreamRng::from_caller(&mut b);
             let u = Poly::small(ctx, Representation::Ntt, params.variance(), &mut small).unwrap();
             let p0 = ring::restrict(&recipient.p0, ctx).unwrap();
             let p1 = ring::restrict(&recipient.p1, ctx).unwrap();

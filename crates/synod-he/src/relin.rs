@@ -434,7 +434,7 @@ mod tests {
         rng: &mut rand_chacha::ChaCha20Rng,
     ) -> (Poly, Vec<WirePoly>, Vec<WirePoly>) {
         let ctx = params.ctx(0).unwrap();
-        let mut small = crate::kernels::XofRng::from_caller(rng);
+        let mut small = crate::kernels::StreamRng::from_caller(rng);
         let u = Poly::small(ctx, Representation::Ntt, params.variance(), &mut small).unwrap();
         let (mut h0, mut h1) = (Vec::new(), Vec::new());
         for (a, w) in crps(params, crs)

@@ -63,7 +63,7 @@ mod dealing;
 use dealing::{combine_nodes, inverse};
 pub(crate) use dealing::{draw_from_seed, draw_seeds, node_values, random_residues, Dealing};
 
-use crate::kernels::{Stream, XofRng};
+use crate::kernels::{Stream, StreamRng};
 use crate::ring::{self, SecretWirePoly};
 use crate::secret::{KeyShare, MaskShare};
 use crate::shamir::{lagrange_weight_residues, Committee, EvaluationPoint};
@@ -419,7 +419,7 @@ impl Challenge {
     /// [`Stream::Projection`] expansion of the projection seed, cut into
     /// rows.
     fn expand(&self, params: &Params) -> Vec<Vec<u64>> {
-        let mut rng = XofRng::new(Stream::Projection, &self.projection_seed);
+        let mut rng = StreamRng::new(Stream::Projection, &self.projection_seed);
         let mut out = Vec::with_capacity(self.kappa * params.moduli().len());
         for _ in 0..self.kappa {
             let m = random_residues(params, &mut rng);

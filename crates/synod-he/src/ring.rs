@@ -340,8 +340,8 @@ pub fn small_to_ntt(coeffs: &[i64], ctx: &Arc<Context>) -> Result<Poly> {
 }
 
 /// Samples a fresh error polynomial in NTT form (centred binomial, the
-/// library's variance): `Poly::small`'s algorithm on the BLAKE3 expansion
-/// of a seed drawn from `rng` (`kernels::sample_small`), with synod's NTT.
+/// library's variance): `Poly::small`'s algorithm on the PRF expansion of a
+/// seed drawn from `rng` (`kernels::sample_small`), with synod's NTT.
 pub fn error_ntt<R: rand::RngCore + rand::CryptoRng>(
     params: &Params,
     ctx: &Arc<Context>,

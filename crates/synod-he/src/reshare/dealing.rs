@@ -9,7 +9,7 @@ use fhe_math::zq::Modulus;
 use rand::{CryptoRng, RngCore};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::kernels::{Stream, XofRng};
+use crate::kernels::{Stream, StreamRng};
 use crate::shamir::EvaluationPoint;
 use crate::{Error, Params, Result};
 
@@ -17,7 +17,7 @@ use crate::{Error, Params, Result};
 /// the [`Stream::Dealt`] expansion of `seed` (a dealer's values at one node,
 /// sent as the seed).
 pub(crate) fn draw_from_seed<const P: usize>(params: &Params, seed: &[u8; 32]) -> [Vec<u64>; P] {
-    let mut rng = XofRng::new(Stream::Dealt, seed);
+    let mut rng = StreamRng::new(Stream::Dealt, seed);
     let mut out: [Vec<u64>; P] = std::array::from_fn(|_| Vec::new());
     for v in out.iter_mut() {
         *v = random_residues(params, &mut rng);
