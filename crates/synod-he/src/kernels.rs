@@ -390,8 +390,8 @@ pub(crate) fn sums_lazily(p: u64, consts: &[Shoup52], bounds: &[u64]) -> bool {
 
 /// [`dot_const_rows`] for rows known to lie below `bounds` (one per row):
 /// reduced once per value instead of once per product where the bounds
-/// allow it (see the IFMA kernel; the FMA kernel reduces every second
-/// product whatever the bounds). `false` (nothing done) without IFMA or
+/// allow it (see the IFMA kernel; the FMA kernel reduces its sum only where
+/// the bounds say it could pass 2^53). `false` (nothing done) without IFMA or
 /// AVX2 + FMA, or with a shape they do not take.
 pub(crate) fn dot_const_rows_below(
     p: u64,
@@ -403,7 +403,7 @@ pub(crate) fn dot_const_rows_below(
     #[cfg(target_arch = "x86_64")]
     {
         ifma::dot_const_rows_below(p, out, rows, consts, bounds)
-            || fma::dot_const_rows(p, out, rows, consts)
+            || fma::dot_const_rows_below(p, out, rows, consts, bounds)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

@@ -237,40 +237,87 @@ impl pulp::NullaryFnOnce for MulAcc<'_> {
 
 /// `out[k] = Σ_i rows[i][k]·consts[i] mod p` (`rows[i][k] < 2^52`, every
 /// row as long as `out`), canonical; `false` (nothing written) without
-/// AVX2 + FMA, for `p ≥ 2^50` or rows of other lengths or number. Each
-/// product is nearly reduced (at most about `2.01p` in magnitude for inputs
-/// below 2^52, `0.88p` below 2^50), and the sum is reduced after every
-/// second product, so it stays below `4.6p < 2^53`: every intermediate is
-/// an integer that `f64` holds exactly, and the reduction's error bound
-/// needs no more.
+/// AVX2 + FMA, for `p ≥ 2^50` or rows of other lengths or number.
 pub(crate) fn dot_const_rows(p: u64, out: &mut [u64], rows: &[&[u64]], consts: &[Shoup52]) -> bool {
+    dot_const_rows_below(p, out, rows, consts, &vec![1 << 52; rows.len()])
+}
+
+/// [`dot_const_rows`] for rows known to lie below `bounds` (one per row, at
+/// most 2^52): the sum is reduced only where the bounds say that the next
+/// product could take it past 2^53 ([`reductions`]). Two vectors of four
+/// coefficients are summed side by side, so that two dependency chains
+/// overlap. A caller's bound that does not hold gives a wrong residue,
+/// never undefined behaviour.
+pub(crate) fn dot_const_rows_below(
+    p: u64,
+    out: &mut [u64],
+    rows: &[&[u64]],
+    consts: &[Shoup52],
+    bounds: &[u64],
+) -> bool {
     let Some(simd) = token() else {
         return false;
     };
     if !(3..MAX_PRIME).contains(&p)
         || rows.len() != consts.len()
+        || bounds.len() != rows.len()
         || rows.iter().any(|r| r.len() != out.len())
         || consts.iter().any(|c| c.w >= p)
+        || bounds.iter().any(|&b| b > 1 << 52)
     {
         return false;
     }
+    let reduce_after = reductions(p, consts, bounds);
     simd.vectorize(Dot {
         lanes: Lanes::new(simd, p as f64, 1.0 / p as f64),
         p,
         out,
         rows,
         consts,
+        reduce_after: &reduce_after,
     });
     true
 }
 
-/// [`dot_const_rows`] as pulp's vectorised operation (see [`MulAcc`]).
+/// Per row of a constant dot product, whether the running sum is reduced
+/// after its product is added: the module doc's bounds, replayed. A
+/// product of `|x| < B` and `w` is at most `p/2 + 3.01·2^-53·B·w` in
+/// magnitude, a reduced sum `s` at most `p/2 + 2.01·2^-53·s`; the sum is
+/// reduced when the next product could take it past `2^53` (every integer
+/// up to that is an exact `f64`, and the reduction's analysis holds there).
+/// For synod's primes below 2^45 the sums are never reduced before the
+/// end; at 2^50 about every eighth product.
+fn reductions(p: u64, consts: &[Shoup52], bounds: &[u64]) -> Vec<bool> {
+    let (pf, limit) = (p as f64, 2.0 * BOUND);
+    let product = |i: usize| {
+        let (b, w) = (
+            bounds.get(i).map_or(BOUND, |&b| b as f64),
+            consts.get(i).map_or(pf, |c| c.w as f64),
+        );
+        pf * 0.5 + 3.01 * b * w / (2.0 * BOUND) + 1.0
+    };
+    let mut sum = 0.0;
+    (0..consts.len())
+        .map(|i| {
+            sum += product(i);
+            let reduce = i + 1 < consts.len() && sum + product(i + 1) > limit;
+            if reduce {
+                sum = pf * 0.5 + 2.01 * sum / (2.0 * BOUND) + 1.0;
+            }
+            reduce
+        })
+        .collect()
+}
+
+/// [`dot_const_rows_below`] as pulp's vectorised operation (see
+/// [`MulAcc`]).
 struct Dot<'a> {
     lanes: Lanes,
     p: u64,
     out: &'a mut [u64],
     rows: &'a [&'a [u64]],
     consts: &'a [Shoup52],
+    reduce_after: &'a [bool],
 }
 
 impl pulp::NullaryFnOnce for Dot<'_> {
@@ -284,23 +331,39 @@ impl pulp::NullaryFnOnce for Dot<'_> {
             out,
             rows,
             consts,
+            reduce_after,
         } = self;
-        let (out4, out_tail) = pulp::as_arrays_mut::<4, u64>(out);
-        let rows4 = quads(rows);
-        let weights: Vec<f64> = consts.iter().map(|c| c.w as f64).collect();
-        for (c, o) in out4.iter_mut().enumerate() {
-            let mut acc = k.splat(0.0);
-            for (i, (row, &w)) in rows4.iter().zip(&weights).enumerate() {
-                let x = row.get(c).map_or(k.splat(0.0), |x| k.load(x, true));
-                acc = k.add(acc, k.mul(x, k.splat(w)));
-                if i % 2 == 1 {
-                    acc = k.reduce(acc);
+        let weights: Vec<(f64, bool)> = consts
+            .iter()
+            .zip(reduce_after)
+            .map(|(c, &r)| (c.w as f64, r))
+            .collect();
+        // Sixteen coefficients (four vectors) at a time.
+        let (out8, rest) = pulp::as_arrays_mut::<16, u64>(out);
+        let rows8: Vec<&[[u64; 16]]> = rows
+            .iter()
+            .map(|r| pulp::as_arrays::<16, u64>(r).0)
+            .collect();
+        for (c, o) in out8.iter_mut().enumerate() {
+            let mut acc = [k.splat(0.0); 4];
+            for (row, &(w, reduce)) in rows8.iter().zip(&weights) {
+                let Some(x) = row.get(c) else { continue };
+                let xs: [[u64; 4]; 4] = cast(*x);
+                let w = k.splat(w);
+                for (a, x) in acc.iter_mut().zip(&xs) {
+                    *a = k.add(*a, k.mul(k.load(x, true), w));
+                }
+                if reduce {
+                    for a in acc.iter_mut() {
+                        *a = k.reduce(*a);
+                    }
                 }
             }
-            *o = cast(k.to_bits(k.canonical(acc)));
+            let ys: [[u64; 4]; 4] = acc.map(|a| cast(k.to_bits(k.canonical(a))));
+            *o = cast(ys);
         }
-        let done = out4.len() * 4;
-        for (j, o) in out_tail.iter_mut().enumerate() {
+        let done = out8.len() * 16;
+        for (j, o) in rest.iter_mut().enumerate() {
             let sum = rows.iter().zip(consts).fold(0u128, |acc, (row, c)| {
                 let x = row.get(done + j).copied().unwrap_or(0);
                 (acc + u128::from(x) * u128::from(c.w)) % u128::from(p)
@@ -623,7 +686,7 @@ mod tests {
         for p in [(1u64 << 44) - 21, (1u64 << 50) - 27] {
             let m = Modulus::new(p).unwrap();
             for terms in [1usize, 2, 5, 14] {
-                for len in [7usize, 64] {
+                for len in [7usize, 64, 83] {
                     let rows: Vec<Vec<u64>> = (0..terms)
                         .map(|i| match i % 3 {
                             0 => vec![(1 << 52) - 1; len],
@@ -717,6 +780,82 @@ mod tests {
                 !dot_const_limbs64(p, p, &mut out, &refs(&one), &c[..1]),
                 "init p"
             );
+        }
+    }
+
+    /// Dots of rows below given bounds equal the exact sums, on random rows
+    /// and on products that all leave about −p/2, for primes where the sum
+    /// is never reduced before the end and where it is every few products;
+    /// and the reductions follow the bounds.
+    #[test]
+    fn bounded_dots_match_exact_sums() {
+        if token().is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs on AVX2 + FMA CPUs"
+            );
+            return;
+        }
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(13);
+        for p in [(1u64 << 44) - 21, (1u64 << 50) - 27] {
+            let m = Modulus::new(p).unwrap();
+            for terms in [1usize, 3, 12, 40] {
+                let bounds: Vec<u64> = (0..terms)
+                    .map(|i| match i % 3 {
+                        0 => p,
+                        1 => 1 << 52,
+                        _ => 1 << 25,
+                    })
+                    .collect();
+                for extreme in [false, true] {
+                    let len = 35;
+                    let rows: Vec<Vec<u64>> = bounds
+                        .iter()
+                        .map(|&b| {
+                            (0..len)
+                                // (p − 1)/2 times p − 1 leaves −(p − 1)/2: the
+                                // signed products all near −p/2, the sum's
+                                // worst growth.
+                                .map(|_| match extreme {
+                                    true => ((p - 1) / 2).min(b - 1),
+                                    false => rng.next_u64() % b,
+                                })
+                                .collect()
+                        })
+                        .collect();
+                    let consts: Vec<Shoup52> = (0..terms)
+                        .map(|_| {
+                            let w = if extreme {
+                                p - 1
+                            } else {
+                                m.random_vec(1, &mut rng)[0]
+                            };
+                            Shoup52::new(w, p).unwrap()
+                        })
+                        .collect();
+                    let mut out = vec![0; len];
+                    assert!(dot_const_rows_below(
+                        p,
+                        &mut out,
+                        &refs(&rows),
+                        &consts,
+                        &bounds
+                    ));
+                    for (c, &o) in out.iter().enumerate() {
+                        let exact = rows.iter().zip(&consts).fold(0u128, |acc, (r, w)| {
+                            (acc + u128::from(r[c]) * u128::from(w.w)) % u128::from(p)
+                        });
+                        assert_eq!(u128::from(o), exact, "p {p}, {terms} terms, column {c}");
+                    }
+                }
+                let reduced = reductions(p, &vec![Shoup52::new(p - 1, p).unwrap(); terms], &bounds);
+                assert!(!reduced.last().copied().unwrap_or(false));
+                if p < 1 << 45 || terms <= 3 {
+                    assert!(reduced.iter().all(|&r| !r), "p {p}, {terms} terms");
+                } else {
+                    assert!(reduced.iter().any(|&r| r), "p {p}, {terms} terms");
+                }
+            }
         }
     }
 
