@@ -114,8 +114,8 @@ pub(crate) fn dot2_add_into(
 }
 
 /// In place, `a0 ← a0·b0`, `b0 ← a0·b1 + a1·b0`, `a1 ← a1·b1` modulo `q` in
-/// one IFMA pass, or `false` (nothing written; the caller computes it
-/// otherwise).
+/// one IFMA pass, else one AVX2 + FMA pass, or `false` (nothing written;
+/// the caller computes it otherwise).
 pub(crate) fn tensor_in_place(
     q: &Modulus,
     a0: &mut [u64],
@@ -125,7 +125,7 @@ pub(crate) fn tensor_in_place(
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        ifma::tensor_in_place(q, a0, a1, b0, b1)
+        ifma::tensor_in_place(q, a0, a1, b0, b1) || fma::tensor_in_place(q, a0, a1, b0, b1)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

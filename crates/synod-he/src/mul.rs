@@ -227,8 +227,8 @@ impl FastMul {
 
         // 2. Tensor product in Q ∪ P, in place (a0 becomes c0 = a0·b0, a1
         //    becomes c2 = a1·b1, b0 becomes c1 = a0·b1 + a1·b0; with IFMA
-        //    four fused products beat Karatsuba's three plus its extra
-        //    passes over memory), back to power basis.
+        //    or FMA four fused products beat Karatsuba's three plus its
+        //    extra passes over memory), back to power basis.
         let ops = &self.ops_mul;
         c0.par_chunks_mut(n)
             .zip(c2.par_chunks_mut(n))
@@ -311,7 +311,7 @@ impl FastMul {
     }
 }
 
-/// [`crate::kernels::tensor_in_place`] without IFMA: Karatsuba
+/// [`crate::kernels::tensor_in_place`] without a vector kernel: Karatsuba
 /// (`c1 = (a0 + a1)(b0 + b1) − c0 − c2`) with fhe-math's vector operations.
 fn karatsuba_in_place(
     q: &fhe_math::zq::Modulus,
@@ -350,26 +350,56 @@ mod tests {
     use num_integer::Integer;
     use num_traits::ToPrimitive;
 
-    /// The tensor without IFMA (Karatsuba, for CPUs without it) gives the
-    /// same residues as the IFMA kernel's definition, on synod's primes.
+    /// Karatsuba (for CPUs without a vector kernel), the dispatched kernel
+    /// and the AVX2 + FMA kernel all give the tensor's residues, on synod's
+    /// primes, on random and extreme values, with a tail.
     #[test]
-    fn karatsuba_fallback_is_the_tensor() {
+    fn every_tensor_kernel_is_the_tensor() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
         for p in [0x7fffffd8001u64, 0xfffffffc001, 0x1ffffffea0001] {
             let q = fhe_math::zq::Modulus::new(p).unwrap();
-            let mut draw = || {
-                (0..67)
-                    .map(|_| rng.random_range(0..p))
-                    .collect::<Vec<u64>>()
-            };
-            let (a0, a1, b0, b1) = (draw(), draw(), draw(), draw());
-            let (mut c0, mut c2, mut c1) = (a0.clone(), a1.clone(), b0.clone());
-            karatsuba_in_place(&q, &mut c0, &mut c2, &mut c1, &b1);
-            for k in 0..a0.len() {
-                assert_eq!(c0[k], q.mul(a0[k], b0[k]));
-                assert_eq!(c2[k], q.mul(a1[k], b1[k]));
-                assert_eq!(c1[k], q.add(q.mul(a0[k], b1[k]), q.mul(a1[k], b0[k])));
+            for extreme in [false, true] {
+                let mut draw = || {
+                    (0..67)
+                        .map(|_| {
+                            if extreme {
+                                p - 1
+                            } else {
+                                rng.random_range(0..p)
+                            }
+                        })
+                        .collect::<Vec<u64>>()
+                };
+                let (a0, a1, b0, b1) = (draw(), draw(), draw(), draw());
+                let check = |name: &str, c0: &[u64], c2: &[u64], c1: &[u64]| {
+                    for k in 0..a0.len() {
+                        assert_eq!(c0[k], q.mul(a0[k], b0[k]), "{name}, p {p}");
+                        assert_eq!(c2[k], q.mul(a1[k], b1[k]), "{name}, p {p}");
+                        let cross = q.add(q.mul(a0[k], b1[k]), q.mul(a1[k], b0[k]));
+                        assert_eq!(c1[k], cross, "{name}, p {p}");
+                    }
+                };
+                let (mut c0, mut c2, mut c1) = (a0.clone(), a1.clone(), b0.clone());
+                karatsuba_in_place(&q, &mut c0, &mut c2, &mut c1, &b1);
+                check("Karatsuba", &c0, &c2, &c1);
+                let (mut c0, mut c2, mut c1) = (a0.clone(), a1.clone(), b0.clone());
+                if crate::kernels::tensor_in_place(&q, &mut c0, &mut c2, &mut c1, &b1) {
+                    check("dispatched", &c0, &c2, &c1);
+                }
+                #[cfg(target_arch = "x86_64")]
+                if crate::kernels::fma::token().is_some() {
+                    let (mut c0, mut c2, mut c1) = (a0.clone(), a1.clone(), b0.clone());
+                    assert!(crate::kernels::fma::tensor_in_place(
+                        &q, &mut c0, &mut c2, &mut c1, &b1
+                    ));
+                    check("FMA", &c0, &c2, &c1);
+                } else {
+                    assert!(
+                        std::env::var_os("CI").is_none(),
+                        "CI runs on AVX2 + FMA CPUs"
+                    );
+                }
             }
         }
     }

@@ -373,6 +373,83 @@ impl pulp::NullaryFnOnce for Dot<'_> {
     }
 }
 
+/// The tensor of `(a0, a1)` and `(b0, b1)` modulo one prime, in one pass
+/// and in place: afterwards `a0 = a0·b0`, `b0 = a0·b1 + a1·b0` and
+/// `a1 = a1·b1` (mod `q`, of the values before), canonical; `false`
+/// (nothing written) without AVX2 + FMA, for `q ≥ 2^50` or lengths that
+/// differ. All inputs below `q` (ciphertexts: public data).
+pub(crate) fn tensor_in_place(
+    q: &Modulus,
+    a0: &mut [u64],
+    a1: &mut [u64],
+    b0: &mut [u64],
+    b1: &[u64],
+) -> bool {
+    let Some(simd) = token() else {
+        return false;
+    };
+    let (p, n) = (**q, a0.len());
+    if !(3..MAX_PRIME).contains(&p) || a1.len() != n || b0.len() != n || b1.len() != n {
+        return false;
+    }
+    simd.vectorize(Tensor {
+        lanes: Lanes::new(simd, p as f64, 1.0 / p as f64),
+        q,
+        a0,
+        a1,
+        b0,
+        b1,
+    });
+    true
+}
+
+/// [`tensor_in_place`] as pulp's vectorised operation (see [`MulAcc`]).
+struct Tensor<'a> {
+    lanes: Lanes,
+    q: &'a Modulus,
+    a0: &'a mut [u64],
+    a1: &'a mut [u64],
+    b0: &'a mut [u64],
+    b1: &'a [u64],
+}
+
+impl pulp::NullaryFnOnce for Tensor<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        let Self {
+            lanes: k,
+            q,
+            a0,
+            a1,
+            b0,
+            b1,
+        } = self;
+        let (a0_4, a0_t) = pulp::as_arrays_mut::<4, u64>(a0);
+        let (a1_4, a1_t) = pulp::as_arrays_mut::<4, u64>(a1);
+        let (b0_4, b0_t) = pulp::as_arrays_mut::<4, u64>(b0);
+        let (b1_4, b1_t) = pulp::as_arrays::<4, u64>(b1);
+        let lanes = a0_4.iter_mut().zip(a1_4.iter_mut());
+        for ((x0, x1), (y0, y1)) in lanes.zip(b0_4.iter_mut().zip(b1_4)) {
+            let (u0, u1) = (k.load(x0, true), k.load(x1, true));
+            let (v0, v1) = (k.load(y0, true), k.load(y1, true));
+            // Two products below p each: the cross sum is below 2p.
+            let cross = k.add(k.mul(u0, v1), k.mul(u1, v0));
+            *y0 = cast(k.to_bits(k.canonical(cross)));
+            *x0 = cast(k.to_bits(k.canonical(k.mul(u0, v0))));
+            *x1 = cast(k.to_bits(k.canonical(k.mul(u1, v1))));
+        }
+        let lanes = a0_t.iter_mut().zip(a1_t.iter_mut());
+        for ((x0, x1), (y0, &y1)) in lanes.zip(b0_t.iter_mut().zip(b1_t)) {
+            let (u0, u1, v0) = (*x0, *x1, *y0);
+            *y0 = q.add(q.mul(u0, y1), q.mul(u1, v0));
+            *x0 = q.mul(u0, v0);
+            *x1 = q.mul(u1, y1);
+        }
+    }
+}
+
 /// [`super::ifma::dot_const_limbs64`] in double precision: `out[k] = init +
 /// Σ_l limb_l(k)·consts[l] mod p`, canonical, where `limb_l(k)` is bits
 /// `48·l .. 48·l + 48` of the number `Σ_r rows[r][k]·2^(64·r)`, cut from
