@@ -359,7 +359,12 @@ impl pulp::NullaryFnOnce for Dot<'_> {
                     }
                 }
             }
-            let ys: [[u64; 4]; 4] = acc.map(|a| cast(k.to_bits(k.canonical(a))));
+            // A loop, not `map` with a closure: a closure is compiled
+            // without the target features, and its intrinsics become calls.
+            let mut ys = [[0u64; 4]; 4];
+            for (y, a) in ys.iter_mut().zip(acc) {
+                *y = cast(k.to_bits(k.canonical(a)));
+            }
             *o = cast(ys);
         }
         let done = out8.len() * 16;
@@ -591,9 +596,11 @@ impl<const R: usize, const L: usize> pulp::NullaryFnOnce for Limbs<'_, R, L> {
 
 /// `acc0 += Σ_g x[g]⊙w0[g]`, `acc1 += Σ_g x[g]⊙w1[g]` modulo `q` in one
 /// pass (the key switch's products with both key halves): each sum is held
-/// in a register and reduced after every second product, and written once.
-/// `false` (nothing written) without AVX2 + FMA, for `q ≥ 2^50` or rows
-/// of other lengths or number. All values below `q`.
+/// in a register, reduced only where the next product could take it past
+/// 2^53 ([`reductions`]; for primes below 2^45 never before the end), and
+/// written once; two vectors of four coefficients side by side. `false`
+/// (nothing written) without AVX2 + FMA, for `q ≥ 2^50` or rows of other
+/// lengths or number. All values below `q`.
 pub(crate) fn dot2_add_into(
     q: u64,
     acc0: &mut [u64],
@@ -614,6 +621,16 @@ pub(crate) fn dot2_add_into(
     {
         return false;
     }
+    // The accumulator (below q) is the first term: 1 times a row below q.
+    let Some(one) = Shoup52::new(1, q) else {
+        return false;
+    };
+    let Some(top) = Shoup52::new(q - 1, q) else {
+        return false;
+    };
+    let mut consts = vec![one];
+    consts.extend(x.iter().map(|_| top));
+    let reduce_after = reductions(q, &consts, &vec![q; consts.len()]);
     simd.vectorize(Dot2 {
         lanes: Lanes::new(simd, q as f64, 1.0 / q as f64),
         q,
@@ -622,16 +639,9 @@ pub(crate) fn dot2_add_into(
         x,
         w0,
         w1,
+        reduce_after: reduce_after.get(1..).unwrap_or_default(),
     });
     true
-}
-
-/// Rows as arrays of four (tails left out).
-#[inline(always)]
-fn quads<'a>(rows: &[&'a [u64]]) -> Vec<&'a [[u64; 4]]> {
-    rows.iter()
-        .map(|r| pulp::as_arrays::<4, u64>(r).0)
-        .collect()
 }
 
 /// [`dot2_add_into`] as pulp's vectorised operation (see [`MulAcc`]).
@@ -643,6 +653,16 @@ struct Dot2<'a> {
     x: &'a [&'a [u64]],
     w0: &'a [&'a [u64]],
     w1: &'a [&'a [u64]],
+    /// Per digit, whether the sums are reduced after its products.
+    reduce_after: &'a [bool],
+}
+
+/// Rows as arrays of eight (tails left out).
+#[inline(always)]
+fn octets<'a>(rows: &[&'a [u64]]) -> Vec<&'a [[u64; 8]]> {
+    rows.iter()
+        .map(|r| pulp::as_arrays::<8, u64>(r).0)
+        .collect()
 }
 
 impl pulp::NullaryFnOnce for Dot2<'_> {
@@ -658,27 +678,47 @@ impl pulp::NullaryFnOnce for Dot2<'_> {
             x,
             w0,
             w1,
+            reduce_after,
         } = self;
-        let (x4, w04, w14) = (quads(x), quads(w0), quads(w1));
-        let (a04, tail0) = pulp::as_arrays_mut::<4, u64>(acc0);
-        let (a14, tail1) = pulp::as_arrays_mut::<4, u64>(acc1);
-        for (c, (a0, a1)) in a04.iter_mut().zip(a14.iter_mut()).enumerate() {
-            let (mut s0, mut s1) = (k.load(a0, true), k.load(a1, true));
-            for (g, ((xr, w0r), w1r)) in x4.iter().zip(&w04).zip(&w14).enumerate() {
+        let (x8, w08, w18) = (octets(x), octets(w0), octets(w1));
+        let (a08, tail0) = pulp::as_arrays_mut::<8, u64>(acc0);
+        let (a18, tail1) = pulp::as_arrays_mut::<8, u64>(acc1);
+        for (c, (a0, a1)) in a08.iter_mut().zip(a18.iter_mut()).enumerate() {
+            let ([a0l, a0h], [a1l, a1h]): ([[u64; 4]; 2], [[u64; 4]; 2]) = (cast(*a0), cast(*a1));
+            let (mut s0l, mut s0h) = (k.load(&a0l, true), k.load(&a0h, true));
+            let (mut s1l, mut s1h) = (k.load(&a1l, true), k.load(&a1h, true));
+            let digits = x8.iter().zip(&w08).zip(&w18).zip(reduce_after);
+            for (((xr, w0r), w1r), &reduce) in digits {
                 let (Some(xv), Some(u), Some(v)) = (xr.get(c), w0r.get(c), w1r.get(c)) else {
                     continue;
                 };
-                let xv = k.load(xv, true);
-                s0 = k.add(s0, k.mul(xv, k.load(u, true)));
-                s1 = k.add(s1, k.mul(xv, k.load(v, true)));
-                if g % 2 == 1 {
-                    (s0, s1) = (k.reduce(s0), k.reduce(s1));
+                let [xl, xh]: [[u64; 4]; 2] = cast(*xv);
+                let [ul, uh]: [[u64; 4]; 2] = cast(*u);
+                let [vl, vh]: [[u64; 4]; 2] = cast(*v);
+                let (xl, xh) = (k.load(&xl, true), k.load(&xh, true));
+                s0l = k.add(s0l, k.mul(xl, k.load(&ul, true)));
+                s0h = k.add(s0h, k.mul(xh, k.load(&uh, true)));
+                s1l = k.add(s1l, k.mul(xl, k.load(&vl, true)));
+                s1h = k.add(s1h, k.mul(xh, k.load(&vh, true)));
+                if reduce {
+                    (s0l, s0h) = (k.reduce(s0l), k.reduce(s0h));
+                    (s1l, s1h) = (k.reduce(s1l), k.reduce(s1h));
                 }
             }
-            *a0 = cast(k.to_bits(k.canonical(s0)));
-            *a1 = cast(k.to_bits(k.canonical(s1)));
+            // Written out, not as a closure: a closure is compiled without
+            // the target features, and its intrinsics become calls.
+            let (y0l, y0h): ([u64; 4], [u64; 4]) = (
+                cast(k.to_bits(k.canonical(s0l))),
+                cast(k.to_bits(k.canonical(s0h))),
+            );
+            let (y1l, y1h): ([u64; 4], [u64; 4]) = (
+                cast(k.to_bits(k.canonical(s1l))),
+                cast(k.to_bits(k.canonical(s1h))),
+            );
+            *a0 = cast([y0l, y0h]);
+            *a1 = cast([y1l, y1h]);
         }
-        let done = a04.len() * 4;
+        let done = a08.len() * 8;
         let m = |a: u64, b: u64| u128::from(a) * u128::from(b);
         for (j, (t0, t1)) in tail0.iter_mut().zip(tail1.iter_mut()).enumerate() {
             let at = |r: &&[u64]| r.get(done + j).copied().unwrap_or(0);
@@ -940,6 +980,25 @@ mod tests {
         m.iter().map(Vec::as_slice).collect()
     }
 
+    /// Residue pairs `(x, w)` whose product the FMA kernel leaves odd and
+    /// below `−0.48q` (found by running its arithmetic in scalar `f64`).
+    fn adverse_pairs(q: u64, rng: &mut rand_chacha::ChaCha20Rng) -> Vec<(u64, u64)> {
+        let (qf, q_inv) = (q as f64, 1.0 / q as f64);
+        let mut pairs = Vec::new();
+        while pairs.len() < 16 {
+            let (x, w) = (rng.next_u64() % q, rng.next_u64() % q);
+            let (xf, wf) = (x as f64, w as f64);
+            let h = xf * wf;
+            let l = xf.mul_add(wf, -h);
+            let c = (h * q_inv).round_ties_even();
+            let r = (-c).mul_add(qf, h) + l;
+            if r < -0.48 * qf && (r as i64) % 2 != 0 {
+                pairs.push((x, w));
+            }
+        }
+        pairs
+    }
+
     /// The key switch's double dot product equals the products added one by
     /// one, for 1 to 7 digits, at the extremes and on random residues.
     #[test]
@@ -954,23 +1013,36 @@ mod tests {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
         for q in [(1u64 << 44) - 21, (1u64 << 50) - 27] {
             let m = Modulus::new(q).unwrap();
-            for digits in [1usize, 2, 7] {
-                for len in [6usize, 64] {
-                    let draw = |rng: &mut rand_chacha::ChaCha20Rng, extreme: bool| {
-                        if extreme {
-                            vec![q - 1; len]
-                        } else {
-                            m.random_vec(len, rng)
-                        }
-                    };
+            for digits in [1usize, 2, 7, 20] {
+                for len in [6usize, 64, 75] {
+                    // Extreme: pairs whose products the kernel leaves near
+                    // −q/2 and odd (the sums' worst growth, past what f64
+                    // holds without the reductions), added to 1.
+                    let pairs = adverse_pairs(q, &mut rng);
+                    let pick = |g: usize, c: usize| pairs[(g * 7 + c) % pairs.len()];
                     for extreme in [false, true] {
-                        let x: Vec<Vec<u64>> =
-                            (0..digits).map(|_| draw(&mut rng, extreme)).collect();
-                        let w0: Vec<Vec<u64>> =
-                            (0..digits).map(|_| draw(&mut rng, extreme)).collect();
+                        let grid = |f: &dyn Fn(usize, usize) -> u64| -> Vec<Vec<u64>> {
+                            (0..digits)
+                                .map(|g| (0..len).map(|c| f(g, c)).collect())
+                                .collect()
+                        };
+                        let (x, w0) = if extreme {
+                            (grid(&|g, c| pick(g, c).0), grid(&|g, c| pick(g, c).1))
+                        } else {
+                            let r = m.random_vec(2 * digits * len, &mut rng);
+                            (
+                                grid(&|g, c| r[g * len + c]),
+                                grid(&|g, c| r[(digits + g) * len + c]),
+                            )
+                        };
                         let w1: Vec<Vec<u64>> =
-                            (0..digits).map(|_| draw(&mut rng, false)).collect();
-                        let (a0, a1) = (draw(&mut rng, extreme), draw(&mut rng, false));
+                            (0..digits).map(|_| m.random_vec(len, &mut rng)).collect();
+                        let a0 = if extreme {
+                            vec![1; len]
+                        } else {
+                            m.random_vec(len, &mut rng)
+                        };
+                        let a1 = m.random_vec(len, &mut rng);
                         let (mut o0, mut o1) = (a0.clone(), a1.clone());
                         assert!(dot2_add_into(
                             q,
