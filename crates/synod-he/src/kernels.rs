@@ -1454,32 +1454,9 @@ pub(crate) mod tests {
         if own_streams_use_chacha() {
             Box::new(chacha_reference(seed, label))
         } else {
-            Box::new(ReferenceXof(reference_reader(seed, label)))
+            Box::new(StreamRng(StreamReader::Xof(reference_reader(seed, label))))
         }
     }
-
-    /// A BLAKE3 XOF read as an RNG (little-endian words).
-    pub(crate) struct ReferenceXof(pub(crate) blake3::OutputReader);
-
-    impl RngCore for ReferenceXof {
-        fn next_u32(&mut self) -> u32 {
-            let mut w = [0u8; 4];
-            self.0.fill(&mut w);
-            u32::from_le_bytes(w)
-        }
-
-        fn next_u64(&mut self) -> u64 {
-            let mut w = [0u8; 8];
-            self.0.fill(&mut w);
-            u64::from_le_bytes(w)
-        }
-
-        fn fill_bytes(&mut self, dest: &mut [u8]) {
-            self.0.fill(dest);
-        }
-    }
-
-    impl CryptoRng for ReferenceXof {}
 
     /// The flooding stream of `seed`, little-endian 64-bit words in order.
     pub(crate) fn flood_stream_reference(seed: &[u8; 32]) -> impl FnMut() -> u64 {

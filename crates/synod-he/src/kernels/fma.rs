@@ -33,7 +33,7 @@ use pulp::x86::V3;
 
 use fhe_math::zq::Modulus;
 
-use super::ifma::{shoup_add, LIMB_BITS, LIMB_MASK, MAX_LIMB_ROWS};
+use super::ifma::{limbs_tail, LIMB_BITS, LIMB_MASK, MAX_LIMB_ROWS};
 use super::Shoup52;
 
 /// `2^52`: the largest magnitude an operand may have, and the bias that
@@ -575,22 +575,9 @@ impl<const R: usize, const L: usize> pulp::NullaryFnOnce for Limbs<'_, R, L> {
             }
             *o = cast(k.to_bits(k.canonical(acc)));
         }
-        // The tail (shorter than four) by Shoup products in scalar
-        // arithmetic: no division, no branch on the values.
-        let start = len - out_tail.len();
-        for (j, o) in out_tail.iter_mut().enumerate() {
-            let word = |r: usize| {
-                rows.get(r)
-                    .and_then(|row| row.get(start + j))
-                    .copied()
-                    .unwrap_or(0)
-            };
-            *o = consts.iter().enumerate().fold(init, |acc, (l, c)| {
-                let (r, shift) = ((LIMB_BITS * l) / 64, (LIMB_BITS * l) % 64);
-                let wide = u128::from(word(r)) | u128::from(word(r + 1)) << 64;
-                shoup_add(p, *c, acc, ((wide >> shift) as u64) & LIMB_MASK)
-            });
-        }
+        // The tail (shorter than four): Shoup products in scalar
+        // arithmetic, as the IFMA kernel's.
+        limbs_tail(p, init, out_tail, len, rows, consts);
     }
 }
 

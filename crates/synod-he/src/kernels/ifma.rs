@@ -440,7 +440,7 @@ impl V4Ifma {
 /// `acc + x·c mod p` in scalar arithmetic (`acc < p`, `x < 2^52`): the
 /// Shoup formula of [`V4Ifma::mul_const`], for the kernels' tails; no
 /// division, no branch on the values.
-pub(super) fn shoup_add(p: u64, c: Shoup52, acc: u64, x: u64) -> u64 {
+fn shoup_add(p: u64, c: Shoup52, acc: u64, x: u64) -> u64 {
     let quotient = (u128::from(x) * u128::from(c.companion)) >> 52;
     let r = (u128::from(x) * u128::from(c.w) - quotient * u128::from(p)) as u64;
     let r = r.min(r.wrapping_sub(p));
@@ -575,24 +575,36 @@ fn limbs64<const R: usize, const L: usize>(
                 }
                 *o = cast(simd.reduce_sum(c, hi, lo));
             }
-            // The tail (shorter than eight) by Shoup products in scalar
-            // arithmetic: no division, no branch on the values.
-            let start = len - out_tail.len();
-            for (k, o) in out_tail.iter_mut().enumerate() {
-                let word = |r: usize| {
-                    rows.get(r)
-                        .and_then(|row| row.get(start + k))
-                        .copied()
-                        .unwrap_or(0)
-                };
-                *o = consts.iter().enumerate().fold(init, |acc, (l, c)| {
-                    let (r, shift) = ((LIMB_BITS * l) / 64, (LIMB_BITS * l) % 64);
-                    let wide = u128::from(word(r)) | u128::from(word(r + 1)) << 64;
-                    shoup_add(p, *c, acc, ((wide >> shift) as u64) & LIMB_MASK)
-                });
-            }
+            limbs_tail(p, init, out_tail, len, rows, &consts);
         },
     );
+}
+
+/// The tail of a limb dot ([`dot_const_limbs64`]: the last `out_tail.len()`
+/// coefficients of rows of length `len`) by Shoup products in scalar
+/// arithmetic: no division, no branch on the values.
+pub(super) fn limbs_tail(
+    p: u64,
+    init: u64,
+    out_tail: &mut [u64],
+    len: usize,
+    rows: &[&[u64]],
+    consts: &[Shoup52],
+) {
+    let start = len - out_tail.len();
+    for (k, o) in out_tail.iter_mut().enumerate() {
+        let word = |r: usize| {
+            rows.get(r)
+                .and_then(|row| row.get(start + k))
+                .copied()
+                .unwrap_or(0)
+        };
+        *o = consts.iter().enumerate().fold(init, |acc, (l, c)| {
+            let (r, shift) = ((LIMB_BITS * l) / 64, (LIMB_BITS * l) % 64);
+            let wide = u128::from(word(r)) | u128::from(word(r + 1)) << 64;
+            shoup_add(p, *c, acc, ((wide >> shift) as u64) & LIMB_MASK)
+        });
+    }
 }
 
 /// `out[k] = Σ_i rows[i][k]·consts[i] mod p` (every `rows[i][k] < 2^52`,
