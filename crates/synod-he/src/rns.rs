@@ -633,6 +633,10 @@ pub(crate) struct SimpleScale {
     t: Prime,
     /// Whether the integer sums fit a `u64` (see `new`).
     narrow: bool,
+    /// For the AVX2 + FMA kernel (on such CPUs, with `t` below 2^50):
+    /// `whole`'s constants then 1 (the rounded fraction's weight), and the
+    /// exclusive bounds of the matching halves and of the rounded sum.
+    vector: Option<(Vec<Shoup52>, Vec<u64>)>,
 }
 
 impl SimpleScale {
@@ -660,12 +664,51 @@ impl SimpleScale {
         let terms = usize::BITS - (2 * q.len() + 1).leading_zeros();
         let t_bits = 64 - t.leading_zeros();
         let narrow = half + t_bits.max(1) + terms <= 64;
+        let vector = Self::vector_consts(q, t, &split, &whole);
         Ok(Self {
             split,
             whole,
             t: Prime::new(t)?,
             narrow,
+            vector,
         })
+    }
+
+    /// [`Self::vector`]: `None` without AVX2 + FMA, or for `t ≥ 2^50` or
+    /// primes of 52 bits or more. A residue `x < q_i` splits into `x >>
+    /// s_i < ⌈q_i/2^{s_i}⌉` and `x mod 2^{s_i}`; the rounded fraction sum
+    /// is below `Σ_i (⌈q_i/2^{s_i}⌉ + 2^{s_i}) + 1`, since every fraction
+    /// is below 1.
+    fn vector_consts(
+        q: &[u64],
+        t: u64,
+        split: &[(u32, f64, f64)],
+        whole: &[(u64, u64)],
+    ) -> Option<(Vec<Shoup52>, Vec<u64>)> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            crate::kernels::fma::token()?;
+            if q.iter().any(|&qi| qi >= 1 << 52) {
+                return None;
+            }
+            let mut consts = Vec::with_capacity(2 * q.len() + 1);
+            let mut bounds = Vec::with_capacity(2 * q.len() + 1);
+            for ((&qi, &(s, _, _)), &(wh, wl)) in q.iter().zip(split).zip(whole) {
+                consts.push(Shoup52::new(wh, t)?);
+                consts.push(Shoup52::new(wl, t)?);
+                bounds.push(qi.div_ceil(1 << s));
+                bounds.push(1 << s);
+            }
+            let rounded: u64 = bounds.iter().sum::<u64>() + 1;
+            consts.push(Shoup52::new(1, t)?);
+            bounds.push(rounded);
+            Some((consts, bounds))
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (q, t, split, whole);
+            None
+        }
     }
 
     /// Scales one block: `input` has one slice per prime of `Q`, each as
@@ -686,6 +729,19 @@ impl SimpleScale {
                 input.len(),
                 self.split.len()
             )));
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some((consts, bounds)) = &self.vector {
+            if crate::kernels::fma::split_dot_round(
+                self.t.p,
+                out,
+                input,
+                &self.split,
+                consts,
+                bounds,
+            ) {
+                return Ok(());
+            }
         }
         let mut f = vec![0f64; len];
         if self.narrow {
@@ -1053,7 +1109,7 @@ mod tests {
             assert_eq!(scale.narrow, narrow, "{bits_q}-bit q, t = {t}");
             let big_q = product(&q);
             let bq = BigInt::from(big_q.clone());
-            let xs: Vec<BigUint> = (0..400).map(|_| below(&big_q, &mut rng)).collect();
+            let xs: Vec<BigUint> = (0..403).map(|_| below(&big_q, &mut rng)).collect();
             let input = columns(
                 &xs.iter()
                     .map(|x| residues(&BigInt::from(x.clone()), &q))
@@ -1062,6 +1118,24 @@ mod tests {
             let refs: Vec<&[u64]> = input.iter().map(|r| r.as_slice()).collect();
             let mut out = vec![0u64; xs.len()];
             scale.scale(&refs, &mut out).unwrap();
+            // The AVX2 + FMA kernel, where it runs, gives the scalar path's
+            // values exactly (the fraction sums round alike).
+            #[cfg(target_arch = "x86_64")]
+            {
+                let vector = crate::kernels::fma::token().is_some() && bits_q < 52;
+                assert_eq!(scale.vector.is_some(), vector, "{bits_q}-bit q, t = {t}");
+                if crate::kernels::fma::token().is_none() {
+                    assert!(
+                        std::env::var_os("CI").is_none(),
+                        "CI runs on AVX2 + FMA CPUs"
+                    );
+                }
+            }
+            let mut scalar = SimpleScale::new(&q, t).unwrap();
+            scalar.vector = None;
+            let mut want = vec![0u64; xs.len()];
+            scalar.scale(&refs, &mut want).unwrap();
+            assert_eq!(out, want, "{bits_q}-bit q, t = {t}");
             let mut off_by_one = 0;
             for (x, &got) in xs.iter().zip(&out) {
                 let num: BigInt = centred(x, &big_q) * BigInt::from(t) * 2 + &bq;

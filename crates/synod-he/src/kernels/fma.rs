@@ -455,6 +455,157 @@ impl pulp::NullaryFnOnce for Tensor<'_> {
     }
 }
 
+/// HPS simple scaling's sums on four lanes: `out[k] = Σ_i (h_i·wh_i +
+/// l_i·wl_i) + ⌊f + 1/2⌋ mod t`, canonical, where `x_i = rows[i][k]` splits
+/// as `h_i = x_i >> s_i`, `l_i = x_i mod 2^{s_i}` and `f = Σ_i (h_i·fh_i +
+/// l_i·fl_i)`, added prime by prime in the order (and so with the roundings)
+/// of the scalar code. `split[i] = (s_i, fh_i, fl_i)`; `consts` holds `wh_i,
+/// wl_i` per row and then 1 (the rounded fraction's weight), `bounds` the
+/// matching exclusive bounds (the module doc's reductions follow them).
+/// `false` (nothing done) without AVX2 + FMA, for `t ≥ 2^50`, rows of
+/// other lengths or at least 2^52, or shapes that do not match.
+pub(crate) fn split_dot_round(
+    t: u64,
+    out: &mut [u64],
+    rows: &[&[u64]],
+    split: &[(u32, f64, f64)],
+    consts: &[Shoup52],
+    bounds: &[u64],
+) -> bool {
+    let Some(simd) = token() else {
+        return false;
+    };
+    if !(3..MAX_PRIME).contains(&t)
+        || rows.len() != split.len()
+        || consts.len() != 2 * rows.len() + 1
+        || bounds.len() != consts.len()
+        || rows.iter().any(|r| r.len() != out.len())
+        || consts.iter().any(|c| c.w >= t)
+        || bounds.iter().any(|&b| b > 1 << 52)
+        || split.iter().any(|&(s, _, _)| !(1..52).contains(&s))
+    {
+        return false;
+    }
+    let reduce_after = reductions(t, consts, bounds);
+    simd.vectorize(SplitDot {
+        lanes: Lanes::new(simd, t as f64, 1.0 / t as f64),
+        t,
+        out,
+        rows,
+        split,
+        consts,
+        reduce_after: &reduce_after,
+    });
+    true
+}
+
+/// [`split_dot_round`] as pulp's vectorised operation (see [`MulAcc`]).
+struct SplitDot<'a> {
+    lanes: Lanes,
+    t: u64,
+    out: &'a mut [u64],
+    rows: &'a [&'a [u64]],
+    split: &'a [(u32, f64, f64)],
+    consts: &'a [Shoup52],
+    reduce_after: &'a [bool],
+}
+
+impl pulp::NullaryFnOnce for SplitDot<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        let Self {
+            lanes: k,
+            t,
+            out,
+            rows,
+            split,
+            consts,
+            reduce_after,
+        } = self;
+        let (avx, avx2) = (k.simd.avx, k.simd.avx2);
+        // Per row: the shift, mask and fractions, and both weights with
+        // their reduction flags.
+        let terms: Vec<(u32, f64, f64, f64, bool, f64, bool)> = split
+            .iter()
+            .enumerate()
+            .map(|(i, &(s, fh, fl))| {
+                let w = |j: usize| consts.get(j).map_or(0.0, |c| c.w as f64);
+                let r = |j: usize| reduce_after.get(j).copied().unwrap_or(true);
+                (s, fh, fl, w(2 * i), r(2 * i), w(2 * i + 1), r(2 * i + 1))
+            })
+            .collect();
+        // Eight coefficients (two vectors) at a time: two dependency chains.
+        let rows8: Vec<&[[u64; 8]]> = rows
+            .iter()
+            .map(|r| pulp::as_arrays::<8, u64>(r).0)
+            .collect();
+        let (out8, rest) = pulp::as_arrays_mut::<8, u64>(out);
+        let half = k.splat(0.5);
+        for (c, o) in out8.iter_mut().enumerate() {
+            let (mut f0, mut f1) = (k.splat(0.0), k.splat(0.0));
+            let (mut acc0, mut acc1) = (k.splat(0.0), k.splat(0.0));
+            for (row, &(s, fh, fl, wh, rh, wl, rl)) in rows8.iter().zip(&terms) {
+                let Some(x) = row.get(c) else { continue };
+                let [x0, x1]: [__m256i; 2] = cast(*x);
+                let shift = avx._mm256_set1_epi64x(i64::from(s));
+                let mask = avx._mm256_set1_epi64x(((1u64 << s) - 1) as i64);
+                let (h0, l0) = (
+                    k.int_to_f64(avx2._mm256_srlv_epi64(x0, shift)),
+                    k.int_to_f64(avx2._mm256_and_si256(x0, mask)),
+                );
+                let (h1, l1) = (
+                    k.int_to_f64(avx2._mm256_srlv_epi64(x1, shift)),
+                    k.int_to_f64(avx2._mm256_and_si256(x1, mask)),
+                );
+                let (fh, fl, wh, wl) = (k.splat(fh), k.splat(fl), k.splat(wh), k.splat(wl));
+                // As the scalar code: f += h·fh + l·fl, rounded alike.
+                f0 = k.add(
+                    f0,
+                    k.add(avx._mm256_mul_pd(h0, fh), avx._mm256_mul_pd(l0, fl)),
+                );
+                f1 = k.add(
+                    f1,
+                    k.add(avx._mm256_mul_pd(h1, fh), avx._mm256_mul_pd(l1, fl)),
+                );
+                acc0 = k.add(acc0, k.mul(h0, wh));
+                acc1 = k.add(acc1, k.mul(h1, wh));
+                if rh {
+                    (acc0, acc1) = (k.reduce(acc0), k.reduce(acc1));
+                }
+                acc0 = k.add(acc0, k.mul(l0, wl));
+                acc1 = k.add(acc1, k.mul(l1, wl));
+                if rl {
+                    (acc0, acc1) = (k.reduce(acc0), k.reduce(acc1));
+                }
+            }
+            // ⌊f + 1/2⌋ (f ≥ 0, as the scalar truncation), weight 1.
+            acc0 = k.add(acc0, avx._mm256_round_pd::<0x09>(k.add(f0, half)));
+            acc1 = k.add(acc1, avx._mm256_round_pd::<0x09>(k.add(f1, half)));
+            let y0: [u64; 4] = cast(k.to_bits(k.canonical(acc0)));
+            let y1: [u64; 4] = cast(k.to_bits(k.canonical(acc1)));
+            *o = cast([y0, y1]);
+        }
+        // The tail (shorter than eight) in scalar arithmetic, as
+        // `rns::SimpleScale`'s scalar path (a decrypted phase is the
+        // output being opened).
+        let done = out8.len() * 8;
+        for (j, o) in rest.iter_mut().enumerate() {
+            let mut f = 0f64;
+            let mut acc = 0u128;
+            for (row, (&(s, fh, fl), pair)) in rows.iter().zip(split.iter().zip(consts.chunks(2))) {
+                let x = row.get(done + j).copied().unwrap_or(0);
+                let (h, l) = (x >> s, x & ((1u64 << s) - 1));
+                f += h as f64 * fh + l as f64 * fl;
+                let w = |i: usize| u128::from(pair.get(i).map_or(0, |c| c.w));
+                acc += u128::from(h) * w(0) + u128::from(l) * w(1);
+            }
+            *o = ((acc + u128::from((f + 0.5) as u64)) % u128::from(t)) as u64;
+        }
+    }
+}
+
 /// [`super::ifma::dot_const_limbs64`] in double precision: `out[k] = init +
 /// Σ_l limb_l(k)·consts[l] mod p`, canonical, where `limb_l(k)` is bits
 /// `48·l .. 48·l + 48` of the number `Σ_r rows[r][k]·2^(64·r)`, cut from
