@@ -634,9 +634,10 @@ pub(crate) struct SimpleScale {
     /// Whether the integer sums fit a `u64` (see `new`).
     narrow: bool,
     /// For the AVX2 + FMA kernel (on such CPUs, with `t` below 2^50):
-    /// `whole`'s constants then 1 (the rounded fraction's weight), and the
-    /// exclusive bounds of the matching halves and of the rounded sum.
-    vector: Option<(Vec<Shoup52>, Vec<u64>)>,
+    /// `whole`'s constants then 1 (the rounded fraction's weight), and
+    /// where the kernel reduces its sums (from the halves' and the rounded
+    /// sum's bounds; computed once here, not per block).
+    vector: Option<(Vec<Shoup52>, Vec<bool>)>,
 }
 
 impl SimpleScale {
@@ -684,7 +685,7 @@ impl SimpleScale {
         t: u64,
         split: &[(u32, f64, f64)],
         whole: &[(u64, u64)],
-    ) -> Option<(Vec<Shoup52>, Vec<u64>)> {
+    ) -> Option<(Vec<Shoup52>, Vec<bool>)> {
         #[cfg(target_arch = "x86_64")]
         {
             crate::kernels::fma::token()?;
@@ -702,7 +703,8 @@ impl SimpleScale {
             let rounded: u64 = bounds.iter().sum::<u64>() + 1;
             consts.push(Shoup52::new(1, t)?);
             bounds.push(rounded);
-            Some((consts, bounds))
+            let reduce_after = crate::kernels::fma::reductions(t, &consts, &bounds);
+            Some((consts, reduce_after))
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -731,14 +733,14 @@ impl SimpleScale {
             )));
         }
         #[cfg(target_arch = "x86_64")]
-        if let Some((consts, bounds)) = &self.vector {
+        if let Some((consts, reduce_after)) = &self.vector {
             if crate::kernels::fma::split_dot_round(
                 self.t.p,
                 out,
                 input,
                 &self.split,
                 consts,
-                bounds,
+                reduce_after,
             ) {
                 return Ok(());
             }

@@ -285,9 +285,10 @@ pub(crate) fn dot_const_rows_below(
 /// magnitude, a reduced sum `s` at most `p/2 + 2.01·2^-53·s`; the sum is
 /// reduced when the next product could take it past `2^53` (every integer
 /// up to that is an exact `f64`, and the reduction's analysis holds there).
-/// For synod's primes below 2^45 the sums are never reduced before the
-/// end; at 2^50 about every eighth product.
-fn reductions(p: u64, consts: &[Shoup52], bounds: &[u64]) -> Vec<bool> {
+/// For synod's primes below 2^45 the sums of up to 256 products are never
+/// reduced before the end; at 2^50 about every eighth product of rows
+/// below `p`, every third or fourth of rows up to 2^52.
+pub(crate) fn reductions(p: u64, consts: &[Shoup52], bounds: &[u64]) -> Vec<bool> {
     let (pf, limit) = (p as f64, 2.0 * BOUND);
     let product = |i: usize| {
         let (b, w) = (
@@ -460,17 +461,18 @@ impl pulp::NullaryFnOnce for Tensor<'_> {
 /// as `h_i = x_i >> s_i`, `l_i = x_i mod 2^{s_i}` and `f = Σ_i (h_i·fh_i +
 /// l_i·fl_i)`, added prime by prime in the order (and so with the roundings)
 /// of the scalar code. `split[i] = (s_i, fh_i, fl_i)`; `consts` holds `wh_i,
-/// wl_i` per row and then 1 (the rounded fraction's weight), `bounds` the
-/// matching exclusive bounds (the module doc's reductions follow them).
-/// `false` (nothing done) without AVX2 + FMA, for `t ≥ 2^50`, rows of
-/// other lengths or at least 2^52, or shapes that do not match.
+/// wl_i` per row and then 1 (the rounded fraction's weight);
+/// `reduce_after` is [`reductions`] of those constants and the matching
+/// exclusive bounds (at most 2^52), computed once by the caller, whose
+/// rows must lie below them. `false` (nothing done) without AVX2 + FMA, for
+/// `t ≥ 2^50`, or shapes that do not match.
 pub(crate) fn split_dot_round(
     t: u64,
     out: &mut [u64],
     rows: &[&[u64]],
     split: &[(u32, f64, f64)],
     consts: &[Shoup52],
-    bounds: &[u64],
+    reduce_after: &[bool],
 ) -> bool {
     let Some(simd) = token() else {
         return false;
@@ -478,15 +480,13 @@ pub(crate) fn split_dot_round(
     if !(3..MAX_PRIME).contains(&t)
         || rows.len() != split.len()
         || consts.len() != 2 * rows.len() + 1
-        || bounds.len() != consts.len()
+        || reduce_after.len() != consts.len()
         || rows.iter().any(|r| r.len() != out.len())
         || consts.iter().any(|c| c.w >= t)
-        || bounds.iter().any(|&b| b > 1 << 52)
         || split.iter().any(|&(s, _, _)| !(1..52).contains(&s))
     {
         return false;
     }
-    let reduce_after = reductions(t, consts, bounds);
     simd.vectorize(SplitDot {
         lanes: Lanes::new(simd, t as f64, 1.0 / t as f64),
         t,
@@ -494,7 +494,7 @@ pub(crate) fn split_dot_round(
         rows,
         split,
         consts,
-        reduce_after: &reduce_after,
+        reduce_after,
     });
     true
 }
