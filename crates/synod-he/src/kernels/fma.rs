@@ -126,6 +126,17 @@ impl Lanes {
         avx._mm256_add_pd(fma._mm256_fnmadd_pd(c, self.p, h), l)
     }
 
+    /// [`Self::mul`] with the quotient estimated from `w_p = w/p` (rounded)
+    /// alongside the product, a shorter dependency chain; the same bound.
+    #[inline(always)]
+    pub(crate) fn mul_quotient(self, x: __m256d, w: __m256d, w_p: __m256d) -> __m256d {
+        let (avx, fma) = (self.simd.avx, self.simd.fma);
+        let h = avx._mm256_mul_pd(x, w);
+        let c = avx._mm256_round_pd::<0x08>(avx._mm256_mul_pd(x, w_p));
+        let l = fma._mm256_fmsub_pd(x, w, h);
+        avx._mm256_add_pd(fma._mm256_fnmadd_pd(c, self.p, h), l)
+    }
+
     /// `x − round(x/p)·p`.
     #[inline(always)]
     pub(crate) fn reduce(self, x: __m256d) -> __m256d {

@@ -6,7 +6,12 @@
 //! Here each twiddle product is `kernels::fma`'s double-precision one (van
 //! der Hoeven, Lecerf and Quintin): for `|x| ≤ B ≤ 2^52` and `0 ≤ w < p`
 //! it returns the exact `x·w − c·p` with `|x·w − c·p| ≤ p·(1/2 +
-//! 3.01·2^-53·B)`, about `p/2`. Values are signed and only partially
+//! 3.01·2^-53·B)`, about `p/2`. Where the twiddle is splatted (the levels
+//! with `t ≥ 8`), the quotient is estimated as `round(x·(w/p))` with `w/p`
+//! precomputed, beside the product instead of after it (a shorter chain, 7 %
+//! off the forward transform here); that estimate is within `1/2 +
+//! 2.01·2^-53·B` of `x·w/p`, inside the same bound, and `x·w − c·p` is still
+//! computed exactly. Values are signed and only partially
 //! reduced between levels (Harvey's lazy butterflies, "Faster arithmetic
 //! for number-theoretic transforms", JSC 60, 2014): a level's outputs grow
 //! by at most that bound, and [`Schedule`] reduces a level's outputs
@@ -90,6 +95,8 @@ pub(crate) struct FmaNtt {
     /// `ψ^{brv(k)}` at `k < N/4`, for the levels with `t ≥ 4` (the `t = 2`
     /// and `t = 1` levels read `fwd2` and `fwd1`).
     fwd: Vec<f64>,
+    /// `fwd[k] / p`, the quotient estimates of the levels with `t ≥ 8`.
+    fwd_q: Vec<f64>,
     /// The `t = 2` and `t = 1` levels' twiddles, laid out per 8 values as
     /// the shuffled lanes need them.
     fwd2: Vec<[f64; 4]>,
@@ -97,6 +104,7 @@ pub(crate) struct FmaNtt {
     /// `ψ^{−brv(k)}` at `k < N/4`, for the levels with `t ≥ 4` (the last
     /// one excepted, whose one twiddle is `last`).
     inv: Vec<f64>,
+    inv_q: Vec<f64>,
     inv1: Vec<[f64; 4]>,
     inv2: Vec<[f64; 4]>,
     /// `N^{-1}` and `ψ^{−brv(1)}·N^{-1}` modulo `p`.
@@ -182,9 +190,11 @@ impl FmaNtt {
             p_inv: 1.0 / f(p),
             log_n,
             fwd: fwd_u.get(..n / 4)?.iter().map(|&x| f(x)).collect(),
+            fwd_q: fwd_u.get(..n / 4)?.iter().map(|&x| f(x) / f(p)).collect(),
             fwd2,
             fwd1,
             inv: inv_u.get(..n / 4)?.iter().map(|&x| f(x)).collect(),
+            inv_q: inv_u.get(..n / 4)?.iter().map(|&x| f(x) / f(p)).collect(),
             inv1,
             inv2,
             n_inv: f(n_inv),
@@ -231,56 +241,24 @@ impl FmaNtt {
             let first = level == 0;
             let w1s = Self::twiddles(&self.fwd, m, m);
             if t >= 16 {
-                let (r1, r2) = (r(level), r(level + 1));
                 let (w2s, _) = pulp::as_arrays::<2, f64>(Self::twiddles(&self.fwd, 2 * m, 2 * m));
-                for ((block, &w1), &[w2a, w2b]) in a.chunks_exact_mut(2 * t).zip(w1s).zip(w2s) {
-                    let (w1, w2a, w2b) = (k.splat(w1), k.splat(w2a), k.splat(w2b));
-                    let [q0, q1, q2, q3] = quarters(block);
-                    for (((x0, x1), x2), x3) in q0.iter_mut().zip(q1).zip(q2).zip(q3) {
-                        let (y0, y2) = k.ct(k.load(x0, first), k.load(x2, first), w1, r1);
-                        let (y1, y3) = k.ct(k.load(x1, first), k.load(x3, first), w1, r1);
-                        let (y0, y1) = k.ct(y0, y1, w2a, r2);
-                        let (y2, y3) = k.ct(y2, y3, w2b, r2);
-                        (*x0, *x1, *x2, *x3) = (cast(y0), cast(y1), cast(y2), cast(y3));
-                    }
-                }
+                let w1q = Self::twiddles(&self.fwd_q, m, m);
+                let (w2q, _) = pulp::as_arrays::<2, f64>(Self::twiddles(&self.fwd_q, 2 * m, 2 * m));
+                flags!(
+                    ct_pair,
+                    (first, r(level), r(level + 1)),
+                    (k, a, t, w1s, w2s, w1q, w2q)
+                );
                 (t, m, level) = (t / 4, m * 4, level + 2);
             } else {
-                let r1 = r(level);
-                for (block, &w) in a.chunks_exact_mut(2 * t).zip(w1s) {
-                    let w = k.splat(w);
-                    let (lo, hi) = block.split_at_mut(t);
-                    let (lo, _) = pulp::as_arrays_mut::<4, u64>(lo);
-                    let (hi, _) = pulp::as_arrays_mut::<4, u64>(hi);
-                    for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
-                        let (u, v) = k.ct(k.load(x, first), k.load(y, first), w, r1);
-                        (*x, *y) = (cast(u), cast(v));
-                    }
-                }
+                flags!(ct_level, (first, r(level)), (k, a, t, w1s));
                 (t, m, level) = (t / 2, m * 2, level + 1);
             }
         }
         debug_assert_eq!((t, level + 3), (4, self.log_n as usize));
-        let (r4, r2) = (r(level), r(level + 1));
-        let (a4, _) = pulp::as_arrays_mut::<4, u64>(a);
         let w4s = Self::twiddles(&self.fwd, m, m);
-        let twiddles = w4s.iter().zip(&self.fwd2).zip(&self.fwd1);
-        for (c, ((&w4, w2), w1)) in a4.chunks_exact_mut(2).zip(twiddles) {
-            let [lo, hi] = c else { continue };
-            // t = 4: the two halves of these eight values.
-            let (x, y) = k.ct(k.load(lo, false), k.load(hi, false), k.splat(w4), r4);
-            // t = 2: pairs (0, 2), (1, 3) within each four.
-            let (u, v) = (k.lo128(x, y), k.hi128(x, y));
-            let (u, v) = k.ct(u, v, cast(*w2), r2);
-            let (x, y) = (k.lo128(u, v), k.hi128(u, v));
-            // t = 1: neighbours.
-            let (u, v) = (k.unpack_lo(x, y), k.unpack_hi(x, y));
-            let (u, v) = k.ct(u, v, cast(*w1), false);
-            let (u, v) = (k.canonical(u), k.canonical(v));
-            let (x, y) = (k.unpack_lo(u, v), k.unpack_hi(u, v));
-            *lo = cast(k.to_bits(x));
-            *hi = cast(k.to_bits(y));
-        }
+        let (fwd2, fwd1) = (&self.fwd2[..], &self.fwd1[..]);
+        flags!(ct_tail, (r(level), r(level + 1)), (k, a, w4s, fwd2, fwd1));
     }
 
     /// In place, from the NTT in bit-reversed order (residues below `p`)
@@ -302,47 +280,25 @@ impl FmaNtt {
         let k = Lanes::new(self.simd, self.p, self.p_inv);
         let r = |level| Self::reduces(&self.inv_reduce, level);
         let levels = self.log_n as usize;
-        let (r1, r2, r4) = (r(0), r(1), r(2));
-        let (a4, _) = pulp::as_arrays_mut::<4, u64>(a);
         let w4s = Self::twiddles(&self.inv, n / 8, n / 8);
-        let twiddles = self.inv1.iter().zip(&self.inv2).zip(w4s);
-        for (c, ((w1, w2), &w4)) in a4.chunks_exact_mut(2).zip(twiddles) {
-            let [lo, hi] = c else { continue };
-            let (x, y) = (k.load(lo, true), k.load(hi, true));
-            let (u, v) = (k.unpack_lo(x, y), k.unpack_hi(x, y));
-            let (u, v) = k.gs(u, v, cast(*w1), r1);
-            let (x, y) = (k.unpack_lo(u, v), k.unpack_hi(u, v));
-            let (u, v) = (k.lo128(x, y), k.hi128(x, y));
-            let (u, v) = k.gs(u, v, cast(*w2), r2);
-            let (x, y) = (k.lo128(u, v), k.hi128(u, v));
-            let (x, y) = k.gs(x, y, k.splat(w4), r4);
-            *lo = cast(x);
-            *hi = cast(y);
-        }
+        let (inv1, inv2) = (&self.inv1[..], &self.inv2[..]);
+        flags!(gs_head, (r(0), r(1), r(2)), (k, &mut *a, inv1, inv2, w4s));
         // Level `level` has half-width `t` and `m` groups, twiddles from `m`.
         let (mut t, mut m, mut level) = (8, n / 16, 3);
         let (n_inv, last) = (k.splat(self.n_inv), k.splat(self.last));
         while level + 2 <= levels {
-            let (r1, r2) = (r(level), r(level + 1));
-            let scale = level + 2 == levels;
             let (w1s, _) = pulp::as_arrays::<2, f64>(Self::twiddles(&self.inv, m, m));
             let w2s = Self::twiddles(&self.inv, m / 2, m / 2);
-            for ((block, &[wa, wb]), &wc) in a.chunks_exact_mut(4 * t).zip(w1s).zip(w2s) {
-                let (wa, wb, wc) = (k.splat(wa), k.splat(wb), k.splat(wc));
-                let [q0, q1, q2, q3] = quarters(block);
-                for (((x0, x1), x2), x3) in q0.iter_mut().zip(q1).zip(q2).zip(q3) {
-                    let (y0, y1) = k.gs(k.load(x0, false), k.load(x1, false), wa, r1);
-                    let (y2, y3) = k.gs(k.load(x2, false), k.load(x3, false), wb, r1);
-                    if scale {
-                        let (y0, y2) = k.gs_last(y0, y2, n_inv, last);
-                        let (y1, y3) = k.gs_last(y1, y3, n_inv, last);
-                        (*x0, *x1, *x2, *x3) = (cast(y0), cast(y1), cast(y2), cast(y3));
-                    } else {
-                        let (y0, y2) = k.gs(y0, y2, wc, r2);
-                        let (y1, y3) = k.gs(y1, y3, wc, r2);
-                        (*x0, *x1, *x2, *x3) = (cast(y0), cast(y1), cast(y2), cast(y3));
-                    }
-                }
+            if level + 2 == levels {
+                flags!(gs_pair_last, (r(level)), (k, &mut *a, t, w1s, n_inv, last));
+            } else {
+                let (w1q, _) = pulp::as_arrays::<2, f64>(Self::twiddles(&self.inv_q, m, m));
+                let w2q = Self::twiddles(&self.inv_q, m / 2, m / 2);
+                flags!(
+                    gs_pair,
+                    (r(level), r(level + 1)),
+                    (k, &mut *a, t, w1s, w2s, w1q, w2q)
+                );
             }
             (t, m, level) = (t * 4, m / 4, level + 2);
         }
@@ -355,6 +311,193 @@ impl FmaNtt {
                 let (u, v) = k.gs_last(k.load(x, false), k.load(y, false), n_inv, last);
                 (*x, *y) = (cast(u), cast(v));
             }
+        }
+    }
+}
+
+/// Calls `$f` with const flags equal to the run-time booleans, so that no
+/// level's inner loop tests them (the compiler does not unswitch these
+/// loops by itself).
+macro_rules! flags {
+    ($f:ident, ($a:expr), ($($arg:expr),*)) => {
+        if $a { $f::<true>($($arg),*) } else { $f::<false>($($arg),*) }
+    };
+    ($f:ident, ($a:expr, $b:expr), ($($arg:expr),*)) => {
+        match ($a, $b) {
+            (false, false) => $f::<false, false>($($arg),*),
+            (false, true) => $f::<false, true>($($arg),*),
+            (true, false) => $f::<true, false>($($arg),*),
+            (true, true) => $f::<true, true>($($arg),*),
+        }
+    };
+    ($f:ident, ($a:expr, $b:expr, $c:expr), ($($arg:expr),*)) => {
+        if $a {
+            flags!(@one $f, true, ($b, $c), ($($arg),*))
+        } else {
+            flags!(@one $f, false, ($b, $c), ($($arg),*))
+        }
+    };
+    (@one $f:ident, $a:tt, ($b:expr, $c:expr), ($($arg:expr),*)) => {
+        match ($b, $c) {
+            (false, false) => $f::<$a, false, false>($($arg),*),
+            (false, true) => $f::<$a, false, true>($($arg),*),
+            (true, false) => $f::<$a, true, false>($($arg),*),
+            (true, true) => $f::<$a, true, true>($($arg),*),
+        }
+    };
+}
+use flags;
+
+/// Two Cooley–Tukey levels (`t`, `t/2`) in one pass; `FIRST` converts the
+/// input from `u64`, `R1`, `R2` reduce each level's outputs.
+#[inline(always)]
+fn ct_pair<const FIRST: bool, const R1: bool, const R2: bool>(
+    k: Lanes,
+    a: &mut [u64],
+    t: usize,
+    w1s: &[f64],
+    w2s: &[[f64; 2]],
+    w1q: &[f64],
+    w2q: &[[f64; 2]],
+) {
+    let ws = w1s.iter().zip(w2s).zip(w1q.iter().zip(w2q));
+    for (block, ((&w1, &[w2a, w2b]), (&v1, &[v2a, v2b]))) in a.chunks_exact_mut(2 * t).zip(ws) {
+        let (w1, w2a, w2b) = (
+            (k.splat(w1), k.splat(v1)),
+            (k.splat(w2a), k.splat(v2a)),
+            (k.splat(w2b), k.splat(v2b)),
+        );
+        let [q0, q1, q2, q3] = quarters(block);
+        for (((x0, x1), x2), x3) in q0.iter_mut().zip(q1).zip(q2).zip(q3) {
+            let (y0, y2) = k.ctq(k.load(x0, FIRST), k.load(x2, FIRST), w1, R1);
+            let (y1, y3) = k.ctq(k.load(x1, FIRST), k.load(x3, FIRST), w1, R1);
+            let (y0, y1) = k.ctq(y0, y1, w2a, R2);
+            let (y2, y3) = k.ctq(y2, y3, w2b, R2);
+            (*x0, *x1, *x2, *x3) = (cast(y0), cast(y1), cast(y2), cast(y3));
+        }
+    }
+}
+
+/// One Cooley–Tukey level of half-width `t`.
+#[inline(always)]
+fn ct_level<const FIRST: bool, const R: bool>(k: Lanes, a: &mut [u64], t: usize, ws: &[f64]) {
+    for (block, &w) in a.chunks_exact_mut(2 * t).zip(ws) {
+        let w = k.splat(w);
+        let (lo, hi) = block.split_at_mut(t);
+        let (lo, _) = pulp::as_arrays_mut::<4, u64>(lo);
+        let (hi, _) = pulp::as_arrays_mut::<4, u64>(hi);
+        for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
+            let (u, v) = k.ct(k.load(x, FIRST), k.load(y, FIRST), w, R);
+            (*x, *y) = (cast(u), cast(v));
+        }
+    }
+}
+
+/// The last three forward levels (`t = 4, 2, 1`) in one pass, to canonical
+/// residues.
+#[inline(always)]
+fn ct_tail<const R4: bool, const R2: bool>(
+    k: Lanes,
+    a: &mut [u64],
+    w4s: &[f64],
+    fwd2: &[[f64; 4]],
+    fwd1: &[[f64; 4]],
+) {
+    let (a4, _) = pulp::as_arrays_mut::<4, u64>(a);
+    let twiddles = w4s.iter().zip(fwd2).zip(fwd1);
+    for (c, ((&w4, w2), w1)) in a4.chunks_exact_mut(2).zip(twiddles) {
+        let [lo, hi] = c else { continue };
+        // t = 4: the two halves of these eight values.
+        let (x, y) = k.ct(k.load(lo, false), k.load(hi, false), k.splat(w4), R4);
+        // t = 2: pairs (0, 2), (1, 3) within each four.
+        let (u, v) = (k.lo128(x, y), k.hi128(x, y));
+        let (u, v) = k.ct(u, v, cast(*w2), R2);
+        let (x, y) = (k.lo128(u, v), k.hi128(u, v));
+        // t = 1: neighbours.
+        let (u, v) = (k.unpack_lo(x, y), k.unpack_hi(x, y));
+        let (u, v) = k.ct(u, v, cast(*w1), false);
+        let (u, v) = (k.canonical(u), k.canonical(v));
+        let (x, y) = (k.unpack_lo(u, v), k.unpack_hi(u, v));
+        *lo = cast(k.to_bits(x));
+        *hi = cast(k.to_bits(y));
+    }
+}
+
+/// The first three inverse levels (`t = 1, 2, 4`) in one pass, from `u64`.
+#[inline(always)]
+fn gs_head<const R1: bool, const R2: bool, const R4: bool>(
+    k: Lanes,
+    a: &mut [u64],
+    inv1: &[[f64; 4]],
+    inv2: &[[f64; 4]],
+    w4s: &[f64],
+) {
+    let (a4, _) = pulp::as_arrays_mut::<4, u64>(a);
+    let twiddles = inv1.iter().zip(inv2).zip(w4s);
+    for (c, ((w1, w2), &w4)) in a4.chunks_exact_mut(2).zip(twiddles) {
+        let [lo, hi] = c else { continue };
+        let (x, y) = (k.load(lo, true), k.load(hi, true));
+        let (u, v) = (k.unpack_lo(x, y), k.unpack_hi(x, y));
+        let (u, v) = k.gs(u, v, cast(*w1), R1);
+        let (x, y) = (k.unpack_lo(u, v), k.unpack_hi(u, v));
+        let (u, v) = (k.lo128(x, y), k.hi128(x, y));
+        let (u, v) = k.gs(u, v, cast(*w2), R2);
+        let (x, y) = (k.lo128(u, v), k.hi128(u, v));
+        let (x, y) = k.gs(x, y, k.splat(w4), R4);
+        *lo = cast(x);
+        *hi = cast(y);
+    }
+}
+
+/// Two Gentleman–Sande levels (`t`, `2t`) in one pass.
+#[inline(always)]
+fn gs_pair<const R1: bool, const R2: bool>(
+    k: Lanes,
+    a: &mut [u64],
+    t: usize,
+    w1s: &[[f64; 2]],
+    w2s: &[f64],
+    w1q: &[[f64; 2]],
+    w2q: &[f64],
+) {
+    let ws = w1s.iter().zip(w2s).zip(w1q.iter().zip(w2q));
+    for (block, ((&[wa, wb], &wc), (&[va, vb], &vc))) in a.chunks_exact_mut(4 * t).zip(ws) {
+        let (wa, wb, wc) = (
+            (k.splat(wa), k.splat(va)),
+            (k.splat(wb), k.splat(vb)),
+            (k.splat(wc), k.splat(vc)),
+        );
+        let [q0, q1, q2, q3] = quarters(block);
+        for (((x0, x1), x2), x3) in q0.iter_mut().zip(q1).zip(q2).zip(q3) {
+            let (y0, y1) = k.gsq(k.load(x0, false), k.load(x1, false), wa, R1);
+            let (y2, y3) = k.gsq(k.load(x2, false), k.load(x3, false), wb, R1);
+            let (y0, y2) = k.gsq(y0, y2, wc, R2);
+            let (y1, y3) = k.gsq(y1, y3, wc, R2);
+            (*x0, *x1, *x2, *x3) = (cast(y0), cast(y1), cast(y2), cast(y3));
+        }
+    }
+}
+
+/// The last two inverse levels in one pass, times `N^{-1}`, to canonical
+/// residues.
+#[inline(always)]
+fn gs_pair_last<const R1: bool>(
+    k: Lanes,
+    a: &mut [u64],
+    t: usize,
+    w1s: &[[f64; 2]],
+    n_inv: __m256d,
+    last: __m256d,
+) {
+    for (block, &[wa, wb]) in a.chunks_exact_mut(4 * t).zip(w1s) {
+        let (wa, wb) = (k.splat(wa), k.splat(wb));
+        let [q0, q1, q2, q3] = quarters(block);
+        for (((x0, x1), x2), x3) in q0.iter_mut().zip(q1).zip(q2).zip(q3) {
+            let (y0, y1) = k.gs(k.load(x0, false), k.load(x1, false), wa, R1);
+            let (y2, y3) = k.gs(k.load(x2, false), k.load(x3, false), wb, R1);
+            let (y0, y2) = k.gs_last(y0, y2, n_inv, last);
+            let (y1, y3) = k.gs_last(y1, y3, n_inv, last);
+            (*x0, *x1, *x2, *x3) = (cast(y0), cast(y1), cast(y2), cast(y3));
         }
     }
 }
@@ -406,6 +549,42 @@ impl Lanes {
             (self.reduce(x), self.reduce(y))
         } else {
             (x, y)
+        }
+    }
+
+    /// [`Self::ct`] with a quotient estimate.
+    #[inline(always)]
+    fn ctq(
+        self,
+        u: __m256d,
+        v: __m256d,
+        (w, wq): (__m256d, __m256d),
+        reduce: bool,
+    ) -> (__m256d, __m256d) {
+        let vw = self.mul_quotient(v, w, wq);
+        let (x, y) = (self.add(u, vw), self.sub(u, vw));
+        if reduce {
+            (self.reduce(x), self.reduce(y))
+        } else {
+            (x, y)
+        }
+    }
+
+    /// Gentleman–Sande with a quotient estimate.
+    #[inline(always)]
+    fn gsq(
+        self,
+        u: __m256d,
+        v: __m256d,
+        (w, wq): (__m256d, __m256d),
+        reduce: bool,
+    ) -> (__m256d, __m256d) {
+        let s = self.add(u, v);
+        let d = self.mul_quotient(self.sub(u, v), w, wq);
+        if reduce {
+            (self.reduce(s), self.reduce(d))
+        } else {
+            (s, d)
         }
     }
 
