@@ -647,16 +647,29 @@ pub(crate) fn dot_const_limbs64(
         return false;
     }
     let lanes = Lanes::new(simd, p as f64, 1.0 / p as f64);
+    // A first constant of 1 (as `2^0 mod p` always is) is an addition.
+    let unit = consts.first().is_some_and(|c| c.w == 1);
     macro_rules! run {
         ($r:literal, $l:literal) => {
-            simd.vectorize(Limbs::<$r, $l> {
-                lanes,
-                p,
-                init,
-                out,
-                rows,
-                consts,
-            })
+            if unit {
+                simd.vectorize(Limbs::<$r, $l, true> {
+                    lanes,
+                    p,
+                    init,
+                    out,
+                    rows,
+                    consts,
+                })
+            } else {
+                simd.vectorize(Limbs::<$r, $l, false> {
+                    lanes,
+                    p,
+                    init,
+                    out,
+                    rows,
+                    consts,
+                })
+            }
         };
     }
     // One kernel per shape, so that the limb loop unrolls with constant
@@ -676,8 +689,9 @@ pub(crate) fn dot_const_limbs64(
 }
 
 /// [`dot_const_limbs64`] for `R` rows and `L` limbs, as pulp's vectorised
-/// operation (see [`MulAcc`]).
-struct Limbs<'a, const R: usize, const L: usize> {
+/// operation (see [`MulAcc`]); `UNIT`: the first constant is 1, so the
+/// first limb (below 2^48) is added without a product.
+struct Limbs<'a, const R: usize, const L: usize, const UNIT: bool> {
     lanes: Lanes,
     p: u64,
     init: u64,
@@ -686,7 +700,9 @@ struct Limbs<'a, const R: usize, const L: usize> {
     consts: &'a [Shoup52],
 }
 
-impl<const R: usize, const L: usize> pulp::NullaryFnOnce for Limbs<'_, R, L> {
+impl<const R: usize, const L: usize, const UNIT: bool> pulp::NullaryFnOnce
+    for Limbs<'_, R, L, UNIT>
+{
     type Output = ();
 
     #[inline(always)]
@@ -730,7 +746,13 @@ impl<const R: usize, const L: usize> pulp::NullaryFnOnce for Limbs<'_, R, L> {
                     ),
                     mask,
                 );
-                acc = k.add(acc, k.mul(k.int_to_f64(x), c));
+                // The first limb alone: init + x < p + 2^48, and the next
+                // product keeps the sum below 2.2p as the bound says.
+                acc = if UNIT && l == 0 {
+                    k.add(acc, k.int_to_f64(x))
+                } else {
+                    k.add(acc, k.mul(k.int_to_f64(x), c))
+                };
                 if l % 2 == 1 {
                     acc = k.reduce(acc);
                 }
@@ -981,7 +1003,9 @@ mod tests {
     }
 
     /// Limb dots equal the exact sums for every shape, on random words and
-    /// on all-ones words with the largest constants and start.
+    /// on all-ones words with the largest constants and start, each also
+    /// with a first constant of 1 (the flooding noise's `2^0`, added
+    /// without a product).
     #[test]
     fn limb_dots_match_exact_sums() {
         if token().is_none() {
@@ -1004,7 +1028,8 @@ mod tests {
                 (4, 5),
                 (4, 6),
             ] {
-                for extreme in [false, true] {
+                for (extreme, unit) in [(false, false), (true, false), (false, true), (true, true)]
+                {
                     let len = 67;
                     let rows: Vec<Vec<u64>> = (0..r)
                         .map(|_| {
@@ -1013,11 +1038,14 @@ mod tests {
                                 .collect()
                         })
                         .collect();
-                    let ws = if extreme {
+                    let mut ws = if extreme {
                         vec![p - 1; l]
                     } else {
                         m.random_vec(l, &mut rng)
                     };
+                    if unit {
+                        ws[0] = 1;
+                    }
                     let consts: Vec<Shoup52> =
                         ws.iter().map(|&w| Shoup52::new(w, p).unwrap()).collect();
                     let init = if extreme { p - 1 } else { p / 3 };
