@@ -625,25 +625,47 @@ impl SmallSeed {
     /// so the loop carries no dependency.
     pub(crate) fn coeffs(&self) -> Zeroizing<Vec<i64>> {
         let variance = self.variance;
-        // As many words as fhe-util's pool consumes, in the same order.
-        let mut stream = Zeroizing::new(vec![0u64; (self.degree * 4 * variance).div_ceil(64)]);
-        Stream::Small.words(&self.seed, 0, &mut stream);
         let bits = 4 * variance;
+        // As many words as fhe-util's pool consumes, in the same order.
+        let words = (self.degree * bits).div_ceil(64);
         let mask_add = u64::MAX >> (64 - 2 * variance);
         let mask_sub = mask_add << (2 * variance);
-        let mut out = Zeroizing::new(Vec::with_capacity(self.degree));
+        let mut out = Zeroizing::new(vec![0i64; self.degree]);
+        if bits % 8 == 0 && bits <= 56 {
+            // Whole bytes per window (an even variance up to 14, as the
+            // default 10): window j is the little-endian word at byte
+            // j·bits/8, masked, with no shifts across words. Eight zero
+            // bytes after the stream keep the last reads in bounds; the
+            // masks never reach them.
+            let mut bytes = Zeroizing::new(vec![0u8; 8 * words + 8]);
+            Stream::Small.bytes(&self.seed, bytes.get_mut(..8 * words).unwrap_or_default());
+            let step = bits / 8;
+            dispatch(
+                #[inline(always)]
+                || {
+                    for (o, w) in out.iter_mut().zip(bytes.windows(8).step_by(step)) {
+                        let w = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+                        *o = i64::from((w & mask_add).count_ones())
+                            - i64::from((w & mask_sub).count_ones());
+                    }
+                },
+            );
+            return out;
+        }
+        let mut stream = Zeroizing::new(vec![0u64; words]);
+        Stream::Small.words(&self.seed, 0, &mut stream);
         dispatch(
             #[inline(always)]
             || {
-                out.extend((0..self.degree).map(|j| {
+                for (j, o) in out.iter_mut().enumerate() {
                     let bit = j * bits;
                     let (word, shift) = (bit / 64, bit % 64);
                     let lo = stream.get(word).copied().unwrap_or(0);
                     let hi = stream.get(word + 1).copied().unwrap_or(0);
                     let window = ((u128::from(hi) << 64 | u128::from(lo)) >> shift) as u64;
-                    i64::from((window & mask_add).count_ones())
-                        - i64::from((window & mask_sub).count_ones())
-                }))
+                    *o = i64::from((window & mask_add).count_ones())
+                        - i64::from((window & mask_sub).count_ones());
+                }
             },
         );
         out
@@ -894,6 +916,12 @@ impl Stream {
         };
         hasher.zeroize();
         reader
+    }
+
+    /// The first `out.len()` bytes of the stream of `seed` (the reader's
+    /// state is wiped when it drops).
+    fn bytes(self, seed: &[u8; 32], out: &mut [u8]) {
+        self.reader(seed).fill(out);
     }
 
     /// Fills `out` with the 64-bit words `at, at + 1, …` of the stream of
@@ -1283,7 +1311,7 @@ pub(crate) mod tests {
     /// value; it takes only the seed from the caller's RNG; two draws differ.
     #[test]
     fn small_samples_equal_fhe_util() {
-        for variance in [1, 3, 7, 10, 16] {
+        for variance in [1, 2, 3, 7, 10, 14, 16] {
             for degree in [1, 7, 2048, 8192] {
                 let mut a = rand_chacha::ChaCha20Rng::seed_from_u64(variance as u64);
                 let mut b = a.clone();
