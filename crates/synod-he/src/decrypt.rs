@@ -25,7 +25,7 @@ use zeroize::Zeroizing;
 
 use crate::flooding::Flooding;
 use crate::kernels::{scaled_mul_add_into, BlockHasher, FloodLimbs, NttView, RingOps};
-use crate::ntt::Ntt;
+use crate::ntt::{Fused, Ntt};
 use crate::ring::WirePoly;
 use crate::secret::KeyShare;
 use crate::shamir::{ActiveSet, EvaluationPoint};
@@ -252,11 +252,15 @@ where
     let c1 = c1_view.rows(k)?;
     let mut h = vec![0u64; k * ops.degree()];
     ops.par_rows(&mut h, |i, q, ntt, row| {
-        noise.ntt_row(q, ntt, row);
-        // λ_j·S_j·c1 for this prime, in one constant-time pass (λ_j·S_j is
-        // never stored).
+        // The noise to NTT form and λ_j·S_j·c1 added, constant time (λ_j·S_j
+        // is never stored): in the transform's last pass where it can.
+        noise.reduce_into(q, row);
         let lambda = lambda.get(i).copied().unwrap_or(0);
-        scaled_mul_add_into(q, row, ops.row(s, i), lambda, ops.row(c1, i));
+        let (s, c1) = (ops.row(s, i), ops.row(c1, i));
+        if !ntt.forward_fused(row, Fused::AddScaledProduct(s, lambda, c1)) {
+            ntt.forward(row);
+            scaled_mul_add_into(q, row, s, lambda, c1);
+        }
         extra(i, q, ntt, row);
     });
     Ok(h)

@@ -63,6 +63,22 @@ impl Ntt {
         }
     }
 
+    /// In place, the forward transform with `fused` applied to its
+    /// outputs, canonical, in the transform's last pass; `false` (nothing
+    /// done: the caller transforms, then applies it) where that pass is not
+    /// synod's (a CPU with IFMA or without AVX2 + FMA) or the shapes do not
+    /// fit. Rows hold residues below `q`; constant time as the transform.
+    pub(crate) fn forward_fused(&self, a: &mut [u64], fused: Fused<'_>) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Fma(plan) => plan.forward_fused(a, fused),
+            _ => {
+                let _ = (a, fused);
+                false
+            }
+        }
+    }
+
     /// In place, from NTT form back to coefficients (normalised).
     pub(crate) fn backward(&self, a: &mut [u64]) {
         match self {
@@ -75,6 +91,15 @@ impl Ntt {
             Self::Fma(plan) => plan.backward(a),
         }
     }
+}
+
+/// What [`Ntt::forward_fused`] does to the transform's outputs.
+#[derive(Clone, Copy)]
+pub(crate) enum Fused<'a> {
+    /// `out − x·y` (the public-key share's `e − a·s`).
+    SubProduct(&'a [u64], &'a [u64]),
+    /// `out + (x·c)·y` (the decryption share's `E + λ·s·c1`).
+    AddScaledProduct(&'a [u64], u64, &'a [u64]),
 }
 
 /// Whether `tfhe-ntt` runs its AVX-512 IFMA butterflies on this CPU (faster
@@ -208,4 +233,55 @@ mod tests {
             }
         }
     }
+    /// The fused forward transform equals the transform followed by the
+    /// product kernels, for every prime of every parameter set and primes
+    /// just below 2^50, on random and extreme inputs; rows of the wrong
+    /// length or a scalar not below the prime are refused.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn fused_forward_equals_transform_then_product() {
+        if pulp::x86::V3::try_new().is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs on AVX2 + FMA CPUs"
+            );
+            eprintln!("skipped: this CPU lacks AVX2 or FMA");
+            return;
+        }
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        let mut cases = every_prime();
+        let q50 = (1..)
+            .map(|k| (1u64 << 50) + 1 - 4096 * k)
+            .find(|&q| fhe_util::is_prime(q))
+            .unwrap();
+        cases.push((q50, 2048));
+        for (q, n) in cases {
+            let m = Modulus::new(q).unwrap();
+            let tfhe = tfhe_ntt::prime64::Plan::try_new(n, q).unwrap();
+            let fma = fma_plan(&tfhe).unwrap();
+            let all = inputs(q, n, &mut rng);
+            for (i, input) in all.iter().enumerate() {
+                let (x, y) = (&all[(i + 1) % all.len()], &all[(i + 3) % all.len()]);
+                for c in [0, 1, q / 3, q - 1] {
+                    let mut expected = input.clone();
+                    tfhe.fwd(&mut expected);
+                    let mut sub = expected.clone();
+                    crate::kernels::mul_sub_into(&m, &mut sub, x, y);
+                    let mut add = expected;
+                    crate::kernels::scaled_mul_add_into(&m, &mut add, x, c, y);
+                    let mut a = input.clone();
+                    assert!(fma.forward_fused(&mut a, Fused::SubProduct(x, y)));
+                    assert_eq!(a, sub, "e − x·y mod {q} (N = {n})");
+                    let mut a = input.clone();
+                    assert!(fma.forward_fused(&mut a, Fused::AddScaledProduct(x, c, y)));
+                    assert_eq!(a, add, "e + x·{c}·y mod {q} (N = {n})");
+                }
+            }
+            let mut a = all[0].clone();
+            assert!(!fma.forward_fused(&mut a, Fused::SubProduct(&all[1][1..], &all[2])));
+            assert!(!fma.forward_fused(&mut a, Fused::AddScaledProduct(&all[1], q, &all[2])));
+            assert_eq!(a, all[0], "refused: nothing done");
+        }
+    }
 }
+

@@ -38,6 +38,7 @@ use core::arch::x86_64::{__m256d, __m256i};
 use pulp::cast;
 use pulp::x86::V3;
 
+use super::Fused;
 use crate::kernels::fma::{Lanes, BOUND, MAX_PRIME};
 
 /// Where the transform reduces a level's outputs, from the bounds above.
@@ -213,8 +214,31 @@ impl FmaNtt {
         self.simd.vectorize(Levels {
             plan: self,
             a,
-            forward: true,
+            forward: Some(None),
         });
+    }
+
+    /// [`Self::forward`], then `fused` applied to each output in the last
+    /// pass, before it is made canonical: one pass over memory fewer than
+    /// the transform and a product kernel after it. `false` (nothing done)
+    /// when `fused`'s rows are not as long as `a` or its scalar is not
+    /// below `p`; its rows hold residues below `p`.
+    pub(crate) fn forward_fused(&self, a: &mut [u64], fused: Fused<'_>) -> bool {
+        let n = 1usize << self.log_n;
+        let p = self.p as u64;
+        let fits = match fused {
+            Fused::SubProduct(x, y) => x.len() == n && y.len() == n,
+            Fused::AddScaledProduct(x, c, y) => x.len() == n && y.len() == n && c < p,
+        };
+        if a.len() != n || !fits {
+            return false;
+        }
+        self.simd.vectorize(Levels {
+            plan: self,
+            a,
+            forward: Some(Some(fused)),
+        });
+        true
     }
 
     /// Level `level`'s reduction flag (reducing is always correct, so a
@@ -231,7 +255,7 @@ impl FmaNtt {
     }
 
     #[inline(always)]
-    fn forward_levels(&self, a: &mut [u64]) {
+    fn forward_levels(&self, a: &mut [u64], fused: Option<Fused<'_>>) {
         let n = a.len();
         let k = Lanes::new(self.simd, self.p, self.p_inv);
         let r = |level| Self::reduces(&self.fwd_reduce, level);
@@ -258,7 +282,23 @@ impl FmaNtt {
         debug_assert_eq!((t, level + 3), (4, self.log_n as usize));
         let w4s = Self::twiddles(&self.fwd, m, m);
         let (fwd2, fwd1) = (&self.fwd2[..], &self.fwd1[..]);
-        flags!(ct_tail, (r(level), r(level + 1)), (k, a, w4s, fwd2, fwd1));
+        let (r4, r2) = (r(level), r(level + 1));
+        // Unfused, the last level's outputs go straight to `canonical`;
+        // fused, a product (at most `p·(1/2 + 3.01·2^-53·p)`) is added
+        // first, which the schedule's last flag allows for: a level's
+        // product bound is at least that.
+        let r1 = fused.is_some() && r(level + 2);
+        match fused {
+            None => flags!(ct_tail, (r4, r2, false), (k, a, w4s, fwd2, fwd1, Plain)),
+            Some(Fused::SubProduct(x, y)) => {
+                let e = SubProduct(as4(x), as4(y));
+                flags!(ct_tail, (r4, r2, r1), (k, a, w4s, fwd2, fwd1, e))
+            }
+            Some(Fused::AddScaledProduct(x, c, y)) => {
+                let e = AddScaledProduct(as4(x), k.splat(c as f64), as4(y));
+                flags!(ct_tail, (r4, r2, r1), (k, a, w4s, fwd2, fwd1, e))
+            }
+        }
     }
 
     /// In place, from the NTT in bit-reversed order (residues below `p`)
@@ -270,7 +310,7 @@ impl FmaNtt {
         self.simd.vectorize(Levels {
             plan: self,
             a,
-            forward: false,
+            forward: None,
         });
     }
 
@@ -396,16 +436,17 @@ fn ct_level<const FIRST: bool, const R: bool>(k: Lanes, a: &mut [u64], t: usize,
 /// The last three forward levels (`t = 4, 2, 1`) in one pass, to canonical
 /// residues.
 #[inline(always)]
-fn ct_tail<const R4: bool, const R2: bool>(
+fn ct_tail<const R4: bool, const R2: bool, const R1: bool>(
     k: Lanes,
     a: &mut [u64],
     w4s: &[f64],
     fwd2: &[[f64; 4]],
     fwd1: &[[f64; 4]],
+    epilogue: impl Epilogue,
 ) {
     let (a4, _) = pulp::as_arrays_mut::<4, u64>(a);
     let twiddles = w4s.iter().zip(fwd2).zip(fwd1);
-    for (c, ((&w4, w2), w1)) in a4.chunks_exact_mut(2).zip(twiddles) {
+    for (c_index, (c, ((&w4, w2), w1))) in a4.chunks_exact_mut(2).zip(twiddles).enumerate() {
         let [lo, hi] = c else { continue };
         // t = 4: the two halves of these eight values.
         let (x, y) = k.ct(k.load(lo, false), k.load(hi, false), k.splat(w4), R4);
@@ -415,11 +456,12 @@ fn ct_tail<const R4: bool, const R2: bool>(
         let (x, y) = (k.lo128(u, v), k.hi128(u, v));
         // t = 1: neighbours.
         let (u, v) = (k.unpack_lo(x, y), k.unpack_hi(x, y));
-        let (u, v) = k.ct(u, v, cast(*w1), false);
-        let (u, v) = (k.canonical(u), k.canonical(v));
+        let (u, v) = k.ct(u, v, cast(*w1), R1);
         let (x, y) = (k.unpack_lo(u, v), k.unpack_hi(u, v));
-        *lo = cast(k.to_bits(x));
-        *hi = cast(k.to_bits(y));
+        let x = epilogue.apply(k, 2 * c_index, x);
+        let y = epilogue.apply(k, 2 * c_index + 1, y);
+        *lo = cast(k.to_bits(k.canonical(x)));
+        *hi = cast(k.to_bits(k.canonical(y)));
     }
 }
 
@@ -508,7 +550,9 @@ fn gs_pair_last<const R1: bool>(
 struct Levels<'a> {
     plan: &'a FmaNtt,
     a: &'a mut [u64],
-    forward: bool,
+    /// `Some(fused)`: forward (with what is fused into the last pass);
+    /// `None`: backward.
+    forward: Option<Option<Fused<'a>>>,
 }
 
 impl pulp::NullaryFnOnce for Levels<'_> {
@@ -516,12 +560,65 @@ impl pulp::NullaryFnOnce for Levels<'_> {
 
     #[inline(always)]
     fn call(self) {
-        if self.forward {
-            self.plan.forward_levels(self.a);
-        } else {
-            self.plan.backward_levels(self.a);
+        match self.forward {
+            Some(fused) => self.plan.forward_levels(self.a, fused),
+            None => self.plan.backward_levels(self.a),
         }
     }
+}
+
+/// What the last forward pass does to vector `i` of the outputs before
+/// making it canonical.
+trait Epilogue: Copy {
+    fn apply(self, k: Lanes, i: usize, v: __m256d) -> __m256d;
+}
+
+/// The plain transform.
+#[derive(Clone, Copy)]
+struct Plain;
+
+impl Epilogue for Plain {
+    #[inline(always)]
+    fn apply(self, _: Lanes, _: usize, v: __m256d) -> __m256d {
+        v
+    }
+}
+
+/// [`Fused::SubProduct`].
+#[derive(Clone, Copy)]
+struct SubProduct<'a>(&'a [[u64; 4]], &'a [[u64; 4]]);
+
+impl Epilogue for SubProduct<'_> {
+    #[inline(always)]
+    fn apply(self, k: Lanes, i: usize, v: __m256d) -> __m256d {
+        match (self.0.get(i), self.1.get(i)) {
+            (Some(x), Some(y)) => k.sub(v, k.mul(k.load(x, true), k.load(y, true))),
+            _ => v,
+        }
+    }
+}
+
+/// [`Fused::AddScaledProduct`], the scalar splatted.
+#[derive(Clone, Copy)]
+struct AddScaledProduct<'a>(&'a [[u64; 4]], __m256d, &'a [[u64; 4]]);
+
+impl Epilogue for AddScaledProduct<'_> {
+    #[inline(always)]
+    fn apply(self, k: Lanes, i: usize, v: __m256d) -> __m256d {
+        match (self.0.get(i), self.2.get(i)) {
+            (Some(x), Some(y)) => {
+                let xc = k.mul(k.load(x, true), self.1);
+                k.add(v, k.mul(xc, k.load(y, true)))
+            }
+            _ => v,
+        }
+    }
+}
+
+/// A row as arrays of four values.
+#[inline(always)]
+fn as4(x: &[u64]) -> &[[u64; 4]] {
+    pulp::as_arrays::<4, u64>(x).0
 }
 
 /// A block's four quarters, as arrays of four values.
