@@ -25,7 +25,7 @@ use zeroize::Zeroizing;
 
 use crate::flooding::Flooding;
 use crate::kernels::{scaled_mul_add_into, BlockHasher, FloodLimbs, NttView, RingOps};
-use crate::ntt::{Fused, Ntt};
+use crate::ntt::{FusedProduct, Ntt};
 use crate::ring::WirePoly;
 use crate::secret::KeyShare;
 use crate::shamir::{ActiveSet, EvaluationPoint};
@@ -257,7 +257,7 @@ where
         noise.reduce_into(q, row);
         let lambda = lambda.get(i).copied().unwrap_or(0);
         let (s, c1) = (ops.row(s, i), ops.row(c1, i));
-        if !ntt.forward_fused(row, Fused::AddScaledProduct(s, lambda, c1)) {
+        if !ntt.forward_fused(row, FusedProduct::AddScaled(s, lambda, c1)) {
             ntt.forward(row);
             scaled_mul_add_into(q, row, s, lambda, c1);
         }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crp::{CommonRandomness, CrpPurpose};
 use crate::kernels::{mul_add_into, mul_sub_into, sample_small, NttView, RingOps, SmallSeed};
-use crate::ntt::Fused;
+use crate::ntt::FusedProduct;
 use crate::ring::WirePoly;
 use crate::secret::LinearSecret;
 use crate::shamir::EvaluationPoint;
@@ -52,7 +52,7 @@ pub fn public_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
     let mut p0 = ops.small_matrix(&e);
     ops.par_rows(&mut p0, |i, q, ntt, row| {
         let (a, s) = (ops.row(a, i), ops.row(s, i));
-        if !ntt.forward_fused(row, Fused::SubProduct(a, s)) {
+        if !ntt.forward_fused(row, FusedProduct::Sub(a, s)) {
             ntt.forward(row);
             mul_sub_into(q, row, a, s);
         }

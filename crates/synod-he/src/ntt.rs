@@ -68,7 +68,7 @@ impl Ntt {
     /// done: the caller transforms, then applies it) where that pass is not
     /// synod's (a CPU with IFMA or without AVX2 + FMA) or the shapes do not
     /// fit. Rows hold residues below `q`; constant time as the transform.
-    pub(crate) fn forward_fused(&self, a: &mut [u64], fused: Fused<'_>) -> bool {
+    pub(crate) fn forward_fused(&self, a: &mut [u64], fused: FusedProduct<'_>) -> bool {
         match self {
             #[cfg(target_arch = "x86_64")]
             Self::Fma(plan) => plan.forward_fused(a, fused),
@@ -95,11 +95,13 @@ impl Ntt {
 
 /// What [`Ntt::forward_fused`] does to the transform's outputs.
 #[derive(Clone, Copy)]
-pub(crate) enum Fused<'a> {
+pub(crate) enum FusedProduct<'a> {
     /// `out − x·y` (the public-key share's `e − a·s`).
-    SubProduct(&'a [u64], &'a [u64]),
+    Sub(&'a [u64], &'a [u64]),
+    /// `out + x·y` (the relinearisation rounds' `e + a·s`).
+    Add(&'a [u64], &'a [u64]),
     /// `out + (x·c)·y` (the decryption share's `E + λ·s·c1`).
-    AddScaledProduct(&'a [u64], u64, &'a [u64]),
+    AddScaled(&'a [u64], u64, &'a [u64]),
 }
 
 /// Whether `tfhe-ntt` runs its AVX-512 IFMA butterflies on this CPU (faster
@@ -267,21 +269,25 @@ mod tests {
                     tfhe.fwd(&mut expected);
                     let mut sub = expected.clone();
                     crate::kernels::mul_sub_into(&m, &mut sub, x, y);
+                    let mut plus = expected.clone();
+                    crate::kernels::mul_add_into(&m, &mut plus, x, y);
                     let mut add = expected;
                     crate::kernels::scaled_mul_add_into(&m, &mut add, x, c, y);
                     let mut a = input.clone();
-                    assert!(fma.forward_fused(&mut a, Fused::SubProduct(x, y)));
+                    assert!(fma.forward_fused(&mut a, FusedProduct::Sub(x, y)));
                     assert_eq!(a, sub, "e − x·y mod {q} (N = {n})");
                     let mut a = input.clone();
-                    assert!(fma.forward_fused(&mut a, Fused::AddScaledProduct(x, c, y)));
+                    assert!(fma.forward_fused(&mut a, FusedProduct::Add(x, y)));
+                    assert_eq!(a, plus, "e + x·y mod {q} (N = {n})");
+                    let mut a = input.clone();
+                    assert!(fma.forward_fused(&mut a, FusedProduct::AddScaled(x, c, y)));
                     assert_eq!(a, add, "e + x·{c}·y mod {q} (N = {n})");
                 }
             }
             let mut a = all[0].clone();
-            assert!(!fma.forward_fused(&mut a, Fused::SubProduct(&all[1][1..], &all[2])));
-            assert!(!fma.forward_fused(&mut a, Fused::AddScaledProduct(&all[1], q, &all[2])));
+            assert!(!fma.forward_fused(&mut a, FusedProduct::Sub(&all[1][1..], &all[2])));
+            assert!(!fma.forward_fused(&mut a, FusedProduct::AddScaled(&all[1], q, &all[2])));
             assert_eq!(a, all[0], "refused: nothing done");
         }
     }
 }
-

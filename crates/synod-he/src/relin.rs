@@ -27,6 +27,7 @@ use crate::gadget::Gadget;
 use crate::kernels::{
     contiguous_rows, mul_add_into, mul_sub_into, sample_small, NttView, RingOps, SmallSeed,
 };
+use crate::ntt::FusedProduct;
 use crate::ring::WirePoly;
 use crate::secret::AdditiveKeyShare;
 use crate::shamir::EvaluationPoint;
@@ -138,8 +139,11 @@ pub fn round1<R: RngCore + CryptoRng>(
             // r0 = −a·u + w_k·s + e0
             let mut r0 = ops.small_matrix(&e0.coeffs());
             ops.par_rows(&mut r0, |i, q, ntt, row| {
-                ntt.forward(row);
-                mul_sub_into(q, row, ops.row(a, i), ops.row(&u, i));
+                let (a, u) = (ops.row(a, i), ops.row(&u, i));
+                if !ntt.forward_fused(row, FusedProduct::Sub(a, u)) {
+                    ntt.forward(row);
+                    mul_sub_into(q, row, a, u);
+                }
                 if group.contains(&i) {
                     q.add_vec(row, ops.row(s, i));
                 }
@@ -147,8 +151,11 @@ pub fn round1<R: RngCore + CryptoRng>(
             // r1 = a·s + e1
             let mut r1 = ops.small_matrix(&e1.coeffs());
             ops.par_rows(&mut r1, |i, q, ntt, row| {
-                ntt.forward(row);
-                mul_add_into(q, row, ops.row(a, i), ops.row(s, i));
+                let (a, s) = (ops.row(a, i), ops.row(s, i));
+                if !ntt.forward_fused(row, FusedProduct::Add(a, s)) {
+                    ntt.forward(row);
+                    mul_add_into(q, row, a, s);
+                }
             });
             Ok((
                 WirePoly::from_residues(0, r0),
@@ -281,8 +288,11 @@ pub fn round2<R: RngCore + CryptoRng>(
                 .ok_or_else(|| Error::Parameters("missing error sample".into()))?;
             let mut r = ops.small_matrix(&e.coeffs());
             ops.par_rows(&mut r, |i, q, ntt, row| {
-                ntt.forward(row);
-                mul_add_into(q, row, ops.row(agg, i), ops.row(secret_factor, i));
+                let (agg, factor) = (ops.row(agg, i), ops.row(secret_factor, i));
+                if !ntt.forward_fused(row, FusedProduct::Add(agg, factor)) {
+                    ntt.forward(row);
+                    mul_add_into(q, row, agg, factor);
+                }
             });
             Ok(WirePoly::from_residues(0, r))
         })

@@ -38,7 +38,7 @@ use core::arch::x86_64::{__m256d, __m256i};
 use pulp::cast;
 use pulp::x86::V3;
 
-use super::Fused;
+use super::FusedProduct;
 use crate::kernels::fma::{Lanes, BOUND, MAX_PRIME};
 
 /// Where the transform reduces a level's outputs, from the bounds above.
@@ -223,12 +223,12 @@ impl FmaNtt {
     /// the transform and a product kernel after it. `false` (nothing done)
     /// when `fused`'s rows are not as long as `a` or its scalar is not
     /// below `p`; its rows hold residues below `p`.
-    pub(crate) fn forward_fused(&self, a: &mut [u64], fused: Fused<'_>) -> bool {
+    pub(crate) fn forward_fused(&self, a: &mut [u64], fused: FusedProduct<'_>) -> bool {
         let n = 1usize << self.log_n;
         let p = self.p as u64;
         let fits = match fused {
-            Fused::SubProduct(x, y) => x.len() == n && y.len() == n,
-            Fused::AddScaledProduct(x, c, y) => x.len() == n && y.len() == n && c < p,
+            FusedProduct::Sub(x, y) | FusedProduct::Add(x, y) => x.len() == n && y.len() == n,
+            FusedProduct::AddScaled(x, c, y) => x.len() == n && y.len() == n && c < p,
         };
         if a.len() != n || !fits {
             return false;
@@ -255,7 +255,7 @@ impl FmaNtt {
     }
 
     #[inline(always)]
-    fn forward_levels(&self, a: &mut [u64], fused: Option<Fused<'_>>) {
+    fn forward_levels(&self, a: &mut [u64], fused: Option<FusedProduct<'_>>) {
         let n = a.len();
         let k = Lanes::new(self.simd, self.p, self.p_inv);
         let r = |level| Self::reduces(&self.fwd_reduce, level);
@@ -290,11 +290,15 @@ impl FmaNtt {
         let r1 = fused.is_some() && r(level + 2);
         match fused {
             None => flags!(ct_tail, (r4, r2, false), (k, a, w4s, fwd2, fwd1, Plain)),
-            Some(Fused::SubProduct(x, y)) => {
+            Some(FusedProduct::Sub(x, y)) => {
                 let e = SubProduct(as4(x), as4(y));
                 flags!(ct_tail, (r4, r2, r1), (k, a, w4s, fwd2, fwd1, e))
             }
-            Some(Fused::AddScaledProduct(x, c, y)) => {
+            Some(FusedProduct::Add(x, y)) => {
+                let e = AddProduct(as4(x), as4(y));
+                flags!(ct_tail, (r4, r2, r1), (k, a, w4s, fwd2, fwd1, e))
+            }
+            Some(FusedProduct::AddScaled(x, c, y)) => {
                 let e = AddScaledProduct(as4(x), k.splat(c as f64), as4(y));
                 flags!(ct_tail, (r4, r2, r1), (k, a, w4s, fwd2, fwd1, e))
             }
@@ -552,7 +556,7 @@ struct Levels<'a> {
     a: &'a mut [u64],
     /// `Some(fused)`: forward (with what is fused into the last pass);
     /// `None`: backward.
-    forward: Option<Option<Fused<'a>>>,
+    forward: Option<Option<FusedProduct<'a>>>,
 }
 
 impl pulp::NullaryFnOnce for Levels<'_> {
@@ -584,7 +588,7 @@ impl Epilogue for Plain {
     }
 }
 
-/// [`Fused::SubProduct`].
+/// [`FusedProduct::Sub`].
 #[derive(Clone, Copy)]
 struct SubProduct<'a>(&'a [[u64; 4]], &'a [[u64; 4]]);
 
@@ -598,7 +602,21 @@ impl Epilogue for SubProduct<'_> {
     }
 }
 
-/// [`Fused::AddScaledProduct`], the scalar splatted.
+/// [`FusedProduct::Add`].
+#[derive(Clone, Copy)]
+struct AddProduct<'a>(&'a [[u64; 4]], &'a [[u64; 4]]);
+
+impl Epilogue for AddProduct<'_> {
+    #[inline(always)]
+    fn apply(self, k: Lanes, i: usize, v: __m256d) -> __m256d {
+        match (self.0.get(i), self.1.get(i)) {
+            (Some(x), Some(y)) => k.add(v, k.mul(k.load(x, true), k.load(y, true))),
+            _ => v,
+        }
+    }
+}
+
+/// [`FusedProduct::AddScaled`], the scalar splatted.
 #[derive(Clone, Copy)]
 struct AddScaledProduct<'a>(&'a [[u64; 4]], __m256d, &'a [[u64; 4]]);
 
