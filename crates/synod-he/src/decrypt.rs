@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::flooding::Flooding;
-use crate::kernels::{scaled_mul_add_into, BlockHasher, FloodLimbs, NttView, RingOps};
+use crate::kernels::{BlockHasher, FloodLimbs, NttView, RingOps};
 use crate::ntt::{FusedProduct, Ntt};
 use crate::ring::WirePoly;
 use crate::secret::KeyShare;
@@ -257,10 +257,7 @@ where
         noise.reduce_into(q, row);
         let lambda = lambda.get(i).copied().unwrap_or(0);
         let (s, c1) = (ops.row(s, i), ops.row(c1, i));
-        if !ntt.forward_fused(row, FusedProduct::AddScaled(s, lambda, c1)) {
-            ntt.forward(row);
-            scaled_mul_add_into(q, row, s, lambda, c1);
-        }
+        ntt.forward_and(q, row, FusedProduct::AddScaled(s, lambda, c1));
         extra(i, q, ntt, row);
     });
     Ok(h)

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crp::{CommonRandomness, CrpPurpose};
 use crate::gadget::{OwnRow, SwitchingKey};
+use crate::ntt::FusedProduct;
 use crate::ring::WirePoly;
 use crate::secret::LinearSecret;
 use crate::shamir::EvaluationPoint;
@@ -149,7 +150,7 @@ pub fn galois_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
     sender: EvaluationPoint,
     rng: &mut R,
 ) -> Result<GaloisKeyShare> {
-    use crate::kernels::{contiguous_rows, mul_sub_into, NttView, RingOps};
+    use crate::kernels::{contiguous_rows, NttView, RingOps};
     use rayon::prelude::*;
     let ctx = params.ctx(0)?;
     let ops = RingOps::of(ctx)?;
@@ -183,8 +184,7 @@ pub fn galois_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
                     .ok_or_else(|| Error::Parameters("missing error sample".into()))?;
                 let mut h = ops.small_matrix(&e.coeffs());
                 ops.par_rows(&mut h, |i, q, ntt, row| {
-                    ntt.forward(row);
-                    mul_sub_into(q, row, ops.row(a, i), ops.row(s, i));
+                    ntt.forward_and(q, row, FusedProduct::Sub(ops.row(a, i), ops.row(s, i)));
                     if group.contains(&i) {
                         q.add_vec(row, ops.row(s_g_rows, i));
                     }

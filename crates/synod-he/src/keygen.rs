@@ -15,7 +15,7 @@ use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
 use crate::crp::{CommonRandomness, CrpPurpose};
-use crate::kernels::{mul_add_into, mul_sub_into, sample_small, NttView, RingOps, SmallSeed};
+use crate::kernels::{sample_small, NttView, RingOps, SmallSeed};
 use crate::ntt::FusedProduct;
 use crate::ring::WirePoly;
 use crate::secret::LinearSecret;
@@ -51,11 +51,7 @@ pub fn public_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
     let s = s_view.rows(l)?;
     let mut p0 = ops.small_matrix(&e);
     ops.par_rows(&mut p0, |i, q, ntt, row| {
-        let (a, s) = (ops.row(a, i), ops.row(s, i));
-        if !ntt.forward_fused(row, FusedProduct::Sub(a, s)) {
-            ntt.forward(row);
-            mul_sub_into(q, row, a, s);
-        }
+        ntt.forward_and(q, row, FusedProduct::Sub(ops.row(a, i), ops.row(s, i)));
     });
     Ok(PublicKeyShare {
         sender,
@@ -149,14 +145,12 @@ impl CollectivePublicKey {
                 let mut dm = m_t.clone();
                 q.scalar_mul_vec(&mut dm, deltas.get(i).copied().unwrap_or(0));
                 q.add_vec(row, &dm);
-                ntt.forward(row);
-                mul_add_into(q, row, ops.row(&u, i), ops.row(p0, i));
+                ntt.forward_and(q, row, FusedProduct::Add(ops.row(&u, i), ops.row(p0, i)));
             });
             // c1 = NTT(e2) + u·p1
             let mut c1 = Zeroizing::new(ops.small_matrix(&e2.coeffs()));
             ops.par_rows(&mut c1, |i, q, ntt, row| {
-                ntt.forward(row);
-                mul_add_into(q, row, ops.row(&u, i), ops.row(p1, i));
+                ntt.forward_and(q, row, FusedProduct::Add(ops.row(&u, i), ops.row(p1, i)));
             });
             (std::mem::take(&mut *c0), std::mem::take(&mut *c1))
         });

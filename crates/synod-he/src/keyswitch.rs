@@ -20,6 +20,7 @@ use crate::decrypt::{
 };
 use crate::flooding::Flooding;
 use crate::kernels::{mul_add_into, sample_small, NttView, RingOps};
+use crate::ntt::FusedProduct;
 use crate::ring::WirePoly;
 use crate::secret::KeyShare;
 use crate::shamir::{ActiveSet, EvaluationPoint};
@@ -96,8 +97,11 @@ pub fn key_switch_share<'a, R: RngCore + CryptoRng>(
         // h1 = u·p1 + e
         let mut h1 = ops.small_matrix(&e);
         ops.par_rows(&mut h1, |i, q, ntt, row| {
-            ntt.forward(row);
-            mul_add_into(q, row, ops.row(&u_ntt, i), ops.row(p1, i));
+            ntt.forward_and(
+                q,
+                row,
+                FusedProduct::Add(ops.row(&u_ntt, i), ops.row(p1, i)),
+            );
         });
         (h0, h1)
     };

@@ -79,6 +79,23 @@ impl Ntt {
         }
     }
 
+    /// In place, the forward transform, then `fused` (canonical residues):
+    /// in the transform's last pass where [`Self::forward_fused`] can, else
+    /// with the product kernels after the transform. Constant time.
+    pub(crate) fn forward_and(&self, q: &Modulus, a: &mut [u64], fused: FusedProduct<'_>) {
+        if self.forward_fused(a, fused) {
+            return;
+        }
+        self.forward(a);
+        match fused {
+            FusedProduct::Sub(x, y) => crate::kernels::mul_sub_into(q, a, x, y),
+            FusedProduct::Add(x, y) => crate::kernels::mul_add_into(q, a, x, y),
+            FusedProduct::AddScaled(x, c, y) => {
+                crate::kernels::scaled_mul_add_into(q, a, x, c, y);
+            }
+        }
+    }
+
     /// In place, from NTT form back to coefficients (normalised).
     pub(crate) fn backward(&self, a: &mut [u64]) {
         match self {

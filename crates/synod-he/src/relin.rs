@@ -24,9 +24,7 @@ use zeroize::Zeroizing;
 
 use crate::crp::{CommonRandomness, CrpPurpose};
 use crate::gadget::Gadget;
-use crate::kernels::{
-    contiguous_rows, mul_add_into, mul_sub_into, sample_small, NttView, RingOps, SmallSeed,
-};
+use crate::kernels::{contiguous_rows, sample_small, NttView, RingOps, SmallSeed};
 use crate::ntt::FusedProduct;
 use crate::ring::WirePoly;
 use crate::secret::AdditiveKeyShare;
@@ -139,11 +137,7 @@ pub fn round1<R: RngCore + CryptoRng>(
             // r0 = −a·u + w_k·s + e0
             let mut r0 = ops.small_matrix(&e0.coeffs());
             ops.par_rows(&mut r0, |i, q, ntt, row| {
-                let (a, u) = (ops.row(a, i), ops.row(&u, i));
-                if !ntt.forward_fused(row, FusedProduct::Sub(a, u)) {
-                    ntt.forward(row);
-                    mul_sub_into(q, row, a, u);
-                }
+                ntt.forward_and(q, row, FusedProduct::Sub(ops.row(a, i), ops.row(&u, i)));
                 if group.contains(&i) {
                     q.add_vec(row, ops.row(s, i));
                 }
@@ -151,11 +145,7 @@ pub fn round1<R: RngCore + CryptoRng>(
             // r1 = a·s + e1
             let mut r1 = ops.small_matrix(&e1.coeffs());
             ops.par_rows(&mut r1, |i, q, ntt, row| {
-                let (a, s) = (ops.row(a, i), ops.row(s, i));
-                if !ntt.forward_fused(row, FusedProduct::Add(a, s)) {
-                    ntt.forward(row);
-                    mul_add_into(q, row, a, s);
-                }
+                ntt.forward_and(q, row, FusedProduct::Add(ops.row(a, i), ops.row(s, i)));
             });
             Ok((
                 WirePoly::from_residues(0, r0),
@@ -289,10 +279,7 @@ pub fn round2<R: RngCore + CryptoRng>(
             let mut r = ops.small_matrix(&e.coeffs());
             ops.par_rows(&mut r, |i, q, ntt, row| {
                 let (agg, factor) = (ops.row(agg, i), ops.row(secret_factor, i));
-                if !ntt.forward_fused(row, FusedProduct::Add(agg, factor)) {
-                    ntt.forward(row);
-                    mul_add_into(q, row, agg, factor);
-                }
+                ntt.forward_and(q, row, FusedProduct::Add(agg, factor));
             });
             Ok(WirePoly::from_residues(0, r))
         })

@@ -6,8 +6,8 @@
 //! Here each twiddle product is `kernels::fma`'s double-precision one (van
 //! der Hoeven, Lecerf and Quintin): for `|x| ≤ B ≤ 2^52` and `0 ≤ w < p`
 //! it returns the exact `x·w − c·p` with `|x·w − c·p| ≤ p·(1/2 +
-//! 3.01·2^-53·B)`, about `p/2`. Where the twiddle is splatted (the levels
-//! with `t ≥ 8`), the quotient is estimated as `round(x·(w/p))` with `w/p`
+//! 3.01·2^-53·B)`, about `p/2`. In the two-level passes, whose twiddles
+//! are splatted, the quotient is estimated as `round(x·(w/p))` with `w/p`
 //! precomputed, beside the product instead of after it (a shorter chain, 7 %
 //! off the forward transform here); that estimate is within `1/2 +
 //! 2.01·2^-53·B` of `x·w/p`, inside the same bound, and `x·w − c·p` is still
@@ -96,7 +96,7 @@ pub(crate) struct FmaNtt {
     /// `ψ^{brv(k)}` at `k < N/4`, for the levels with `t ≥ 4` (the `t = 2`
     /// and `t = 1` levels read `fwd2` and `fwd1`).
     fwd: Vec<f64>,
-    /// `fwd[k] / p`, the quotient estimates of the levels with `t ≥ 8`.
+    /// `fwd[k] / p`, the quotient estimates of the two-level passes.
     fwd_q: Vec<f64>,
     /// The `t = 2` and `t = 1` levels' twiddles, laid out per 8 values as
     /// the shuffled lanes need them.
@@ -105,6 +105,7 @@ pub(crate) struct FmaNtt {
     /// `ψ^{−brv(k)}` at `k < N/4`, for the levels with `t ≥ 4` (the last
     /// one excepted, whose one twiddle is `last`).
     inv: Vec<f64>,
+    /// `inv[k] / p`, as `fwd_q`.
     inv_q: Vec<f64>,
     inv1: Vec<[f64; 4]>,
     inv2: Vec<[f64; 4]>,
