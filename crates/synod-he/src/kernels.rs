@@ -134,6 +134,21 @@ pub(crate) fn tensor_in_place(
     }
 }
 
+/// In place, the tensor of `(a0, a1)` with itself: `a0 ← a0²`, `a1 ← a1²`,
+/// `c1 = 2·a0·a1` modulo `q` in one AVX2 + FMA pass, or `false` (nothing
+/// written; the caller computes it otherwise).
+pub(crate) fn square_in_place(q: &Modulus, a0: &mut [u64], a1: &mut [u64], c1: &mut [u64]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        !has_ifma() && fma::square_in_place(q, a0, a1, c1)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (q, a0, a1, c1);
+        false
+    }
+}
+
 /// The moduli and NTT operators of one context.
 pub(crate) struct RingOps {
     degree: usize,

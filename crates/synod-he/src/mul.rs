@@ -179,9 +179,9 @@ impl FastMul {
             }
         }
         // A square (`a` and `b` the same ciphertext, not just equal ones)
-        // extends its two polynomials once and copies them as `b`'s: the
-        // same tensor as for a copy of `a`, without two of the four
-        // extensions (ten inverse and twelve forward NTTs at N = 8192).
+        // extends its two polynomials once: the same tensor as for a copy of
+        // `a`, without two of the four extensions (ten inverse and twelve
+        // forward NTTs at N = 8192).
         let square = std::ptr::eq(a, b);
         let inputs: Vec<&Poly> = if square {
             a.iter().collect()
@@ -215,30 +215,37 @@ impl FastMul {
                 Ok(out)
             })
             .collect::<Result<_>>()?;
-        let [mut c0, mut c2, mut c1, b1] = if square {
-            let [a0, a1] = <[Vec<u64>; 2]>::try_from(extended)
-                .map_err(|_| Error::Parameters("internal: two extended inputs".into()))?;
-            let (b0, b1) = (a0.clone(), a1.clone());
-            [a0, a1, b0, b1]
-        } else {
-            <[Vec<u64>; 4]>::try_from(extended)
-                .map_err(|_| Error::Parameters("internal: four extended inputs".into()))?
-        };
-
         // 2. Tensor product in Q ∪ P, in place (a0 becomes c0 = a0·b0, a1
         //    becomes c2 = a1·b1, b0 becomes c1 = a0·b1 + a1·b0; with IFMA
         //    or FMA four fused products beat Karatsuba's three plus its
-        //    extra passes over memory), back to power basis.
+        //    extra passes over memory; a square takes three products and
+        //    no copies of its inputs where the FMA kernel runs), back to
+        //    power basis.
         let ops = &self.ops_mul;
+        let (mut c0, mut c2, mut c1, b1) = if square {
+            let [a0, a1] = <[Vec<u64>; 2]>::try_from(extended)
+                .map_err(|_| Error::Parameters("internal: two extended inputs".into()))?;
+            (a0, a1, vec![0u64; km * n], None)
+        } else {
+            let [a0, a1, b0, b1] = <[Vec<u64>; 4]>::try_from(extended)
+                .map_err(|_| Error::Parameters("internal: four extended inputs".into()))?;
+            (a0, a1, b0, Some(b1))
+        };
         c0.par_chunks_mut(n)
             .zip(c2.par_chunks_mut(n))
             .zip(c1.par_chunks_mut(n))
             .zip(ops.moduli().par_iter().zip(ops.ntt().par_iter()))
             .enumerate()
             .for_each(|(j, (((r0, r2), r1), (q, ntt)))| {
-                let b1 = ops.row(&b1, j);
-                if !crate::kernels::tensor_in_place(q, r0, r2, r1, b1) {
-                    karatsuba_in_place(q, r0, r2, r1, b1);
+                match &b1 {
+                    Some(b1) => tensor_row(q, r0, r2, r1, ops.row(b1, j)),
+                    None => {
+                        if !crate::kernels::square_in_place(q, r0, r2, r1) {
+                            r1.copy_from_slice(r0);
+                            let b1 = r2.to_vec();
+                            tensor_row(q, r0, r2, r1, &b1);
+                        }
+                    }
                 }
                 for row in [r0, r1, r2] {
                     ntt.backward(row);
@@ -311,6 +318,20 @@ impl FastMul {
     }
 }
 
+/// One prime's tensor, in place as [`crate::kernels::tensor_in_place`]:
+/// its vector kernel, else Karatsuba.
+fn tensor_row(
+    q: &fhe_math::zq::Modulus,
+    a0: &mut [u64],
+    a1: &mut [u64],
+    b0: &mut [u64],
+    b1: &[u64],
+) {
+    if !crate::kernels::tensor_in_place(q, a0, a1, b0, b1) {
+        karatsuba_in_place(q, a0, a1, b0, b1);
+    }
+}
+
 /// [`crate::kernels::tensor_in_place`] without a vector kernel: Karatsuba
 /// (`c1 = (a0 + a1)(b0 + b1) − c0 − c2`) with fhe-math's vector operations.
 fn karatsuba_in_place(
@@ -351,8 +372,9 @@ mod tests {
     use num_traits::ToPrimitive;
 
     /// Karatsuba (for CPUs without a vector kernel), the dispatched kernel
-    /// and the AVX2 + FMA kernel all give the tensor's residues, on synod's
-    /// primes, on random and extreme values, with a tail.
+    /// and the AVX2 + FMA kernel all give the tensor's residues, and the
+    /// FMA square kernel the square's, on synod's primes, on random and
+    /// extreme values, with a tail.
     #[test]
     fn every_tensor_kernel_is_the_tensor() {
         use rand::{Rng, SeedableRng};
@@ -394,6 +416,17 @@ mod tests {
                         &q, &mut c0, &mut c2, &mut c1, &b1
                     ));
                     check("FMA", &c0, &c2, &c1);
+                    // The square of (a0, a1): a0², a1², 2·a0·a1.
+                    let (mut s0, mut s2, mut s1) = (a0.clone(), a1.clone(), vec![0; a0.len()]);
+                    assert!(crate::kernels::fma::square_in_place(
+                        &q, &mut s0, &mut s2, &mut s1
+                    ));
+                    for k in 0..a0.len() {
+                        assert_eq!(s0[k], q.mul(a0[k], a0[k]), "square, p {p}");
+                        assert_eq!(s2[k], q.mul(a1[k], a1[k]), "square, p {p}");
+                        let m = q.mul(a0[k], a1[k]);
+                        assert_eq!(s1[k], q.add(m, m), "square, p {p}");
+                    }
                 } else {
                     assert!(
                         std::env::var_os("CI").is_none(),

@@ -467,6 +467,70 @@ impl pulp::NullaryFnOnce for Tensor<'_> {
     }
 }
 
+/// The tensor of `(a0, a1)` with itself modulo one prime, in one pass:
+/// afterwards `a0 = a0²`, `a1 = a1²` and `c1 = 2·a0·a1` (of the values
+/// before), canonical; `false` (nothing written) without AVX2 + FMA, for
+/// `q ≥ 2^50` or lengths that differ. Inputs below `q` (public data).
+pub(crate) fn square_in_place(q: &Modulus, a0: &mut [u64], a1: &mut [u64], c1: &mut [u64]) -> bool {
+    let Some(simd) = token() else {
+        return false;
+    };
+    let (p, n) = (**q, a0.len());
+    if !(3..MAX_PRIME).contains(&p) || a1.len() != n || c1.len() != n {
+        return false;
+    }
+    simd.vectorize(Square {
+        lanes: Lanes::new(simd, p as f64, 1.0 / p as f64),
+        q,
+        a0,
+        a1,
+        c1,
+    });
+    true
+}
+
+/// [`square_in_place`] as pulp's vectorised operation (see [`MulAcc`]).
+struct Square<'a> {
+    lanes: Lanes,
+    q: &'a Modulus,
+    a0: &'a mut [u64],
+    a1: &'a mut [u64],
+    c1: &'a mut [u64],
+}
+
+impl pulp::NullaryFnOnce for Square<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        let Self {
+            lanes: k,
+            q,
+            a0,
+            a1,
+            c1,
+        } = self;
+        let (a0_4, a0_t) = pulp::as_arrays_mut::<4, u64>(a0);
+        let (a1_4, a1_t) = pulp::as_arrays_mut::<4, u64>(a1);
+        let (c1_4, c1_t) = pulp::as_arrays_mut::<4, u64>(c1);
+        for ((x0, x1), y) in a0_4.iter_mut().zip(a1_4.iter_mut()).zip(c1_4.iter_mut()) {
+            let (u0, u1) = (k.load(x0, true), k.load(x1, true));
+            // A product below 0.6p, doubled: below 1.2p.
+            let m = k.mul(u0, u1);
+            *y = cast(k.to_bits(k.canonical(k.add(m, m))));
+            *x0 = cast(k.to_bits(k.canonical(k.mul(u0, u0))));
+            *x1 = cast(k.to_bits(k.canonical(k.mul(u1, u1))));
+        }
+        for ((x0, x1), y) in a0_t.iter_mut().zip(a1_t.iter_mut()).zip(c1_t.iter_mut()) {
+            let (u0, u1) = (*x0, *x1);
+            let m = q.mul(u0, u1);
+            *y = q.add(m, m);
+            *x0 = q.mul(u0, u0);
+            *x1 = q.mul(u1, u1);
+        }
+    }
+}
+
 /// HPS simple scaling's sums on four lanes: `out[k] = Σ_i (h_i·wh_i +
 /// l_i·wl_i) + ⌊f + 1/2⌋ mod t`, canonical, where `x_i = rows[i][k]` splits
 /// as `h_i = x_i >> s_i`, `l_i = x_i mod 2^{s_i}` and `f = Σ_i (h_i·fh_i +
