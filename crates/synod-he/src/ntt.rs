@@ -210,6 +210,30 @@ mod tests {
         ]
     }
 
+    /// Whether this CPU runs the AVX2 + FMA transform (CI's always do).
+    #[cfg(target_arch = "x86_64")]
+    fn has_avx2_fma() -> bool {
+        let has = pulp::x86::V3::try_new().is_some();
+        if !has {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs on AVX2 + FMA CPUs"
+            );
+            eprintln!("skipped: this CPU lacks AVX2 or FMA");
+        }
+        has
+    }
+
+    /// The largest prime below `2^bits` that is 1 mod 4096 (NTT-friendly
+    /// up to N = 2048).
+    #[cfg(target_arch = "x86_64")]
+    fn prime_below(bits: u32) -> u64 {
+        (1..)
+            .map(|k| (1u64 << bits) + 1 - 4096 * k)
+            .find(|&q| fhe_util::is_prime(q))
+            .unwrap()
+    }
+
     /// The AVX2 + FMA transform (built directly, so that CPUs with IFMA test
     /// it too) is bit for bit `tfhe-ntt`'s, both ways, for every prime of
     /// every parameter set (the plaintext prime included) and for primes
@@ -217,22 +241,14 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn fma_transform_equals_tfhe_ntt() {
-        if pulp::x86::V3::try_new().is_none() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI runs on AVX2 + FMA CPUs"
-            );
-            eprintln!("skipped: this CPU lacks AVX2 or FMA");
+        if !has_avx2_fma() {
             return;
         }
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
         let mut cases = every_prime();
         // The largest NTT-friendly primes below 2^50 and 2^30 for N = 2048.
         for bits in [50u32, 30] {
-            let q = (1..)
-                .map(|k| (1u64 << bits) + 1 - 4096 * k)
-                .find(|&q| fhe_util::is_prime(q))
-                .unwrap();
+            let q = prime_below(bits);
             cases.push((q, 16));
             cases.push((q, 2048));
         }
@@ -259,21 +275,12 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn fused_forward_equals_transform_then_product() {
-        if pulp::x86::V3::try_new().is_none() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI runs on AVX2 + FMA CPUs"
-            );
-            eprintln!("skipped: this CPU lacks AVX2 or FMA");
+        if !has_avx2_fma() {
             return;
         }
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
         let mut cases = every_prime();
-        let q50 = (1..)
-            .map(|k| (1u64 << 50) + 1 - 4096 * k)
-            .find(|&q| fhe_util::is_prime(q))
-            .unwrap();
-        cases.push((q50, 2048));
+        cases.push((prime_below(50), 2048));
         for (q, n) in cases {
             let m = Modulus::new(q).unwrap();
             let tfhe = tfhe_ntt::prime64::Plan::try_new(n, q).unwrap();
