@@ -347,7 +347,7 @@ pub(crate) fn ifma_covers(moduli: &[Modulus]) -> bool {
     has_ifma() && moduli.iter().all(|q| **q < IFMA_MAX_PRIME)
 }
 
-/// Whether [`dot_const_rows`] and [`dot_const_rows_below`] have a vector
+/// Whether [`dot_const_rows`] and [`dot_planned`] have a vector
 /// kernel on this CPU (IFMA, or AVX2 + FMA).
 pub(crate) fn has_vector_dots() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -388,7 +388,7 @@ pub(crate) fn dot_const_rows(p: u64, out: &mut [u64], rows: &[&[u64]], consts: &
     }
 }
 
-/// Whether [`dot_const_rows_below`] reduces once per value for these
+/// Whether [`dot_planned`] reduces once per value for these
 /// constants and bounds (false without IFMA).
 #[cfg(test)]
 pub(crate) fn sums_lazily(p: u64, consts: &[Shoup52], bounds: &[u64]) -> bool {
@@ -403,26 +403,70 @@ pub(crate) fn sums_lazily(p: u64, consts: &[Shoup52], bounds: &[u64]) -> bool {
     }
 }
 
-/// [`dot_const_rows`] for rows known to lie below `bounds` (one per row):
-/// reduced once per value instead of once per product where the bounds
-/// allow it (see the IFMA kernel; the FMA kernel reduces its sum only where
-/// the bounds say it could pass 2^53). `false` (nothing done) without IFMA or
-/// AVX2 + FMA, or with a shape they do not take.
-pub(crate) fn dot_const_rows_below(
+/// One constant dot product modulo `p` that runs many times (a base
+/// conversion's or a scaling's, block after block): its constants, the
+/// exclusive bounds of its rows (at most 2^52 each), and the FMA kernel's
+/// reduction schedule for them, computed once here instead of per call.
+pub(crate) struct DotPlan {
     p: u64,
-    out: &mut [u64],
-    rows: &[&[u64]],
-    consts: &[Shoup52],
-    bounds: &[u64],
-) -> bool {
+    consts: Vec<Shoup52>,
+    bounds: Vec<u64>,
+    /// [`fma::reductions`] of `consts` and `bounds` (empty elsewhere).
+    schedule: Vec<bool>,
+}
+
+impl DotPlan {
+    /// `None` for bounds of another number than the constants or above
+    /// 2^52.
+    pub(crate) fn new(p: u64, consts: Vec<Shoup52>, bounds: Vec<u64>) -> Option<Self> {
+        if bounds.len() != consts.len() || bounds.iter().any(|&b| b > 1 << 52) {
+            return None;
+        }
+        #[cfg(target_arch = "x86_64")]
+        let schedule = fma::reductions(p, &consts, &bounds);
+        #[cfg(not(target_arch = "x86_64"))]
+        let schedule = Vec::new();
+        Some(Self {
+            p,
+            consts,
+            bounds,
+            schedule,
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn consts(&self) -> &[Shoup52] {
+        &self.consts
+    }
+
+    #[cfg(test)]
+    pub(crate) fn bounds(&self) -> &[u64] {
+        &self.bounds
+    }
+}
+
+/// `out[k] = Σ_i rows[i][k]·consts[i] mod p` for `plan`'s prime and
+/// constants, rows below its bounds: reduced once per value instead of once
+/// per product where the bounds allow it with IFMA (see that kernel), else
+/// only where they say the sum could pass 2^53 with AVX2 + FMA. `false`
+/// (nothing done) without either, or with a shape they do not take; a
+/// caller's bound that does not hold gives a wrong residue, never undefined
+/// behaviour.
+pub(crate) fn dot_planned(out: &mut [u64], rows: &[&[u64]], plan: &DotPlan) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        ifma::dot_const_rows_below(p, out, rows, consts, bounds)
-            || fma::dot_const_rows_below(p, out, rows, consts, bounds)
+        let DotPlan {
+            p,
+            consts,
+            bounds,
+            schedule,
+        } = plan;
+        ifma::dot_const_rows_below(*p, out, rows, consts, bounds)
+            || fma::dot_const_rows_scheduled(*p, out, rows, consts, schedule)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (p, out, rows, consts, bounds);
+        let _ = (out, rows, plan);
         false
     }
 }

@@ -26,7 +26,7 @@
 //! eight coefficients at a time: each output residue is a sum of products
 //! of bounded rows and precomputed constants, accumulated in IFMA's 52-bit
 //! halves and reduced once where the rows' bounds keep the sum below
-//! `2^(b+51)` (`kernels::dot_const_rows_below`: the conversion into the
+//! `2^(b+51)` (`kernels::dot_planned`: the conversion into the
 //! 50-bit extension primes and the scaling), else product by product in
 //! Shoup's form. On CPUs with AVX2 and FMA but no IFMA the same row sums
 //! run on four coefficients at a time in double precision
@@ -41,7 +41,7 @@
 use num_bigint::BigUint;
 use num_traits::{One, ToPrimitive, Zero};
 
-use crate::kernels::{dot_const_rows, dot_const_rows_below, has_vector_dots, Shoup52};
+use crate::kernels::{dot_planned, has_vector_dots, DotPlan, Shoup52};
 use crate::{Error, Result};
 
 /// A prime with the constants for Barrett reduction of 128-bit values and
@@ -198,19 +198,17 @@ pub(crate) struct BaseConverter {
     /// Per output prime: `[Q/q_i]_{p_j}` for every `i`, then `[−Q]_{p_j}`.
     hat: Vec<Vec<u64>>,
     neg_q: Vec<u64>,
-    /// Exclusive bounds on the rows of the output sums: `y_i < q_i`, and
-    /// `v = round(Σ y_i/q_i) ≤ k`.
-    row_bounds: Vec<u64>,
     /// The same constants for the vector kernels (IFMA, or AVX2 + FMA),
     /// when this CPU has them and every prime is below 2^50.
     vector: Option<ConvertConsts>,
 }
 
-/// [`BaseConverter`]'s constants as [`Shoup52`]s: `[(Q/q_i)^{-1}]_{q_i}` per
-/// input prime; per output prime `[Q/q_i]_{p_j}` for every `i`, then `[−Q]_{p_j}`.
+/// [`BaseConverter`]'s constants as planned dots: `[(Q/q_i)^{-1}]_{q_i}` per
+/// input prime (one row); per output prime `[Q/q_i]_{p_j}` for every `i`,
+/// then `[−Q]_{p_j}`, on rows below `q_i` and `v = round(Σ y_i/q_i) ≤ k`.
 struct ConvertConsts {
-    hat_inv: Vec<Shoup52>,
-    hat: Vec<Vec<Shoup52>>,
+    hat_inv: Vec<DotPlan>,
+    hat: Vec<DotPlan>,
 }
 
 impl BaseConverter {
@@ -241,22 +239,31 @@ impl BaseConverter {
         let neg_q: Vec<u64> = to.iter().map(|&pj| (pj - residue(&q, pj)) % pj).collect();
         let hat: Vec<Vec<u64>> = hat;
         let hat_inv: Vec<(u64, u64)> = hat_inv;
+        let row_bounds: Vec<u64> = from
+            .iter()
+            .copied()
+            .chain([from.len() as u64 + 1])
+            .collect();
         let vector = has_vector_dots()
             .then(|| {
                 Some(ConvertConsts {
                     hat_inv: from
                         .iter()
                         .zip(&hat_inv)
-                        .map(|(&qi, &(w, _))| Shoup52::new(w, qi))
+                        .map(|(&qi, &(w, _))| {
+                            DotPlan::new(qi, vec![Shoup52::new(w, qi)?], vec![1 << 52])
+                        })
                         .collect::<Option<_>>()?,
                     hat: to
                         .iter()
                         .zip(hat.iter().zip(&neg_q))
                         .map(|(&pj, (row, &nq))| {
-                            row.iter()
+                            let consts = row
+                                .iter()
                                 .chain([&nq])
                                 .map(|&w| Shoup52::new(w, pj))
-                                .collect::<Option<_>>()
+                                .collect::<Option<_>>()?;
+                            DotPlan::new(pj, consts, row_bounds.clone())
                         })
                         .collect::<Option<_>>()?,
                 })
@@ -264,11 +271,6 @@ impl BaseConverter {
             .flatten();
         Ok(Self {
             inv: from.iter().map(|&p| 1.0 / p as f64).collect(),
-            row_bounds: from
-                .iter()
-                .copied()
-                .chain([from.len() as u64 + 1])
-                .collect(),
             from: from_p,
             hat_inv,
             to: primes(to)?,
@@ -295,12 +297,12 @@ impl BaseConverter {
         }
         let (y, v, rounded) = scratch.take_rows(k, len);
         v.iter_mut().for_each(|v| *v = 0.0);
-        for ((y, x), ((pr, &w), &inv)) in y
+        for ((y, x), (plan, &inv)) in y
             .chunks_mut(len.max(1))
             .zip(input)
-            .zip(self.from.iter().zip(&c.hat_inv).zip(&self.inv))
+            .zip(c.hat_inv.iter().zip(&self.inv))
         {
-            if !dot_const_rows(pr.p, y, &[x], &[w]) {
+            if !dot_planned(y, &[x], plan) {
                 return Err(Error::Parameters(
                     "internal: vector conversion refused".into(),
                 ));
@@ -314,8 +316,8 @@ impl BaseConverter {
         }
         let mut rows: Vec<&[u64]> = y.chunks(len.max(1)).take(k).collect();
         rows.push(rounded);
-        for (o, (pj, consts)) in out.iter_mut().zip(self.to.iter().zip(&c.hat)) {
-            if !dot_const_rows_below(pj.p, o, &rows, consts, &self.row_bounds) {
+        for (o, plan) in out.iter_mut().zip(&c.hat) {
+            if !dot_planned(o, &rows, plan) {
                 return Err(Error::Parameters(
                     "internal: vector conversion refused".into(),
                 ));
@@ -412,13 +414,12 @@ pub(crate) struct ScaleDown {
     own: Vec<(u64, u64)>,
     /// Per prime of `P`, for the vector kernels (when this CPU has them and
     /// every prime of `P` is below 2^50): `whole`'s constants, then the
-    /// own-residue factor, then 1 (for the rounded fraction sum).
-    vector: Option<Vec<Vec<Shoup52>>>,
-    /// Per prime `p_j` of `P`, exclusive bounds on the rows of its output
-    /// sum: a residue `x < q_i` splits into `x >> s_i` and `x mod 2^{s_i}`;
-    /// the own residue is below `p_j`; the rounded sum of the halves'
-    /// fractional products is at most the sum of the halves' bounds.
-    row_bounds: Vec<Vec<u64>>,
+    /// own-residue factor, then 1 (for the rounded fraction sum), planned
+    /// with the exclusive bounds of their rows: a residue `x < q_i` splits
+    /// into `x >> s_i` and `x mod 2^{s_i}`; the own residue is below `p_j`;
+    /// the rounded sum of the halves' fractional products is at most the
+    /// sum of the halves' bounds.
+    vector: Option<Vec<DotPlan>>,
 }
 
 impl ScaleDown {
@@ -468,32 +469,30 @@ impl ScaleDown {
         let halves = split.iter().map(|&(s, _, _)| s).max().unwrap_or(64);
         let whole: Vec<Vec<u64>> = whole;
         let own: Vec<(u64, u64)> = own;
-        let vector = (has_vector_dots() && halves < 52)
-            .then(|| {
-                p.iter()
-                    .zip(whole.iter().zip(&own))
-                    .map(|(&pj, (w, &(o, _)))| {
-                        w.iter()
-                            .chain([&o, &1])
-                            .map(|&c| Shoup52::new(c, pj))
-                            .collect::<Option<Vec<_>>>()
-                    })
-                    .collect::<Option<Vec<_>>>()
-            })
-            .flatten();
         let halves_bounds: Vec<u64> = q
             .iter()
             .zip(&split)
             .flat_map(|(&qi, &(s, _, _))| [((qi - 1) >> s) + 1, 1 << s])
             .collect();
         let rounded = halves_bounds.iter().sum::<u64>() + 1;
-        let row_bounds = p
-            .iter()
-            .map(|&pj| halves_bounds.iter().copied().chain([pj, rounded]).collect())
-            .collect();
+        let vector = (has_vector_dots() && halves < 52)
+            .then(|| {
+                p.iter()
+                    .zip(whole.iter().zip(&own))
+                    .map(|(&pj, (w, &(o, _)))| {
+                        let consts = w
+                            .iter()
+                            .chain([&o, &1])
+                            .map(|&c| Shoup52::new(c, pj))
+                            .collect::<Option<Vec<_>>>()?;
+                        let bounds = halves_bounds.iter().copied().chain([pj, rounded]);
+                        DotPlan::new(pj, consts, bounds.collect())
+                    })
+                    .collect::<Option<Vec<_>>>()
+            })
+            .flatten();
         Ok(Self {
             q: primes(q)?,
-            row_bounds,
             split,
             p: p_primes,
             whole,
@@ -509,7 +508,7 @@ impl ScaleDown {
     #[inline(always)]
     fn scale_rows(
         &self,
-        consts: &[Vec<Shoup52>],
+        plans: &[DotPlan],
         input: &[&[u64]],
         out: &mut [&mut [u64]],
         scratch: &mut Scratch,
@@ -543,12 +542,11 @@ impl ScaleDown {
             *r = (f + 0.5) as u64;
         }
         let own_rows = input.get(k..).unwrap_or(&[]);
-        let outputs = out.iter_mut().zip(self.p.iter().zip(consts)).zip(own_rows);
-        for (((o, (pj, c)), own), bounds) in outputs.zip(&self.row_bounds) {
+        for ((o, plan), own) in out.iter_mut().zip(plans).zip(own_rows) {
             let mut rows: Vec<&[u64]> = halves.chunks(len.max(1)).take(2 * k).collect();
             rows.push(own);
             rows.push(rounded);
-            if !dot_const_rows_below(pj.p, o, &rows, c, bounds) {
+            if !dot_planned(o, &rows, plan) {
                 return Err(Error::Parameters("internal: vector scaling refused".into()));
             }
         }
@@ -1058,15 +1056,11 @@ mod tests {
             let lazy = p
                 .iter()
                 .zip(&consts.hat)
-                .all(|(&pj, c)| sums_lazily(pj, c, &conv.row_bounds));
+                .all(|(&pj, c)| sums_lazily(pj, c.consts(), c.bounds()));
             assert_eq!(lazy, set != crate::ParameterSet::Bfv16384, "{set:?}");
             let down = ScaleDown::new(&q, &p, params.plaintext()).unwrap();
-            for ((&pj, c), b) in p
-                .iter()
-                .zip(down.vector.as_ref().unwrap())
-                .zip(&down.row_bounds)
-            {
-                assert!(sums_lazily(pj, c, b), "{set:?}");
+            for (&pj, c) in p.iter().zip(down.vector.as_ref().unwrap()) {
+                assert!(sums_lazily(pj, c.consts(), c.bounds()), "{set:?}");
             }
         }
     }

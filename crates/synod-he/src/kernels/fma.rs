@@ -255,10 +255,8 @@ pub(crate) fn dot_const_rows(p: u64, out: &mut [u64], rows: &[&[u64]], consts: &
 
 /// [`dot_const_rows`] for rows known to lie below `bounds` (one per row, at
 /// most 2^52): the sum is reduced only where the bounds say that the next
-/// product could take it past 2^53 ([`reductions`]). Two vectors of four
-/// coefficients are summed side by side, so that two dependency chains
-/// overlap. A caller's bound that does not hold gives a wrong residue,
-/// never undefined behaviour.
+/// product could take it past 2^53 ([`reductions`]). A caller's bound that
+/// does not hold gives a wrong residue, never undefined behaviour.
 pub(crate) fn dot_const_rows_below(
     p: u64,
     out: &mut [u64],
@@ -266,26 +264,42 @@ pub(crate) fn dot_const_rows_below(
     consts: &[Shoup52],
     bounds: &[u64],
 ) -> bool {
+    if bounds.len() != rows.len() || bounds.iter().any(|&b| b > 1 << 52) {
+        return false;
+    }
+    dot_const_rows_scheduled(p, out, rows, consts, &reductions(p, consts, bounds))
+}
+
+/// [`dot_const_rows_below`] with the schedule `reduce_after` (one flag per
+/// row: [`reductions`] of the constants and the rows' bounds), computed
+/// once by a caller that runs the same dot many times. Four vectors of four
+/// coefficients are summed side by side, so that four dependency chains
+/// overlap.
+pub(crate) fn dot_const_rows_scheduled(
+    p: u64,
+    out: &mut [u64],
+    rows: &[&[u64]],
+    consts: &[Shoup52],
+    reduce_after: &[bool],
+) -> bool {
     let Some(simd) = token() else {
         return false;
     };
     if !(3..MAX_PRIME).contains(&p)
         || rows.len() != consts.len()
-        || bounds.len() != rows.len()
+        || reduce_after.len() != rows.len()
         || rows.iter().any(|r| r.len() != out.len())
         || consts.iter().any(|c| c.w >= p)
-        || bounds.iter().any(|&b| b > 1 << 52)
     {
         return false;
     }
-    let reduce_after = reductions(p, consts, bounds);
     simd.vectorize(Dot {
         lanes: Lanes::new(simd, p as f64, 1.0 / p as f64),
         p,
         out,
         rows,
         consts,
-        reduce_after: &reduce_after,
+        reduce_after,
     });
     true
 }
@@ -321,7 +335,7 @@ pub(crate) fn reductions(p: u64, consts: &[Shoup52], bounds: &[u64]) -> Vec<bool
         .collect()
 }
 
-/// [`dot_const_rows_below`] as pulp's vectorised operation (see
+/// [`dot_const_rows_scheduled`] as pulp's vectorised operation (see
 /// [`MulAcc`]).
 struct Dot<'a> {
     lanes: Lanes,
@@ -345,23 +359,17 @@ impl pulp::NullaryFnOnce for Dot<'_> {
             consts,
             reduce_after,
         } = self;
-        let weights: Vec<(f64, bool)> = consts
-            .iter()
-            .zip(reduce_after)
-            .map(|(c, &r)| (c.w as f64, r))
-            .collect();
-        // Sixteen coefficients (four vectors) at a time.
+        // Sixteen coefficients (four vectors) at a time; nothing allocated
+        // (this runs per block of a conversion).
         let (out8, rest) = pulp::as_arrays_mut::<16, u64>(out);
-        let rows8: Vec<&[[u64; 16]]> = rows
-            .iter()
-            .map(|r| pulp::as_arrays::<16, u64>(r).0)
-            .collect();
         for (c, o) in out8.iter_mut().enumerate() {
             let mut acc = [k.splat(0.0); 4];
-            for (row, &(w, reduce)) in rows8.iter().zip(&weights) {
-                let Some(x) = row.get(c) else { continue };
+            for ((row, w), &reduce) in rows.iter().zip(consts).zip(reduce_after) {
+                let Some(x) = pulp::as_arrays::<16, u64>(row).0.get(c) else {
+                    continue;
+                };
                 let xs: [[u64; 4]; 4] = cast(*x);
-                let w = k.splat(w);
+                let w = k.splat(w.w as f64);
                 for (a, x) in acc.iter_mut().zip(&xs) {
                     *a = k.add(*a, k.mul(k.load(x, true), w));
                 }
