@@ -63,28 +63,16 @@ impl Ntt {
         }
     }
 
-    /// In place, the forward transform with `fused` applied to its
-    /// outputs, canonical, in the transform's last pass; `false` (nothing
-    /// done: the caller transforms, then applies it) where that pass is not
-    /// synod's (a CPU with IFMA or without AVX2 + FMA) or the shapes do not
-    /// fit. Rows hold residues below `q`; constant time as the transform.
-    pub(crate) fn forward_fused(&self, a: &mut [u64], fused: FusedProduct<'_>) -> bool {
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            Self::Fma(plan) => plan.forward_fused(a, fused),
-            _ => {
-                let _ = (a, fused);
-                false
-            }
-        }
-    }
-
     /// In place, the forward transform, then `fused` (canonical residues):
-    /// in the transform's last pass where [`Self::forward_fused`] can, else
-    /// with the product kernels after the transform. Constant time.
+    /// in the transform's last pass where that pass is synod's (the AVX2 +
+    /// FMA transform, rows as long as `a`), else with the product kernels
+    /// after the transform. Rows hold residues below `q`; constant time.
     pub(crate) fn forward_and(&self, q: &Modulus, a: &mut [u64], fused: FusedProduct<'_>) {
-        if self.forward_fused(a, fused) {
-            return;
+        #[cfg(target_arch = "x86_64")]
+        if let Self::Fma(plan) = self {
+            if plan.forward_fused(a, fused) {
+                return;
+            }
         }
         self.forward(a);
         match fused {
@@ -110,7 +98,7 @@ impl Ntt {
     }
 }
 
-/// What [`Ntt::forward_fused`] does to the transform's outputs.
+/// What [`Ntt::forward_and`] adds to the transform's outputs.
 #[derive(Clone, Copy)]
 pub(crate) enum FusedProduct<'a> {
     /// `out − x·y` (the public-key share's `e − a·s`).

@@ -215,7 +215,7 @@ impl FmaNtt {
         self.simd.vectorize(Levels {
             plan: self,
             a,
-            forward: Some(None),
+            direction: Direction::Forward(None),
         });
     }
 
@@ -237,7 +237,7 @@ impl FmaNtt {
         self.simd.vectorize(Levels {
             plan: self,
             a,
-            forward: Some(Some(fused)),
+            direction: Direction::Forward(Some(fused)),
         });
         true
     }
@@ -315,7 +315,7 @@ impl FmaNtt {
         self.simd.vectorize(Levels {
             plan: self,
             a,
-            forward: None,
+            direction: Direction::Backward,
         });
     }
 
@@ -555,9 +555,14 @@ fn gs_pair_last<const R1: bool>(
 struct Levels<'a> {
     plan: &'a FmaNtt,
     a: &'a mut [u64],
-    /// `Some(fused)`: forward (with what is fused into the last pass);
-    /// `None`: backward.
-    forward: Option<Option<FusedProduct<'a>>>,
+    direction: Direction<'a>,
+}
+
+/// Which transform [`Levels`] runs.
+enum Direction<'a> {
+    /// Forward, with what is fused into its last pass.
+    Forward(Option<FusedProduct<'a>>),
+    Backward,
 }
 
 impl pulp::NullaryFnOnce for Levels<'_> {
@@ -565,9 +570,9 @@ impl pulp::NullaryFnOnce for Levels<'_> {
 
     #[inline(always)]
     fn call(self) {
-        match self.forward {
-            Some(fused) => self.plan.forward_levels(self.a, fused),
-            None => self.plan.backward_levels(self.a),
+        match self.direction {
+            Direction::Forward(fused) => self.plan.forward_levels(self.a, fused),
+            Direction::Backward => self.plan.backward_levels(self.a),
         }
     }
 }
