@@ -252,12 +252,12 @@ where
     let c1 = c1_view.rows(k)?;
     let mut h = vec![0u64; k * ops.degree()];
     ops.par_rows(&mut h, |i, q, ntt, row| {
-        // The noise to NTT form and λ_j·S_j·c1 added, constant time (λ_j·S_j
-        // is never stored): in the transform's last pass where it can.
-        noise.reduce_into(q, row);
+        // The noise reduced and taken to NTT form, and λ_j·S_j·c1 added,
+        // constant time (λ_j·S_j is never stored): in the transform's first
+        // and last passes where it can.
         let lambda = lambda.get(i).copied().unwrap_or(0);
         let (s, c1) = (ops.row(s, i), ops.row(c1, i));
-        ntt.forward_and(q, row, FusedProduct::AddScaled(s, lambda, c1));
+        noise.forward_into(q, ntt, row, Some(FusedProduct::AddScaled(s, lambda, c1)));
         extra(i, q, ntt, row);
     });
     Ok(h)

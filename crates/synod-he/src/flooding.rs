@@ -144,7 +144,9 @@ fn sample_uniform_pow2<R: RngCore + CryptoRng>(
     let ops = RingOps::of(ctx)?;
     let limbs = FloodSeed::draw(bits, rng).expand(n);
     let mut residues = ops.secret_matrix();
-    ops.par_rows(&mut residues, |_, q, ntt, row| limbs.ntt_row(q, ntt, row));
+    ops.par_rows(&mut residues, |_, q, ntt, row| {
+        limbs.forward_into(q, ntt, row, None)
+    });
     crate::kernels::ntt_poly(std::mem::take(&mut *residues), ctx)
 }
 

@@ -26,7 +26,7 @@ use rand::{CryptoRng, RngCore};
 use rayon::prelude::*;
 use zeroize::Zeroizing;
 
-use crate::ntt::Ntt;
+use crate::ntt::{FusedProduct, Ntt};
 use crate::{Error, Result};
 
 #[cfg(target_arch = "x86_64")]
@@ -336,6 +336,11 @@ impl Shoup52 {
         }
         let companion = u64::try_from((u128::from(w) << 52) / u128::from(p)).ok()?;
         Some(Self { w, companion })
+    }
+
+    /// `w`.
+    pub(crate) fn value(&self) -> u64 {
+        self.w
     }
 }
 
@@ -1100,6 +1105,17 @@ impl CryptoRng for StreamRng {}
 /// (32 KiB: a few blocks per polynomial, enough to split over threads).
 const FLOOD_BLOCK: usize = 4096;
 
+/// The unused words between two rows of flooding limbs (1 KiB), and where
+/// row 0 starts past a 4 KiB boundary ([`FLOOD_PAGE`] words). The NTT's
+/// first pass ([`FloodLimbs::forward_into`]) reads every row at four columns
+/// `N/4` apart while writing the output's four: with rows a power of two
+/// long, those lines fall in one set of the 4 KiB-aliased, eight-way L1
+/// cache and evict each other. Apart, the rows' lines lie in other sets
+/// than each other and than a large allocation's near its page start,
+/// which is where the output rows begin (about 5 % off the pass here).
+const FLOOD_ROW_GAP: usize = 128;
+const FLOOD_PAGE: usize = 512;
+
 /// `out[LANES·i + k] = (words[i] >> (64/LANES)·k) & mask`: the top limbs
 /// packed `LANES` to a word, little-endian (unrolled per lane count).
 fn unpack_lanes<const LANES: usize>(words: &[u64], out: &mut [u64], mask: u64) {
@@ -1156,7 +1172,11 @@ pub(crate) struct FloodLimbs {
     bits: u32,
     degree: usize,
     per_coeff: usize,
-    /// `per_coeff` rows of `degree` 64-bit limbs, least significant first.
+    /// Where row 0 starts in `rows64`, and row `l` `l·stride` after it.
+    first: usize,
+    stride: usize,
+    /// `per_coeff` rows of `degree` 64-bit limbs, least significant first,
+    /// [`FLOOD_ROW_GAP`] words apart.
     rows64: Zeroizing<Vec<u64>>,
 }
 
@@ -1169,14 +1189,27 @@ impl FloodLimbs {
         let lanes = 8 / top_bits.div_ceil(8).next_power_of_two();
         let top_mask = u64::MAX >> (64 - top_bits);
         // Allocated once at its final size: the secret limbs are never moved.
-        let mut rows64 = Zeroizing::new(vec![0u64; per_coeff * degree]);
-        let (lower, top) = rows64.split_at_mut((per_coeff - 1) * degree);
-        let lower_words = lower.len();
+        let stride = degree + FLOOD_ROW_GAP;
+        let mut rows64 = Zeroizing::new(vec![0u64; FLOOD_PAGE + (per_coeff - 1) * stride + degree]);
+        // Row 0 starts 1 KiB past a 4 KiB boundary (FLOOD_ROW_GAP).
+        let first =
+            (FLOOD_ROW_GAP + FLOOD_PAGE - (rows64.as_ptr() as usize / 8) % FLOOD_PAGE) % FLOOD_PAGE;
+        let (lower, top) = rows64
+            .get_mut(first..)
+            .unwrap_or_default()
+            .split_at_mut((per_coeff - 1) * stride);
+        let lower_words = (per_coeff - 1) * degree;
         let fill_lower = || {
             lower
-                .par_chunks_mut(FLOOD_BLOCK)
+                .par_chunks_mut(stride)
                 .enumerate()
-                .for_each(|(b, block)| Stream::Flooding.words(seed, b * FLOOD_BLOCK, block));
+                .flat_map(|(l, row)| {
+                    let row = row.get_mut(..degree).unwrap_or_default();
+                    row.par_chunks_mut(FLOOD_BLOCK)
+                        .enumerate()
+                        .map(move |(b, block)| (l * degree + b * FLOOD_BLOCK, block))
+                })
+                .for_each(|(at, block)| Stream::Flooding.words(seed, at, block));
         };
         let fill_top = || {
             if lanes == 1 {
@@ -1211,14 +1244,17 @@ impl FloodLimbs {
             bits,
             degree,
             per_coeff,
+            first,
+            stride,
             rows64,
         }
     }
 
     /// 64-bit limb row `l` (empty beyond the top).
     fn row64(&self, l: usize) -> &[u64] {
+        let from = self.first + l * self.stride;
         self.rows64
-            .get(l * self.degree..(l + 1) * self.degree)
+            .get(from..from + self.degree)
             .unwrap_or_default()
     }
 
@@ -1243,9 +1279,10 @@ impl FloodLimbs {
     fn reduce_vector(&self, q: &Modulus, row: &mut [u64]) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            self.limb_dot(q, row, |p, init, out, rows, consts| {
-                ifma::dot_const_limbs64(p, init, out, rows, consts)
-                    || fma::dot_const_limbs64(p, init, out, rows, consts)
+            let p = **q;
+            self.limb_input(q).is_some_and(|i| {
+                ifma::dot_const_limbs64(p, i.init, row, &i.rows, &i.consts)
+                    || fma::dot_const_limbs64(p, i.init, row, &i.rows, &i.consts)
             })
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -1255,34 +1292,29 @@ impl FloodLimbs {
         }
     }
 
-    /// Runs `kernel(p, init, row, rows, consts)`, a `dot_const_limbs64`,
-    /// on this noise's rows for prime `q`: the constants `2^{48l} mod q`
-    /// and `init = −2^bits mod q`.
+    /// This noise's limbs for prime `q` as the vector kernels take them:
+    /// the rows, the constants `2^{48l} mod q` and `init = −2^bits mod q`;
+    /// `None` for `q ≥ 2^50` or beyond [`ifma::MAX_LIMB_ROWS`] rows.
     #[cfg(target_arch = "x86_64")]
-    fn limb_dot(
-        &self,
-        q: &Modulus,
-        row: &mut [u64],
-        kernel: impl FnOnce(u64, u64, &mut [u64], &[&[u64]], &[Shoup52]) -> bool,
-    ) -> bool {
+    fn limb_input(&self, q: &Modulus) -> Option<LimbInput<'_>> {
         let p = **q;
-        if row.len() != self.degree || self.per_coeff > ifma::MAX_LIMB_ROWS {
-            return false;
+        if self.per_coeff > ifma::MAX_LIMB_ROWS {
+            return None;
         }
         let limbs = (self.bits as usize + 1).div_ceil(ifma::LIMB_BITS);
         let mut power = 1 % p;
         let mut consts = Vec::with_capacity(limbs);
         for _ in 0..limbs {
-            match Shoup52::new(power, p) {
-                Some(c) => consts.push(c),
-                None => return false,
-            }
+            consts.push(Shoup52::new(power, p)?);
             power = (0..ifma::LIMB_BITS).fold(power, |acc, _| q.add(acc, acc));
         }
-        let rows: Vec<&[u64]> = (0..self.per_coeff).map(|l| self.row64(l)).collect();
         // − 2^bits, added as p − (2^bits mod p) in the same pass.
         let offset = (0..self.bits).fold(1u64 % p, |acc, _| q.add(acc, acc));
-        kernel(p, q.neg(offset), row, &rows, &consts)
+        Some(LimbInput {
+            init: q.neg(offset),
+            rows: (0..self.per_coeff).map(|l| self.row64(l)).collect(),
+            consts,
+        })
     }
 
     #[inline(always)]
@@ -1306,11 +1338,41 @@ impl FloodLimbs {
         }
     }
 
-    /// This noise for prime `q`, in NTT form, into `out`.
-    pub(crate) fn ntt_row(&self, q: &Modulus, ntt: &Ntt, out: &mut [u64]) {
-        self.reduce_into(q, out);
-        ntt.forward(out);
+    /// This noise for prime `q` in NTT form into `row`, then `fused`
+    /// ([`Ntt::forward_and`]): reduced in the transform's first pass where
+    /// that pass is synod's ([`Ntt::forward_from_limbs`]), which saves
+    /// storing the residues and reading them back; else reduced, then
+    /// transformed. Constant time.
+    pub(crate) fn forward_into(
+        &self,
+        q: &Modulus,
+        ntt: &Ntt,
+        row: &mut [u64],
+        fused: Option<FusedProduct<'_>>,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(input) = self.limb_input(q) {
+            if ntt.forward_from_limbs(&input, row, fused) {
+                return;
+            }
+        }
+        self.reduce_into(q, row);
+        match fused {
+            Some(fused) => ntt.forward_and(q, row, fused),
+            None => ntt.forward(row),
+        }
     }
+}
+
+/// Flooding noise's limbs for one prime, as the vector kernels take them
+/// ([`FloodLimbs::limb_input`]): the value in column `k` is
+/// `init + Σ_l limb_l(k)·consts[l] mod p`, where `limb_l(k)` is bits
+/// `48·l .. 48·l + 48` of `Σ_r rows[r][k]·2^(64·r)`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct LimbInput<'a> {
+    pub(crate) init: u64,
+    pub(crate) rows: Vec<&'a [u64]>,
+    pub(crate) consts: Vec<Shoup52>,
 }
 
 #[cfg(test)]
@@ -1628,10 +1690,13 @@ pub(crate) mod tests {
                     .build()
                     .unwrap();
                 let again = pool.install(|| FloodLimbs::expand(bits, degree, &seed));
-                assert_eq!(
-                    *again.rows64, *limbs.rows64,
-                    "bits {bits}, {threads} threads"
-                );
+                for l in 0..limbs.per_coeff {
+                    assert_eq!(
+                        again.row64(l),
+                        limbs.row64(l),
+                        "bits {bits}, {threads} threads"
+                    );
+                }
             }
             let total = bits as usize + 1;
             let per = total.div_ceil(64);
@@ -1663,6 +1728,50 @@ pub(crate) mod tests {
         }
     }
 
+    /// Noise reduced in the forward transform's first pass (and a product
+    /// added in its last) equals the scalar reduction, then the transform
+    /// and the product; the first-pass path runs for every shape it takes.
+    #[test]
+    fn noise_reduced_in_the_transform_equals_reduce_then_transform() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let ops = RingOps::of(params.ctx(0).unwrap()).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(10);
+        for bits in [1u32, 40, 47, 48, 63, 64, 95, 96, 127, 128, 200] {
+            let limbs = FloodSeed::draw(bits, &mut rng).expand(2048);
+            for (q, ntt) in ops.moduli().iter().zip(ops.ntt()) {
+                let p = **q;
+                let x: Vec<u64> = (0..2048).map(|_| rng.next_u64() % p).collect();
+                let y: Vec<u64> = (0..2048)
+                    .map(|j| {
+                        if j % 3 == 0 {
+                            p - 1
+                        } else {
+                            rng.next_u64() % p
+                        }
+                    })
+                    .collect();
+                let c = p - 1 - rng.next_u64() % 7;
+                let mut want = vec![0u64; 2048];
+                limbs.reduce_block(q, &mut want);
+                ntt.forward(&mut want);
+                let mut plain = vec![0u64; 2048];
+                limbs.forward_into(q, ntt, &mut plain, None);
+                assert_eq!(plain, want, "bits {bits}, q {p}");
+                scaled_mul_add_into(q, &mut want, &x, c, &y);
+                let mut fused = vec![0u64; 2048];
+                let product = FusedProduct::AddScaled(&x, c, &y);
+                limbs.forward_into(q, ntt, &mut fused, Some(product));
+                assert_eq!(fused, want, "fused: bits {bits}, q {p}");
+                #[cfg(target_arch = "x86_64")]
+                if matches!(ntt, Ntt::Fma(_)) {
+                    let input = limbs.limb_input(q).unwrap();
+                    let ran = ntt.forward_from_limbs(&input, &mut fused, Some(product));
+                    assert_eq!(ran, bits < 128, "bits {bits}");
+                }
+            }
+        }
+    }
+
     /// The fast reduction of flooding limbs equals a big-integer reference:
     /// `(Σ limb_i·2^(64i) − 2^bits) mod q`.
     #[test]
@@ -1688,7 +1797,9 @@ pub(crate) mod tests {
                 #[cfg(target_arch = "x86_64")]
                 if fma::token().is_some() {
                     let mut vector = vec![0u64; 2048];
-                    let ran = limbs.limb_dot(q, &mut vector, fma::dot_const_limbs64);
+                    let ran = limbs.limb_input(q).is_some_and(|i| {
+                        fma::dot_const_limbs64(**q, i.init, &mut vector, &i.rows, &i.consts)
+                    });
                     assert_eq!(ran, bits < 256, "bits {bits}");
                     if ran {
                         assert_eq!(vector, scalar, "FMA: bits {bits}, q {}", **q);

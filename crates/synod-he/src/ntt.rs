@@ -84,6 +84,24 @@ impl Ntt {
         }
     }
 
+    /// `a` = the forward transform of flooding noise reduced modulo this
+    /// prime in the transform's first pass (`input`'s limbs are never
+    /// stored as residues), then `fused` in its last: where the transform
+    /// is the AVX2 + FMA one and `input` has one of its shapes; `false`
+    /// (nothing done) elsewhere. Constant time.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn forward_from_limbs(
+        &self,
+        input: &crate::kernels::LimbInput<'_>,
+        a: &mut [u64],
+        fused: Option<FusedProduct<'_>>,
+    ) -> bool {
+        match self {
+            Self::Fma(plan) => plan.forward_from_limbs(input, a, fused),
+            _ => false,
+        }
+    }
+
     /// In place, from NTT form back to coefficients (normalised).
     pub(crate) fn backward(&self, a: &mut [u64]) {
         match self {

@@ -787,11 +787,8 @@ impl<const R: usize, const L: usize, const UNIT: bool> pulp::NullaryFnOnce
             rows,
             consts,
         } = self;
-        let avx2 = k.simd.avx2;
+        let sum = LimbSum::<R, L, UNIT>::new(k, init, consts);
         let zero = k.simd.avx._mm256_setzero_si256();
-        let mask = k.simd.avx._mm256_set1_epi64x(LIMB_MASK as i64);
-        let ws: [__m256d; L] =
-            core::array::from_fn(|l| k.splat(consts.get(l).map_or(0.0, |c| c.w as f64)));
         let rows4: [&[[u64; 4]]; R] = core::array::from_fn(|r| {
             rows.get(r)
                 .map_or(&[][..], |row| pulp::as_arrays::<4, u64>(row).0)
@@ -805,35 +802,73 @@ impl<const R: usize, const L: usize, const UNIT: bool> pulp::NullaryFnOnce
                     .and_then(|row| row.get(lane))
                     .map_or(zero, |x| cast(*x))
             });
-            let mut acc = k.splat(init as f64);
-            for (l, &c) in ws.iter().enumerate() {
-                let (word, shift) = ((LIMB_BITS * l) / 64, ((LIMB_BITS * l) % 64) as i64);
-                let low = w.get(word).copied().unwrap_or(zero);
-                let high = w.get(word + 1).copied().unwrap_or(zero);
-                // A shift by 64 (shift = 0) gives zero, as wanted.
-                let x = avx2._mm256_and_si256(
-                    avx2._mm256_or_si256(
-                        avx2._mm256_srlv_epi64(low, k.simd.avx._mm256_set1_epi64x(shift)),
-                        avx2._mm256_sllv_epi64(high, k.simd.avx._mm256_set1_epi64x(64 - shift)),
-                    ),
-                    mask,
-                );
-                // The first limb alone: init + x < p + 2^48, and the next
-                // product keeps the sum below 2.2p as the bound says.
-                acc = if UNIT && l == 0 {
-                    k.add(acc, k.int_to_f64(x))
-                } else {
-                    k.add(acc, k.mul(k.int_to_f64(x), c))
-                };
-                if l % 2 == 1 {
-                    acc = k.reduce(acc);
-                }
-            }
-            *o = cast(k.to_bits(k.canonical(acc)));
+            *o = cast(k.to_bits(k.canonical(sum.of(w))));
         }
         // The tail (shorter than four): Shoup products in scalar
         // arithmetic, as the IFMA kernel's.
         limbs_tail(p, init, out_tail, len, rows, consts);
+    }
+}
+
+/// The limb sum of [`dot_const_limbs64`] for four values, `R` rows and `L`
+/// limbs: `init + Σ_l limb_l·consts[l]`, below `2.2p` in magnitude (below
+/// `0.6p` when `L` is even: the sum is reduced after every second limb),
+/// not canonical. `UNIT`: the first constant is 1, so the first limb (below
+/// 2^48) is added without a product. The forward NTT's first pass
+/// ([`crate::ntt`]) takes flooding noise through it without storing the
+/// residues. Constant time.
+#[derive(Clone, Copy)]
+pub(crate) struct LimbSum<const R: usize, const L: usize, const UNIT: bool> {
+    k: Lanes,
+    init: __m256d,
+    ws: [__m256d; L],
+    mask: __m256i,
+}
+
+impl<const R: usize, const L: usize, const UNIT: bool> LimbSum<R, L, UNIT> {
+    /// For `init < p` and the constants `consts` (at least `L`; below `p`).
+    #[inline(always)]
+    pub(crate) fn new(k: Lanes, init: u64, consts: &[Shoup52]) -> Self {
+        Self {
+            k,
+            init: k.splat(init as f64),
+            ws: core::array::from_fn(|l| k.splat(consts.get(l).map_or(0.0, |c| c.w as f64))),
+            mask: k.simd.avx._mm256_set1_epi64x(LIMB_MASK as i64),
+        }
+    }
+
+    /// The sum for the four values whose 64-bit words (least significant
+    /// row first) are `w`.
+    #[inline(always)]
+    pub(crate) fn of(&self, w: [__m256i; R]) -> __m256d {
+        let k = self.k;
+        let avx2 = k.simd.avx2;
+        let zero = k.simd.avx._mm256_setzero_si256();
+        let mut acc = self.init;
+        for (l, &c) in self.ws.iter().enumerate() {
+            let (word, shift) = ((LIMB_BITS * l) / 64, ((LIMB_BITS * l) % 64) as i64);
+            let low = w.get(word).copied().unwrap_or(zero);
+            let high = w.get(word + 1).copied().unwrap_or(zero);
+            // A shift by 64 (shift = 0) gives zero, as wanted.
+            let x = avx2._mm256_and_si256(
+                avx2._mm256_or_si256(
+                    avx2._mm256_srlv_epi64(low, k.simd.avx._mm256_set1_epi64x(shift)),
+                    avx2._mm256_sllv_epi64(high, k.simd.avx._mm256_set1_epi64x(64 - shift)),
+                ),
+                self.mask,
+            );
+            // The first limb alone: init + x < p + 2^48, and the next
+            // product keeps the sum below 2.2p as the bound says.
+            acc = if UNIT && l == 0 {
+                k.add(acc, k.int_to_f64(x))
+            } else {
+                k.add(acc, k.mul(k.int_to_f64(x), c))
+            };
+            if l % 2 == 1 {
+                acc = k.reduce(acc);
+            }
+        }
+        acc
     }
 }
 

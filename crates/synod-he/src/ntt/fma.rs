@@ -39,7 +39,8 @@ use pulp::cast;
 use pulp::x86::V3;
 
 use super::FusedProduct;
-use crate::kernels::fma::{Lanes, BOUND, MAX_PRIME};
+use crate::kernels::fma::{Lanes, LimbSum, BOUND, MAX_PRIME};
+use crate::kernels::LimbInput;
 
 /// Where the transform reduces a level's outputs, from the bounds above.
 struct Schedule;
@@ -215,7 +216,10 @@ impl FmaNtt {
         self.simd.vectorize(Levels {
             plan: self,
             a,
-            direction: Direction::Forward(None),
+            direction: Direction::Forward {
+                from: None,
+                fused: None,
+            },
         });
     }
 
@@ -225,19 +229,71 @@ impl FmaNtt {
     /// when `fused`'s rows are not as long as `a` or its scalar is not
     /// below `p`; its rows hold residues below `p`.
     pub(crate) fn forward_fused(&self, a: &mut [u64], fused: FusedProduct<'_>) -> bool {
-        let n = 1usize << self.log_n;
-        let p = self.p as u64;
-        let fits = match fused {
-            FusedProduct::Sub(x, y) | FusedProduct::Add(x, y) => x.len() == n && y.len() == n,
-            FusedProduct::AddScaled(x, c, y) => x.len() == n && y.len() == n && c < p,
-        };
-        if a.len() != n || !fits {
+        if a.len() != 1usize << self.log_n || !self.fits(Some(fused)) {
             return false;
         }
         self.simd.vectorize(Levels {
             plan: self,
             a,
-            direction: Direction::Forward(Some(fused)),
+            direction: Direction::Forward {
+                from: None,
+                fused: Some(fused),
+            },
+        });
+        true
+    }
+
+    /// Whether `fused`'s rows are as long as the transform and its scalar
+    /// below `p`.
+    fn fits(&self, fused: Option<FusedProduct<'_>>) -> bool {
+        let n = 1usize << self.log_n;
+        let p = self.p as u64;
+        match fused {
+            None => true,
+            Some(FusedProduct::Sub(x, y) | FusedProduct::Add(x, y)) => x.len() == n && y.len() == n,
+            Some(FusedProduct::AddScaled(x, c, y)) => x.len() == n && y.len() == n && c < p,
+        }
+    }
+
+    /// `a` = the forward transform of `input`'s noise modulo `p`, then
+    /// `fused` ([`Self::forward_fused`]): the first pass computes each
+    /// input from the limbs ([`LimbSum`], reduced below `0.6p`) instead of
+    /// loading a stored residue, so the residues are never written. `false`
+    /// (nothing done) unless `N ≥ 32`, `input` has a row or two of `N`
+    /// words, one or two limbs per row (up to 143 bits), a first constant
+    /// of 1, `init` and the constants below `p`, and `fused` fits.
+    pub(crate) fn forward_from_limbs(
+        &self,
+        input: &LimbInput<'_>,
+        a: &mut [u64],
+        fused: Option<FusedProduct<'_>>,
+    ) -> bool {
+        let n = 1usize << self.log_n;
+        let shape = match (input.rows.len(), input.consts.len()) {
+            (1, 1) => LimbShape::R1L1,
+            (1, 2) => LimbShape::R1L2,
+            (2, 2) => LimbShape::R2L2,
+            (2, 3) => LimbShape::R2L3,
+            _ => return false,
+        };
+        let p = self.p as u64;
+        if n < 32
+            || a.len() != n
+            || !self.fits(fused)
+            || input.init >= p
+            || input.rows.iter().any(|r| r.len() != n)
+            || input.consts.first().is_none_or(|c| c.value() != 1)
+            || input.consts.iter().any(|c| c.value() >= p)
+        {
+            return false;
+        }
+        self.simd.vectorize(Levels {
+            plan: self,
+            a,
+            direction: Direction::Forward {
+                from: Some((input, shape)),
+                fused,
+            },
         });
         true
     }
@@ -256,27 +312,59 @@ impl FmaNtt {
     }
 
     #[inline(always)]
-    fn forward_levels(&self, a: &mut [u64], fused: Option<FusedProduct<'_>>) {
+    fn forward_levels(
+        &self,
+        a: &mut [u64],
+        from: Option<(&LimbInput<'_>, LimbShape)>,
+        fused: Option<FusedProduct<'_>>,
+    ) {
         let n = a.len();
         let k = Lanes::new(self.simd, self.p, self.p_inv);
         let r = |level| Self::reduces(&self.fwd_reduce, level);
         // Level `level` has half-width `t` and `m` groups, twiddles from `m`.
         let (mut t, mut m, mut level) = (n / 2, 1, 0);
+        if let Some((input, shape)) = from {
+            // The first two levels, their inputs from the limbs (N ≥ 32).
+            let w1s = Self::twiddles(&self.fwd, 1, 1);
+            let (w2s, _) = pulp::as_arrays::<2, f64>(Self::twiddles(&self.fwd, 2, 2));
+            let w1q = Self::twiddles(&self.fwd_q, 1, 1);
+            let (w2q, _) = pulp::as_arrays::<2, f64>(Self::twiddles(&self.fwd_q, 2, 2));
+            macro_rules! from_limbs {
+                ($r:literal, $l:literal) => {{
+                    let src = FromLimbs::<$r, $l> {
+                        sum: LimbSum::new(k, input.init, &input.consts),
+                        rows: core::array::from_fn(|r| {
+                            as4(input.rows.get(r).copied().unwrap_or_default())
+                        }),
+                    };
+                    flags!(ct_pair, (r(0), r(1)), (k, a, t, w1s, w2s, w1q, w2q, &src))
+                }};
+            }
+            match shape {
+                LimbShape::R1L1 => from_limbs!(1, 1),
+                LimbShape::R1L2 => from_limbs!(1, 2),
+                LimbShape::R2L2 => from_limbs!(2, 2),
+                LimbShape::R2L3 => from_limbs!(2, 3),
+            }
+            (t, m, level) = (t / 4, 4, 2);
+        }
         while t >= 8 {
-            let first = level == 0;
             let w1s = Self::twiddles(&self.fwd, m, m);
             if t >= 16 {
                 let (w2s, _) = pulp::as_arrays::<2, f64>(Self::twiddles(&self.fwd, 2 * m, 2 * m));
                 let w1q = Self::twiddles(&self.fwd_q, m, m);
                 let (w2q, _) = pulp::as_arrays::<2, f64>(Self::twiddles(&self.fwd_q, 2 * m, 2 * m));
-                flags!(
-                    ct_pair,
-                    (first, r(level), r(level + 1)),
-                    (k, a, t, w1s, w2s, w1q, w2q)
-                );
+                let (r1, r2) = (r(level), r(level + 1));
+                if level == 0 {
+                    let src = &Stored::<true>;
+                    flags!(ct_pair, (r1, r2), (k, a, t, w1s, w2s, w1q, w2q, src));
+                } else {
+                    let src = &Stored::<false>;
+                    flags!(ct_pair, (r1, r2), (k, a, t, w1s, w2s, w1q, w2q, src));
+                }
                 (t, m, level) = (t / 4, m * 4, level + 2);
             } else {
-                flags!(ct_level, (first, r(level)), (k, a, t, w1s));
+                flags!(ct_level, (level == 0, r(level)), (k, a, t, w1s));
                 (t, m, level) = (t / 2, m * 2, level + 1);
             }
         }
@@ -393,10 +481,11 @@ macro_rules! flags {
 }
 use flags;
 
-/// Two Cooley–Tukey levels (`t`, `t/2`) in one pass; `FIRST` converts the
-/// input from `u64`, `R1`, `R2` reduce each level's outputs.
+/// Two Cooley–Tukey levels (`t`, `t/2`) in one pass, the inputs from `src`;
+/// `R1`, `R2` reduce each level's outputs.
 #[inline(always)]
-fn ct_pair<const FIRST: bool, const R1: bool, const R2: bool>(
+#[allow(clippy::too_many_arguments)]
+fn ct_pair<const R1: bool, const R2: bool>(
     k: Lanes,
     a: &mut [u64],
     t: usize,
@@ -404,23 +493,84 @@ fn ct_pair<const FIRST: bool, const R1: bool, const R2: bool>(
     w2s: &[[f64; 2]],
     w1q: &[f64],
     w2q: &[[f64; 2]],
+    src: &impl Source,
 ) {
     let ws = w1s.iter().zip(w2s).zip(w1q.iter().zip(w2q));
-    for (block, ((&w1, &[w2a, w2b]), (&v1, &[v2a, v2b]))) in a.chunks_exact_mut(2 * t).zip(ws) {
+    let h = t / 2;
+    for (b, (block, ((&w1, &[w2a, w2b]), (&v1, &[v2a, v2b])))) in
+        a.chunks_exact_mut(2 * t).zip(ws).enumerate()
+    {
         let (w1, w2a, w2b) = (
             (k.splat(w1), k.splat(v1)),
             (k.splat(w2a), k.splat(v2a)),
             (k.splat(w2b), k.splat(v2b)),
         );
         let [q0, q1, q2, q3] = quarters(block);
-        for (((x0, x1), x2), x3) in q0.iter_mut().zip(q1).zip(q2).zip(q3) {
-            let (y0, y2) = k.ctq(k.load(x0, FIRST), k.load(x2, FIRST), w1, R1);
-            let (y1, y3) = k.ctq(k.load(x1, FIRST), k.load(x3, FIRST), w1, R1);
+        let quads = q0.iter_mut().zip(q1).zip(q2).zip(q3);
+        for (i, (((x0, x1), x2), x3)) in quads.enumerate() {
+            // The first column of these four in the whole row.
+            let c = 2 * t * b + 4 * i;
+            let (y0, y2) = k.ctq(src.load(k, x0, c), src.load(k, x2, c + t), w1, R1);
+            let (y1, y3) = k.ctq(src.load(k, x1, c + h), src.load(k, x3, c + t + h), w1, R1);
             let (y0, y1) = k.ctq(y0, y1, w2a, R2);
             let (y2, y3) = k.ctq(y2, y3, w2b, R2);
             (*x0, *x1, *x2, *x3) = (cast(y0), cast(y1), cast(y2), cast(y3));
         }
     }
+}
+
+/// Where a first pass's inputs come from.
+trait Source {
+    /// The four inputs at columns `column .. column + 4` of the row, whose
+    /// place in the buffer is `x`.
+    fn load(&self, k: Lanes, x: &[u64; 4], column: usize) -> __m256d;
+}
+
+/// The buffer itself: `u64` residues (`INT`), or the `f64`s an earlier pass
+/// stored.
+struct Stored<const INT: bool>;
+
+impl<const INT: bool> Source for Stored<INT> {
+    #[inline(always)]
+    fn load(&self, k: Lanes, x: &[u64; 4], _: usize) -> __m256d {
+        k.load(x, INT)
+    }
+}
+
+/// Flooding noise's limbs, `R` rows and `L` limbs, reduced on the fly
+/// ([`FmaNtt::forward_from_limbs`]).
+struct FromLimbs<'a, const R: usize, const L: usize> {
+    sum: LimbSum<R, L, true>,
+    rows: [&'a [[u64; 4]]; R],
+}
+
+impl<const R: usize, const L: usize> Source for FromLimbs<'_, R, L> {
+    #[inline(always)]
+    fn load(&self, k: Lanes, _: &[u64; 4], column: usize) -> __m256d {
+        let zero = k.simd.avx._mm256_setzero_si256();
+        let w: [__m256i; R] = core::array::from_fn(|r| {
+            self.rows
+                .get(r)
+                .and_then(|row| row.get(column / 4))
+                .map_or(zero, |x| cast(*x))
+        });
+        let sum = self.sum.of(w);
+        // Below 0.6p after an even number of limbs, else reduced to it.
+        if L % 2 == 0 {
+            sum
+        } else {
+            k.reduce(sum)
+        }
+    }
+}
+
+/// The limb shapes [`FmaNtt::forward_from_limbs`] takes: rows and limbs.
+#[derive(Clone, Copy)]
+enum LimbShape {
+    R1L1,
+    R1L2,
+    R2L2,
+    R2L3,
 }
 
 /// One Cooley–Tukey level of half-width `t`.
@@ -560,8 +710,12 @@ struct Levels<'a> {
 
 /// Which transform [`Levels`] runs.
 enum Direction<'a> {
-    /// Forward, with what is fused into its last pass.
-    Forward(Option<FusedProduct<'a>>),
+    /// Forward, from the limbs of `from` if given (else from the buffer),
+    /// with what is fused into its last pass.
+    Forward {
+        from: Option<(&'a LimbInput<'a>, LimbShape)>,
+        fused: Option<FusedProduct<'a>>,
+    },
     Backward,
 }
 
@@ -571,7 +725,7 @@ impl pulp::NullaryFnOnce for Levels<'_> {
     #[inline(always)]
     fn call(self) {
         match self.direction {
-            Direction::Forward(fused) => self.plan.forward_levels(self.a, fused),
+            Direction::Forward { from, fused } => self.plan.forward_levels(self.a, from, fused),
             Direction::Backward => self.plan.backward_levels(self.a),
         }
     }
