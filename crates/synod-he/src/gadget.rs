@@ -28,7 +28,8 @@ use std::ops::Range;
 use fhe_math::zq::Modulus;
 
 use crate::kernels::{
-    dot2_add_into, dot_const_rows, key_companions, mul_key_add_into, RingOps, Shoup52,
+    dot2_add_into, dot_const_rows, key_companions, mul_key_add_into, placement, Placed, RingOps,
+    Shoup52, PAGE_WORDS,
 };
 use crate::ntt::Ntt;
 use crate::{Error, Result};
@@ -210,9 +211,14 @@ pub(crate) enum OwnRow<'a> {
 /// `c0[g]`, `c1[g]` (`L × N` NTT residues at level 0, `c0[g] + s·c1[g] ≈
 /// w_g·s'`) and their Shoup companions (`kernels::key_companions`: empty
 /// where the IFMA or the AVX2 + FMA kernels cover every prime).
+///
+/// Digit `g`'s matrices start on cache lines `2g` and `2g + 1` past a 4 KiB
+/// boundary ([`Placed`]), and the lifted digits of a key switch on the
+/// lines after them, so that the product's `3·digits + 2` streams do not
+/// share an L1 set.
 pub(crate) struct SwitchingKey {
-    pub(crate) c0: Vec<Vec<u64>>,
-    pub(crate) c1: Vec<Vec<u64>>,
+    pub(crate) c0: Vec<Placed>,
+    pub(crate) c1: Vec<Placed>,
     c0_shoup: Vec<Vec<u64>>,
     c1_shoup: Vec<Vec<u64>>,
 }
@@ -225,9 +231,14 @@ impl SwitchingKey {
             rows.par_iter().map(|m| key_companions(ops, m)).collect()
         };
         let (c0_shoup, c1_shoup) = (companions(&c0), companions(&c1));
+        let place = |rows: Vec<Vec<u64>>, half: usize| -> Vec<Placed> {
+            let rows = rows.iter().enumerate();
+            rows.map(|(g, m)| Placed::copy_of(m, 2 * g + half))
+                .collect()
+        };
         Self {
-            c0,
-            c1,
+            c0: place(c0, 0),
+            c1: place(c1, 1),
             c0_shoup,
             c1_shoup,
         }
@@ -270,9 +281,16 @@ impl SwitchingKey {
                 Ok(t) => t,
                 Err(_) => &mut own_buffer,
             };
+            // Digit g's row on line 2·digits + g (a line's gap between rows).
             let n = acc0.len();
-            t.resize(n * self.digits(), 0);
-            for (g, t) in t.chunks_exact_mut(n).enumerate() {
+            let stride = n + 8;
+            t.resize(PAGE_WORDS + stride * self.digits(), 0);
+            let first = placement(t.as_ptr(), 2 * self.digits());
+            let t = t
+                .get_mut(first..first + stride * self.digits())
+                .unwrap_or_default();
+            for (g, t) in t.chunks_exact_mut(stride).enumerate() {
+                let t = t.get_mut(..n).unwrap_or_default();
                 match (&own, gadget.group(g).contains(&i)) {
                     (OwnRow::Ntt(own), true) => t.copy_from_slice(own),
                     (OwnRow::PowerBasis(own), true) => {
@@ -285,7 +303,10 @@ impl SwitchingKey {
                     }
                 }
             }
-            let x: Vec<&[u64]> = t.chunks_exact(n).collect();
+            let x: Vec<&[u64]> = t
+                .chunks_exact(stride)
+                .map(|r| r.get(..n).unwrap_or_default())
+                .collect();
             let w0: Vec<&[u64]> = (0..self.digits()).map(|g| row(&self.c0, g, i, n)).collect();
             let w1: Vec<&[u64]> = (0..self.digits()).map(|g| row(&self.c1, g, i, n)).collect();
             if dot2_add_into(q, acc0, acc1, &x, &w0, &w1) {
@@ -302,9 +323,9 @@ impl SwitchingKey {
 
 /// Row `i` (of length `n`) of digit `g`'s residue matrix in `m`; empty if
 /// there is none.
-fn row(m: &[Vec<u64>], g: usize, i: usize, n: usize) -> &[u64] {
+fn row(m: &[impl AsRef<[u64]>], g: usize, i: usize, n: usize) -> &[u64] {
     m.get(g)
-        .and_then(|r| r.get(i * n..(i + 1) * n))
+        .and_then(|r| r.as_ref().get(i * n..(i + 1) * n))
         .unwrap_or(&[])
 }
 

@@ -515,7 +515,7 @@ impl GaloisKeys {
                 self.params.rotation_digit_primes()
             )));
         }
-        let to_polys = |rows: &[Vec<u64>]| glue::shoup_polys(&self.params, rows);
+        let to_polys = |rows: &[crate::kernels::Placed]| glue::shoup_polys(&self.params, rows);
         let mut keys = Vec::new();
         for (g, k) in &self.keys {
             keys.push((*g, to_polys(&k.key.c0)?, to_polys(&k.key.c1)?));

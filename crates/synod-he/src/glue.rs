@@ -30,11 +30,11 @@ fn ksk_proto(c0: &[Poly], c1: &[Poly]) -> pb::KeySwitchingKey {
 
 /// Level-0 key rows (`L × N` NTT residue matrices) as the `NttShoup`
 /// polynomials fhe.rs's key-switching keys hold.
-pub(crate) fn shoup_polys(params: &Params, rows: &[Vec<u64>]) -> Result<Vec<Poly>> {
+pub(crate) fn shoup_polys(params: &Params, rows: &[impl AsRef<[u64]>]) -> Result<Vec<Poly>> {
     let ctx = params.ctx(0)?;
     rows.iter()
         .map(|m| {
-            let mut p = crate::kernels::ntt_poly(m.clone(), ctx)?;
+            let mut p = crate::kernels::ntt_poly(m.as_ref().to_vec(), ctx)?;
             p.change_representation(fhe_math::rq::Representation::NttShoup);
             Ok(p)
         })

@@ -476,6 +476,58 @@ pub(crate) fn dot_planned(out: &mut [u64], rows: &[&[u64]], plan: &DotPlan) -> b
     }
 }
 
+/// Words in a buffer of their own that starts `line` cache lines (64 B)
+/// past a 4 KiB boundary. The L1 data cache here is eight-way with 4 KiB
+/// per way, so rows whose addresses agree modulo 4 KiB (any rows `N = 2^k
+/// ≥ 512` words long in one matrix, and large allocations, which start
+/// alike) share one set: a kernel that streams more than about eight such
+/// rows side by side evicts its own lines. The key switch's product
+/// streams `3·digits + 2` rows ([`crate::gadget`]); on distinct lines it
+/// takes 30–50 % less time here.
+pub(crate) struct Placed {
+    buf: Vec<u64>,
+    start: usize,
+    len: usize,
+}
+
+impl Placed {
+    /// `words`, copied to start on line `line` (mod 64).
+    pub(crate) fn copy_of(words: &[u64], line: usize) -> Self {
+        let mut buf = Vec::with_capacity(words.len() + PAGE_WORDS);
+        let start = placement(buf.as_ptr(), line);
+        buf.resize(start, 0);
+        buf.extend_from_slice(words);
+        Self {
+            buf,
+            start,
+            len: words.len(),
+        }
+    }
+
+    pub(crate) fn words(&self) -> &[u64] {
+        self.buf
+            .get(self.start..self.start + self.len)
+            .unwrap_or_default()
+    }
+}
+
+impl AsRef<[u64]> for Placed {
+    fn as_ref(&self) -> &[u64] {
+        self.words()
+    }
+}
+
+/// 4 KiB in words.
+pub(crate) const PAGE_WORDS: usize = 512;
+
+/// How many words past `ptr` (8-byte aligned) the next address lies that is
+/// `line` cache lines (mod 64) past a 4 KiB boundary: below [`PAGE_WORDS`].
+pub(crate) fn placement(ptr: *const u64, line: usize) -> usize {
+    let target = (line % 64) * 8;
+    let at = (ptr as usize / 8) % PAGE_WORDS;
+    (target + PAGE_WORDS - at) % PAGE_WORDS
+}
+
 /// `row[k] += (a[k]·c mod q)·b[k] mod q` (all below `q`) in one pass: with
 /// IFMA a 52-bit Shoup product and a Barrett product per lane, with AVX2 +
 /// FMA two double-precision products, else fhe-math's constant-time
@@ -1106,7 +1158,7 @@ impl CryptoRng for StreamRng {}
 const FLOOD_BLOCK: usize = 4096;
 
 /// The unused words between two rows of flooding limbs (1 KiB), and where
-/// row 0 starts past a 4 KiB boundary ([`FLOOD_PAGE`] words). The NTT's
+/// row 0 starts past a 4 KiB boundary ([`Placed`]). The NTT's
 /// first pass ([`FloodLimbs::forward_into`]) reads every row at four columns
 /// `N/4` apart while writing the output's four: with rows a power of two
 /// long, those lines fall in one set of the 4 KiB-aliased, eight-way L1
@@ -1114,7 +1166,6 @@ const FLOOD_BLOCK: usize = 4096;
 /// than each other and than a large allocation's near its page start,
 /// which is where the output rows begin (about 5 % off the pass here).
 const FLOOD_ROW_GAP: usize = 128;
-const FLOOD_PAGE: usize = 512;
 
 /// `out[LANES·i + k] = (words[i] >> (64/LANES)·k) & mask`: the top limbs
 /// packed `LANES` to a word, little-endian (unrolled per lane count).
@@ -1190,10 +1241,9 @@ impl FloodLimbs {
         let top_mask = u64::MAX >> (64 - top_bits);
         // Allocated once at its final size: the secret limbs are never moved.
         let stride = degree + FLOOD_ROW_GAP;
-        let mut rows64 = Zeroizing::new(vec![0u64; FLOOD_PAGE + (per_coeff - 1) * stride + degree]);
+        let mut rows64 = Zeroizing::new(vec![0u64; PAGE_WORDS + (per_coeff - 1) * stride + degree]);
         // Row 0 starts 1 KiB past a 4 KiB boundary (FLOOD_ROW_GAP).
-        let first =
-            (FLOOD_ROW_GAP + FLOOD_PAGE - (rows64.as_ptr() as usize / 8) % FLOOD_PAGE) % FLOOD_PAGE;
+        let first = placement(rows64.as_ptr(), FLOOD_ROW_GAP / 8);
         let (lower, top) = rows64
             .get_mut(first..)
             .unwrap_or_default()
@@ -1725,6 +1775,25 @@ pub(crate) mod tests {
                 assert_eq!(got, want, "bits {bits}, j {j}");
                 assert!(got <= mask);
             }
+        }
+    }
+
+    /// A placed buffer holds the words it was given, starting on the line
+    /// it was asked for; so do the flooding rows.
+    #[test]
+    fn placed_words_start_on_their_line() {
+        let words: Vec<u64> = (0..3000).collect();
+        for line in [0, 1, 5, 63, 64, 70] {
+            let placed = Placed::copy_of(&words, line);
+            assert_eq!(placed.words(), &words[..]);
+            let at = placed.words().as_ptr() as usize;
+            assert_eq!(at % 4096, (line % 64) * 64, "line {line}");
+        }
+        let limbs =
+            FloodSeed::draw(100, &mut rand_chacha::ChaCha20Rng::seed_from_u64(1)).expand(2048);
+        for l in 0..2 {
+            let at = limbs.row64(l).as_ptr() as usize;
+            assert_eq!(at % 4096, 1024 * (l + 1), "flooding row {l}");
         }
     }
 
