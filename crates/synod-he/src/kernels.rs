@@ -977,11 +977,14 @@ impl BlockHasher {
 ///   seed, over the label, read as an extendable output.
 /// - A member's own streams ([`Stream::Flooding`], [`Stream::Small`]), which
 ///   no one else expands, take the faster of two PRFs on this CPU: with
-///   AVX-512, the same keyed BLAKE3 XOF (about three times ChaCha20's
-///   speed there); without it, where BLAKE3 computes its output blocks one
-///   by one, the ChaCha20 keystream (RFC 8439, nonce zero) under the key
-///   `BLAKE3-keyed(seed, label)`, a fresh key per seed and label (about
-///   twice the XOF's speed with AVX2). A seed of these streams is expanded
+///   AVX-512, the same keyed BLAKE3 XOF (faster than ChaCha
+///   there); without it, where BLAKE3 computes its output blocks one
+///   by one, the ChaCha12 keystream (RFC 8439's ChaCha with 12 rounds,
+///   nonce zero) under the key `BLAKE3-keyed(seed, label)`, a fresh key per
+///   seed and label (about three times the XOF's speed with AVX2). Twelve
+///   rounds are the `rand` crate's `StdRng`, the Rust ecosystem's default
+///   CSPRNG; the best published attacks reach seven (Aumasson, "Too Much
+///   Crypto", 2019, argues for eight). A seed of these streams is expanded
 ///   within the call that draws it, never stored, so the choice never has
 ///   to agree across machines.
 #[derive(Clone, Copy)]
@@ -1013,7 +1016,7 @@ impl Stream {
         self.reader_with(seed, own_streams_use_chacha())
     }
 
-    /// [`Self::reader`], with ChaCha20 for a member's own streams when
+    /// [`Self::reader`], with ChaCha12 for a member's own streams when
     /// `chacha`.
     fn reader_with(self, seed: &[u8; 32], chacha: bool) -> StreamReader {
         use chacha20::cipher::KeyIvInit;
@@ -1025,7 +1028,7 @@ impl Stream {
             _ if !(own && chacha) => StreamReader::Xof(hasher.finalize_xof()),
             _ => {
                 let mut key = hasher.finalize();
-                let cipher = chacha20::ChaCha20::new(key.as_bytes().into(), &[0u8; 12].into());
+                let cipher = chacha20::ChaCha12::new(key.as_bytes().into(), &[0u8; 12].into());
                 key.zeroize();
                 StreamReader::ChaCha(cipher)
             }
@@ -1053,7 +1056,7 @@ impl Stream {
     }
 }
 
-/// Whether a member's own streams take ChaCha20 rather than BLAKE3's XOF:
+/// Whether a member's own streams take ChaCha12 rather than BLAKE3's XOF:
 /// on CPUs without AVX-512 (detected once).
 pub(crate) fn own_streams_use_chacha() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -1072,7 +1075,7 @@ pub(crate) fn own_streams_use_chacha() -> bool {
 /// A [`Stream`]'s generator; its state is wiped on drop.
 enum StreamReader {
     Xof(blake3::OutputReader),
-    ChaCha(chacha20::ChaCha20),
+    ChaCha(chacha20::ChaCha12),
 }
 
 impl StreamReader {
@@ -1211,7 +1214,7 @@ impl FloodSeed {
 /// `Σ_l rows64[l][j]·2^(64·l) − 2^bits`, the top row masked to the bits that
 /// remain. The caller's RNG (which need not be `Send`) gives a 32-byte seed;
 /// the words are that seed's [`Stream::Flooding`] (keyed BLAKE3's XOF with
-/// AVX-512, else ChaCha20 keyed from the seed), cut into blocks
+/// AVX-512, else ChaCha12 keyed from the seed), cut into blocks
 /// that are expanded in parallel, each from its own position, so the noise
 /// is the same at every thread count: whole 64-bit
 /// words for every row but the top, then the top limbs packed in the fewest
@@ -1489,7 +1492,7 @@ pub(crate) mod tests {
                 let ours = sample_small(degree, variance, &mut a).unwrap();
                 // The stream read independently: a seed from the caller,
                 // then this CPU's generator under it (keyed BLAKE3 over the
-                // label, or ChaCha20 keyed so), little-endian words.
+                // label, or ChaCha12 keyed so), little-endian words.
                 let mut seed = [0u8; 32];
                 b.fill_bytes(&mut seed);
                 let mut stream = own_stream_reference(&seed, b"synod centred binomial");
@@ -1639,12 +1642,12 @@ pub(crate) mod tests {
     }
 
     /// A member's own stream of `seed` read independently of [`Stream`],
-    /// with another crate's ChaCha20 (rand_chacha's original variant, whose
+    /// with another crate's ChaCha12 (rand_chacha's original variant, whose
     /// keystream with nonce zero and a block counter below 2^32 is RFC
     /// 8439's): keyed by BLAKE3 keyed by the seed over `label`.
-    pub(crate) fn chacha_reference(seed: &[u8; 32], label: &[u8]) -> rand_chacha::ChaCha20Rng {
+    pub(crate) fn chacha_reference(seed: &[u8; 32], label: &[u8]) -> rand_chacha::ChaCha12Rng {
         use rand::SeedableRng;
-        rand_chacha::ChaCha20Rng::from_seed(*blake3::keyed_hash(seed, label).as_bytes())
+        rand_chacha::ChaCha12Rng::from_seed(*blake3::keyed_hash(seed, label).as_bytes())
     }
 
     /// A member's own stream of `seed` over `label`, read independently of
@@ -1688,7 +1691,7 @@ pub(crate) mod tests {
                     let mut reader = stream.reader_with(&seed, chacha);
                     reader.seek(at as u64);
                     reader.fill(&mut got);
-                    assert_eq!(got, want[at..], "{label:?}, ChaCha20 {chacha}, at {at}");
+                    assert_eq!(got, want[at..], "{label:?}, ChaCha12 {chacha}, at {at}");
                 }
             }
         }
