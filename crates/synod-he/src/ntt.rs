@@ -127,6 +127,19 @@ pub(crate) enum FusedProduct<'a> {
     AddScaled(&'a [u64], u64, &'a [u64]),
 }
 
+impl<'a> FusedProduct<'a> {
+    /// The product restricted to columns `from .. from + len` (empty rows
+    /// where they are shorter).
+    pub(crate) fn part(self, from: usize, len: usize) -> Self {
+        let cut = |x: &'a [u64]| x.get(from..from + len).unwrap_or_default();
+        match self {
+            Self::Sub(x, y) => Self::Sub(cut(x), cut(y)),
+            Self::Add(x, y) => Self::Add(cut(x), cut(y)),
+            Self::AddScaled(x, c, y) => Self::AddScaled(cut(x), c, cut(y)),
+        }
+    }
+}
+
 /// Whether `tfhe-ntt` runs its AVX-512 IFMA butterflies on this CPU (faster
 /// than [`fma::FmaNtt`]; it dispatches on the CPU alone, so `SYNOD_NO_IFMA`
 /// does not change this).
@@ -243,7 +256,7 @@ mod tests {
     /// The AVX2 + FMA transform (built directly, so that CPUs with IFMA test
     /// it too) is bit for bit `tfhe-ntt`'s, both ways, for every prime of
     /// every parameter set (the plaintext prime included) and for primes
-    /// just below 2^50 and 2^30.
+    /// just below 2^50 and 2^30, at sizes from 16.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn fma_transform_equals_tfhe_ntt() {
@@ -252,11 +265,12 @@ mod tests {
         }
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
         let mut cases = every_prime();
-        // The largest NTT-friendly primes below 2^50 and 2^30 for N = 2048.
+        // The largest NTT-friendly primes below 2^50 and 2^30 for N = 2048,
+        // at the smallest sizes too (below 32 the first two levels are not
+        // a pass of their own; at 32 each quarter has only the tail left).
         for bits in [50u32, 30] {
             let q = prime_below(bits);
-            cases.push((q, 16));
-            cases.push((q, 2048));
+            cases.extend([16, 32, 64, 128, 2048].map(|n| (q, n)));
         }
         for (q, n) in cases {
             let tfhe = tfhe_ntt::prime64::Plan::try_new(n, q).unwrap();

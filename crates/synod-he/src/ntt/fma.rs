@@ -37,6 +37,7 @@ use core::arch::x86_64::{__m256d, __m256i};
 
 use pulp::cast;
 use pulp::x86::V3;
+use rayon::prelude::*;
 
 use super::FusedProduct;
 use crate::kernels::fma::{Lanes, LimbSum, BOUND, MAX_PRIME};
@@ -216,10 +217,7 @@ impl FmaNtt {
         self.simd.vectorize(Levels {
             plan: self,
             a,
-            direction: Direction::Forward {
-                from: None,
-                fused: None,
-            },
+            direction: Direction::Forward(None),
         });
     }
 
@@ -235,10 +233,7 @@ impl FmaNtt {
         self.simd.vectorize(Levels {
             plan: self,
             a,
-            direction: Direction::Forward {
-                from: None,
-                fused: Some(fused),
-            },
+            direction: Direction::Forward(Some(fused)),
         });
         true
     }
@@ -287,14 +282,41 @@ impl FmaNtt {
         {
             return false;
         }
-        self.simd.vectorize(Levels {
-            plan: self,
-            a,
-            direction: Direction::Forward {
-                from: Some((input, shape)),
-                fused,
-            },
-        });
+        // The first pass in two halves of its columns, then the quarters
+        // (independent transforms from there) on their own: six jobs that
+        // two threads share evenly, where five whole rows split 3 : 2.
+        let (h0, h1) = a.split_at_mut(n / 2);
+        let (q0, q1) = h0.split_at_mut(n / 4);
+        let (q2, q3) = h1.split_at_mut(n / 4);
+        let mut quarters = [q0, q1, q2, q3];
+        {
+            let [l0, l1, l2, l3] = quarters.each_mut().map(|q| q.split_at_mut(n / 8));
+            let head = |quads: [&mut [u64]; 4], base: usize| {
+                self.simd.vectorize(Head {
+                    plan: self,
+                    quads,
+                    base,
+                    input,
+                    shape,
+                })
+            };
+            rayon::join(
+                || head([l0.0, l1.0, l2.0, l3.0], 0),
+                || head([l0.1, l1.1, l2.1, l3.1], n / 8),
+            );
+        }
+        quarters
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(index, quarter)| {
+                let len = quarter.len();
+                self.simd.vectorize(Block {
+                    plan: self,
+                    a: quarter,
+                    index,
+                    fused: fused.map(|f| f.part(index * len, len)),
+                })
+            });
         true
     }
 
@@ -312,48 +334,81 @@ impl FmaNtt {
     }
 
     #[inline(always)]
-    fn forward_levels(
-        &self,
-        a: &mut [u64],
-        from: Option<(&LimbInput<'_>, LimbShape)>,
-        fused: Option<FusedProduct<'_>>,
-    ) {
+    fn forward_levels(&self, a: &mut [u64], fused: Option<FusedProduct<'_>>) {
         let n = a.len();
         let k = Lanes::new(self.simd, self.p, self.p_inv);
-        let r = |level| Self::reduces(&self.fwd_reduce, level);
-        // Level `level` has half-width `t` and `m` groups, twiddles from `m`.
-        let (mut t, mut m, mut level) = (n / 2, 1, 0);
-        if let Some((input, shape)) = from {
-            // The first two levels, their inputs from the limbs (N ≥ 32).
-            let w1s = Self::twiddles(&self.fwd, 1, 1);
-            let (w2s, _) = pulp::as_arrays::<2, f64>(Self::twiddles(&self.fwd, 2, 2));
-            let w1q = Self::twiddles(&self.fwd_q, 1, 1);
-            let (w2q, _) = pulp::as_arrays::<2, f64>(Self::twiddles(&self.fwd_q, 2, 2));
-            macro_rules! from_limbs {
-                ($r:literal, $l:literal) => {{
-                    let src = FromLimbs::<$r, $l> {
-                        sum: LimbSum::new(k, input.init, &input.consts),
-                        rows: core::array::from_fn(|r| {
-                            as4(input.rows.get(r).copied().unwrap_or_default())
-                        }),
-                    };
-                    flags!(ct_pair, (r(0), r(1)), (k, a, t, w1s, w2s, w1q, w2q, &src))
-                }};
-            }
-            match shape {
-                LimbShape::R1L1 => from_limbs!(1, 1),
-                LimbShape::R1L2 => from_limbs!(1, 2),
-                LimbShape::R2L2 => from_limbs!(2, 2),
-                LimbShape::R2L3 => from_limbs!(2, 3),
-            }
-            (t, m, level) = (t / 4, 4, 2);
+        if n < 32 {
+            return self.forward_block(k, a, (0, 1), fused);
         }
+        // The first two levels over the whole row, then each quarter (an
+        // independent transform from there) through the rest.
+        let (h0, h1) = a.split_at_mut(n / 2);
+        let (q0, q1) = h0.split_at_mut(n / 4);
+        let (q2, q3) = h1.split_at_mut(n / 4);
+        self.head(
+            k,
+            [&mut *q0, &mut *q1, &mut *q2, &mut *q3],
+            0,
+            &Stored::<true>,
+        );
+        for (index, quarter) in [q0, q1, q2, q3].into_iter().enumerate() {
+            let len = quarter.len();
+            let fused = fused.map(|f| f.part(index * len, len));
+            self.forward_block(k, quarter, (index, 4), fused);
+        }
+    }
+
+    /// The first two levels (`t = N/2, N/4`) on the same columns of the
+    /// row's four quarters, `base` the first of them; inputs from `src`.
+    #[inline(always)]
+    fn head(&self, k: Lanes, quads: [&mut [u64]; 4], base: usize, src: &impl Source) {
+        let r = |level| Self::reduces(&self.fwd_reduce, level);
+        let n = 1usize << self.log_n;
+        let w = |table: &[f64], i: usize| k.splat(table.get(i).copied().unwrap_or(0.0));
+        let twiddles = (
+            (w(&self.fwd, 1), w(&self.fwd_q, 1)),
+            (w(&self.fwd, 2), w(&self.fwd_q, 2)),
+            (w(&self.fwd, 3), w(&self.fwd_q, 3)),
+        );
+        let quads = quads.map(|q| pulp::as_arrays_mut::<4, u64>(q).0);
+        flags!(
+            ct_quads,
+            (r(0), r(1)),
+            (k, quads, base, n / 2, twiddles, src)
+        );
+    }
+
+    /// Block `index` of `blocks` equal blocks of the row, each an
+    /// independent transform after the first `log₂ blocks` levels, through
+    /// the remaining levels and the three-level tail, then `fused`, which
+    /// holds this block's columns.
+    #[inline(always)]
+    fn forward_block(
+        &self,
+        k: Lanes,
+        a: &mut [u64],
+        (index, blocks): (usize, usize),
+        fused: Option<FusedProduct<'_>>,
+    ) {
+        let r = |level| Self::reduces(&self.fwd_reduce, level);
+        // Level `level` has half-width `t` and `m` groups in all, `m /
+        // blocks` of them in this block, their twiddles from `m + index·(m
+        // / blocks)`.
+        let (mut t, mut m, mut level) = (a.len() / 2, blocks, blocks.trailing_zeros() as usize);
+        // Twiddles from `from` (a multiple of `m`, whose groups are split
+        // evenly over the blocks): this block's share.
+        #[inline(always)]
+        fn local(table: &[f64], from: usize, m: usize, (index, blocks): (usize, usize)) -> &[f64] {
+            let per = (m / blocks) * (from / m);
+            FmaNtt::twiddles(table, from + index * per, per)
+        }
+        let part = (index, blocks);
         while t >= 8 {
-            let w1s = Self::twiddles(&self.fwd, m, m);
+            let w1s = local(&self.fwd, m, m, part);
             if t >= 16 {
-                let (w2s, _) = pulp::as_arrays::<2, f64>(Self::twiddles(&self.fwd, 2 * m, 2 * m));
-                let w1q = Self::twiddles(&self.fwd_q, m, m);
-                let (w2q, _) = pulp::as_arrays::<2, f64>(Self::twiddles(&self.fwd_q, 2 * m, 2 * m));
+                let (w2s, _) = pulp::as_arrays::<2, f64>(local(&self.fwd, 2 * m, m, part));
+                let w1q = local(&self.fwd_q, m, m, part);
+                let (w2q, _) = pulp::as_arrays::<2, f64>(local(&self.fwd_q, 2 * m, m, part));
                 let (r1, r2) = (r(level), r(level + 1));
                 if level == 0 {
                     let src = &Stored::<true>;
@@ -369,8 +424,11 @@ impl FmaNtt {
             }
         }
         debug_assert_eq!((t, level + 3), (4, self.log_n as usize));
-        let w4s = Self::twiddles(&self.fwd, m, m);
-        let (fwd2, fwd1) = (&self.fwd2[..], &self.fwd1[..]);
+        let w4s = local(&self.fwd, m, m, part);
+        // One entry of `fwd2` and `fwd1` per eight values.
+        let eighths = a.len() / 8;
+        let fwd2 = Self::lanes(&self.fwd2, index * eighths, eighths);
+        let fwd1 = Self::lanes(&self.fwd1, index * eighths, eighths);
         let (r4, r2) = (r(level), r(level + 1));
         // Unfused, the last level's outputs go straight to `canonical`;
         // fused, a product (at most `p·(1/2 + 3.01·2^-53·p)`) is added
@@ -392,6 +450,12 @@ impl FmaNtt {
                 flags!(ct_tail, (r4, r2, r1), (k, a, w4s, fwd2, fwd1, e))
             }
         }
+    }
+
+    /// The `count` lane groups from index `from` of `table`.
+    #[inline(always)]
+    fn lanes(table: &[[f64; 4]], from: usize, count: usize) -> &[[f64; 4]] {
+        table.get(from..from + count).unwrap_or_default()
     }
 
     /// In place, from the NTT in bit-reversed order (residues below `p`)
@@ -496,26 +560,44 @@ fn ct_pair<const R1: bool, const R2: bool>(
     src: &impl Source,
 ) {
     let ws = w1s.iter().zip(w2s).zip(w1q.iter().zip(w2q));
-    let h = t / 2;
     for (b, (block, ((&w1, &[w2a, w2b]), (&v1, &[v2a, v2b])))) in
         a.chunks_exact_mut(2 * t).zip(ws).enumerate()
     {
-        let (w1, w2a, w2b) = (
+        let twiddles = (
             (k.splat(w1), k.splat(v1)),
             (k.splat(w2a), k.splat(v2a)),
             (k.splat(w2b), k.splat(v2b)),
         );
-        let [q0, q1, q2, q3] = quarters(block);
-        let quads = q0.iter_mut().zip(q1).zip(q2).zip(q3);
-        for (i, (((x0, x1), x2), x3)) in quads.enumerate() {
-            // The first column of these four in the whole row.
-            let c = 2 * t * b + 4 * i;
-            let (y0, y2) = k.ctq(src.load(k, x0, c), src.load(k, x2, c + t), w1, R1);
-            let (y1, y3) = k.ctq(src.load(k, x1, c + h), src.load(k, x3, c + t + h), w1, R1);
-            let (y0, y1) = k.ctq(y0, y1, w2a, R2);
-            let (y2, y3) = k.ctq(y2, y3, w2b, R2);
-            (*x0, *x1, *x2, *x3) = (cast(y0), cast(y1), cast(y2), cast(y3));
-        }
+        ct_quads::<R1, R2>(k, quarters(block), 2 * t * b, t, twiddles, src);
+    }
+}
+
+/// The twiddles of two levels on one block, splatted with their quotient
+/// estimates: the first level's, then the second's for each half.
+type PairTwiddles = ((__m256d, __m256d), (__m256d, __m256d), (__m256d, __m256d));
+
+/// [`ct_pair`]'s butterflies on the same columns of a block's four
+/// quarters (or of part of each), the first of them column `base` of the
+/// row.
+#[inline(always)]
+fn ct_quads<const R1: bool, const R2: bool>(
+    k: Lanes,
+    [q0, q1, q2, q3]: [&mut [[u64; 4]]; 4],
+    base: usize,
+    t: usize,
+    (w1, w2a, w2b): PairTwiddles,
+    src: &impl Source,
+) {
+    let h = t / 2;
+    let quads = q0.iter_mut().zip(q1).zip(q2).zip(q3);
+    for (i, (((x0, x1), x2), x3)) in quads.enumerate() {
+        // The first column of these four in the whole row.
+        let c = base + 4 * i;
+        let (y0, y2) = k.ctq(src.load(k, x0, c), src.load(k, x2, c + t), w1, R1);
+        let (y1, y3) = k.ctq(src.load(k, x1, c + h), src.load(k, x3, c + t + h), w1, R1);
+        let (y0, y1) = k.ctq(y0, y1, w2a, R2);
+        let (y2, y3) = k.ctq(y2, y3, w2b, R2);
+        (*x0, *x1, *x2, *x3) = (cast(y0), cast(y1), cast(y2), cast(y3));
     }
 }
 
@@ -710,12 +792,8 @@ struct Levels<'a> {
 
 /// Which transform [`Levels`] runs.
 enum Direction<'a> {
-    /// Forward, from the limbs of `from` if given (else from the buffer),
-    /// with what is fused into its last pass.
-    Forward {
-        from: Option<(&'a LimbInput<'a>, LimbShape)>,
-        fused: Option<FusedProduct<'a>>,
-    },
+    /// Forward, with what is fused into its last pass.
+    Forward(Option<FusedProduct<'a>>),
     Backward,
 }
 
@@ -725,9 +803,71 @@ impl pulp::NullaryFnOnce for Levels<'_> {
     #[inline(always)]
     fn call(self) {
         match self.direction {
-            Direction::Forward { from, fused } => self.plan.forward_levels(self.a, from, fused),
+            Direction::Forward(fused) => self.plan.forward_levels(self.a, fused),
             Direction::Backward => self.plan.backward_levels(self.a),
         }
+    }
+}
+
+/// [`FmaNtt::head`] from flooding limbs, as pulp's vectorised operation.
+struct Head<'a> {
+    plan: &'a FmaNtt,
+    quads: [&'a mut [u64]; 4],
+    base: usize,
+    input: &'a LimbInput<'a>,
+    shape: LimbShape,
+}
+
+impl pulp::NullaryFnOnce for Head<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        let Self {
+            plan,
+            quads,
+            base,
+            input,
+            shape,
+        } = self;
+        let k = Lanes::new(plan.simd, plan.p, plan.p_inv);
+        macro_rules! from_limbs {
+            ($r:literal, $l:literal) => {{
+                let src = FromLimbs::<$r, $l> {
+                    sum: LimbSum::new(k, input.init, &input.consts),
+                    rows: core::array::from_fn(|r| {
+                        as4(input.rows.get(r).copied().unwrap_or_default())
+                    }),
+                };
+                plan.head(k, quads, base, &src)
+            }};
+        }
+        match shape {
+            LimbShape::R1L1 => from_limbs!(1, 1),
+            LimbShape::R1L2 => from_limbs!(1, 2),
+            LimbShape::R2L2 => from_limbs!(2, 2),
+            LimbShape::R2L3 => from_limbs!(2, 3),
+        }
+    }
+}
+
+/// [`FmaNtt::forward_block`] for quarter `index`, as pulp's vectorised
+/// operation.
+struct Block<'a> {
+    plan: &'a FmaNtt,
+    a: &'a mut [u64],
+    index: usize,
+    fused: Option<FusedProduct<'a>>,
+}
+
+impl pulp::NullaryFnOnce for Block<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        let k = Lanes::new(self.plan.simd, self.plan.p, self.plan.p_inv);
+        self.plan
+            .forward_block(k, self.a, (self.index, 4), self.fused);
     }
 }
 
