@@ -27,12 +27,13 @@
 //! AVX-512, BLAKE3 in keyed mode read as an extendable output (keyed BLAKE3
 //! is specified as a pseudorandom function with extendable output;
 //! O'Connor et al., "BLAKE3", 2020; draft-aumasson-blake3); elsewhere,
-//! where that XOF is slower, the ChaCha12 keystream (RFC 8439, 12 rounds) under a key
-//! that keyed BLAKE3 derives from the seed (`kernels::Stream`). The uniform
-//! distribution above is then computationally, not statistically, what the
-//! shares carry, as with any CSPRNG. The seed and the generator's state are
-//! wiped after use. The expansion can seek, so the blocks of one polynomial
-//! are drawn in parallel.
+//! where that XOF is slower, the ChaCha12 keystream (RFC 8439's cipher
+//! with 12 rounds) under a key that keyed BLAKE3 derives from the seed
+//! (`kernels::Stream`). The uniform distribution above is then
+//! computationally, not statistically, what the shares carry, as with any
+//! CSPRNG. The seed and the generator's state are wiped after use. The
+//! expansion can seek, so the blocks of one polynomial are drawn in
+//! parallel.
 
 use std::sync::Arc;
 

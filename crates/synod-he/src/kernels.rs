@@ -1167,7 +1167,8 @@ const FLOOD_BLOCK: usize = 4096;
 /// long, those lines fall in one set of the 4 KiB-aliased, eight-way L1
 /// cache and evict each other. Apart, the rows' lines lie in other sets
 /// than each other and than a large allocation's near its page start,
-/// which is where the output rows begin (about 5 % off the pass here).
+/// which is where the output rows begin (about 6 % off a row's reduction
+/// and transform here).
 const FLOOD_ROW_GAP: usize = 128;
 
 /// `out[LANES·i + k] = (words[i] >> (64/LANES)·k) & mask`: the top limbs

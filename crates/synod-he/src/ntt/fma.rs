@@ -209,9 +209,10 @@ impl FmaNtt {
     }
 
     /// In place, from coefficients below `p` to the NTT in bit-reversed
-    /// order, canonical residues. Two levels per pass over the buffer, and
-    /// the last three (`t = 4, 2, 1`) in one. Panics on a buffer of another
-    /// length, as `tfhe-ntt`'s plans do.
+    /// order, canonical residues. Two levels per pass, the last three (`t =
+    /// 4, 2, 1`) in one: the first pass over the whole buffer, then each
+    /// quarter (an independent transform from there) through the rest.
+    /// Panics on a buffer of another length, as `tfhe-ntt`'s plans do.
     pub(crate) fn forward(&self, a: &mut [u64]) {
         assert_eq!(a.len(), 1usize << self.log_n, "NTT of the wrong length");
         self.simd.vectorize(Levels {
@@ -253,10 +254,12 @@ impl FmaNtt {
     /// `a` = the forward transform of `input`'s noise modulo `p`, then
     /// `fused` ([`Self::forward_fused`]): the first pass computes each
     /// input from the limbs ([`LimbSum`], reduced below `0.6p`) instead of
-    /// loading a stored residue, so the residues are never written. `false`
-    /// (nothing done) unless `N ≥ 32`, `input` has a row or two of `N`
-    /// words, one or two limbs per row (up to 143 bits), a first constant
-    /// of 1, `init` and the constants below `p`, and `fused` fits.
+    /// loading a stored residue, so the residues are never written. The
+    /// first pass runs as two jobs (halves of its columns), the quarters
+    /// as four, on the current rayon pool. `false` (nothing done) unless
+    /// `N ≥ 32`, `input` has one or two rows of `N` words and up to three
+    /// 48-bit limbs (flooding up to 127 bits), a first constant of 1,
+    /// `init` and the constants below `p`, and `fused` fits.
     pub(crate) fn forward_from_limbs(
         &self,
         input: &LimbInput<'_>,
