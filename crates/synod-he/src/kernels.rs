@@ -339,6 +339,7 @@ impl Shoup52 {
     }
 
     /// `w`.
+    #[cfg(target_arch = "x86_64")]
     pub(crate) fn value(&self) -> u64 {
         self.w
     }
