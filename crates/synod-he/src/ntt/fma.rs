@@ -288,10 +288,7 @@ impl FmaNtt {
         // The first pass in two halves of its columns, then the quarters
         // (independent transforms from there) on their own: six jobs that
         // two threads share evenly, where five whole rows split 3 : 2.
-        let (h0, h1) = a.split_at_mut(n / 2);
-        let (q0, q1) = h0.split_at_mut(n / 4);
-        let (q2, q3) = h1.split_at_mut(n / 4);
-        let mut quarters = [q0, q1, q2, q3];
+        let mut quarters = split4(a);
         {
             let [l0, l1, l2, l3] = quarters.each_mut().map(|q| q.split_at_mut(n / 8));
             let head = |quads: [&mut [u64]; 4], base: usize| {
@@ -345,9 +342,7 @@ impl FmaNtt {
         }
         // The first two levels over the whole row, then each quarter (an
         // independent transform from there) through the rest.
-        let (h0, h1) = a.split_at_mut(n / 2);
-        let (q0, q1) = h0.split_at_mut(n / 4);
-        let (q2, q3) = h1.split_at_mut(n / 4);
+        let [q0, q1, q2, q3] = split4(a);
         self.head(
             k,
             [&mut *q0, &mut *q1, &mut *q2, &mut *q3],
@@ -412,16 +407,14 @@ impl FmaNtt {
                 let (w2s, _) = pulp::as_arrays::<2, f64>(local(&self.fwd, 2 * m, m, part));
                 let w1q = local(&self.fwd_q, m, m, part);
                 let (w2q, _) = pulp::as_arrays::<2, f64>(local(&self.fwd_q, 2 * m, m, part));
+                // Past the head (a pair of levels here means N ≥ 32, so
+                // `head` took levels 0 and 1): `f64`s an earlier pass stored.
                 let (r1, r2) = (r(level), r(level + 1));
-                if level == 0 {
-                    let src = &Stored::<true>;
-                    flags!(ct_pair, (r1, r2), (k, a, t, w1s, w2s, w1q, w2q, src));
-                } else {
-                    let src = &Stored::<false>;
-                    flags!(ct_pair, (r1, r2), (k, a, t, w1s, w2s, w1q, w2q, src));
-                }
+                let src = &Stored::<false>;
+                flags!(ct_pair, (r1, r2), (k, a, t, w1s, w2s, w1q, w2q, src));
                 (t, m, level) = (t / 4, m * 4, level + 2);
             } else {
+                // Level 0 here only for N = 16, from `u64`.
                 flags!(ct_level, (level == 0, r(level)), (k, a, t, w1s));
                 (t, m, level) = (t / 2, m * 2, level + 1);
             }
@@ -441,11 +434,11 @@ impl FmaNtt {
         match fused {
             None => flags!(ct_tail, (r4, r2, false), (k, a, w4s, fwd2, fwd1, Plain)),
             Some(FusedProduct::Sub(x, y)) => {
-                let e = SubProduct(as4(x), as4(y));
+                let e = Product::<true>(as4(x), as4(y));
                 flags!(ct_tail, (r4, r2, r1), (k, a, w4s, fwd2, fwd1, e))
             }
             Some(FusedProduct::Add(x, y)) => {
-                let e = AddProduct(as4(x), as4(y));
+                let e = Product::<false>(as4(x), as4(y));
                 flags!(ct_tail, (r4, r2, r1), (k, a, w4s, fwd2, fwd1, e))
             }
             Some(FusedProduct::AddScaled(x, c, y)) => {
@@ -891,29 +884,22 @@ impl Epilogue for Plain {
     }
 }
 
-/// [`FusedProduct::Sub`].
+/// [`FusedProduct::Sub`] (`SUB`) and [`FusedProduct::Add`].
 #[derive(Clone, Copy)]
-struct SubProduct<'a>(&'a [[u64; 4]], &'a [[u64; 4]]);
+struct Product<'a, const SUB: bool>(&'a [[u64; 4]], &'a [[u64; 4]]);
 
-impl Epilogue for SubProduct<'_> {
+impl<const SUB: bool> Epilogue for Product<'_, SUB> {
     #[inline(always)]
     fn apply(self, k: Lanes, i: usize, v: __m256d) -> __m256d {
         match (self.0.get(i), self.1.get(i)) {
-            (Some(x), Some(y)) => k.sub(v, k.mul(k.load(x, true), k.load(y, true))),
-            _ => v,
-        }
-    }
-}
-
-/// [`FusedProduct::Add`].
-#[derive(Clone, Copy)]
-struct AddProduct<'a>(&'a [[u64; 4]], &'a [[u64; 4]]);
-
-impl Epilogue for AddProduct<'_> {
-    #[inline(always)]
-    fn apply(self, k: Lanes, i: usize, v: __m256d) -> __m256d {
-        match (self.0.get(i), self.1.get(i)) {
-            (Some(x), Some(y)) => k.add(v, k.mul(k.load(x, true), k.load(y, true))),
+            (Some(x), Some(y)) => {
+                let xy = k.mul(k.load(x, true), k.load(y, true));
+                if SUB {
+                    k.sub(v, xy)
+                } else {
+                    k.add(v, xy)
+                }
+            }
             _ => v,
         }
     }
@@ -945,16 +931,17 @@ fn as4(x: &[u64]) -> &[[u64; 4]] {
 /// A block's four quarters, as arrays of four values.
 #[inline(always)]
 fn quarters(block: &mut [u64]) -> [&mut [[u64; 4]]; 4] {
+    split4(block).map(|q| pulp::as_arrays_mut::<4, u64>(q).0)
+}
+
+/// A block's four quarters.
+#[inline(always)]
+fn split4(block: &mut [u64]) -> [&mut [u64]; 4] {
     let q = block.len() / 4;
     let (h0, h1) = block.split_at_mut(2 * q);
     let (q0, q1) = h0.split_at_mut(q);
     let (q2, q3) = h1.split_at_mut(q);
-    [
-        pulp::as_arrays_mut::<4, u64>(q0).0,
-        pulp::as_arrays_mut::<4, u64>(q1).0,
-        pulp::as_arrays_mut::<4, u64>(q2).0,
-        pulp::as_arrays_mut::<4, u64>(q3).0,
-    ]
+    [q0, q1, q2, q3]
 }
 
 impl Lanes {
