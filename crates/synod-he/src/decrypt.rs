@@ -476,7 +476,8 @@ pub(crate) fn times_ntt(params: &Params, ct: &Ciphertext, x: &Poly) -> Result<Ci
         });
         crate::kernels::ntt_poly(out, x.ctx())
     };
-    Ok(Ciphertext::new(vec![times(c0)?, times(c1)?], params.bfv())?)
+    let level = ciphertext_level(params, ct)?;
+    crate::ring::ciphertext_at(params, level, times(c0)?, times(c1)?)
 }
 
 /// Checks that one share came from every member of `set`, each bound to

@@ -308,10 +308,7 @@ impl GaloisKeys {
                     .add_row(&self.gadget, i, q, ntt, own, &digits, a0, a1);
             });
         let to_poly = |m: Vec<u64>| crate::kernels::ntt_poly(m, ctx);
-        Ok(fhe::bfv::Ciphertext::new(
-            vec![to_poly(acc0)?, to_poly(acc1)?],
-            self.params.bfv(),
-        )?)
+        crate::ring::ciphertext_at(&self.params, 0, to_poly(acc0)?, to_poly(acc1)?)
     }
 
     /// Rotates the columns left by `steps` (`0 < steps < N/2`).

@@ -154,11 +154,11 @@ impl CollectivePublicKey {
             });
             (std::mem::take(&mut *c0), std::mem::take(&mut *c1))
         });
-        let c = vec![
+        let (c0, c1) = (
             crate::kernels::ntt_poly(c0, ctx)?,
             crate::kernels::ntt_poly(c1, ctx)?,
-        ];
-        Ok(Ciphertext::new(c, params.bfv())?)
+        );
+        crate::ring::ciphertext_at(params, 0, c0, c1)
     }
 
     /// `(Σ p_i, a)` in wire form.

@@ -152,7 +152,7 @@ pub fn combine_key_switch<'a>(
         c0 += &share.h0.parse(params, level, *sender, WHAT)?;
         c1 += &share.h1.parse(params, level, *sender, WHAT)?;
     }
-    Ok(Ciphertext::new(vec![c0, c1], params.bfv())?)
+    crate::ring::ciphertext_at(params, level, c0, c1)
 }
 
 #[cfg(test)]

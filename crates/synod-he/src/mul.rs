@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use fhe::bfv::{BfvParameters, Ciphertext};
+use fhe::bfv::Ciphertext;
 use fhe_math::rq::{Context, Poly};
 use rayon::prelude::*;
 
@@ -35,7 +35,7 @@ const BLOCK: usize = 512;
 const EXTENSION_BITS: u64 = 50;
 
 pub(crate) struct FastMul {
-    par: Arc<BfvParameters>,
+    params: Params,
     base: Arc<Context>,
     ops_base: Arc<RingOps>,
     /// Operators of `Q ∪ P` (the primes of `Q` first) and of `P`.
@@ -75,7 +75,6 @@ impl FastMul {
     /// The bases and conversion tables, without a relinearisation key (only
     /// [`Self::scaled_tensor`] works on such a value).
     pub(crate) fn tables(params: &Params) -> Result<Self> {
-        let par = params.bfv().clone();
         let base = params.ctx(0)?.clone();
         let n = params.degree();
         let q = base.moduli().to_vec();
@@ -105,7 +104,7 @@ impl FastMul {
         }
         let extended: Vec<u64> = q.iter().chain(&p).copied().collect();
         Ok(Self {
-            par,
+            params: params.clone(),
             ops_base: RingOps::of(&base)?,
             ops_mul: RingOps::for_moduli(&extended, n)?,
             ops_p: RingOps::for_moduli(&p, n)?,
@@ -156,10 +155,7 @@ impl FastMul {
                 key.add_row(&self.gadget, j, q, ntt, own, radix, r0, r1);
             });
         let to_poly = |m: Vec<u64>| crate::kernels::ntt_poly(m, &self.base);
-        Ok(Ciphertext::new(
-            vec![to_poly(d0)?, to_poly(d1)?],
-            &self.par,
-        )?)
+        crate::ring::ciphertext_at(&self.params, 0, to_poly(d0)?, to_poly(d1)?)
     }
 
     /// `round(t/Q · a ⊗ b)` before relinearisation: three `k × N` residue
