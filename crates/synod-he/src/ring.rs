@@ -307,7 +307,7 @@ pub(crate) fn ciphertext_at(
 ) -> Result<fhe::bfv::Ciphertext> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    type Templates = Mutex<HashMap<(usize, usize), fhe::bfv::Ciphertext>>;
+    type Templates = Mutex<HashMap<(usize, usize), Arc<fhe::bfv::Ciphertext>>>;
     static TEMPLATES: OnceLock<Templates> = OnceLock::new();
     let ctx = params.ctx(level)?;
     let ours = |p: &Poly| Arc::ptr_eq(p.ctx(), ctx) && *p.representation() == Representation::Ntt;
@@ -317,7 +317,7 @@ pub(crate) fn ciphertext_at(
     // Keyed by the parameters' `Arc` (one per set and p for the process,
     // never dropped: `Params::new`) and the level.
     let key = (Arc::as_ptr(params.bfv()) as usize, level);
-    let mut ct = {
+    let template = {
         let templates = TEMPLATES.get_or_init(|| Mutex::new(HashMap::new()));
         let mut guard = templates
             .lock()
@@ -326,12 +326,17 @@ pub(crate) fn ciphertext_at(
             Some(template) => template.clone(),
             None => {
                 let zero = || Poly::zero(ctx, Representation::Ntt);
-                let template = fhe::bfv::Ciphertext::new(vec![zero(), zero()], params.bfv())?;
+                let template = Arc::new(fhe::bfv::Ciphertext::new(
+                    vec![zero(), zero()],
+                    params.bfv(),
+                )?);
                 guard.insert(key, template.clone());
                 template
             }
         }
     };
+    // The copy outside the lock: threads making ciphertexts do not queue.
+    let mut ct = (*template).clone();
     match ct.get_mut(..2) {
         Some([t0, t1]) => {
             *t0 = c0;
