@@ -297,8 +297,9 @@ impl WireCiphertext {
 /// a zero ciphertext per parameter set and level is made that way once;
 /// each new one is a clone of it with the polynomials replaced (the clone
 /// copies the template's residues, 10–17 µs). Polynomials not made under
-/// `params.ctx(level)` (another `Arc`) go through `Ciphertext::new`,
-/// which checks them.
+/// `params.ctx(level)` (another `Arc` of equal parameters, or another
+/// level) go through `Ciphertext::new`, which checks them and takes the
+/// level from their context, not from `level`.
 pub(crate) fn ciphertext_at(
     params: &Params,
     level: usize,

@@ -669,7 +669,7 @@ fn ct_level<const FIRST: bool, const R: bool>(k: Lanes, a: &mut [u64], t: usize,
 /// The last three forward levels (`t = 4, 2, 1`) in one pass, to canonical
 /// residues. Each group of eight values is one dependency chain of about
 /// 80 cycles (three levels, their shuffles, the canonical residues); for
-/// the plain transform ([`Epilogue::WIDE`]) four groups per iteration
+/// the plain transform ([`Epilogue::wide`]) four groups per iteration
 /// overlap better than one (the transform 5–15 % faster here, two groups
 /// about half of that).
 #[inline(always)]
@@ -713,8 +713,7 @@ fn ct_tail<const R4: bool, const R2: bool, const R1: bool>(
             (h3, y3),
         ];
         for (i, (out, v)) in outputs.into_iter().enumerate() {
-            let v = epilogue.apply(k, 8 * c_index + i, v);
-            *out = cast(k.to_bits(k.canonical(v)));
+            *out = finish(k, epilogue, 8 * c_index + i, v);
         }
     }
     // The rest one group at a time: all of it when fused, fewer than four
@@ -724,11 +723,16 @@ fn ct_tail<const R4: bool, const R2: bool, const R1: bool>(
     for (g, (c, ((&w4, w2), w1))) in rest.chunks_exact_mut(2).zip(twiddles).enumerate() {
         let [lo, hi] = c else { continue };
         let (x, y) = tail8::<R4, R2, R1>(k, (lo, hi), w4, w2, w1);
-        let x = epilogue.apply(k, 2 * (first + g), x);
-        let y = epilogue.apply(k, 2 * (first + g) + 1, y);
-        *lo = cast(k.to_bits(k.canonical(x)));
-        *hi = cast(k.to_bits(k.canonical(y)));
+        *lo = finish(k, epilogue, 2 * (first + g), x);
+        *hi = finish(k, epilogue, 2 * (first + g) + 1, y);
     }
+}
+
+/// Output vector `i` of the last pass: `epilogue` applied, then canonical
+/// residues as `u64`s.
+#[inline(always)]
+fn finish(k: Lanes, epilogue: impl Epilogue, i: usize, v: __m256d) -> [u64; 4] {
+    cast(k.to_bits(k.canonical(epilogue.apply(k, i, v))))
 }
 
 /// [`ct_tail`]'s three levels on eight values `lo, hi`, in natural order,
@@ -929,10 +933,8 @@ trait Epilogue: Copy {
     /// (the plain transform) or one (the fused products, whose loads and
     /// product per output leave too few registers for four: up to 15 %
     /// slower with them).
-    const WIDE: bool;
-
     fn wide(self) -> bool {
-        Self::WIDE
+        false
     }
 
     fn apply(self, k: Lanes, i: usize, v: __m256d) -> __m256d;
@@ -943,7 +945,9 @@ trait Epilogue: Copy {
 struct Plain;
 
 impl Epilogue for Plain {
-    const WIDE: bool = true;
+    fn wide(self) -> bool {
+        true
+    }
 
     #[inline(always)]
     fn apply(self, _: Lanes, _: usize, v: __m256d) -> __m256d {
@@ -956,8 +960,6 @@ impl Epilogue for Plain {
 struct Product<'a, const SUB: bool>(&'a [[u64; 4]], &'a [[u64; 4]]);
 
 impl<const SUB: bool> Epilogue for Product<'_, SUB> {
-    const WIDE: bool = false;
-
     #[inline(always)]
     fn apply(self, k: Lanes, i: usize, v: __m256d) -> __m256d {
         match (self.0.get(i), self.1.get(i)) {
@@ -979,8 +981,6 @@ impl<const SUB: bool> Epilogue for Product<'_, SUB> {
 struct AddScaledProduct<'a>(&'a [[u64; 4]], __m256d, &'a [[u64; 4]]);
 
 impl Epilogue for AddScaledProduct<'_> {
-    const WIDE: bool = false;
-
     #[inline(always)]
     fn apply(self, k: Lanes, i: usize, v: __m256d) -> __m256d {
         match (self.0.get(i), self.2.get(i)) {
