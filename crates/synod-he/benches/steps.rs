@@ -472,6 +472,35 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
             synod,
             fhe: Some(fhe),
         });
+        // A member that decrypts several ciphertexts for one active set can
+        // weight its Shamir share once (Lattigo's `GenAdditiveShare`) and
+        // make n-of-n shares from it, as fhe.rs and OpenFHE do from their
+        // additive keys: the like-for-like row. The weighting is its own
+        // row, once per set.
+        let synod = time(fast, || mine.weighted(&params, &set, 0).unwrap());
+        rows.push(Row {
+            step: leak(format!("weight key share for the set, once ({what})")),
+            flood: None,
+            synod,
+            fhe: None,
+        });
+        let weighted = mine.weighted(&params, &set, 0).unwrap();
+        let (synod, fhe) = pair(
+            fast,
+            || {
+                decrypt::decryption_share_weighted(
+                    &params, &weighted, digested, &flooding, &mut rng,
+                )
+                .unwrap()
+            },
+            || mbfv::DecryptionShare::new(&fhe_sks[0], &ct_arc, &mut rng2).unwrap(),
+        );
+        rows.push(Row {
+            step: leak(format!("decryption share, weighted key ({what})")),
+            flood: Some(flooding.bits()),
+            synod,
+            fhe: Some(fhe),
+        });
         let dshares: Vec<_> = set
             .members()
             .iter()

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! `STEP` is one of `pk`, `relin1`, `relin2`, `mul`, `deal` and `receive`
-//! (thresholdisation, as member 1), `share`, `combine`,
+//! (thresholdisation, as member 1), `share`, `share_weighted` (from the key
+//! weighted once for the active set), `combine`,
 //! `rotate`, `traces` (eleven slot sums traced one by one, then packed as
 //! constants), `pack_traces` (the same traced together)
 //! (default `relin1`); `ITERS` (default 200); `GAP_MS` (default 0) busy-waits
@@ -145,7 +146,7 @@ fn main() {
                 black_box(thresholdize::receive(&params, &committee, me, inbox.clone()).unwrap());
             });
         }
-        "share" | "combine" => {
+        "share" | "share_weighted" | "combine" => {
             let mut inbox: Vec<Vec<thresholdize::SubShare>> = vec![Vec::new(); 5];
             for (&x, sk) in members.iter().zip(&additive) {
                 for sub in thresholdize::deal(&params, &committee, sk, x, &mut rng).unwrap() {
@@ -164,7 +165,17 @@ fn main() {
             // The digest is made once per output ciphertext (as the
             // session does, and as the `steps` bench times it).
             let digested = decrypt::Digested::new(&params, &ct).unwrap();
-            if step == "share" {
+            if step == "share_weighted" {
+                let weighted = keys[0].weighted(&params, &set, 0).unwrap();
+                timed(&mut || {
+                    black_box(
+                        decrypt::decryption_share_weighted(
+                            &params, &weighted, digested, &flooding, &mut rng,
+                        )
+                        .unwrap(),
+                    );
+                });
+            } else if step == "share" {
                 timed(&mut || {
                     black_box(
                         decrypt::decryption_share(

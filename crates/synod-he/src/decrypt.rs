@@ -6,6 +6,11 @@
 //! participant `j ∈ T` publishes `h_j = λ_j^T·S_j·c1 + E_j` restricted to the
 //! primes of level `ℓ`, where `E_j` is flooding noise ([`crate::flooding`]).
 //! Then `c0 + Σ_{j∈T} h_j = Δ·m + v + Σ E_j`, which rounds to `m`.
+//! [`decryption_share`] applies `λ_j^T` per coefficient and never stores
+//! `λ_j^T·S_j`; a member that decrypts several ciphertexts for one set can
+//! weight its share once ([`KeyShare::weighted`], Lattigo's
+//! `Combiner.GenAdditiveShare`) and use [`decryption_share_weighted`], which
+//! gives the same share with one product per coefficient fewer.
 //!
 //! A share names its sender, its active set, the ciphertext's digest and its
 //! level; [`combine`] rejects a share made for another set, ciphertext or
@@ -27,7 +32,7 @@ use crate::flooding::Flooding;
 use crate::kernels::{BlockHasher, FloodLimbs, NttView, RingOps};
 use crate::ntt::{FusedProduct, Ntt};
 use crate::ring::WirePoly;
-use crate::secret::KeyShare;
+use crate::secret::{KeyShare, WeightedKey};
 use crate::shamir::{ActiveSet, EvaluationPoint};
 use crate::{round, Error, Params, Result};
 
@@ -205,9 +210,41 @@ pub fn decryption_share<'a, R: RngCore + CryptoRng>(
     flooding: &Flooding,
     rng: &mut R,
 ) -> Result<DecryptionShare> {
-    let ct = ct.into();
-    let level = check_decryptable(params, ct.ciphertext(), flooding)?;
     check_membership(key, set)?;
+    share_with(
+        params,
+        KeyProduct::Shamir(key, set),
+        ct.into(),
+        flooding,
+        rng,
+    )
+}
+
+/// [`decryption_share`] from a key already weighted for its active set
+/// ([`KeyShare::weighted`] at the ciphertext's level), as a member that
+/// decrypts several ciphertexts for one set would hold it (Lattigo's
+/// t-out-of-N path: `Combiner.GenAdditiveShare` once, then the n-of-n
+/// share): the same share, bit for bit, for the same RNG, without the
+/// weight's product per coefficient. Errors if `key` holds another level.
+pub fn decryption_share_weighted<'a, R: RngCore + CryptoRng>(
+    params: &Params,
+    key: &WeightedKey,
+    ct: impl Into<Bound<'a>>,
+    flooding: &Flooding,
+    rng: &mut R,
+) -> Result<DecryptionShare> {
+    share_with(params, KeyProduct::Weighted(key), ct.into(), flooding, rng)
+}
+
+fn share_with<R: RngCore + CryptoRng>(
+    params: &Params,
+    key: KeyProduct<'_>,
+    ct: Bound<'_>,
+    flooding: &Flooding,
+    rng: &mut R,
+) -> Result<DecryptionShare> {
+    let level = check_decryptable(params, ct.ciphertext(), flooding)?;
+    key.check_level(level)?;
     let ops = RingOps::of(params.ctx(level)?)?;
     let c1 = ct
         .ciphertext()
@@ -217,25 +254,62 @@ pub fn decryption_share<'a, R: RngCore + CryptoRng>(
     let (digest, h) = crate::kernels::in_pool(|| {
         ct.digest_beside(params, || {
             let noise = noise.expand(params.degree());
-            flooded_key_product(key, set, c1, &ops, &noise, |_, _, _, _| {})
+            flooded_key_product(key, c1, &ops, &noise, |_, _, _, _| {})
         })
     });
     Ok(DecryptionShare {
         sender: key.point(),
-        set: set.clone(),
+        set: key.set().clone(),
         ciphertext: digest?,
         flooding_bits: flooding.bits(),
         h: WirePoly::from_residues(level, h?),
     })
 }
 
+/// The key a decryption or key-switch share multiplies `c1` by.
+#[derive(Clone, Copy)]
+pub(crate) enum KeyProduct<'a> {
+    /// A Shamir share and the active set: `λ_j^T` is applied per
+    /// coefficient and `λ_j^T·S_j` never stored.
+    Shamir(&'a KeyShare, &'a ActiveSet),
+    /// `λ_j^T·S_j` held ([`KeyShare::weighted`]).
+    Weighted(&'a WeightedKey),
+}
+
+impl KeyProduct<'_> {
+    fn point(self) -> EvaluationPoint {
+        match self {
+            Self::Shamir(key, _) => key.point(),
+            Self::Weighted(key) => key.point(),
+        }
+    }
+
+    fn set(&self) -> &ActiveSet {
+        match self {
+            Self::Shamir(_, set) => set,
+            Self::Weighted(key) => key.set(),
+        }
+    }
+
+    /// A weighted key must hold the ciphertext's level (a Shamir share is
+    /// at level 0 and restricted to any).
+    pub(crate) fn check_level(self, level: usize) -> Result<()> {
+        match self {
+            Self::Weighted(key) if key.level() != level => Err(Error::Parameters(format!(
+                "key weighted at level {} for a ciphertext at level {level}",
+                key.level()
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// `λ_j^T·S_j·c1 + E_j` at the level of `ops` (NTT residues, row-major),
-/// computed per prime in parallel without forming `λ_j^T·S_j`; then
-/// `extra(i, q, ntt, row)` runs on each row (key switching adds `u·p0`).
-/// Constant time in the key share and the noise.
+/// computed per prime in parallel; then `extra(i, q, ntt, row)` runs on
+/// each row (key switching adds `u·p0`). Constant time in the key share
+/// and the noise.
 pub(crate) fn flooded_key_product<F>(
-    key: &KeyShare,
-    set: &ActiveSet,
+    key: KeyProduct<'_>,
     c1: &Poly,
     ops: &RingOps,
     noise: &FloodLimbs,
@@ -245,19 +319,29 @@ where
     F: Fn(usize, &Modulus, &Ntt, &mut [u64]) + Sync + Send,
 {
     let k = ops.len();
-    let lambda = set.weight_residues(key.point(), ops.moduli())?;
-    let s_view = NttView::of(key.poly())?;
+    // λ_j per prime, or none where the key already holds it.
+    let (secret, lambda) = match key {
+        KeyProduct::Shamir(key, set) => (
+            key.poly(),
+            Some(set.weight_residues(key.point(), ops.moduli())?),
+        ),
+        KeyProduct::Weighted(key) => (key.poly(), None),
+    };
+    let s_view = NttView::of(secret)?;
     let s = s_view.rows(k)?;
     let c1_view = NttView::of(c1)?;
     let c1 = c1_view.rows(k)?;
     let mut h = vec![0u64; k * ops.degree()];
     ops.par_rows(&mut h, |i, q, ntt, row| {
         // The noise reduced and taken to NTT form, and λ_j·S_j·c1 added,
-        // constant time (λ_j·S_j is never stored): in the transform's first
-        // and last passes where it can.
-        let lambda = lambda.get(i).copied().unwrap_or(0);
+        // constant time: in the transform's first and last passes where it
+        // can.
         let (s, c1) = (ops.row(s, i), ops.row(c1, i));
-        noise.forward_into(q, ntt, row, Some(FusedProduct::AddScaled(s, lambda, c1)));
+        let product = match &lambda {
+            Some(lambda) => FusedProduct::AddScaled(s, lambda.get(i).copied().unwrap_or(0), c1),
+            None => FusedProduct::Add(s, c1),
+        };
+        noise.forward_into(q, ntt, row, Some(product));
         extra(i, q, ntt, row);
     });
     Ok(h)
@@ -888,6 +972,33 @@ pub(crate) mod tests {
                 assert_eq!(fast.ciphertext, reference_digest(&params, &ct));
                 assert_eq!(fast.h.level as usize, level);
             }
+        }
+    }
+
+    /// A share from the key weighted once for its set equals the share made
+    /// from the Shamir share with the same randomness, at every level; a
+    /// weighted key of another level is refused.
+    #[test]
+    fn weighted_key_gives_the_same_share() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(22);
+        let (committee, keys) = key_shares(&params, &mut rng);
+        let set = ActiveSet::new(&committee, [keys[0].point(), keys[2].point()]).unwrap();
+        for level in [0, 2] {
+            let ct = random_ct(&params, level, &mut rng);
+            let flooding = Flooding::new(&params, level, 10.0, 16, 3).unwrap();
+            for key in [&keys[0], &keys[2]] {
+                let w = key.weighted(&params, &set, level).unwrap();
+                assert_eq!((w.point(), w.set(), w.level()), (key.point(), &set, level));
+                let mut a = rand_chacha::ChaCha20Rng::seed_from_u64(level as u64 + 7);
+                let mut b = a.clone();
+                let shamir = decryption_share(&params, key, &set, &ct, &flooding, &mut a).unwrap();
+                let held = decryption_share_weighted(&params, &w, &ct, &flooding, &mut b).unwrap();
+                assert_eq!(held, shamir);
+            }
+            let other = keys[0].weighted(&params, &set, 2 - level).unwrap();
+            let err = decryption_share_weighted(&params, &other, &ct, &flooding, &mut rng);
+            assert!(matches!(err, Err(Error::Parameters(m)) if m.contains("weighted at level")));
         }
     }
 

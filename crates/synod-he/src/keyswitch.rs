@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decrypt::{
     check_decryptable, check_membership, check_share_binding, ciphertext_level,
-    flooded_key_product, Bound,
+    flooded_key_product, Bound, KeyProduct,
 };
 use crate::flooding::Flooding;
 use crate::kernels::{mul_add_into, sample_small, NttView, RingOps};
@@ -91,9 +91,15 @@ pub fn key_switch_share<'a, R: RngCore + CryptoRng>(
     let shares = || {
         let noise = noise.expand(n);
         // h0 = λ_j·S_j·c1 + E_j + u·p0
-        let h0 = flooded_key_product(key, set, c1, &ops, &noise, |i, q, _, row| {
-            mul_add_into(q, row, ops.row(&u_ntt, i), ops.row(p0, i));
-        });
+        let h0 = flooded_key_product(
+            KeyProduct::Shamir(key, set),
+            c1,
+            &ops,
+            &noise,
+            |i, q, _, row| {
+                mul_add_into(q, row, ops.row(&u_ntt, i), ops.row(p0, i));
+            },
+        );
         // h1 = u·p1 + e
         let mut h1 = ops.small_matrix(&e);
         ops.par_rows(&mut h1, |i, q, ntt, row| {

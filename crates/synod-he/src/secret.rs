@@ -96,13 +96,20 @@ impl KeyShare {
         &self.poly
     }
 
-    /// `λ_j^T · S_j` for the active set `T`, restricted to `level`'s primes.
+    /// `λ_j^T · S_j` for the active set `T`, restricted to `level`'s primes:
+    /// Lattigo's `Combiner.GenAdditiveShare`, the additive share of the
+    /// secret key for `T`. Errors if this member or one of `T` is not in
+    /// the share's committee.
     pub fn weighted(&self, params: &Params, set: &ActiveSet, level: usize) -> Result<WeightedKey> {
+        crate::decrypt::check_membership(self, set)?;
         let ctx = params.ctx(level)?;
         let q = params.ctx(0)?.modulus();
         let w = set.weight(self.point, q)?;
         let restricted = Zeroizing::new(ring::restrict(&self.poly, ctx)?);
         Ok(WeightedKey {
+            point: self.point,
+            set: set.clone(),
+            level,
             poly: Zeroizing::new(ring::scalar_mul(&restricted, &w)),
         })
     }
@@ -177,6 +184,9 @@ impl fmt::Debug for MaskShare {
 /// participant of the active set `T` contributes to a linear protocol
 /// (decryption, key switching, rotation keys).
 pub struct WeightedKey {
+    point: EvaluationPoint,
+    set: ActiveSet,
+    level: usize,
     poly: Zeroizing<Poly>,
 }
 
@@ -184,11 +194,30 @@ impl WeightedKey {
     pub(crate) fn poly(&self) -> &Poly {
         &self.poly
     }
+
+    /// The holder's evaluation point.
+    pub fn point(&self) -> EvaluationPoint {
+        self.point
+    }
+
+    /// The active set whose Lagrange weight it carries.
+    pub fn set(&self) -> &ActiveSet {
+        &self.set
+    }
+
+    /// The level whose primes it holds.
+    pub fn level(&self) -> usize {
+        self.level
+    }
 }
 
 impl fmt::Debug for WeightedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("WeightedKey([redacted])")
+        f.debug_struct("WeightedKey")
+            .field("point", &self.point)
+            .field("level", &self.level)
+            .field("share", &"[redacted]")
+            .finish()
     }
 }
 
