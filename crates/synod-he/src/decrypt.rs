@@ -277,14 +277,14 @@ pub(crate) enum KeyProduct<'a> {
 }
 
 impl KeyProduct<'_> {
-    fn point(self) -> EvaluationPoint {
+    pub(crate) fn point(self) -> EvaluationPoint {
         match self {
             Self::Shamir(key, _) => key.point(),
             Self::Weighted(key) => key.point(),
         }
     }
 
-    fn set(&self) -> &ActiveSet {
+    pub(crate) fn set(&self) -> &ActiveSet {
         match self {
             Self::Shamir(_, set) => set,
             Self::Weighted(key) => key.set(),

@@ -22,7 +22,7 @@ use crate::flooding::Flooding;
 use crate::kernels::{mul_add_into, sample_small, NttView, RingOps};
 use crate::ntt::FusedProduct;
 use crate::ring::WirePoly;
-use crate::secret::KeyShare;
+use crate::secret::{KeyShare, WeightedKey};
 use crate::shamir::{ActiveSet, EvaluationPoint};
 use crate::{glue, round, Error, Params, Result};
 
@@ -68,10 +68,38 @@ pub fn key_switch_share<'a, R: RngCore + CryptoRng>(
     flooding: &Flooding,
     rng: &mut R,
 ) -> Result<KeySwitchShare> {
-    let bound = ct.into();
+    check_membership(key, set)?;
+    let key = KeyProduct::Shamir(key, set);
+    switch_with(params, key, ct.into(), recipient, flooding, rng)
+}
+
+/// [`key_switch_share`] from a key already weighted for its active set
+/// ([`KeyShare::weighted`] at the ciphertext's level; see
+/// [`crate::decrypt::decryption_share_weighted`]): the same share for the
+/// same RNG. Errors if `key` holds another level.
+pub fn key_switch_share_weighted<'a, R: RngCore + CryptoRng>(
+    params: &Params,
+    key: &WeightedKey,
+    ct: impl Into<Bound<'a>>,
+    recipient: &RecipientKey,
+    flooding: &Flooding,
+    rng: &mut R,
+) -> Result<KeySwitchShare> {
+    let key = KeyProduct::Weighted(key);
+    switch_with(params, key, ct.into(), recipient, flooding, rng)
+}
+
+fn switch_with<R: RngCore + CryptoRng>(
+    params: &Params,
+    key: KeyProduct<'_>,
+    bound: Bound<'_>,
+    recipient: &RecipientKey,
+    flooding: &Flooding,
+    rng: &mut R,
+) -> Result<KeySwitchShare> {
     let ct = bound.ciphertext();
     let level = check_decryptable(params, ct, flooding)?;
-    check_membership(key, set)?;
+    key.check_level(level)?;
     let ops = RingOps::of(params.ctx(level)?)?;
     let k = ops.len();
     let n = ops.degree();
@@ -91,15 +119,9 @@ pub fn key_switch_share<'a, R: RngCore + CryptoRng>(
     let shares = || {
         let noise = noise.expand(n);
         // h0 = λ_j·S_j·c1 + E_j + u·p0
-        let h0 = flooded_key_product(
-            KeyProduct::Shamir(key, set),
-            c1,
-            &ops,
-            &noise,
-            |i, q, _, row| {
-                mul_add_into(q, row, ops.row(&u_ntt, i), ops.row(p0, i));
-            },
-        );
+        let h0 = flooded_key_product(key, c1, &ops, &noise, |i, q, _, row| {
+            mul_add_into(q, row, ops.row(&u_ntt, i), ops.row(p0, i));
+        });
         // h1 = u·p1 + e
         let mut h1 = ops.small_matrix(&e);
         ops.par_rows(&mut h1, |i, q, ntt, row| {
@@ -114,7 +136,7 @@ pub fn key_switch_share<'a, R: RngCore + CryptoRng>(
     let (digest, (h0, h1)) = bound.digest_beside(params, shares);
     Ok(KeySwitchShare {
         sender: key.point(),
-        set: set.clone(),
+        set: key.set().clone(),
         ciphertext: digest?,
         flooding_bits: flooding.bits(),
         h0: WirePoly::from_residues(level, h0?),
@@ -195,7 +217,8 @@ mod tests {
     }
 
     /// The fast share equals the straightforward `Poly` computation from the
-    /// same random stream.
+    /// same random stream, and so does the share from the key weighted once
+    /// for the set.
     #[test]
     fn fast_share_matches_straightforward_computation() {
         let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
@@ -209,11 +232,14 @@ mod tests {
             let flooding = Flooding::new(&params, level, 10.0, 16, 3).unwrap();
             let key = &keys[1];
             let mut a = rand_chacha::ChaCha20Rng::seed_from_u64(level as u64);
-            let mut b = a.clone();
+            let (mut b, mut c) = (a.clone(), a.clone());
             let fast =
                 key_switch_share(&params, key, &set, &ct, &recipient, &flooding, &mut a).unwrap();
             let ctx = params.ctx(level).unwrap();
             let w = key.weighted(&params, &set, level).unwrap();
+            let held =
+                key_switch_share_weighted(&params, &w, &ct, &recipient, &flooding, &mut c).unwrap();
+            assert_eq!(held, fast);
             let mut small = crate::kernels::StreamRng::from_caller(&mut b);
             let u = Poly::small(ctx, Representation::Ntt, params.variance(), &mut small).unwrap();
             let p0 = ring::restrict(&recipient.p0, ctx).unwrap();
