@@ -12,6 +12,7 @@ use fhe_math::rq::Poly;
 use rand::{CryptoRng, RngCore};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use crate::kernels::{NttView, RingOps};
 use crate::ring;
 use crate::shamir::{ActiveSet, Committee, EvaluationPoint};
 use crate::{Params, Result};
@@ -100,17 +101,26 @@ impl KeyShare {
     /// Lattigo's `Combiner.GenAdditiveShare`, the additive share of the
     /// secret key for `T`. Errors if this member or one of `T` is not in
     /// the share's committee.
+    ///
+    /// Word arithmetic per prime (the weight's residues, constant-time Shoup
+    /// products) on one copy of the residues, which then becomes the
+    /// polynomial (no other copy is left).
     pub fn weighted(&self, params: &Params, set: &ActiveSet, level: usize) -> Result<WeightedKey> {
         crate::decrypt::check_membership(self, set)?;
         let ctx = params.ctx(level)?;
-        let q = params.ctx(0)?.modulus();
-        let w = set.weight(self.point, q)?;
-        let restricted = Zeroizing::new(ring::restrict(&self.poly, ctx)?);
+        let ops = RingOps::of(ctx)?;
+        let lambda = set.weight_residues(self.point, ops.moduli())?;
+        let view = NttView::of(&self.poly)?;
+        let mut rows = Zeroizing::new(view.rows(ops.len())?.to_vec());
+        for ((row, q), &l) in rows.chunks_mut(ops.degree()).zip(ops.moduli()).zip(&lambda) {
+            q.scalar_mul_vec(row, l);
+        }
+        let poly = crate::kernels::ntt_poly(std::mem::take(&mut *rows), ctx)?;
         Ok(WeightedKey {
             point: self.point,
             set: set.clone(),
             level,
-            poly: Zeroizing::new(ring::scalar_mul(&restricted, &w)),
+            poly: Zeroizing::new(poly),
         })
     }
 }
@@ -248,6 +258,29 @@ mod tests {
     use crate::{thresholdize, ParameterSet};
     use fhe_math::rq::Representation;
     use rand::SeedableRng;
+
+    /// The weighted share equals `λ_j^T·S_j` computed with the 218-bit weight
+    /// and fhe-math's arithmetic, restricted to each level.
+    #[test]
+    fn weighted_share_is_the_lagrange_multiple() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        let (committee, keys) = crate::decrypt::tests::key_shares(&params, &mut rng);
+        let set =
+            crate::shamir::ActiveSet::new(&committee, [keys[0].point(), keys[1].point()]).unwrap();
+        let q = params.ctx(0).unwrap().modulus().clone();
+        for level in [0, 2] {
+            let ctx = params.ctx(level).unwrap();
+            for key in &keys[..2] {
+                let w = set.weight(key.point(), &q).unwrap();
+                let expected = ring::scalar_mul(&ring::restrict(key.poly(), ctx).unwrap(), &w);
+                let got = key.weighted(&params, &set, level).unwrap();
+                assert_eq!(got.poly(), &expected);
+            }
+        }
+        // A member outside the set has no weight in it.
+        assert!(keys[2].weighted(&params, &set, 0).is_err());
+    }
 
     /// Key and mask shares dealt by thresholdisation lie on degree-(t−1)
     /// polynomials: every t-subset interpolates the same key (Σ s_i) and the
