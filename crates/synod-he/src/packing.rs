@@ -66,16 +66,34 @@ const MAX_VALUES: usize = 1 << 22;
 
 /// Unpacks `count` values of `bits` bits; `None` if the lengths disagree or
 /// `count` exceeds [`MAX_VALUES`].
-/// Value `i` starts at bit `i·bits`: read from the 16 bytes at its first
-/// byte (zero-padded at the end), without a running state.
+/// Value `i` starts at bit `i·bits`, read without a running state from the
+/// bytes at its first byte: eight of them where they lie inside `bytes` and
+/// hold the value (up to 57 bits, every residue of synod's primes), else
+/// sixteen, zero-padded at the end. The 64-bit window is about twice as
+/// fast as the 128-bit one, whose shifts take several instructions.
 fn unpack(bytes: &[u8], count: usize, bits: u32) -> Option<Vec<u64>> {
     if !(1..=64).contains(&bits) || count > MAX_VALUES || bytes.len() != packed_len(count, bits) {
         return None;
     }
     let mask = u64::MAX >> (64 - bits);
-    let mut out = vec![0u64; count];
-    for (i, o) in out.iter_mut().enumerate() {
-        let bit = i * bits as usize;
+    let width = bits as usize;
+    // Values whose first byte is at most `len − 8`, when they fit in eight
+    // bytes from there.
+    let short = match bytes.len().checked_sub(8) {
+        Some(last) if bits <= 57 => count.min((8 * last + 7) / width + 1),
+        _ => 0,
+    };
+    let mut out = Vec::with_capacity(count);
+    out.extend((0..short).map(|i| {
+        let bit = i * width;
+        let window = bytes
+            .get(bit / 8..bit / 8 + 8)
+            .and_then(|w| w.try_into().ok())
+            .map_or(0, u64::from_le_bytes);
+        (window >> (bit % 8)) & mask
+    }));
+    for i in short..count {
+        let bit = i * width;
         let byte = bit / 8;
         let window = match bytes.get(byte..byte + 16) {
             Some(w) => u128::from_le_bytes(w.try_into().ok()?),
@@ -86,7 +104,7 @@ fn unpack(bytes: &[u8], count: usize, bits: u32) -> Option<Vec<u64>> {
                 u128::from_le_bytes(w)
             }
         };
-        *o = (window >> (bit % 8)) as u64 & mask;
+        out.push((window >> (bit % 8)) as u64 & mask);
     }
     Some(out)
 }
