@@ -56,8 +56,8 @@ STEPS = [
     ("decryption share (fresh)", "decryption share (fresh)", "decryption share (fresh)"),
     # synod's share from its key weighted once for the active set (Lattigo's
     # GenAdditiveShare, then the n-of-n share): the peers' shares are n-of-n.
-    ("weight key share for the set, once (fresh)",
-     "weight key share for the set, once (fresh)", None),
+    ("weight key share for the set, once per set",
+     "weight key share for the set, once per set", None),
     ("decryption share, weighted key (fresh)",
      "decryption share, weighted key (fresh)", "decryption share (fresh)"),
     ("combine shares (fresh) [3; OpenFHE: all 5]", "combine 3 decryption shares (fresh)",

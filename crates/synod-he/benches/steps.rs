@@ -435,6 +435,19 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
     let recipient_sk = SecretKey::random(par, &mut rng);
     let recipient =
         RecipientKey::new(&params, &fhe::bfv::PublicKey::new(&recipient_sk, &mut rng)).unwrap();
+    // A member that decrypts several ciphertexts for one active set can
+    // weight its Shamir share once (Lattigo's `GenAdditiveShare`) and make
+    // n-of-n shares from it, as fhe.rs and OpenFHE do from their additive
+    // keys: the like-for-like share rows below. The weighting is its own
+    // row, once per set whatever the ciphertext.
+    let synod = time(fast, || shares[0].weighted(&params, &set, 0).unwrap());
+    rows.push(Row {
+        step: "weight key share for the set, once per set",
+        flood: None,
+        synod,
+        fhe: None,
+    });
+    let weighted = shares[0].weighted(&params, &set, 0).unwrap();
     for (what, ct) in [("fresh", &ca), ("product", &prod)] {
         let noise = whole.noise_bits(&params, ct).unwrap();
         let flooding = Flooding::new(&params, 0, noise, MAX_DECRYPTIONS, THRESHOLD).unwrap();
@@ -472,19 +485,6 @@ fn run(set: ParameterSet, reps_override: Option<usize>) -> String {
             synod,
             fhe: Some(fhe),
         });
-        // A member that decrypts several ciphertexts for one active set can
-        // weight its Shamir share once (Lattigo's `GenAdditiveShare`) and
-        // make n-of-n shares from it, as fhe.rs and OpenFHE do from their
-        // additive keys: the like-for-like row. The weighting is its own
-        // row, once per set.
-        let synod = time(fast, || mine.weighted(&params, &set, 0).unwrap());
-        rows.push(Row {
-            step: leak(format!("weight key share for the set, once ({what})")),
-            flood: None,
-            synod,
-            fhe: None,
-        });
-        let weighted = mine.weighted(&params, &set, 0).unwrap();
         let (synod, fhe) = pair(
             fast,
             || {
