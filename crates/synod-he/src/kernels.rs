@@ -153,7 +153,9 @@ pub(crate) fn square_in_place(q: &Modulus, a0: &mut [u64], a1: &mut [u64], c1: &
 pub(crate) struct RingOps {
     degree: usize,
     moduli: Vec<Modulus>,
-    ntt: Vec<Ntt>,
+    /// Shared with every other set of operators holding the same prime
+    /// ([`shared_ntt`]).
+    ntt: Vec<Arc<Ntt>>,
 }
 
 type Cache = Mutex<HashMap<(Vec<u64>, usize), Arc<RingOps>>>;
@@ -196,13 +198,12 @@ impl RingOps {
             .iter()
             .map(|&q| Ok(Modulus::new(q)?))
             .collect::<Result<Vec<_>>>()?;
+        // The levels of one chain and the multiplication's bases share
+        // primes: each prime's transform is built once, the missing ones in
+        // parallel.
         let ntt = moduli
-            .iter()
-            .map(|q| {
-                Ntt::new(q, degree).ok_or_else(|| {
-                    Error::Parameters(format!("no NTT of size {degree} modulo {}", **q))
-                })
-            })
+            .par_iter()
+            .map(|q| shared_ntt(q, degree))
             .collect::<Result<Vec<_>>>()?;
         let ops = Arc::new(RingOps {
             degree,
@@ -232,7 +233,7 @@ impl RingOps {
     }
 
     /// The NTT operator of each prime.
-    pub(crate) fn ntt(&self) -> &[Ntt] {
+    pub(crate) fn ntt(&self) -> &[Arc<Ntt>] {
         &self.ntt
     }
 
@@ -289,6 +290,30 @@ impl RingOps {
         }
         m
     }
+}
+
+/// The NTT of size `degree` modulo `q`, built once per process (about a
+/// millisecond) and shared by every [`RingOps`] holding `q`.
+fn shared_ntt(q: &Modulus, degree: usize) -> Result<Arc<Ntt>> {
+    type Plans = Mutex<HashMap<(u64, usize), Arc<Ntt>>>;
+    static PLANS: OnceLock<Plans> = OnceLock::new();
+    let plans = PLANS.get_or_init(|| Mutex::new(HashMap::new()));
+    let key = (**q, degree);
+    if let Some(ntt) = plans.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(ntt.clone());
+    }
+    // Built outside the lock; of two threads racing for one prime, the
+    // first plan stored is kept (both are the same transform).
+    let ntt = Arc::new(
+        Ntt::new(q, degree)
+            .ok_or_else(|| Error::Parameters(format!("no NTT of size {degree} modulo {}", **q)))?,
+    );
+    Ok(plans
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key)
+        .or_insert(ntt)
+        .clone())
 }
 
 fn ctx_degree(ctx: &Arc<Context>) -> usize {
@@ -1841,7 +1866,7 @@ pub(crate) mod tests {
                 limbs.forward_into(q, ntt, &mut fused, Some(product));
                 assert_eq!(fused, want, "fused: bits {bits}, q {p}");
                 #[cfg(target_arch = "x86_64")]
-                if matches!(ntt, Ntt::Fma(_)) {
+                if matches!(**ntt, Ntt::Fma(_)) {
                     let input = limbs.limb_input(q).unwrap();
                     let ran = ntt.forward_from_limbs(&input, &mut fused, Some(product));
                     assert_eq!(ran, bits < 128, "bits {bits}");
