@@ -35,6 +35,17 @@ const BLOCK: usize = 512;
 const EXTENSION_BITS: u64 = 50;
 
 pub(crate) struct FastMul {
+    /// The parameters' bases and conversion tables, shared by every
+    /// multiplier of the same parameters ([`Tables::of`]).
+    tables: Arc<Tables>,
+    /// The relinearisation key (`None` for [`Self::tables`] alone).
+    key: Option<SwitchingKey>,
+}
+
+/// What a multiplication needs besides the key: built once per process and
+/// parameters (a few milliseconds: the extension primes, their NTT tables
+/// and the conversions' constants).
+struct Tables {
     params: Params,
     base: Arc<Context>,
     ops_base: Arc<RingOps>,
@@ -50,17 +61,16 @@ pub(crate) struct FastMul {
     to_q: BaseConverter,
     /// The key's digits.
     gadget: Gadget,
-    /// The relinearisation key (`None` for [`Self::tables`] alone).
-    key: Option<SwitchingKey>,
 }
 
 impl FastMul {
     pub(crate) fn new(rlk: &RelinKey) -> Result<Self> {
         let mut me = Self::tables(rlk.params())?;
+        let t = &*me.tables;
         let (key0, key1) = rlk.rows();
         let (key0, key1) = (key0.to_vec(), key1.to_vec());
-        let size = me.k * me.ops_base.degree();
-        if key0.len() != me.gadget.digits()
+        let size = t.k * t.ops_base.degree();
+        if key0.len() != t.gadget.digits()
             || key1.len() != key0.len()
             || key0.iter().chain(&key1).any(|m| m.len() != size)
         {
@@ -68,13 +78,94 @@ impl FastMul {
                 "relinearisation key rows of the wrong shape".into(),
             ));
         }
-        me.key = Some(SwitchingKey::new(&me.ops_base, key0, key1));
+        me.key = Some(SwitchingKey::new(&t.ops_base, key0, key1));
         Ok(me)
     }
 
     /// The bases and conversion tables, without a relinearisation key (only
     /// [`Self::scaled_tensor`] works on such a value).
     pub(crate) fn tables(params: &Params) -> Result<Self> {
+        Ok(Self {
+            tables: Tables::of(params)?,
+            key: None,
+        })
+    }
+
+    /// The primes of the extension basis `P`.
+    #[cfg(test)]
+    pub(crate) fn extension_primes(&self) -> Vec<u64> {
+        self.tables.ops_p.moduli().iter().map(|q| **q).collect()
+    }
+
+    pub(crate) fn multiply(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        let t = &*self.tables;
+        let n = t.ops_base.degree();
+        let Some(key) = self.key.as_ref() else {
+            return Err(Error::Parameters("no relinearisation key".into()));
+        };
+        let [mut d0, mut d1, d2] = t.scaled_tensor(a, b)?;
+
+        // 4. Relinearise: key-switch d2 with the gadget (digit g of d2,
+        //    lifted to every prime, times key row g), while d0, d1 go to NTT.
+        //    Per output prime: d0 and d1 to NTT form, the key switch added
+        //    straight into them. Digits of several primes need Garner's
+        //    mixed radix first (one pass, before the per-prime work).
+        let radix = (!t.gadget.is_per_prime()).then(|| {
+            let mut r = d2.clone();
+            t.gadget.mixed_radix_in_place(&mut r, n);
+            r
+        });
+        let radix = radix.as_deref().unwrap_or(&d2);
+        let ob = &t.ops_base;
+        d0.par_chunks_mut(n)
+            .zip(d1.par_chunks_mut(n))
+            .zip(ob.moduli().par_iter().zip(ob.ntt().par_iter()))
+            .enumerate()
+            .for_each(|(j, ((r0, r1), (q, ntt)))| {
+                ntt.forward(r0);
+                ntt.forward(r1);
+                let own = OwnRow::PowerBasis(ob.row(&d2, j));
+                key.add_row(&t.gadget, j, q, ntt, own, radix, r0, r1);
+            });
+        let to_poly = |m: Vec<u64>| crate::kernels::ntt_poly(m, &t.base);
+        crate::ring::ciphertext_at(&t.params, 0, to_poly(d0)?, to_poly(d1)?)
+    }
+
+    /// `round(t/Q · a ⊗ b)` before relinearisation ([`Tables::scaled_tensor`]).
+    #[cfg(test)]
+    pub(crate) fn scaled_tensor(&self, a: &Ciphertext, b: &Ciphertext) -> Result<[Vec<u64>; 3]> {
+        self.tables.scaled_tensor(a, b)
+    }
+}
+
+impl Tables {
+    /// The tables of `params` (its set, plaintext modulus and relinearisation
+    /// digits), built on first use and kept for the process, as the
+    /// parameters themselves are.
+    fn of(params: &Params) -> Result<Arc<Self>> {
+        use std::collections::HashMap;
+        use std::sync::{Mutex, OnceLock};
+        type Key = (crate::ParameterSet, u64, usize);
+        static CACHE: OnceLock<Mutex<HashMap<Key, Arc<Tables>>>> = OnceLock::new();
+        let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+        let key = (
+            params.set(),
+            params.plaintext(),
+            params.relin_digit_primes(),
+        );
+        if let Some(t) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(Self::new(params)?);
+        Ok(cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_insert(t)
+            .clone())
+    }
+
+    fn new(params: &Params) -> Result<Self> {
         let base = params.ctx(0)?.clone();
         let n = params.degree();
         let q = base.moduli().to_vec();
@@ -115,47 +206,7 @@ impl FastMul {
             down: ScaleDown::new(&q, &p, params.plaintext())?,
             to_q: BaseConverter::new(&p, &q)?,
             gadget: Gadget::relin(params)?,
-            key: None,
         })
-    }
-
-    /// The primes of the extension basis `P`.
-    #[cfg(test)]
-    pub(crate) fn extension_primes(&self) -> Vec<u64> {
-        self.ops_p.moduli().iter().map(|q| **q).collect()
-    }
-
-    pub(crate) fn multiply(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
-        let n = self.ops_base.degree();
-        let Some(key) = self.key.as_ref() else {
-            return Err(Error::Parameters("no relinearisation key".into()));
-        };
-        let [mut d0, mut d1, d2] = self.scaled_tensor(a, b)?;
-
-        // 4. Relinearise: key-switch d2 with the gadget (digit g of d2,
-        //    lifted to every prime, times key row g), while d0, d1 go to NTT.
-        //    Per output prime: d0 and d1 to NTT form, the key switch added
-        //    straight into them. Digits of several primes need Garner's
-        //    mixed radix first (one pass, before the per-prime work).
-        let radix = (!self.gadget.is_per_prime()).then(|| {
-            let mut r = d2.clone();
-            self.gadget.mixed_radix_in_place(&mut r, n);
-            r
-        });
-        let radix = radix.as_deref().unwrap_or(&d2);
-        let ob = &self.ops_base;
-        d0.par_chunks_mut(n)
-            .zip(d1.par_chunks_mut(n))
-            .zip(ob.moduli().par_iter().zip(ob.ntt().par_iter()))
-            .enumerate()
-            .for_each(|(j, ((r0, r1), (q, ntt)))| {
-                ntt.forward(r0);
-                ntt.forward(r1);
-                let own = OwnRow::PowerBasis(ob.row(&d2, j));
-                key.add_row(&self.gadget, j, q, ntt, own, radix, r0, r1);
-            });
-        let to_poly = |m: Vec<u64>| crate::kernels::ntt_poly(m, &self.base);
-        crate::ring::ciphertext_at(&self.params, 0, to_poly(d0)?, to_poly(d1)?)
     }
 
     /// `round(t/Q · a ⊗ b)` before relinearisation: three `k × N` residue
