@@ -674,7 +674,7 @@ enum PhaseForm {
 /// which fhe.rs uses. Row 0's slot `i` is the evaluation at `ζ^{3^i}`, row
 /// 1's at `ζ^{−3^i}` (`ζ` a primitive `2N`-th root of unity, evaluation
 /// `j` at `ζ^{2j+1}`). Computed instead of read off an encoding of
-/// `0..N` (about 0.9 ms at N = 8192, in a session's first decryption);
+/// `0..N` (0.9–1.5 ms at N = 8192, in a process's first decryption);
 /// tested against that encoding.
 fn slot_order(n: usize) -> Vec<usize> {
     let (row, m) = (n / 2, 2 * n);

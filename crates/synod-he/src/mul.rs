@@ -46,6 +46,9 @@ pub(crate) struct FastMul {
 /// parameters (a few milliseconds: the extension primes, their NTT tables
 /// and the conversions' constants).
 struct Tables {
+    /// The parameters the tables were first built for; others with the same
+    /// set, `p` and relinearisation digits (their rotation digits may
+    /// differ, which no multiplication reads) share them.
     params: Params,
     base: Arc<Context>,
     ops_base: Arc<RingOps>,
