@@ -669,9 +669,9 @@ fn ct_level<const FIRST: bool, const R: bool>(k: Lanes, a: &mut [u64], t: usize,
 /// The last three forward levels (`t = 4, 2, 1`) in one pass, to canonical
 /// residues. Each group of eight values is one dependency chain of about
 /// 80 cycles (three levels, their shuffles, the canonical residues); for
-/// the plain transform ([`Epilogue::wide`]) four groups per iteration
-/// overlap better than one (the transform 5–15 % faster here, two groups
-/// about half of that).
+/// the plain transform four groups per iteration overlap better than one
+/// (the transform 5–15 % faster here, two groups about half of that), for
+/// the fused products two ([`Epilogue::groups`]).
 #[inline(always)]
 fn ct_tail<const R4: bool, const R2: bool, const R1: bool>(
     k: Lanes,
@@ -682,7 +682,8 @@ fn ct_tail<const R4: bool, const R2: bool, const R1: bool>(
     epilogue: impl Epilogue,
 ) {
     let (a4, _) = pulp::as_arrays_mut::<4, u64>(a);
-    let wide = if epilogue.wide() { a4.len() / 8 * 8 } else { 0 };
+    let groups = epilogue.groups();
+    let wide = if groups == 4 { a4.len() / 8 * 8 } else { 0 };
     let (quads, rest) = a4.split_at_mut(wide);
     let twiddles = w4s
         .chunks_exact(4)
@@ -716,9 +717,30 @@ fn ct_tail<const R4: bool, const R2: bool, const R1: bool>(
             *out = finish(k, epilogue, 8 * c_index + i, v);
         }
     }
-    // The rest one group at a time: all of it when fused, fewer than four
-    // groups otherwise (blocks of N < 128).
+    // Fused, two groups per iteration.
     let first = quads.len() / 2;
+    let paired = if groups == 2 { rest.len() / 4 * 4 } else { 0 };
+    let (pairs, rest) = rest.split_at_mut(paired);
+    let twiddles = w4s
+        .get(first..)
+        .unwrap_or_default()
+        .chunks_exact(2)
+        .zip(fwd2.get(first..).unwrap_or_default().chunks_exact(2))
+        .zip(fwd1.get(first..).unwrap_or_default().chunks_exact(2));
+    for (p_index, (c, ((w4, w2), w1))) in pairs.chunks_exact_mut(4).zip(twiddles).enumerate() {
+        let ([l0, h0, l1, h1], [w4a, w4b], [w2a, w2b], [w1a, w1b]) = (c, w4, w2, w1) else {
+            continue;
+        };
+        let (x0, y0) = tail8::<R4, R2, R1>(k, (l0, h0), *w4a, w2a, w1a);
+        let (x1, y1) = tail8::<R4, R2, R1>(k, (l1, h1), *w4b, w2b, w1b);
+        let base = 2 * (first + 2 * p_index);
+        *l0 = finish(k, epilogue, base, x0);
+        *h0 = finish(k, epilogue, base + 1, y0);
+        *l1 = finish(k, epilogue, base + 2, x1);
+        *h1 = finish(k, epilogue, base + 3, y1);
+    }
+    // The rest one group at a time (blocks of N < 128).
+    let first = first + pairs.len() / 2;
     let twiddles = w4s.iter().zip(fwd2).zip(fwd1).skip(first);
     for (g, (c, ((&w4, w2), w1))) in rest.chunks_exact_mut(2).zip(twiddles).enumerate() {
         let [lo, hi] = c else { continue };
@@ -929,12 +951,14 @@ impl pulp::NullaryFnOnce for Block<'_> {
 /// What the last forward pass does to vector `i` of the outputs before
 /// making it canonical.
 trait Epilogue: Copy {
-    /// Whether [`ct_tail`] takes four groups of eight values per iteration
-    /// (the plain transform) or one (the fused products, whose loads and
-    /// product per output leave too few registers for four: up to 15 %
-    /// slower with them).
-    fn wide(self) -> bool {
-        false
+    /// How many groups of eight values [`ct_tail`] takes per iteration:
+    /// four for the plain transform; two for the fused products, whose
+    /// loads and product per output leave too few registers for four (up
+    /// to 15 % slower with them) but enough for two (one group at a time
+    /// took 38–42 µs against 32–38 for `x·y` and `x·c·y` at N = 8192, and
+    /// the same 34–35 µs for `−x·y`).
+    fn groups(self) -> usize {
+        2
     }
 
     fn apply(self, k: Lanes, i: usize, v: __m256d) -> __m256d;
@@ -945,8 +969,8 @@ trait Epilogue: Copy {
 struct Plain;
 
 impl Epilogue for Plain {
-    fn wide(self) -> bool {
-        true
+    fn groups(self) -> usize {
+        4
     }
 
     #[inline(always)]
