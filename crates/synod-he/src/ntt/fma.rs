@@ -954,9 +954,11 @@ trait Epilogue: Copy {
     /// How many groups of eight values [`ct_tail`] takes per iteration:
     /// four for the plain transform; two for the fused products, whose
     /// loads and product per output leave too few registers for four (up
-    /// to 15 % slower with them) but enough for two (one group at a time
-    /// took 38–42 µs against 32–38 for `x·y` and `x·c·y` at N = 8192, and
-    /// the same 34–35 µs for `−x·y`).
+    /// to 15 % slower with them) but enough for two (at N = 8192, one
+    /// group at a time took 38–42 µs against 32–38 for `x·y` and `x·c·y`
+    /// when this shared host ran slow, 28–30 against 27–29 when it ran
+    /// fast, where four groups did no better than two; `−x·y` the same
+    /// either way).
     fn groups(self) -> usize {
         2
     }
