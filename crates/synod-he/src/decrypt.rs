@@ -706,25 +706,11 @@ impl Decoder {
     /// The decoder of `params`' (set, p), built once per process (as the
     /// parameters themselves are, see `params::cached_bfv`).
     fn of(params: &Params) -> Result<std::sync::Arc<Self>> {
-        use std::collections::HashMap;
-        use std::sync::{Arc, Mutex, OnceLock};
-        type Cache = Mutex<HashMap<(crate::ParameterSet, u64), Arc<Decoder>>>;
-        static CACHE: OnceLock<Cache> = OnceLock::new();
-        let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-        let key = (params.set(), params.plaintext());
-        if let Some(d) = cache
-            .lock()
-            .map_err(|_| Error::Parameters("decoder cache poisoned".into()))?
-            .get(&key)
-        {
-            return Ok(d.clone());
-        }
-        let d = Arc::new(Self::new(params)?);
-        cache
-            .lock()
-            .map_err(|_| Error::Parameters("decoder cache poisoned".into()))?
-            .insert(key, d.clone());
-        Ok(d)
+        static CACHE: crate::kernels::Memo<(crate::ParameterSet, u64), Decoder> =
+            std::sync::OnceLock::new();
+        crate::kernels::memo(&CACHE, (params.set(), params.plaintext()), || {
+            Self::new(params)
+        })
     }
 
     fn new(params: &Params) -> Result<Self> {

@@ -292,28 +292,38 @@ impl RingOps {
     }
 }
 
-/// The NTT of size `degree` modulo `q`, built once per process (about a
-/// millisecond) and shared by every [`RingOps`] holding `q`.
-fn shared_ntt(q: &Modulus, degree: usize) -> Result<Arc<Ntt>> {
-    type Plans = Mutex<HashMap<(u64, usize), Arc<Ntt>>>;
-    static PLANS: OnceLock<Plans> = OnceLock::new();
-    let plans = PLANS.get_or_init(|| Mutex::new(HashMap::new()));
-    let key = (**q, degree);
-    if let Some(ntt) = plans.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return Ok(ntt.clone());
+/// A process-wide table of values built once per key ([`memo`]).
+pub(crate) type Memo<K, V> = OnceLock<Mutex<HashMap<K, Arc<V>>>>;
+
+/// A process-wide table of values built once per key: the value for `key`,
+/// built by `build` outside the lock on first use. Of two threads racing
+/// for one key, the first value stored is kept (both are the same).
+pub(crate) fn memo<K: Eq + std::hash::Hash, V>(
+    cache: &Memo<K, V>,
+    key: K,
+    build: impl FnOnce() -> Result<V>,
+) -> Result<Arc<V>> {
+    let cache = cache.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(v) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(v.clone());
     }
-    // Built outside the lock; of two threads racing for one prime, the
-    // first plan stored is kept (both are the same transform).
-    let ntt = Arc::new(
-        Ntt::new(q, degree)
-            .ok_or_else(|| Error::Parameters(format!("no NTT of size {degree} modulo {}", **q)))?,
-    );
-    Ok(plans
+    let v = Arc::new(build()?);
+    Ok(cache
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .entry(key)
-        .or_insert(ntt)
+        .or_insert(v)
         .clone())
+}
+
+/// The NTT of size `degree` modulo `q`, built once per process (about a
+/// millisecond) and shared by every [`RingOps`] holding `q`.
+fn shared_ntt(q: &Modulus, degree: usize) -> Result<Arc<Ntt>> {
+    static PLANS: Memo<(u64, usize), Ntt> = OnceLock::new();
+    memo(&PLANS, (**q, degree), || {
+        Ntt::new(q, degree)
+            .ok_or_else(|| Error::Parameters(format!("no NTT of size {degree} modulo {}", **q)))
+    })
 }
 
 fn ctx_degree(ctx: &Arc<Context>) -> usize {

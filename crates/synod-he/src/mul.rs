@@ -146,26 +146,14 @@ impl Tables {
     /// digits), built on first use and kept for the process, as the
     /// parameters themselves are.
     fn of(params: &Params) -> Result<Arc<Self>> {
-        use std::collections::HashMap;
-        use std::sync::{Mutex, OnceLock};
         type Key = (crate::ParameterSet, u64, usize);
-        static CACHE: OnceLock<Mutex<HashMap<Key, Arc<Tables>>>> = OnceLock::new();
-        let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+        static CACHE: crate::kernels::Memo<Key, Tables> = std::sync::OnceLock::new();
         let key = (
             params.set(),
             params.plaintext(),
             params.relin_digit_primes(),
         );
-        if let Some(t) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-            return Ok(t.clone());
-        }
-        let t = Arc::new(Self::new(params)?);
-        Ok(cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key)
-            .or_insert(t)
-            .clone())
+        crate::kernels::memo(&CACHE, key, || Self::new(params))
     }
 
     fn new(params: &Params) -> Result<Self> {
