@@ -137,6 +137,13 @@ impl Lanes {
         avx._mm256_add_pd(fma._mm256_fnmadd_pd(c, self.p, h), l)
     }
 
+    /// `w·(1/p)`: a quotient estimate for [`Self::mul_quotient`] within the
+    /// bound of [`Self::mul`]'s (three roundings, as there).
+    #[inline(always)]
+    pub(crate) fn over_p(self, w: __m256d) -> __m256d {
+        self.simd.avx._mm256_mul_pd(w, self.p_inv)
+    }
+
     /// `x − round(x/p)·p`.
     #[inline(always)]
     pub(crate) fn reduce(self, x: __m256d) -> __m256d {
@@ -694,7 +701,8 @@ impl pulp::NullaryFnOnce for SplitDot<'_> {
 /// `48·l .. 48·l + 48` of the number `Σ_r rows[r][k]·2^(64·r)`, cut from
 /// the words in registers by shifts at public positions. Each product of a
 /// limb (below 2^48) is at most `0.6p` in magnitude, and the sum is reduced
-/// after every second one, so it stays below `2.2p`. `init < p < 2^50`, at
+/// after every second one but the last, so it stays within
+/// [`limb_sum_bound`] (below 2^52) until made canonical. `init < p < 2^50`, at
 /// most [`MAX_LIMB_ROWS`] rows, each as long as `out`, and `⌈64·R/48⌉` or
 /// one fewer limbs for `R` rows; `false` (nothing done) otherwise or
 /// without AVX2 + FMA. Constant time: no branch on the values, and the
@@ -787,7 +795,7 @@ impl<const R: usize, const L: usize, const UNIT: bool> pulp::NullaryFnOnce
             rows,
             consts,
         } = self;
-        let sum = LimbSum::<R, L, UNIT>::new(k, init, consts);
+        let sum = LimbSum::<R, L, UNIT>::new(k, p as f64, init, consts);
         let zero = k.simd.avx._mm256_setzero_si256();
         let rows4: [&[[u64; 4]]; R] = core::array::from_fn(|r| {
             rows.get(r)
@@ -811,28 +819,35 @@ impl<const R: usize, const L: usize, const UNIT: bool> pulp::NullaryFnOnce
 }
 
 /// The limb sum of [`dot_const_limbs64`] for four values, `R` rows and `L`
-/// limbs: `init + Σ_l limb_l·consts[l]`, below `2.2p` in magnitude (below
-/// `0.6p` when `L` is even: the sum is reduced after every second limb),
-/// not canonical. `UNIT`: the first constant is 1, so the first limb (below
-/// 2^48) is added without a product. The forward NTT's first pass
-/// ([`crate::ntt`]) takes flooding noise through it without storing the
-/// residues. Constant time.
+/// limbs: `init + Σ_l limb_l·consts[l]`, not canonical, at most
+/// [`limb_sum_bound`] in magnitude: the sum is reduced after every second
+/// limb but the last (the last reduction is the caller's: `canonical`, or
+/// the forward NTT's schedule started from that bound). `UNIT`: the first
+/// constant is 1, so the first limb (below 2^48) is added without a
+/// product. The products take their quotients from `consts[l]/p`
+/// ([`Lanes::mul_quotient`]), off the dependency chain. The forward NTT's
+/// first pass ([`crate::ntt`]) takes flooding noise through it without
+/// storing the residues. Constant time.
 #[derive(Clone, Copy)]
 pub(crate) struct LimbSum<const R: usize, const L: usize, const UNIT: bool> {
     k: Lanes,
     init: __m256d,
     ws: [__m256d; L],
+    /// `ws[l] / p`, the quotient estimates.
+    ws_q: [__m256d; L],
     mask: __m256i,
 }
 
 impl<const R: usize, const L: usize, const UNIT: bool> LimbSum<R, L, UNIT> {
-    /// For `init < p` and the constants `consts` (at least `L`; below `p`).
+    /// For `init < p` and the constants `consts` (at least `L`; below `p`),
+    /// `k`'s prime `p`.
     #[inline(always)]
-    pub(crate) fn new(k: Lanes, init: u64, consts: &[Shoup52]) -> Self {
+    pub(crate) fn new(k: Lanes, p: f64, init: u64, consts: &[Shoup52]) -> Self {
         Self {
             k,
             init: k.splat(init as f64),
             ws: core::array::from_fn(|l| k.splat(consts.get(l).map_or(0.0, |c| c.w as f64))),
+            ws_q: core::array::from_fn(|l| k.splat(consts.get(l).map_or(0.0, |c| c.w as f64 / p))),
             mask: k.simd.avx._mm256_set1_epi64x(LIMB_MASK as i64),
         }
     }
@@ -857,19 +872,31 @@ impl<const R: usize, const L: usize, const UNIT: bool> LimbSum<R, L, UNIT> {
                 ),
                 self.mask,
             );
-            // The first limb alone: init + x < p + 2^48, and the next
-            // product keeps the sum below 2.2p as the bound says.
+            // The first limb alone: init + x < p + 2^48 ([`limb_sum_bound`]).
             acc = if UNIT && l == 0 {
                 k.add(acc, k.int_to_f64(x))
             } else {
-                k.add(acc, k.mul(k.int_to_f64(x), c))
+                let q = self.ws_q.get(l).copied().unwrap_or(c);
+                k.add(acc, k.mul_quotient(k.int_to_f64(x), c, q))
             };
-            if l % 2 == 1 {
+            if l % 2 == 1 && l + 1 < L {
                 acc = k.reduce(acc);
             }
         }
         acc
     }
+}
+
+/// The largest magnitude [`LimbSum::of`] returns modulo `p`: `init + limb_0
+/// + product` (`init < p`, the limb below 2^48, a product of a limb below
+/// 2^48 at most `p·(1/2 + 3.01·2^-53·2^48)`), or after a reduction (to
+/// `p/2 + 2.01·2^-53·b`) at most two more products.
+pub(crate) fn limb_sum_bound(p: f64) -> f64 {
+    let limb = (1u64 << LIMB_BITS) as f64;
+    let product = p * (0.5 + 3.01 * limb / (2.0 * BOUND)) + 1.0;
+    let two = p + limb + product;
+    let reduced = p * 0.5 + 2.01 * two / (2.0 * BOUND) + 1.0;
+    two.max(reduced + 2.0 * product)
 }
 
 /// `acc0 += Σ_g x[g]⊙w0[g]`, `acc1 += Σ_g x[g]⊙w1[g]` modulo `q` in one
@@ -1257,6 +1284,67 @@ mod tests {
                     assert!(reduced.iter().any(|&r| r), "p {p}, {terms} terms");
                 }
             }
+        }
+    }
+
+    /// A limb sum, before any final reduction, stays within
+    /// [`limb_sum_bound`] (which the NTT's schedule starts from) with the
+    /// largest first limb, start and constants and random further limbs,
+    /// for every shape, a 30- and a 50-bit prime; with the first limb and
+    /// one product at their largest it comes within `p` of the bound.
+    #[test]
+    fn limb_sums_stay_within_their_bound() {
+        let Some(simd) = token() else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs on AVX2 + FMA CPUs"
+            );
+            return;
+        };
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(13);
+        /// The largest magnitude over 2048 random columns.
+        fn widest<const R: usize, const L: usize>(k: Lanes, p: u64, rng: &mut impl RngCore) -> f64 {
+            let consts: Vec<Shoup52> = (0..L)
+                .map(|l| Shoup52::new(if l == 0 { 1 } else { p - 1 }, p).unwrap())
+                .collect();
+            let sum = LimbSum::<R, L, true>::new(k, p as f64, p - 1, &consts);
+            let mut widest = 0.0f64;
+            for _ in 0..512 {
+                let words: [__m256i; R] = core::array::from_fn(|r| {
+                    let mut w = [0u64; 4];
+                    for x in &mut w {
+                        *x = rng.next_u64();
+                        if r == 0 {
+                            *x |= LIMB_MASK;
+                        }
+                    }
+                    cast(w)
+                });
+                let v: [f64; 4] = cast(sum.of(words));
+                widest = v.iter().fold(widest, |m, x| m.max(x.abs()));
+            }
+            widest
+        }
+        for p in [(1u64 << 30) - 35, (1u64 << 50) - 27] {
+            let k = Lanes::new(simd, p as f64, 1.0 / p as f64);
+            let bound = limb_sum_bound(p as f64);
+            let widest = [
+                widest::<1, 1>(k, p, &mut rng),
+                widest::<1, 2>(k, p, &mut rng),
+                widest::<2, 2>(k, p, &mut rng),
+                widest::<2, 3>(k, p, &mut rng),
+                widest::<3, 4>(k, p, &mut rng),
+                widest::<4, 5>(k, p, &mut rng),
+                widest::<4, 6>(k, p, &mut rng),
+            ];
+            for (shape, w) in widest.iter().enumerate() {
+                assert!(*w <= bound, "p {p}, shape {shape}: {w} > {bound}");
+            }
+            assert!(
+                widest[2] > bound - p as f64,
+                "p {p}: {} far below {bound}",
+                widest[2]
+            );
         }
     }
 

@@ -40,7 +40,7 @@ use pulp::x86::V3;
 use rayon::prelude::*;
 
 use super::FusedProduct;
-use crate::kernels::fma::{Lanes, LimbSum, BOUND, MAX_PRIME};
+use crate::kernels::fma::{limb_sum_bound, Lanes, LimbSum, BOUND, MAX_PRIME};
 use crate::kernels::LimbInput;
 
 /// Where the transform reduces a level's outputs, from the bounds above.
@@ -57,11 +57,12 @@ impl Schedule {
         p * 0.5 + 2.01 * b / (2.0 * BOUND) + 1.0
     }
 
-    /// Per forward level (`t = N/2` first): whether it reduces its outputs.
-    /// A Cooley–Tukey level maps bound `b` to `b + product(b)`.
-    fn forward(p: f64, levels: usize) -> Vec<bool> {
+    /// Per forward level (`t = N/2` first), for inputs of magnitude at most
+    /// `input`: whether it reduces its outputs. A Cooley–Tukey level maps
+    /// bound `b` to `b + product(b)`.
+    fn forward(p: f64, input: f64, levels: usize) -> Vec<bool> {
         let step = |b: f64| b + Self::product(p, b);
-        let mut b = p;
+        let mut b = input;
         (0..levels)
             .map(|_| {
                 b = step(b);
@@ -115,6 +116,9 @@ pub(crate) struct FmaNtt {
     n_inv: f64,
     last: f64,
     fwd_reduce: Vec<bool>,
+    /// [`Self::fwd_reduce`] for inputs summed from flooding limbs
+    /// ([`limb_sum_bound`]).
+    limbs_reduce: Vec<bool>,
     inv_reduce: Vec<bool>,
 }
 
@@ -203,7 +207,8 @@ impl FmaNtt {
             inv2,
             n_inv: f(n_inv),
             last: f(last),
-            fwd_reduce: Schedule::forward(f(p), levels),
+            fwd_reduce: Schedule::forward(f(p), f(p), levels),
+            limbs_reduce: Schedule::forward(f(p), limb_sum_bound(f(p)), levels),
             inv_reduce: Schedule::inverse(f(p), levels),
         })
     }
@@ -253,7 +258,8 @@ impl FmaNtt {
 
     /// `a` = the forward transform of `input`'s noise modulo `p`, then
     /// `fused` ([`Self::forward_fused`]): the first pass computes each
-    /// input from the limbs ([`LimbSum`], reduced below `0.6p`) instead of
+    /// input from the limbs ([`LimbSum`], not reduced after its last limb:
+    /// the schedule starts from [`limb_sum_bound`]) instead of
     /// loading a stored residue, so the residues are never written. The
     /// first pass runs as two jobs (halves of its columns), the quarters
     /// as four, on the current rayon pool. `false` (nothing done) unless
@@ -338,7 +344,7 @@ impl FmaNtt {
         let n = a.len();
         let k = Lanes::new(self.simd, self.p, self.p_inv);
         if n < 32 {
-            return self.forward_block(k, a, (0, 1), fused);
+            return self.forward_block(k, a, (0, 1), fused, &self.fwd_reduce);
         }
         // The first two levels over the whole row, then each quarter (an
         // independent transform from there) through the rest.
@@ -352,7 +358,7 @@ impl FmaNtt {
         for (index, quarter) in [q0, q1, q2, q3].into_iter().enumerate() {
             let len = quarter.len();
             let fused = fused.map(|f| f.part(index * len, len));
-            self.forward_block(k, quarter, (index, 4), fused);
+            self.forward_block(k, quarter, (index, 4), fused, &self.fwd_reduce);
         }
     }
 
@@ -360,7 +366,7 @@ impl FmaNtt {
     /// row's four quarters, `base` the first of them; inputs from `src`.
     #[inline(always)]
     fn head(&self, k: Lanes, quads: [&mut [u64]; 4], base: usize, src: &impl Source) {
-        let r = |level| Self::reduces(&self.fwd_reduce, level);
+        let r = |level| Self::reduces(src.schedule(self), level);
         let n = 1usize << self.log_n;
         let w = |table: &[f64], i: usize| k.splat(table.get(i).copied().unwrap_or(0.0));
         let twiddles = (
@@ -387,8 +393,9 @@ impl FmaNtt {
         a: &mut [u64],
         (index, blocks): (usize, usize),
         fused: Option<FusedProduct<'_>>,
+        schedule: &[bool],
     ) {
-        let r = |level| Self::reduces(&self.fwd_reduce, level);
+        let r = |level| Self::reduces(schedule, level);
         // Level `level` has half-width `t` and `m` groups in all, `m /
         // blocks` of them in this block, their twiddles from `m + index·(m
         // / blocks)`.
@@ -478,14 +485,20 @@ impl FmaNtt {
         flags!(gs_head, (r(0), r(1), r(2)), (k, &mut *a, inv1, inv2, w4s));
         // Level `level` has half-width `t` and `m` groups, twiddles from `m`.
         let (mut t, mut m, mut level) = (8, n / 16, 3);
-        let (n_inv, last) = (k.splat(self.n_inv), k.splat(self.last));
+        // The last level's two constants with their quotient estimates.
+        let constant = |c: f64| (k.splat(c), k.splat(c / self.p));
+        let (n_inv, last) = (constant(self.n_inv), constant(self.last));
         while level + 2 <= levels {
             let (w1s, _) = pulp::as_arrays::<2, f64>(Self::twiddles(&self.inv, m, m));
+            let (w1q, _) = pulp::as_arrays::<2, f64>(Self::twiddles(&self.inv_q, m, m));
             let w2s = Self::twiddles(&self.inv, m / 2, m / 2);
             if level + 2 == levels {
-                flags!(gs_pair_last, (r(level)), (k, &mut *a, t, w1s, n_inv, last));
+                flags!(
+                    gs_pair_last,
+                    (r(level)),
+                    (k, &mut *a, t, (w1s, w1q), n_inv, last)
+                );
             } else {
-                let (w1q, _) = pulp::as_arrays::<2, f64>(Self::twiddles(&self.inv_q, m, m));
                 let w2q = Self::twiddles(&self.inv_q, m / 2, m / 2);
                 flags!(
                     gs_pair,
@@ -602,6 +615,11 @@ trait Source {
     /// The four inputs at columns `column .. column + 4` of the row, whose
     /// place in the buffer is `x`.
     fn load(&self, k: Lanes, x: &[u64; 4], column: usize) -> __m256d;
+
+    /// `plan`'s reductions for a transform of these inputs.
+    fn schedule<'p>(&self, plan: &'p FmaNtt) -> &'p [bool] {
+        &plan.fwd_reduce
+    }
 }
 
 /// The buffer itself: `u64` residues (`INT`), or the `f64`s an earlier pass
@@ -632,13 +650,11 @@ impl<const R: usize, const L: usize> Source for FromLimbs<'_, R, L> {
                 .and_then(|row| row.get(column / 4))
                 .map_or(zero, |x| cast(*x))
         });
-        let sum = self.sum.of(w);
-        // Below 0.6p after an even number of limbs, else reduced to it.
-        if L % 2 == 0 {
-            sum
-        } else {
-            k.reduce(sum)
-        }
+        self.sum.of(w)
+    }
+
+    fn schedule<'p>(&self, plan: &'p FmaNtt) -> &'p [bool] {
+        &plan.limbs_reduce
     }
 }
 
@@ -767,15 +783,23 @@ fn tail8<const R4: bool, const R2: bool, const R1: bool>(
     w2: &[f64; 4],
     w1: &[f64; 4],
 ) -> (__m256d, __m256d) {
+    // Each twiddle's quotient estimate `w·(1/p)` is computed beside the
+    // values, off their dependency chain.
+    let with_quotient = |w: __m256d| (w, k.over_p(w));
     // t = 4: the two halves of these eight values.
-    let (x, y) = k.ct(k.load(lo, false), k.load(hi, false), k.splat(w4), R4);
+    let (x, y) = k.ctq(
+        k.load(lo, false),
+        k.load(hi, false),
+        with_quotient(k.splat(w4)),
+        R4,
+    );
     // t = 2: pairs (0, 2), (1, 3) within each four.
     let (u, v) = (k.lo128(x, y), k.hi128(x, y));
-    let (u, v) = k.ct(u, v, cast(*w2), R2);
+    let (u, v) = k.ctq(u, v, with_quotient(cast(*w2)), R2);
     let (x, y) = (k.lo128(u, v), k.hi128(u, v));
     // t = 1: neighbours.
     let (u, v) = (k.unpack_lo(x, y), k.unpack_hi(x, y));
-    let (u, v) = k.ct(u, v, cast(*w1), R1);
+    let (u, v) = k.ctq(u, v, with_quotient(cast(*w1)), R1);
     (k.unpack_lo(u, v), k.unpack_hi(u, v))
 }
 
@@ -792,14 +816,16 @@ fn gs_head<const R1: bool, const R2: bool, const R4: bool>(
     let twiddles = inv1.iter().zip(inv2).zip(w4s);
     for (c, ((w1, w2), &w4)) in a4.chunks_exact_mut(2).zip(twiddles) {
         let [lo, hi] = c else { continue };
+        // Quotient estimates beside the values, as in `tail8`.
+        let with_quotient = |w: __m256d| (w, k.over_p(w));
         let (x, y) = (k.load(lo, true), k.load(hi, true));
         let (u, v) = (k.unpack_lo(x, y), k.unpack_hi(x, y));
-        let (u, v) = k.gs(u, v, cast(*w1), R1);
+        let (u, v) = k.gsq(u, v, with_quotient(cast(*w1)), R1);
         let (x, y) = (k.unpack_lo(u, v), k.unpack_hi(u, v));
         let (u, v) = (k.lo128(x, y), k.hi128(x, y));
-        let (u, v) = k.gs(u, v, cast(*w2), R2);
+        let (u, v) = k.gsq(u, v, with_quotient(cast(*w2)), R2);
         let (x, y) = (k.lo128(u, v), k.hi128(u, v));
-        let (x, y) = k.gs(x, y, k.splat(w4), R4);
+        let (x, y) = k.gsq(x, y, with_quotient(k.splat(w4)), R4);
         *lo = cast(x);
         *hi = cast(y);
     }
@@ -841,16 +867,16 @@ fn gs_pair_last<const R1: bool>(
     k: Lanes,
     a: &mut [u64],
     t: usize,
-    w1s: &[[f64; 2]],
-    n_inv: __m256d,
-    last: __m256d,
+    (w1s, w1q): (&[[f64; 2]], &[[f64; 2]]),
+    n_inv: (__m256d, __m256d),
+    last: (__m256d, __m256d),
 ) {
-    for (block, &[wa, wb]) in a.chunks_exact_mut(4 * t).zip(w1s) {
-        let (wa, wb) = (k.splat(wa), k.splat(wb));
+    for (block, (&[wa, wb], &[va, vb])) in a.chunks_exact_mut(4 * t).zip(w1s.iter().zip(w1q)) {
+        let (wa, wb) = ((k.splat(wa), k.splat(va)), (k.splat(wb), k.splat(vb)));
         let [q0, q1, q2, q3] = quarters(block);
         for (((x0, x1), x2), x3) in q0.iter_mut().zip(q1).zip(q2).zip(q3) {
-            let (y0, y1) = k.gs(k.load(x0, false), k.load(x1, false), wa, R1);
-            let (y2, y3) = k.gs(k.load(x2, false), k.load(x3, false), wb, R1);
+            let (y0, y1) = k.gsq(k.load(x0, false), k.load(x1, false), wa, R1);
+            let (y2, y3) = k.gsq(k.load(x2, false), k.load(x3, false), wb, R1);
             let (y0, y2) = k.gs_last(y0, y2, n_inv, last);
             let (y1, y3) = k.gs_last(y1, y3, n_inv, last);
             (*x0, *x1, *x2, *x3) = (cast(y0), cast(y1), cast(y2), cast(y3));
@@ -911,7 +937,7 @@ impl pulp::NullaryFnOnce for Head<'_> {
         macro_rules! from_limbs {
             ($r:literal, $l:literal) => {{
                 let src = FromLimbs::<$r, $l> {
-                    sum: LimbSum::new(k, input.init, &input.consts),
+                    sum: LimbSum::new(k, plan.p, input.init, &input.consts),
                     rows: core::array::from_fn(|r| {
                         as4(input.rows.get(r).copied().unwrap_or_default())
                     }),
@@ -943,8 +969,13 @@ impl pulp::NullaryFnOnce for Block<'_> {
     #[inline(always)]
     fn call(self) {
         let k = Lanes::new(self.plan.simd, self.plan.p, self.plan.p_inv);
-        self.plan
-            .forward_block(k, self.a, (self.index, 4), self.fused);
+        self.plan.forward_block(
+            k,
+            self.a,
+            (self.index, 4),
+            self.fused,
+            &self.plan.limbs_reduce,
+        );
     }
 }
 
@@ -1090,24 +1121,18 @@ impl Lanes {
         }
     }
 
-    /// Gentleman–Sande: `(u + v, (u − v)·w)`.
-    #[inline(always)]
-    fn gs(self, u: __m256d, v: __m256d, w: __m256d, reduce: bool) -> (__m256d, __m256d) {
-        let s = self.add(u, v);
-        let d = self.mul(self.sub(u, v), w);
-        if reduce {
-            (self.reduce(s), self.reduce(d))
-        } else {
-            (s, d)
-        }
-    }
-
     /// The last inverse level, times `N^{-1}`: `(u + v)·N^{-1}` and
     /// `(u − v)·ψ^{−brv(1)}·N^{-1}`, canonical, as `u64` bit patterns.
     #[inline(always)]
-    fn gs_last(self, u: __m256d, v: __m256d, n_inv: __m256d, last: __m256d) -> (__m256i, __m256i) {
-        let s = self.mul(self.add(u, v), n_inv);
-        let d = self.mul(self.sub(u, v), last);
+    fn gs_last(
+        self,
+        u: __m256d,
+        v: __m256d,
+        (n_inv, n_inv_q): (__m256d, __m256d),
+        (last, last_q): (__m256d, __m256d),
+    ) -> (__m256i, __m256i) {
+        let s = self.mul_quotient(self.add(u, v), n_inv, n_inv_q);
+        let d = self.mul_quotient(self.sub(u, v), last, last_q);
         (
             self.to_bits(self.canonical(s)),
             self.to_bits(self.canonical(d)),
@@ -1145,21 +1170,25 @@ mod tests {
     use super::*;
 
     /// Replaying the bounds with the chosen reductions keeps every level's
-    /// inputs and outputs within 2^52, for 14 levels (N = 16384); the
-    /// forward transform of primes up to 2^45 needs no reduction, and the
+    /// inputs and outputs within 2^52, for 14 levels (N = 16384), from
+    /// residues and from flooding limbs' sums; the forward transform of
+    /// primes up to 2^45 needs no reduction (from limbs neither), and the
     /// inverse of large primes does.
     #[test]
     fn schedules_stay_within_the_bound() {
         for bits in [30u32, 43, 44, 45, 49, 50] {
             let p = ((1u64 << bits) - 1) as f64;
-            let mut b = p;
-            let fwd = Schedule::forward(p, 14);
-            for &reduce in &fwd {
-                b += Schedule::product(p, b);
-                assert!(b <= BOUND, "{bits}-bit forward");
-                if reduce {
-                    b = Schedule::reduced(p, b);
+            for input in [p, limb_sum_bound(p)] {
+                let mut b = input;
+                let fwd = Schedule::forward(p, input, 14);
+                for &reduce in &fwd {
+                    b += Schedule::product(p, b);
+                    assert!(b <= BOUND, "{bits}-bit forward from {input}");
+                    if reduce {
+                        b = Schedule::reduced(p, b);
+                    }
                 }
+                assert_eq!(fwd.iter().any(|&r| r), bits >= 49, "{bits}-bit forward");
             }
             let mut b = p;
             let inv = Schedule::inverse(p, 14);
@@ -1173,7 +1202,6 @@ mod tests {
                 };
             }
             assert!(2.0 * b <= BOUND, "{bits}-bit inverse, last level");
-            assert_eq!(fwd.iter().any(|&r| r), bits >= 49, "{bits}-bit forward");
             assert_eq!(inv.iter().any(|&r| r), bits > 38, "{bits}-bit inverse");
         }
     }
