@@ -182,13 +182,15 @@ pub fn galois_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
                 let e = errors
                     .get(e_index * digits + k)
                     .ok_or_else(|| Error::Parameters("missing error sample".into()))?;
-                let mut h = ops.small_matrix(&e.coeffs());
-                ops.par_rows(&mut h, |i, q, ntt, row| {
-                    ntt.forward_and(q, row, FusedProduct::Sub(ops.row(a, i), ops.row(s, i)));
-                    if group.contains(&i) {
-                        q.add_vec(row, ops.row(s_g_rows, i));
-                    }
-                });
+                let h = ops.small_forward(
+                    &e.coeffs(),
+                    |i| Some(FusedProduct::Sub(ops.row(a, i), ops.row(s, i))),
+                    |i, q, row| {
+                        if group.contains(&i) {
+                            q.add_vec(row, ops.row(s_g_rows, i));
+                        }
+                    },
+                );
                 Ok(WirePoly::from_residues(0, h))
             })
             .collect::<Result<Vec<_>>>()?;

@@ -263,8 +263,45 @@ impl RingOps {
     /// reduced into each prime and taken to NTT form: what `Poly::small` /
     /// `try_convert_from(&[i64])` + `change_representation(Ntt)` computes.
     pub(crate) fn small_to_ntt(&self, coeffs: &[i64]) -> Zeroizing<Vec<u64>> {
-        let mut m = Zeroizing::new(self.small_matrix(coeffs));
-        self.par_rows(&mut m, |_, _, ntt, row| ntt.forward(row));
+        Zeroizing::new(self.small_forward(coeffs, |_| None, |_, _, _| {}))
+    }
+
+    /// Small signed coefficients (`|c| < q`, centred-binomial samples) in
+    /// NTT form, row-major, with `fused(i)` added to row `i` in its
+    /// transform's last pass and then `after(i, q, row)` run on it. Where
+    /// every transform converts the coefficients in its first pass
+    /// ([`Ntt::forward_from_small`]: the same small values for every prime,
+    /// never written per prime and read back) they go into a zeroed matrix,
+    /// else into [`Self::small_matrix`]'s residues. Wipe the result, or
+    /// overwrite it with public values, before it is dropped.
+    pub(crate) fn small_forward<'f, P, A>(&self, coeffs: &[i64], fused: P, after: A) -> Vec<u64>
+    where
+        P: Fn(usize) -> Option<FusedProduct<'f>> + Sync + Send,
+        A: Fn(usize, &Modulus, &mut [u64]) + Sync + Send,
+    {
+        let direct = coeffs.len() == self.degree && self.ntt.iter().all(|ntt| ntt.takes_small());
+        let mut m = if direct {
+            vec![0u64; self.len() * self.degree]
+        } else {
+            self.small_matrix(coeffs)
+        };
+        self.par_rows(&mut m, |i, q, ntt, row| {
+            let fused = fused(i);
+            if !(direct && ntt.forward_from_small(coeffs, row, fused)) {
+                if direct {
+                    // The first pass did not take them (a product that
+                    // does not fit): the residues, as `small_matrix`.
+                    for (r, &c) in row.iter_mut().zip(coeffs) {
+                        *r = small_residue(**q, c);
+                    }
+                }
+                match fused {
+                    Some(fused) => ntt.forward_and(q, row, fused),
+                    None => ntt.forward(row),
+                }
+            }
+            after(i, q, row);
+        });
         m
     }
 
@@ -1548,6 +1585,78 @@ pub(crate) mod tests {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
         assert!(sample_small(8, 0, &mut rng).is_err());
         assert!(sample_small(8, 17, &mut rng).is_err());
+    }
+
+    /// Small coefficients taken in the transform's first pass give the
+    /// residues' transform, with each fused product and the `after` step,
+    /// for the largest coefficients (`±(q − 1)` of the smallest prime) and
+    /// samples; a short input takes the residues' path. The first-pass path
+    /// runs where the transform is the AVX2 + FMA one (CPUs without IFMA).
+    #[test]
+    fn small_coefficients_in_the_first_pass_equal_the_residues_transform() {
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let ops = RingOps::of(params.ctx(0).unwrap()).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(14);
+        let q_min = ops.moduli().iter().map(|q| **q).min().unwrap() as i64;
+        let mut coeffs = sample_small(2048, 10, &mut rng).unwrap().to_vec();
+        for (j, c) in coeffs.iter_mut().enumerate().take(64) {
+            *c = if j % 2 == 0 { q_min - 1 } else { 1 - q_min };
+        }
+        let x: Vec<u64> = ops
+            .moduli()
+            .iter()
+            .flat_map(|q| (0..2048).map(|_| rng.next_u64() % **q).collect::<Vec<_>>())
+            .collect();
+        let y: Vec<u64> = ops
+            .moduli()
+            .iter()
+            .flat_map(|q| vec![**q - 1; 2048])
+            .collect();
+        for variant in 0..4 {
+            let fused = |i: usize| {
+                let (x, y) = (ops.row(&x, i), ops.row(&y, i));
+                match variant {
+                    0 => None,
+                    1 => Some(FusedProduct::Sub(x, y)),
+                    2 => Some(FusedProduct::Add(x, y)),
+                    _ => Some(FusedProduct::AddScaled(x, 12345, y)),
+                }
+            };
+            let after = |i: usize, q: &Modulus, row: &mut [u64]| {
+                if i == 1 {
+                    q.add_vec(row, ops.row(&x, i));
+                }
+            };
+            let mut want = ops.small_matrix(&coeffs);
+            ops.par_rows(&mut want, |i, q, ntt, row| {
+                match fused(i) {
+                    Some(f) => ntt.forward_and(q, row, f),
+                    None => ntt.forward(row),
+                }
+                after(i, q, row);
+            });
+            let got = ops.small_forward(&coeffs, fused, after);
+            assert!(got == want, "variant {variant}");
+            // Fewer coefficients than N: zero-padded residues.
+            let short = ops.small_forward(&coeffs[..100], fused, after);
+            let mut padded = coeffs[..100].to_vec();
+            padded.resize(2048, 0);
+            assert!(
+                short == ops.small_forward(&padded, fused, after),
+                "short, {variant}"
+            );
+        }
+        let ran = ops.ntt().iter().all(|ntt| {
+            let mut row = vec![0u64; 2048];
+            ntt.forward_from_small(&coeffs, &mut row, None)
+        });
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            ran,
+            ops.ntt().iter().all(|ntt| matches!(**ntt, Ntt::Fma(_)))
+        );
+        #[cfg(not(target_arch = "x86_64"))]
+        assert!(!ran);
     }
 
     #[test]

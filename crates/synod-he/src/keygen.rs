@@ -49,10 +49,11 @@ pub fn public_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
     let a = a_view.rows(l)?;
     let s_view = NttView::of(secret.secret_ntt())?;
     let s = s_view.rows(l)?;
-    let mut p0 = ops.small_matrix(&e);
-    ops.par_rows(&mut p0, |i, q, ntt, row| {
-        ntt.forward_and(q, row, FusedProduct::Sub(ops.row(a, i), ops.row(s, i)));
-    });
+    let p0 = ops.small_forward(
+        &e,
+        |i| Some(FusedProduct::Sub(ops.row(a, i), ops.row(s, i))),
+        |_, _, _| {},
+    );
     Ok(PublicKeyShare {
         sender,
         p0: WirePoly::from_residues(0, p0),
@@ -148,10 +149,11 @@ impl CollectivePublicKey {
                 ntt.forward_and(q, row, FusedProduct::Add(ops.row(&u, i), ops.row(p0, i)));
             });
             // c1 = NTT(e2) + u·p1
-            let mut c1 = Zeroizing::new(ops.small_matrix(&e2.coeffs()));
-            ops.par_rows(&mut c1, |i, q, ntt, row| {
-                ntt.forward_and(q, row, FusedProduct::Add(ops.row(&u, i), ops.row(p1, i)));
-            });
+            let mut c1 = Zeroizing::new(ops.small_forward(
+                &e2.coeffs(),
+                |i| Some(FusedProduct::Add(ops.row(&u, i), ops.row(p1, i))),
+                |_, _, _| {},
+            ));
             (std::mem::take(&mut *c0), std::mem::take(&mut *c1))
         });
         let (c0, c1) = (

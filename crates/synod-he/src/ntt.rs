@@ -102,6 +102,37 @@ impl Ntt {
         }
     }
 
+    /// `a` = the forward transform of small signed coefficients (`|c| <
+    /// q`, one per column), then `fused` in its last pass: the
+    /// coefficients converted as the first pass loads them, never stored as
+    /// residues, where the transform is the AVX2 + FMA one
+    /// ([`fma::FmaNtt::forward_from_small`]); `false` (nothing done)
+    /// elsewhere. Constant time.
+    pub(crate) fn forward_from_small(
+        &self,
+        coeffs: &[i64],
+        a: &mut [u64],
+        fused: Option<FusedProduct<'_>>,
+    ) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Fma(plan) => plan.forward_from_small(coeffs, a, fused),
+            _ => {
+                let _ = (coeffs, a, fused);
+                false
+            }
+        }
+    }
+
+    /// Whether [`Self::forward_from_small`] runs (for rows of `N ≥ 32`).
+    pub(crate) fn takes_small(&self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Fma(_) => true,
+            _ => false,
+        }
+    }
+
     /// In place, from NTT form back to coefficients (normalised).
     pub(crate) fn backward(&self, a: &mut [u64]) {
         match self {

@@ -135,18 +135,21 @@ pub fn round1<R: RngCore + CryptoRng>(
                 _ => return Err(Error::Parameters("missing error sample".into())),
             };
             // r0 = −a·u + w_k·s + e0
-            let mut r0 = ops.small_matrix(&e0.coeffs());
-            ops.par_rows(&mut r0, |i, q, ntt, row| {
-                ntt.forward_and(q, row, FusedProduct::Sub(ops.row(a, i), ops.row(&u, i)));
-                if group.contains(&i) {
-                    q.add_vec(row, ops.row(s, i));
-                }
-            });
+            let r0 = ops.small_forward(
+                &e0.coeffs(),
+                |i| Some(FusedProduct::Sub(ops.row(a, i), ops.row(&u, i))),
+                |i, q, row| {
+                    if group.contains(&i) {
+                        q.add_vec(row, ops.row(s, i));
+                    }
+                },
+            );
             // r1 = a·s + e1
-            let mut r1 = ops.small_matrix(&e1.coeffs());
-            ops.par_rows(&mut r1, |i, q, ntt, row| {
-                ntt.forward_and(q, row, FusedProduct::Add(ops.row(a, i), ops.row(s, i)));
-            });
+            let r1 = ops.small_forward(
+                &e1.coeffs(),
+                |i| Some(FusedProduct::Add(ops.row(a, i), ops.row(s, i))),
+                |_, _, _| {},
+            );
             Ok((
                 WirePoly::from_residues(0, r0),
                 WirePoly::from_residues(0, r1),
@@ -276,11 +279,14 @@ pub fn round2<R: RngCore + CryptoRng>(
             let e = errors
                 .get(2 * k + usize::from(second))
                 .ok_or_else(|| Error::Parameters("missing error sample".into()))?;
-            let mut r = ops.small_matrix(&e.coeffs());
-            ops.par_rows(&mut r, |i, q, ntt, row| {
-                let (agg, factor) = (ops.row(agg, i), ops.row(secret_factor, i));
-                ntt.forward_and(q, row, FusedProduct::Add(agg, factor));
-            });
+            let r = ops.small_forward(
+                &e.coeffs(),
+                |i| {
+                    let (agg, factor) = (ops.row(agg, i), ops.row(secret_factor, i));
+                    Some(FusedProduct::Add(agg, factor))
+                },
+                |_, _, _| {},
+            );
             Ok(WirePoly::from_residues(0, r))
         })
         .collect::<Result<Vec<_>>>()?;

@@ -96,6 +96,20 @@ impl Lanes {
         avx._mm256_sub_pd(avx._mm256_castsi256_pd(biased), avx._mm256_set1_pd(BOUND))
     }
 
+    /// Four signed integers in `[−2^51, 2^51)` (two's complement), as
+    /// `f64`: added to the bit pattern of `1.5·2^52`, whose last 52 bits
+    /// then hold `2^51 + c`, and `1.5·2^52` subtracted.
+    #[inline(always)]
+    pub(crate) fn signed_to_f64(self, bits: __m256i) -> __m256d {
+        let avx = self.simd.avx;
+        let magic = 1.5 * BOUND;
+        let biased = self
+            .simd
+            .avx2
+            ._mm256_add_epi64(bits, avx._mm256_castpd_si256(avx._mm256_set1_pd(magic)));
+        avx._mm256_sub_pd(avx._mm256_castsi256_pd(biased), avx._mm256_set1_pd(magic))
+    }
+
     /// Integers in `[0, 2^52)` as `u64` bit patterns.
     #[inline(always)]
     pub(crate) fn to_bits(self, x: __m256d) -> __m256i {

@@ -326,6 +326,32 @@ impl FmaNtt {
         true
     }
 
+    /// `a` = the forward transform of the small signed coefficients
+    /// `coeffs` (`|c| < p`: centred-binomial samples) modulo `p`, then
+    /// `fused` ([`Self::forward_fused`]): the first pass converts each
+    /// coefficient as it loads it, so the residues (the same small values
+    /// for every prime) are never written per prime and read back. `false`
+    /// (nothing done) unless `N ≥ 32`, `coeffs` and `a` hold `N` values and
+    /// `fused` fits. `a`'s contents on entry are not read. Constant time.
+    pub(crate) fn forward_from_small(
+        &self,
+        coeffs: &[i64],
+        a: &mut [u64],
+        fused: Option<FusedProduct<'_>>,
+    ) -> bool {
+        let n = 1usize << self.log_n;
+        if n < 32 || a.len() != n || coeffs.len() != n || !self.fits(fused) {
+            return false;
+        }
+        let (coeffs, _) = pulp::as_arrays::<4, i64>(coeffs);
+        self.simd.vectorize(Levels {
+            plan: self,
+            a,
+            direction: Direction::FromSmall(coeffs, fused),
+        });
+        true
+    }
+
     /// Level `level`'s reduction flag (reducing is always correct, so a
     /// missing entry reduces).
     #[inline(always)]
@@ -339,8 +365,11 @@ impl FmaNtt {
         table.get(from..from + count).unwrap_or_default()
     }
 
+    /// The forward transform with the first pass's inputs from `src` (from
+    /// the buffer itself below N = 32, where `src` must be
+    /// `Stored::<true>`).
     #[inline(always)]
-    fn forward_levels(&self, a: &mut [u64], fused: Option<FusedProduct<'_>>) {
+    fn forward_levels(&self, a: &mut [u64], fused: Option<FusedProduct<'_>>, src: &impl Source) {
         let n = a.len();
         let k = Lanes::new(self.simd, self.p, self.p_inv);
         if n < 32 {
@@ -349,12 +378,7 @@ impl FmaNtt {
         // The first two levels over the whole row, then each quarter (an
         // independent transform from there) through the rest.
         let [q0, q1, q2, q3] = split4(a);
-        self.head(
-            k,
-            [&mut *q0, &mut *q1, &mut *q2, &mut *q3],
-            0,
-            &Stored::<true>,
-        );
+        self.head(k, [&mut *q0, &mut *q1, &mut *q2, &mut *q3], 0, src);
         for (index, quarter) in [q0, q1, q2, q3].into_iter().enumerate() {
             let len = quarter.len();
             let fused = fused.map(|f| f.part(index * len, len));
@@ -658,6 +682,18 @@ impl<const R: usize, const L: usize> Source for FromLimbs<'_, R, L> {
     }
 }
 
+/// Small signed coefficients (`|c| < p`), the same for every prime: the
+/// residues are never written ([`FmaNtt::forward_from_small`]).
+struct FromSmall<'a>(&'a [[i64; 4]]);
+
+impl Source for FromSmall<'_> {
+    #[inline(always)]
+    fn load(&self, k: Lanes, _: &[u64; 4], column: usize) -> __m256d {
+        let c = self.0.get(column / 4).copied().unwrap_or_default();
+        k.signed_to_f64(cast(c))
+    }
+}
+
 /// The limb shapes [`FmaNtt::forward_from_limbs`] takes: rows and limbs.
 #[derive(Clone, Copy)]
 enum LimbShape {
@@ -897,6 +933,8 @@ struct Levels<'a> {
 enum Direction<'a> {
     /// Forward, with what is fused into its last pass.
     Forward(Option<FusedProduct<'a>>),
+    /// Forward from small signed coefficients ([`FmaNtt::forward_from_small`]).
+    FromSmall(&'a [[i64; 4]], Option<FusedProduct<'a>>),
     Backward,
 }
 
@@ -906,7 +944,10 @@ impl pulp::NullaryFnOnce for Levels<'_> {
     #[inline(always)]
     fn call(self) {
         match self.direction {
-            Direction::Forward(fused) => self.plan.forward_levels(self.a, fused),
+            Direction::Forward(fused) => self.plan.forward_levels(self.a, fused, &Stored::<true>),
+            Direction::FromSmall(coeffs, fused) => {
+                self.plan.forward_levels(self.a, fused, &FromSmall(coeffs))
+            }
             Direction::Backward => self.plan.backward_levels(self.a),
         }
     }
