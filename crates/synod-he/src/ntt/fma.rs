@@ -382,7 +382,7 @@ impl FmaNtt {
         for (index, quarter) in [q0, q1, q2, q3].into_iter().enumerate() {
             let len = quarter.len();
             let fused = fused.map(|f| f.part(index * len, len));
-            self.forward_block(k, quarter, (index, 4), fused, &self.fwd_reduce);
+            self.forward_block(k, quarter, (index, 4), fused, src.schedule(self));
         }
     }
 
