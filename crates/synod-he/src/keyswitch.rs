@@ -123,14 +123,11 @@ fn switch_with<R: RngCore + CryptoRng>(
             mul_add_into(q, row, ops.row(&u_ntt, i), ops.row(p0, i));
         });
         // h1 = u·p1 + e
-        let mut h1 = ops.small_matrix(&e);
-        ops.par_rows(&mut h1, |i, q, ntt, row| {
-            ntt.forward_and(
-                q,
-                row,
-                FusedProduct::Add(ops.row(&u_ntt, i), ops.row(p1, i)),
-            );
-        });
+        let h1 = ops.small_forward(
+            &e,
+            |i| Some(FusedProduct::Add(ops.row(&u_ntt, i), ops.row(p1, i))),
+            |_, _, _| {},
+        );
         (h0, h1)
     };
     let (digest, (h0, h1)) = bound.digest_beside(params, shares);
