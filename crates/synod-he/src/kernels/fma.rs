@@ -1304,8 +1304,9 @@ mod tests {
     /// A limb sum, before any final reduction, stays within
     /// [`limb_sum_bound`] (which the NTT's schedule starts from) with the
     /// largest first limb, start and constants and random further limbs,
-    /// for every shape, a 30- and a 50-bit prime; with the first limb and
-    /// one product at their largest it comes within `p` of the bound.
+    /// for every shape, a 30- and a 50-bit prime; with two limbs the widest
+    /// of 2048 sums comes within `p` of the bound (so the bound is not
+    /// loose by more than the products' spread).
     #[test]
     fn limb_sums_stay_within_their_bound() {
         let Some(simd) = token() else {
