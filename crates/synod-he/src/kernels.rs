@@ -417,6 +417,89 @@ impl Shoup52 {
     }
 }
 
+/// One input prime's constants for the fraction row of a scaling
+/// ([`fraction_sum`], [`fraction_row`]): the prime `q`, a residue `r < q`,
+/// and `r/q` and `1/q` rounded to `f64`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fraction {
+    q: u64,
+    r: u64,
+    r_over_q: f64,
+    q_inv: f64,
+}
+
+impl Fraction {
+    /// `None` unless `3 ≤ q < 2^62` and `r < q`.
+    pub(crate) fn new(q: u64, r: u64) -> Option<Self> {
+        if !(3..1 << 62).contains(&q) || r >= q {
+            return None;
+        }
+        Some(Self {
+            q,
+            r,
+            r_over_q: r as f64 / q as f64,
+            q_inv: 1.0 / q as f64,
+        })
+    }
+}
+
+/// For `x_i < q_i`: the integer nearest `Σ_i x_i·r_i/q_i`, as
+/// `Σ_i ⌊x_i·r_i/q_i⌋ + ⌊f + 1/2⌋` where `f = Σ_i [x_i·r_i]_{q_i}·(1/q_i)`
+/// is summed in order from zero with one fused multiply-add per term. The
+/// quotients are exact; `f` is within `2k·2^-53` of the true fraction sum
+/// (each remainder is an exact `f64` and `1/q_i` is rounded once), so the
+/// result is exact unless that sum lies within about `k·2^-52` of a
+/// half-integer. [`fraction_row`] computes the same values four at a
+/// time.
+pub(crate) fn fraction_sum(xs: impl IntoIterator<Item = u64>, consts: &[Fraction]) -> u128 {
+    let (mut whole, mut f) = (0u128, 0.0f64);
+    for (x, c) in xs.into_iter().zip(consts) {
+        let product = u128::from(x) * u128::from(c.r);
+        let q = u128::from(c.q);
+        whole += product / q;
+        f = ((product % q) as f64).mul_add(c.q_inv, f);
+    }
+    whole + (f + 0.5).floor() as u128
+}
+
+/// [`fraction_sum`] for every column of `rows` (row `i` below `q_i`) into
+/// `out`, with AVX2 + FMA: `true`, or `false` (nothing done) without them,
+/// for rows of another length or number than `out` and `consts`, a prime
+/// at or above 2^50 or sums that could reach 2^52 (see
+/// [`fraction_row_fits`]).
+pub(crate) fn fraction_row(out: &mut [u64], rows: &[&[u64]], consts: &[Fraction]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        fraction_row_fits(consts) && fma::fraction_row(out, rows, consts)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (out, rows, consts);
+        false
+    }
+}
+
+/// Whether [`fraction_row`] takes these primes on this CPU: AVX2 + FMA,
+/// every prime below 2^50 (its products' remainders are then exact in
+/// `f64`) and `Σ q_i + k` below 2^52 (every value the row holds is, as
+/// the quotient `⌊x_i·r_i/q_i⌋` is below `q_i`).
+pub(crate) fn fraction_row_fits(consts: &[Fraction]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let total = consts
+            .iter()
+            .try_fold(consts.len() as u64, |s, c| s.checked_add(c.q));
+        fma::token().is_some()
+            && consts.iter().all(|c| c.q < fma::MAX_PRIME)
+            && total.is_some_and(|t| t < 1 << 52)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = consts;
+        false
+    }
+}
+
 /// The primes the IFMA kernels reduce modulo are below this (52-bit lanes).
 pub(crate) const IFMA_MAX_PRIME: u64 = 1 << 50;
 

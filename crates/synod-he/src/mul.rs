@@ -6,8 +6,10 @@
 //! component with the parameters' gadget ([`crate::gadget`]; with one prime
 //! per digit, exactly as fhe.rs's `Multiplicator` does).
 //! The result equals fhe.rs's exact-scaling product except where a scaled
-//! coefficient's fractional part lies within about `2^-22` of one half (it
-//! may then round the other way, an error of one in that coefficient); tests
+//! coefficient's fractional part lies within about `2^-48` of one half (it
+//! may then round the other way, an error of one in that coefficient), or
+//! where an input coefficient's lift is off by `Q` ([`crate::rns`], about
+//! `2^-49` per coefficient; HPS's Lemma 2 bounds the extra noise); tests
 //! check it against the library and the conversions against big-integer
 //! arithmetic. Every step that is independent across RNS primes, input
 //! polynomials or coefficient blocks runs in parallel (rayon).

@@ -388,8 +388,9 @@ pub fn relinearization_key(
 /// Shoup (CT-RSA 2019): fast base conversions and scaling with
 /// floating-point corrections instead of fhe.rs's exact big-integer scaler.
 /// The product equals fhe.rs's `Multiplicator::default` result except where
-/// a scaled coefficient lies within about `2^-22` of a rounding boundary (an
-/// error of one in that coefficient, no more than BFV's own rounding); tests
+/// a scaled coefficient lies within about `2^-48` of a rounding boundary (an
+/// error of one in that coefficient, no more than BFV's own rounding; see
+/// `rns` for the rare lift that is off by `Q`); tests
 /// check both. Independent steps run in parallel (rayon, honouring
 /// `RAYON_NUM_THREADS`). Level-0 ciphertexts only.
 pub struct Multiplier {

@@ -12,14 +12,17 @@
 //!   ciphertext coefficients a probability of about `2^-49` each).
 //! * [`ScaleDown`] computes `round(t·x̄/Q) mod p_j` from the residues of `x̄`
 //!   modulo `Q·P` (HPS's "complex scaling"): with
-//!   `A_i = [(QP/q_i)^{-1}]_{q_i}·t·P`, the result is
-//!   `Σ_i x_i·⌊A_i/q_i⌋ + round(Σ_i x_i·{A_i/q_i}) + x_j·[(QP/p_j)^{-1}·t·P/p_j]_{p_j}`.
-//!   The fractional sum is evaluated in `f64` with each `x_i` split into two
-//!   halves, so that each product is exact to about `2^-30` and the whole sum
-//!   to about `2^-22` in the worst case (N = 16384; `2^-25` at N = 8192). It
-//!   is off by one only when the true value lies within that distance of a
-//!   half-integer: an extra rounding error of one in that coefficient, as
-//!   small as the rounding BFV multiplication does anyway.
+//!   `A_i = [(QP/q_i)^{-1}]_{q_i}·t·P` and `r_i = A_i mod q_i`, the result is
+//!   `Σ_i x_i·⌊A_i/q_i⌋ + round(Σ_i x_i·r_i/q_i) + x_j·[(QP/p_j)^{-1}·t·P/p_j]_{p_j}`.
+//!   The middle term is taken as `Σ_i ⌊x_i·r_i/q_i⌋ + round(Σ_i [x_i·r_i]_{q_i}/q_i)`
+//!   ([`crate::kernels::fraction_sum`]): exact quotients and remainders,
+//!   and a sum of `k` fractions below one in `f64`, within about
+//!   `k·2^-51`. It is off by one only when the true value lies within that
+//!   distance of a half-integer: an extra rounding error of one in that
+//!   coefficient, as small as the rounding BFV multiplication does anyway.
+//!   (Until session 18 the fraction came from each `x_i` split into two
+//!   halves times rounded fractions, within about `2^-25` at N = 8192,
+//!   and took `2k` instead of `k` terms per output prime.)
 //!
 //! On CPUs with AVX-512 IFMA, when every prime involved is below 2^50
 //! (synod's ciphertext and extension primes are), both run row by row on
@@ -41,7 +44,10 @@
 use num_bigint::BigUint;
 use num_traits::{One, ToPrimitive, Zero};
 
-use crate::kernels::{dot_planned, has_vector_dots, DotPlan, Shoup52};
+use crate::kernels::{
+    dot_planned, fraction_row, fraction_row_fits, fraction_sum, has_vector_dots, DotPlan, Fraction,
+    Shoup52,
+};
 use crate::{Error, Result};
 
 /// A prime with the constants for Barrett reduction of 128-bit values and
@@ -402,34 +408,30 @@ fn split_quotient(a: BigUint, q: u64) -> ((u32, f64, f64), (BigUint, BigUint)) {
 /// `round(t·x̄/Q)` modulo each prime of `P`, from the residues of `x̄`
 /// modulo `Q·P` (the first `k` inputs modulo `Q`, the rest modulo `P`).
 pub(crate) struct ScaleDown {
-    q: Vec<Prime>,
-    /// Per prime of `Q`: the split position `s_i` and the fractions
-    /// `{A_i·2^{s_i}/q_i}`, `{A_i/q_i}`.
-    split: Vec<(u32, f64, f64)>,
+    /// Per prime of `Q`: `r_i = A_i mod q_i` ([`Fraction`]).
+    fractions: Vec<Fraction>,
     p: Vec<Prime>,
-    /// Per prime of `P`: `[⌊A_i·2^{s_i}/q_i⌋]_{p_j}` and `[⌊A_i/q_i⌋]_{p_j}`
-    /// for every `i` (interleaved, as the halves are), and
-    /// `[(QP/p_j)^{-1}·t·P/p_j]_{p_j}` with its companion.
+    /// Per prime of `P`: `[⌊A_i/q_i⌋]_{p_j}` for every `i`.
     whole: Vec<Vec<u64>>,
+    /// Per prime of `P`: `[(QP/p_j)^{-1}·t·P/p_j]_{p_j}` with its companion.
     own: Vec<(u64, u64)>,
-    /// Per prime of `P`, for the vector kernels (when this CPU has them and
-    /// every prime of `P` is below 2^50): `whole`'s constants, then the
-    /// own-residue factor, then 1 (for the rounded fraction sum), planned
-    /// with the exclusive bounds of their rows: a residue `x < q_i` splits
-    /// into `x >> s_i` and `x mod 2^{s_i}`; the own residue is below `p_j`;
-    /// the rounded sum of the halves' fractional products is at most the
-    /// sum of the halves' bounds.
+    /// Per prime of `P`, for the vector kernels (when this CPU has them,
+    /// every prime of `P` is below 2^50 and the fraction row fits, see
+    /// [`crate::kernels::fraction_row_fits`]): `whole`'s constants, then
+    /// the own-residue factor, then 1 (for the fraction row), planned with
+    /// the exclusive bounds of their rows: `q_i`, `p_j`, and `Σ q_i + k`.
     vector: Option<Vec<DotPlan>>,
 }
 
 impl ScaleDown {
     pub(crate) fn new(q: &[u64], p: &[u64], t: u64) -> Result<Self> {
-        // Accumulators hold 2k products of a half residue and a residue of
-        // P, plus two terms below 2^64; the moduli must be primes (inverses
-        // are taken by Fermat's little theorem).
+        // Accumulators hold k products of a residue of Q and one of P, the
+        // fraction row (below Σ q_i + k) and the own product; the sum must
+        // stay below 2^126 for the reduction, and the moduli must be primes
+        // (inverses are taken by Fermat's little theorem).
         let bits = |m: &[u64]| m.iter().map(|p| 64 - p.leading_zeros()).max().unwrap_or(0);
-        let terms = usize::BITS - (2 * q.len() + 2).leading_zeros();
-        if q.is_empty() || p.is_empty() || bits(q).div_ceil(2) + bits(p) + terms > 126 {
+        let terms = usize::BITS - (q.len() + 2).leading_zeros();
+        if q.is_empty() || p.is_empty() || bits(q) + bits(p) + terms > 126 {
             return Err(Error::Parameters(format!(
                 "RNS scaling from {} + {} primes",
                 q.len(),
@@ -440,22 +442,19 @@ impl ScaleDown {
         let big_p = product(p);
         let qp = &big_q * &big_p;
         let tp = &big_p * t;
-        let mut split = Vec::with_capacity(q.len());
-        let mut whole_q = Vec::with_capacity(q.len());
+        let mut fractions = Vec::with_capacity(q.len());
+        let mut quotients = Vec::with_capacity(q.len());
         for &qi in q {
-            let (fractions, quotients) =
-                split_quotient(BigUint::from(inverse(&(&qp / qi), qi)?) * &tp, qi);
-            split.push(fractions);
-            whole_q.push(quotients);
+            let a = BigUint::from(inverse(&(&qp / qi), qi)?) * &tp;
+            fractions.push(
+                Fraction::new(qi, residue(&a, qi))
+                    .ok_or_else(|| Error::Parameters(format!("RNS scaling from {qi}")))?,
+            );
+            quotients.push(a / qi);
         }
-        let whole = p
+        let whole: Vec<Vec<u64>> = p
             .iter()
-            .map(|&pj| {
-                whole_q
-                    .iter()
-                    .flat_map(|(h, l)| [residue(h, pj), residue(l, pj)])
-                    .collect()
-            })
+            .map(|&pj| quotients.iter().map(|a| residue(a, pj)).collect())
             .collect();
         let p_primes = primes(p)?;
         let own = p_primes
@@ -465,17 +464,9 @@ impl ScaleDown {
                 let c = residue(&c, pr.p);
                 Ok((c, pr.shoup(c)))
             })
-            .collect::<Result<_>>()?;
-        let halves = split.iter().map(|&(s, _, _)| s).max().unwrap_or(64);
-        let whole: Vec<Vec<u64>> = whole;
-        let own: Vec<(u64, u64)> = own;
-        let halves_bounds: Vec<u64> = q
-            .iter()
-            .zip(&split)
-            .flat_map(|(&qi, &(s, _, _))| [((qi - 1) >> s) + 1, 1 << s])
-            .collect();
-        let rounded = halves_bounds.iter().sum::<u64>() + 1;
-        let vector = (has_vector_dots() && halves < 52)
+            .collect::<Result<Vec<(u64, u64)>>>()?;
+        let row_bound = q.iter().sum::<u64>().saturating_add(q.len() as u64);
+        let vector = (has_vector_dots() && fraction_row_fits(&fractions))
             .then(|| {
                 p.iter()
                     .zip(whole.iter().zip(&own))
@@ -485,15 +476,14 @@ impl ScaleDown {
                             .chain([&o, &1])
                             .map(|&c| Shoup52::new(c, pj))
                             .collect::<Option<Vec<_>>>()?;
-                        let bounds = halves_bounds.iter().copied().chain([pj, rounded]);
+                        let bounds = q.iter().copied().chain([pj, row_bound]);
                         DotPlan::new(pj, consts, bounds.collect())
                     })
                     .collect::<Option<Vec<_>>>()
             })
             .flatten();
         Ok(Self {
-            q: primes(q)?,
-            split,
+            fractions,
             p: p_primes,
             whole,
             own,
@@ -502,9 +492,9 @@ impl ScaleDown {
     }
 
     /// [`Self::scale`] row by row with the vector kernels: the same values
-    /// (the fraction sum in the same order, every residue exact). The
-    /// halves are below `2^{s_i} < 2^52`, the own residues below `p_j`, the
-    /// rounded sum below `2k·2^{s_i}`: all within the kernels' input range.
+    /// (the fraction row as [`fraction_sum`] computes it, every residue
+    /// exact). Rows of `Q` are below `q_i`, the own residues below `p_j`,
+    /// the fraction row below `Σ q_i + k`: all within the kernels' range.
     #[inline(always)]
     fn scale_rows(
         &self,
@@ -513,39 +503,20 @@ impl ScaleDown {
         out: &mut [&mut [u64]],
         scratch: &mut Scratch,
     ) -> Result<()> {
-        let k = self.q.len();
+        let k = self.fractions.len();
         let len = block_shape(input, out, k + self.p.len(), self.p.len())?;
         if len == 0 {
             return Ok(());
         }
-        let (halves, f, rounded) = scratch.take_rows(2 * k, len);
-        f.iter_mut().for_each(|v| *v = 0.0);
-        for ((pair, x), &(s, frac_hi, frac_lo)) in halves
-            .chunks_mut(2 * len.max(1))
-            .zip(input)
-            .zip(&self.split)
-        {
-            let mask = (1u64 << s) - 1;
-            let (hs, ls) = pair.split_at_mut(len);
-            for (((h, l), &x), f) in hs
-                .iter_mut()
-                .zip(ls.iter_mut())
-                .zip(x.iter())
-                .zip(f.iter_mut())
-            {
-                *h = x >> s;
-                *l = x & mask;
-                *f += *h as f64 * frac_hi + *l as f64 * frac_lo;
-            }
+        let (of_q, own_rows) = input.split_at(k);
+        let (_, _, fraction) = scratch.take_rows(0, len);
+        if !fraction_row(fraction, of_q, &self.fractions) {
+            return Err(Error::Parameters("internal: vector scaling refused".into()));
         }
-        for (r, &f) in rounded.iter_mut().zip(f.iter()) {
-            *r = (f + 0.5) as u64;
-        }
-        let own_rows = input.get(k..).unwrap_or(&[]);
         for ((o, plan), own) in out.iter_mut().zip(plans).zip(own_rows) {
-            let mut rows: Vec<&[u64]> = halves.chunks(len.max(1)).take(2 * k).collect();
+            let mut rows: Vec<&[u64]> = of_q.to_vec();
             rows.push(own);
-            rows.push(rounded);
+            rows.push(fraction);
             if !dot_planned(o, &rows, plan) {
                 return Err(Error::Parameters("internal: vector scaling refused".into()));
             }
@@ -577,37 +548,25 @@ impl ScaleDown {
         out: &mut [&mut [u64]],
         scratch: &mut Scratch,
     ) -> Result<()> {
-        let k = self.q.len();
+        let k = self.fractions.len();
         let len = block_shape(input, out, k + self.p.len(), self.p.len())?;
-        let (halves, f) = scratch.take(2 * k, len);
-        // Each x_i split as (x_i >> s_i, x_i mod 2^{s_i}), coefficient-major;
-        // f = Σ of the halves times the fractions.
-        f.iter_mut().for_each(|v| *v = 0.0);
-        for (i, (x, &(s, frac_hi, frac_lo))) in input.iter().zip(&self.split).enumerate() {
-            let mask = (1u64 << s) - 1;
-            for ((pair, &x), f) in halves
-                .chunks_exact_mut(2 * k)
-                .map(|c| c.get_mut(2 * i..2 * i + 2))
-                .zip(x.iter())
-                .zip(f.iter_mut())
-            {
-                if let Some([h, l]) = pair {
-                    *h = x >> s;
-                    *l = x & mask;
-                    *f += *h as f64 * frac_hi + *l as f64 * frac_lo;
-                }
+        let (of_q, own_rows) = input.split_at(k);
+        // The residues of Q coefficient-major, for the dots.
+        let (xs, _) = scratch.take(k, len);
+        for (i, row) in of_q.iter().enumerate() {
+            for (x, &r) in xs.iter_mut().skip(i).step_by(k).zip(row.iter()) {
+                *x = r;
             }
         }
-        let own_rows = input.get(k..).unwrap_or(&[]);
-        for (c, (hl, &f)) in halves.chunks_exact(2 * k).zip(f.iter()).enumerate() {
-            let r = u128::from((f + 0.5) as u64);
-            for (o, (pj, ((whole, &(own, own_s)), x))) in out.iter_mut().zip(
+        for (c, x) in xs.chunks_exact(k).enumerate() {
+            let r = fraction_sum(x.iter().copied(), &self.fractions);
+            for (o, (pj, ((whole, &(own, own_s)), y))) in out.iter_mut().zip(
                 self.p
                     .iter()
                     .zip(self.whole.iter().zip(&self.own).zip(own_rows)),
             ) {
-                let x = x.get(c).copied().unwrap_or(0);
-                let a = dot(hl, whole, r + u128::from(pj.mul_shoup(x, own, own_s)));
+                let y = y.get(c).copied().unwrap_or(0);
+                let a = dot(x, whole, r + u128::from(pj.mul_shoup(y, own, own_s)));
                 if let Some(o) = o.get_mut(c) {
                     *o = pj.reduce(a);
                 }
@@ -620,10 +579,11 @@ impl ScaleDown {
 /// `round(t·x̄/Q) mod t` from the residues of `x̄` modulo `Q` (HPS "simple
 /// scaling", §4.1: the decryption's rounding): with `A_i = [(Q/q_i)^{-1}]_{q_i}·t`
 /// it is `Σ_i x_i·⌊A_i/q_i⌋ + round(Σ_i x_i·{A_i/q_i})` modulo `t`, the
-/// fractional sum evaluated as in [`ScaleDown`]. For a ciphertext that
-/// decrypts correctly the fractional part of `t·x̄/Q` is the noise over `Δ`,
-/// far from one half, so the float error (about `2^-22`) cannot change the
-/// result.
+/// fractional sum evaluated in `f64` with each `x_i` split into two halves
+/// ([`split_quotient`]; products exact to about `2^-30`, the sum to about
+/// `2^-22`). For a ciphertext that decrypts correctly the fractional part
+/// of `t·x̄/Q` is the noise over `Δ`, far from one half, so that error
+/// cannot change the result.
 pub(crate) struct SimpleScale {
     split: Vec<(u32, f64, f64)>,
     /// `[⌊A_i·2^{s_i}/q_i⌋]_t`, `[⌊A_i/q_i⌋]_t` per prime of `Q`.
@@ -947,7 +907,10 @@ mod tests {
             let q = ntt_primes(bits_q, k, &[]);
             let p = ntt_primes(bits_p, m, &q);
             let scale = ScaleDown::new(&q, &p, t).unwrap();
-            assert_eq!(scale.vector.is_some(), has_vector_dots() && bits_p <= 50);
+            assert_eq!(
+                scale.vector.is_some(),
+                has_vector_dots() && bits_p <= 50 && bits_q < 50
+            );
             let (big_q, big_p) = (product(&q), product(&p));
             let qp = &big_q * &big_p;
             let qp_all: Vec<u64> = q.iter().chain(&p).copied().collect();
@@ -987,7 +950,57 @@ mod tests {
                     off_by_one += 1;
                 }
             }
-            assert!(off_by_one <= 1, "{off_by_one} roundings off by one");
+            assert_eq!(off_by_one, 0, "roundings off by one");
+        }
+    }
+
+    /// Where `t·x̄/Q` lies `2^-44` to `2^-30` from a half-integer, both
+    /// paths still round it exactly (the fraction sum errs by about
+    /// `k·2^-52`); split residues (HPS's evaluation, sessions 1–18: within
+    /// about `2^-25` at these shapes) got some of these wrong.
+    #[test]
+    fn scaling_rounds_exactly_near_one_half() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(19);
+        let t = (1u64 << 30) - 35;
+        let q = ntt_primes(44, 5, &[]);
+        let p = ntt_primes(50, 6, &q);
+        let (big_q, big_p) = (product(&q), product(&p));
+        let qp = &big_q * &big_p;
+        let qp_all: Vec<u64> = q.iter().chain(&p).copied().collect();
+        let bq = BigInt::from(big_q.clone());
+        // t·x̄ ≡ (Q ± 1)/2 + d (mod Q), |d| = Q·2^-e: x̄ = that times
+        // t^{-1} mod Q, plus a random multiple of Q within the centred range.
+        let t_inv = BigInt::from(t).modinv(&bq).unwrap();
+        let xs: Vec<BigUint> = (0..400)
+            .map(|c| {
+                let e = 30 + (c % 15) as u32;
+                let d = BigInt::from(&big_q >> e) * if c % 2 == 0 { 1 } else { -1 };
+                let target: BigInt = (&bq - 1) / 2 + d;
+                let base: BigInt = (target * &t_inv).mod_floor(&bq);
+                let m = below(&big_p, &mut rng);
+                (BigInt::from(m) * &bq + base).to_biguint().unwrap() % &qp
+            })
+            .collect();
+        let input = columns(
+            &xs.iter()
+                .map(|x| residues(&BigInt::from(x.clone()), &qp_all))
+                .collect::<Vec<_>>(),
+        );
+        let refs: Vec<&[u64]> = input.iter().map(|r| r.as_slice()).collect();
+        let mut scalar = ScaleDown::new(&q, &p, t).unwrap();
+        scalar.vector = None;
+        for scale in [ScaleDown::new(&q, &p, t).unwrap(), scalar] {
+            let mut out = vec![vec![0u64; xs.len()]; p.len()];
+            let mut outs: Vec<&mut [u64]> = out.iter_mut().map(|r| r.as_mut_slice()).collect();
+            scale
+                .scale(&refs, &mut outs, &mut Scratch::default())
+                .unwrap();
+            for (c, x) in xs.iter().enumerate() {
+                let num: BigInt = centred(x, &qp) * BigInt::from(t) * 2 + &bq;
+                let want = num.div_floor(&(&bq * 2));
+                let got: Vec<u64> = out.iter().map(|r| r[c]).collect();
+                assert_eq!(got, residues(&want, &p), "column {c}");
+            }
         }
     }
 

@@ -325,7 +325,94 @@ pub(crate) fn dot_const_rows_scheduled(
     true
 }
 
-/// Per row of a constant dot product, whether the running sum is reduced
+/// [`super::fraction_row`]'s kernel: eight coefficients at a time, the
+/// tail through [`super::fraction_sum`]. For `x < q < 2^50` and `r < q`,
+/// `x·r = h + l` exactly (`h = fl(x·r)`), the estimate `c = ⌊fl(x·fl(r/q))⌋`
+/// is within one of `⌊x·r/q⌋` (its relative error is at most `2^-52`, so
+/// its absolute error at most `x·2^-52 < 1/4`), and `x·r − c·q`, an integer
+/// in `[−q, 2q)`, comes exactly from `fma(−c, q, h) + l` (both sums are
+/// integers below 2^53); one correction each way brings it into `[0, q)`
+/// and `c` to the quotient. The caller has checked the bounds.
+pub(crate) fn fraction_row(out: &mut [u64], rows: &[&[u64]], consts: &[super::Fraction]) -> bool {
+    let Some(simd) = token() else {
+        return false;
+    };
+    if rows.len() != consts.len() || rows.iter().any(|r| r.len() != out.len()) {
+        return false;
+    }
+    simd.vectorize(FractionRow {
+        lanes: Lanes::new(simd, 1.0, 1.0),
+        out,
+        rows,
+        consts,
+    });
+    true
+}
+
+/// [`fraction_row`] as pulp's vectorised operation (see [`MulAcc`]).
+struct FractionRow<'a> {
+    lanes: Lanes,
+    out: &'a mut [u64],
+    rows: &'a [&'a [u64]],
+    consts: &'a [super::Fraction],
+}
+
+impl pulp::NullaryFnOnce for FractionRow<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        let Self {
+            lanes: k,
+            out,
+            rows,
+            consts,
+        } = self;
+        let (avx, fma) = (k.simd.avx, k.simd.fma);
+        let (zero, one, half) = (k.splat(0.0), k.splat(1.0), k.splat(0.5));
+        let (out8, rest) = pulp::as_arrays_mut::<8, u64>(out);
+        for (c, o) in out8.iter_mut().enumerate() {
+            let mut whole = [zero; 2];
+            let mut f = [zero; 2];
+            for (row, fr) in rows.iter().zip(consts) {
+                let Some(x) = pulp::as_arrays::<8, u64>(row).0.get(c) else {
+                    continue;
+                };
+                let xs: [[u64; 4]; 2] = cast(*x);
+                let (q, r) = (k.splat(fr.q as f64), k.splat(fr.r as f64));
+                let (r_q, q_inv) = (k.splat(fr.r_over_q), k.splat(fr.q_inv));
+                for ((w, f), x) in whole.iter_mut().zip(f.iter_mut()).zip(&xs) {
+                    let x = k.load(x, true);
+                    let h = avx._mm256_mul_pd(x, r);
+                    let l = fma._mm256_fmsub_pd(x, r, h);
+                    let mut quot = avx._mm256_round_pd::<0x09>(avx._mm256_mul_pd(x, r_q));
+                    let mut rem = avx._mm256_add_pd(fma._mm256_fnmadd_pd(quot, q, h), l);
+                    let below = avx._mm256_cmp_pd::<0x11>(rem, zero);
+                    rem = avx._mm256_add_pd(rem, avx._mm256_and_pd(below, q));
+                    quot = avx._mm256_sub_pd(quot, avx._mm256_and_pd(below, one));
+                    let above = avx._mm256_cmp_pd::<0x1d>(rem, q);
+                    rem = avx._mm256_sub_pd(rem, avx._mm256_and_pd(above, q));
+                    quot = avx._mm256_add_pd(quot, avx._mm256_and_pd(above, one));
+                    *w = avx._mm256_add_pd(*w, quot);
+                    *f = fma._mm256_fmadd_pd(rem, q_inv, *f);
+                }
+            }
+            let mut ys = [[0u64; 4]; 2];
+            for ((y, w), f) in ys.iter_mut().zip(whole).zip(f) {
+                let rounded = avx._mm256_round_pd::<0x09>(avx._mm256_add_pd(f, half));
+                *y = cast(k.to_bits(avx._mm256_add_pd(w, rounded)));
+            }
+            *o = cast(ys);
+        }
+        let done = out8.len() * 8;
+        for (j, o) in rest.iter_mut().enumerate() {
+            let xs = rows.iter().map(|r| r.get(done + j).copied().unwrap_or(0));
+            *o = super::fraction_sum(xs, consts) as u64;
+        }
+    }
+}
+
+/// Per row of a constant dot product, whether the running sum is reduced/// Per row of a constant dot product, whether the running sum is reduced
 /// after its product is added: the module doc's bounds, replayed. A
 /// product of `|x| < B` and `w` is at most `p/2 + 3.01·2^-53·B·w` in
 /// magnitude, a reduced sum `s` at most `p/2 + 2.01·2^-53·s`; the sum is
@@ -1054,6 +1141,97 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use rand::{RngCore, SeedableRng};
+
+    /// The fraction row equals the scalar sums, and both the nearest
+    /// integer to `Σ x_i·r_i/q_i` (big integers), on random and extreme
+    /// residues (`x`, `r` at 0 and `q − 1`) and on `x` with `x·r` just
+    /// above or below a multiple of `q` (where the quotient's estimate
+    /// falls short or overshoots), for primes of 30 to 49 bits and lengths
+    /// with a tail.
+    #[test]
+    fn fraction_rows_round_the_exact_sums() {
+        use num_bigint::BigUint;
+        let Some(_) = token() else {
+            eprintln!("no AVX2 + FMA here: the fraction row was not checked");
+            return;
+        };
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(19);
+        for (bits, k) in [(30u32, 3usize), (44, 5), (49, 7), (49, 1)] {
+            let q: Vec<u64> = (0..k)
+                .map(|i| {
+                    fhe_math::zq::primes::generate_prime(
+                        bits as usize,
+                        16,
+                        (1 << bits) - 1 - 1000 * i as u64,
+                    )
+                    .unwrap()
+                })
+                .collect();
+            for extreme in [false, true] {
+                let consts: Vec<super::super::Fraction> = q
+                    .iter()
+                    .map(|&qi| {
+                        let r = if extreme { qi - 1 } else { rng.next_u64() % qi };
+                        super::super::Fraction::new(qi, r).unwrap()
+                    })
+                    .collect();
+                assert!(super::super::fraction_row_fits(&consts));
+                let len = 8 * 37 + 5;
+                let pow = |b: u64, mut e: u64, m: u64| {
+                    let (mut b, mut acc) = (u128::from(b), 1u128);
+                    while e > 0 {
+                        if e & 1 == 1 {
+                            acc = acc * b % u128::from(m);
+                        }
+                        b = b * b % u128::from(m);
+                        e >>= 1;
+                    }
+                    acc as u64
+                };
+                let rows: Vec<Vec<u64>> = q
+                    .iter()
+                    .zip(&consts)
+                    .map(|(&qi, f)| {
+                        let r_inv = pow(f.r, qi - 2, qi);
+                        (0..len)
+                            .map(|c| {
+                                let s = 1 + c as u64 % 7;
+                                match (extreme, c % 5) {
+                                    (true, 0) => qi - 1,
+                                    (true, 1) => 0,
+                                    (_, 3) => {
+                                        (u128::from(s) * u128::from(r_inv) % u128::from(qi)) as u64
+                                    }
+                                    (_, 4) => {
+                                        (u128::from(qi - s) * u128::from(r_inv) % u128::from(qi))
+                                            as u64
+                                    }
+                                    _ => rng.next_u64() % qi,
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let refs: Vec<&[u64]> = rows.iter().map(|r| r.as_slice()).collect();
+                let mut out = vec![0u64; len];
+                assert!(fraction_row(&mut out, &refs, &consts));
+                let big_q = q.iter().fold(BigUint::from(1u8), |a, &qi| a * qi);
+                for (c, &got) in out.iter().enumerate() {
+                    let xs = rows.iter().map(|r| r[c]);
+                    assert_eq!(u128::from(got), super::super::fraction_sum(xs, &consts));
+                    // round(Σ x_i·r_i/q_i) = ⌊(2·Σ x_i·r_i·(Q/q_i) + Q) / 2Q⌋.
+                    let num = rows
+                        .iter()
+                        .zip(&consts)
+                        .fold(BigUint::from(0u8), |a, (r, f)| {
+                            a + BigUint::from(r[c]) * f.r * (&big_q / f.q)
+                        });
+                    let want = (num * 2u8 + &big_q) / (&big_q * 2u8);
+                    assert_eq!(BigUint::from(got), want, "{bits}-bit primes, column {c}");
+                }
+            }
+        }
+    }
 
     /// Row products, plain and scaled, adding and subtracting, equal
     /// fhe-math's scalar ones, on random and extreme residues, for primes
