@@ -132,7 +132,12 @@ impl FastMul {
                 let own = OwnRow::PowerBasis(ob.row(&d2, j));
                 key.add_row(&t.gadget, j, q, ntt, own, radix, r0, r1);
             });
-        let to_poly = |m: Vec<u64>| crate::kernels::ntt_poly(m, &t.base);
+        // The scaling wrote into the first k of the tensor's km rows: give
+        // the rest back before the ciphertext keeps them.
+        let to_poly = |mut m: Vec<u64>| {
+            m.shrink_to_fit();
+            crate::kernels::ntt_poly(m, &t.base)
+        };
         crate::ring::ciphertext_at(&t.params, 0, to_poly(d0)?, to_poly(d1)?)
     }
 
@@ -293,41 +298,67 @@ impl Tables {
             });
         drop(b1);
 
-        // 3. Scale by t/Q into P, and convert back to Q, block by block.
+        // 3. Scale by t/Q into P, and convert back to Q, block by block,
+        //    into the first k rows of the tensor's own buffer (each block's
+        //    columns are read in full before its result is written).
         let m = km - k;
         let scaled: Vec<Vec<u64>> = vec![c0, c1, c2]
             .into_par_iter()
-            .map(|c| {
-                self.blockwise(&c, k, |ins, outs, scratch| {
-                    let len = outs.first().map_or(0, |o| o.len());
+            .map(|mut c| {
+                self.blockwise_in_place(&mut c, |rows, scratch| {
+                    let len = rows.first().map_or(0, |r| r.len());
                     let mut in_p = std::mem::take(&mut scratch.block);
                     in_p.resize(m * len, 0);
                     let scaled = {
-                        let mut rows: Vec<&mut [u64]> = in_p.chunks_mut(len.max(1)).collect();
-                        self.down.scale(ins, &mut rows, scratch)
+                        let ins: Vec<&[u64]> = rows.iter().map(|r| &**r).collect();
+                        let mut outs: Vec<&mut [u64]> = in_p.chunks_mut(len.max(1)).collect();
+                        self.down.scale(&ins, &mut outs, scratch)
                     };
-                    let rows: Vec<&[u64]> = in_p.chunks(len.max(1)).collect();
-                    let converted = scaled.and_then(|()| self.to_q.convert(&rows, outs, scratch));
+                    let of_p: Vec<&[u64]> = in_p.chunks(len.max(1)).collect();
+                    let to_q = rows.get_mut(..k).unwrap_or_default();
+                    let converted = scaled.and_then(|()| self.to_q.convert(&of_p, to_q, scratch));
                     scratch.block = in_p;
                     converted
-                })
+                })?;
+                c.truncate(k * n);
+                Ok(c)
             })
             .collect::<Result<_>>()?;
         <[Vec<u64>; 3]>::try_from(scaled)
             .map_err(|_| Error::Parameters("internal: three scaled parts".into()))
     }
 
-    /// Runs `f` on column blocks of the power-basis matrix `input` (any
-    /// number of rows of `N`), in parallel, into a new `rows_out × N` matrix.
-    fn blockwise<F>(&self, input: &[u64], rows_out: usize, f: F) -> Result<Vec<u64>>
+    /// Runs `f` on column blocks of the power-basis matrix `rows` (any
+    /// number of rows of `N`), in parallel: `f` gets every row's columns of
+    /// one block, to read and overwrite.
+    fn blockwise_in_place<F>(&self, rows: &mut [u64], f: F) -> Result<()>
     where
-        F: Fn(&[&[u64]], &mut [&mut [u64]], &mut Scratch) -> Result<()> + Sync,
+        F: Fn(&mut [&mut [u64]], &mut Scratch) -> Result<()> + Sync,
     {
-        let mut out = vec![0u64; rows_out * self.ops_base.degree()];
-        self.blockwise_into(input, &mut out, f)?;
-        Ok(out)
+        self.blocks(rows)
+            .into_par_iter()
+            .try_for_each_init(Scratch::default, |scratch, mut block| {
+                f(&mut block, scratch)
+            })
     }
 
+    /// Every row's columns of each block of [`BLOCK`] columns, block by block.
+    fn blocks<'a>(&self, rows: &'a mut [u64]) -> Vec<Vec<&'a mut [u64]>> {
+        let n = self.ops_base.degree();
+        let block = BLOCK.min(n);
+        let mut blocks: Vec<Vec<&mut [u64]>> = (0..n.div_ceil(block))
+            .map(|_| Vec::with_capacity(rows.len() / n))
+            .collect();
+        for row in rows.chunks_mut(n) {
+            for (dst, chunk) in blocks.iter_mut().zip(row.chunks_mut(block)) {
+                dst.push(chunk);
+            }
+        }
+        blocks
+    }
+
+    /// Runs `f` on column blocks of the power-basis matrix `input` (any
+    /// number of rows of `N`), in parallel, into `out` (rows of `N`).
     /// [`Self::blockwise`] into `out` (rows of `N`).
     fn blockwise_into<F>(&self, input: &[u64], out: &mut [u64], f: F) -> Result<()>
     where
@@ -335,26 +366,17 @@ impl Tables {
     {
         let n = self.ops_base.degree();
         let block = BLOCK.min(n);
-        let rows_out = out.len() / n;
-        let mut blocks: Vec<Vec<&mut [u64]>> = (0..n.div_ceil(block))
-            .map(|_| Vec::with_capacity(rows_out))
-            .collect();
-        for row in out.chunks_mut(n) {
-            for (dst, chunk) in blocks.iter_mut().zip(row.chunks_mut(block)) {
-                dst.push(chunk);
-            }
-        }
-        blocks.into_par_iter().enumerate().try_for_each_init(
-            Scratch::default,
-            |scratch, (c, mut outs)| {
+        self.blocks(out)
+            .into_par_iter()
+            .enumerate()
+            .try_for_each_init(Scratch::default, |scratch, (c, mut outs)| {
                 let cols = c * block..((c + 1) * block).min(n);
                 let ins: Vec<&[u64]> = input
                     .chunks(n)
                     .map(|row| row.get(cols.clone()).unwrap_or(&[]))
                     .collect();
                 f(&ins, &mut outs, scratch)
-            },
-        )
+            })
     }
 }
 
