@@ -114,7 +114,8 @@ pub fn rotation_element(params: &Params, steps: usize) -> Result<u32> {
     Ok(pow_mod(3, steps as u64, 2 * n as u64) as u32)
 }
 
-fn pow_mod(base: u64, mut exp: u64, m: u64) -> u64 {
+/// `base^exp mod m`.
+pub(crate) fn pow_mod(base: u64, mut exp: u64, m: u64) -> u64 {
     let mut acc = 1u128;
     let mut b = u128::from(base) % u128::from(m);
     while exp > 0 {

@@ -446,11 +446,12 @@ impl Fraction {
 /// For `x_i < q_i`: the integer nearest `Σ_i x_i·r_i/q_i`, as
 /// `Σ_i ⌊x_i·r_i/q_i⌋ + ⌊f + 1/2⌋` where `f = Σ_i [x_i·r_i]_{q_i}·(1/q_i)`
 /// is summed in order from zero with one fused multiply-add per term. The
-/// quotients are exact; `f` is within `2k·2^-53` of the true fraction sum
-/// (each remainder is an exact `f64` and `1/q_i` is rounded once), so the
-/// result is exact unless that sum lies within about `k·2^-52` of a
-/// half-integer. [`fraction_row`] computes the same values four at a
-/// time.
+/// quotients are exact; `f` is within `k(k+1)·2^-53` of the true fraction
+/// sum (each remainder is an exact `f64`, so a term errs by less than
+/// `2^-53` through the rounded `1/q_i`, and each addition by half an ulp of
+/// a sum below `k`): about `2^-48` for `k = 5`. The result is exact unless
+/// the true sum lies that close to a half-integer. [`fraction_row`]
+/// computes the same values four at a time.
 pub(crate) fn fraction_sum(xs: impl IntoIterator<Item = u64>, consts: &[Fraction]) -> u128 {
     let (mut whole, mut f) = (0u128, 0.0f64);
     for (x, c) in xs.into_iter().zip(consts) {

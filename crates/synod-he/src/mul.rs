@@ -359,7 +359,6 @@ impl Tables {
 
     /// Runs `f` on column blocks of the power-basis matrix `input` (any
     /// number of rows of `N`), in parallel, into `out` (rows of `N`).
-    /// [`Self::blockwise`] into `out` (rows of `N`).
     fn blockwise_into<F>(&self, input: &[u64], out: &mut [u64], f: F) -> Result<()>
     where
         F: Fn(&[&[u64]], &mut [&mut [u64]], &mut Scratch) -> Result<()> + Sync,

@@ -16,10 +16,11 @@
 //!   `Σ_i x_i·⌊A_i/q_i⌋ + round(Σ_i x_i·r_i/q_i) + x_j·[(QP/p_j)^{-1}·t·P/p_j]_{p_j}`.
 //!   The middle term is taken as `Σ_i ⌊x_i·r_i/q_i⌋ + round(Σ_i [x_i·r_i]_{q_i}/q_i)`
 //!   ([`crate::kernels::fraction_sum`]): exact quotients and remainders,
-//!   and a sum of `k` fractions below one in `f64`, within about
-//!   `k·2^-51`. It is off by one only when the true value lies within that
-//!   distance of a half-integer: an extra rounding error of one in that
-//!   coefficient, as small as the rounding BFV multiplication does anyway.
+//!   and a sum of `k` fractions below one in `f64`, within `k(k+1)·2^-53`
+//!   (about `2^-48` at N = 8192). It is off by one only when the true
+//!   value lies within that distance of a half-integer: an extra rounding
+//!   error of one in that coefficient, as small as the rounding BFV
+//!   multiplication does anyway.
 //!   (Until session 18 the fraction came from each `x_i` split into two
 //!   halves times rounded fractions, within about `2^-25` at N = 8192,
 //!   and took `2k` instead of `k` terms per output prime.)
@@ -955,8 +956,8 @@ mod tests {
     }
 
     /// Where `t·x̄/Q` lies `2^-44` to `2^-30` from a half-integer, both
-    /// paths still round it exactly (the fraction sum errs by about
-    /// `k·2^-52`); split residues (HPS's evaluation, sessions 1–18: within
+    /// paths still round it exactly (the fraction sum errs by at most
+    /// `k(k+1)·2^-53`, about `2^-48`); split residues (HPS's evaluation, sessions 1–18: within
     /// about `2^-25` at these shapes) got some of these wrong.
     #[test]
     fn scaling_rounds_exactly_near_one_half() {

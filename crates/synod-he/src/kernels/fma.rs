@@ -1177,22 +1177,11 @@ mod tests {
                     .collect();
                 assert!(super::super::fraction_row_fits(&consts));
                 let len = 8 * 37 + 5;
-                let pow = |b: u64, mut e: u64, m: u64| {
-                    let (mut b, mut acc) = (u128::from(b), 1u128);
-                    while e > 0 {
-                        if e & 1 == 1 {
-                            acc = acc * b % u128::from(m);
-                        }
-                        b = b * b % u128::from(m);
-                        e >>= 1;
-                    }
-                    acc as u64
-                };
                 let rows: Vec<Vec<u64>> = q
                     .iter()
                     .zip(&consts)
                     .map(|(&qi, f)| {
-                        let r_inv = pow(f.r, qi - 2, qi);
+                        let r_inv = crate::galois::pow_mod(f.r, qi - 2, qi);
                         (0..len)
                             .map(|c| {
                                 let s = 1 + c as u64 % 7;
