@@ -978,7 +978,7 @@ impl pulp::NullaryFnOnce for Head<'_> {
         macro_rules! from_limbs {
             ($r:literal, $l:literal) => {{
                 let src = FromLimbs::<$r, $l> {
-                    sum: LimbSum::new(k, plan.p, input.init, &input.consts),
+                    sum: LimbSum::new(k, input.init, &input.consts),
                     rows: core::array::from_fn(|r| {
                         as4(input.rows.get(r).copied().unwrap_or_default())
                     }),
