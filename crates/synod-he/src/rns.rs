@@ -467,7 +467,8 @@ impl ScaleDown {
             })
             .collect::<Result<Vec<(u64, u64)>>>()?;
         let row_bound = q.iter().sum::<u64>().saturating_add(q.len() as u64);
-        let vector = (has_vector_dots() && fraction_row_fits(&fractions))
+        // The fraction row's AVX2 + FMA kernel implies the vector dots.
+        let vector = fraction_row_fits(&fractions)
             .then(|| {
                 p.iter()
                     .zip(whole.iter().zip(&own))
