@@ -87,12 +87,17 @@ impl NoiseModel {
 
     /// Ciphertext product followed by relinearisation. The tensor noise is
     /// `p·(v1·k2 + v2·k1)` with `k_i = (φ_i − Δm_i − v_i)/q`, whose
-    /// coefficients have variance `N·nσ²/12`.
+    /// coefficients have variance `N·nσ²/12`. synod's product rounds
+    /// `p·round(x/q)` (`synod_he`'s `mul` module), up to `p/2` from
+    /// `round(p·x/q)` in each of the three parts: `(p²/12)·(1 + ‖s‖² + ‖s²‖²)`
+    /// more, about `nσ²/(a + b)` of the tensor's term.
     pub fn mul(&self, a: f64, b: f64) -> f64 {
-        let k = self.n * self.parties * self.sigma2 / 12.0;
+        let secret = self.parties * self.sigma2;
+        let k = self.n * secret / 12.0;
         let tensor = self.p * self.p * self.n * k * (a + b);
         let cross = self.n * self.p * self.p / 3.0 * (a + b) / (self.q_max * self.q_max).max(1.0);
-        tensor + cross + self.relin()
+        let rounding = self.p * self.p / 12.0 * (1.0 + self.n * secret + (self.n * secret).powi(2));
+        tensor + cross + rounding + self.relin()
     }
 
     /// Additive noise of one key switch with the collective relinearisation

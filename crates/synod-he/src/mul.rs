@@ -1,18 +1,27 @@
 //! Ciphertext multiplication with relinearisation in the RNS variant of
 //! Halevi, Polyakov and Shoup (CT-RSA 2019; see [`crate::rns`]): extend both
 //! ciphertexts from `Q` to `Q ∪ P` (fast base conversion with a
-//! floating-point correction), tensor in NTT form over `Q ∪ P`, scale by
-//! `t/Q` straight into `P` and convert back to `Q`, then key-switch the third
-//! component with the parameters' gadget ([`crate::gadget`]; with one prime
-//! per digit, exactly as fhe.rs's `Multiplicator` does).
-//! The result equals fhe.rs's exact-scaling product except where a scaled
-//! coefficient's fractional part lies within about `2^-48` of one half (it
-//! may then round the other way, an error of one in that coefficient), or
-//! where an input coefficient's lift is off by `Q` ([`crate::rns`], about
-//! `2^-49` per coefficient; HPS's Lemma 2 bounds the extra noise); tests
-//! check it against the library and the conversions against big-integer
-//! arithmetic. Every step that is independent across RNS primes, input
-//! polynomials or coefficient blocks runs in parallel (rayon).
+//! floating-point correction), tensor in NTT form over `Q ∪ P`, divide by
+//! `Q` (rounding) straight into `P`, convert back to `Q` times `t`, then
+//! key-switch the third component with the parameters' gadget
+//! ([`crate::gadget`]; with one prime per digit, as fhe.rs's
+//! `Multiplicator` does).
+//! Where HPS (and fhe.rs) round `t·x/Q` for each tensor coefficient `x`,
+//! this takes `t·round(x/Q)`, as Lattigo's BFV evaluator does: it differs
+//! by at most `t/2` per coefficient, noise the tensor's own dwarfs (by
+//! about the input noise over `n·σ²`; tested within a tenth of a bit of
+//! fhe.rs's), and lets `P` leave out `t`: five extension primes instead
+//! of six at N = 8192 (one transform fewer per input polynomial and per
+//! part: 105 instead of 112),
+//! and the scaling is a conversion without fractions. An input
+//! coefficient's lift can be off by `Q` ([`crate::rns`], about `2^-49` per
+//! coefficient; HPS's Lemma 2 bounds the extra noise), and so can the
+//! division's lift of `x mod Q` (that coefficient then off by `t`). Tests
+//! check the product against fhe.rs's (the unrelinearised parts within
+//! `t/2 + 1` per coefficient, the noise, the decryption) and the
+//! conversions against big-integer arithmetic. Every step that is
+//! independent across RNS primes, input polynomials or coefficient blocks
+//! runs in parallel (rayon).
 //!
 //! The inputs are ciphertexts, which are public; the only secret-derived
 //! operand is the relinearisation key, itself public.
@@ -27,7 +36,7 @@ use crate::gadget::{Gadget, OwnRow, SwitchingKey};
 use crate::relin::RelinKey;
 
 use crate::kernels::{NttView, RingOps};
-use crate::rns::{BaseConverter, ScaleDown, Scratch};
+use crate::rns::{BaseConverter, DivideDown, Scratch};
 use crate::{Error, Params, Result};
 
 /// Coefficients per block of the base conversions and scalings.
@@ -60,9 +69,9 @@ struct Tables {
     /// `|Q|` and `|Q ∪ P|` (primes).
     k: usize,
     km: usize,
-    /// `Q → P`, `round(t·x/Q)` from `Q ∪ P` into `P`, and `P → Q`.
+    /// `Q → P`, `round(x/Q)` from `Q ∪ P` into `P`, and `P → Q` times `t`.
     to_p: BaseConverter,
-    down: ScaleDown,
+    down: DivideDown,
     to_q: BaseConverter,
     /// The key's digits.
     gadget: Gadget,
@@ -141,7 +150,7 @@ impl FastMul {
         crate::ring::ciphertext_at(&t.params, 0, to_poly(d0)?, to_poly(d1)?)
     }
 
-    /// `round(t/Q · a ⊗ b)` before relinearisation ([`Tables::scaled_tensor`]).
+    /// `t·round(a ⊗ b/Q)` before relinearisation ([`Tables::scaled_tensor`]).
     #[cfg(test)]
     pub(crate) fn scaled_tensor(&self, a: &Ciphertext, b: &Ciphertext) -> Result<[Vec<u64>; 3]> {
         self.tables.scaled_tensor(a, b)
@@ -168,17 +177,15 @@ impl Tables {
         let n = params.degree();
         let q = base.moduli().to_vec();
         let k = q.len();
-        // P must hold round(t·x/Q) for a tensor coefficient x of centred
-        // inputs: |x| ≤ N·Q²/2, so P > t·N·Q; each 50-bit prime gives > 49
-        // bits. Primes below 2^50 rather than fewer 62-bit ones: tfhe-ntt's
+        // The scaling takes t·round(x/Q) (see `scaled_tensor`), so P must
+        // hold round(x/Q) for a tensor coefficient x of centred inputs:
+        // |x| ≤ N·Q²/2, so P > N·Q (and then Q·P > 2|x|, the tensor fits);
+        // one bit to spare, and each 50-bit prime gives > 49 bits. Primes below 2^50 rather than fewer 62-bit ones: tfhe-ntt's
         // IFMA NTT (primes < 2^52) is about three times faster, which more
         // than pays for one more prime. P is fixed by the parameters, never
         // by the machine, so every node computes the same product.
         let bits = |x: u64| u64::from(64 - x.leading_zeros());
-        let need = bits(params.plaintext())
-            + bits(n as u64)
-            + q.iter().map(|&qi| bits(qi)).sum::<u64>()
-            + 1;
+        let need = bits(n as u64) + q.iter().map(|&qi| bits(qi)).sum::<u64>() + 1;
         let m = usize::try_from(need.div_ceil(EXTENSION_BITS - 1))
             .map_err(|_| Error::Parameters("extended basis too large".into()))?;
         let mut p = Vec::with_capacity(m);
@@ -201,13 +208,13 @@ impl Tables {
             k,
             km: extended.len(),
             to_p: BaseConverter::new(&q, &p)?,
-            down: ScaleDown::new(&q, &p, params.plaintext())?,
-            to_q: BaseConverter::new(&p, &q)?,
+            down: DivideDown::new(&q, &p)?,
+            to_q: BaseConverter::scaled(&p, &q, params.plaintext())?,
             gadget: Gadget::relin(params)?,
         })
     }
 
-    /// `round(t/Q · a ⊗ b)` before relinearisation: three `k × N` residue
+    /// `t·round(a ⊗ b/Q)` before relinearisation: three `k × N` residue
     /// matrices modulo `Q`, in power basis.
     pub(crate) fn scaled_tensor(&self, a: &Ciphertext, b: &Ciphertext) -> Result<[Vec<u64>; 3]> {
         let (k, km, n) = (self.k, self.km, self.ops_base.degree());
@@ -225,7 +232,7 @@ impl Tables {
         }
         // A square (`a` and `b` the same ciphertext, not just equal ones)
         // extends its two polynomials once: the same tensor as for a copy of
-        // `a`, without two of the four extensions (ten inverse and twelve
+        // `a`, without two of the four extensions (ten inverse and ten
         // forward NTTs at N = 8192).
         let square = std::ptr::eq(a, b);
         let inputs: Vec<&Poly> = if square {
@@ -298,7 +305,7 @@ impl Tables {
             });
         drop(b1);
 
-        // 3. Scale by t/Q into P, and convert back to Q, block by block,
+        // 3. Divide by Q into P, and convert back to Q times t, block by block,
         //    into the first k rows of the tensor's own buffer (each block's
         //    columns are read in full before its result is written).
         let m = km - k;
@@ -312,7 +319,7 @@ impl Tables {
                     let scaled = {
                         let ins: Vec<&[u64]> = rows.iter().map(|r| &**r).collect();
                         let mut outs: Vec<&mut [u64]> = in_p.chunks_mut(len.max(1)).collect();
-                        self.down.scale(&ins, &mut outs, scratch)
+                        self.down.divide(&ins, &mut outs, scratch)
                     };
                     let of_p: Vec<&[u64]> = in_p.chunks(len.max(1)).collect();
                     let to_q = rows.get_mut(..k).unwrap_or_default();
@@ -522,9 +529,9 @@ mod tests {
     }
 
     /// The largest tensor coefficients there can be (every input coefficient
-    /// ±Q/2·(1 − 2^-39)) scale to `round(t·x/Q)` exactly, up to the documented
-    /// one-off rounding, at the largest plaintext modulus of every parameter
-    /// set: P is large enough.
+    /// ±Q/2·(1 − 2^-39)) scale to `t·round(x/Q)` exactly, up to the
+    /// documented lift off by one (`t` in the result), at the largest
+    /// plaintext modulus of every parameter set: P is large enough.
     #[test]
     fn extreme_tensor_coefficients_scale_correctly() {
         for set in [
@@ -554,12 +561,12 @@ mod tests {
                     // coefficient j is c²·(2j + 2 − N); c1 holds two such products.
                     let x0 = &c * &c * BigInt::from(2 * j as i64 + 2 - n as i64);
                     for (part, x) in [(0, x0.clone()), (1, &x0 * 2), (2, x0.clone())] {
-                        let num: BigInt = &x * &t * 2 + &q;
-                        let want = num.div_floor(&(&q * 2));
+                        let num: BigInt = &x * 2 + &q;
+                        let want = num.div_floor(&(&q * 2)) * &t;
                         let got: Vec<u64> = (0..ctx.moduli().len())
                             .map(|i| d[part][i * n + j])
                             .collect();
-                        let near = [&want, &(&want + 1), &(&want - 1)].iter().any(|w| {
+                        let near = [&want, &(&want + &t), &(&want - &t)].iter().any(|w| {
                             ctx.moduli()
                                 .iter()
                                 .zip(&got)
@@ -570,6 +577,79 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The scaled tensor is fhe.rs's (`&a * &b`, which rounds `t·x/Q`
+    /// exactly) within `t/2 + 1` in every coefficient of every part: it
+    /// takes `t·round(x/Q)`, and its lift may be off by one, `t` more, in
+    /// a rare coefficient. On random ciphertexts and on a square, at every
+    /// parameter set.
+    #[test]
+    fn the_scaled_tensor_is_fhe_rs_within_t() {
+        use fhe::bfv::{Encoding, Plaintext, SecretKey};
+        use fhe_traits::{FheEncoder, FheEncrypter};
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
+        for set in [
+            ParameterSet::InsecureTestN2048,
+            ParameterSet::Bfv8192,
+            ParameterSet::Bfv16384,
+        ] {
+            let params = Params::new(set, set.max_plaintext_bits()).unwrap();
+            let tables = FastMul::tables(&params).unwrap();
+            let ctx = params.ctx(0).unwrap();
+            let (n, t) = (params.degree(), params.plaintext());
+            let q = BigInt::from(ctx.modulus().clone());
+            let sk = SecretKey::random(params.bfv(), &mut rng);
+            let pt =
+                Plaintext::try_encode(&[3u64, 1, 4, 1, 5], Encoding::simd(), params.bfv()).unwrap();
+            let a: Ciphertext = sk.try_encrypt(&pt, &mut rng).unwrap();
+            let b: Ciphertext = sk.try_encrypt(&pt, &mut rng).unwrap();
+            for (x, y) in [(&a, &b), (&a, &a)] {
+                let ours = tables.scaled_tensor(x, y).unwrap();
+                let theirs = x * y;
+                assert_eq!(theirs.len(), 3);
+                let mut rare = 0;
+                for (part, poly) in ours.iter().zip(theirs.iter()) {
+                    let mut poly = poly.clone();
+                    poly.change_representation(Representation::PowerBasis);
+                    let want: Vec<BigInt> = Vec::<num_bigint::BigUint>::from(&poly)
+                        .into_iter()
+                        .map(BigInt::from)
+                        .collect();
+                    for (j, w) in want.iter().enumerate() {
+                        let got: Vec<u64> =
+                            (0..ctx.moduli().len()).map(|i| part[i * n + j]).collect();
+                        let mut d = (crt(ctx.moduli(), &got) - w).mod_floor(&q);
+                        if &d * 2 > q {
+                            d -= &q;
+                        }
+                        let d = num_traits::Signed::abs(&d).to_u64().unwrap();
+                        assert!(d <= 3 * t / 2 + 1, "{set}: coefficient {j} off by {d}");
+                        if d > t / 2 + 1 {
+                            rare += 1;
+                        }
+                    }
+                }
+                assert!(rare <= 2, "{set}: {rare} coefficients lifted off by one");
+            }
+        }
+    }
+
+    /// The integer below `∏ moduli` with these residues.
+    fn crt(moduli: &[u64], residues: &[u64]) -> BigInt {
+        let m: BigInt = moduli.iter().map(|&q| BigInt::from(q)).product();
+        moduli
+            .iter()
+            .zip(residues)
+            .map(|(&qi, &r)| {
+                let qi = BigInt::from(qi);
+                let hat = &m / &qi;
+                let inv = hat.modinv(&qi).unwrap();
+                BigInt::from(r) * inv % &qi * hat
+            })
+            .sum::<BigInt>()
+            .mod_floor(&m)
     }
 
     /// The same bytes whatever the number of threads.

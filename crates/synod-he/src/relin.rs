@@ -599,9 +599,10 @@ mod tests {
         );
     }
 
-    /// The HPS multiplier gives fhe.rs's `Multiplicator` ciphertext (the
-    /// rare one-off roundings do not occur for these seeds), and it decrypts
-    /// to the slot-wise product.
+    /// The HPS multiplier's product decrypts to the slot-wise product, with
+    /// the noise of fhe.rs's `Multiplicator` (which rounds `t·x/Q` where it
+    /// takes `t·round(x/Q)`, see [`crate::mul`]): within a tenth of a bit
+    /// of it, on random inputs and at every depth of repeated squaring.
     #[test]
     fn multiplier_matches_fhe_multiplicator() {
         use fhe::bfv::{Encoding, Multiplicator, Plaintext};
@@ -626,9 +627,9 @@ mod tests {
             .map(|(s, (&x, sk))| round2(&params, s, sk, &agg, x, &mut rng).unwrap())
             .collect();
         let rlk = relinearization_key(&params, &agg, &pts, r2).unwrap();
-        let sk = crate::oracle::WholeKey::from_shares(&params, &sks)
-            .secret_key(&params)
-            .unwrap();
+        let whole = crate::oracle::WholeKey::from_shares(&params, &sks);
+        let sk = whole.secret_key(&params).unwrap();
+        let noise = |ct: &fhe::bfv::Ciphertext| whole.noise_bits(&params, ct).unwrap();
         let fast = Multiplier::new(&rlk).unwrap();
         let reference = Multiplicator::default(&rlk.to_fhe().unwrap()).unwrap();
         let p = params.plaintext();
@@ -644,12 +645,11 @@ mod tests {
             let got = fast.multiply(&a, &b).unwrap();
             let want = reference.multiply(&a, &b).unwrap();
             assert_eq!(got.len(), 2);
-            for (g, w) in got.iter().zip(want.iter()) {
-                assert!(
-                    g.coefficients() == w.coefficients(),
-                    "differs from Multiplicator"
-                );
-            }
+            let (ours, theirs) = (noise(&got), noise(&want));
+            assert!(
+                (ours - theirs).abs() < 0.1,
+                "noise 2^{ours} against fhe.rs's 2^{theirs}"
+            );
             let pt = sk.try_decrypt(&got).unwrap();
             let prod: Vec<u64> = x
                 .iter()
@@ -659,11 +659,11 @@ mod tests {
             assert_eq!(Vec::<u64>::try_decode(&pt, Encoding::simd()).unwrap(), prod);
         }
         // Repeated squaring (the multiplier's square path: one operand,
-        // extended once): at every depth the same ciphertext as fhe.rs's
-        // square of the same input, and the squared plaintexts. (Comparing
-        // the noise of two separate fhe.rs encryptions instead was flaky:
-        // fhe.rs's secret-key encryption draws part of its randomness from
-        // the thread RNG.)
+        // extended once): at every depth the squared plaintexts, and the
+        // noise of fhe.rs's square of the same input. (Comparing the noise
+        // of two separate fhe.rs encryptions instead was flaky: fhe.rs's
+        // secret-key encryption draws part of its randomness from the
+        // thread RNG.)
         let x: Vec<u64> = (0..2048u64).map(|i| (i * 7919 + 3) % p).collect();
         let pt = Plaintext::try_encode(&x, Encoding::simd(), params.bfv()).unwrap();
         let mut ours: fhe::bfv::Ciphertext = sk.try_encrypt(&pt, &mut rng).unwrap();
@@ -681,12 +681,11 @@ mod tests {
                 want,
                 "depth {depth}"
             );
-            for (g, w) in ours.iter().zip(theirs.iter()) {
-                assert!(
-                    g.coefficients() == w.coefficients(),
-                    "depth {depth}: the square differs from Multiplicator's"
-                );
-            }
+            let (a, b) = (noise(&ours), noise(&theirs));
+            assert!(
+                (a - b).abs() < 0.1,
+                "depth {depth}: noise 2^{a} against fhe.rs's 2^{b}"
+            );
         }
         // Only level-0, two-part ciphertexts.
         let pt = Plaintext::try_encode(&[1u64], Encoding::simd(), params.bfv()).unwrap();
