@@ -58,7 +58,11 @@ use crate::wire::fixed;
 /// 7: the Shamir values a dealer sends as a seed (thresholdisation and resharing) and the
 /// projection vectors of a resharing challenge are expanded from their seeds with BLAKE3's keyed
 /// extendable output (`synod dealt shamir values`, `synod reshare projections`), not ChaCha20.
-pub const PROTOCOL_VERSION: u16 = 7;
+///
+/// 8: a ciphertext product rounds `t·round(x/Q)` per tensor coefficient (Lattigo's BFV scaling),
+/// not `round(t·x/Q)`, so the product, and every evaluation output hash over one, differs from
+/// version 7's.
+pub const PROTOCOL_VERSION: u16 = 8;
 
 /// Domain-separation tag at the start of every encoded context.
 const CONTEXT_TAG: &[u8; 12] = b"synod/ctx/v1";
