@@ -254,6 +254,10 @@ impl SwitchingKey {
     /// `Σ_g NTT_i(X_g mod q_i) ⊙ key[g]`. `radix` holds its mixed-radix
     /// digits in power basis ([`Gadget::mixed_radix_in_place`]); where `q_i`
     /// is one of digit `g`'s primes, `X_g mod q_i` is its own row `own`.
+    /// `prepare` runs on the accumulators first, beside the digits' rows
+    /// (the product's `d0`, `d1` go to NTT form there): each digit's row
+    /// and `prepare` are separate parallel jobs, so that a few primes
+    /// still keep every thread busy.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn add_row(
         &self,
@@ -265,7 +269,9 @@ impl SwitchingKey {
         radix: &[u64],
         acc0: &mut [u64],
         acc1: &mut [u64],
+        prepare: impl FnOnce(&mut [u64], &mut [u64]) + Send,
     ) {
+        use rayon::prelude::*;
         // Every digit's row first (lifted, in NTT form), then the products
         // with both key halves in one pass. The rows (ciphertext data, not
         // secret) go in this thread's scratch buffer, reused from call to
@@ -274,7 +280,8 @@ impl SwitchingKey {
             static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         SCRATCH.with(|scratch| {
-            // Re-entered on this thread (not expected): a buffer of its own.
+            // Re-entered on this thread (another prime's job taken up while
+            // this one waits for its rows): a buffer of its own.
             let mut own_buffer = Vec::new();
             let mut borrowed = scratch.try_borrow_mut();
             let t = match borrowed.as_deref_mut() {
@@ -289,20 +296,27 @@ impl SwitchingKey {
             let t = t
                 .get_mut(first..first + stride * self.digits())
                 .unwrap_or_default();
-            for (g, t) in t.chunks_exact_mut(stride).enumerate() {
-                let t = t.get_mut(..n).unwrap_or_default();
-                match (&own, gadget.group(g).contains(&i)) {
-                    (OwnRow::Ntt(own), true) => t.copy_from_slice(own),
-                    (OwnRow::PowerBasis(own), true) => {
-                        t.copy_from_slice(own);
-                        ntt.forward(t);
-                    }
-                    (_, false) => {
-                        gadget.lift_into(radix, g, q, t);
-                        ntt.forward(t);
-                    }
-                }
-            }
+            rayon::join(
+                || prepare(&mut *acc0, &mut *acc1),
+                || {
+                    t.par_chunks_exact_mut(stride)
+                        .enumerate()
+                        .for_each(|(g, t)| {
+                            let t = t.get_mut(..n).unwrap_or_default();
+                            match (&own, gadget.group(g).contains(&i)) {
+                                (OwnRow::Ntt(own), true) => t.copy_from_slice(own),
+                                (OwnRow::PowerBasis(own), true) => {
+                                    t.copy_from_slice(own);
+                                    ntt.forward(t);
+                                }
+                                (_, false) => {
+                                    gadget.lift_into(radix, g, q, t);
+                                    ntt.forward(t);
+                                }
+                            }
+                        })
+                },
+            );
             let x: Vec<&[u64]> = t
                 .chunks_exact(stride)
                 .map(|r| r.get(..n).unwrap_or_default())

@@ -308,7 +308,7 @@ impl GaloisKeys {
             .for_each(|(i, ((a0, a1), (q, ntt)))| {
                 let own = OwnRow::Ntt(c1g.get(i * n..(i + 1) * n).unwrap_or_default());
                 key.key
-                    .add_row(&self.gadget, i, q, ntt, own, &digits, a0, a1);
+                    .add_row(&self.gadget, i, q, ntt, own, &digits, a0, a1, |_, _| ());
             });
         let to_poly = |m: Vec<u64>| crate::kernels::ntt_poly(m, ctx);
         crate::ring::ciphertext_at(&self.params, 0, to_poly(acc0)?, to_poly(acc1)?)

@@ -131,23 +131,26 @@ impl FastMul {
         });
         let radix = radix.as_deref().unwrap_or(&d2);
         let ob = &t.ops_base;
-        d0.par_chunks_mut(n)
-            .zip(d1.par_chunks_mut(n))
-            .zip(ob.moduli().par_iter().zip(ob.ntt().par_iter()))
-            .enumerate()
-            .for_each(|(j, ((r0, r1), (q, ntt)))| {
-                ntt.forward(r0);
-                ntt.forward(r1);
-                let own = OwnRow::PowerBasis(ob.row(&d2, j));
-                key.add_row(&t.gadget, j, q, ntt, own, radix, r0, r1);
-            });
-        // The scaling wrote into the first k of the tensor's km rows: give
-        // the rest back before the ciphertext keeps them.
-        let to_poly = |mut m: Vec<u64>| {
-            m.shrink_to_fit();
-            crate::kernels::ntt_poly(m, &t.base)
-        };
-        crate::ring::ciphertext_at(&t.params, 0, to_poly(d0)?, to_poly(d1)?)
+        // The output ciphertext's blank (a copy of a template's residues)
+        // beside the key switch.
+        let (blank, ()) = rayon::join(
+            || crate::ring::Blank::of(&t.params, 0),
+            || {
+                d0.par_chunks_mut(n)
+                    .zip(d1.par_chunks_mut(n))
+                    .zip(ob.moduli().par_iter().zip(ob.ntt().par_iter()))
+                    .enumerate()
+                    .for_each(|(j, ((r0, r1), (q, ntt)))| {
+                        let own = OwnRow::PowerBasis(ob.row(&d2, j));
+                        key.add_row(&t.gadget, j, q, ntt, own, radix, r0, r1, |r0, r1| {
+                            ntt.forward(r0);
+                            ntt.forward(r1);
+                        });
+                    })
+            },
+        );
+        let to_poly = |m: Vec<u64>| crate::kernels::ntt_poly(m, &t.base);
+        blank?.fill(&t.params, to_poly(d0)?, to_poly(d1)?)
     }
 
     /// `t·round(a ⊗ b/Q)` before relinearisation ([`Tables::scaled_tensor`]).
@@ -311,7 +314,8 @@ impl Tables {
         let m = km - k;
         let scaled: Vec<Vec<u64>> = vec![c0, c1, c2]
             .into_par_iter()
-            .map(|mut c| {
+            .enumerate()
+            .map(|(part, mut c)| {
                 self.blockwise_in_place(&mut c, |rows, scratch| {
                     let len = rows.first().map_or(0, |r| r.len());
                     let mut in_p = std::mem::take(&mut scratch.block);
@@ -327,7 +331,13 @@ impl Tables {
                     scratch.block = in_p;
                     converted
                 })?;
+                // The rest of the km rows given back (before a product's
+                // ciphertext keeps d0 and d1; d2 is dropped after the key
+                // switch, so it keeps its buffer).
                 c.truncate(k * n);
+                if part < 2 {
+                    c.shrink_to_fit();
+                }
                 Ok(c)
             })
             .collect::<Result<_>>()?;

@@ -306,50 +306,83 @@ pub(crate) fn ciphertext_at(
     c0: Poly,
     c1: Poly,
 ) -> Result<fhe::bfv::Ciphertext> {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-    type Templates = Mutex<HashMap<(usize, usize), Arc<fhe::bfv::Ciphertext>>>;
-    static TEMPLATES: OnceLock<Templates> = OnceLock::new();
     let ctx = params.ctx(level)?;
     let ours = |p: &Poly| Arc::ptr_eq(p.ctx(), ctx) && *p.representation() == Representation::Ntt;
     if !(ours(&c0) && ours(&c1)) {
         return Ok(fhe::bfv::Ciphertext::new(vec![c0, c1], params.bfv())?);
     }
-    // Keyed by the parameters' `Arc` (one per set and p for the process,
-    // never dropped: `Params::new`) and the level.
-    let key = (Arc::as_ptr(params.bfv()) as usize, level);
-    let template = {
-        let templates = TEMPLATES.get_or_init(|| Mutex::new(HashMap::new()));
-        let mut guard = templates
-            .lock()
-            .map_err(|_| Error::Parameters("ciphertext template cache poisoned".into()))?;
-        match guard.get(&key) {
-            Some(template) => template.clone(),
-            None => {
-                let zero = || Poly::zero(ctx, Representation::Ntt);
-                let template = Arc::new(fhe::bfv::Ciphertext::new(
-                    vec![zero(), zero()],
-                    params.bfv(),
-                )?);
-                guard.insert(key, template.clone());
-                template
+    Blank::of(params, level)?.fill(params, c0, c1)
+}
+
+/// A copy of the zero ciphertext at one level of one parameter set, whose
+/// two parts [`Blank::fill`] replaces ([`ciphertext_at`] in two steps, so
+/// that the copy can be made beside other work).
+pub(crate) struct Blank {
+    ct: fhe::bfv::Ciphertext,
+    level: usize,
+}
+
+impl Blank {
+    /// The copy of the template of `params` at `level`.
+    pub(crate) fn of(params: &Params, level: usize) -> Result<Self> {
+        use std::collections::HashMap;
+        use std::sync::{Mutex, OnceLock};
+        type Templates = Mutex<HashMap<(usize, usize), Arc<fhe::bfv::Ciphertext>>>;
+        static TEMPLATES: OnceLock<Templates> = OnceLock::new();
+        let ctx = params.ctx(level)?;
+        // Keyed by the parameters' `Arc` (one per set and p for the process,
+        // never dropped: `Params::new`) and the level.
+        let key = (Arc::as_ptr(params.bfv()) as usize, level);
+        let template = {
+            let templates = TEMPLATES.get_or_init(|| Mutex::new(HashMap::new()));
+            let mut guard = templates
+                .lock()
+                .map_err(|_| Error::Parameters("ciphertext template cache poisoned".into()))?;
+            match guard.get(&key) {
+                Some(template) => template.clone(),
+                None => {
+                    let zero = || Poly::zero(ctx, Representation::Ntt);
+                    let template = Arc::new(fhe::bfv::Ciphertext::new(
+                        vec![zero(), zero()],
+                        params.bfv(),
+                    )?);
+                    guard.insert(key, template.clone());
+                    template
+                }
+            }
+        };
+        // The copy outside the lock: threads making ciphertexts do not queue.
+        Ok(Self {
+            ct: (*template).clone(),
+            level,
+        })
+    }
+
+    /// The ciphertext `(c0, c1)`: both must be NTT-form polynomials of
+    /// `params.ctx(level)` for this blank's level (else an error).
+    pub(crate) fn fill(self, params: &Params, c0: Poly, c1: Poly) -> Result<fhe::bfv::Ciphertext> {
+        let ctx = params.ctx(self.level)?;
+        let ours =
+            |p: &Poly| Arc::ptr_eq(p.ctx(), ctx) && *p.representation() == Representation::Ntt;
+        if !(ours(&c0) && ours(&c1)) {
+            return Err(Error::Parameters(
+                "ciphertext parts of another context than the blank's".into(),
+            ));
+        }
+        let mut ct = self.ct;
+        match ct.get_mut(..2) {
+            Some([t0, t1]) => {
+                *t0 = c0;
+                *t1 = c1;
+            }
+            _ => {
+                return Err(Error::Parameters(
+                    "ciphertext template of the wrong size".into(),
+                ))
             }
         }
-    };
-    // The copy outside the lock: threads making ciphertexts do not queue.
-    let mut ct = (*template).clone();
-    match ct.get_mut(..2) {
-        Some([t0, t1]) => {
-            *t0 = c0;
-            *t1 = c1;
-        }
-        _ => {
-            return Err(Error::Parameters(
-                "ciphertext template of the wrong size".into(),
-            ))
-        }
+        Ok(ct)
     }
-    Ok(ct)
 }
 
 /// Restricts a level-0 polynomial to the primes of `ctx` (a lower level) by
@@ -455,7 +488,16 @@ mod tests {
         }
         let other = Poly::random(params.ctx(1).unwrap(), Representation::Ntt, &mut rng);
         let c0 = Poly::random(params.ctx(0).unwrap(), Representation::Ntt, &mut rng);
-        assert!(ciphertext_at(&params, 0, c0, other).is_err());
+        assert!(ciphertext_at(&params, 0, c0.clone(), other.clone()).is_err());
+        // A blank takes only parts of its own level, in NTT form.
+        let blank = || Blank::of(&params, 0).unwrap();
+        assert!(blank().fill(&params, c0.clone(), other).is_err());
+        let mut power = c0.clone();
+        power.change_representation(Representation::PowerBasis);
+        assert!(blank().fill(&params, c0.clone(), power).is_err());
+        let c1 = Poly::random(params.ctx(0).unwrap(), Representation::Ntt, &mut rng);
+        let want = fhe::bfv::Ciphertext::new(vec![c0.clone(), c1.clone()], params.bfv()).unwrap();
+        assert_eq!(blank().fill(&params, c0, c1).unwrap(), want);
     }
 
     /// `small_to_ntt` (synod's NTT) gives fhe-math's conversion of the same
