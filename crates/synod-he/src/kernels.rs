@@ -134,6 +134,32 @@ pub(crate) fn tensor_in_place(
     }
 }
 
+/// The tensor of `(a0, a1)` and `(b0, b1)` modulo `q` into other rows:
+/// `c0 = a0·b0`, `c1 = a0·b1 + a1·b0`, `c2 = a1·b1`, in one IFMA pass, or
+/// `false` (nothing written; the caller copies the inputs and takes
+/// [`tensor_in_place`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn tensor_into(
+    q: &Modulus,
+    a0: &[u64],
+    a1: &[u64],
+    b0: &[u64],
+    b1: &[u64],
+    c0: &mut [u64],
+    c1: &mut [u64],
+    c2: &mut [u64],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        ifma::tensor_into(q, a0, a1, b0, b1, c0, c1, c2)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (q, a0, a1, b0, b1, c0, c1, c2);
+        false
+    }
+}
+
 /// In place, the tensor of `(a0, a1)` with itself: `a0 ← a0²`, `a1 ← a1²`,
 /// `c1 = 2·a0·a1` modulo `q` in one AVX2 + FMA pass, or `false` (nothing
 /// written; the caller computes it otherwise).

@@ -63,8 +63,7 @@ struct Tables {
     params: Params,
     base: Arc<Context>,
     ops_base: Arc<RingOps>,
-    /// Operators of `Q ∪ P` (the primes of `Q` first) and of `P`.
-    ops_mul: Arc<RingOps>,
+    /// Operators of `P`.
     ops_p: Arc<RingOps>,
     /// `|Q|` and `|Q ∪ P|` (primes).
     k: usize,
@@ -205,7 +204,6 @@ impl Tables {
         Ok(Self {
             params: params.clone(),
             ops_base: RingOps::of(&base)?,
-            ops_mul: RingOps::for_moduli(&extended, n)?,
             ops_p: RingOps::for_moduli(&p, n)?,
             base,
             k,
@@ -249,74 +247,113 @@ impl Tables {
             .collect::<Result<_>>()?;
         let ntt_in: Vec<&[u64]> = views.iter().map(|v| v.rows(k)).collect::<Result<_>>()?;
 
-        // 1. Extend each input to Q ∪ P: power basis (inverse NTT), base
-        //    conversion per coefficient block, forward NTT of the new primes.
-        let extended: Vec<Vec<u64>> = ntt_in
+        // 1. Extend each input to Q ∪ P: power basis (inverse NTT, on a
+        //    copy), base conversion per coefficient block into the P rows,
+        //    forward NTT of the new primes. The input's own NTT rows serve
+        //    as its Q rows; the copy is free after the conversion and takes
+        //    the tensor's Q rows.
+        let m = km - k;
+        let extended: Vec<(Vec<u64>, Vec<u64>)> = ntt_in
             .par_iter()
             .map(|x| {
-                // The Q rows copied in, only the P rows zeroed first.
-                let mut out = Vec::with_capacity(km * n);
-                out.extend_from_slice(x);
-                out.resize(km * n, 0);
-                let p_rows = out.get_mut(k * n..).unwrap_or_default();
                 let mut pb = x.to_vec();
                 self.ops_base
                     .par_rows(&mut pb, |_, _, ntt, row| ntt.backward(row));
-                self.blockwise_into(&pb, p_rows, |ins, outs, scratch| {
+                let mut p_rows = vec![0u64; m * n];
+                self.blockwise_into(&pb, &mut p_rows, |ins, outs, scratch| {
                     self.to_p.convert(ins, outs, scratch)
                 })?;
                 self.ops_p
-                    .par_rows(p_rows, |_, _, ntt, row| ntt.forward(row));
-                Ok(out)
+                    .par_rows(&mut p_rows, |_, _, ntt, row| ntt.forward(row));
+                Ok((pb, p_rows))
             })
             .collect::<Result<_>>()?;
-        // 2. Tensor product in Q ∪ P, in place (a0 becomes c0 = a0·b0, a1
-        //    becomes c2 = a1·b1, b0 becomes c1 = a0·b1 + a1·b0; with IFMA
-        //    or FMA four fused products beat Karatsuba's three plus its
-        //    extra passes over memory; a square takes three products and
-        //    no copies of its inputs where the FMA kernel runs), back to
-        //    power basis.
-        let ops = &self.ops_mul;
-        let (mut c0, mut c2, mut c1, b1) = if square {
-            let [a0, a1] = <[Vec<u64>; 2]>::try_from(extended)
-                .map_err(|_| Error::Parameters("internal: two extended inputs".into()))?;
-            (a0, a1, vec![0u64; km * n], None)
+        // 2. Tensor product in Q ∪ P, back to power basis. Rows of Q from
+        //    the inputs into the free copies (c0 = a0·b0, c1 = a0·b1 + a1·b0,
+        //    c2 = a1·b1); rows of P in place (a0 becomes c0, a1 becomes c2,
+        //    b0 becomes c1; with IFMA or FMA four fused products beat
+        //    Karatsuba's three plus its extra passes over memory; a square
+        //    takes three products and no copies of its inputs where the FMA
+        //    kernel runs).
+        let (x0, x1) = (ntt_in.first(), ntt_in.get(1));
+        let (y0, y1) = if square {
+            (x0, x1)
         } else {
-            let [a0, a1, b0, b1] = <[Vec<u64>; 4]>::try_from(extended)
-                .map_err(|_| Error::Parameters("internal: four extended inputs".into()))?;
-            (a0, a1, b0, Some(b1))
+            (ntt_in.get(2), ntt_in.get(3))
         };
-        c0.par_chunks_mut(n)
-            .zip(c2.par_chunks_mut(n))
-            .zip(c1.par_chunks_mut(n))
-            .zip(ops.moduli().par_iter().zip(ops.ntt().par_iter()))
-            .enumerate()
-            .for_each(|(j, (((r0, r2), r1), (q, ntt)))| {
-                match &b1 {
-                    Some(b1) => tensor_row(q, r0, r2, r1, ops.row(b1, j)),
-                    None => {
-                        if !crate::kernels::square_in_place(q, r0, r2, r1) {
-                            r1.copy_from_slice(r0);
-                            let b1 = r2.to_vec();
-                            tensor_row(q, r0, r2, r1, &b1);
+        let (Some(&x0), Some(&x1), Some(&y0), Some(&y1)) = (x0, x1, y0, y1) else {
+            return Err(Error::Parameters("internal: tensor inputs".into()));
+        };
+        let mut extended = extended.into_iter();
+        let mut next = || {
+            extended
+                .next()
+                .ok_or_else(|| Error::Parameters("internal: extended inputs".into()))
+        };
+        let ((mut q0, mut p0), (mut q2, mut p2)) = (next()?, next()?);
+        let (mut q1, mut p1, b1) = if square {
+            (vec![0u64; k * n], vec![0u64; m * n], None)
+        } else {
+            let ((q1, p1), (_, b1)) = (next()?, next()?);
+            (q1, p1, Some(b1))
+        };
+        let ops_q = &self.ops_base;
+        fn row(x: &[u64], j: usize, n: usize) -> &[u64] {
+            x.get(j * n..(j + 1) * n).unwrap_or_default()
+        }
+        let q_part = || {
+            q0.par_chunks_mut(n)
+                .zip(q1.par_chunks_mut(n))
+                .zip(q2.par_chunks_mut(n))
+                .zip(ops_q.moduli().par_iter().zip(ops_q.ntt().par_iter()))
+                .enumerate()
+                .for_each(|(j, (((c0, c1), c2), (q, ntt)))| {
+                    let (a0, a1) = (row(x0, j, n), row(x1, j, n));
+                    let (b0, b1) = (row(y0, j, n), row(y1, j, n));
+                    if !crate::kernels::tensor_into(q, a0, a1, b0, b1, c0, c1, c2) {
+                        c0.copy_from_slice(a0);
+                        c2.copy_from_slice(a1);
+                        c1.copy_from_slice(b0);
+                        tensor_row(q, c0, c2, c1, b1);
+                    }
+                    for row in [c0, c1, c2] {
+                        ntt.backward(row);
+                    }
+                })
+        };
+        let ops_p = &self.ops_p;
+        let p_part = || {
+            p0.par_chunks_mut(n)
+                .zip(p2.par_chunks_mut(n))
+                .zip(p1.par_chunks_mut(n))
+                .zip(ops_p.moduli().par_iter().zip(ops_p.ntt().par_iter()))
+                .enumerate()
+                .for_each(|(j, (((r0, r2), r1), (q, ntt)))| {
+                    match &b1 {
+                        Some(b1) => tensor_row(q, r0, r2, r1, row(b1, j, n)),
+                        None => {
+                            if !crate::kernels::square_in_place(q, r0, r2, r1) {
+                                r1.copy_from_slice(r0);
+                                let b1 = r2.to_vec();
+                                tensor_row(q, r0, r2, r1, &b1);
+                            }
                         }
                     }
-                }
-                for row in [r0, r1, r2] {
-                    ntt.backward(row);
-                }
-            });
+                    for row in [r0, r1, r2] {
+                        ntt.backward(row);
+                    }
+                })
+        };
+        rayon::join(q_part, p_part);
         drop(b1);
 
-        // 3. Divide by Q into P, and convert back to Q times t, block by block,
-        //    into the first k rows of the tensor's own buffer (each block's
-        //    columns are read in full before its result is written).
-        let m = km - k;
-        let scaled: Vec<Vec<u64>> = vec![c0, c1, c2]
+        // 3. Divide by Q into P, and convert back to Q times t, block by
+        //    block, into the Q rows (each block's columns are read in full
+        //    before its result is written).
+        let scaled: Vec<Vec<u64>> = vec![(q0, p0), (q1, p1), (q2, p2)]
             .into_par_iter()
-            .enumerate()
-            .map(|(part, mut c)| {
-                self.blockwise_in_place(&mut c, |rows, scratch| {
+            .map(|(mut c, mut of_p)| {
+                self.blockwise_in_place(&mut [&mut c, &mut of_p], |rows, scratch| {
                     let len = rows.first().map_or(0, |r| r.len());
                     let mut in_p = std::mem::take(&mut scratch.block);
                     in_p.resize(m * len, 0);
@@ -331,13 +368,6 @@ impl Tables {
                     scratch.block = in_p;
                     converted
                 })?;
-                // The rest of the km rows given back (before a product's
-                // ciphertext keeps d0 and d1; d2 is dropped after the key
-                // switch, so it keeps its buffer).
-                c.truncate(k * n);
-                if part < 2 {
-                    c.shrink_to_fit();
-                }
                 Ok(c)
             })
             .collect::<Result<_>>()?;
@@ -345,28 +375,30 @@ impl Tables {
             .map_err(|_| Error::Parameters("internal: three scaled parts".into()))
     }
 
-    /// Runs `f` on column blocks of the power-basis matrix `rows` (any
-    /// number of rows of `N`), in parallel: `f` gets every row's columns of
-    /// one block, to read and overwrite.
-    fn blockwise_in_place<F>(&self, rows: &mut [u64], f: F) -> Result<()>
+    /// Runs `f` on column blocks of the power-basis matrices `mats` (any
+    /// number of rows of `N` each), in parallel: `f` gets every row's
+    /// columns of one block, the matrices' rows in order, to read and
+    /// overwrite.
+    fn blockwise_in_place<F>(&self, mats: &mut [&mut Vec<u64>], f: F) -> Result<()>
     where
         F: Fn(&mut [&mut [u64]], &mut Scratch) -> Result<()> + Sync,
     {
-        self.blocks(rows)
+        self.blocks(mats.iter_mut().map(|m| m.as_mut_slice()))
             .into_par_iter()
             .try_for_each_init(Scratch::default, |scratch, mut block| {
                 f(&mut block, scratch)
             })
     }
 
-    /// Every row's columns of each block of [`BLOCK`] columns, block by block.
-    fn blocks<'a>(&self, rows: &'a mut [u64]) -> Vec<Vec<&'a mut [u64]>> {
+    /// Every row's columns of each block of [`BLOCK`] columns, block by
+    /// block, for the rows of `mats` in order.
+    fn blocks<'a>(&self, mats: impl IntoIterator<Item = &'a mut [u64]>) -> Vec<Vec<&'a mut [u64]>> {
         let n = self.ops_base.degree();
         let block = BLOCK.min(n);
         let mut blocks: Vec<Vec<&mut [u64]>> = (0..n.div_ceil(block))
-            .map(|_| Vec::with_capacity(rows.len() / n))
+            .map(|_| Vec::with_capacity(self.km))
             .collect();
-        for row in rows.chunks_mut(n) {
+        for row in mats.into_iter().flat_map(|m| m.chunks_mut(n)) {
             for (dst, chunk) in blocks.iter_mut().zip(row.chunks_mut(block)) {
                 dst.push(chunk);
             }
@@ -382,7 +414,7 @@ impl Tables {
     {
         let n = self.ops_base.degree();
         let block = BLOCK.min(n);
-        self.blocks(out)
+        self.blocks([out])
             .into_par_iter()
             .enumerate()
             .try_for_each_init(Scratch::default, |scratch, (c, mut outs)| {
@@ -449,10 +481,10 @@ mod tests {
     use num_integer::Integer;
     use num_traits::ToPrimitive;
 
-    /// Karatsuba (for CPUs without a vector kernel), the dispatched kernel
-    /// and the AVX2 + FMA kernel all give the tensor's residues, and the
-    /// FMA square kernel the square's, on synod's primes, on random and
-    /// extreme values, with a tail.
+    /// Karatsuba (for CPUs without a vector kernel), the dispatched kernel,
+    /// the IFMA kernel into other rows and the AVX2 + FMA kernel all give
+    /// the tensor's residues, and the FMA square kernel the square's, on
+    /// synod's primes, on random and extreme values, with a tail.
     #[test]
     fn every_tensor_kernel_is_the_tensor() {
         use rand::{Rng, SeedableRng};
@@ -486,6 +518,16 @@ mod tests {
                 let (mut c0, mut c2, mut c1) = (a0.clone(), a1.clone(), b0.clone());
                 if crate::kernels::tensor_in_place(&q, &mut c0, &mut c2, &mut c1, &b1) {
                     check("dispatched", &c0, &c2, &c1);
+                }
+                // Into other rows (IFMA), the inputs untouched.
+                let mut out = vec![vec![u64::MAX; a0.len()]; 3];
+                let [c0, c1, c2] = &mut out[..] else {
+                    unreachable!()
+                };
+                if crate::kernels::tensor_into(&q, &a0, &a1, &b0, &b1, c0, c1, c2) {
+                    check("into other rows", c0, c2, c1);
+                } else {
+                    assert!(!crate::kernels::has_ifma(), "IFMA without tensor_into");
                 }
                 #[cfg(target_arch = "x86_64")]
                 if crate::kernels::fma::token().is_some() {

@@ -277,6 +277,61 @@ pub(crate) fn tensor_in_place(
     true
 }
 
+/// [`tensor_in_place`] into other rows: `c0 = a0·b0`, `c1 = a0·b1 + a1·b0`,
+/// `c2 = a1·b1` (mod `q`), the inputs unchanged; `false` (nothing written)
+/// under the same conditions.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn tensor_into(
+    q: &Modulus,
+    a0: &[u64],
+    a1: &[u64],
+    b0: &[u64],
+    b1: &[u64],
+    c0: &mut [u64],
+    c1: &mut [u64],
+    c2: &mut [u64],
+) -> bool {
+    let (Some(simd), Some(c)) = (token(), Barrett::new(**q)) else {
+        return false;
+    };
+    let n = a0.len();
+    if [a1.len(), b0.len(), b1.len(), c0.len(), c1.len(), c2.len()]
+        .iter()
+        .any(|&l| l != n)
+    {
+        return false;
+    }
+    simd.vectorize(
+        #[inline(always)]
+        || {
+            let (a0_8, a0_t) = pulp::as_arrays::<8, u64>(a0);
+            let (a1_8, a1_t) = pulp::as_arrays::<8, u64>(a1);
+            let (b0_8, b0_t) = pulp::as_arrays::<8, u64>(b0);
+            let (b1_8, b1_t) = pulp::as_arrays::<8, u64>(b1);
+            let (c0_8, c0_t) = pulp::as_arrays_mut::<8, u64>(c0);
+            let (c1_8, c1_t) = pulp::as_arrays_mut::<8, u64>(c1);
+            let (c2_8, c2_t) = pulp::as_arrays_mut::<8, u64>(c2);
+            let ins = a0_8.iter().zip(a1_8).zip(b0_8.iter().zip(b1_8));
+            let outs = c0_8.iter_mut().zip(c1_8.iter_mut()).zip(c2_8.iter_mut());
+            for (((x0, x1), (y0, y1)), ((z0, z1), z2)) in ins.zip(outs) {
+                let (u0, u1, v0, v1) = (cast(*x0), cast(*x1), cast(*y0), cast(*y1));
+                let cross = simd.mul_mod(&c, u0, v1);
+                *z1 = cast(simd.mul_acc(&c, Accumulate::Add, cross, u1, v0));
+                *z0 = cast(simd.mul_mod(&c, u0, v0));
+                *z2 = cast(simd.mul_mod(&c, u1, v1));
+            }
+            let ins = a0_t.iter().zip(a1_t).zip(b0_t.iter().zip(b1_t));
+            let outs = c0_t.iter_mut().zip(c1_t.iter_mut()).zip(c2_t.iter_mut());
+            for (((&u0, &u1), (&v0, &v1)), ((z0, z1), z2)) in ins.zip(outs) {
+                *z1 = q.add(q.mul(u0, v1), q.mul(u1, v0));
+                *z0 = q.mul(u0, v0);
+                *z2 = q.mul(u1, v1);
+            }
+        },
+    );
+    true
+}
+
 impl V4Ifma {
     /// `P mod q` for eight lanes of `P = hi·2^52 + lo`, where `hi` and `lo`
     /// are the sums of `madd52hi` and `madd52lo` over products whose total
