@@ -12,11 +12,11 @@
 //! about the input noise over `n·σ²`; tested within a tenth of a bit of
 //! fhe.rs's), and lets `P` leave out `t`: five extension primes instead
 //! of six at N = 8192 (one transform fewer per input polynomial and per
-//! part: 105 instead of 112),
-//! and the scaling is a conversion without fractions. An input
-//! coefficient's lift can be off by `Q` ([`crate::rns`], about `2^-49` per
-//! coefficient; HPS's Lemma 2 bounds the extra noise), and so can the
-//! division's lift of `x mod Q` (that coefficient then off by `t`). Tests
+//! part: 105 instead of 112), and the scaling is a conversion without
+//! fractions. An input coefficient's lift can be off by `Q`
+//! ([`crate::rns`], about `2^-49` per coefficient; HPS's Lemma 2 bounds the
+//! extra noise), and so can the division's lift of `x mod Q` (that
+//! coefficient then off by `t`). Tests
 //! check the product against fhe.rs's (the unrelinearised parts within
 //! `t/2 + 1` per coefficient, the noise, the decryption) and the
 //! conversions against big-integer arithmetic. Every step that is
@@ -182,7 +182,8 @@ impl Tables {
         // The scaling takes t·round(x/Q) (see `scaled_tensor`), so P must
         // hold round(x/Q) for a tensor coefficient x of centred inputs:
         // |x| ≤ N·Q²/2, so P > N·Q (and then Q·P > 2|x|, the tensor fits);
-        // one bit to spare, and each 50-bit prime gives > 49 bits. Primes below 2^50 rather than fewer 62-bit ones: tfhe-ntt's
+        // one bit to spare, and each 50-bit prime gives > 49 bits.
+        // Primes below 2^50 rather than fewer 62-bit ones: tfhe-ntt's
         // IFMA NTT (primes < 2^52) is about three times faster, which more
         // than pays for one more prime. P is fixed by the parameters, never
         // by the machine, so every node computes the same product.
@@ -580,17 +581,19 @@ mod tests {
         Ciphertext::new(vec![poly(), poly()], params.bfv()).unwrap()
     }
 
+    const EVERY_SET: [ParameterSet; 3] = [
+        ParameterSet::InsecureTestN2048,
+        ParameterSet::Bfv8192,
+        ParameterSet::Bfv16384,
+    ];
+
     /// The largest tensor coefficients there can be (every input coefficient
     /// ±Q/2·(1 − 2^-39)) scale to `t·round(x/Q)` exactly, up to the
     /// documented lift off by one (`t` in the result), at the largest
     /// plaintext modulus of every parameter set: P is large enough.
     #[test]
     fn extreme_tensor_coefficients_scale_correctly() {
-        for set in [
-            ParameterSet::InsecureTestN2048,
-            ParameterSet::Bfv8192,
-            ParameterSet::Bfv16384,
-        ] {
+        for set in EVERY_SET {
             let params = Params::new(set, set.max_plaintext_bits()).unwrap();
             let tables = FastMul::tables(&params).unwrap();
             let ctx = params.ctx(0).unwrap();
@@ -642,11 +645,7 @@ mod tests {
         use fhe_traits::{FheEncoder, FheEncrypter};
         use rand::SeedableRng;
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
-        for set in [
-            ParameterSet::InsecureTestN2048,
-            ParameterSet::Bfv8192,
-            ParameterSet::Bfv16384,
-        ] {
+        for set in EVERY_SET {
             let params = Params::new(set, set.max_plaintext_bits()).unwrap();
             let tables = FastMul::tables(&params).unwrap();
             let ctx = params.ctx(0).unwrap();

@@ -1,7 +1,8 @@
-//! RNS base conversion, division and BFV scaling with floating-point corrections, after
-//! Halevi, Polyakov and Shoup, "An Improved RNS Variant of the BFV
-//! Homomorphic Encryption Scheme" (CT-RSA 2019, ePrint 2018/117), §2.2 and
-//! §4.2 — the algorithm OpenFHE's `HPS` BFV multiplication uses.
+//! RNS base conversion, division and BFV scaling with floating-point
+//! corrections, after Halevi, Polyakov and Shoup, "An Improved RNS Variant
+//! of the BFV Homomorphic Encryption Scheme" (CT-RSA 2019, ePrint
+//! 2018/117), §2.2 and §4.2 — the algorithm OpenFHE's `HPS` BFV
+//! multiplication uses.
 //!
 //! * [`BaseConverter`] lifts residues modulo `Q = ∏ q_i` to the centred
 //!   representative `x̄ ∈ (−Q/2, Q/2)` (`Q` is odd) and reduces it modulo other primes:
