@@ -65,9 +65,6 @@ struct Tables {
     ops_base: Arc<RingOps>,
     /// Operators of `P`.
     ops_p: Arc<RingOps>,
-    /// `|Q|` and `|Q ∪ P|` (primes).
-    k: usize,
-    km: usize,
     /// `Q → P`, `round(x/Q)` from `Q ∪ P` into `P`, and `P → Q` times `t`.
     to_p: BaseConverter,
     down: DivideDown,
@@ -82,7 +79,7 @@ impl FastMul {
         let t = &*me.tables;
         let (key0, key1) = rlk.rows();
         let (key0, key1) = (key0.to_vec(), key1.to_vec());
-        let size = t.k * t.ops_base.degree();
+        let size = t.ops_base.len() * t.ops_base.degree();
         if key0.len() != t.gadget.digits()
             || key1.len() != key0.len()
             || key0.iter().chain(&key1).any(|m| m.len() != size)
@@ -178,7 +175,6 @@ impl Tables {
         let base = params.ctx(0)?.clone();
         let n = params.degree();
         let q = base.moduli().to_vec();
-        let k = q.len();
         // The scaling takes t·round(x/Q) (see `scaled_tensor`), so P must
         // hold round(x/Q) for a tensor coefficient x of centred inputs:
         // |x| ≤ N·Q²/2, so P > N·Q (and then Q·P > 2|x|, the tensor fits);
@@ -201,14 +197,11 @@ impl Tables {
                 p.push(upper);
             }
         }
-        let extended: Vec<u64> = q.iter().chain(&p).copied().collect();
         Ok(Self {
             params: params.clone(),
             ops_base: RingOps::of(&base)?,
             ops_p: RingOps::for_moduli(&p, n)?,
             base,
-            k,
-            km: extended.len(),
             to_p: BaseConverter::new(&q, &p)?,
             down: DivideDown::new(&q, &p)?,
             to_q: BaseConverter::scaled(&p, &q, params.plaintext())?,
@@ -219,7 +212,11 @@ impl Tables {
     /// `t·round(a ⊗ b/Q)` before relinearisation: three `k × N` residue
     /// matrices modulo `Q`, in power basis.
     pub(crate) fn scaled_tensor(&self, a: &Ciphertext, b: &Ciphertext) -> Result<[Vec<u64>; 3]> {
-        let (k, km, n) = (self.k, self.km, self.ops_base.degree());
+        let (k, m, n) = (
+            self.ops_base.len(),
+            self.ops_p.len(),
+            self.ops_base.degree(),
+        );
         for ct in [a, b] {
             if ct.len() != 2 {
                 return Err(Error::Parameters(
@@ -253,7 +250,6 @@ impl Tables {
         //    forward NTT of the new primes. The input's own NTT rows serve
         //    as its Q rows; the copy is free after the conversion and takes
         //    the tensor's Q rows.
-        let m = km - k;
         let extended: Vec<(Vec<u64>, Vec<u64>)> = ntt_in
             .par_iter()
             .map(|x| {
@@ -397,7 +393,7 @@ impl Tables {
         let n = self.ops_base.degree();
         let block = BLOCK.min(n);
         let mut blocks: Vec<Vec<&mut [u64]>> = (0..n.div_ceil(block))
-            .map(|_| Vec::with_capacity(self.km))
+            .map(|_| Vec::with_capacity(self.ops_base.len() + self.ops_p.len()))
             .collect();
         for row in mats.into_iter().flat_map(|m| m.chunks_mut(n)) {
             for (dst, chunk) in blocks.iter_mut().zip(row.chunks_mut(block)) {
@@ -661,17 +657,26 @@ mod tests {
                 let theirs = x * y;
                 assert_eq!(theirs.len(), 3);
                 let mut rare = 0;
+                // Both as integers below Q, through fhe-math's lift.
+                let lift = |poly: &Poly| -> Vec<BigInt> {
+                    Vec::<num_bigint::BigUint>::from(poly)
+                        .into_iter()
+                        .map(BigInt::from)
+                        .collect()
+                };
                 for (part, poly) in ours.iter().zip(theirs.iter()) {
                     let mut poly = poly.clone();
                     poly.change_representation(Representation::PowerBasis);
-                    let want: Vec<BigInt> = Vec::<num_bigint::BigUint>::from(&poly)
-                        .into_iter()
-                        .map(BigInt::from)
-                        .collect();
-                    for (j, w) in want.iter().enumerate() {
-                        let got: Vec<u64> =
-                            (0..ctx.moduli().len()).map(|i| part[i * n + j]).collect();
-                        let mut d = (crt(ctx.moduli(), &got) - w).mod_floor(&q);
+                    let shape = (ctx.moduli().len(), n);
+                    let got = Poly::try_convert_from(
+                        Array2::from_shape_vec(shape, part.clone()).unwrap(),
+                        ctx,
+                        false,
+                        Representation::PowerBasis,
+                    )
+                    .unwrap();
+                    for (j, (g, w)) in lift(&got).iter().zip(lift(&poly)).enumerate() {
+                        let mut d = (g - w).mod_floor(&q);
                         if &d * 2 > q {
                             d -= &q;
                         }
@@ -685,22 +690,6 @@ mod tests {
                 assert!(rare <= 2, "{set}: {rare} coefficients lifted off by one");
             }
         }
-    }
-
-    /// The integer below `∏ moduli` with these residues.
-    fn crt(moduli: &[u64], residues: &[u64]) -> BigInt {
-        let m: BigInt = moduli.iter().map(|&q| BigInt::from(q)).product();
-        moduli
-            .iter()
-            .zip(residues)
-            .map(|(&qi, &r)| {
-                let qi = BigInt::from(qi);
-                let hat = &m / &qi;
-                let inv = hat.modinv(&qi).unwrap();
-                BigInt::from(r) * inv % &qi * hat
-            })
-            .sum::<BigInt>()
-            .mod_floor(&m)
     }
 
     /// The same bytes whatever the number of threads.

@@ -307,11 +307,15 @@ pub(crate) fn ciphertext_at(
     c1: Poly,
 ) -> Result<fhe::bfv::Ciphertext> {
     let ctx = params.ctx(level)?;
-    let ours = |p: &Poly| Arc::ptr_eq(p.ctx(), ctx) && *p.representation() == Representation::Ntt;
-    if !(ours(&c0) && ours(&c1)) {
+    if !(ntt_of(&c0, ctx) && ntt_of(&c1, ctx)) {
         return Ok(fhe::bfv::Ciphertext::new(vec![c0, c1], params.bfv())?);
     }
     Blank::of(params, level)?.fill(params, c0, c1)
+}
+
+/// Whether `p` is in NTT form under `ctx` itself (the same `Arc`).
+fn ntt_of(p: &Poly, ctx: &Arc<Context>) -> bool {
+    Arc::ptr_eq(p.ctx(), ctx) && *p.representation() == Representation::Ntt
 }
 
 /// A copy of the zero ciphertext at one level of one parameter set, whose
@@ -362,9 +366,7 @@ impl Blank {
     /// `params.ctx(level)` for this blank's level (else an error).
     pub(crate) fn fill(self, params: &Params, c0: Poly, c1: Poly) -> Result<fhe::bfv::Ciphertext> {
         let ctx = params.ctx(self.level)?;
-        let ours =
-            |p: &Poly| Arc::ptr_eq(p.ctx(), ctx) && *p.representation() == Representation::Ntt;
-        if !(ours(&c0) && ours(&c1)) {
+        if !(ntt_of(&c0, ctx) && ntt_of(&c1, ctx)) {
             return Err(Error::Parameters(
                 "ciphertext parts of another context than the blank's".into(),
             ));

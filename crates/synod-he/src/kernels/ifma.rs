@@ -259,18 +259,11 @@ pub(crate) fn tensor_in_place(
             let (b1_8, b1_t) = pulp::as_arrays::<8, u64>(b1);
             let lanes = a0_8.iter_mut().zip(a1_8.iter_mut());
             for ((x0, x1), (y0, y1)) in lanes.zip(b0_8.iter_mut().zip(b1_8)) {
-                let (u0, u1, v0, v1) = (cast(*x0), cast(*x1), cast(*y0), cast(*y1));
-                let cross = simd.mul_mod(&c, u0, v1);
-                *y0 = cast(simd.mul_acc(&c, Accumulate::Add, cross, u1, v0));
-                *x0 = cast(simd.mul_mod(&c, u0, v0));
-                *x1 = cast(simd.mul_mod(&c, u1, v1));
+                (*x0, *y0, *x1) = simd.tensor8(&c, [*x0, *x1, *y0, *y1]);
             }
             let lanes = a0_t.iter_mut().zip(a1_t.iter_mut());
             for ((x0, x1), (y0, &y1)) in lanes.zip(b0_t.iter_mut().zip(b1_t)) {
-                let (u0, u1, v0) = (*x0, *x1, *y0);
-                *y0 = q.add(q.mul(u0, y1), q.mul(u1, v0));
-                *x0 = q.mul(u0, v0);
-                *x1 = q.mul(u1, y1);
+                (*x0, *y0, *x1) = tensor1(q, [*x0, *x1, *y0, y1]);
             }
         },
     );
@@ -314,22 +307,45 @@ pub(crate) fn tensor_into(
             let ins = a0_8.iter().zip(a1_8).zip(b0_8.iter().zip(b1_8));
             let outs = c0_8.iter_mut().zip(c1_8.iter_mut()).zip(c2_8.iter_mut());
             for (((x0, x1), (y0, y1)), ((z0, z1), z2)) in ins.zip(outs) {
-                let (u0, u1, v0, v1) = (cast(*x0), cast(*x1), cast(*y0), cast(*y1));
-                let cross = simd.mul_mod(&c, u0, v1);
-                *z1 = cast(simd.mul_acc(&c, Accumulate::Add, cross, u1, v0));
-                *z0 = cast(simd.mul_mod(&c, u0, v0));
-                *z2 = cast(simd.mul_mod(&c, u1, v1));
+                (*z0, *z1, *z2) = simd.tensor8(&c, [*x0, *x1, *y0, *y1]);
             }
             let ins = a0_t.iter().zip(a1_t).zip(b0_t.iter().zip(b1_t));
             let outs = c0_t.iter_mut().zip(c1_t.iter_mut()).zip(c2_t.iter_mut());
             for (((&u0, &u1), (&v0, &v1)), ((z0, z1), z2)) in ins.zip(outs) {
-                *z1 = q.add(q.mul(u0, v1), q.mul(u1, v0));
-                *z0 = q.mul(u0, v0);
-                *z2 = q.mul(u1, v1);
+                (*z0, *z1, *z2) = tensor1(q, [u0, u1, v0, v1]);
             }
         },
     );
     true
+}
+
+/// One coefficient's tensor `(a0·b0, a0·b1 + a1·b0, a1·b1) mod q` from
+/// `[a0, a1, b0, b1]` (the tails of [`tensor_in_place`] and [`tensor_into`]).
+#[inline(always)]
+fn tensor1(q: &Modulus, [a0, a1, b0, b1]: [u64; 4]) -> (u64, u64, u64) {
+    (
+        q.mul(a0, b0),
+        q.add(q.mul(a0, b1), q.mul(a1, b0)),
+        q.mul(a1, b1),
+    )
+}
+
+impl V4Ifma {
+    /// [`tensor1`] for eight coefficients.
+    #[inline(always)]
+    fn tensor8(
+        self,
+        c: &Barrett,
+        [a0, a1, b0, b1]: [[u64; 8]; 4],
+    ) -> ([u64; 8], [u64; 8], [u64; 8]) {
+        let (u0, u1, v0, v1) = (cast(a0), cast(a1), cast(b0), cast(b1));
+        let cross = self.mul_mod(c, u0, v1);
+        (
+            cast(self.mul_mod(c, u0, v0)),
+            cast(self.mul_acc(c, Accumulate::Add, cross, u1, v0)),
+            cast(self.mul_mod(c, u1, v1)),
+        )
+    }
 }
 
 impl V4Ifma {

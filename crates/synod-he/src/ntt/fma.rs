@@ -40,6 +40,7 @@ use pulp::x86::V3;
 use rayon::prelude::*;
 
 use super::FusedProduct;
+use crate::galois::pow_mod;
 use crate::kernels::fma::{limb_sum_bound, Lanes, LimbSum, BOUND, MAX_PRIME};
 use crate::kernels::LimbInput;
 
@@ -124,18 +125,6 @@ pub(crate) struct FmaNtt {
 
 fn mul_mod(a: u64, b: u64, p: u64) -> u64 {
     (u128::from(a) * u128::from(b) % u128::from(p)) as u64
-}
-
-fn pow_mod(mut a: u64, mut e: u64, p: u64) -> u64 {
-    let mut r = 1;
-    while e > 0 {
-        if e & 1 == 1 {
-            r = mul_mod(r, a, p);
-        }
-        a = mul_mod(a, a, p);
-        e >>= 1;
-    }
-    r
 }
 
 impl FmaNtt {
