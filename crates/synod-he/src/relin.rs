@@ -387,11 +387,10 @@ pub fn relinearization_key(
 /// from [`relinearization_key`], in the RNS variant of Halevi, Polyakov and
 /// Shoup (CT-RSA 2019): fast base conversions and scaling with
 /// floating-point corrections instead of fhe.rs's exact big-integer scaler.
-/// The product equals fhe.rs's `Multiplicator::default` result except where
-/// a scaled coefficient lies within about `2^-48` of a rounding boundary (an
-/// error of one in that coefficient, no more than BFV's own rounding; see
-/// `rns` for the rare lift that is off by `Q`); tests
-/// check both. Independent steps run in parallel (rayon, honouring
+/// It rounds each tensor coefficient as `t·round(x/Q)`, as Lattigo does,
+/// where fhe.rs's `Multiplicator::default` rounds `t·x/Q`: the two products
+/// differ by at most `t/2` per coefficient before relinearisation, and
+/// their noise by a few millionths (see `mul`); tests check both. Independent steps run in parallel (rayon, honouring
 /// `RAYON_NUM_THREADS`). Level-0 ciphertexts only.
 pub struct Multiplier {
     inner: crate::mul::FastMul,
