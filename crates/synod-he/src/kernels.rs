@@ -575,6 +575,28 @@ pub(crate) fn dot_planned(out: &mut [u64], rows: &[&[u64]], plan: &DotPlan) -> b
     }
 }
 
+/// [`dot_planned`] for every output prime of a base conversion at once:
+/// `outs[j]` from `rows` and, when `own` is not empty, `own[j]`, with
+/// `plans[j]` (its constants those of the shared rows, then the own row's).
+/// With IFMA each shared row is loaded once for all outputs; `false`
+/// (nothing done) elsewhere, for the caller's loop over [`dot_planned`].
+pub(crate) fn dot_planned_each(
+    outs: &mut [&mut [u64]],
+    rows: &[&[u64]],
+    own: &[&[u64]],
+    plans: &[DotPlan],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        ifma::dot_planned_each(outs, rows, own, plans)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (outs, rows, own, plans);
+        false
+    }
+}
+
 /// Words in a buffer of their own that starts `line` cache lines (64 B)
 /// past a 4 KiB boundary. The L1 data cache here is eight-way with 4 KiB
 /// per way, so rows whose addresses agree modulo 4 KiB (any rows `N = 2^k

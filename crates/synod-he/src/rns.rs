@@ -42,7 +42,7 @@
 use num_bigint::BigUint;
 use num_traits::{One, ToPrimitive, Zero};
 
-use crate::kernels::{dot_planned, has_vector_dots, DotPlan, Shoup52};
+use crate::kernels::{dot_planned, dot_planned_each, has_vector_dots, DotPlan, Shoup52};
 use crate::{Error, Result};
 
 /// A prime with the constants for Barrett reduction of 128-bit values and
@@ -367,6 +367,9 @@ impl BaseConverter {
         }
         let mut rows: Vec<&[u64]> = y.chunks(len.max(1)).take(k).collect();
         rows.push(rounded);
+        if dot_planned_each(out, &rows, own_rows, &c.hat) {
+            return Ok(());
+        }
         for (j, (o, plan)) in out.iter_mut().zip(&c.hat).enumerate() {
             rows.truncate(k + 1);
             rows.extend(own_rows.get(j));

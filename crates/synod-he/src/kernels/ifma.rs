@@ -795,6 +795,139 @@ pub(crate) fn dot_const_rows_below(
     true
 }
 
+/// [`dot_const_rows_below`] for several output primes at once:
+/// `outs[j][k] = Σ_i rows[i][k]·c_j[i] (+ own[j][k]·c_j[R]) mod p_j` for the
+/// constants `c_j` of `plans[j]` (`R` rows shared by every output, then, when
+/// `own` is not empty, one row of each output's own). Each shared row's
+/// eight lanes are loaded once for every output instead of once per output
+/// (about half the instructions of a conversion's dots). `false` (nothing
+/// written) unless the CPU has IFMA, every plan's sums are reduced lazily
+/// ([`lazy_fits`]), there are one to eight shared rows and the shapes agree.
+pub(crate) fn dot_planned_each(
+    outs: &mut [&mut [u64]],
+    rows: &[&[u64]],
+    own: &[&[u64]],
+    plans: &[super::DotPlan],
+) -> bool {
+    let Some(simd) = token() else {
+        return false;
+    };
+    let Some(barretts) = plans
+        .iter()
+        .map(|plan| Barrett::new(plan.p).filter(|c| lazy_fits(c, &plan.consts, &plan.bounds)))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return false;
+    };
+    let len = outs.first().map_or(0, |o| o.len());
+    let terms = rows.len() + usize::from(!own.is_empty());
+    if outs.len() != plans.len()
+        || !(own.is_empty() || own.len() == outs.len())
+        || plans.iter().any(|plan| plan.consts.len() != terms)
+        || rows.iter().chain(own).any(|r| r.len() != len)
+        || outs.iter().any(|o| o.len() != len)
+    {
+        return false;
+    }
+    match rows.len() {
+        1 => each::<1>(simd, outs, rows, own, plans, &barretts),
+        2 => each::<2>(simd, outs, rows, own, plans, &barretts),
+        3 => each::<3>(simd, outs, rows, own, plans, &barretts),
+        4 => each::<4>(simd, outs, rows, own, plans, &barretts),
+        5 => each::<5>(simd, outs, rows, own, plans, &barretts),
+        6 => each::<6>(simd, outs, rows, own, plans, &barretts),
+        7 => each::<7>(simd, outs, rows, own, plans, &barretts),
+        8 => each::<8>(simd, outs, rows, own, plans, &barretts),
+        _ => return false,
+    }
+    true
+}
+
+/// [`dot_planned_each`] with `R` shared rows, their lanes held in registers.
+fn each<const R: usize>(
+    simd: V4Ifma,
+    outs: &mut [&mut [u64]],
+    rows: &[&[u64]],
+    own: &[&[u64]],
+    plans: &[super::DotPlan],
+    barretts: &[Barrett],
+) {
+    simd.vectorize(
+        #[inline(always)]
+        || {
+            let f = simd.avx512f;
+            let m = simd.avx512ifma;
+            let len = outs.first().map_or(0, |o| o.len());
+            let rows8: [&[[u64; 8]]; R] = core::array::from_fn(|i| {
+                pulp::as_arrays::<8, u64>(rows.get(i).copied().unwrap_or_default()).0
+            });
+            let own8: Vec<&[[u64; 8]]> =
+                own.iter().map(|r| pulp::as_arrays::<8, u64>(r).0).collect();
+            // Per output: the shared rows' weights, then the own row's (zero
+            // without one), broadcast once per call.
+            let weights: Vec<(
+                [core::arch::x86_64::__m512i; R],
+                core::arch::x86_64::__m512i,
+            )> = plans
+                .iter()
+                .map(|plan| {
+                    let w = |i: usize| {
+                        f._mm512_set1_epi64(plan.consts.get(i).map_or(0, |c| c.w) as i64)
+                    };
+                    (core::array::from_fn(w), w(R))
+                })
+                .collect();
+            let mut outs8: Vec<&mut [[u64; 8]]> = outs
+                .iter_mut()
+                .map(|o| pulp::as_arrays_mut::<8, u64>(o).0)
+                .collect();
+            for lane in 0..len / 8 {
+                let xs: [core::arch::x86_64::__m512i; R] = core::array::from_fn(|i| {
+                    cast(
+                        rows8
+                            .get(i)
+                            .and_then(|r| r.get(lane))
+                            .copied()
+                            .unwrap_or([0; 8]),
+                    )
+                });
+                for (j, ((out, (ws, w_own)), c)) in
+                    outs8.iter_mut().zip(&weights).zip(barretts).enumerate()
+                {
+                    let zero = f._mm512_setzero_si512();
+                    let (mut lo, mut hi) = (zero, zero);
+                    for (&x, &w) in xs.iter().zip(ws) {
+                        lo = m._mm512_madd52lo_epu64(lo, x, w);
+                        hi = m._mm512_madd52hi_epu64(hi, x, w);
+                    }
+                    if let Some(row) = own8.get(j) {
+                        let x = cast(row.get(lane).copied().unwrap_or([0; 8]));
+                        lo = m._mm512_madd52lo_epu64(lo, x, *w_own);
+                        hi = m._mm512_madd52hi_epu64(hi, x, *w_own);
+                    }
+                    if let Some(o) = out.get_mut(lane) {
+                        *o = cast(simd.reduce_sum(c, hi, lo));
+                    }
+                }
+            }
+            let done = len / 8 * 8;
+            if done < len {
+                for (j, (out, plan)) in outs.iter_mut().zip(plans).enumerate() {
+                    let mut all: Vec<&[u64]> = rows.to_vec();
+                    all.extend(own.get(j));
+                    shoup_tail(
+                        plan.p,
+                        out.get_mut(done..).unwrap_or_default(),
+                        len,
+                        &all,
+                        &plan.consts,
+                    );
+                }
+            }
+        },
+    );
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -973,6 +1106,83 @@ mod tests {
                         assert_eq!((got0, got1), (want0, want1), "q = {p:#x}, {digits} digits");
                     } else {
                         assert!(token().is_none() || p >= MAX_PRIME, "refused q = {p:#x}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every output of [`dot_planned_each`] is the exact sum of its
+    /// products (shared rows below `2^44`, an own row below its prime, as
+    /// in a base conversion), at the extremes and at random, for one to
+    /// eight shared rows, with and without own rows, with a tail; nine
+    /// shared rows are refused.
+    #[test]
+    fn dots_for_every_output_are_exact() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+        let primes = [PRIMES[0], PRIMES[1], PRIMES[2], PRIMES[3]];
+        let n = 8 * 3 + 5;
+        let bound = 1u64 << 44;
+        for shared in 1..=9 {
+            for with_own in [false, true] {
+                for extreme in [true, false] {
+                    let mut value = |b: u64| {
+                        if extreme {
+                            b - 1
+                        } else {
+                            rng.random_range(0..b)
+                        }
+                    };
+                    let rows: Vec<Vec<u64>> = (0..shared)
+                        .map(|_| (0..n).map(|_| value(bound)).collect())
+                        .collect();
+                    let own: Vec<Vec<u64>> = primes
+                        .iter()
+                        .filter(|_| with_own)
+                        .map(|&p| (0..n).map(|_| value(p)).collect())
+                        .collect();
+                    let terms = shared + usize::from(with_own);
+                    let ws: Vec<Vec<u64>> = primes
+                        .iter()
+                        .map(|&p| (0..terms).map(|_| value(p)).collect())
+                        .collect();
+                    let plans: Vec<super::super::DotPlan> = primes
+                        .iter()
+                        .zip(&ws)
+                        .map(|(&p, ws)| {
+                            let consts = ws.iter().map(|&w| Shoup52::new(w, p).unwrap()).collect();
+                            let mut bounds = vec![bound; shared];
+                            bounds.extend(with_own.then_some(p));
+                            super::super::DotPlan::new(p, consts, bounds).unwrap()
+                        })
+                        .collect();
+                    let refs: Vec<&[u64]> = rows.iter().map(Vec::as_slice).collect();
+                    let own_refs: Vec<&[u64]> = own.iter().map(Vec::as_slice).collect();
+                    let mut got = vec![vec![0u64; n]; primes.len()];
+                    let mut outs: Vec<&mut [u64]> = got.iter_mut().map(Vec::as_mut_slice).collect();
+                    let done = dot_planned_each(&mut outs, &refs, &own_refs, &plans);
+                    if shared > 8 || token().is_none() {
+                        assert!(!done, "{shared} shared rows taken");
+                        assert!(got.iter().flatten().all(|&x| x == 0), "refused but wrote");
+                        continue;
+                    }
+                    assert!(done, "{shared} shared rows refused");
+                    for (j, (&p, ws)) in primes.iter().zip(&ws).enumerate() {
+                        for k in 0..n {
+                            let mut terms: Vec<u64> = rows.iter().map(|r| r[k]).collect();
+                            terms.extend(own.get(j).map(|r| r[k]));
+                            let sum: u128 = terms
+                                .iter()
+                                .zip(ws)
+                                .map(|(&x, &w)| u128::from(x) * u128::from(w) % u128::from(p))
+                                .sum();
+                            assert_eq!(
+                                got[j][k],
+                                (sum % u128::from(p)) as u64,
+                                "p = {p:#x}, {shared} shared rows, own {with_own}, column {k}"
+                            );
+                        }
                     }
                 }
             }
