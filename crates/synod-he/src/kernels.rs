@@ -674,6 +674,26 @@ pub(crate) fn scaled_mul_add_into(q: &Modulus, row: &mut [u64], a: &[u64], c: u6
     )
 }
 
+/// `row = row·c mod q` in place (`c < q`, residues below `q`): IFMA's
+/// Shoup product where the CPU has it and `q < 2^50`, else fhe-math's.
+pub(crate) fn scale_in_place(q: &Modulus, row: &mut [u64], c: u64) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(w) = Shoup52::new(c, **q) {
+        if ifma::scale_in_place(**q, row, w) {
+            return;
+        }
+    }
+    let cs = q.shoup(c);
+    dispatch(
+        #[inline(always)]
+        || {
+            for x in row.iter_mut() {
+                *x = q.mul_shoup(*x, c, cs);
+            }
+        },
+    )
+}
+
 /// Runs `f` on a rayon worker thread: one hand-over to the pool for a whole
 /// step instead of one per parallel section. Called from a thread outside
 /// the pool (a thread that did not call `join_global_pool`), every `par_iter` and `join`

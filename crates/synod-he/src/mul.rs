@@ -197,14 +197,18 @@ impl Tables {
                 p.push(upper);
             }
         }
+        // The division's outputs come out times the conversion back's input
+        // factors, which it then takes as they are.
+        let to_q = BaseConverter::scaled(&p, &q, params.plaintext())?;
+        let factors: Vec<u64> = (0..p.len()).map(|j| to_q.input_factor(j)).collect();
         Ok(Self {
             params: params.clone(),
             ops_base: RingOps::of(&base)?,
             ops_p: RingOps::for_moduli(&p, n)?,
             base,
             to_p: BaseConverter::new(&q, &p)?,
-            down: DivideDown::new(&q, &p)?,
-            to_q: BaseConverter::scaled(&p, &q, params.plaintext())?,
+            down: DivideDown::scaled(&q, &p, &factors)?,
+            to_q,
             gadget: Gadget::relin(params)?,
         })
     }
@@ -246,19 +250,21 @@ impl Tables {
         let ntt_in: Vec<&[u64]> = views.iter().map(|v| v.rows(k)).collect::<Result<_>>()?;
 
         // 1. Extend each input to Q ∪ P: power basis (inverse NTT, on a
-        //    copy), base conversion per coefficient block into the P rows,
-        //    forward NTT of the new primes. The input's own NTT rows serve
-        //    as its Q rows; the copy is free after the conversion and takes
-        //    the tensor's Q rows.
+        //    copy, times the conversion's first factors with the
+        //    normalisation), base conversion per coefficient block into the
+        //    P rows, forward NTT of the new primes. The input's own NTT rows
+        //    serve as its Q rows; the copy is free after the conversion and
+        //    takes the tensor's Q rows.
         let extended: Vec<(Vec<u64>, Vec<u64>)> = ntt_in
             .par_iter()
             .map(|x| {
                 let mut pb = x.to_vec();
-                self.ops_base
-                    .par_rows(&mut pb, |_, _, ntt, row| ntt.backward(row));
+                self.ops_base.par_rows(&mut pb, |i, q, ntt, row| {
+                    ntt.backward_scaled(q, row, self.to_p.input_factor(i))
+                });
                 let mut p_rows = vec![0u64; m * n];
                 self.blockwise_into(&pb, &mut p_rows, |ins, outs, scratch| {
-                    self.to_p.convert(ins, outs, scratch)
+                    self.to_p.convert_prescaled(ins, outs, scratch)
                 })?;
                 self.ops_p
                     .par_rows(&mut p_rows, |_, _, ntt, row| ntt.forward(row));
@@ -314,7 +320,7 @@ impl Tables {
                         tensor_row(q, c0, c2, c1, b1);
                     }
                     for row in [c0, c1, c2] {
-                        ntt.backward(row);
+                        ntt.backward_scaled(q, row, self.down.input_factor(j));
                     }
                 })
         };
@@ -357,11 +363,12 @@ impl Tables {
                     let scaled = {
                         let ins: Vec<&[u64]> = rows.iter().map(|r| &**r).collect();
                         let mut outs: Vec<&mut [u64]> = in_p.chunks_mut(len.max(1)).collect();
-                        self.down.divide(&ins, &mut outs, scratch)
+                        self.down.divide_prescaled(&ins, &mut outs, scratch)
                     };
                     let of_p: Vec<&[u64]> = in_p.chunks(len.max(1)).collect();
                     let to_q = rows.get_mut(..k).unwrap_or_default();
-                    let converted = scaled.and_then(|()| self.to_q.convert(&of_p, to_q, scratch));
+                    let converted =
+                        scaled.and_then(|()| self.to_q.convert_prescaled(&of_p, to_q, scratch));
                     scratch.block = in_p;
                     converted
                 })?;

@@ -145,6 +145,28 @@ impl Ntt {
             Self::Fma(plan) => plan.backward(a),
         }
     }
+
+    /// In place, from NTT form back to coefficients times `c` (`c < q`, the
+    /// results fully reduced): where the transform is tfhe-ntt's, `c` is
+    /// folded into its normalisation by `N^{-1}` (one pass, as
+    /// [`Self::backward`] takes); elsewhere a pass after the transform.
+    /// A base conversion's first products (`x_i·[(Q/q_i)^{-1}]_{q_i}`) are
+    /// taken this way ([`crate::rns::BaseConverter::convert_prescaled`]).
+    pub(crate) fn backward_scaled(&self, q: &Modulus, a: &mut [u64], c: u64) {
+        match self {
+            Self::Tfhe(plan) => {
+                plan.inv(a);
+                // N divides q − 1 (an NTT prime), so N·(q − (q − 1)/N) ≡ 1.
+                let n = (a.len() as u64).max(1);
+                let n_inv = **q - (**q - 1) / n;
+                crate::kernels::scale_in_place(q, a, q.mul(c, n_inv));
+            }
+            _ => {
+                self.backward(a);
+                crate::kernels::scale_in_place(q, a, c);
+            }
+        }
+    }
 }
 
 /// What [`Ntt::forward_and`] adds to the transform's outputs.
@@ -222,6 +244,28 @@ mod tests {
                 theirs.backward(&mut b);
                 assert_eq!(a, b, "backward mod {q} (N = {n})");
                 assert_eq!(a, input, "round trip mod {q}");
+            }
+        }
+    }
+
+    /// The inverse transform with a factor folded in is the inverse
+    /// transform times that factor, for every prime (tfhe-ntt's plans fold
+    /// it into the normalisation) and factors at the edges.
+    #[test]
+    fn scaled_backward_is_backward_times_the_factor() {
+        use rand::Rng;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(8);
+        for (q, n) in every_prime() {
+            let m = Modulus::new(q).unwrap();
+            let ntt = Ntt::new(&m, n).unwrap();
+            for c in [0, 1, q - 1, rng.random_range(0..q)] {
+                for input in inputs(q, n, &mut rng) {
+                    let (mut a, mut b) = (input.clone(), input);
+                    ntt.backward_scaled(&m, &mut a, c);
+                    ntt.backward(&mut b);
+                    let want: Vec<u64> = b.iter().map(|&x| m.mul(x, c)).collect();
+                    assert_eq!(a, want, "mod {q} (N = {n}), factor {c}");
+                }
             }
         }
     }
