@@ -147,9 +147,10 @@ impl Ntt {
     }
 
     /// In place, from NTT form back to coefficients times `c` (`c < q`, the
-    /// results fully reduced): where the transform is tfhe-ntt's, `c` is
-    /// folded into its normalisation by `N^{-1}` (one pass, as
-    /// [`Self::backward`] takes); elsewhere a pass after the transform.
+    /// results fully reduced), in the passes [`Self::backward`] takes: with
+    /// tfhe-ntt, `c` is folded into the normalisation by `N^{-1}`; with the
+    /// AVX2 + FMA transform, into its last level's constants; with
+    /// fhe-math's operator (primes tfhe-ntt has no plan for) a pass after.
     /// A base conversion's first products (`x_i·[(Q/q_i)^{-1}]_{q_i}`) are
     /// taken this way ([`crate::rns::BaseConverter::convert_prescaled`]).
     pub(crate) fn backward_scaled(&self, q: &Modulus, a: &mut [u64], c: u64) {
@@ -161,8 +162,10 @@ impl Ntt {
                 let n_inv = **q - (**q - 1) / n;
                 crate::kernels::scale_in_place(q, a, q.mul(c, n_inv));
             }
-            _ => {
-                self.backward(a);
+            #[cfg(target_arch = "x86_64")]
+            Self::Fma(plan) => plan.backward_scaled(a, c),
+            Self::FheMath(op) => {
+                op.backward(a);
                 crate::kernels::scale_in_place(q, a, c);
             }
         }
@@ -222,7 +225,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::{ParameterSet, Params};
-    use rand::SeedableRng;
+    use rand::{Rng, SeedableRng};
 
     /// Bit-for-bit fhe-math's NTT, both ways, for every prime we use
     /// (ciphertext primes, the multiplication's extension primes and a
@@ -253,7 +256,6 @@ mod tests {
     /// it into the normalisation) and factors at the edges.
     #[test]
     fn scaled_backward_is_backward_times_the_factor() {
-        use rand::Rng;
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(8);
         for (q, n) in every_prime() {
             let m = Modulus::new(q).unwrap();
@@ -355,11 +357,21 @@ mod tests {
                 fma.forward(&mut a);
                 tfhe.fwd(&mut b);
                 assert_eq!(a, b, "forward mod {q} (N = {n})");
+                let forward = a.clone();
                 fma.backward(&mut a);
                 tfhe.inv(&mut b);
                 tfhe.normalize(&mut b);
                 assert_eq!(a, b, "backward mod {q} (N = {n})");
                 assert_eq!(a, input, "round trip mod {q}");
+                // The factor in the last level: the input times it.
+                let c = rng.random_range(0..q);
+                let mut scaled = forward;
+                fma.backward_scaled(&mut scaled, c);
+                let want: Vec<u64> = input
+                    .iter()
+                    .map(|&x| (u128::from(x) * u128::from(c) % u128::from(q)) as u64)
+                    .collect();
+                assert_eq!(scaled, want, "backward times {c} mod {q} (N = {n})");
             }
         }
     }

@@ -408,7 +408,9 @@ impl BaseConverter {
         self.convert_with(input, out, scratch, false)
     }
 
-    /// [`Self::convert`] of rows that already hold `y_i = [x_i·f_i]_{q_i}`
+    /// Converts one block (`input`: one slice per input prime, then in a
+    /// division one per output prime; `out`: one per output prime, all of
+    /// one length) whose rows of `Q` already hold `y_i = [x_i·f_i]_{q_i}`
     /// for the factors `f_i` of [`Self::input_factor`] (fully reduced), as
     /// an inverse transform leaves them when it takes the factor with its
     /// normalisation ([`crate::ntt::Ntt::backward_scaled`]): the same
@@ -565,8 +567,10 @@ impl DivideDown {
         self.0.convert(input, out, scratch)
     }
 
-    /// [`Self::divide`] with the rows of `Q` already times their
-    /// [`Self::input_factor`] (the rows of `P` as they are).
+    /// Divides one block (`input`: one slice per prime of `Q`, then one per
+    /// prime of `P`; `out`: one per prime of `P`) whose rows of `Q` are
+    /// already times their [`Self::input_factor`] (the rows of `P` as they
+    /// are).
     pub(crate) fn divide_prescaled(
         &self,
         input: &[&[u64]],

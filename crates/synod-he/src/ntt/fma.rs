@@ -479,16 +479,22 @@ impl FmaNtt {
     /// (`t = 1, 2, 4`) in one pass, then two per pass. Panics on a buffer
     /// of another length, as `tfhe-ntt`'s plans do.
     pub(crate) fn backward(&self, a: &mut [u64]) {
+        self.backward_scaled(a, 1);
+    }
+
+    /// [`Self::backward`] times `c` (`c < p`), taken in the last level's
+    /// constants with `N^{-1}` (no extra pass).
+    pub(crate) fn backward_scaled(&self, a: &mut [u64], c: u64) {
         assert_eq!(a.len(), 1usize << self.log_n, "NTT of the wrong length");
         self.simd.vectorize(Levels {
             plan: self,
             a,
-            direction: Direction::Backward,
+            direction: Direction::Backward(c),
         });
     }
 
     #[inline(always)]
-    fn backward_levels(&self, a: &mut [u64]) {
+    fn backward_levels(&self, a: &mut [u64], c: u64) {
         let n = a.len();
         let k = Lanes::new(self.simd, self.p, self.p_inv);
         let r = |level| Self::reduces(&self.inv_reduce, level);
@@ -500,7 +506,10 @@ impl FmaNtt {
         let (mut t, mut m, mut level) = (8, n / 16, 3);
         // The last level's two constants with their quotient estimates.
         let constant = |c: f64| (k.splat(c), k.splat(c / self.p));
-        let (n_inv, last) = (constant(self.n_inv), constant(self.last));
+        // Times c: both last-level constants (below p < 2^50, exact in f64).
+        let p = self.p as u64;
+        let times = |x: f64| mul_mod(x as u64, c % p, p) as f64;
+        let (n_inv, last) = (constant(times(self.n_inv)), constant(times(self.last)));
         while level + 2 <= levels {
             let (w1s, _) = pulp::as_arrays::<2, f64>(Self::twiddles(&self.inv, m, m));
             let (w1q, _) = pulp::as_arrays::<2, f64>(Self::twiddles(&self.inv_q, m, m));
@@ -924,7 +933,8 @@ enum Direction<'a> {
     Forward(Option<FusedProduct<'a>>),
     /// Forward from small signed coefficients ([`FmaNtt::forward_from_small`]).
     FromSmall(&'a [[i64; 4]], Option<FusedProduct<'a>>),
-    Backward,
+    /// Backward, times a factor.
+    Backward(u64),
 }
 
 impl pulp::NullaryFnOnce for Levels<'_> {
@@ -937,7 +947,7 @@ impl pulp::NullaryFnOnce for Levels<'_> {
             Direction::FromSmall(coeffs, fused) => {
                 self.plan.forward_levels(self.a, fused, &FromSmall(coeffs))
             }
-            Direction::Backward => self.plan.backward_levels(self.a),
+            Direction::Backward(c) => self.plan.backward_levels(self.a, c),
         }
     }
 }
