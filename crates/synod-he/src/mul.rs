@@ -71,7 +71,15 @@ struct Tables {
     to_q: BaseConverter,
     /// The key's digits.
     gadget: Gadget,
+    /// Buffers of public residues kept from earlier products (at most
+    /// [`SPARE`]): the extension rows, which every product overwrites in
+    /// full, without zeroing fresh memory for them each time.
+    spare: std::sync::Mutex<Vec<Vec<u64>>>,
 }
+
+/// How many buffers [`Tables::spare`] keeps (four inputs' extension rows
+/// and a square's two zero parts, for two products at once).
+const SPARE: usize = 12;
 
 impl FastMul {
     pub(crate) fn new(rlk: &RelinKey) -> Result<Self> {
@@ -210,7 +218,27 @@ impl Tables {
             down: DivideDown::scaled(&q, &p, &factors)?,
             to_q,
             gadget: Gadget::relin(params)?,
+            spare: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// A buffer of `len` words whose contents are unspecified (an earlier
+    /// product's public residues, or zeros): the caller overwrites it all.
+    fn buffer(&self, len: usize) -> Vec<u64> {
+        let reused = self.spare.lock().ok().and_then(|mut spare| {
+            let i = spare.iter().position(|b| b.len() == len)?;
+            Some(spare.swap_remove(i))
+        });
+        reused.unwrap_or_else(|| vec![0u64; len])
+    }
+
+    /// Keeps `buf` for [`Self::buffer`] (dropped when [`SPARE`] are kept).
+    fn recycle(&self, buf: Vec<u64>) {
+        if let Ok(mut spare) = self.spare.lock() {
+            if spare.len() < SPARE {
+                spare.push(buf);
+            }
+        }
     }
 
     /// `t·round(a ⊗ b/Q)` before relinearisation: three `k × N` residue
@@ -262,7 +290,7 @@ impl Tables {
                 self.ops_base.par_rows(&mut pb, |i, q, ntt, row| {
                     ntt.backward_scaled(q, row, self.to_p.input_factor(i))
                 });
-                let mut p_rows = vec![0u64; m * n];
+                let mut p_rows = self.buffer(m * n);
                 self.blockwise_into(&pb, &mut p_rows, |ins, outs, scratch| {
                     self.to_p.convert_prescaled(ins, outs, scratch)
                 })?;
@@ -295,7 +323,7 @@ impl Tables {
         };
         let ((mut q0, mut p0), (mut q2, mut p2)) = (next()?, next()?);
         let (mut q1, mut p1, b1) = if square {
-            (vec![0u64; k * n], vec![0u64; m * n], None)
+            (self.buffer(k * n), self.buffer(m * n), None)
         } else {
             let ((q1, p1), (_, b1)) = (next()?, next()?);
             (q1, p1, Some(b1))
@@ -348,7 +376,9 @@ impl Tables {
                 })
         };
         rayon::join(q_part, p_part);
-        drop(b1);
+        if let Some(b1) = b1 {
+            self.recycle(b1);
+        }
 
         // 3. Divide by Q into P, and convert back to Q times t, block by
         //    block, into the Q rows (each block's columns are read in full
@@ -372,6 +402,7 @@ impl Tables {
                     scratch.block = in_p;
                     converted
                 })?;
+                self.recycle(of_p);
                 Ok(c)
             })
             .collect::<Result<_>>()?;
@@ -697,6 +728,41 @@ mod tests {
                 assert!(rare <= 2, "{set}: {rare} coefficients lifted off by one");
             }
         }
+    }
+
+    /// Buffers kept from earlier products (`Tables::spare`) hold their
+    /// residues, so every word of them must be written again: the same
+    /// products and squares before and after products of other
+    /// ciphertexts, which leave other residues in them, are the same bytes.
+    #[test]
+    fn kept_buffers_do_not_reach_a_later_product() {
+        use fhe::bfv::{Encoding, Plaintext, SecretKey};
+        use fhe_traits::{FheEncoder, FheEncrypter};
+        use rand::SeedableRng;
+        let params = Params::new(ParameterSet::InsecureTestN2048, 20).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(13);
+        let tables = FastMul::tables(&params).unwrap();
+        let sk = SecretKey::random(params.bfv(), &mut rng);
+        let mut encrypt = |v: &[u64]| -> Ciphertext {
+            let pt = Plaintext::try_encode(v, Encoding::simd(), params.bfv()).unwrap();
+            sk.try_encrypt(&pt, &mut rng).unwrap()
+        };
+        let (a, b, c, d) = (
+            encrypt(&[1, 2]),
+            encrypt(&[3, 4]),
+            encrypt(&[5]),
+            encrypt(&[6]),
+        );
+        let product = tables.scaled_tensor(&a, &b).unwrap();
+        let square = tables.scaled_tensor(&a, &a).unwrap();
+        for _ in 0..3 {
+            tables.scaled_tensor(&c, &d).unwrap();
+            tables.scaled_tensor(&d, &d).unwrap();
+        }
+        let again = tables.scaled_tensor(&a, &b).unwrap();
+        assert!(again == product, "a product changed after other products");
+        let again = tables.scaled_tensor(&a, &a).unwrap();
+        assert!(again == square, "a square changed after other products");
     }
 
     /// The same bytes whatever the number of threads.
