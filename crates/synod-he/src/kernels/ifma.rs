@@ -822,7 +822,8 @@ pub(crate) fn scale_in_place(p: u64, row: &mut [u64], c: Shoup52) -> bool {
 /// constants `c_j` of `plans[j]` (`R` rows shared by every output, then, when
 /// `own` is not empty, one row of each output's own). Each shared row's
 /// eight lanes are loaded once for every output instead of once per output
-/// (about half the instructions of a conversion's dots). `false` (nothing
+/// (a dot of six rows 8.1 → 6.5 ns per output and eight coefficients on
+/// session 21's machine, about one IFMA product per cycle). `false` (nothing
 /// written) unless the CPU has IFMA, every plan's sums are reduced lazily
 /// ([`lazy_fits`]), there are one to eight shared rows and the shapes agree.
 pub(crate) fn dot_planned_each(
