@@ -329,9 +329,6 @@ impl Tables {
             (q1, p1, Some(b1))
         };
         let ops_q = &self.ops_base;
-        fn row(x: &[u64], j: usize, n: usize) -> &[u64] {
-            x.get(j * n..(j + 1) * n).unwrap_or_default()
-        }
         let q_part = || {
             q0.par_chunks_mut(n)
                 .zip(q1.par_chunks_mut(n))
@@ -339,8 +336,8 @@ impl Tables {
                 .zip(ops_q.moduli().par_iter().zip(ops_q.ntt().par_iter()))
                 .enumerate()
                 .for_each(|(j, (((c0, c1), c2), (q, ntt)))| {
-                    let (a0, a1) = (row(x0, j, n), row(x1, j, n));
-                    let (b0, b1) = (row(y0, j, n), row(y1, j, n));
+                    let (a0, a1) = (ops_q.row(x0, j), ops_q.row(x1, j));
+                    let (b0, b1) = (ops_q.row(y0, j), ops_q.row(y1, j));
                     if !crate::kernels::tensor_into(q, a0, a1, b0, b1, c0, c1, c2) {
                         c0.copy_from_slice(a0);
                         c2.copy_from_slice(a1);
@@ -361,7 +358,7 @@ impl Tables {
                 .enumerate()
                 .for_each(|(j, (((r0, r2), r1), (q, ntt)))| {
                     match &b1 {
-                        Some(b1) => tensor_row(q, r0, r2, r1, row(b1, j, n)),
+                        Some(b1) => tensor_row(q, r0, r2, r1, ops_p.row(b1, j)),
                         None => {
                             if !crate::kernels::square_in_place(q, r0, r2, r1) {
                                 r1.copy_from_slice(r0);
