@@ -53,10 +53,12 @@ pub struct Round2Share {
     pub h1: Vec<WirePoly>,
 }
 
-/// What a participant keeps between rounds 1 and 2: the ephemeral `u_i`.
-/// Consumed by [`round2`], so round 2 cannot run twice.
+/// What a participant keeps between rounds 1 and 2: the ephemeral `u_i`
+/// (its NTT residues, one row of `N` per prime). Consumed by [`round2`], so
+/// round 2 cannot run twice; round 2 turns these residues into `u_i − s_i`
+/// in place, so no second secret matrix is copied, and wiped, beside them.
 pub struct Round1Secret {
-    u: Zeroizing<Poly>,
+    u: Zeroizing<Vec<u64>>,
 }
 
 impl std::fmt::Debug for Round1Secret {
@@ -157,7 +159,6 @@ pub fn round1<R: RngCore + CryptoRng>(
         })
         .collect::<Result<Vec<_>>>()?;
     let (h0, h1) = rows.into_iter().unzip();
-    let u = Zeroizing::new(matrix_to_poly(u, l, n, ctx)?);
     Ok((Round1Secret { u }, Round1Share { sender, h0, h1 }))
 }
 
@@ -171,19 +172,6 @@ pub(crate) fn sample_errors<R: RngCore + CryptoRng>(
     (0..count)
         .map(|_| SmallSeed::draw(params.degree(), params.variance(), rng))
         .collect()
-}
-
-/// A secret NTT residue matrix as a `Poly`, without a copy left behind.
-fn matrix_to_poly(
-    mut m: Zeroizing<Vec<u64>>,
-    l: usize,
-    n: usize,
-    ctx: &std::sync::Arc<fhe_math::rq::Context>,
-) -> Result<Poly> {
-    if m.len() != l * n {
-        return Err(Error::Parameters("residue matrix of the wrong size".into()));
-    }
-    crate::kernels::ntt_poly(std::mem::take(&mut *m), ctx)
 }
 
 fn parse_rows(
@@ -260,8 +248,12 @@ pub fn round2<R: RngCore + CryptoRng>(
     let errors = sample_errors(params, 2 * digits, rng)?;
     let s_view = NttView::of(sk.ntt())?;
     let s = s_view.rows(l)?;
-    let u_view = NttView::of(&secret.u)?;
-    let mut u_minus_s = Zeroizing::new(u_view.rows(l)?.to_vec());
+    let mut u_minus_s = secret.u;
+    if u_minus_s.len() != l * ops.degree() {
+        return Err(Error::Parameters(
+            "round-1 secret of the wrong size for the parameters".into(),
+        ));
+    }
     ops.par_rows(&mut u_minus_s, |i, q, _, row| q.sub_vec(row, ops.row(s, i)));
     // One job per (gadget row, output polynomial).
     let jobs: Vec<(usize, bool)> = (0..digits).flat_map(|k| [(k, false), (k, true)]).collect();
@@ -494,7 +486,7 @@ mod tests {
         let (secret, share) = round1(&params, &crs, &sks[0], pts[0], &mut rng).unwrap();
         let (u, h0, h1) = reference_round1(&params, &crs, sks[0].ntt(), &mut a);
         assert_eq!((&share.h0, &share.h1), (&h0, &h1));
-        assert_eq!(secret.u.as_ref(), &u);
+        assert_eq!(Some(secret.u.as_slice()), u.coefficients().as_slice());
 
         let (_, other) = round1(&params, &crs, &sks[1], pts[1], &mut rng).unwrap();
         let agg = aggregate_round1(&params, &pts, [share, other]).unwrap();
