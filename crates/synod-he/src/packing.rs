@@ -132,14 +132,13 @@ fn write<S: Serializer>(count: u32, bits: u32, bytes: &[u8], s: S) -> Result<S::
     .serialize(s)
 }
 
-/// The count and the bit width every value fits in (at least 1).
+/// The count and the bit width every value fits in (at least 1): the
+/// width of the values' bitwise OR, which has the largest value's top bit
+/// (one vector OR per eight values, where the widest of each value's own
+/// width took a bit count and a comparison per value: 1.2 ns a value, a
+/// twentieth of the demo's decryption phase, in session 22's profile).
 fn header<E: serde::ser::Error>(values: &[u64]) -> Result<(u32, u32), E> {
-    let bits = values
-        .iter()
-        .map(|v| 64 - v.leading_zeros())
-        .max()
-        .unwrap_or(1)
-        .max(1);
+    let bits = (64 - values.iter().fold(0, |acc, v| acc | v).leading_zeros()).max(1);
     let count = u32::try_from(values.len()).map_err(E::custom)?;
     Ok((count, bits))
 }
@@ -195,6 +194,9 @@ mod tests {
         fn round_trip(values in proptest::collection::vec(any::<u64>(), 0..300), shift in 0u32..64) {
             let values: Vec<u64> = values.into_iter().map(|v| v >> shift).collect();
             let bits = values.iter().map(|v| 64 - v.leading_zeros()).max().unwrap_or(1).max(1);
+            // The header takes the widest value's width (at least 1).
+            let header = header::<serde::de::value::Error>(&values).unwrap();
+            prop_assert_eq!(header, (values.len() as u32, bits));
             let bytes = pack(&values, bits);
             prop_assert_eq!(bytes.len(), packed_len(values.len(), bits));
             prop_assert_eq!(unpack(&bytes, values.len(), bits).unwrap(), values);
