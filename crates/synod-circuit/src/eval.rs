@@ -147,7 +147,7 @@ impl<'a> Evaluator<'a> {
                 }
                 if role == Role::Alone {
                     for ct in cts.iter_mut() {
-                        ct.switch_to_level(agg.level)?;
+                        *ct = synod_he::ring::switch_to_level(params, ct, agg.level)?;
                     }
                 }
                 Ok(cts)
@@ -168,15 +168,14 @@ impl<'a> Evaluator<'a> {
                         ))),
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let mut ct = match pack.kind {
+                let ct = match pack.kind {
                     PackKind::Traces(layout) => {
                         let (traced, added) = members.split_at(layout.count.min(members.len()));
                         self.galois_key()?.pack_traces_with(traced, added)?
                     }
                     PackKind::Constants => synod_he::decrypt::pack_constants(params, &members)?,
                 };
-                ct.switch_to_level(pack.level)?;
-                Ok(ct)
+                Ok(synod_he::ring::switch_to_level(params, &ct, pack.level)?)
             })
             .collect::<Result<Vec<_>>>()?;
         for pack in self.plan.packs() {
