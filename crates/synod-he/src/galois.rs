@@ -284,13 +284,7 @@ impl GaloisKeys {
         let c0_view = crate::kernels::NttView::of(c0)?;
         let c1_view = crate::kernels::NttView::of(c1)?;
         let (c0_rows, c1_rows) = (c0_view.rows(l)?, c1_view.rows(l)?);
-        let mut c0g = vec![0u64; l * n];
-        let mut c1g = vec![0u64; l * n];
-        for (out, input) in [(&mut c0g, c0_rows), (&mut c1g, c1_rows)] {
-            out.par_chunks_mut(n)
-                .zip(input.par_chunks(n))
-                .for_each(|(o, i)| permute(&key.perm, i, o));
-        }
+        let (c0g, c1g) = (permuted(&key.perm, c0_rows), permuted(&key.perm, c1_rows));
         // Digit k modulo one of its own primes i is row i of σ(c1) in NTT
         // form: keep those rows and skip their forward NTTs. The digits are
         // σ(c1) in power basis, then (several primes per digit) in Garner's
@@ -562,11 +556,18 @@ fn ntt_permutation(n: usize, g: u32) -> Result<Vec<u32>> {
     Ok(perm)
 }
 
-/// `out[d] = row[perm[d]]`.
-fn permute(perm: &[u32], row: &[u64], out: &mut [u64]) {
-    for (o, &s) in out.iter_mut().zip(perm) {
-        *o = row.get(s as usize).copied().unwrap_or(0);
+/// `out[d] = row[perm[d]]` for each row of `rows` (`perm.len()` words
+/// each), written straight into a fresh vector: every word is set, so no
+/// zeroed buffer first (2–3 % of a rotation at one and two threads).
+fn permuted(perm: &[u32], rows: &[u64]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows.chunks(perm.len().max(1)) {
+        out.extend(
+            perm.iter()
+                .map(|&s| row.get(s as usize).copied().unwrap_or(0)),
+        );
     }
+    out
 }
 
 /// Sums the shares of exactly `expected` into [`GaloisKeys`] for the Galois
@@ -760,10 +761,7 @@ mod tests {
                 .unwrap();
             let perm = ntt_permutation(2048, g).unwrap();
             let rows = crate::kernels::contiguous_rows(p.coefficients(), l).unwrap();
-            let mut got = vec![0u64; rows.len()];
-            for (o, i) in got.chunks_mut(2048).zip(rows.chunks(2048)) {
-                permute(&perm, i, o);
-            }
+            let got = permuted(&perm, rows);
             assert_eq!(
                 got,
                 crate::kernels::contiguous_rows(want.coefficients(), l).unwrap(),
