@@ -198,9 +198,8 @@ impl Tables {
         let mut p = Vec::with_capacity(m);
         let mut upper = 1u64 << EXTENSION_BITS;
         while p.len() != m {
-            upper =
-                fhe_math::zq::primes::generate_prime(EXTENSION_BITS as usize, 2 * n as u64, upper)
-                    .ok_or_else(|| Error::Parameters("no prime for the extended basis".into()))?;
+            upper = crate::params::ntt_prime(EXTENSION_BITS as usize, 2 * n as u64, upper)
+                .ok_or_else(|| Error::Parameters("no prime for the extended basis".into()))?;
             if !q.contains(&upper) {
                 p.push(upper);
             }

@@ -198,14 +198,12 @@ impl Params {
         }
         let degree = set.degree();
         let upper = (1u64 << plaintext_bits) - 1;
-        let p =
-            fhe_math::zq::primes::generate_prime(plaintext_bits as usize, 2 * degree as u64, upper)
-                .ok_or_else(|| {
-                    Error::Parameters(format!(
-                        "no {plaintext_bits}-bit prime p ≡ 1 mod {} exists",
-                        2 * degree
-                    ))
-                })?;
+        let p = ntt_prime(plaintext_bits as usize, 2 * degree as u64, upper).ok_or_else(|| {
+            Error::Parameters(format!(
+                "no {plaintext_bits}-bit prime p ≡ 1 mod {} exists",
+                2 * degree
+            ))
+        })?;
         let bfv = cached_bfv(set, p)?;
         Ok(Self {
             set,
@@ -324,6 +322,32 @@ impl Params {
     }
 }
 
+/// The largest `num_bits`-bit prime congruent to 1 modulo `modulo` and
+/// below `upper_bound` (`num_bits` in `10..=62`, `upper_bound ≤
+/// 2^num_bits`): fhe-math's `generate_prime`, the same search over the
+/// same candidates, with tfhe-ntt's deterministic Miller–Rabin test for
+/// 64-bit integers (`prime::is_prime64`) where fhe-math runs a big-integer
+/// probable-prime test per candidate (0.5–0.7 ms of the product's first
+/// use at N = 8192, which searches five extension primes).
+pub(crate) fn ntt_prime(num_bits: usize, modulo: u64, upper_bound: u64) -> Option<u64> {
+    if !(10..=62).contains(&num_bits) || modulo == 0 || upper_bound == 0 {
+        return None;
+    }
+    let leading_zeros = (64 - num_bits) as u32;
+    let mut candidate = upper_bound - 1;
+    while candidate % modulo != 1 && candidate.leading_zeros() == leading_zeros {
+        candidate -= 1;
+    }
+    while candidate.leading_zeros() == leading_zeros
+        && !tfhe_ntt::prime::is_prime64(candidate)
+        && candidate >= modulo
+    {
+        candidate -= modulo;
+    }
+    (candidate.leading_zeros() == leading_zeros && tfhe_ntt::prime::is_prime64(candidate))
+        .then_some(candidate)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -371,5 +395,42 @@ mod tests {
             assert_eq!(ParameterSet::parse(&s.to_string()).unwrap(), s);
         }
         assert!(ParameterSet::parse("bfv-4096").is_err());
+    }
+
+    /// The prime search finds fhe-math's primes: the plaintext moduli of
+    /// every width, the product's extension primes (descending chains at
+    /// N = 8192 and 16384) and bounds where no prime exists. Fails with a
+    /// test that rejects a prime or accepts a composite (the chains walk
+    /// past both).
+    #[test]
+    fn prime_search_matches_fhe_math() {
+        use fhe_math::zq::primes::generate_prime;
+        for bits in 10..=40usize {
+            for n in [2048u64, 8192, 16384] {
+                let upper = (1u64 << bits) - 1;
+                assert_eq!(
+                    ntt_prime(bits, 2 * n, upper),
+                    generate_prime(bits, 2 * n, upper),
+                    "{bits} bits, N = {n}"
+                );
+            }
+        }
+        for (bits, n) in [(50usize, 8192u64), (50, 16384), (44, 8192), (62, 2048)] {
+            let mut upper = 1u64 << bits;
+            for _ in 0..8 {
+                let want = generate_prime(bits, 2 * n, upper);
+                assert_eq!(
+                    ntt_prime(bits, 2 * n, upper),
+                    want,
+                    "{bits} bits below {upper}"
+                );
+                match want {
+                    Some(p) => upper = p,
+                    None => break,
+                }
+            }
+        }
+        assert_eq!(ntt_prime(9, 4, 1 << 9), None);
+        assert_eq!(ntt_prime(63, 4, 1 << 62), None);
     }
 }
