@@ -214,17 +214,65 @@ impl Relay {
     /// One broadcast round: each `(sender, message)` is signed, every
     /// receiver verifies every message, the round is closed, and the
     /// messages are returned decoded.
-    pub(crate) fn exchange<T: Serialize + DeserializeOwned>(
+    pub(crate) fn exchange<T: Serialize + DeserializeOwned + Sync>(
         &mut self,
         receivers: &[EvaluationPoint],
         protocol: ProtocolName,
         round: u16,
         messages: &[(EvaluationPoint, T)],
     ) -> Result<Vec<T>> {
-        let envs = messages
-            .iter()
-            .map(|(from, msg)| self.broadcast(*from, protocol, round, msg))
-            .collect::<Result<Vec<_>>>()?;
+        use rayon::prelude::*;
+        // The contexts (sequence numbers) are fixed first, in order; then
+        // every sender serialises and signs its message, in parallel where
+        // the pool has more than one thread (each sender on its own machine
+        // in a deployment): the envelopes `broadcast` makes one by one.
+        let prev = self.transcript.round_hash();
+        let mut jobs = Vec::with_capacity(messages.len());
+        for (from, msg) in messages {
+            let (ctx, _) = self.context(*from, protocol, round, Recipient::Broadcast)?;
+            jobs.push((*from, msg, ctx));
+        }
+        let key = (protocol, round, std::any::type_name::<T>());
+        let members = &self.members;
+        let make = |(from, msg, ctx): &(EvaluationPoint, &T, MessageContext), hint: usize| {
+            let payload = postcard::to_extend(*msg, Vec::with_capacity(hint))
+                .map_err(|e| LocalError::Other(e.to_string()))?;
+            let m = members
+                .get(from)
+                .ok_or_else(|| LocalError::Other(format!("{from} is not registered")))?;
+            Ok(SignedEnvelope::sign(&m.identity, *ctx, prev, payload))
+        };
+        // The first message of a kind the relay has not sized yet is made
+        // alone, so that the others are written into buffers of its size
+        // (growing a buffer by doubling copies large payloads several times).
+        let (mut envs, rest) = match (self.size_hints.get(&key), jobs.split_first()) {
+            (None, Some((first, rest))) => (vec![make(first, 0)?], rest),
+            _ => (Vec::new(), jobs.as_slice()),
+        };
+        let hint = envs
+            .first()
+            .map(|env| env.payload().len())
+            .or_else(|| self.size_hints.get(&key).copied())
+            .unwrap_or(0);
+        // On one thread, on the caller's: handing the jobs to the pool would
+        // only add a round trip (and free the buffers across threads).
+        if rayon::current_num_threads() > 1 {
+            envs.extend(
+                rest.par_iter()
+                    .map(|job| make(job, hint))
+                    .collect::<Result<Vec<_>>>()?,
+            );
+        } else {
+            for job in rest {
+                envs.push(make(job, hint)?);
+            }
+        }
+        if let Some(len) = envs.iter().map(|env| env.payload().len()).max() {
+            self.size_hints.insert(key, len);
+        }
+        for env in &envs {
+            self.bytes += env.encoded_len() as u64;
+        }
         let out = self.deliver(receivers, &envs, protocol, round)?;
         self.end_round();
         Ok(out)
