@@ -138,7 +138,7 @@ impl Relay {
         protocol: ProtocolName,
         round: u16,
         recipient: Recipient,
-    ) -> Result<(MessageContext, &IdentityKey)> {
+    ) -> Result<MessageContext> {
         let session = self.session;
         let epoch = self.epoch;
         let m = self
@@ -147,51 +147,91 @@ impl Relay {
             .ok_or_else(|| LocalError::Other(format!("{from} is not registered")))?;
         let sequence = SequenceNumber(m.next_sequence);
         m.next_sequence += 1;
-        Ok((
-            MessageContext {
-                session,
-                epoch,
-                protocol,
-                round: Round(round),
-                sender: m.id,
-                recipient,
-                sequence,
-            },
-            &m.identity,
-        ))
-    }
-
-    fn sign(
-        &mut self,
-        ctx: MessageContext,
-        key_of: EvaluationPoint,
-        payload: Vec<u8>,
-    ) -> Result<SignedEnvelope> {
-        let prev = self.transcript.round_hash();
-        let m = self
-            .members
-            .get(&key_of)
-            .ok_or_else(|| LocalError::Other(format!("{key_of} is not registered")))?;
-        let env = SignedEnvelope::sign(&m.identity, ctx, prev, payload);
-        self.bytes += env.encoded_len() as u64;
-        Ok(env)
+        Ok(MessageContext {
+            session,
+            epoch,
+            protocol,
+            round: Round(round),
+            sender: m.id,
+            recipient,
+            sequence,
+        })
     }
 
     /// `from` signs `msg` for everyone.
-    pub(crate) fn broadcast<T: Serialize>(
+    pub(crate) fn broadcast<T: Serialize + Sync>(
         &mut self,
         from: EvaluationPoint,
         protocol: ProtocolName,
         round: u16,
         msg: &T,
     ) -> Result<SignedEnvelope> {
+        self.broadcast_many(protocol, round, &[(from, msg)])?
+            .pop()
+            .ok_or_else(|| LocalError::Other("nothing signed".into()))
+    }
+
+    /// Each `(sender, message)` signed for everyone, in order. The contexts
+    /// (sequence numbers) are fixed first, in order; then every sender
+    /// serialises and signs its message, in parallel where the pool has
+    /// more than one thread (each sender on its own machine in a
+    /// deployment).
+    fn broadcast_many<T: Serialize + Sync>(
+        &mut self,
+        protocol: ProtocolName,
+        round: u16,
+        messages: &[(EvaluationPoint, &T)],
+    ) -> Result<Vec<SignedEnvelope>> {
+        use rayon::prelude::*;
+        let prev = self.transcript.round_hash();
+        let mut jobs = Vec::with_capacity(messages.len());
+        for &(from, msg) in messages {
+            let ctx = self.context(from, protocol, round, Recipient::Broadcast)?;
+            jobs.push((from, msg, ctx));
+        }
         let key = (protocol, round, std::any::type_name::<T>());
-        let hint = self.size_hints.get(&key).copied().unwrap_or(0);
-        let payload = postcard::to_extend(msg, Vec::with_capacity(hint))
-            .map_err(|e| LocalError::Other(e.to_string()))?;
-        self.size_hints.insert(key, payload.len());
-        let (ctx, _) = self.context(from, protocol, round, Recipient::Broadcast)?;
-        self.sign(ctx, from, payload)
+        let members = &self.members;
+        let make = |(from, msg, ctx): &(EvaluationPoint, &T, MessageContext), hint: usize| {
+            let payload = postcard::to_extend(*msg, Vec::with_capacity(hint))
+                .map_err(|e| LocalError::Other(e.to_string()))?;
+            let m = members
+                .get(from)
+                .ok_or_else(|| LocalError::Other(format!("{from} is not registered")))?;
+            Ok(SignedEnvelope::sign(&m.identity, *ctx, prev, payload))
+        };
+        // The first message of a kind the relay has not sized yet is made
+        // alone, so that the others are written into buffers of its size
+        // (growing a buffer by doubling copies large payloads several times).
+        let known = self.size_hints.get(&key).copied();
+        let (mut envs, rest) = match (known, jobs.split_first()) {
+            (None, Some((first, rest))) => (vec![make(first, 0)?], rest),
+            _ => (Vec::new(), jobs.as_slice()),
+        };
+        let hint = envs
+            .first()
+            .map(|env| env.payload().len())
+            .or(known)
+            .unwrap_or(0);
+        // On one thread, on the caller's: handing the jobs to the pool would
+        // only add a round trip (and free the buffers across threads).
+        if rayon::current_num_threads() > 1 {
+            envs.extend(
+                rest.par_iter()
+                    .map(|job| make(job, hint))
+                    .collect::<Result<Vec<_>>>()?,
+            );
+        } else {
+            for job in rest {
+                envs.push(make(job, hint)?);
+            }
+        }
+        if let Some(len) = envs.iter().map(|env| env.payload().len()).max() {
+            self.size_hints.insert(key, len);
+        }
+        for env in &envs {
+            self.bytes += env.encoded_len() as u64;
+        }
+        Ok(envs)
     }
 
     /// `from` seals `msg` to `to`'s transport key and signs the result.
@@ -221,58 +261,9 @@ impl Relay {
         round: u16,
         messages: &[(EvaluationPoint, T)],
     ) -> Result<Vec<T>> {
-        use rayon::prelude::*;
-        // The contexts (sequence numbers) are fixed first, in order; then
-        // every sender serialises and signs its message, in parallel where
-        // the pool has more than one thread (each sender on its own machine
-        // in a deployment): the envelopes `broadcast` makes one by one.
-        let prev = self.transcript.round_hash();
-        let mut jobs = Vec::with_capacity(messages.len());
-        for (from, msg) in messages {
-            let (ctx, _) = self.context(*from, protocol, round, Recipient::Broadcast)?;
-            jobs.push((*from, msg, ctx));
-        }
-        let key = (protocol, round, std::any::type_name::<T>());
-        let members = &self.members;
-        let make = |(from, msg, ctx): &(EvaluationPoint, &T, MessageContext), hint: usize| {
-            let payload = postcard::to_extend(*msg, Vec::with_capacity(hint))
-                .map_err(|e| LocalError::Other(e.to_string()))?;
-            let m = members
-                .get(from)
-                .ok_or_else(|| LocalError::Other(format!("{from} is not registered")))?;
-            Ok(SignedEnvelope::sign(&m.identity, *ctx, prev, payload))
-        };
-        // The first message of a kind the relay has not sized yet is made
-        // alone, so that the others are written into buffers of its size
-        // (growing a buffer by doubling copies large payloads several times).
-        let (mut envs, rest) = match (self.size_hints.get(&key), jobs.split_first()) {
-            (None, Some((first, rest))) => (vec![make(first, 0)?], rest),
-            _ => (Vec::new(), jobs.as_slice()),
-        };
-        let hint = envs
-            .first()
-            .map(|env| env.payload().len())
-            .or_else(|| self.size_hints.get(&key).copied())
-            .unwrap_or(0);
-        // On one thread, on the caller's: handing the jobs to the pool would
-        // only add a round trip (and free the buffers across threads).
-        if rayon::current_num_threads() > 1 {
-            envs.extend(
-                rest.par_iter()
-                    .map(|job| make(job, hint))
-                    .collect::<Result<Vec<_>>>()?,
-            );
-        } else {
-            for job in rest {
-                envs.push(make(job, hint)?);
-            }
-        }
-        if let Some(len) = envs.iter().map(|env| env.payload().len()).max() {
-            self.size_hints.insert(key, len);
-        }
-        for env in &envs {
-            self.bytes += env.encoded_len() as u64;
-        }
+        let messages: Vec<(EvaluationPoint, &T)> =
+            messages.iter().map(|(from, msg)| (*from, msg)).collect();
+        let envs = self.broadcast_many(protocol, round, &messages)?;
         let out = self.deliver(receivers, &envs, protocol, round)?;
         self.end_round();
         Ok(out)
@@ -300,7 +291,7 @@ impl Relay {
                 .get(&to_id)
                 .ok_or_else(|| LocalError::Other(format!("{to} has no transport key")))?;
             let transport = *transport;
-            let (ctx, _) = self.context(from, protocol, round, Recipient::Participant(to_id))?;
+            let ctx = self.context(from, protocol, round, Recipient::Participant(to_id))?;
             let mut seed = [0u8; 32];
             rng.fill_bytes(&mut seed);
             jobs.push((*to, msg, ctx, transport, seed));
