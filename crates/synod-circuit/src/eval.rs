@@ -147,7 +147,7 @@ impl<'a> Evaluator<'a> {
                 }
                 if role == Role::Alone {
                     for ct in cts.iter_mut() {
-                        *ct = synod_he::ring::switch_to_level(params, ct, agg.level)?;
+                        synod_he::ring::switch_to_level(params, ct, agg.level)?;
                     }
                 }
                 Ok(cts)
@@ -168,14 +168,15 @@ impl<'a> Evaluator<'a> {
                         ))),
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let ct = match pack.kind {
+                let mut ct = match pack.kind {
                     PackKind::Traces(layout) => {
                         let (traced, added) = members.split_at(layout.count.min(members.len()));
                         self.galois_key()?.pack_traces_with(traced, added)?
                     }
                     PackKind::Constants => synod_he::decrypt::pack_constants(params, &members)?,
                 };
-                Ok(synod_he::ring::switch_to_level(params, &ct, pack.level)?)
+                synod_he::ring::switch_to_level(params, &mut ct, pack.level)?;
+                Ok(ct)
             })
             .collect::<Result<Vec<_>>>()?;
         for pack in self.plan.packs() {

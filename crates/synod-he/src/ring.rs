@@ -387,8 +387,9 @@ impl Blank {
     }
 }
 
-/// `ct` switched down to `level` (`ct`'s own level or deeper): the same
-/// ciphertext, bit for bit, as fhe.rs's `Ciphertext::switch_to_level`, one
+/// Switches `ct` down to `level` (its own level, which leaves it as it is,
+/// or deeper): the same ciphertext, bit for bit, as fhe.rs's
+/// `Ciphertext::switch_to_level` leaves, one
 /// prime dropped at a time with rounding (fhe-math's `Poly::switch_down`:
 /// `x' = (x − z)·q_L^{−1}` modulo each remaining prime, with
 /// `z = [x + ⌊q_L/2⌋]_{q_L} − ⌊q_L/2⌋` the centred remainder), but in NTT
@@ -397,11 +398,7 @@ impl Blank {
 /// every row back and forth through fhe-math's transforms (a level-0
 /// ciphertext to level 2 at N = 8192: 9 transforms a part instead of 16;
 /// the demo's compute phase about 1 ms, 3 %, shorter at one thread).
-pub fn switch_to_level(
-    params: &Params,
-    ct: &fhe::bfv::Ciphertext,
-    level: usize,
-) -> Result<fhe::bfv::Ciphertext> {
+pub fn switch_to_level(params: &Params, ct: &mut fhe::bfv::Ciphertext, level: usize) -> Result<()> {
     use rayon::prelude::*;
     // Each level drops one prime: the level is read off the first part's
     // primes, which must be the parameters' at that level.
@@ -419,7 +416,7 @@ pub fn switch_to_level(
         )));
     }
     if level == from {
-        return Ok(ct.clone());
+        return Ok(());
     }
     let top = crate::kernels::RingOps::of(params.ctx(from)?)?;
     let n = top.degree();
@@ -463,10 +460,11 @@ pub fn switch_to_level(
             crate::kernels::ntt_poly(rows, params.ctx(level)?)
         })
         .collect::<Result<Vec<_>>>()?;
-    match <[Poly; 2]>::try_from(parts) {
-        Ok([c0, c1]) => ciphertext_at(params, level, c0, c1),
-        Err(parts) => Ok(fhe::bfv::Ciphertext::new(parts, params.bfv())?),
-    }
+    *ct = match <[Poly; 2]>::try_from(parts) {
+        Ok([c0, c1]) => ciphertext_at(params, level, c0, c1)?,
+        Err(parts) => fhe::bfv::Ciphertext::new(parts, params.bfv())?,
+    };
+    Ok(())
 }
 
 /// Restricts a level-0 polynomial to the primes of `ctx` (a lower level) by
@@ -754,13 +752,16 @@ mod tests {
                     for to in from..=max {
                         let mut expected = ct.clone();
                         expected.switch_to_level(to).unwrap();
-                        let got = switch_to_level(&params, &ct, to).unwrap();
+                        let mut got = ct.clone();
+                        switch_to_level(&params, &mut got, to).unwrap();
                         assert_eq!(got, expected, "{set:?} {from} → {to}, {parts} parts");
                     }
+                    let mut refused = ct.clone();
                     if from > 0 {
-                        assert!(switch_to_level(&params, &ct, from - 1).is_err());
+                        assert!(switch_to_level(&params, &mut refused, from - 1).is_err());
                     }
-                    assert!(switch_to_level(&params, &ct, max + 1).is_err());
+                    assert!(switch_to_level(&params, &mut refused, max + 1).is_err());
+                    assert_eq!(refused, ct, "a refused switch changed the ciphertext");
                 }
             }
         }
