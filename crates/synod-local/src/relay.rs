@@ -17,7 +17,7 @@ use synod_he::EvaluationPoint;
 use synod_proto::{
     Epoch, ExpectedContext, IdentityKey, IdentityPublicKey, MessageContext, ParticipantId,
     ProtocolName, Recipient, ReplayGuard, Round, SealedPayload, SequenceNumber, SessionId,
-    SignedEnvelope, Transcript, TransportKey, TransportPublicKey,
+    SignedEnvelope, Transcript, TransportKey, TransportPublicKey, Verified,
 };
 
 use crate::{LocalError, Result};
@@ -408,21 +408,39 @@ impl Relay {
             .filter(|(p, _)| receivers.contains(p))
             .map(|(_, m)| m)
             .collect();
-        guards.par_iter_mut().try_for_each(|m| {
-            // A participant does not verify the message it signed itself.
-            for (env, expected, key) in checks.iter().filter(|(e, _, _)| e.context().sender != m.id)
-            {
-                env.verify_and_record(expected, key, &mut m.guard)?;
+        // Per receiver, what it verified (by envelope index).
+        let verified: Vec<Vec<(usize, Verified<'_>)>> = guards
+            .par_iter_mut()
+            .map(|m| {
+                // A participant does not verify the message it signed itself.
+                checks
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (e, _, _))| e.context().sender != m.id)
+                    .map(|(i, (env, expected, key))| {
+                        Ok((i, env.verify_and_record(expected, key, &mut m.guard)?))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<_>>()?;
+        drop(guards);
+        let mut hashed: Vec<Option<&Verified<'_>>> = vec![None; envelopes.len()];
+        for (i, v) in verified.iter().flatten() {
+            if let Some(slot @ None) = hashed.get_mut(*i) {
+                *slot = Some(v);
             }
-            Ok::<(), LocalError>(())
-        })?;
-        // One transcript stands for every node here: it hashes each payload
-        // once for all of them (a node records what it verified itself,
-        // `Transcript::record_verified`).
+        }
+        // One transcript stands for every node here: it records each payload
+        // once for all of them, with the hash a receiver's check computed
+        // (`Transcript::record_verified`, as a node records what it verified
+        // itself), hashing again only an envelope no receiver checked.
         let mut out = Vec::with_capacity(envelopes.len());
-        for env in envelopes {
+        for (env, verified) in envelopes.iter().zip(hashed) {
             if self.recorded.insert(env.context().encode()) {
-                self.transcript.record_envelope(env)?;
+                match verified {
+                    Some(v) => self.transcript.record_verified(v)?,
+                    None => self.transcript.record_envelope(env)?,
+                }
             }
             out.push(
                 postcard::from_bytes(env.payload()).map_err(|e| LocalError::Decode {
@@ -501,6 +519,45 @@ mod tests {
             .accept_sealed(pts[2], &env, ProtocolName::Thresholdize, 1)
             .unwrap();
         assert_eq!(v, 7);
+    }
+
+    /// The relay's transcript records each delivered payload once, with the
+    /// hash a receiver's check computed, or hashed anew where no receiver
+    /// checked it (a sender delivering to itself alone): the same round
+    /// hash as a transcript that hashes every envelope itself.
+    #[test]
+    fn delivered_rounds_are_recorded_as_their_payloads() {
+        let (mut r, pts, _) = relay();
+        let mut reference = Transcript::new(SessionId([4; 32]));
+        let msgs: Vec<(EvaluationPoint, Vec<u8>)> =
+            pts.iter().map(|&x| (x, vec![x.get() as u8; 100])).collect();
+        let envs = r
+            .broadcast_many(
+                ProtocolName::PublicKeyGen,
+                1,
+                &msgs.iter().map(|(x, m)| (*x, m)).collect::<Vec<_>>(),
+            )
+            .unwrap();
+        let _: Vec<Vec<u8>> = r
+            .deliver(&pts, &envs, ProtocolName::PublicKeyGen, 1)
+            .unwrap();
+        // Its own sender alone: nobody else checked it.
+        let own = r
+            .broadcast(pts[0], ProtocolName::PublicKeyGen, 1, &vec![9u8; 50])
+            .unwrap();
+        let _: Vec<Vec<u8>> = r
+            .deliver(
+                &pts[..1],
+                std::slice::from_ref(&own),
+                ProtocolName::PublicKeyGen,
+                1,
+            )
+            .unwrap();
+        for env in envs.iter().chain([&own]) {
+            reference.record_envelope(env).unwrap();
+        }
+        r.end_round();
+        assert_eq!(r.transcript_hash(), reference.end_round().0);
     }
 
     #[test]
