@@ -204,7 +204,7 @@ impl EnclaveCommittee {
                 .map_err(tee_err(x, "key generation"))?;
             messages.push((x, share));
         }
-        let shares = relay.exchange(&members, ProtocolName::PublicKeyGen, 1, &messages)?;
+        let shares = relay.exchange(&members, ProtocolName::PublicKeyGen, 1, messages)?;
         let pk = keygen::aggregate_public_key(params, &crs, &members, shares)?;
         phases.push(clock.lap("public key", &relay));
 
@@ -217,7 +217,7 @@ impl EnclaveCommittee {
             messages.push((x, m));
         }
         let round1: Vec<relin::Round1Share> =
-            relay.exchange(&members, ProtocolName::RelinKeyGen, 1, &messages)?;
+            relay.exchange(&members, ProtocolName::RelinKeyGen, 1, messages)?;
         let agg = relin::aggregate_round1(params, &members, round1.clone())?;
         let mut messages = Vec::new();
         for (&x, e) in enclaves.iter_mut() {
@@ -226,7 +226,7 @@ impl EnclaveCommittee {
                 .map_err(tee_err(x, "relinearisation round 2"))?;
             messages.push((x, m));
         }
-        let round2 = relay.exchange(&members, ProtocolName::RelinKeyGen, 2, &messages)?;
+        let round2 = relay.exchange(&members, ProtocolName::RelinKeyGen, 2, messages)?;
         let relin_key = relin::relinearization_key(params, &agg, &members, round2)?;
         phases.push(clock.lap("relinearisation key", &relay));
 
@@ -241,7 +241,7 @@ impl EnclaveCommittee {
                     .map_err(tee_err(x, "rotation keys"))?;
                 messages.push((x, share));
             }
-            let shares = relay.exchange(&members, ProtocolName::GaloisKeyGen, 1, &messages)?;
+            let shares = relay.exchange(&members, ProtocolName::GaloisKeyGen, 1, messages)?;
             let ek =
                 galois::aggregate_galois_key_rows(params, &crs, &members, galois_elements, shares)?;
             phases.push(clock.lap("rotation keys", &relay));
@@ -430,7 +430,7 @@ impl EnclaveCommittee {
         }
         let shares: Vec<decrypt::DecryptionShare> =
             self.relay
-                .exchange(set.members(), ProtocolName::Decrypt, 1, &messages)?;
+                .exchange(set.members(), ProtocolName::Decrypt, 1, messages)?;
         Ok((set, shares))
     }
 
@@ -785,7 +785,7 @@ impl EnclaveCommittee {
         }
         let shares: Vec<decrypt::DecryptionShare> =
             self.relay
-                .exchange(set.members(), ProtocolName::Decrypt, 1, &messages)?;
+                .exchange(set.members(), ProtocolName::Decrypt, 1, messages)?;
         let pt = decrypt::combine(&params, &ct, &set, shares)?;
         let values = synod_he::encoding::decode_signed(&params, &pt)?;
         let p = params.plaintext() as i64;

@@ -182,7 +182,7 @@ impl LocalCommittee {
             .zip(&additive)
             .map(|(&x, sk)| Ok((x, keygen::public_key_share(params, &crs, sk, x, rng)?)))
             .collect::<Result<Vec<_>>>()?;
-        let shares = relay.exchange(&members, ProtocolName::PublicKeyGen, 1, &messages)?;
+        let shares = relay.exchange(&members, ProtocolName::PublicKeyGen, 1, messages)?;
         let pk = keygen::aggregate_public_key(params, &crs, &members, shares)?;
         phases.push(clock.lap("public key", &relay));
 
@@ -194,14 +194,14 @@ impl LocalCommittee {
             secrets.push(s);
             messages.push((x, m));
         }
-        let round1 = relay.exchange(&members, ProtocolName::RelinKeyGen, 1, &messages)?;
+        let round1 = relay.exchange(&members, ProtocolName::RelinKeyGen, 1, messages)?;
         let agg = relin::aggregate_round1(params, &members, round1)?;
         let messages = secrets
             .into_iter()
             .zip(members.iter().zip(&additive))
             .map(|(s, (&x, sk))| Ok((x, relin::round2(params, s, sk, &agg, x, rng)?)))
             .collect::<Result<Vec<_>>>()?;
-        let round2 = relay.exchange(&members, ProtocolName::RelinKeyGen, 2, &messages)?;
+        let round2 = relay.exchange(&members, ProtocolName::RelinKeyGen, 2, messages)?;
         let relin_key = relin::relinearization_key(params, &agg, &members, round2)?;
         phases.push(clock.lap("relinearisation key", &relay));
 
@@ -271,7 +271,7 @@ impl LocalCommittee {
                     ))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let shares = relay.exchange(&members, ProtocolName::GaloisKeyGen, 1, &messages)?;
+            let shares = relay.exchange(&members, ProtocolName::GaloisKeyGen, 1, messages)?;
             let keys = galois::aggregate_galois_key_rows(
                 params,
                 &crs,
@@ -598,7 +598,7 @@ fn decryption_round<R: RngCore + CryptoRng>(
         let share = decrypt::decryption_share(params, &p.key_share, &set, ct, flooding, rng)?;
         messages.push((x, share));
     }
-    let shares = relay.exchange(set.members(), ProtocolName::Decrypt, 1, &messages)?;
+    let shares = relay.exchange(set.members(), ProtocolName::Decrypt, 1, messages)?;
     Ok((set, shares))
 }
 

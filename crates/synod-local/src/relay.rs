@@ -253,18 +253,28 @@ impl Relay {
 
     /// One broadcast round: each `(sender, message)` is signed, every
     /// receiver verifies every message, the round is closed, and the
-    /// messages are returned decoded.
+    /// messages are returned decoded. The messages are dropped once signed,
+    /// before they are decoded again, so a round of large shares does not
+    /// hold three copies of itself at once.
     pub(crate) fn exchange<T: Serialize + DeserializeOwned + Sync>(
         &mut self,
         receivers: &[EvaluationPoint],
         protocol: ProtocolName,
         round: u16,
-        messages: &[(EvaluationPoint, T)],
+        messages: Vec<(EvaluationPoint, T)>,
     ) -> Result<Vec<T>> {
-        let messages: Vec<(EvaluationPoint, &T)> =
-            messages.iter().map(|(from, msg)| (*from, msg)).collect();
-        let envs = self.broadcast_many(protocol, round, &messages)?;
-        let out = self.deliver(receivers, &envs, protocol, round)?;
+        let envs = {
+            let messages: Vec<(EvaluationPoint, &T)> =
+                messages.iter().map(|(from, msg)| (*from, msg)).collect();
+            self.broadcast_many(protocol, round, &messages)?
+        };
+        drop(messages);
+        self.check(receivers, &envs, protocol, round)?;
+        // Each envelope dropped once decoded.
+        let out = envs
+            .into_iter()
+            .map(|env| decode(&env))
+            .collect::<Result<_>>()?;
         self.end_round();
         Ok(out)
     }
@@ -379,17 +389,17 @@ impl Relay {
         })
     }
 
-    /// Delivers a round of broadcasts: every participant in `receivers`
+    /// Checks a round of broadcasts: every participant in `receivers`
     /// verifies every envelope but its own (the receivers in parallel, as
-    /// separate nodes would), each envelope is recorded in the transcript
-    /// once, and the payloads are decoded.
-    pub(crate) fn deliver<T: DeserializeOwned>(
+    /// separate nodes would), and each envelope is recorded in the
+    /// transcript once.
+    fn check(
         &mut self,
         receivers: &[EvaluationPoint],
         envelopes: &[SignedEnvelope],
         protocol: ProtocolName,
         round: u16,
-    ) -> Result<Vec<T>> {
+    ) -> Result<()> {
         use rayon::prelude::*;
         let mut checks = Vec::with_capacity(envelopes.len());
         for env in envelopes {
@@ -434,7 +444,6 @@ impl Relay {
         // once for all of them, with the hash a receiver's check computed
         // (`Transcript::record_verified`, as a node records what it verified
         // itself), hashing again only an envelope no receiver checked.
-        let mut out = Vec::with_capacity(envelopes.len());
         for (env, verified) in envelopes.iter().zip(hashed) {
             if self.recorded.insert(env.context().encode()) {
                 match verified {
@@ -442,14 +451,20 @@ impl Relay {
                     None => self.transcript.record_envelope(env)?,
                 }
             }
-            out.push(
-                postcard::from_bytes(env.payload()).map_err(|e| LocalError::Decode {
-                    sender: env.context().sender.get(),
-                    reason: e.to_string(),
-                })?,
-            );
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// [`Self::check`]s a round of broadcasts and decodes their payloads.
+    pub(crate) fn deliver<T: DeserializeOwned>(
+        &mut self,
+        receivers: &[EvaluationPoint],
+        envelopes: &[SignedEnvelope],
+        protocol: ProtocolName,
+        round: u16,
+    ) -> Result<Vec<T>> {
+        self.check(receivers, envelopes, protocol, round)?;
+        envelopes.iter().map(decode).collect()
     }
 
     /// `at` checks an envelope sealed to it, opens it and decodes it.
@@ -479,6 +494,14 @@ impl Relay {
         self.transcript.end_round();
         self.recorded.clear();
     }
+}
+
+/// A checked envelope's payload, decoded.
+fn decode<T: DeserializeOwned>(env: &SignedEnvelope) -> Result<T> {
+    postcard::from_bytes(env.payload()).map_err(|e| LocalError::Decode {
+        sender: env.context().sender.get(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
