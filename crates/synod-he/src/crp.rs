@@ -126,9 +126,22 @@ impl CommonRandomness {
         Ok(Cow::Borrowed(cell.get_or_init(|| derived)))
     }
 
+    /// The polynomial for `purpose` as its NTT residues (`primes × N`,
+    /// row-major), derived afresh: for a caller that keeps them, without the
+    /// copy out of a [`Poly`].
+    pub(crate) fn residues(&self, purpose: CrpPurpose) -> Result<Vec<u64>> {
+        let ctx = self.params.ctx(0)?;
+        Ok(self.derive_residues(ctx, purpose))
+    }
+
     /// Derives the polynomial for `purpose` (see the module documentation).
     fn derive(&self, purpose: CrpPurpose) -> Result<Poly> {
         let ctx = self.params.ctx(0)?;
+        crate::kernels::ntt_poly(self.derive_residues(ctx, purpose), ctx)
+    }
+
+    /// [`Self::derive`]'s residues.
+    fn derive_residues(&self, ctx: &fhe_math::rq::Context, purpose: CrpPurpose) -> Vec<u64> {
         let n = self.params.degree();
         let mut h = blake3::Hasher::new_derive_key("synod/crp/v2");
         h.update(&self.session);
@@ -147,7 +160,7 @@ impl CommonRandomness {
                 xof.update(&u32::try_from(i).unwrap_or(u32::MAX).to_le_bytes());
                 uniform_into(&mut xof.finalize_xof(), q, row);
             });
-        crate::kernels::ntt_poly(residues, ctx)
+        residues
     }
 }
 

@@ -591,7 +591,6 @@ pub fn aggregate_galois_key_rows(
     )?;
     let ctx = params.ctx(0)?;
     let ops = crate::kernels::RingOps::of(ctx)?;
-    let l = params.moduli().len();
     let gadget = crate::gadget::Gadget::rotation(params)?;
     let digits = gadget.digits();
     let mut wanted = elements.to_vec();
@@ -635,32 +634,52 @@ pub fn aggregate_galois_key_rows(
             });
         }
     }
+    // Each share's rows per element, taken out of the shares (validated
+    // above), so that the sum starts from the first share's own rows.
+    let mut shares: Vec<Vec<(u32, Vec<WirePoly>)>> =
+        shares.into_values().map(|share| share.keys).collect();
     let mut keys = BTreeMap::new();
     for (g, perm) in wanted.into_iter().zip(perms) {
-        let rows: Vec<(Vec<u64>, Vec<u64>)> = (0..digits)
+        let mut per_share: Vec<Vec<WirePoly>> = shares
+            .iter_mut()
+            .map(|keys| {
+                keys.iter_mut()
+                    .find(|(e, _)| *e == g)
+                    .map(|(_, rows)| std::mem::take(rows))
+                    .ok_or_else(|| Error::Parameters("missing row".into()))
+            })
+            .collect::<Result<_>>()?;
+        // Per digit, every share's row: the first to sum into, the others.
+        let mut by_digit: Vec<Vec<Vec<u64>>> = (0..digits).map(|_| Vec::new()).collect();
+        for rows in &mut per_share {
+            if rows.len() != digits {
+                return Err(Error::Parameters("missing row".into()));
+            }
+            for (digit, row) in by_digit.iter_mut().zip(rows.drain(..)) {
+                digit.push(row.residues);
+            }
+        }
+        let rows: Vec<(Vec<u64>, Vec<u64>)> = by_digit
             .into_par_iter()
-            .map(|k| {
-                let mut c0 = vec![0u64; l * ops.degree()];
-                for share in shares.values() {
-                    let w = share
-                        .keys
-                        .iter()
-                        .find(|(e, _)| *e == g)
-                        .and_then(|(_, rows)| rows.get(k))
-                        .ok_or_else(|| Error::Parameters("missing row".into()))?;
+            .enumerate()
+            .map(|(k, rows)| {
+                let mut rows = rows.into_iter();
+                let mut c0 = rows
+                    .next()
+                    .ok_or_else(|| Error::Parameters("no Galois key shares".into()))?;
+                for add in rows {
                     for ((acc, add), q) in c0
                         .chunks_mut(ops.degree())
-                        .zip(w.residues.chunks(ops.degree()))
+                        .zip(add.chunks(ops.degree()))
                         .zip(ops.moduli())
                     {
                         q.add_vec(acc, add);
                     }
                 }
-                let a = crs.poly(CrpPurpose::Galois {
+                let c1 = crs.residues(CrpPurpose::Galois {
                     exponent: g,
                     row: u32::try_from(k).unwrap_or(u32::MAX),
                 })?;
-                let c1 = crate::kernels::contiguous_rows(a.coefficients(), l)?.to_vec();
                 Ok((c0, c1))
             })
             .collect::<Result<_>>()?;
