@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 
 use fhe::bfv::EvaluationKey;
-use fhe_math::rq::SubstitutionExponent;
 use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
@@ -167,10 +166,10 @@ pub fn galois_key_share<S: LinearSecret, R: RngCore + CryptoRng>(
     let errors = crate::relin::sample_errors(params, elements.len() * digits, rng)?;
     let mut keys = Vec::new();
     for (e_index, &g) in elements.iter().enumerate() {
-        let sub = SubstitutionExponent::new(ctx, g as usize)?;
-        let s_g = zeroize::Zeroizing::new(secret.secret_ntt().substitute(&sub)?);
-        let s_g_view = NttView::of(&s_g)?;
-        let s_g_rows = s_g_view.rows(l)?;
+        // σ_g(s) in NTT form: its residues permuted (as a rotation permutes
+        // a ciphertext's), into a buffer wiped on drop.
+        let s_g_rows = zeroize::Zeroizing::new(permuted(&ntt_permutation(ops.degree(), g)?, s));
+        let s_g_rows = s_g_rows.as_slice();
         let rows = (0..digits)
             .into_par_iter()
             .map(|k| {
@@ -706,7 +705,7 @@ mod tests {
     use crate::secret::AdditiveKeyShare;
     use crate::ParameterSet;
     use fhe_math::rns::RnsContext;
-    use fhe_math::rq::{Poly, Representation};
+    use fhe_math::rq::{Poly, Representation, SubstitutionExponent};
     use rand::SeedableRng;
 
     /// Our key switching gives exactly fhe.rs's rotations and inner sum with
