@@ -639,22 +639,16 @@ pub fn aggregate_galois_key_rows(
         shares.into_values().map(|share| share.keys).collect();
     let mut keys = BTreeMap::new();
     for (g, perm) in wanted.into_iter().zip(perms) {
-        let mut per_share: Vec<Vec<WirePoly>> = shares
-            .iter_mut()
-            .map(|keys| {
-                keys.iter_mut()
-                    .find(|(e, _)| *e == g)
-                    .map(|(_, rows)| std::mem::take(rows))
-                    .ok_or_else(|| Error::Parameters("missing row".into()))
-            })
-            .collect::<Result<_>>()?;
-        // Per digit, every share's row: the first to sum into, the others.
+        // Per digit, every share's row (each share has one per digit,
+        // checked above): the first to sum into, then the others.
         let mut by_digit: Vec<Vec<Vec<u64>>> = (0..digits).map(|_| Vec::new()).collect();
-        for rows in &mut per_share {
-            if rows.len() != digits {
-                return Err(Error::Parameters("missing row".into()));
-            }
-            for (digit, row) in by_digit.iter_mut().zip(rows.drain(..)) {
+        for keys in &mut shares {
+            let rows = keys
+                .iter_mut()
+                .find(|(e, _)| *e == g)
+                .map(|(_, rows)| std::mem::take(rows))
+                .ok_or_else(|| Error::Parameters("missing row".into()))?;
+            for (digit, row) in by_digit.iter_mut().zip(rows) {
                 digit.push(row.residues);
             }
         }
